@@ -1,0 +1,1 @@
+"""Data package: the hardware database (TOML files; see docs/hardware_db.md)."""

@@ -1,0 +1,194 @@
+"""Closed-form cost of each operator kind, as sympy expressions of the scenario symbols.
+
+Every quantity is per GPU rank and per instance (one layer); the graph multiplies by the layer count.
+Conventions (stated once, here):
+- a GEMM of shape (m x k) @ (k x n) costs 2*m*n*k FLOPs and moves k*n weights plus m*k + m*n activations;
+- attention FLOPs are 2*d_qk + 2*d_v per (query, key) pair (QK^T plus AV); which keys a query sees follows the
+  `causal` symbol (1: the causal triangle, 0: the full square, as some published analyses count);
+- norms and element-wise kernels are memory-bound and counted by the bytes they read and write;
+- MoE weights read per step are those of the experts actually touched: E_loc * (1 - (1 - k/E)^tokens) under
+  uniform routing; the busiest rank carries `gamma_moe` times the mean expert load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from model.operators.symbols import (
+    B, C, T, b_a, b_e, b_emb, b_kv, b_state, b_w, causal, dp_attn, ep, etp, moe_imbalance, n_logit, tp,
+)
+
+ZERO = sp.Integer(0)
+ONE = sp.Integer(1)
+
+# Absorbed MLA (attention over the compressed latent) is what engines run when few queries per sequence
+# arrive (decode, speculative verification); longer prefills decompress K/V and run ordinary MHA (SGLang/vLLM).
+MLA_ABSORB_MAX_T = 32
+# Chunk length of the chunkwise-parallel linear-attention kernels (Gated DeltaNet / FLA default 64).
+LINEAR_CHUNK = 64
+
+N = B * T  # tokens in the step on one attention rank
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One operator instance's cost on one rank. Units: FLOP, bytes, parameters (counts)."""
+
+    name: str
+    kind: str  # gemm | attention | linear_attention | elementwise | embedding | collective
+    weight_role: str = "none"  # dense | expert | embedding | none: which weight format applies
+    flops: sp.Expr = ZERO
+    weight_bytes: sp.Expr = ZERO  # weights read from memory
+    act_bytes: sp.Expr = ZERO  # activations read + written
+    kv_read_bytes: sp.Expr = ZERO
+    kv_write_bytes: sp.Expr = ZERO
+    comm_bytes: sp.Expr = ZERO  # bytes each rank contributes to the collective
+    collective: str | None = None  # all_reduce | all_to_all | all_gather
+    comm_group: str | None = None  # tp | ep
+    m: sp.Expr = ZERO  # GEMM shape on this rank (0 when not a GEMM)
+    n: sp.Expr = ZERO
+    k: sp.Expr = ZERO
+    params: sp.Expr = ZERO  # parameters resident on this rank
+    resident_bytes: sp.Expr | None = None  # bytes of those parameters (None: params * b_a, 16-bit vectors)
+    cache_bytes: sp.Expr = ZERO  # KV / recurrent state held on this rank for the B sequences after the step
+    active_params: sp.Expr = ZERO  # parameters one token touches (whole model, no parallelism)
+    kernels: int = 1
+    description: str = ""
+    group: int = -1  # layer group index, -1 for model-level operators
+    count: int = 1  # instances per forward pass
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def bytes(self) -> sp.Expr:
+        return self.weight_bytes + self.act_bytes + self.kv_read_bytes + self.kv_write_bytes
+
+    @property
+    def resident(self) -> sp.Expr:
+        return self.params * b_a if self.resident_bytes is None else self.resident_bytes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# building blocks
+
+def gemm(name: str, m: sp.Expr, n: sp.Expr, k: sp.Expr, *, role: str = "dense", bias: bool = False,
+         bytes_per_weight: sp.Expr | None = None, replicated: bool = False, full_params: sp.Expr | None = None,
+         description: str = "") -> Operator:
+    """A dense linear layer y = x W (+ b) with W of shape (k, n) on this rank."""
+    bpw = bytes_per_weight if bytes_per_weight is not None else {"dense": b_w, "expert": b_e, "embedding": b_emb}[role]
+    weights = k * n
+    bias_params = n if bias else ZERO
+    per_rank = weights + bias_params
+    full = full_params if full_params is not None else per_rank
+    return Operator(
+        name=name, kind="gemm", weight_role=role,
+        flops=2 * m * n * k,
+        weight_bytes=weights * bpw + bias_params * b_a,
+        act_bytes=(m * k + m * n) * b_a,
+        m=m, n=n, k=k, params=per_rank, active_params=full, resident_bytes=weights * bpw + bias_params * b_a,
+        description=description or f"GEMM ({name}): m x k @ k x n",
+        tags=("replicated",) if replicated else (),
+    )
+
+
+def elementwise(name: str, elements: sp.Expr, *, reads: int = 1, writes: int = 1, flops_per_element: int = 1,
+                params: sp.Expr = ZERO, full_params: sp.Expr | None = None, description: str = "") -> Operator:
+    """A memory-bound kernel over `elements` activations (norms, activations, rotary, residual adds)."""
+    return Operator(
+        name=name, kind="elementwise", weight_role="none",
+        flops=flops_per_element * elements,
+        weight_bytes=params * b_a,
+        act_bytes=(reads + writes) * elements * b_a,
+        params=params, active_params=params if full_params is None else full_params,
+        description=description or f"element-wise ({name})",
+    )
+
+
+def norm(name: str, d: int, *, bias: bool, tokens: sp.Expr = N) -> Operator:
+    """RMSNorm/LayerNorm fused with the residual add: read x and residual, write both (4 passes of d)."""
+    params = sp.Integer(d * (2 if bias else 1))
+    return elementwise(name, tokens * d, reads=2, writes=2, flops_per_element=5, params=params,
+                       description="norm fused with residual add: reads x and residual, writes both")
+
+
+def collective(name: str, kind: str, group: str, bytes_per_rank: sp.Expr, description: str) -> Operator:
+    return Operator(name=name, kind="collective", collective=kind, comm_group=group, comm_bytes=bytes_per_rank,
+                    kernels=1, description=description)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# attention
+
+def keys_seen(window: int | None) -> sp.Expr:
+    """Σ over the T new queries of a sequence of the keys each one attends to.
+
+    Query i (1..T) sits at position C + i. Causal: it sees min(C + i, W) keys, so with n1 = clip(W - C, 0, T)
+    queries inside the window the sum is n1*C + n1*(n1+1)/2 + (T - n1)*W; with no window, T*C + T*(T+1)/2.
+    Square convention (causal = 0): every query sees min(C + T, W) keys.
+    """
+    if window is None:
+        tri = T * C + T * (T + 1) / 2
+        square = T * (C + T)
+    else:
+        w = sp.Integer(window)
+        n1 = sp.Min(sp.Max(w - C, 0), T)
+        tri = n1 * C + n1 * (n1 + 1) / 2 + (T - n1) * w
+        square = T * sp.Min(C + T, w)
+    return causal * tri + (1 - causal) * square
+
+
+def kv_cached_positions(window: int | None) -> sp.Expr:
+    """Positions a sequence keeps in its KV cache after the step: all C + T, or the last W of them."""
+    return C + T if window is None else sp.Min(C + T, sp.Integer(window))
+
+
+def keys_read(window: int | None) -> sp.Expr:
+    """Cached plus new positions whose K/V a step reads per sequence: C + T, or the last W + T - 1 of them."""
+    if window is None:
+        return C + T
+    return sp.Min(C + T, sp.Integer(window) + T - 1)
+
+
+def heads_per_rank(heads: int) -> sp.Expr:
+    return sp.Integer(heads) / tp
+
+
+def kv_heads_per_rank(kv_heads: int) -> sp.Expr:
+    """KV heads on one rank: n_kv / tp, and at least 1 (heads are replicated when n_kv < tp)."""
+    return sp.Max(sp.Integer(kv_heads) / tp, 1)
+
+
+def softmax_attention_core(name: str, heads: int, kv_heads: int, d_qk: int, d_v: int, window: int | None,
+                           *, sinks: bool = False) -> Operator:
+    h = heads_per_rank(heads)
+    hk = kv_heads_per_rank(kv_heads)
+    kv_elems_per_token = hk * (d_qk + d_v)
+    return Operator(
+        name=name, kind="attention", weight_role="none",
+        flops=B * h * (2 * d_qk + 2 * d_v) * keys_seen(window),
+        act_bytes=N * h * (d_qk + d_v) * b_a,  # read Q, write O
+        kv_read_bytes=B * keys_read(window) * kv_elems_per_token * b_kv,
+        kv_write_bytes=N * kv_elems_per_token * b_kv,
+        cache_bytes=B * kv_cached_positions(window) * kv_elems_per_token * b_kv,
+        m=T * h / hk,  # query rows sharing one KV head (GQA packing): the kernel's tile height
+        params=h if sinks else ZERO, active_params=sp.Integer(heads) if sinks else ZERO,
+        description=("fused (flash) attention over the KV cache" + (f", sliding window {window}" if window else "")),
+    )
+
+
+def kv_bytes_per_token(heads_kv: sp.Expr, d_k: int, d_v: int) -> sp.Expr:
+    return heads_kv * (d_k + d_v) * b_kv
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MoE
+
+def touched_fraction(tokens: sp.Expr, experts: int, top_k: int) -> sp.Expr:
+    """Expected fraction of experts hit by `tokens` tokens each picking top_k of `experts` uniformly."""
+    return 1 - (1 - sp.Rational(top_k, experts)) ** tokens
+
+
+def moe_tokens() -> sp.Expr:
+    """Tokens entering one EP group's MoE layer: each attention DP rank contributes its step's tokens."""
+    return N * dp_attn

@@ -1,0 +1,284 @@
+"""The operator graph of one forward step of an Architecture: an ordered list of `Operator`s.
+
+Layer-level operators are built once per LayerGroup and carry `count` = the group's layer count; model-level
+operators (embedding, final norm, LM head, sampling) have count 1. All costs are per tensor/expert-parallel rank.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+
+from model.architecture.config import Architecture, Attention, LayerGroup, Mlp
+from model.operators.formulas import (
+    LINEAR_CHUNK, MLA_ABSORB_MAX_T, ONE, ZERO, N, Operator, collective, elementwise, gemm, heads_per_rank,
+    keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, softmax_attention_core, touched_fraction,
+)
+from model.operators.symbols import B, C, T, b_a, b_e, b_emb, b_kv, b_state, b_w, ep, etp, moe_imbalance, n_logit, tp
+
+
+def _with(op: Operator, **changes) -> Operator:
+    from dataclasses import replace
+
+    return replace(op, **changes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# attention blocks
+
+def _softmax_block(a: Attention, d: int, norm_bias: bool) -> list[Operator]:
+    h = heads_per_rank(a.num_heads)
+    hk = kv_heads_per_rank(a.num_kv_heads)
+    q_width = a.num_heads * a.head_dim * (2 if a.output_gate else 1)
+    kv_width = a.num_kv_heads * (a.head_dim + a.v_head_dim)
+    full_qkv = d * (q_width + kv_width) + ((q_width + kv_width) if a.qkv_bias else 0)
+    ops = [
+        gemm("qkv_proj", N, h * a.head_dim * (2 if a.output_gate else 1) + hk * (a.head_dim + a.v_head_dim), d,
+             bias=a.qkv_bias, full_params=sp.Integer(full_qkv),
+             description="fused Q, K, V projection (column-parallel over heads)"),
+    ]
+    if a.qk_norm:
+        ops.append(elementwise("qk_norm", N * (h + hk) * a.head_dim, params=2 * sp.Integer(a.head_dim),
+                               description="per-head RMSNorm of q and k"))
+    rot = a.rotary_dim if a.rotary_dim is not None else a.head_dim
+    ops.append(elementwise("rotary", N * (h + hk) * rot, flops_per_element=3,
+                           description="rotary position embedding applied to q and k"))
+    ops.append(softmax_attention_core("attention", a.num_heads, a.num_kv_heads, a.head_dim, a.v_head_dim, a.window,
+                                      sinks=a.sinks))
+    if a.output_gate:
+        ops.append(elementwise("attn_gate", N * h * a.v_head_dim, reads=2, flops_per_element=4,
+                               description="sigmoid output gate of gated attention"))
+    ops.append(gemm("o_proj", N, d, h * a.v_head_dim, bias=a.o_bias,
+                    full_params=sp.Integer(a.num_heads * a.v_head_dim * d + (d if a.o_bias else 0)),
+                    description="attention output projection (row-parallel)"))
+    return ops
+
+
+def _mla_block(a: Attention, d: int) -> list[Operator]:
+    """DeepSeek multi-head latent attention. The latent KV cache (kv_lora_rank + rope dims per token) is
+    replicated on every tensor-parallel rank."""
+    h = heads_per_rank(a.num_heads)
+    nope, rope, dv, r_kv = a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim, a.kv_lora_rank
+    latent = r_kv + rope
+    ops: list[Operator] = []
+    if a.q_lora_rank:
+        ops.append(gemm("q_a_proj", N, a.q_lora_rank, d, replicated=True, description="query down-projection (replicated)"))
+        ops.append(elementwise("q_a_norm", N * a.q_lora_rank, params=sp.Integer(a.q_lora_rank)))
+        ops.append(gemm("q_b_proj", N, h * (nope + rope), a.q_lora_rank,
+                        full_params=sp.Integer(a.q_lora_rank * a.num_heads * (nope + rope)),
+                        description="query up-projection (column-parallel)"))
+    else:
+        ops.append(gemm("q_proj", N, h * (nope + rope), d, full_params=sp.Integer(d * a.num_heads * (nope + rope))))
+    ops.append(gemm("kv_a_proj", N, latent, d, replicated=True,
+                    description="KV down-projection to the latent plus the shared RoPE key (replicated)"))
+    ops.append(elementwise("kv_a_norm", N * r_kv, params=sp.Integer(r_kv)))
+    absorbed = sp.StrictLessThan(T, MLA_ABSORB_MAX_T + 1)
+    # kv_b_proj: naive mode decompresses the latent of every position (prefix included) to per-head K_nope, V;
+    # absorbed mode folds W_UK into the query and W_UV into the output: same weights, applied to the N queries.
+    ctx = B * (C + T)
+    kvb_full = sp.Integer(r_kv * a.num_heads * (nope + dv))
+    m_kvb = sp.Piecewise((N, absorbed), (ctx, True))
+    ops.append(Operator(
+        name="kv_b_proj", kind="gemm", weight_role="dense",
+        flops=2 * m_kvb * h * (nope + dv) * r_kv,
+        weight_bytes=h * (nope + dv) * r_kv * b_w,
+        act_bytes=sp.Piecewise((N * h * (nope + r_kv + r_kv + dv) * b_a, absorbed),
+                               (ctx * (r_kv + h * (nope + dv)) * b_a, True)),
+        m=m_kvb, n=h * (nope + dv), k=sp.Integer(r_kv), params=h * (nope + dv) * r_kv, active_params=kvb_full,
+        resident_bytes=h * (nope + dv) * r_kv * b_w,
+        description="latent K/V up-projection (naive prefill) or its absorbed per-head form (decode)",
+    ))
+    seen = keys_seen(None)
+    ops.append(Operator(
+        name="attention", kind="attention", weight_role="none",
+        flops=sp.Piecewise((B * h * (2 * latent + 2 * r_kv) * seen, absorbed),
+                           (B * h * (2 * (nope + rope) + 2 * dv) * seen, True)),
+        act_bytes=sp.Piecewise((N * h * (latent + r_kv) * b_a, absorbed), (N * h * (nope + rope + dv) * b_a, True)),
+        kv_read_bytes=B * keys_read(None) * latent * b_kv,
+        kv_write_bytes=N * latent * b_kv,
+        cache_bytes=B * (C + T) * latent * b_kv,
+        m=sp.Piecewise((T * h, absorbed), (T, True)),  # absorbed: all heads share the one latent KV head
+        description="MLA attention: over the latent cache (absorbed, T <= %d) or decompressed MHA" % MLA_ABSORB_MAX_T,
+    ))
+    ops.append(gemm("o_proj", N, d, h * dv, full_params=sp.Integer(a.num_heads * dv * d)))
+    return ops
+
+
+def _linear_attention_block(a: Attention, d: int) -> list[Operator]:
+    """Gated DeltaNet (Qwen3-Next): per value head a d_k x d_v recurrent state, a short causal conv, gates."""
+    hk = sp.Integer(a.linear_key_heads) / tp
+    hv = sp.Integer(a.linear_value_heads) / tp
+    dk, dv = a.linear_key_dim, a.linear_value_dim
+    qkvz = 2 * a.linear_key_heads * dk + 2 * a.linear_value_heads * dv
+    conv_ch = 2 * a.linear_key_heads * dk + a.linear_value_heads * dv
+    conv_ch_rank = 2 * hk * dk + hv * dv
+    ops = [
+        gemm("in_proj_qkvz", N, 2 * hk * dk + 2 * hv * dv, d, full_params=sp.Integer(d * qkvz),
+             description="input projection to q, k, v and the output gate z"),
+        gemm("in_proj_ba", N, 2 * hv, d, full_params=sp.Integer(d * 2 * a.linear_value_heads),
+             description="input projection to the write strength beta and decay a"),
+        Operator(
+            name="short_conv", kind="elementwise", weight_role="none",
+            flops=2 * a.conv_kernel * conv_ch_rank * N,
+            weight_bytes=a.conv_kernel * conv_ch_rank * b_a,
+            act_bytes=2 * N * conv_ch_rank * b_a,
+            kv_read_bytes=B * (a.conv_kernel - 1) * conv_ch_rank * b_a,
+            kv_write_bytes=B * (a.conv_kernel - 1) * conv_ch_rank * b_a,
+            cache_bytes=B * (a.conv_kernel - 1) * conv_ch_rank * b_a,
+            params=a.conv_kernel * conv_ch_rank, active_params=sp.Integer(a.conv_kernel * conv_ch),
+            description="causal depthwise conv over q, k, v with a rolling state of kernel-1 tokens",
+        ),
+        Operator(
+            name="linear_attention", kind="linear_attention", weight_role="none",
+            # recurrent delta rule ~6 d_k d_v per token and head; chunkwise prefill adds the intra-chunk term
+            flops=N * hv * (6 * dk * dv + 2 * sp.Min(T, LINEAR_CHUNK) * (dk + dv)),
+            act_bytes=N * (2 * hk * dk + 2 * hv * dv) * b_a,
+            kv_read_bytes=B * hv * dk * dv * b_state,
+            kv_write_bytes=B * hv * dk * dv * b_state,
+            cache_bytes=B * hv * dk * dv * b_state,
+            m=sp.Min(T, LINEAR_CHUNK),
+            params=2 * hv, active_params=sp.Integer(2 * a.linear_value_heads),
+            description="gated delta-rule state update and read-out; state d_k x d_v per value head",
+        ),
+        elementwise("gated_norm", N * hv * dv, reads=2, flops_per_element=6, params=sp.Integer(dv),
+                    description="RMSNorm of the output gated by z"),
+        gemm("out_proj", N, d, hv * dv, full_params=sp.Integer(a.linear_value_heads * dv * d)),
+    ]
+    return ops
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MLP blocks
+
+def _dense_mlp(m: Mlp, d: int, *, tokens: sp.Expr = N, width: int | None = None, prefix: str = "") -> list[Operator]:
+    inter = width if width is not None else m.intermediate_size
+    i_rank = sp.Integer(inter) / tp
+    up_width = 2 * i_rank if m.gated else i_rank
+    full_up = d * inter * (2 if m.gated else 1) + (inter * (2 if m.gated else 1) if m.bias else 0)
+    full_down = inter * d + (d if m.bias else 0)
+    return [
+        gemm(f"{prefix}gate_up_proj" if m.gated else f"{prefix}up_proj", tokens, up_width, d, bias=m.bias,
+             full_params=sp.Integer(full_up),
+             description="gate and up projections (column-parallel)" if m.gated else "up projection"),
+        elementwise(f"{prefix}act", tokens * i_rank, reads=2 if m.gated else 1, flops_per_element=5,
+                    description=f"{m.activation} activation" + (" times the gate" if m.gated else "")),
+        gemm(f"{prefix}down_proj", tokens, d, i_rank, bias=m.bias, full_params=sp.Integer(full_down),
+             description="down projection (row-parallel)"),
+    ]
+
+
+def _moe(m: Mlp, d: int) -> list[Operator]:
+    E, k, di = m.num_experts, m.top_k, m.expert_intermediate_size
+    tokens = moe_tokens()
+    matrices = 3 if m.gated else 2
+    per_expert = matrices * d * di + ((2 * di + d) if m.expert_bias else 0)
+    local_experts = sp.Integer(E) / ep
+    touched = local_experts * touched_fraction(tokens, E, k)
+    assignments = tokens * k / ep * moe_imbalance  # token-expert pairs on the busiest rank
+    i_rank = sp.Integer(di) / etp
+    expert_weights_rank = matrices * d * i_rank
+    ops = [
+        gemm("router", N, sp.Integer(E), d, bias=m.router_bias, replicated=True,
+             description="router logits over all experts (replicated)"),
+        elementwise("topk_softmax", N * E, flops_per_element=4, description="top-k selection and routing weights"),
+        Operator(
+            name="experts", kind="gemm", weight_role="expert",
+            flops=2 * assignments * expert_weights_rank,
+            weight_bytes=touched * expert_weights_rank * b_e
+            + (touched * (2 * i_rank + d) * b_a if m.expert_bias else ZERO),
+            act_bytes=assignments * (d + 2 * i_rank * (matrices - 1) + i_rank + d) * b_a,
+            m=assignments / touched, n=(matrices - 1) * i_rank, k=sp.Integer(d),
+            params=local_experts * (expert_weights_rank + ((2 * i_rank + d) if m.expert_bias else 0)),
+            resident_bytes=local_experts * (expert_weights_rank * b_e + ((2 * i_rank + d) * b_a if m.expert_bias else 0)),
+            active_params=sp.Integer(k * per_expert),
+            kernels=3,
+            description="routed experts (grouped GEMMs): only touched experts' weights are read",
+        ),
+    ]
+    if m.shared_intermediate_size:
+        shared = _dense_mlp(m, d, width=m.shared_intermediate_size, prefix="shared_")
+        ops += shared
+        if m.shared_expert_gate:
+            ops.append(gemm("shared_gate", N, ONE, d, replicated=True, description="sigmoid gate of the shared expert"))
+    return ops
+
+
+# ---------------------------------------------------------------------------------------------------------
+# assembling a step
+
+def _layer_ops(g: LayerGroup, arch: Architecture, index: int) -> list[Operator]:
+    d = arch.hidden_size
+    a, m = g.attention, g.mlp
+    tp_reduce = collective("tp_all_reduce", "all_reduce", "tp", N * d * b_a,
+                           "tensor-parallel all-reduce of the block output")
+    ops: list[Operator] = [norm("attn_norm", d, bias=arch.norm_bias)]
+    if a.kind == "mla":
+        ops += _mla_block(a, d)
+    elif a.kind == "linear":
+        ops += _linear_attention_block(a, d)
+    else:
+        ops += _softmax_block(a, d, arch.norm_bias)
+    if not g.parallel_block:
+        ops.append(tp_reduce)
+    if g.norms_per_layer >= 2:  # a parallel block with two norms (Falcon-180B) still normalises twice
+        ops.append(norm("mlp_norm", d, bias=arch.norm_bias))
+    if g.norms_per_layer == 4:  # Gemma-2: post-attention and post-feed-forward norms as well
+        ops.append(norm("post_attn_norm", d, bias=arch.norm_bias))
+        ops.append(norm("post_mlp_norm", d, bias=arch.norm_bias))
+    if m.kind == "moe":
+        ops += _moe(m, d)
+        a2a = 2 * (moe_tokens() / ep) * m.top_k * d * b_a * (ep - 1) / ep
+        ops.append(collective("ep_all_to_all", "all_to_all", "ep", a2a,
+                              "expert-parallel dispatch and combine (two all-to-alls)"))
+        ops.append(_with(tp_reduce, name="moe_tp_all_reduce",
+                         comm_bytes=N * d * b_a * sp.Piecewise((1, sp.Eq(ep, 1)), (0, True)),
+                         description="tensor-parallel all-reduce of the MoE output (experts split by TP, no EP)"))
+    else:
+        ops += _dense_mlp(m, d)
+        ops.append(tp_reduce)
+    return [_with(op, group=index, count=g.count) for op in ops]
+
+
+def _model_ops(arch: Architecture) -> list[Operator]:
+    d, V = arch.hidden_size, arch.vocab_size
+    emb_params = sp.Integer(V * d)
+    ops = [
+        Operator(name="embedding", kind="embedding", weight_role="embedding",
+                 weight_bytes=N * d * b_emb, act_bytes=N * d * b_a,
+                 params=emb_params / tp, active_params=emb_params, resident_bytes=emb_params / tp * b_emb,
+                 description="token embedding gather (vocab-parallel)"),
+    ]
+    if arch.learned_positions:
+        pos = sp.Integer(arch.learned_positions * d)
+        ops.append(Operator(name="position_embedding", kind="embedding", weight_role="embedding",
+                            weight_bytes=N * d * b_emb, act_bytes=2 * N * d * b_a, params=pos, active_params=pos,
+                            resident_bytes=pos * b_emb,
+                            description="learned absolute position embedding"))
+    ops.append(norm("final_norm", d, bias=arch.norm_bias, tokens=B * n_logit))
+    lm_params = ZERO if arch.tie_word_embeddings else emb_params
+    lm = gemm("lm_head", B * n_logit, sp.Integer(V) / tp, d, role="embedding", bias=arch.lm_head_bias,
+              full_params=lm_params + (V if arch.lm_head_bias else 0),
+              description="LM head over the positions that produce logits (vocab-parallel)")
+    if arch.tie_word_embeddings:
+        lm = _with(lm, params=ZERO, resident_bytes=ZERO,
+                   description=lm.description + "; weights tied to the embedding")
+    ops.append(lm)
+    ops.append(collective("logits_all_gather", "all_gather", "tp", B * n_logit * V / tp * b_a,
+                          "gather vocab-parallel logits"))
+    ops.append(elementwise("sampling", B * n_logit * V, reads=2, writes=1, flops_per_element=6,
+                           description="softmax, top-k/top-p and sampling over the vocabulary (fp32 logits)"))
+    ops[-1] = _with(ops[-1], act_bytes=3 * B * n_logit * V * 4)
+    return ops
+
+
+@lru_cache(maxsize=256)
+def build_graph(arch: Architecture) -> tuple[Operator, ...]:
+    """Operators of one forward step, in execution order: embedding, each layer group, head."""
+    model_ops = _model_ops(arch)
+    head_start = 2 if arch.learned_positions else 1
+    ops: list[Operator] = model_ops[:head_start]
+    for i, g in enumerate(arch.groups):
+        ops += _layer_ops(g, arch, i)
+    ops += model_ops[head_start:]
+    return tuple(ops)

@@ -1,0 +1,62 @@
+"""The named symbols every operator formula is written in.
+
+A *scenario* gives each of these a value (or a numpy array of values, one per scenario); formulas are
+lambdified once per architecture and evaluated over those arrays.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+# workload of one forward step
+B = sp.Symbol("B", positive=True)  # sequences in the step
+T = sp.Symbol("T", positive=True)  # new tokens per sequence in this step (prefill chunk, 1 for decode)
+C = sp.Symbol("C", nonnegative=True)  # tokens already in each sequence's KV cache before the step
+n_logit = sp.Symbol("n_logit", positive=True)  # positions per sequence that produce logits (1 when serving)
+causal = sp.Symbol("causal", nonnegative=True)  # 1: count only the keys a causal query sees; 0: the full square
+
+# parallel degrees
+tp = sp.Symbol("tp", positive=True)  # tensor parallel (attention heads, dense MLP, vocab)
+ep = sp.Symbol("ep", positive=True)  # expert parallel (experts split across ranks)
+etp = sp.Symbol("etp", positive=True)  # tensor parallel inside each expert (intermediate split)
+dp_attn = sp.Symbol("dp_attn", positive=True)  # attention data-parallel ranks feeding one EP group
+moe_imbalance = sp.Symbol("gamma_moe", positive=True)  # busiest rank's expert load / mean load (>= 1)
+
+# bytes per element
+b_w = sp.Symbol("b_w", positive=True)  # dense linear weights
+b_e = sp.Symbol("b_e", positive=True)  # MoE expert weights
+b_emb = sp.Symbol("b_emb", positive=True)  # embedding and LM head
+b_a = sp.Symbol("b_a", positive=True)  # activations between kernels (and biases, norm weights)
+b_kv = sp.Symbol("b_kv", positive=True)  # KV cache element
+b_state = sp.Symbol("b_state", positive=True)  # recurrent state element of linear-attention layers
+
+SCENARIO_SYMBOLS: tuple[sp.Symbol, ...] = (
+    B, T, C, n_logit, causal, tp, ep, etp, dp_attn, moe_imbalance, b_w, b_e, b_emb, b_a, b_kv, b_state,
+)
+SYMBOL_NAMES: tuple[str, ...] = tuple(s.name for s in SCENARIO_SYMBOLS)
+
+DESCRIPTIONS: dict[str, str] = {
+    "B": "sequences in the step",
+    "T": "new tokens per sequence in the step",
+    "C": "tokens already cached per sequence",
+    "n_logit": "positions per sequence that produce logits",
+    "causal": "1 = causal attention FLOP convention (triangle), 0 = full square",
+    "tp": "tensor-parallel degree",
+    "ep": "expert-parallel degree",
+    "etp": "tensor-parallel degree inside an expert",
+    "dp_attn": "attention data-parallel ranks feeding one EP group",
+    "gamma_moe": "expert load imbalance (busiest rank / mean)",
+    "b_w": "bytes per dense weight",
+    "b_e": "bytes per expert weight",
+    "b_emb": "bytes per embedding / LM-head weight",
+    "b_a": "bytes per activation element",
+    "b_kv": "bytes per KV-cache element",
+    "b_state": "bytes per linear-attention state element",
+}
+
+# Defaults a scenario starts from (single GPU, one decode token, causal convention, 16-bit everything).
+DEFAULTS: dict[str, float] = {
+    "B": 1.0, "T": 1.0, "C": 0.0, "n_logit": 1.0, "causal": 1.0, "tp": 1.0, "ep": 1.0, "etp": 1.0,
+    "dp_attn": 1.0, "gamma_moe": 1.0, "b_w": 2.0, "b_e": 2.0, "b_emb": 2.0, "b_a": 2.0, "b_kv": 2.0,
+    "b_state": 4.0,
+}

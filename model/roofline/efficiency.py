@@ -1,0 +1,143 @@
+"""How far below peak real kernels run: efficiency as a function of shape and size, plus latency floors.
+
+A pure roofline is 1.5-3x optimistic on real engines. Each device architecture class gets one set of
+parameters (documented with sources in docs/efficiency.md); a device file's `[efficiency]` table or a fitted
+calibration file (`hardware_db/calibration/<id>.toml`, see `model.roofline.calibration`) overrides them.
+
+The forms, all saturating in size so that big kernels approach a ceiling and small ones fall far below it:
+- GEMM compute:     eta_c = gemm_max[dtype] * m/(m + gemm_m_half) * n/(n + gemm_n_half)
+- attention:        eta_a = attention_max * q/(q + attention_q_half)   (q = query rows per KV head)
+- memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half)
+- every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed)
+- every collective: + collective_base_s on top of its alpha-beta time
+- weight-only GEMMs (W4A16, W8A16) run their compute at (1 - dequant_penalty) of the 16-bit efficiency.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from model.errors import RidgeplanError
+from model.hardware.schema import Device
+
+DTYPE_CLASSES = {"fp32": "32", "tf32": "32", "fp64": "32", "bf16": "16", "fp16": "16", "fp16_acc16": "16",
+                 "fp8": "8", "int8": "8", "fp6": "4", "fp4": "4", "int4": "4"}
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    gemm_max_16: float  # large BF16/FP16 GEMM, fraction of dense peak
+    gemm_max_8: float  # large FP8/INT8 GEMM
+    gemm_max_4: float  # large FP4/INT4 GEMM
+    gemm_max_32: float  # FP32/TF32 GEMM
+    gemm_m_half: float  # GEMM rows (tokens) at which compute efficiency is half of its max
+    gemm_n_half: float  # GEMM output width at half efficiency (narrow tensor-parallel shards)
+    attention_max: float  # prefill (flash) attention, fraction of peak
+    attention_q_half: float  # query tokens per sequence at half of attention_max
+    linear_attention_max: float  # chunked linear-attention kernels, fraction of peak
+    mem_max: float  # large streaming transfers, fraction of peak memory bandwidth
+    mem_bytes_half: float  # transfer size at half of mem_max
+    vector_max: float  # element-wise work, fraction of the FP32 vector peak
+    kernel_floor_s: float  # added to every kernel
+    dequant_penalty: float  # compute-efficiency loss of weight-only quantized GEMMs
+    step_overhead_s: float  # per forward step: scheduler, input prep, sampling launch (engine, not GPU)
+    collective_base_s: float  # fixed software latency of one collective call (NCCL base latency)
+    source: str = ""
+
+    def gemm_max(self, dtype: str) -> float:
+        return getattr(self, f"gemm_max_{DTYPE_CLASSES.get(dtype, '16')}")
+
+    def with_overrides(self, values: dict[str, float], source: str) -> Efficiency:
+        known = {f.name for f in fields(self)} - {"source"}
+        unknown = set(values) - known
+        if unknown:
+            raise RidgeplanError(f"efficiency.{sorted(unknown)[0]}", "unknown efficiency parameter", sorted(known))
+        for name, value in values.items():
+            if not isinstance(value, (int, float)) or value < 0:
+                raise RidgeplanError(f"efficiency.{name}", f"must be a number >= 0, got {value!r}")
+            if name.endswith("_max") or name.startswith("gemm_max") or name == "dequant_penalty":
+                if value > 1:
+                    raise RidgeplanError(f"efficiency.{name}", f"is a fraction of peak and must be <= 1, got {value}")
+        return replace(self, **values, source=f"{self.source}; {source}" if self.source else source)
+
+
+# Defaults per architecture class, from public measurements: docs/efficiency_sources.md has every number
+# with its citation and whether it is measured (M) or inferred (I). Summary of the main anchors:
+# large-GEMM ceilings from the "maximum achievable matmul FLOPS" table (stas00/ml-engineering): H100 BF16
+# 794/989 = 0.80, FP8 1403/1979 = 0.71; A100 0.87; B200 0.78/0.76; MI300X 0.51-0.60. m_half fitted to vLLM
+# FP8-vs-BF16 GEMM sweeps. Streaming bandwidth 0.85 (H100 GEMV), 0.87 (A100), 0.74 (B200). Kernel floors
+# 1.6-2.6 us (gpu-benches). FlashAttention-2/3: 0.70-0.75 of peak. NCCL base latency about 6.6 us plus
+# per-hop latency; measured 8-GPU small all-reduce 12.5-19 us. Because the kernel floor is additive,
+# mem_bytes_half is small: the floor itself produces the measured fall-off of small transfers.
+_BASE = dict(gemm_max_4=0.5, gemm_max_32=0.6, gemm_n_half=128.0, attention_q_half=16.0, mem_bytes_half=0.5e6,
+             vector_max=0.5, dequant_penalty=0.2, step_overhead_s=5.0e-4, collective_base_s=8.0e-6)
+
+
+def _eff(arch: str, **values: float) -> Efficiency:
+    return Efficiency(**{**_BASE, **values}, source=f"{arch} class defaults (docs/efficiency_sources.md)")
+
+
+ARCH_DEFAULTS: dict[str, Efficiency] = {
+    "hopper": _eff("hopper", gemm_max_16=0.80, gemm_max_8=0.71, gemm_m_half=128, attention_max=0.70,
+                   linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6),
+    "blackwell": _eff("blackwell", gemm_max_16=0.78, gemm_max_8=0.76, gemm_max_4=0.7, gemm_m_half=200,
+                      attention_max=0.71, linear_attention_max=0.35, mem_max=0.74, kernel_floor_s=3.0e-6),
+    "ampere": _eff("ampere", gemm_max_16=0.87, gemm_max_8=0.75, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=96,
+                   attention_max=0.70, linear_attention_max=0.35, mem_max=0.87, kernel_floor_s=2.6e-6),
+    "ada": _eff("ada", gemm_max_16=0.75, gemm_max_8=0.70, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=96,
+                attention_max=0.55, linear_attention_max=0.3, mem_max=0.88, kernel_floor_s=1.6e-6),
+    "turing": _eff("turing", gemm_max_16=0.60, gemm_max_8=0.50, gemm_max_4=0.45, gemm_m_half=64,
+                   attention_max=0.35, linear_attention_max=0.25, mem_max=0.80, kernel_floor_s=3.0e-6),
+    "volta": _eff("volta", gemm_max_16=0.80, gemm_max_8=0.6, gemm_max_32=0.75, gemm_m_half=64, attention_max=0.40,
+                  linear_attention_max=0.25, mem_max=0.88, kernel_floor_s=2.2e-6),
+    "pascal": _eff("pascal", gemm_max_16=0.6, gemm_max_8=0.5, gemm_max_32=0.75, gemm_m_half=64, attention_max=0.3,
+                   linear_attention_max=0.2, mem_max=0.8, kernel_floor_s=3.0e-6),
+    "cdna2": _eff("cdna2", gemm_max_16=0.77, gemm_max_8=0.60, gemm_m_half=64, attention_max=0.40,
+                  linear_attention_max=0.25, mem_max=0.78, kernel_floor_s=2.4e-6, step_overhead_s=1.0e-3),
+    "cdna3": _eff("cdna3", gemm_max_16=0.55, gemm_max_8=0.45, gemm_m_half=128, attention_max=0.45,
+                  linear_attention_max=0.25, mem_max=0.75, kernel_floor_s=3.0e-6, step_overhead_s=1.0e-3),
+    "gaudi3": _eff("gaudi3", gemm_max_16=0.74, gemm_max_8=0.77, gemm_m_half=128, attention_max=0.50,
+                   linear_attention_max=0.25, mem_max=0.80, kernel_floor_s=5.0e-6, step_overhead_s=2.0e-3),
+    "tpu": _eff("tpu", gemm_max_16=0.78, gemm_max_8=0.50, gemm_m_half=128, attention_max=0.60,
+                linear_attention_max=0.3, mem_max=0.85, kernel_floor_s=2.0e-6, step_overhead_s=1.0e-3),
+    "generic": _eff("generic", gemm_max_16=0.6, gemm_max_8=0.55, gemm_m_half=96, attention_max=0.4,
+                    linear_attention_max=0.25, mem_max=0.75, kernel_floor_s=3.0e-6),
+}
+for _alias, _arch in (("tpu-v5e", "tpu"), ("tpu-v5p", "tpu"), ("tpu-v3", "tpu"), ("cdna4", "cdna3")):
+    ARCH_DEFAULTS.setdefault(_alias, ARCH_DEFAULTS[_arch])
+
+
+def calibration_path(device_id: str) -> Path:
+    from model.hardware.db import builtin_root
+
+    return builtin_root() / "calibration" / f"{device_id}.toml"
+
+
+def efficiency_for(device: Device, calibration: str | Path | None | bool = None) -> Efficiency:
+    """The efficiency set for a device: arch defaults, then the file's [efficiency], then a calibration.
+
+    `calibration`: None picks up hardware_db/calibration/<id>.toml when it exists; False ignores it; a path
+    loads that file.
+    """
+    eff = ARCH_DEFAULTS.get(device.arch, ARCH_DEFAULTS["generic"])
+    if device.arch not in ARCH_DEFAULTS:
+        eff = replace(eff, source=f"generic defaults (no efficiency class for arch {device.arch!r})")
+    if device.efficiency:
+        eff = eff.with_overrides(dict(device.efficiency), f"{device.id}.toml [efficiency]")
+    path: Path | None
+    if calibration is False:
+        path = None
+    elif calibration is None or calibration is True:
+        path = calibration_path(device.id)
+        path = path if path.is_file() else None
+    else:
+        path = Path(calibration)
+        if not path.is_file():
+            raise RidgeplanError("calibration", f"no such calibration file {str(path)!r}")
+    if path is not None:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+        eff = eff.with_overrides(dict(data.get("efficiency", {})), f"calibration {path.name}")
+    return eff

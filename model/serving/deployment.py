@@ -1,0 +1,212 @@
+"""A deployment: model x device x precision x layout, and its forward-step cost and memory per GPU.
+
+This is where operator costs become step times for a real placement: tensor/expert collectives over the
+device's links, pipeline stages, the engine's per-step overhead, and memory against capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from model.architecture.config import Architecture
+from model.errors import RidgeplanError
+from model.hardware.db import get_link
+from model.hardware.schema import Device, NodeType
+from model.operators.compiled import CompiledGraph, OpArrays, compile_graph
+from model.operators.memory import MemoryArrays, memory_per_rank
+from model.precision import Precision, number_format
+from model.roofline.collectives import Tier, collective_time
+from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.evaluator import CommGroup, ExecContext, OpTimes, context_for, evaluate, resolve_precision
+from model.serving.layout import Layout, stage_counts
+
+CONVENTIONS = ("causal", "square")
+
+
+@dataclass(frozen=True)
+class LinkTiers:
+    """Scale-up (inside a node) and scale-out (across nodes) tiers of one device type, and the domain size."""
+
+    intra: Tier
+    inter: Tier | None
+    domain: int
+    intra_name: str
+    inter_name: str
+
+
+def link_tiers(device: Device, node: NodeType | None = None) -> LinkTiers:
+    """Achievable per-direction bandwidth (nominal x bus efficiency) and per-hop latency of each tier."""
+    def tier(attachment, fallback_name: str) -> tuple[Tier, str]:
+        link = get_link(attachment.link)
+        return Tier(attachment.bandwidth_bytes_per_s_per_direction * link.bus_efficiency, link.latency_s), link.name
+
+    if node is not None and node.scale_up_topology == "pcie" or device.scale_up is None:
+        if device.host_link is None:
+            intra, intra_name = Tier(1e9, 1e-5), "none (assumed 1 GB/s)"
+        else:
+            intra, intra_name = tier(device.host_link, "pcie")
+            intra_name += " (no scale-up link: peer traffic over PCIe)"
+        domain = node.devices_per_node if node else 8
+    else:
+        intra, intra_name = tier(device.scale_up, "scale-up")
+        domain = node.devices_per_node if node else (device.scale_up.max_domain_devices or 8)
+    inter, inter_name = (tier(device.scale_out, "scale-out") if device.scale_out else (None, "none"))
+    return LinkTiers(intra, inter, domain, intra_name, inter_name)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Cost of one forward step (per scenario) on one replica of a deployment."""
+
+    deployment: Deployment
+    ops: OpArrays
+    times: OpTimes
+    stage_counts: np.ndarray  # (pp, n_ops)
+    stage_time_s: np.ndarray  # (pp, S): GPU time of each stage
+    p2p_time_s: np.ndarray  # (S,) one activation hand-off between stages
+    overhead_s: float  # engine per-step overhead
+    memory: MemoryArrays  # per GPU, worst stage
+
+    @property
+    def time_s(self) -> np.ndarray:
+        """Wall time of the step: every stage in turn (one micro-batch), hand-offs, engine overhead."""
+        pp = self.stage_time_s.shape[0]
+        return self.stage_time_s.sum(axis=0) + (pp - 1) * self.p2p_time_s + self.overhead_s
+
+    @property
+    def bottleneck_stage_s(self) -> np.ndarray:
+        """The slowest stage: with the pipeline full, one step completes every this many seconds."""
+        return self.stage_time_s.max(axis=0) + self.p2p_time_s * (self.stage_time_s.shape[0] > 1) + self.overhead_s
+
+    def op_step_s(self) -> np.ndarray:
+        """(n_ops, S) seconds each operator contributes to the step across all stages."""
+        exposed = self.times.time_s - self.times.comm_overlap * self.times.network_s
+        return self.stage_counts.sum(axis=0)[:, None] * exposed
+
+
+@dataclass(frozen=True)
+class Deployment:
+    arch: Architecture
+    device: Device
+    precision: Precision = field(default_factory=Precision)
+    layout: Layout = field(default_factory=Layout)
+    node: NodeType | None = None
+    efficiency: Efficiency | None = None
+    attention_convention: str = "causal"
+    comm_overlap: float = 0.0
+    moe_imbalance: float = 1.0
+    memory_utilization: float = 0.90  # fraction of device memory the engine may use (vLLM's default 0.9)
+
+    def __post_init__(self) -> None:
+        self.layout.check(self.arch)
+        if self.attention_convention not in CONVENTIONS:
+            raise RidgeplanError("attention_convention", f"unknown convention {self.attention_convention!r}", CONVENTIONS)
+        if not 0 <= self.comm_overlap <= 1:
+            raise RidgeplanError("comm_overlap", f"must be between 0 and 1, got {self.comm_overlap}")
+        if self.moe_imbalance < 1:
+            raise RidgeplanError("moe_imbalance", f"is max/mean load and must be >= 1, got {self.moe_imbalance}")
+        if not 0 < self.memory_utilization <= 1:
+            raise RidgeplanError("memory_utilization", f"must be in (0, 1], got {self.memory_utilization}")
+        if self.layout.gpus_per_replica > 1 or self.layout.ep > 1:
+            tiers = self.tiers
+            if self.layout.tp * self.layout.pp > tiers.domain and tiers.inter is None:
+                raise RidgeplanError("layout", f"{self.layout.label()} spans nodes but {self.device.name} has no "
+                                     "scale-out link in its hardware file")
+        for role, dtype in (("dense", self.resolved.dense_dtype), ("expert", self.resolved.expert_dtype)):
+            if not self.device.can_run("gemm") and not self.device.can_run("gemv"):
+                raise RidgeplanError("gpu", f"{self.device.name} cannot run {role} GEMMs ({dtype})")
+
+    # -- derived pieces -----------------------------------------------------------------------------
+    @cached_property
+    def resolved(self):
+        return resolve_precision(self.precision, self.device)
+
+    @cached_property
+    def eff(self) -> Efficiency:
+        return self.efficiency or efficiency_for(self.device)
+
+    @cached_property
+    def tiers(self) -> LinkTiers:
+        return link_tiers(self.device, self.node)
+
+    @cached_property
+    def graph(self) -> CompiledGraph:
+        return compile_graph(self.arch)
+
+    @cached_property
+    def context(self) -> ExecContext:
+        lay, t = self.layout, self.tiers
+        comm = {
+            "tp": CommGroup(size=lay.tp, ranks_per_node=min(lay.tp, t.domain), intra=t.intra, inter=t.inter),
+            "ep": CommGroup(size=lay.ep, ranks_per_node=min(lay.ep, t.domain), intra=t.intra, inter=t.inter),
+        }
+        return context_for(self.device, self.resolved, efficiency=self.eff, comm=comm, comm_overlap=self.comm_overlap)
+
+    def symbols(self) -> dict[str, float]:
+        """Scenario-symbol values fixed by the deployment (bytes per element, parallel degrees)."""
+        p, lay = self.precision, self.layout
+        act_bytes = 4.0 if str(self.arch.torch_dtype).endswith("32") else 2.0
+        return {
+            "tp": lay.tp, "ep": lay.ep, "etp": lay.expert_tp, "dp_attn": lay.attention_dp,
+            "gamma_moe": self.moe_imbalance, "causal": 1.0 if self.attention_convention == "causal" else 0.0,
+            "b_w": number_format(p.weights).bytes_per_element,
+            "b_e": number_format(p.expert_weights).bytes_per_element,
+            "b_emb": number_format(p.embeddings).bytes_per_element,
+            "b_a": act_bytes, "b_kv": number_format(p.kv).bytes_per_element, "b_state": 4.0,
+        }
+
+    @property
+    def capacity_bytes(self) -> float:
+        return self.device.memory.capacity_bytes
+
+    @property
+    def usable_bytes(self) -> float:
+        return self.device.memory.capacity_bytes * self.memory_utilization
+
+    def assumptions(self) -> list[str]:
+        notes = [
+            f"{self.device.name}: efficiency {self.eff.source}",
+            f"precision {self.precision.label()}: " + "; ".join(self.resolved.assumptions),
+            f"attention FLOPs use the {self.attention_convention} convention",
+            f"engine overhead {self.eff.step_overhead_s * 1e3:.2f} ms per step; kernel floor "
+            f"{self.eff.kernel_floor_s * 1e6:.1f} us per kernel (CUDA graphs, fused kernels, paged KV assumed)",
+            f"usable memory = {self.memory_utilization:.0%} of {self.capacity_bytes / 1e9:.1f} GB",
+            *self.arch.assumptions,
+        ]
+        if self.layout.gpus_per_replica > 1:
+            notes.append(f"collectives over {self.tiers.intra_name} inside a node of {self.tiers.domain}"
+                         + (f", {self.tiers.inter_name} across nodes" if self.tiers.inter else ""))
+            notes.append(f"compute/communication overlap {self.comm_overlap:.0%}")
+        if self.arch.is_moe:
+            notes.append(f"MoE routing uniform; busiest rank carries {self.moe_imbalance:.2f}x the mean expert load")
+        return notes
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def step(self, batch, new_tokens, context=0, *, n_logit=1.0) -> StepResult:
+        """One forward step for `batch` sequences each adding `new_tokens` on top of `context` cached ones.
+
+        Arguments may be numpy arrays (one scenario per element)."""
+        ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
+        times = evaluate(ops, self.context)
+        counts = stage_counts(self.arch, ops.ops, self.layout.pp)
+        exposed = times.time_s - times.comm_overlap * times.network_s
+        stage_time = counts @ exposed
+        # pipeline hand-off: the residual stream of the step's tokens, point to point
+        tokens = np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float)
+        msg = tokens * self.arch.hidden_size * self.symbols()["b_a"]
+        lay, t = self.layout, self.tiers
+        crosses_nodes = lay.tp * lay.pp > t.domain
+        tier = t.inter if (crosses_nodes and t.inter is not None) else t.intra
+        p2p = collective_time("p2p", msg, 2, intra=tier) if lay.pp > 1 else np.zeros_like(msg)
+        p2p = np.broadcast_to(p2p, (ops.n_scenarios,))
+        # memory of the fullest stage, per scenario
+        weights_stage = counts @ ops.resident_bytes
+        cache_stage = counts @ ops.cache_bytes
+        worst = np.argmax(weights_stage + cache_stage, axis=0)
+        cols = np.arange(ops.n_scenarios)
+        memory = MemoryArrays(weights_bytes=weights_stage[worst, cols], kv_cache_bytes=cache_stage[worst, cols],
+                              activation_bytes=memory_per_rank(ops).activation_bytes)
+        return StepResult(self, ops, times, counts, stage_time, p2p, self.eff.step_overhead_s, memory)
