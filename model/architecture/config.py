@@ -378,6 +378,11 @@ def parse_config(data: Mapping[str, Any], name: str = "custom") -> Architecture:
         data = {**data["text_config"], "_wrapper": data.get("model_type")}
     c = _Cfg(data, name)
     model_type = c.str("model_type", "").lower()
+    families = _LLAMA_LIKE | {"deepseek_v3", "deepseek_v2", "gpt_oss", "gemma2", "gemma3_text", "gemma3", "falcon",
+                              "refinedweb", "refinedwebmodel", "opt", "gptj", "glm", "glm130b", "glm-130b", "qwen3_next"}
+    if model_type not in families and not c.has("num_attention_heads", "intermediate_size", "num_hidden_layers"):
+        raise RidgeplanError(f"{name}: model_type", f"unsupported model_type {model_type!r}", sorted(families),
+                             hint=_CONFIG_HINT)
     hidden = c.int("hidden_size", "n_embd", "d_model")
     if hidden == 0:
         raise RidgeplanError(f"{name}: hidden_size", "must be > 0")
@@ -401,10 +406,6 @@ def parse_config(data: Mapping[str, Any], name: str = "custom") -> Architecture:
         specs, extra = _parse_qwen3_next(c, hidden)
     else:
         if model_type not in _LLAMA_LIKE:
-            if not c.has("num_attention_heads", "intermediate_size", "num_hidden_layers"):
-                raise RidgeplanError(f"{name}: model_type", f"unsupported model_type {model_type!r}",
-                                     sorted(_LLAMA_LIKE | {"deepseek_v3", "gpt_oss", "gemma2", "falcon", "opt", "gptj", "qwen3_next"}),
-                                     hint=_CONFIG_HINT)
             c.assumptions.append(f"model_type {model_type or '(none)'} read as a Llama-style decoder "
                                  "(gated MLP, RMSNorm, biases only where the config says)")
         specs, extra = _parse_llama_like(c, hidden, model_type)

@@ -111,7 +111,11 @@ def load_device(spec: str | Path | Mapping[str, Any] | Device, field: str = "gpu
         return spec
     if isinstance(spec, Mapping):
         data = dict(spec)
-        data.setdefault("sources", {"user": "supplied as a dict"})
+        sources = dict(data.get("sources") or {})
+        for section in ("peak_flop_per_s", "memory", "on_chip", "scale_up", "scale_out", "host_link", "power"):
+            if data.get(section):
+                sources.setdefault(section, "supplied by the user")
+        data["sources"] = sources
         return _parse(Device, data, "device dict")
     text = str(spec)
     if text.endswith(".toml") or os.sep in text:

@@ -109,6 +109,28 @@ for _alias, _arch in (("tpu-v5e", "tpu"), ("tpu-v5p", "tpu"), ("tpu-v3", "tpu"),
     ARCH_DEFAULTS.setdefault(_alias, ARCH_DEFAULTS[_arch])
 
 
+# --- the efficiency curves (used by the evaluator, the kernel predictions and the calibration fit) --------
+
+def saturation(x, half):
+    """x / (x + half): 0 for tiny sizes, approaching 1 for large ones."""
+    return x / (x + half)
+
+
+def gemm_eta(m, n, gemm_max, eff) -> object:
+    """Fraction of the dense peak a GEMM with m rows (tokens) and n output columns reaches."""
+    return gemm_max * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
+
+
+def attention_eta(query_rows, top, eff) -> object:
+    """Fraction of peak an attention kernel reaches with `query_rows` queries per KV head (GQA packing)."""
+    return top * saturation(query_rows, eff.attention_q_half)
+
+
+def memory_eta(nbytes, eff) -> object:
+    """Fraction of peak bandwidth a kernel moving `nbytes` reaches."""
+    return eff.mem_max * saturation(nbytes, eff.mem_bytes_half)
+
+
 def calibration_path(device_id: str) -> Path:
     from model.hardware.db import builtin_root
 

@@ -18,7 +18,7 @@ from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time
-from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.efficiency import Efficiency, attention_eta, efficiency_for, gemm_eta, memory_eta
 
 BOUNDS = ("compute", "memory", "network", "latency")
 ROLES = ("dense", "expert", "embedding", "attention", "vector")
@@ -81,8 +81,12 @@ class OpTimes:
             return np.where(self.ops.bytes > 0, self.ops.flops / self.ops.bytes, np.inf)
 
 
-def _sat(x: np.ndarray, half) -> np.ndarray:
-    return x / (x + half)
+def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff):
+    """(compute_s, memory_s) of kernels: FLOPs at eta_compute of peak, bytes at the size-dependent eta_m."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        compute = np.where(flops > 0, flops / (peak_flop_per_s * eta_compute), 0.0)
+        memory = np.where(nbytes > 0, nbytes / (bandwidth_bytes_per_s * memory_eta(nbytes, eff)), 0.0)
+    return compute, memory
 
 
 def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
@@ -99,23 +103,20 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
         for role in ("dense", "expert", "embedding"):
             rows = (kinds == "gemm") & (roles == role)
             if rows.any():
-                m, nn = ops.m[rows], ops.n[rows]
-                e = ctx.gemm_max[role] * _sat(m, eff.gemm_m_half) * _sat(nn, eff.gemm_n_half)
+                e = gemm_eta(ops.m[rows], ops.n[rows], ctx.gemm_max[role], eff)
                 e = np.where(ctx.weight_only.get(role, False), e * (1 - eff.dequant_penalty), e)
                 eta[rows] = e
                 peak[rows] = ctx.peak_flop_per_s[role]
         for kind, top in (("attention", eff.attention_max), ("linear_attention", eff.linear_attention_max)):
             rows = kinds == kind
             if rows.any():  # m = query rows per KV head: decode tiles are mostly padding
-                eta[rows] = top * _sat(ops.m[rows], eff.attention_q_half)
+                eta[rows] = attention_eta(ops.m[rows], top, eff)
                 peak[rows] = ctx.peak_flop_per_s["attention"]
         rows = (kinds == "elementwise") | (kinds == "embedding")
         if rows.any():
             eta[rows] = eff.vector_max
             peak[rows] = ctx.peak_flop_per_s["vector"]
-        compute = np.where(flops > 0, flops / (peak * eta), 0.0)
-        mem_eta = eff.mem_max * _sat(nbytes, eff.mem_bytes_half)
-        memory = np.where(nbytes > 0, nbytes / (ctx.mem_bandwidth_bytes_per_s * mem_eta), 0.0)
+    compute, memory = roofline_terms(flops, nbytes, peak, eta, ctx.mem_bandwidth_bytes_per_s, eff)
 
     network = np.zeros((n_ops, n))
     for i, op in enumerate(ops.ops):

@@ -1,0 +1,61 @@
+"""The `ridgeplan` command line. Every command has a --json form with units in the keys.
+
+Errors in input print one line naming the field and the allowed values and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+try:  # typer >= 0.20 vendors click as typer._click; older releases use click itself
+    from typer._click import exceptions as cx
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as cx
+
+from model.errors import RidgeplanError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="Roofline capacity planner for LLM serving and training.")
+
+
+def _register() -> None:
+    from model.cli import catalogue, estimate, tools  # noqa: F401  (commands register themselves on `app`)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app and turns every input error into one line on stderr and exit status 2."""
+    _register()
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args, standalone_mode=False, prog_name="ridgeplan")
+        return int(result or 0)
+    except RidgeplanError as err:
+        print(f"error: {err.one_line()}", file=sys.stderr)
+        return 2
+    except cx.NoSuchOption as err:
+        print(f"error: {err.option_name}: no such option{_possibilities(err)}", file=sys.stderr)
+        return 2
+    except cx.BadParameter as err:
+        print(f"error: {err.format_message()}", file=sys.stderr)
+        return 2
+    except cx.UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":
+            print(err.format_message() if hasattr(err, "format_message") else str(err))
+            return 0
+        print(f"error: {err.format_message()}", file=sys.stderr)
+        return 2
+    except cx.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 2
+    except cx.Exit as err:
+        return int(err.exit_code)
+
+
+def _possibilities(err) -> str:
+    return f" (did you mean {', '.join(err.possibilities)}?)" if err.possibilities else ""
+
+
+def run() -> None:  # console-script shim
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""`ridgeplan validate` and `ridgeplan bench`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer
+from rich.table import Table
+
+from model.cli import app
+from model.cli.output import console, print_json
+
+
+@app.command()
+def validate(group: list[str] = typer.Option(["kernels"], "--group", help="kernels and/or serving"),
+             json: bool = typer.Option(False, "--json"),
+             no_calibration: bool = typer.Option(False, "--no-calibration", help="ignore fitted calibration files")) -> None:
+    """Predict every case of the public reference measurements and print the error per case and group."""
+    from model.validation import validate as run
+
+    report = run(tuple(group), calibration=False if no_calibration else None)
+    if json:
+        print_json({"cases": report.cases.to_dict(orient="records"),
+                    "summary": report.summary().to_dict(orient="records"),
+                    "median_abs_error": {g: report.median_abs_error(g) for g in group}})
+        return
+    table = Table(title="validation: predicted vs measured (error = predicted / measured - 1)")
+    for col in ("group", "case", "device", "metric", "predicted", "measured", "error"):
+        table.add_column(col)
+    for _, r in report.cases.iterrows():
+        err = "-" if r["error"] != r["error"] else f"{r['error']:+.1%}"
+        table.add_row(r["subgroup"], r["case"], r["device"], r["metric"], f"{r['predicted']:.4g}",
+                      f"{r['measured']:.4g}", err)
+    console.print(table)
+    summary = Table(title="per group")
+    for col in ("group", "subgroup", "cases", "median |error|", "mean error"):
+        summary.add_column(col)
+    for _, r in report.summary().iterrows():
+        summary.add_row(r["group"], r["subgroup"], str(r["cases"]), f"{r['median_abs_error']:.1%}", f"{r['mean_error']:+.1%}")
+    console.print(summary)
+    for g in group:
+        console.print(f"median |error| {g}: {report.median_abs_error(g):.1%}")
+
+
+@app.command()
+def bench(names: list[str] = typer.Argument(None, help="benchmarks to run (default: all)"),
+          json: bool = typer.Option(False, "--json")) -> None:
+    """Speed benchmarks on one core (a separate process with BLAS/OpenMP threads pinned to 1)."""
+    env_args = [sys.executable, "-m", "model.bench", *(names or []), *(["--json"] if json else [])]
+    raise typer.Exit(subprocess.call(env_args, env={**__import__("os").environ, "OMP_NUM_THREADS": "1",
+                                                    "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}))

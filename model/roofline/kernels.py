@@ -1,0 +1,110 @@
+"""Predicted time of single kernels (GEMM, attention, copy, element-wise), for validation and calibration.
+
+The same efficiency curves and roofline terms as the step evaluator, applied to one kernel described by its
+shape, so measured kernel tables can be compared with, and fitted to, the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from model.errors import RidgeplanError
+from model.hardware.schema import Device
+from model.precision import number_format
+from model.roofline.efficiency import Efficiency, attention_eta, gemm_eta
+from model.roofline.evaluator import roofline_terms
+
+KERNELS = ("gemm", "attention", "decode_attention", "copy", "elementwise")
+# columns each kernel kind needs in a table
+COLUMNS = {
+    "gemm": ("m", "n", "k"),
+    "attention": ("batch", "heads", "kv_heads", "head_dim", "seq_len"),
+    "decode_attention": ("batch", "heads", "kv_heads", "head_dim", "context"),
+    "copy": ("bytes",),
+    "elementwise": ("bytes",),
+}
+
+
+@dataclass(frozen=True)
+class KernelWork:
+    flops: np.ndarray
+    bytes: np.ndarray
+    kind: np.ndarray  # kernel kind per row
+    dtype: np.ndarray
+    shape_m: np.ndarray  # rows for GEMM efficiency, query rows per KV head for attention
+    shape_n: np.ndarray
+
+
+def kernel_work(table: pd.DataFrame) -> KernelWork:
+    """FLOPs, bytes and efficiency-relevant shape of every row of a kernel table."""
+    if "kernel" not in table:
+        raise RidgeplanError("kernel", "the table needs a 'kernel' column", KERNELS)
+    n = len(table)
+    flops, nbytes = np.zeros(n), np.zeros(n)
+    m_rows, n_cols = np.ones(n), np.ones(n)
+    kinds = table["kernel"].astype(str).to_numpy()
+    dtypes = (table["dtype"].astype(str) if "dtype" in table else pd.Series(["bf16"] * n)).to_numpy()
+    elem = np.array([number_format(d if d in ("fp8", "int8", "fp32", "fp16", "bf16") else "bf16").bytes_per_element
+                     for d in dtypes])
+    for kind in set(kinds):
+        if kind not in KERNELS:
+            raise RidgeplanError("kernel", f"unknown kernel kind {kind!r}", KERNELS)
+        rows = kinds == kind
+        sub = table.loc[rows]
+        missing = [c for c in COLUMNS[kind] if c not in sub or sub[c].isna().any()]
+        if missing:
+            raise RidgeplanError(missing[0], f"is needed for {kind} rows", COLUMNS[kind])
+        if kind == "gemm":
+            m, nn, k = (sub[c].to_numpy(float) for c in ("m", "n", "k"))
+            flops[rows] = 2 * m * nn * k
+            out_bytes = np.where(elem[rows] < 2, 2.0, elem[rows])  # FP8/INT8 GEMMs write 16-bit outputs
+            nbytes[rows] = (m * k + k * nn) * elem[rows] + m * nn * out_bytes
+            m_rows[rows], n_cols[rows] = m, nn
+        elif kind in ("attention", "decode_attention"):
+            b, h, hk, d = (sub[c].to_numpy(float) for c in ("batch", "heads", "kv_heads", "head_dim"))
+            if kind == "attention":
+                s = sub["seq_len"].to_numpy(float)
+                causal = sub["causal"].to_numpy(float) if "causal" in sub else np.ones(len(sub))
+                keys = causal * s * (s + 1) / 2 + (1 - causal) * s * s
+                flops[rows] = 4 * b * h * d * keys
+                nbytes[rows] = b * s * (2 * h + 2 * hk) * d * elem[rows]
+                m_rows[rows] = s * h / hk
+            else:
+                c = sub["context"].to_numpy(float)
+                flops[rows] = 4 * b * h * d * c
+                nbytes[rows] = b * c * 2 * hk * d * elem[rows] + 2 * b * h * d * 2
+                m_rows[rows] = h / hk
+        else:
+            size = sub["bytes"].to_numpy(float)
+            nbytes[rows] = 2 * size  # read + write
+            flops[rows] = 0.0 if kind == "copy" else size / elem[rows]
+    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols)
+
+
+def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
+    """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
+    w = kernel_work(table)
+    n = len(table)
+    peak, eta = np.ones(n), np.ones(n)
+    for i in range(n):
+        kind, dtype = w.kind[i], w.dtype[i]
+        if kind == "gemm":
+            peak[i] = device.peak(dtype)
+            eta[i] = gemm_eta(w.shape_m[i], w.shape_n[i], eff.gemm_max(dtype), eff)
+        elif kind in ("attention", "decode_attention"):
+            peak[i] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
+            eta[i] = attention_eta(w.shape_m[i], eff.attention_max, eff)
+        else:
+            peak[i] = device.vector_flop_per_s
+            eta[i] = eff.vector_max
+    compute, memory = roofline_terms(w.flops, w.bytes, peak, eta, device.memory.bandwidth_bytes_per_s, eff)
+    return np.maximum(compute, memory) + eff.kernel_floor_s
+
+
+def achieved(table: pd.DataFrame, seconds: np.ndarray) -> pd.DataFrame:
+    """Achieved FLOP/s and bytes/s of each row for a given time (measured or predicted)."""
+    w = kernel_work(table)
+    return pd.DataFrame({"flop_per_s": w.flops / seconds, "bytes_per_s": w.bytes / seconds})

@@ -1,0 +1,152 @@
+"""The roofline evaluator, efficiency model and collectives: hand derivations and invariants."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from model.api import deployment
+from model.architecture import load_architecture
+from model.hardware import load_device
+from model.operators.compiled import compile_graph
+from model.roofline.collectives import Tier, collective_time, dominant_term
+from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for
+from model.roofline.evaluator import BOUNDS, context_for, evaluate
+
+H100 = load_device("h100-sxm")
+
+
+def _ideal(eff):
+    """Efficiency with every derate removed: the pure roofline."""
+    return replace(eff, gemm_max_16=1.0, gemm_max_8=1.0, gemm_m_half=0.0, gemm_n_half=0.0, attention_max=1.0,
+                   attention_q_half=0.0, mem_max=1.0, mem_bytes_half=0.0, vector_max=1.0, kernel_floor_s=0.0,
+                   collective_base_s=0.0)
+
+
+def test_pure_roofline_decode_is_weights_over_bandwidth():
+    # Llama-3.1-8B, batch 1, 1 token, no context: time = bytes / 3.35e12 exactly when everything is ideal
+    ops = compile_graph(load_architecture("llama-3.1-8b")).evaluate(B=1, T=1, C=0)
+    ctx = context_for(H100, efficiency=_ideal(efficiency_for(H100)))
+    t = evaluate(ops, ctx)
+    memory_only = float(ops.counts @ ops.bytes[:, 0]) / 3.35e12
+    assert t.step_time_s()[0] == pytest.approx(memory_only, rel=1e-9)
+    assert {BOUNDS[b] for b in t.bound[:, 0]} <= {"memory", "compute"}
+
+
+def test_efficiency_makes_it_slower_than_the_pure_roofline():
+    ops = compile_graph(load_architecture("llama-3.1-8b")).evaluate(B=np.array([1, 64, 1]), T=np.array([1, 1, 2048]), C=512)
+    real = evaluate(ops, context_for(H100)).step_time_s()
+    ideal = evaluate(ops, context_for(H100, efficiency=_ideal(efficiency_for(H100)))).step_time_s()
+    assert np.all(real > ideal)
+    assert np.all(real / ideal < 3.5)  # a pure roofline is 1.5-3x optimistic, not 10x
+
+
+def test_large_prefill_is_compute_bound_and_decode_memory_bound():
+    g = compile_graph(load_architecture("llama-3.1-8b"))
+    ctx = context_for(H100)
+    prefill = evaluate(g.evaluate(B=1, T=4096, C=0), ctx)
+    decode = evaluate(g.evaluate(B=1, T=1, C=4096), ctx)
+    i = [op.name for op in prefill.ops.ops].index("gate_up_proj")
+    assert BOUNDS[prefill.bound[i, 0]] == "compute"
+    assert BOUNDS[decode.bound[i, 0]] == "memory"
+
+
+def test_gemm_efficiency_rises_with_tokens():
+    eff = ARCH_DEFAULTS["hopper"]
+    m = np.array([1, 16, 128, 1024, 8192.0])
+    eta = eff.gemm_max_16 * m / (m + eff.gemm_m_half)
+    assert np.all(np.diff(eta) > 0) and eta[-1] < eff.gemm_max_16
+
+
+def test_calibration_file_overrides_defaults(tmp_path):
+    path = tmp_path / "cal.toml"
+    path.write_text("[efficiency]\ngemm_max_16 = 0.5\n")
+    eff = efficiency_for(H100, path)
+    assert eff.gemm_max_16 == 0.5 and "cal.toml" in eff.source
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[efficiency]\ngemm_max_16 = 1.5\n")
+    with pytest.raises(Exception) as err:
+        efficiency_for(H100, bad)
+    assert "gemm_max_16" in str(err.value)
+
+
+# --- collectives: hand derivations ---------------------------------------------------------------------
+
+def test_ring_all_reduce_hand_formula():
+    # N = 8, M = 64 MB, alpha = 1 us, beta = 100 GB/s: 2 x 7 x 1 us + 2 x 7/8 x 64e6 / 100e9 = 14 us + 1,120 us
+    t = collective_time("all_reduce", 64e6, 8, intra=Tier(100e9, 1e-6), algorithm="ring")
+    assert float(t) == pytest.approx(14e-6 + 1.12e-3)
+
+
+def test_all_gather_and_all_to_all_hand_formula():
+    # (N-1) alpha + (N-1)/N M / beta with N = 4, M = 8 MB, alpha = 2 us, beta = 50 GB/s: 6 us + 120 us
+    for kind in ("all_gather", "reduce_scatter", "all_to_all"):
+        assert float(collective_time(kind, 8e6, 4, intra=Tier(50e9, 2e-6))) == pytest.approx(6e-6 + 120e-6)
+
+
+def test_star_all_reduce_hand_formula():
+    # 2 alpha + (N-1) M / beta_hub: N = 4, alpha = 5 ms (Wi-Fi), M = 16 KB, beta = 100 MB/s: 10 ms + 0.48 ms
+    t = collective_time("all_reduce", 16e3, 4, intra=Tier(100e6, 5e-3), algorithm="star")
+    assert float(t) == pytest.approx(10e-3 + 3 * 16e3 / 100e6)
+
+
+def test_small_messages_latency_bound_large_bandwidth_bound():
+    tier = Tier(360e9, 0.6e-6)
+    assert dominant_term("all_reduce", 8e3, 8, tier) == "latency"
+    assert dominant_term("all_reduce", 256e6, 8, tier) == "bandwidth"
+
+
+def test_auto_picks_the_fastest_algorithm():
+    tier = Tier(100e9, 5e-6)
+    for m in (1e3, 1e6, 1e9):
+        auto = float(collective_time("all_reduce", m, 8, intra=tier))
+        each = [float(collective_time("all_reduce", m, 8, intra=tier, algorithm=a)) for a in ("ring", "tree", "one_shot")]
+        assert auto == pytest.approx(min(each))
+
+
+def test_hierarchical_all_reduce_across_nodes_is_slower_than_inside():
+    intra, inter = Tier(360e9, 0.6e-6), Tier(46e9, 5e-6)
+    inside = float(collective_time("all_reduce", 64e6, 8, intra=intra, inter=inter, ranks_per_node=8))
+    across = float(collective_time("all_reduce", 64e6, 16, intra=intra, inter=inter, ranks_per_node=8))
+    assert across > inside
+
+
+def test_single_rank_needs_no_communication():
+    assert float(collective_time("all_reduce", 1e9, 1, intra=Tier(1e9, 1e-3))) == 0.0
+
+
+# --- invariants (hypothesis) ----------------------------------------------------------------------------
+
+@given(batch=st.integers(1, 256), tokens=st.sampled_from([1, 16, 512, 2048]), context=st.integers(0, 32_000),
+       factor=st.floats(1.01, 4.0))
+def test_more_bandwidth_is_never_slower(batch, tokens, context, factor):
+    ops = compile_graph(load_architecture("llama-3.1-8b")).evaluate(B=batch, T=tokens, C=context)
+    base = context_for(H100)
+    faster = replace(base, mem_bandwidth_bytes_per_s=base.mem_bandwidth_bytes_per_s * factor)
+    assert evaluate(ops, faster).step_time_s()[0] <= evaluate(ops, base).step_time_s()[0]
+
+
+@given(batch=st.integers(1, 256), tokens=st.sampled_from([1, 64, 2048]), factor=st.floats(1.01, 4.0))
+def test_more_flops_is_never_slower(batch, tokens, factor):
+    ops = compile_graph(load_architecture("mixtral-8x7b")).evaluate(B=batch, T=tokens, C=256)
+    base = context_for(H100)
+    faster = replace(base, peak_flop_per_s={k: v * factor for k, v in base.peak_flop_per_s.items()})
+    assert evaluate(ops, faster).step_time_s()[0] <= evaluate(ops, base).step_time_s()[0]
+
+
+@given(batch=st.integers(1, 512), context=st.integers(0, 8000))
+def test_decode_throughput_never_falls_with_batch(batch, context):
+    d = deployment("llama-3.1-8b", "h100-sxm")
+    t = d.step(np.array([batch, batch + 1]), 1, context).time_s
+    assert (batch + 1) / t[1] >= batch / t[0] * (1 - 1e-9)
+
+
+@given(batch=st.integers(1, 64), context=st.integers(1, 20_000))
+def test_step_time_never_falls_with_context(batch, context):
+    d = deployment("llama-3.1-8b", "h100-sxm")
+    t = d.step(batch, 1, np.array([context, context + 100])).time_s
+    assert t[1] >= t[0]
