@@ -1,0 +1,196 @@
+"""Fit the efficiency model to measured kernel (or whole-step) times with scipy, and report the fit error.
+
+Input: a table (CSV) with one measurement per row. Kernel rows use the columns of `model.roofline.kernels`
+(`kernel` = gemm | attention | decode_attention | copy | elementwise, `dtype`, shape columns) plus
+`measured_s`. Step rows (`kernel` = step) give `model`, `batch`, `new_tokens`, `context` (and optionally
+`tp`) plus `measured_s`, and are predicted with the full operator graph.
+
+The fit minimises the squared log-ratio of predicted to measured time (so a 2x miss on a 5 us kernel weighs
+as much as on a 5 ms one) over the parameters the data can inform, with bounds that keep fractions of peak in
+(0, 1]. A random held-out fraction is never seen by the fit; its error is reported separately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from model.errors import RidgeplanError
+from model.hardware.schema import Device
+from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.kernels import KERNELS, predict_kernels
+
+# parameter -> (lower, upper) bounds
+BOUNDS = {
+    "gemm_max_16": (0.05, 1.0), "gemm_max_8": (0.05, 1.0), "gemm_max_4": (0.05, 1.0), "gemm_max_32": (0.05, 1.0),
+    "gemm_m_half": (0.0, 4096.0), "gemm_n_half": (0.0, 4096.0),
+    "attention_max": (0.05, 1.0), "attention_q_half": (0.0, 4096.0),
+    "mem_max": (0.05, 1.0), "mem_bytes_half": (0.0, 1e9), "vector_max": (0.01, 1.0),
+    "kernel_floor_s": (0.0, 1e-3), "step_overhead_s": (0.0, 0.1),
+}
+
+
+def _informed(table: pd.DataFrame) -> list[str]:
+    """Parameters the rows can constrain."""
+    kinds = set(table["kernel"])
+    dtypes = set(table.get("dtype", pd.Series(dtype=str)).dropna().astype(str))
+    params: list[str] = ["kernel_floor_s"]
+    if "gemm" in kinds or "step" in kinds:
+        params += ["gemm_m_half", "gemm_n_half"]
+        params += [f"gemm_max_{c}" for c, names in (("16", {"bf16", "fp16"}), ("8", {"fp8", "int8"}),
+                                                     ("32", {"fp32", "tf32"})) if dtypes & names or ("step" in kinds and c == "16")]
+    if kinds & {"attention", "decode_attention", "step"}:
+        params += ["attention_max", "attention_q_half"]
+    if kinds & {"copy", "elementwise", "decode_attention", "gemm", "step"}:
+        params += ["mem_max", "mem_bytes_half"]
+    if "elementwise" in kinds:
+        params.append("vector_max")
+    if "step" in kinds:
+        params.append("step_overhead_s")
+    return sorted(set(params), key=list(BOUNDS).index)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    device: Device
+    before: Efficiency
+    after: Efficiency
+    params: dict[str, float]
+    errors: pd.DataFrame  # per kernel class and split: median and mean |error| before and after
+    rows: pd.DataFrame  # every measurement with its split and predictions
+
+    def held_out_error(self) -> float:
+        held = self.rows[self.rows["split"] == "held-out"]
+        return float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) if len(held) else float("nan")
+
+    def to_toml(self, provenance: str = "") -> str:
+        lines = [f"# Fitted efficiency for {self.device.id} ({self.device.name}) by `ridgeplan calibrate fit`.",
+                 f"# {provenance}".rstrip(), "[efficiency]"]
+        lines += [f"{k} = {v:.6g}" for k, v in self.params.items()]
+        lines += ["", "[fit]", f"rows = {len(self.rows)}",
+                  f"held_out_rows = {int((self.rows['split'] == 'held-out').sum())}",
+                  f"held_out_median_abs_error = {self.held_out_error():.4f}"]
+        for _, r in self.errors.iterrows():
+            key = f"{r['kernel']}_{r['split'].replace('-', '_')}"
+            lines.append(f"{key}_median_abs_error_before = {r['median_before']:.4f}")
+            lines.append(f"{key}_median_abs_error_after = {r['median_after']:.4f}")
+        return "\n".join(lines) + "\n"
+
+
+def load_measurements(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise RidgeplanError("csv", f"no such file {str(path)!r}")
+    try:
+        table = pd.read_csv(path, comment="#")
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise RidgeplanError("csv", f"{path.name} is not a readable CSV: {err}") from None
+    return check_measurements(table)
+
+
+def check_measurements(table: pd.DataFrame) -> pd.DataFrame:
+    for col in ("kernel", "measured_s"):
+        if col not in table:
+            raise RidgeplanError(col, "column is missing from the measurements", ["kernel", "measured_s", "shape columns"])
+    bad = set(table["kernel"]) - set(KERNELS) - {"step"}
+    if bad:
+        raise RidgeplanError("kernel", f"unknown kernel kind {sorted(bad)[0]!r}", [*KERNELS, "step"])
+    times = pd.to_numeric(table["measured_s"], errors="coerce")
+    if times.isna().any() or (times <= 0).any():
+        raise RidgeplanError("measured_s", "every measurement must be a positive number of seconds")
+    if len(table) < 3:
+        raise RidgeplanError("csv", f"need at least 3 measurements to fit, got {len(table)}")
+    return table.reset_index(drop=True)
+
+
+def _predictor(table: pd.DataFrame, device: Device):
+    """A function eff -> predicted seconds for every row (kernel rows directly, step rows via the graph)."""
+    kernel_rows = table["kernel"] != "step"
+    kernels = table[kernel_rows]
+    steps = table[~kernel_rows]
+    step_ops = []
+    if len(steps):
+        from model.api import deployment
+
+        for _, r in steps.iterrows():
+            d = deployment(r["model"], device, tp=int(r.get("tp", 1) or 1))
+            ops = d.graph.evaluate({**d.symbols(), "B": r["batch"], "T": r["new_tokens"], "C": r["context"]})
+            step_ops.append((d, ops))
+
+    def predict(eff: Efficiency) -> np.ndarray:
+        from model.roofline.evaluator import evaluate
+
+        out = np.zeros(len(table))
+        if len(kernels):
+            out[kernel_rows.to_numpy()] = predict_kernels(kernels, device, eff)
+        for j, (d, ops) in zip(np.flatnonzero(~kernel_rows.to_numpy()), step_ops):
+            ctx = replace(d.context, eff=eff)
+            out[j] = float(evaluate(ops, ctx).step_time_s()[0]) + eff.step_overhead_s
+        return out
+
+    return predict
+
+
+def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None = None, *,
+                   params: list[str] | None = None, holdout: float = 0.2, seed: int = 0) -> FitResult:
+    """Fit efficiency parameters to measured times; hold out a random `holdout` fraction for an honest error."""
+    table = check_measurements(table)
+    if not 0 <= holdout < 1:
+        raise RidgeplanError("holdout", f"must be in [0, 1), got {holdout}")
+    start = start or efficiency_for(device, calibration=False)
+    names = params or _informed(table)
+    unknown = set(names) - set(BOUNDS)
+    if unknown:
+        raise RidgeplanError("params", f"cannot fit {sorted(unknown)[0]!r}", list(BOUNDS))
+    rng = np.random.default_rng(seed)
+    held = rng.random(len(table)) < holdout if len(table) >= 10 else np.zeros(len(table), bool)
+    measured = table["measured_s"].to_numpy(float)
+    predict = _predictor(table, device)
+    lo = np.array([BOUNDS[n][0] for n in names])
+    hi = np.array([BOUNDS[n][1] for n in names])
+    # log-scale the size-like parameters so the optimiser moves them in proportion
+    logged = np.array([n.endswith("_half") or n.endswith("_s") for n in names])
+
+    def to_eff(x: np.ndarray) -> Efficiency:
+        values = np.where(logged, np.expm1(x), x)
+        return replace(start, **{n: float(v) for n, v in zip(names, values)})
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        pred = predict(to_eff(x))
+        return np.log(pred[~held] / measured[~held])
+
+    x0 = np.array([getattr(start, n) for n in names], dtype=float)
+    x0 = np.clip(x0, lo, hi)
+    x0 = np.where(logged, np.log1p(x0), x0)
+    lo_t = np.where(logged, np.log1p(lo), lo)
+    hi_t = np.where(logged, np.log1p(hi), hi)
+    x0 = np.clip(x0, lo_t + 1e-12, hi_t - 1e-12)
+    result = least_squares(residuals, x0, bounds=(lo_t, hi_t), x_scale="jac", max_nfev=400)
+    after = to_eff(result.x)
+    after = replace(after, source=f"{start.source}; fitted to {len(table) - int(held.sum())} measurements")
+    rows = table.copy()
+    rows["split"] = np.where(held, "held-out", "fit")
+    rows["before"] = predict(start)
+    rows["after"] = predict(after)
+    errors = _error_table(rows)
+    fitted = {n: float(getattr(after, n)) for n in names}
+    return FitResult(device, start, after, fitted, errors, rows)
+
+
+def _error_table(rows: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for (kernel, split), g in rows.groupby(["kernel", "split"]):
+        before = np.abs(g["before"] / g["measured_s"] - 1)
+        after = np.abs(g["after"] / g["measured_s"] - 1)
+        out.append({"kernel": kernel, "split": split, "rows": len(g), "median_before": float(np.median(before)),
+                    "median_after": float(np.median(after)), "mean_before": float(before.mean()),
+                    "mean_after": float(after.mean())})
+    return pd.DataFrame(out)
+
+
+def efficiency_parameters() -> list[str]:
+    return [f.name for f in fields(Efficiency) if f.name != "source"]
