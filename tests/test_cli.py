@@ -17,7 +17,7 @@ def run(capsys, *args):
 
 def test_estimate_json_has_units_in_keys(capsys):
     code, out, _ = run(capsys, "estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--batch", "4",
-                       "--input-len", "512", "--output-len", "64", "--json")
+                       "--input-len", "512", "--output-len", "64", "--json")  # static batch
     assert code == 0
     data = json.loads(out)
     assert data["fits"] is True
@@ -30,11 +30,16 @@ def test_estimate_json_has_units_in_keys(capsys):
 
 
 def test_estimate_out_of_memory_reports_shortfall_not_latency(capsys):
-    code, out, _ = run(capsys, "estimate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--json")
+    code, out, _ = run(capsys, "estimate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--batch", "1", "--json")
     data = json.loads(out)
     assert code == 0 and data["fits"] is False
     assert "ttft_s" not in data and "tpot_s" not in data
     assert data["memory"]["headroom_bytes"] < 0
+    code, out, _ = run(capsys, "estimate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--rate", "1", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["fits"] is False and "ttft_mean_s" not in data
+    # 141 GB of bf16 weights on an 80 GB card: short by more than 60 GB
+    assert data["memory_per_gpu"]["shortfall_bytes"] > 60e9
 
 
 def test_estimate_human_output(capsys):

@@ -13,7 +13,7 @@ from model.cli.output import console, print_json
 
 
 @app.command()
-def validate(group: list[str] = typer.Option(["kernels"], "--group", help="kernels and/or serving"),
+def validate(group: list[str] = typer.Option(["kernels", "serving"], "--group", help="kernels and/or serving"),
              json: bool = typer.Option(False, "--json"),
              no_calibration: bool = typer.Option(False, "--no-calibration", help="ignore fitted calibration files")) -> None:
     """Predict every case of the public reference measurements and print the error per case and group."""
@@ -30,6 +30,8 @@ def validate(group: list[str] = typer.Option(["kernels"], "--group", help="kerne
         table.add_column(col)
     for _, r in report.cases.iterrows():
         err = "-" if r["error"] != r["error"] else f"{r['error']:+.1%}"
+        if r.get("excluded"):
+            err += " (excluded)"
         table.add_row(r["subgroup"], r["case"], r["device"], r["metric"], f"{r['predicted']:.4g}",
                       f"{r['measured']:.4g}", err)
     console.print(table)
@@ -41,6 +43,8 @@ def validate(group: list[str] = typer.Option(["kernels"], "--group", help="kerne
     console.print(summary)
     for g in group:
         console.print(f"median |error| {g}: {report.median_abs_error(g):.1%}")
+    for _, r in report.cases[report.cases["excluded"] != ""].iterrows():
+        console.print(f"excluded {r['case']}: {r['excluded']}")
 
 
 @app.command()

@@ -37,11 +37,17 @@ class Memory(_Strict):
     type: str = ""
     write_bandwidth_bytes_per_s: float | None = None
     external_bandwidth_bytes_per_s: float | None = None
+    runtime_total_bytes: float | None = None  # what the driver reports (nvidia-smi memory.total); fit checks use it
+
+    @property
+    def total_bytes(self) -> float:
+        """Memory an engine can address: the runtime-reported total when known, else the marketed capacity."""
+        return self.runtime_total_bytes or self.capacity_bytes
 
     @model_validator(mode="after")
     def _check(self) -> Memory:
         for name in ("capacity_bytes", "bandwidth_bytes_per_s", "write_bandwidth_bytes_per_s",
-                     "external_bandwidth_bytes_per_s"):
+                     "external_bandwidth_bytes_per_s", "runtime_total_bytes"):
             _positive(name, getattr(self, name))
         return self
 

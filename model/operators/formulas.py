@@ -58,7 +58,7 @@ class Operator:
     description: str = ""
     group: int = -1  # layer group index, -1 for model-level operators
     count: int = 1  # instances per forward pass
-    tags: tuple[str, ...] = field(default=())
+    tags: tuple[str, ...] = field(default=())  # "per_sequence": cost depends on each sequence's context
 
     @property
     def bytes(self) -> sp.Expr:
@@ -165,7 +165,7 @@ def softmax_attention_core(name: str, heads: int, kv_heads: int, d_qk: int, d_v:
     hk = kv_heads_per_rank(kv_heads)
     kv_elems_per_token = hk * (d_qk + d_v)
     return Operator(
-        name=name, kind="attention", weight_role="none",
+        name=name, kind="attention", weight_role="none", tags=("per_sequence",),
         flops=B * h * (2 * d_qk + 2 * d_v) * keys_seen(window),
         act_bytes=N * h * (d_qk + d_v) * b_a,  # read Q, write O
         kv_read_bytes=B * keys_read(window) * kv_elems_per_token * b_kv,

@@ -91,7 +91,7 @@ def _mla_block(a: Attention, d: int) -> list[Operator]:
     ))
     seen = keys_seen(None)
     ops.append(Operator(
-        name="attention", kind="attention", weight_role="none",
+        name="attention", kind="attention", weight_role="none", tags=("per_sequence",),
         flops=sp.Piecewise((B * h * (2 * latent + 2 * r_kv) * seen, absorbed),
                            (B * h * (2 * (nope + rope) + 2 * dv) * seen, True)),
         act_bytes=sp.Piecewise((N * h * (latent + r_kv) * b_a, absorbed), (N * h * (nope + rope + dv) * b_a, True)),
@@ -119,7 +119,7 @@ def _linear_attention_block(a: Attention, d: int) -> list[Operator]:
         gemm("in_proj_ba", N, 2 * hv, d, full_params=sp.Integer(d * 2 * a.linear_value_heads),
              description="input projection to the write strength beta and decay a"),
         Operator(
-            name="short_conv", kind="elementwise", weight_role="none",
+            name="short_conv", kind="elementwise", weight_role="none", tags=("per_sequence",),
             flops=2 * a.conv_kernel * conv_ch_rank * N,
             weight_bytes=a.conv_kernel * conv_ch_rank * b_a,
             act_bytes=2 * N * conv_ch_rank * b_a,
@@ -130,7 +130,7 @@ def _linear_attention_block(a: Attention, d: int) -> list[Operator]:
             description="causal depthwise conv over q, k, v with a rolling state of kernel-1 tokens",
         ),
         Operator(
-            name="linear_attention", kind="linear_attention", weight_role="none",
+            name="linear_attention", kind="linear_attention", weight_role="none", tags=("per_sequence",),
             # recurrent delta rule ~6 d_k d_v per token and head; chunkwise prefill adds the intra-chunk term
             flops=N * hv * (6 * dk * dv + 2 * sp.Min(T, LINEAR_CHUNK) * (dk + dv)),
             act_bytes=N * (2 * hk * dk + 2 * hv * dv) * b_a,

@@ -160,11 +160,12 @@ class Deployment:
 
     @property
     def capacity_bytes(self) -> float:
-        return self.device.memory.capacity_bytes
+        """Device memory as the runtime reports it (falls back to the marketed capacity)."""
+        return self.device.memory.total_bytes
 
     @property
     def usable_bytes(self) -> float:
-        return self.device.memory.capacity_bytes * self.memory_utilization
+        return self.capacity_bytes * self.memory_utilization
 
     def assumptions(self) -> list[str]:
         notes = [
@@ -185,23 +186,41 @@ class Deployment:
         return notes
 
     # -- evaluation ---------------------------------------------------------------------------------
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """(pp, n_ops) operator instances per pipeline stage."""
+        return stage_counts(self.arch, self.graph.ops, self.layout.pp)
+
+    @cached_property
+    def per_sequence_ops(self) -> np.ndarray:
+        """Operators whose cost depends on each sequence's own context (attention, recurrent state)."""
+        return np.array(["per_sequence" in op.tags for op in self.graph.ops])
+
+    def op_seconds(self, batch, new_tokens, context, n_logit=1.0) -> tuple[OpArrays, OpTimes, np.ndarray]:
+        """Operator arrays, roofline times and exposed seconds per instance (n_ops, S) of a uniform step."""
+        ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
+        times = evaluate(ops, self.context)
+        return ops, times, times.time_s - times.comm_overlap * times.network_s
+
+    def p2p_seconds(self, tokens) -> np.ndarray:
+        """One pipeline hand-off of `tokens` hidden states between stages (zero without PP)."""
+        tokens = np.asarray(tokens, dtype=float)
+        if self.layout.pp == 1:
+            return np.zeros_like(tokens)
+        msg = tokens * self.arch.hidden_size * self.symbols()["b_a"]
+        t = self.tiers
+        tier = t.inter if (self.layout.tp * self.layout.pp > t.domain and t.inter is not None) else t.intra
+        return collective_time("p2p", msg, 2, intra=tier)
+
     def step(self, batch, new_tokens, context=0, *, n_logit=1.0) -> StepResult:
         """One forward step for `batch` sequences each adding `new_tokens` on top of `context` cached ones.
 
         Arguments may be numpy arrays (one scenario per element)."""
-        ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
-        times = evaluate(ops, self.context)
-        counts = stage_counts(self.arch, ops.ops, self.layout.pp)
-        exposed = times.time_s - times.comm_overlap * times.network_s
+        ops, times, exposed = self.op_seconds(batch, new_tokens, context, n_logit)
+        counts = self.counts
         stage_time = counts @ exposed
-        # pipeline hand-off: the residual stream of the step's tokens, point to point
         tokens = np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float)
-        msg = tokens * self.arch.hidden_size * self.symbols()["b_a"]
-        lay, t = self.layout, self.tiers
-        crosses_nodes = lay.tp * lay.pp > t.domain
-        tier = t.inter if (crosses_nodes and t.inter is not None) else t.intra
-        p2p = collective_time("p2p", msg, 2, intra=tier) if lay.pp > 1 else np.zeros_like(msg)
-        p2p = np.broadcast_to(p2p, (ops.n_scenarios,))
+        p2p = np.broadcast_to(self.p2p_seconds(tokens), (ops.n_scenarios,))
         # memory of the fullest stage, per scenario
         weights_stage = counts @ ops.resident_bytes
         cache_stage = counts @ ops.cache_bytes

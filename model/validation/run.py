@@ -43,15 +43,19 @@ def kernel_report(calibration: bool | None = None) -> pd.DataFrame:
 class ValidationReport:
     cases: pd.DataFrame  # one row per case with predicted, measured, error
 
+    def included(self) -> pd.DataFrame:
+        """Cases that count in the error statistics (excluded ones are still listed, with the reason)."""
+        return self.cases[(self.cases["excluded"] == "") & self.cases["error"].notna()]
+
     def summary(self) -> pd.DataFrame:
-        ok = self.cases.dropna(subset=["error"])
+        ok = self.included()
         grouped = ok.groupby(["group", "subgroup"])["error"]
         out = grouped.agg(cases="count", median_abs_error=lambda e: float(np.median(np.abs(e))),
                           mean_error=lambda e: float(np.mean(e))).reset_index()
         return out
 
     def median_abs_error(self, group: str | None = None) -> float:
-        ok = self.cases.dropna(subset=["error"])
+        ok = self.included()
         if group:
             ok = ok[ok["group"] == group]
         return float(np.median(np.abs(ok["error"]))) if len(ok) else float("nan")
@@ -69,5 +73,8 @@ def validate(groups: tuple[str, ...] = GROUPS, calibration: bool | None = None) 
 
             frames.append(serving_report(calibration))
     cases = pd.concat(frames, ignore_index=True)
+    if "excluded" not in cases:
+        cases["excluded"] = ""
+    cases["excluded"] = cases["excluded"].fillna("")
     cases["error"] = cases["predicted"] / cases["measured"] - 1
     return ValidationReport(cases)

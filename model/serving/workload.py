@@ -1,0 +1,120 @@
+"""Workloads: request input/output lengths (fixed, a histogram, a parametric distribution or a trace) and the
+load (a fixed concurrency, or Poisson arrivals at a rate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from model.errors import RidgeplanError, require_positive
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """A discrete distribution of (input_len, output_len) pairs with probabilities."""
+
+    input_len: np.ndarray
+    output_len: np.ndarray
+    weight: np.ndarray
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        i, o, w = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (self.input_len, self.output_len, self.weight))
+        if not (i.shape == o.shape == w.shape) or i.ndim != 1 or i.size == 0:
+            raise RidgeplanError("lengths", "input_len, output_len and weight must be equal-length 1-D arrays")
+        if np.any(i < 1) or np.any(o < 1):
+            raise RidgeplanError("lengths", "every input and output length must be >= 1 token")
+        if np.any(w < 0) or w.sum() <= 0:
+            raise RidgeplanError("weight", "weights must be >= 0 and not all zero")
+        object.__setattr__(self, "input_len", np.round(i))
+        object.__setattr__(self, "output_len", np.round(o))
+        object.__setattr__(self, "weight", w / w.sum())
+
+    @classmethod
+    def fixed(cls, input_len: int, output_len: int) -> Lengths:
+        require_positive("input_len", input_len, integer=True)
+        require_positive("output_len", output_len, integer=True)
+        return cls(np.array([input_len]), np.array([output_len]), np.array([1.0]), f"{input_len} in / {output_len} out")
+
+    @classmethod
+    def from_samples(cls, input_len, output_len, bins: int = 16, label: str = "trace") -> Lengths:
+        """A histogram of observed (input, output) pairs, binned jointly on a log grid (at most bins x bins)."""
+        i = np.asarray(input_len, dtype=float)
+        o = np.asarray(output_len, dtype=float)
+        if i.size == 0 or i.shape != o.shape:
+            raise RidgeplanError("trace", "needs equal numbers of input and output lengths (at least one)")
+        if np.any(i < 1) or np.any(o < 1):
+            raise RidgeplanError("trace", "lengths must be >= 1 token")
+        ei = np.unique(np.geomspace(i.min(), i.max() + 1, bins + 1))
+        eo = np.unique(np.geomspace(o.min(), o.max() + 1, bins + 1))
+        bi = np.clip(np.searchsorted(ei, i, side="right") - 1, 0, len(ei) - 2)
+        bo = np.clip(np.searchsorted(eo, o, side="right") - 1, 0, len(eo) - 2)
+        df = pd.DataFrame({"bi": bi, "bo": bo, "i": i, "o": o})
+        g = df.groupby(["bi", "bo"]).agg(i=("i", "mean"), o=("o", "mean"), n=("i", "size")).reset_index()
+        return cls(g["i"].to_numpy(), g["o"].to_numpy(), g["n"].to_numpy(float), label)
+
+    @classmethod
+    def lognormal(cls, input_mean: float, output_mean: float, sigma: float = 0.8, points: int = 12) -> Lengths:
+        """Independent log-normal input and output lengths with the given means, discretised on quantiles."""
+        require_positive("input_mean", input_mean)
+        require_positive("output_mean", output_mean)
+        q = (np.arange(points) + 0.5) / points
+        from scipy.stats import norm
+
+        z = norm.ppf(q)
+        shape = np.exp(sigma * z - sigma**2 / 2)
+        ii, oo = np.meshgrid(np.maximum(1, input_mean * shape), np.maximum(1, output_mean * shape), indexing="ij")
+        return cls(ii.ravel(), oo.ravel(), np.ones(ii.size), f"log-normal (means {input_mean:g}/{output_mean:g})")
+
+    @classmethod
+    def from_csv(cls, path: str | Path, bins: int = 16) -> Lengths:
+        path = Path(path)
+        if not path.is_file():
+            raise RidgeplanError("trace", f"no such file {str(path)!r}")
+        df = pd.read_csv(path)
+        for col in ("input_len", "output_len"):
+            if col not in df:
+                raise RidgeplanError("trace", f"column {col!r} is missing", ["input_len", "output_len", "timestamp"])
+        return cls.from_samples(df["input_len"], df["output_len"], bins=bins, label=path.name)
+
+    @property
+    def mean_input(self) -> float:
+        return float(self.weight @ self.input_len)
+
+    @property
+    def mean_output(self) -> float:
+        return float(self.weight @ self.output_len)
+
+    def describe(self) -> str:
+        if self.input_len.size == 1:
+            return f"{int(self.input_len[0])} in / {int(self.output_len[0])} out"
+        return f"{self.label or 'distribution'}: mean {self.mean_input:,.0f} in / {self.mean_output:,.0f} out over {self.input_len.size} bins"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Requests with `lengths`, offered either at a fixed `concurrency` (closed loop) or a Poisson `rate`
+    (requests/s, open loop). Neither: the engine runs at its own maximum batch (an offline benchmark)."""
+
+    lengths: Lengths
+    concurrency: float | None = None
+    rate_per_s: float | None = None
+    prefix_hit_rate: float = 0.0  # fraction of prompt tokens whose KV is reused from a prefix cache
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None and self.rate_per_s is not None:
+            raise RidgeplanError("workload", "give a concurrency or a rate, not both")
+        if self.concurrency is not None:
+            require_positive("concurrency", self.concurrency)
+        if self.rate_per_s is not None:
+            require_positive("rate", self.rate_per_s)
+        if not 0 <= self.prefix_hit_rate < 1:
+            raise RidgeplanError("prefix_hit_rate", f"must be in [0, 1), got {self.prefix_hit_rate}")
+
+    @property
+    def mode(self) -> str:
+        return "rate" if self.rate_per_s is not None else ("concurrency" if self.concurrency is not None else "max")
