@@ -56,7 +56,35 @@ def bench_operators(scenarios: int = 200_000) -> dict[str, float]:
     return out
 
 
-BENCHES: dict[str, Callable[[], dict[str, float]]] = {"operators": bench_operators}
+def bench_serving(scenarios: int = 100_000) -> dict[str, float]:
+    """Serving estimates per second: continuous-batching steady states (iteration cost, KV capacity,
+    throughput) vectorized over scenarios of input/output length and concurrency."""
+    from model.api import deployment
+    from model.serving.batching import steady_state
+    from model.serving.estimate import estimate
+    from model.serving.policy import ENGINES
+    from model.serving.workload import Lengths, Workload
+
+    rng = np.random.default_rng(0)
+    i = rng.integers(64, 8192, scenarios).astype(float)
+    o = rng.integers(16, 2048, scenarios).astype(float)
+    n = rng.integers(1, 256, scenarios).astype(float)
+    out = {}
+    for model, gpu, tp in (("llama-3.1-8b", "h100-sxm", 1), ("llama-3.1-70b", "h100-sxm", 4)):
+        d = deployment(model, gpu, tp=tp)
+
+        def run() -> None:
+            steady_state(d, ENGINES["vllm"], i, o, n)
+
+        run()
+        out[f"{model} TP{tp}: steady-state serving evaluations/s"] = scenarios / _best_of(run)
+    d = deployment("llama-3.1-8b", "h100-sxm")
+    work = Workload(Lengths.lognormal(1000, 300), rate_per_s=10)
+    out["full estimate (percentiles + goodput search), per second"] = 1 / _best_of(lambda: estimate(d, work))
+    return out
+
+
+BENCHES: dict[str, Callable[[], dict[str, float]]] = {"operators": bench_operators, "serving": bench_serving}
 
 
 def main(argv: list[str] | None = None) -> int:

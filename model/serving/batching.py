@@ -116,6 +116,12 @@ def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Of
     ops = d.graph.evaluate({**d.symbols(), "B": 1.0, "T": 1.0, "C": rounded - 1})
     weights_stage = d.counts @ ops.resident_bytes[:, 0]  # (pp,)
     kv_stage = d.counts @ ops.cache_bytes  # (pp, S)
+    if d.kv_residual_tokens:
+        # the residual window is stored in 16 bits instead of the compressed format
+        compressed = d.symbols()["b_kv"]
+        window = np.minimum(rounded, d.kv_residual_tokens)
+        per_token = kv_stage / np.maximum(rounded, 1)
+        kv_stage = kv_stage + per_token * window * (2.0 / compressed - 1)
     tier_seqs = np.inf
     if offload is not None and offload.target == "weights":
         weights_stage = weights_stage * (1 - offload.fraction)

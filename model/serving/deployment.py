@@ -99,6 +99,10 @@ class Deployment:
     comm_overlap: float = 0.0
     moe_imbalance: float = 1.0
     memory_utilization: float = 0.90  # fraction of device memory the engine may use (vLLM's default 0.9)
+    # KV compression composing multiplicatively with the KV precision (CATALOG section 3):
+    kv_rank_fraction: float = 1.0  # kept share of the K/V feature dimension (low-rank projection)
+    kv_keep_ratio: float = 1.0  # kept share of tokens (eviction / merging)
+    kv_residual_tokens: int = 0  # most recent tokens kept in 16 bits (KIVI-style window)
 
     def __post_init__(self) -> None:
         self.layout.check(self.arch)
@@ -108,6 +112,11 @@ class Deployment:
             raise RidgeplanError("comm_overlap", f"must be between 0 and 1, got {self.comm_overlap}")
         if self.moe_imbalance < 1:
             raise RidgeplanError("moe_imbalance", f"is max/mean load and must be >= 1, got {self.moe_imbalance}")
+        for name in ("kv_rank_fraction", "kv_keep_ratio"):
+            if not 0 < getattr(self, name) <= 1:
+                raise RidgeplanError(name, f"must be in (0, 1], got {getattr(self, name)}")
+        if self.kv_residual_tokens < 0:
+            raise RidgeplanError("kv_residual_tokens", f"must be >= 0, got {self.kv_residual_tokens}")
         if not 0 < self.memory_utilization <= 1:
             raise RidgeplanError("memory_utilization", f"must be in (0, 1], got {self.memory_utilization}")
         if self.layout.gpus_per_replica > 1 or self.layout.ep > 1:
@@ -155,7 +164,8 @@ class Deployment:
             "b_w": number_format(p.weights).bytes_per_element,
             "b_e": number_format(p.expert_weights).bytes_per_element,
             "b_emb": number_format(p.embeddings).bytes_per_element,
-            "b_a": act_bytes, "b_kv": number_format(p.kv).bytes_per_element, "b_state": 4.0,
+            "b_a": act_bytes, "b_state": 4.0,
+            "b_kv": number_format(p.kv).bytes_per_element * self.kv_rank_fraction * self.kv_keep_ratio,
         }
 
     @property
@@ -181,6 +191,10 @@ class Deployment:
             notes.append(f"collectives over {self.tiers.intra_name} inside a node of {self.tiers.domain}"
                          + (f", {self.tiers.inter_name} across nodes" if self.tiers.inter else ""))
             notes.append(f"compute/communication overlap {self.comm_overlap:.0%}")
+        if self.kv_rank_fraction < 1 or self.kv_keep_ratio < 1 or self.kv_residual_tokens:
+            notes.append(f"KV compression: rank {self.kv_rank_fraction:.0%} x tokens kept {self.kv_keep_ratio:.0%} x "
+                         f"{self.precision.kv} bits, last {self.kv_residual_tokens} tokens in 16 bits; the up-projection "
+                         "FLOPs of low-rank K/V are assumed absorbed into the query/output projections")
         if self.arch.is_moe:
             notes.append(f"MoE routing uniform; busiest rank carries {self.moe_imbalance:.2f}x the mean expert load")
         return notes
