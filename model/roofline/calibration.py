@@ -24,6 +24,7 @@ from model.hardware.schema import Device
 from model.roofline.efficiency import Efficiency, efficiency_for
 from model.roofline.kernels import KERNELS, predict_kernels
 
+STEP_COLUMNS = ("model", "batch", "new_tokens", "context")
 # parameter -> (lower, upper) bounds
 BOUNDS = {
     "gemm_max_16": (0.05, 1.0), "gemm_max_8": (0.05, 1.0), "gemm_max_4": (0.05, 1.0), "gemm_max_32": (0.05, 1.0),
@@ -62,6 +63,7 @@ class FitResult:
     params: dict[str, float]
     errors: pd.DataFrame  # per kernel class and split: median and mean |error| before and after
     rows: pd.DataFrame  # every measurement with its split and predictions
+    unconstrained: tuple[str, ...] = ()  # parameters the measurements do not inform: left at their start value
 
     def held_out_error(self) -> float:
         held = self.rows[self.rows["split"] == "held-out"]
@@ -71,6 +73,8 @@ class FitResult:
         lines = [f"# Fitted efficiency for {self.device.id} ({self.device.name}) by `ridgeplan calibrate fit`.",
                  f"# {provenance}".rstrip(), "[efficiency]"]
         lines += [f"{k} = {v:.6g}" for k, v in self.params.items()]
+        if self.unconstrained:
+            lines.append(f"# not informed by the measurements, left at the defaults: {', '.join(self.unconstrained)}")
         lines += ["", "[fit]", f"rows = {len(self.rows)}",
                   f"held_out_rows = {int((self.rows['split'] == 'held-out').sum())}",
                   f"held_out_median_abs_error = {self.held_out_error():.4f}"]
@@ -89,7 +93,19 @@ def load_measurements(path: str | Path) -> pd.DataFrame:
         table = pd.read_csv(path, comment="#")
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise RidgeplanError("csv", f"{path.name} is not a readable CSV: {err}") from None
-    return check_measurements(table)
+    except pd.errors.EmptyDataError:
+        raise RidgeplanError("csv", f"{path.name} has no rows") from None
+    table = check_measurements(table)
+    if "model" in table:  # a step model given as a config file is found next to the CSV
+        steps = table["kernel"] == "step"
+        table.loc[steps, "model"] = table.loc[steps, "model"].map(lambda m: _beside(path, m))
+    return table
+
+
+def _beside(csv: Path, model: object) -> object:
+    text = str(model)
+    local = csv.parent / text
+    return str(local) if text.endswith(".json") and not Path(text).is_absolute() and local.is_file() else model
 
 
 def check_measurements(table: pd.DataFrame) -> pd.DataFrame:
@@ -102,12 +118,16 @@ def check_measurements(table: pd.DataFrame) -> pd.DataFrame:
     times = pd.to_numeric(table["measured_s"], errors="coerce")
     if times.isna().any() or (times <= 0).any():
         raise RidgeplanError("measured_s", "every measurement must be a positive number of seconds")
+    steps = table[table["kernel"] == "step"]
+    for col in STEP_COLUMNS:
+        if len(steps) and (col not in steps or steps[col].isna().any()):
+            raise RidgeplanError(col, "is needed for step rows", STEP_COLUMNS)
     if len(table) < 3:
         raise RidgeplanError("csv", f"need at least 3 measurements to fit, got {len(table)}")
     return table.reset_index(drop=True)
 
 
-def _predictor(table: pd.DataFrame, device: Device):
+def predictor(table: pd.DataFrame, device: Device):
     """A function eff -> predicted seconds for every row (kernel rows directly, step rows via the graph)."""
     kernel_rows = table["kernel"] != "step"
     kernels = table[kernel_rows]
@@ -139,6 +159,7 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
                    params: list[str] | None = None, holdout: float = 0.2, seed: int = 0) -> FitResult:
     """Fit efficiency parameters to measured times; hold out a random `holdout` fraction for an honest error."""
     table = check_measurements(table)
+    _check_platform(table, device)
     if not 0 <= holdout < 1:
         raise RidgeplanError("holdout", f"must be in [0, 1), got {holdout}")
     start = start or efficiency_for(device, calibration=False)
@@ -149,7 +170,8 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
     rng = np.random.default_rng(seed)
     held = rng.random(len(table)) < holdout if len(table) >= 10 else np.zeros(len(table), bool)
     measured = table["measured_s"].to_numpy(float)
-    predict = _predictor(table, device)
+    predict = predictor(table, device)
+    names, idle = _responsive(names, start, predict, len(table))
     lo = np.array([BOUNDS[n][0] for n in names])
     hi = np.array([BOUNDS[n][1] for n in names])
     # log-scale the size-like parameters so the optimiser moves them in proportion
@@ -178,7 +200,42 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
     rows["after"] = predict(after)
     errors = _error_table(rows)
     fitted = {n: float(getattr(after, n)) for n in names}
-    return FitResult(device, start, after, fitted, errors, rows)
+    return FitResult(device, start, after, fitted, errors, rows, tuple(idle))
+
+
+def _responsive(names: list[str], start: Efficiency, predict, n_rows: int) -> tuple[list[str], list[str]]:
+    """Split parameters into those some prediction responds to at the start, and those none does.
+
+    A parameter no row responds to (vector_max when every element-wise row is memory-bound) is not informed
+    by the data; fitted anyway it drifts wherever it helps absorb noise elsewhere and would be written out.
+    It keeps its start value and is reported as not informed.
+    """
+    base = predict(start)
+    live, idle = [], []
+    for n in names:
+        value, (lo, hi) = getattr(start, n), BOUNDS[n]
+        nudged = (value * 1.01 if value * 1.01 <= hi else value * 0.99) if value else hi * 1e-6
+        moved = predict(replace(start, **{n: max(lo, nudged)}))
+        if np.array_equal(moved, base):
+            idle.append(n)
+        else:
+            live.append(n)
+    if not live:
+        raise RidgeplanError("csv", f"none of the {n_rows} measurements responds to any efficiency parameter")
+    return live, idle
+
+
+def _check_platform(table: pd.DataFrame, device: Device) -> None:
+    """Rows measured on a CPU (`platform` = cpu) calibrate a CPU device only, and GPU rows never a CPU."""
+    if "platform" not in table:
+        return
+    measured = set(table["platform"].dropna().astype(str))
+    if "cpu" in measured and device.kind != "cpu":
+        raise RidgeplanError("device", f"the measurements were taken on a CPU; {device.id} is a {device.kind}",
+                             hint="fit CPU measurements to a CPU device (ridgeplan hardware list --kind cpu)")
+    if measured - {"cpu"} and device.kind == "cpu":
+        raise RidgeplanError("device", f"the measurements were taken on {sorted(measured - {'cpu'})[0]}; "
+                             f"{device.id} is a CPU")
 
 
 def _error_table(rows: pd.DataFrame) -> pd.DataFrame:

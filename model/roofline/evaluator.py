@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import SimpleNamespace
 
 import numpy as np
@@ -59,8 +60,13 @@ class OpTimes:
     network_s: np.ndarray
     floor_s: np.ndarray
     time_s: np.ndarray
-    bound: np.ndarray  # index into BOUNDS
     comm_overlap: np.ndarray
+
+    @cached_property
+    def bound(self) -> np.ndarray:
+        """Index into BOUNDS of what binds each operator: the largest term, or the floor when it dominates."""
+        terms = np.stack([self.compute_s, self.memory_s, self.network_s])
+        return np.where(self.floor_s > terms.max(axis=0), 3, terms.argmax(axis=0))
 
     @property
     def counts(self) -> np.ndarray:
@@ -132,12 +138,10 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     active = (flops > 0) | (nbytes > 0) | (network > 0)
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
     floor = np.where(active, kernels * eff.kernel_floor_s, 0.0)
-    terms = np.stack([compute, memory, network])
-    worst = terms.max(axis=0)
-    bound = np.where(floor > worst, 3, terms.argmax(axis=0))
+    worst = np.maximum(np.maximum(compute, memory), network)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=compute, memory_s=memory, network_s=network, floor_s=floor,
-                   time_s=worst + floor, bound=bound, comm_overlap=overlap)
+                   time_s=worst + floor, comm_overlap=overlap)
 
 
 # ---------------------------------------------------------------------------------------------------------

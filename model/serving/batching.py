@@ -93,28 +93,31 @@ def iteration_cost(d: Deployment, decode_seqs, decode_context, prefill_tokens, p
 
 @dataclass(frozen=True)
 class KVCapacity:
-    weights_bytes: float  # per GPU, fullest stage
-    activation_bytes: float  # workspace at the token budget
+    """Per-GPU memory accounting, one value per scenario."""
+
+    weights_bytes: np.ndarray  # per GPU, fullest stage
+    activation_bytes: np.ndarray  # workspace at the token budget
     reserved_bytes: float  # CUDA graphs, NCCL buffers
-    kv_pool_bytes: float  # left for the KV cache on the binding stage (can be negative)
+    kv_pool_bytes: np.ndarray  # left for the KV cache on the binding stage (can be negative)
     kv_bytes_per_sequence: np.ndarray  # per GPU on the binding stage, at the context asked for
     max_sequences: np.ndarray  # sequences whose KV fits (0 when nothing fits)
 
     @property
-    def fits(self) -> bool:
-        return self.kv_pool_bytes > 0
+    def fits(self) -> np.ndarray:
+        return self.max_sequences >= 1
 
 
 def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Offload | None = None) -> KVCapacity:
     """How many sequences of `context_tokens` cached tokens fit in the KV pool (paged, block-rounded).
 
     Offloaded weights or experts free GPU memory for the pool; offloaded KV keeps only (1 - fraction) of each
-    sequence on the GPU, and the tier's capacity caps the rest."""
+    sequence on the GPU, and the tier's capacity caps the rest. Vectorized over contexts (and over stacked
+    deployments, see model.serving.stacked)."""
     ctx = np.atleast_1d(_arr(context_tokens))
     blk = policy.block_size
     rounded = np.ceil(np.maximum(ctx, 1) / blk) * blk
     ops = d.graph.evaluate({**d.symbols(), "B": 1.0, "T": 1.0, "C": rounded - 1})
-    weights_stage = d.counts @ ops.resident_bytes[:, 0]  # (pp,)
+    weights_stage = d.counts @ ops.resident_bytes  # (pp, S)
     kv_stage = d.counts @ ops.cache_bytes  # (pp, S)
     if d.kv_residual_tokens:
         # the residual window is stored in 16 bits instead of the compressed format
@@ -127,14 +130,14 @@ def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Of
         weights_stage = weights_stage * (1 - offload.fraction)
     elif offload is not None and offload.target == "experts":
         expert_rows = np.array([op.weight_role == "expert" for op in ops.ops])
-        weights_stage = weights_stage - offload.fraction * (d.counts[:, expert_rows] @ ops.resident_bytes[expert_rows, 0])
+        weights_stage = weights_stage - offload.fraction * (d.counts[:, expert_rows] @ ops.resident_bytes[expert_rows])
     elif offload is not None and offload.target == "kv":
         tier = offload.tier_device
         tier_seqs = np.floor(tier.memory.capacity_bytes * offload.devices * 0.9
                              / np.maximum(offload.fraction * kv_stage.sum(axis=0) * d.layout.gpus_per_replica, 1))
         kv_stage = kv_stage * (1 - offload.fraction)
     work = d.graph.evaluate({**d.symbols(), "B": 1.0, "T": float(policy.max_num_batched_tokens), "C": 0.0})
-    act = float(work.act_bytes.max())
+    act = work.act_bytes.max(axis=0)  # (S,) the largest live activation set of a full-budget step
     total = d.capacity_bytes
     reserved = policy.cuda_graph_bytes
     if policy.memory_mode == "fraction_of_total":
@@ -142,13 +145,13 @@ def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Of
     else:
         pool = policy.memory_fraction * (total - weights_stage - act - reserved)
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_stage = np.floor(np.where(kv_stage > 0, pool[:, None] / kv_stage, np.inf))
+        per_stage = np.floor(np.where(kv_stage > 0, pool / kv_stage, np.inf))
     binding = np.argmin(per_stage, axis=0)
-    cols = np.arange(ctx.size)
+    cols = np.arange(per_stage.shape[1])
     max_seq = np.maximum(np.minimum(per_stage[binding, cols], tier_seqs), 0)
-    worst_w = int(np.argmax(weights_stage))
-    return KVCapacity(float(weights_stage[worst_w]), act, reserved, float(pool.min()),
-                      kv_stage[binding, cols], max_seq)
+    worst_w = np.argmax(weights_stage, axis=0)
+    return KVCapacity(weights_stage[worst_w, cols], np.broadcast_to(act, cols.shape), reserved,
+                      pool.min(axis=0), kv_stage[binding, cols], max_seq)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from model.serving.deployment import Deployment
 from model.serving.policy import EnginePolicy, engine_policy
 from model.serving.techniques import Offload, Speculation
 from model.serving.queueing import (
-    APPROXIMATIONS, mg1_wait_s, mixture_quantile, poisson_quantile, wait_cdf,
+    APPROXIMATIONS, mg1_wait_s, mixture_quantile, poisson_quantile, tpot_spread, wait_cdf,
 )
 from model.serving.workload import Lengths, Workload
 
@@ -61,6 +61,31 @@ class OperatingPoints:
         return self.state.requests_per_s
 
 
+def prefill_terms(d, policy: EnginePolicy, decode_seqs, decode_context, iteration_s, prompt_tokens,
+                  prefix_tokens=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds from a prompt's first prefill iteration to its first token, seconds of prefill capacity it
+    occupies), vectorized over broadcast arrays.
+
+    Chunked prefill: the prompt rides along the decodes in chunks of the budget left by them, so it needs
+    ceil(prompt / room) iterations that each carry its chunk, and occupies prompt / room iterations of the
+    engine's prefill capacity. Prefill-prioritising: the prompt runs in its own step (latency), and waiting
+    prompts are batched into full-budget steps (service per prompt)."""
+    kw = dict(separate_prefill=not policy.chunked_prefill, step_overhead_s=policy.step_overhead_s)
+    prompt = np.asarray(prompt_tokens, dtype=float)
+    prefix = np.asarray(prefix_tokens, dtype=float)
+    budget = float(policy.max_num_batched_tokens)
+    if policy.chunked_prefill:
+        room = np.maximum(budget - np.asarray(decode_seqs, dtype=float), 1.0)
+        chunk = np.minimum(prompt, room)
+        with_chunk = iteration_cost(d, decode_seqs, decode_context, chunk, 1.0,
+                                    prefix + np.maximum(prompt - chunk, 0) / 2, **kw).time_s
+        return np.ceil(prompt / room) * with_chunk, prompt * np.asarray(iteration_s, dtype=float) / room
+    single = iteration_cost(d, 0.0, 0.0, prompt, 1.0, prefix, **kw).time_s
+    per_step = np.maximum(np.floor(budget / np.maximum(prompt, 1)), 1)
+    batched = iteration_cost(d, 0.0, 0.0, prompt * per_step, per_step, prefix, **kw).time_s
+    return single, batched / per_step
+
+
 def operating_points(d: Deployment, policy: EnginePolicy, lengths: Lengths, concurrency=None,
                      prefix_hit_rate: float = 0.0, points: int = 40, speculation: Speculation | None = None,
                      offload: Offload | None = None) -> OperatingPoints:
@@ -77,29 +102,18 @@ def operating_points(d: Deployment, policy: EnginePolicy, lengths: Lengths, conc
     kw = dict(separate_prefill=not policy.chunked_prefill, step_overhead_s=policy.step_overhead_s)
     ctx = i_mean + max(o_mean - 1, 0) / 2
     dec = decode_only_iteration(d, policy, state.decode_seqs, ctx, **tech).time_s
-    budget = float(policy.max_num_batched_tokens)
     computed = lengths.input_len * (1 - prefix_hit_rate)  # (bins,)
+    g, b = state.decode_seqs.size, computed.size
+    latency, service = prefill_terms(d, policy, np.repeat(state.decode_seqs, b), ctx,
+                                     np.repeat(state.iteration.time_s, b), np.tile(computed, g),
+                                     np.tile(lengths.input_len * prefix_hit_rate, g))
+    latency, service = latency.reshape(g, b), service.reshape(g, b)
+    p99_prompt = _weighted_quantile(computed, lengths.weight, 0.99)
     if policy.chunked_prefill:
-        room = np.maximum(budget - state.decode_seqs, 1.0)[:, None]  # (grid, 1) prefill tokens per iteration
-        chunk = np.minimum(computed[None, :], room)  # (grid, bins) this prompt's chunk
-        g, b = chunk.shape
-        dec_b = np.repeat(state.decode_seqs, b)
-        # the iterations that carry this prompt's chunks: decodes plus its chunk (prefix = earlier chunks)
-        with_chunk = iteration_cost(d, dec_b, ctx, chunk.ravel(), 1.0,
-                                    (lengths.input_len * prefix_hit_rate)[None, :].repeat(g, 0).ravel()
-                                    + np.maximum(computed[None, :] - chunk, 0).ravel() / 2, **kw).time_s.reshape(g, b)
-        latency = np.ceil(computed[None, :] / room) * with_chunk
-        service = computed[None, :] * state.iteration.time_s[:, None] / room
-        p99_prompt = _weighted_quantile(computed, lengths.weight, 0.99)
-        full = iteration_cost(d, state.decode_seqs, ctx, np.minimum(p99_prompt, room[:, 0]), 1.0, 0.0, **kw).time_s
+        room = np.maximum(policy.max_num_batched_tokens - state.decode_seqs, 1.0)
+        full = iteration_cost(d, state.decode_seqs, ctx, np.minimum(p99_prompt, room), 1.0, 0.0, **kw).time_s
     else:
-        single = iteration_cost(d, 0.0, 0.0, computed, 1.0, lengths.input_len * prefix_hit_rate, **kw).time_s
-        per_step = np.maximum(np.floor(budget / np.maximum(computed, 1)), 1)
-        batched = iteration_cost(d, 0.0, 0.0, computed * per_step, per_step, lengths.input_len * prefix_hit_rate,
-                                 **kw).time_s
-        latency = np.broadcast_to(single[None, :], (grid.size, computed.size))
-        service = np.broadcast_to((batched / per_step)[None, :], (grid.size, computed.size))
-        full = dec + float(single[np.argmin(np.abs(computed - _weighted_quantile(computed, lengths.weight, 0.99)))])
+        full = dec + float(latency[0, np.argmin(np.abs(computed - p99_prompt))])
     return OperatingPoints(lengths, state, dec, full, np.array(latency), np.array(service), policy.chunked_prefill)
 
 
@@ -145,8 +159,8 @@ def latency_at(op: OperatingPoints, k: int, rate_per_s: float, open_loop: bool,
         return wait_cdf(v - lat - align, rho, wq) if wq > 0 else (v >= lat + align).astype(float)
 
     o_dec = np.maximum(op.lengths.output_len - 1, 1)
-    arrivals = lam * o_dec / gain * t_it  # prompts arriving during a request's decode (Poisson mean, per bin)
-    per_arrival = (t_it / gain - t_dec) * gain / (lam * t_it) if lam * t_it > 0 else 0.0
+    arrivals, per = tpot_spread(lam, t_it, t_dec, gain, o_dec)
+    per_arrival = float(per)
 
     def tpot_cdf(v: np.ndarray) -> np.ndarray:
         from scipy.stats import poisson
@@ -290,11 +304,11 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
     tech = dict(speculation=speculation, offload=offload)
     cap = kv_capacity(d, policy, lengths.mean_input + lengths.mean_output / (1 if policy.admission == "max_length" else 2),
                       offload)
-    memory = {"weights_bytes": cap.weights_bytes, "activation_bytes": cap.activation_bytes,
-              "reserved_bytes": cap.reserved_bytes, "kv_pool_bytes": cap.kv_pool_bytes,
+    memory = {"weights_bytes": float(cap.weights_bytes[0]), "activation_bytes": float(cap.activation_bytes[0]),
+              "reserved_bytes": cap.reserved_bytes, "kv_pool_bytes": float(cap.kv_pool_bytes[0]),
               "kv_bytes_per_sequence": float(cap.kv_bytes_per_sequence[0]), "capacity_bytes": d.capacity_bytes,
               "usable_bytes": d.capacity_bytes * policy.memory_fraction,
-              "shortfall_bytes": max(0.0, -(cap.kv_pool_bytes - float(cap.kv_bytes_per_sequence[0])))}
+              "shortfall_bytes": max(0.0, -(float(cap.kv_pool_bytes[0]) - float(cap.kv_bytes_per_sequence[0])))}
     from model.serving.quality import accuracy_risk
 
     notes = (*d.assumptions(), policy.describe(), *APPROXIMATIONS,

@@ -51,6 +51,30 @@ def poisson_quantile(p: float, mean) -> np.ndarray:
     return poisson.ppf(p, np.maximum(np.asarray(mean, dtype=float), 0.0))
 
 
+def tpot_spread(rate_per_s, iteration_s, token_s, gain, decode_tokens):
+    """(Poisson mean of prompts arriving during a request's decode, extra seconds each one adds).
+
+    `iteration_s` is the steady-state iteration, `token_s` the decode-only time per output token, `gain` the
+    tokens a sequence gains per iteration and `decode_tokens` = O - 1. The extra per arrival is set so that the
+    mean TPOT equals iteration_s / gain."""
+    lam = np.asarray(rate_per_s, dtype=float)
+    t_it = np.asarray(iteration_s, dtype=float)
+    arrivals = lam * np.asarray(decode_tokens, dtype=float) / gain * t_it
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = np.where(lam * t_it > 0, (t_it / gain - token_s) * gain / (lam * t_it), 0.0)
+    return arrivals, np.maximum(per, 0.0)
+
+
+def tpot_quantile_s(p: float, token_s, arrivals, per_arrival, decode_tokens) -> np.ndarray:
+    """p-th percentile of a request's TPOT for one output length (vectorized)."""
+    return token_s + poisson_quantile(p, arrivals) * per_arrival / np.maximum(decode_tokens, 1)
+
+
+def ttft_quantile_s(p: float, latency_s, align_s, rho, mean_wait_s) -> np.ndarray:
+    """p-th percentile of TTFT for one prompt length: own prefill latency + iteration alignment + queue wait."""
+    return latency_s + align_s + wait_quantile_s(p, rho, mean_wait_s)
+
+
 def mixture_quantile(p: float, weights: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray], hi: float,
                      iterations: int = 60) -> float:
     """v with sum_b weights[b] * cdf(v)[b] = p, by bisection on [0, hi] (inf if not reached by hi)."""

@@ -1,0 +1,105 @@
+"""Many deployments of one model evaluated in one vectorized pass.
+
+`StackedDeployment` looks like a `Deployment` to the serving functions (`iteration_cost`, `kv_capacity`,
+`steady_state`) but every quantity is an array over scenarios, scenario s belonging to deployment
+`index[s]`. The planner uses it to evaluate hundreds of candidate configurations (GPU type x layout x precision)
+at once with the same code that serves a single estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from types import SimpleNamespace
+
+import numpy as np
+
+from model.errors import RidgeplanError
+from model.operators.compiled import CompiledGraph
+from model.roofline.evaluator import ExecContext, evaluate, stack_contexts
+from model.serving.deployment import Deployment
+
+
+@dataclass(frozen=True)
+class StackedDeployment:
+    deployments: tuple[Deployment, ...]
+    index: np.ndarray  # deployment of each scenario
+
+    def __post_init__(self) -> None:
+        if not self.deployments:
+            raise RidgeplanError("candidates", "need at least one deployment")
+        first = self.deployments[0]
+        for d in self.deployments[1:]:
+            if d.arch != first.arch:
+                raise RidgeplanError("candidates", "stacked deployments must share one model")
+            if d.layout.pp != first.layout.pp:
+                raise RidgeplanError("candidates", "stacked deployments must share one pipeline depth")
+        object.__setattr__(self, "index", np.asarray(self.index, dtype=int))
+
+    @classmethod
+    def repeat(cls, deployments: list[Deployment], per_deployment: int) -> StackedDeployment:
+        """Each deployment repeated for `per_deployment` consecutive scenarios."""
+        return cls(tuple(deployments), np.repeat(np.arange(len(deployments)), per_deployment))
+
+    # -- the Deployment interface the serving functions use ---------------------------------------------
+    @property
+    def arch(self):
+        return self.deployments[0].arch
+
+    @property
+    def graph(self) -> CompiledGraph:
+        return self.deployments[0].graph
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.deployments[0].counts
+
+    @property
+    def per_sequence_ops(self) -> np.ndarray:
+        return self.deployments[0].per_sequence_ops
+
+    @property
+    def layout(self):
+        return SimpleNamespace(pp=self.deployments[0].layout.pp, gpus_per_replica=self.gpus_per_replica)
+
+    @property
+    def kv_residual_tokens(self) -> int:
+        return 0
+
+    @cached_property
+    def gpus_per_replica(self) -> np.ndarray:
+        return np.array([d.layout.gpus_per_replica for d in self.deployments], dtype=float)[self.index]
+
+    @cached_property
+    def capacity_bytes(self) -> np.ndarray:
+        return np.array([d.capacity_bytes for d in self.deployments])[self.index]
+
+    @cached_property
+    def context(self) -> ExecContext:
+        return stack_contexts([d.context for d in self.deployments], self.index)
+
+    @cached_property
+    def eff(self) -> SimpleNamespace:
+        return self.context.eff
+
+    @cached_property
+    def _symbols(self) -> dict[str, np.ndarray]:
+        per = [d.symbols() for d in self.deployments]
+        return {k: np.array([p[k] for p in per], dtype=float)[self.index] for k in per[0]}
+
+    def symbols(self) -> dict[str, np.ndarray]:
+        return dict(self._symbols)
+
+    def op_seconds(self, batch, new_tokens, context, n_logit=1.0):
+        ops = self.graph.evaluate({**self._symbols, "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
+        times = evaluate(ops, self.context)
+        return ops, times, times.time_s - times.comm_overlap * times.network_s
+
+    def p2p_seconds(self, tokens) -> np.ndarray:
+        """Pipeline hand-offs with each deployment's own link (as Deployment.p2p_seconds)."""
+        tokens = np.asarray(tokens, dtype=float)
+        if self.deployments[0].layout.pp == 1:
+            return np.zeros_like(tokens)
+        one = np.array([float(d.p2p_seconds(1.0)) - float(d.p2p_seconds(0.0)) for d in self.deployments])[self.index]
+        base = np.array([float(d.p2p_seconds(0.0)) for d in self.deployments])[self.index]
+        return base + one * tokens  # the alpha-beta hand-off is affine in the message size
