@@ -84,7 +84,51 @@ def bench_serving(scenarios: int = 100_000) -> dict[str, float]:
     return out
 
 
-BENCHES: dict[str, Callable[[], dict[str, float]]] = {"operators": bench_operators, "serving": bench_serving}
+def bench_planner() -> dict[str, float]:
+    """Time to plan: 6 GPU types x every layout (1-8 GPUs, TP/PP) x 4 precisions x 3 roles x 64 traffic slices
+    (16 request-size buckets x 4 rate slices that may not split), ILP and re-checks included."""
+    from model.planner import GpuOption, PlanRequest, Traffic, plan
+    from model.planner.candidates import capacities, enumerate_candidates
+    from model.planner.request import buckets
+    from model.serving.estimate import SLO
+    from model.serving.workload import Lengths
+
+    gpus = ("h100-sxm", "h200", "a100-sxm-80gb", "l40s", "l4", "a10g")
+    req = PlanRequest((Traffic("llama-3.1-8b", 40.0, Lengths.lognormal(1500, 300)),), SLO(1.0, 0.05),
+                      tuple(GpuOption(g) for g in gpus), max_buckets=16, slices_per_bucket=4, split_slices=False)
+    t0 = time.perf_counter()
+    result = plan(req)  # first call: compiles the model's operator graph and loads the devices
+    cold = time.perf_counter() - t0
+    warm = _best_of(lambda: plan(req), repeats=2)
+    cands, _ = enumerate_candidates(req)
+    bi, bo, _ = buckets(req.traffic[0].lengths, 16)
+    cap_s = _best_of(lambda: capacities(cands, bi, bo, req), repeats=2)
+    return {"plan end to end, first call (s)": cold, "plan end to end, warm (s)": warm,
+            "candidate configurations": float(len(cands)),
+            "candidate x bucket capacity evaluations/s": len(cands) * bi.size / cap_s,
+            "plan cost ($/h)": result.cost_per_hour_usd}
+
+
+BENCHES: dict[str, Callable[[], dict[str, float]]] = {"operators": bench_operators, "serving": bench_serving,
+                                                      "planner": bench_planner}
+
+
+def bench_training(repeats: int = 3) -> dict[str, float]:
+    """Training plans per second (whole searches: enumerate layouts, evaluate memory and time vectorized, pick),
+    and candidate layouts evaluated per second inside them."""
+    from model.training import plan_training
+
+    out = {}
+    for model, gpus in (("llama-3.1-8b", 64), ("llama-3.1-70b", 512)):
+        kw = dict(node="dgx-h100", tokens=1e12, seq_len=4096)
+        plan = plan_training(model, "h100-sxm", gpus, **kw)
+        seconds = _best_of(lambda: plan_training(model, "h100-sxm", gpus, **kw), repeats)
+        out[f"{model} on {gpus} H100: training plans/s"] = 1 / seconds
+        out[f"{model} on {gpus} H100: candidate layouts/s"] = plan.candidates_evaluated / seconds
+    return out
+
+
+BENCHES["training"] = bench_training
 
 
 def main(argv: list[str] | None = None) -> int:

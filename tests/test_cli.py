@@ -104,3 +104,26 @@ def test_formula_command(capsys):
     code, out, _ = run(capsys, "formula", "--model", "llama-3.1-8b", "--operator", "attention", "--batch", "1",
                        "--new-tokens", "1", "--context", "100")
     assert code == 0 and "=" in out
+
+
+def test_plan_json_and_infeasible_explanation(capsys):
+    code, out, _ = run(capsys, "plan", "--model", "llama-3.1-8b", "--rate", "10", "--ttft-ms", "1000", "--tpot-ms", "50",
+                       "--gpus", "h100-sxm,l40s", "--precisions", "fp8/fp8", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["feasible"] and data["cost_per_hour_usd"] > 0
+    assert all("vllm" in p["launch"] for p in data["pools"])
+    code, out, _ = run(capsys, "plan", "--model", "llama-3.1-8b", "--rate", "10", "--ttft-ms", "1", "--tpot-ms", "50",
+                       "--gpus", "h100-sxm", "--precisions", "fp8/fp8", "--json")
+    data = json.loads(out)
+    assert code == 0 and not data["feasible"] and data["explanation"].startswith("TTFT")
+
+
+@pytest.mark.parametrize("args, field", [
+    (("plan", "--model", "llama-3.1-8b", "--rate", "1", "--rate", "2", "--tpot-ms", "50"), "rate"),
+    (("plan", "--model", "llama-3.1-8b", "--rate", "1"), "slo"),
+    (("plan", "--model", "llama-3.1-8b", "--rate", "1", "--tpot-ms", "50", "--gpus", "h100-sxm:cheap"), "gpus"),
+    (("plan", "--model", "llama-3.1-8b", "--rate", "1", "--tpot-ms", "50", "--objective", "fast"), "objective"),
+])
+def test_plan_bad_input(capsys, args, field):
+    code, _, err = run(capsys, *args)
+    assert code == 2 and err.startswith("error: ") and field in err

@@ -67,10 +67,27 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _files(folder: str) -> dict[str, Path]:
-    """id -> path for every TOML file of a kind; user folders override the built-in ones."""
+    """id -> path for every TOML file of a kind; user folders override the built-in ones.
+
+    Cached per (search path, folder modification times): adding or removing a file invalidates it."""
+    roots = tuple(_search_roots())
+    stamps = tuple(_mtime(r / folder) for r in roots) + tuple(_mtime(r) for r in roots)
+    return dict(_scan(folder, roots, stamps))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1.0
+
+
+@lru_cache(maxsize=64)
+def _scan(folder: str, roots: tuple[Path, ...], stamps: tuple[float, ...]) -> tuple[tuple[str, Path], ...]:
+    del stamps  # part of the cache key only
     found: dict[str, Path] = {}
     builtin = builtin_root()
-    for root in reversed(_search_roots()):
+    for root in reversed(roots):
         bases = [root / folder]
         if folder == "devices" and root != builtin:
             bases.append(root)  # a flat user folder holds device files directly
@@ -79,7 +96,7 @@ def _files(folder: str) -> dict[str, Path]:
                 for path in sorted(base.glob("*.toml")):
                     if not path.name.endswith(".calibration.toml"):
                         found[path.stem] = path
-    return found
+    return tuple(found.items())
 
 
 @lru_cache(maxsize=None)

@@ -62,11 +62,19 @@ def iteration_cost(d: Deployment, decode_seqs, decode_context, prefill_tokens, p
     mask = d.per_sequence_ops[:, None]
     has_dec, has_pf = nd_mb > _TINY, pt_mb > _TINY
     q = float(decode_tokens)
-    _, _, dec = d.op_seconds(np.maximum(nd_mb, _TINY), q, cd, n_logit=q)
-    chunk = np.where(has_pf, pt_mb / np.maximum(ps_mb, _TINY), 1.0)
-    _, _, pf = d.op_seconds(np.maximum(ps_mb, _TINY), chunk, pc)
-    dec = np.where(has_dec, dec, 0.0)
-    pf = np.where(has_pf, pf, 0.0)
+    n_ops = len(d.graph.ops)
+    zeros = np.zeros((n_ops, nd.size))
+    if has_dec.any():
+        _, _, dec = d.op_seconds(np.maximum(nd_mb, _TINY), q, cd, n_logit=q)
+        dec = np.where(has_dec, dec, 0.0)
+    else:
+        dec = zeros
+    if has_pf.any():
+        chunk = np.where(has_pf, pt_mb / np.maximum(ps_mb, _TINY), 1.0)
+        _, _, pf = d.op_seconds(np.maximum(ps_mb, _TINY), chunk, pc)
+        pf = np.where(has_pf, pf, 0.0)
+    else:
+        pf = zeros
     if separate_prefill:
         _, _, lin_d = d.op_seconds(1.0, np.maximum(nd_mb * q, _TINY), 0.0, n_logit=np.maximum(nd_mb * q, _TINY))
         _, _, lin_p = d.op_seconds(1.0, np.maximum(pt_mb, _TINY), 0.0, n_logit=np.maximum(ps_mb, _TINY))

@@ -139,6 +139,51 @@ def _decode_curve(plan: DisaggPlan, policy: EnginePolicy, i_mean: float, o_mean:
     return grid, t, rate
 
 
+@dataclass(frozen=True)
+class PrefillPoolState:
+    capacity_per_s: float
+    ttft_mean_s: float
+    ttft_s: dict[float, float]
+    kv_transfer_s: float
+    utilization: float
+    stable: bool
+
+
+@dataclass(frozen=True)
+class DecodePoolState:
+    capacity_per_s: float
+    tpot_s: float
+    concurrency: float
+    stable: bool
+
+
+def prefill_pool(plan: DisaggPlan, workload: Workload, policy: EnginePolicy, rate_per_s: float,
+                 percentiles=(0.5, 0.9, 0.99)) -> PrefillPoolState:
+    """TTFT of the prefill pool at `rate_per_s` (queue + own prefill step + KV hand-off)."""
+    lengths = workload.lengths
+    w, i = lengths.weight, lengths.input_len * (1 - workload.prefix_hit_rate)
+    single, service = _prefill_service(plan, policy, i)
+    es, es2 = float(w @ service), float(w @ service**2)
+    transfer = kv_transfer_s(plan, lengths.input_len)
+    lam_p = rate_per_s / plan.prefill_instances
+    rho = lam_p * es
+    wq = float(mg1_wait_s(lam_p, es, es2))
+    base = float(w @ (single + transfer))
+    ttft = {p: float(wait_quantile_s(p, rho, wq)) + base for p in percentiles}
+    return PrefillPoolState(plan.prefill_instances / es, wq + base, ttft, float(w @ transfer), float(rho), rho < 1)
+
+
+def decode_pool(plan: DisaggPlan, workload: Workload, policy: EnginePolicy, rate_per_s: float) -> DecodePoolState:
+    """Time per output token of the decode pool at `rate_per_s` (decode-only iterations)."""
+    lengths = workload.lengths
+    grid, t_dec, dec_rate = _decode_curve(plan, policy, lengths.mean_input, lengths.mean_output)
+    lam_d = rate_per_s / plan.decode_instances
+    stable = lam_d <= dec_rate.max()
+    n = float(np.interp(lam_d, dec_rate, grid)) if stable else float(grid[-1])
+    return DecodePoolState(plan.decode_instances * float(dec_rate.max()), float(np.interp(n, grid, t_dec)), n,
+                           bool(stable))
+
+
 def disaggregated(plan: DisaggPlan, workload: Workload, policy: EnginePolicy | str = "vllm", slo: SLO | None = None,
                   percentiles=(0.5, 0.9, 0.99)) -> DisaggEstimate:
     """Serve `workload` (a rate) on the two pools of `plan`."""
@@ -146,40 +191,22 @@ def disaggregated(plan: DisaggPlan, workload: Workload, policy: EnginePolicy | s
     slo = slo or SLO()
     if workload.rate_per_s is None:
         raise RidgeplanError("rate", "disaggregated serving needs a request rate (requests/s)")
-    lengths = workload.lengths
-    w, i = lengths.weight, lengths.input_len * (1 - workload.prefix_hit_rate)
-    single, service = _prefill_service(plan, policy, i)
-    es, es2 = float(w @ service), float(w @ service**2)
-    transfer = kv_transfer_s(plan, lengths.input_len)
-    grid, t_dec, dec_rate = _decode_curve(plan, policy, lengths.mean_input, lengths.mean_output)
-    prefill_cap = plan.prefill_instances / es
-    decode_cap = plan.decode_instances * float(dec_rate.max())
-
-    def at(rate: float, ps=percentiles) -> tuple[float, dict[float, float], float, float, bool]:
-        lam_p = rate / plan.prefill_instances
-        rho = lam_p * es
-        wq = float(mg1_wait_s(lam_p, es, es2))
-        base = float(w @ (single + transfer))
-        ttft = {p: float(wait_quantile_s(p, rho, wq)) + base for p in ps}
-        lam_d = rate / plan.decode_instances
-        ok = rho < 1 and lam_d <= dec_rate.max()
-        n = float(np.interp(lam_d, dec_rate, grid)) if ok else float(grid[-1])
-        tpot = float(np.interp(n, grid, t_dec))
-        return wq + base, ttft, tpot, n, ok
-
-    ttft_mean, ttft, tpot, n, ok = at(workload.rate_per_s)
+    pre = prefill_pool(plan, workload, policy, workload.rate_per_s, percentiles)
+    dec = decode_pool(plan, workload, policy, workload.rate_per_s)
     good = None
     if not slo.empty:
         good = 0.0
-        for rate in np.linspace(0, min(prefill_cap, decode_cap), 200)[1:]:
-            _, tq, tp, _, fine = at(float(rate), (slo.attainment,))
-            if not fine:
+        for rate in np.linspace(0, min(pre.capacity_per_s, dec.capacity_per_s), 200)[1:]:
+            p = prefill_pool(plan, workload, policy, float(rate), (slo.attainment,))
+            q = decode_pool(plan, workload, policy, float(rate))
+            if not (p.stable and q.stable):
                 break
-            if (slo.ttft_s is None or tq[slo.attainment] <= slo.ttft_s) and (slo.tpot_s is None or tp <= slo.tpot_s):
+            if (slo.ttft_s is None or p.ttft_s[slo.attainment] <= slo.ttft_s) and (slo.tpot_s is None or q.tpot_s <= slo.tpot_s):
                 good = float(rate)
     notes = (*plan.prefill.assumptions(), policy.describe(),
              f"KV hand-off over the {'scale-up' if plan.placement == 'same_node' else 'scale-out'} link"
              + (" streamed layer by layer" if plan.layerwise_kv_transfer else ", after the prefill completes"),
              "prefill instances: M/G/1 queues with batched prefill steps; decode instances carry no prefill work")
-    return DisaggEstimate(plan, workload, workload.rate_per_s, prefill_cap, decode_cap, ttft_mean, ttft, tpot,
-                          float(w @ transfer), n, ok, good, notes)
+    return DisaggEstimate(plan, workload, workload.rate_per_s, pre.capacity_per_s, dec.capacity_per_s,
+                          pre.ttft_mean_s, pre.ttft_s, dec.tpot_s, pre.kv_transfer_s, dec.concurrency,
+                          pre.stable and dec.stable, good, notes)
