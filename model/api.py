@@ -30,7 +30,7 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     arch = load_architecture(model)
     device = load_device(gpu)
     w = weights or checkpoint_weight_format(arch)
-    sixteen = "bf16" if device.supports("bf16") else "fp16"
+    sixteen = "bf16" if device.supports("bf16") or not device.supports("fp16") else "fp16"
     if w in ("bf16", "fp16") and not device.supports(w) and weights is None:
         w = sixteen  # the checkpoint's 16-bit dtype is not native here: engines cast (e.g. bf16 -> fp16 on V100)
     exp = experts if experts is not None else checkpoint_expert_format(arch, w)

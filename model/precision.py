@@ -84,7 +84,7 @@ def format_names() -> list[str]:
 
 
 WEIGHT_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4", "int3", "int2", "mxfp4", "nvfp4", "fp4")
-ACTIVATION_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
+ACTIVATION_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 KV_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4", "int2")
 
 
@@ -135,6 +135,9 @@ def natural_activation_dtype(weights: str, supported: set[str]) -> tuple[str, st
     else run weight-only with 16-bit activations; integer weights default to weight-only (W8A16, W4A16),
     as in vLLM's GPTQ/AWQ/Marlin kernels.
     """
+    if not supported & {"bf16", "fp16"}:
+        # CPUs without 16-bit arithmetic: weights are upcast and every GEMM runs in fp32
+        return "fp32", f"{weights.upper()} weights upcast to fp32: the device has no 16-bit arithmetic"
     sixteen = "bf16" if "bf16" in supported else "fp16"
     w = weights.lower()
     if w in ("bf16", "fp16"):
@@ -156,7 +159,7 @@ def compute_dtype_for(weights: str, activations: str) -> str:
     a = activations.lower()
     w = weights.lower()
     wbits = number_format(w).bits
-    if a in ("bf16", "fp16"):
+    if a in ("bf16", "fp16", "fp32"):
         return a
     if a == "fp8":
         return "fp8"

@@ -102,11 +102,27 @@ ARCH_DEFAULTS: dict[str, Efficiency] = {
                    linear_attention_max=0.25, mem_max=0.80, kernel_floor_s=5.0e-6, step_overhead_s=2.0e-3),
     "tpu": _eff("tpu", gemm_max_16=0.78, gemm_max_8=0.50, gemm_m_half=128, attention_max=0.60,
                 linear_attention_max=0.3, mem_max=0.85, kernel_floor_s=2.0e-6, step_overhead_s=1.0e-3),
+    # CPUs: vector units with no large MMA tiles, so small GEMMs keep most of their efficiency; STREAM-class
+    # bandwidth 0.7-0.8 of theoretical on desktops and servers (inferred, see docs/efficiency_sources.md notes)
+    "cpu": _eff("cpu", gemm_max_16=0.6, gemm_max_8=0.5, gemm_max_32=0.7, gemm_m_half=2, gemm_n_half=16,
+                attention_max=0.3, attention_q_half=1, linear_attention_max=0.3, mem_max=0.70, kernel_floor_s=5.0e-6,
+                step_overhead_s=1.0e-3, collective_base_s=20e-6),
+    # phones, laptops and Jetson-class SoCs: unified memory, small matrix units (inferred)
+    "edge": _eff("edge", gemm_max_16=0.5, gemm_max_8=0.4, gemm_max_32=0.5, gemm_m_half=16, attention_max=0.3,
+                 linear_attention_max=0.2, mem_max=0.65, kernel_floor_s=10e-6, step_overhead_s=2.0e-3),
+    # processing-in-memory, computational storage, FPGAs, dataflow parts: streaming engines, no tile padding
+    "near-memory": _eff("near-memory", gemm_max_16=0.7, gemm_max_8=0.7, gemm_max_32=0.7, gemm_m_half=1,
+                        attention_max=0.5, attention_q_half=1, linear_attention_max=0.5, mem_max=0.8,
+                        kernel_floor_s=5.0e-6, step_overhead_s=1.0e-3),
     "generic": _eff("generic", gemm_max_16=0.6, gemm_max_8=0.55, gemm_m_half=96, attention_max=0.4,
                     linear_attention_max=0.25, mem_max=0.75, kernel_floor_s=3.0e-6),
 }
 for _alias, _arch in (("tpu-v5e", "tpu"), ("tpu-v5p", "tpu"), ("tpu-v3", "tpu"), ("cdna4", "cdna3")):
     ARCH_DEFAULTS.setdefault(_alias, ARCH_DEFAULTS[_arch])
+
+# device kinds whose arch names vary (x86-zen4, arm-neoverse-v2, apple-m2, pim-hbm2, fpga-versal, ...)
+_KIND_CLASS = {"cpu": "cpu", "edge": "edge", "pim": "near-memory", "csd": "near-memory", "fpga": "near-memory",
+               "accelerator": "near-memory", "npu": "generic", "ssd": "near-memory"}
 
 
 # --- the efficiency curves (used by the evaluator, the kernel predictions and the calibration fit) --------
@@ -143,9 +159,13 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None)
     `calibration`: None picks up hardware_db/calibration/<id>.toml when it exists; False ignores it; a path
     loads that file.
     """
-    eff = ARCH_DEFAULTS.get(device.arch, ARCH_DEFAULTS["generic"])
-    if device.arch not in ARCH_DEFAULTS:
-        eff = replace(eff, source=f"generic defaults (no efficiency class for arch {device.arch!r})")
+    if device.arch in ARCH_DEFAULTS:
+        eff = ARCH_DEFAULTS[device.arch]
+    elif device.kind in _KIND_CLASS and _KIND_CLASS[device.kind] != "generic":
+        cls = _KIND_CLASS[device.kind]
+        eff = replace(ARCH_DEFAULTS[cls], source=f"{cls} class defaults for a {device.kind} (inferred; no measurements)")
+    else:
+        eff = replace(ARCH_DEFAULTS["generic"], source=f"generic defaults (no efficiency class for arch {device.arch!r})")
     if device.efficiency:
         eff = eff.with_overrides(dict(device.efficiency), f"{device.id}.toml [efficiency]")
     path: Path | None

@@ -174,8 +174,8 @@ def resolve_precision(precision: Precision, device: Device) -> ResolvedPrecision
         if dtype not in supported:
             raise RidgeplanError(field_name, f"{device.name} has no {dtype} tensor cores",
                                  sorted(supported) or ["none"])
-    sixteen = "bf16" if "bf16" in supported else "fp16"
-    if precision.weights in ("bf16", "fp16") and precision.weights not in supported:
+    sixteen = "bf16" if "bf16" in supported else ("fp16" if "fp16" in supported else "fp32")
+    if precision.weights in ("bf16", "fp16") and precision.weights not in supported and sixteen != "fp32":
         raise RidgeplanError("weights", f"{device.name} has no {precision.weights} support",
                              sorted(d for d in supported if d in ("bf16", "fp16", "fp8", "int8")))
     attention = "fp8" if (precision.kv == "fp8" and act == "fp8" and "fp8" in supported) else sixteen
@@ -190,7 +190,7 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
     rp = precision if isinstance(precision, ResolvedPrecision) else resolve_precision(precision or Precision(), device)
     eff = efficiency or efficiency_for(device)
     p = rp.precision
-    emb_dtype = "bf16" if "bf16" in device.peak_flop_per_s else "fp16"
+    emb_dtype = next(d for d in ("bf16", "fp16", "fp32") if d in device.peak_flop_per_s) if device.peak_flop_per_s else "fp32"
     peaks = {
         "dense": device.peak(rp.dense_dtype),
         "expert": device.peak(rp.expert_dtype),

@@ -1,0 +1,209 @@
+"""A cluster as nested network tiers, and collectives over groups that span several of them.
+
+A `Topology` is a list of levels from the fastest to the slowest: each level is a domain of `size` ranks
+joined by one link tier (per-rank achievable bandwidth per direction and per-hop latency). A DGX node is
+[NVLink x 8, InfiniBand x inf]; a Frontier node is [GCD pair over in-package xGMI x 2, node xGMI x 8,
+Slingshot x inf]; two RDMA islands joined by Ethernet add an [island x n] level before the Ethernet one.
+
+A communication group of n ranks placed with a stride s (see the rank order in `config`) has, inside a
+level of size D, min(n, max(1, D/s)) members; the ratio of member counts between consecutive levels is the
+group's fan-out on that tier. Collectives over several tiers are hierarchical (catalogue section 6:
+Σ_tier volume_tier / β_tier): each tier runs the library's single-tier collective
+(`model.roofline.collectives.collective_time`) on the share of the message left after the faster tiers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.errors import RidgeplanError
+from model.hardware.db import get_link, get_node, load_device
+from model.hardware.schema import Device, NodeType
+from model.roofline.collectives import Tier, collective_time
+from model.serving.deployment import link_tiers
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str
+    size: float  # ranks inside one domain of this level (np.inf for the outermost network)
+    tier: Tier
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class Topology:
+    levels: tuple[Level, ...]
+
+    def __post_init__(self) -> None:
+        sizes = [lv.size for lv in self.levels]
+        if not self.levels or sizes != sorted(sizes):
+            raise RidgeplanError("topology", "levels must run from the smallest domain to the largest")
+
+    @property
+    def node_size(self) -> float:
+        """Ranks that share the scale-up fabric (the largest finite level below the network)."""
+        finite = [lv.size for lv in self.levels if np.isfinite(lv.size)]
+        return finite[-1] if finite else np.inf
+
+    def describe(self) -> str:
+        parts = []
+        for lv in self.levels:
+            size = "all" if not np.isfinite(lv.size) else f"{int(lv.size)}"
+            bw = float(np.max(lv.tier.bandwidth_bytes_per_s))
+            parts.append(f"{lv.name} ({size} ranks, {lv.link or 'link'}, {bw / 1e9:.1f} GB/s per rank)")
+        return " < ".join(parts)
+
+
+def _tier(link_id: str, bandwidth_bytes_per_s: float | None = None, sharing: float = 1.0) -> Tier:
+    link = get_link(link_id)
+    nominal = bandwidth_bytes_per_s if bandwidth_bytes_per_s is not None else link.bandwidth_bytes_per_s_per_direction
+    return Tier(nominal * link.bus_efficiency / sharing, link.latency_s)
+
+
+def topology_for(device: Device | str, node: NodeType | str | None = None, *, scale_out_link: str | None = None,
+                 gpus_per_nic: float | None = None) -> Topology:
+    """The tiers a training job sees on `device` GPUs in `node`s (or the device's own scale-up domain).
+
+    `scale_out_link` replaces the device's scale-out NIC (for example "ethernet-25g" for TCP clusters);
+    `gpus_per_nic` GPUs then share one such link (default: devices per node / NICs per node, else 1).
+    """
+    dev = load_device(device)
+    nd = get_node(node) if isinstance(node, str) else node
+    tiers = link_tiers(dev, nd)
+    levels: list[Level] = []
+    node_link = nd.scale_up_link if nd is not None else None
+    own_domain = dev.scale_up.max_domain_devices if dev.scale_up is not None else None
+    if (nd is not None and node_link and dev.scale_up is not None and node_link != dev.scale_up.link
+            and own_domain and own_domain < nd.devices_per_node):
+        # three tiers (Frontier): the device's own scale-up domain, then the node's slower fabric
+        levels.append(Level("package", float(own_domain), tiers.intra, dev.scale_up.link))
+        levels.append(Level("node", float(nd.devices_per_node), _tier(node_link), node_link))
+    else:
+        levels.append(Level("node", float(tiers.domain), tiers.intra, tiers.intra_name))
+    if scale_out_link is not None:
+        sharing = gpus_per_nic or ((nd.devices_per_node / nd.nics_per_node) if nd and nd.nics_per_node else 1.0)
+        levels.append(Level("network", np.inf, _tier(scale_out_link, sharing=sharing), scale_out_link))
+    elif tiers.inter is not None:
+        levels.append(Level("network", np.inf, tiers.inter, tiers.inter_name))
+    return Topology(tuple(levels))
+
+
+def host_tier(device: Device) -> Tier:
+    """The device's host link (PCIe / C2C) as a tier, for offload traffic."""
+    if device.host_link is None:
+        raise RidgeplanError("gpu", f"{device.name} has no host link in its hardware file; offload cannot be modelled")
+    return _tier(device.host_link.link, device.host_link.bandwidth_bytes_per_s_per_direction)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# groups over levels
+
+def fanouts(topology: Topology, dims: list[tuple[np.ndarray | float, np.ndarray | float]]) -> list[np.ndarray]:
+    """Per level, the group's fan-out k_i (members at level i / members at level i-1); Π k_i = group size.
+
+    `dims` lists the group's factors as (count, stride) pairs: a TP group is [(tp, 1)], a DP group
+    [(dp, tp*sp)], an EP group of tp ranks times ep/tp data-parallel replicas [(tp, 1), (ep/tp, tp*sp)].
+    """
+    prev = 1.0
+    out = []
+    for lv in topology.levels:
+        members = 1.0
+        for count, stride in dims:
+            count = np.asarray(count, dtype=float)
+            inside = count if not np.isfinite(lv.size) else np.clip(lv.size / np.asarray(stride, float), 1, count)
+            members = members * np.floor(inside + 1e-9)
+        out.append(np.maximum(members / prev, 1.0))
+        prev = members
+    return out
+
+
+def group_collective_s(kind: str, message_bytes, topology: Topology, dims) -> np.ndarray:
+    """Seconds for one collective over a group placed by `dims`, hierarchical over the tiers it spans.
+
+    all_reduce / all_gather / reduce_scatter: tier i works on M / Π_{j<i} k_j with the library's single-tier
+    algorithm (ring, tree or one-shot, whichever is fastest); the tiers run one after another.
+    all_to_all: each rank sends M/n to every peer; the peers reached first at tier i take that tier's link,
+    and the tiers run concurrently (the slowest one sets the time). p2p: one hop over the first tier that
+    holds both ranks.
+    """
+    m = np.asarray(message_bytes, dtype=float)
+    ks = fanouts(topology, dims)
+    if kind == "all_to_all":
+        n = np.prod(ks, axis=0)
+        worst = np.zeros(np.broadcast_shapes(m.shape, n.shape))
+        reached = np.ones_like(n)
+        for lv, k in zip(topology.levels, ks):
+            peers = reached * k - reached
+            t = peers * (lv.tier.latency_s + m / n / lv.tier.bandwidth_bytes_per_s)
+            worst = np.maximum(worst, np.where(peers > 0, t, 0.0))
+            reached = reached * k
+        return np.where(n > 1, worst, 0.0)
+    total = 0.0
+    share = m
+    for lv, k in zip(topology.levels, ks):
+        total = total + collective_time(kind, share, k, intra=lv.tier)
+        share = share / k
+    return np.asarray(total)
+
+
+def p2p_s(message_bytes, topology: Topology, stride) -> np.ndarray:
+    """One point-to-point send between ranks `stride` apart, over the first tier whose domain holds both."""
+    m = np.asarray(message_bytes, dtype=float)
+    s = np.asarray(stride, dtype=float)
+    t = np.full(np.broadcast_shapes(m.shape, s.shape), np.nan)
+    for lv in topology.levels:
+        inside = np.isnan(t) & (s < lv.size)
+        t = np.where(inside, collective_time("p2p", m, 2, intra=lv.tier), t)
+    return np.nan_to_num(t, nan=0.0)
+
+
+def check_span(topology: Topology, gpus) -> None:
+    """A job larger than the scale-up domain needs a scale-out level."""
+    if np.any(np.asarray(gpus) > topology.levels[-1].size):
+        raise RidgeplanError("gpus", f"{int(np.max(gpus))} GPUs span nodes but the device has no scale-out link "
+                             f"(domain of {int(topology.levels[-1].size)})", hint="pass --node or a device with a NIC")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a cluster: GPUs, their network and the host resources offload uses
+
+DEFAULT_HOST = "host-epyc-7742"
+DEFAULT_NVME = "nvme-gen4-ssd"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    device: Device
+    topology: Topology
+    node: NodeType | None = None
+    host_memory_bytes_per_s: float = 0.0  # CPU memory bandwidth of one node (CPU Adam is bound by it)
+    nvme_bytes_per_s: float = 0.0  # sequential bandwidth of one NVMe drive
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def gpus_per_node(self) -> float:
+        return float(self.node.devices_per_node) if self.node else min(self.topology.node_size, 8.0)
+
+    @property
+    def price_usd_per_gpu_hour(self) -> float | None:
+        return self.device.price.usd_per_hour if self.device.price else None
+
+
+def cluster_for(device: Device | str, node: NodeType | str | None = None, *, scale_out_link: str | None = None,
+                gpus_per_nic: float | None = None, topology: Topology | None = None) -> Cluster:
+    """A Cluster from hardware_db ids: the topology plus the node's host CPU and one NVMe drive type."""
+    dev = load_device(device)
+    nd = get_node(node) if isinstance(node, str) else node
+    if nd is not None and nd.device != dev.id:
+        raise RidgeplanError("node", f"{nd.id} holds {nd.device} GPUs, not {dev.id}", [nd.device])
+    topo = topology or topology_for(dev, nd, scale_out_link=scale_out_link, gpus_per_nic=gpus_per_nic)
+    notes = [f"network tiers: {topo.describe()}"]
+    host_id = (nd.host_device if nd and nd.host_device else DEFAULT_HOST)
+    host = load_device(host_id)
+    if not (nd and nd.host_device):
+        notes.append(f"host CPU memory assumed to be one {host.name} ({host.memory.bandwidth_bytes_per_s / 1e9:.0f} GB/s)")
+    nvme = load_device(DEFAULT_NVME)
+    return Cluster(dev, topo, nd, host.memory.bandwidth_bytes_per_s, nvme.memory.bandwidth_bytes_per_s, tuple(notes))
