@@ -1,7 +1,7 @@
 """How far below peak real kernels run: efficiency as a function of shape and size, plus latency floors.
 
 A pure roofline is 1.5-3x optimistic on real engines. Each device architecture class gets one set of
-parameters (documented with sources in docs/efficiency.md); a device file's `[efficiency]` table or a fitted
+parameters (documented with sources in docs/efficiency_sources.md); a device file's `[efficiency]` table or a fitted
 calibration file (`hardware_db/calibration/<id>.toml`, see `model.roofline.calibration`) overrides them.
 
 The forms, all saturating in size so that big kernels approach a ceiling and small ones fall far below it:

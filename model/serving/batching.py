@@ -21,7 +21,7 @@ import numpy as np
 
 from model.serving.deployment import Deployment
 from model.serving.policy import EnginePolicy
-from model.serving.techniques import Offload, Speculation
+from model.serving.techniques import Offload, Speculation, speculative_step_s
 
 _TINY = 1e-9
 
@@ -178,6 +178,7 @@ class SteadyState:
     limit: np.ndarray  # what capped the concurrency: asked | kv | max_num_seqs | token_budget
     prefill_iterations: np.ndarray  # iterations a prompt needs (chunks)
     tokens_per_iteration: float = 1.0  # tokens each decoding sequence gains per iteration (speculation)
+    preempted_fraction: np.ndarray | float = 0.0  # requests preempted (and recomputed) once because the pool ran out
 
     @property
     def tpot_s(self) -> np.ndarray:
@@ -228,6 +229,14 @@ def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, con
     # prompts started per iteration = requests finishing per iteration
     starts = np.where(dec_steps > 0, decode / np.maximum(dec_steps, _TINY), n / chunks)
     prefill_tokens = starts * computed_prompt
+    # Preemption: admitting on the current context (vLLM) lets more sequences in than can all reach their final
+    # length; when the pool runs out, a share 1 - full/n of the requests is preempted once and its context
+    # (about I + O/2 tokens) recomputed as extra prefill work.
+    preempted = np.zeros_like(n)
+    if policy.admission == "current":
+        full = kv_capacity(d, policy, i + o, offload).max_sequences.reshape(i.shape)
+        preempted = np.clip(1 - full / np.maximum(n, _TINY), 0.0, 1.0)
+        prefill_tokens = prefill_tokens + starts * preempted * (i + o / 2)
     if policy.chunked_prefill:
         room = np.maximum(budget - decode * q, 0)
         prefill_tokens = np.minimum(prefill_tokens, room)
@@ -247,7 +256,7 @@ def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, con
     finished = np.where(dec_steps > 0, decode / np.maximum(dec_steps, _TINY),
                         prefill_tokens / np.maximum(computed_prompt, 1))
     req_per_s = finished / it.time_s
-    return SteadyState(n, decode, prefill_tokens, it, req_per_s, req_per_s * o, limit, chunks, gain)
+    return SteadyState(n, decode, prefill_tokens, it, req_per_s, req_per_s * o, limit, chunks, gain, preempted)
 
 
 def decode_only_iteration(d: Deployment, policy: EnginePolicy, decode, ctx, speculation: Speculation | None = None,
@@ -280,9 +289,9 @@ def _add_draft(d: Deployment, it: IterationCost, spec: Speculation, decode, ctx,
         one = iteration_cost(draft, decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
     else:
         one = spec.draft_cost_ratio * iteration_cost(d, decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
-    extra = spec.k * np.where(decode > _TINY, one, 0.0)
-    return IterationCost(it.time_s + extra, it.linear_s, it.decode_attention_s, it.prefill_attention_s,
-                         it.overhead_s, it.draft_s + extra, it.transfer_s)
+    total = speculative_step_s(spec.k, np.where(decode > _TINY, one, 0.0), it.time_s)
+    return IterationCost(total, it.linear_s, it.decode_attention_s, it.prefill_attention_s,
+                         it.overhead_s, it.draft_s + total - it.time_s, it.transfer_s)
 
 
 def _add_offload(d: Deployment, policy: EnginePolicy, it: IterationCost, off: Offload, decode, ctx,

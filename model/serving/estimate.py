@@ -276,6 +276,7 @@ class ServingEstimate:
                 "tpot_percentiles_s": {f"p{int(p * 100)}": v for p, v in lat.tpot_s.items()},
                 "tbt_p99_s": lat.tbt_p99_s, "prefill_utilization": lat.prefill_utilization,
                 "iteration_s": float(s.iteration.time_s[k]),
+                "preempted_fraction": float(np.asarray(s.preempted_fraction).ravel()[k]) if np.ndim(s.preempted_fraction) else 0.0,
                 "requests_per_s": self.requests_per_s,
                 "output_tokens_per_s": self.output_tokens_per_s,
                 "output_tokens_per_s_per_gpu": self.output_tokens_per_s_per_gpu,

@@ -35,6 +35,16 @@ def expected_tokens_per_step(alpha, k) -> np.ndarray:
     return np.where(a >= 1, k + 1, e)
 
 
+def speculative_step_s(k, draft_step_s, verify_step_s):
+    """One speculation round: k draft steps, then the target verifies k + 1 tokens per sequence."""
+    return np.asarray(k, dtype=float) * draft_step_s + verify_step_s
+
+
+def speculative_speedup(alpha, k, draft_step_s, verify_step_s, autoregressive_step_s):
+    """Tokens per second with speculation over tokens per second without: E x t_AR / (k t_draft + t_verify)."""
+    return expected_tokens_per_step(alpha, k) * autoregressive_step_s / speculative_step_s(k, draft_step_s, verify_step_s)
+
+
 @dataclass(frozen=True)
 class Speculation:
     """Speculative decoding with acceptance rate `alpha` and draft length `k`.
