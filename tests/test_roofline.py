@@ -24,7 +24,7 @@ def _ideal(eff):
     """Efficiency with every derate removed: the pure roofline."""
     return replace(eff, gemm_max_16=1.0, gemm_max_8=1.0, gemm_m_half=0.0, gemm_n_half=0.0, attention_max=1.0,
                    attention_q_half=0.0, mem_max=1.0, mem_bytes_half=0.0, vector_max=1.0, kernel_floor_s=0.0,
-                   collective_base_s=0.0)
+                   collective_base_s=0.0, gemm_tile_m=1.0, roofline_p=float("inf"))
 
 
 def test_pure_roofline_decode_is_weights_over_bandwidth():
@@ -55,11 +55,33 @@ def test_large_prefill_is_compute_bound_and_decode_memory_bound():
     assert BOUNDS[decode.bound[i, 0]] == "memory"
 
 
-def test_gemm_efficiency_rises_with_tokens():
+def test_gemm_efficiency_rises_with_tokens_and_one_token_pays_a_tile():
+    from model.roofline.efficiency import gemm_eta
+
     eff = ARCH_DEFAULTS["hopper"]
-    m = np.array([1, 16, 128, 1024, 8192.0])
-    eta = eff.gemm_max_16 * m / (m + eff.gemm_m_half)
-    assert np.all(np.diff(eta) > 0) and eta[-1] < eff.gemm_max_16
+    m = np.array([1, 4, 16, 128, 1024, 8192.0])
+    eta = gemm_eta(m, 8192.0, eff.gemm_max_16, eff)
+    assert np.all(np.diff(eta) >= 0) and eta[-1] <= eff.gemm_max_16
+    # a one-token GEMM fills 1 of the 16 rows of an m16n8k16 tile
+    assert eta[0] == pytest.approx(eta[2] / 16)
+
+
+def test_soft_roofline_corner():
+    from model.roofline.efficiency import combine_roofline
+
+    # p = 2: equal compute and memory time take sqrt(2) x as long; a clearly bound kernel barely notices
+    assert float(combine_roofline(1.0, 1.0, 2.0)) == pytest.approx(2**0.5)
+    assert float(combine_roofline(1.0, 0.1, 2.0)) == pytest.approx((1 + 0.01) ** 0.5)
+    assert float(combine_roofline(3.0, 1.0, float("inf"))) == 3.0
+
+
+def test_weight_only_int4_wins_at_small_batch_fp8_at_large_seed_c04_direction():
+    from model.api import deployment
+
+    tput = {w: [b / float(deployment("llama-3.1-70b", "h100-sxm", tp=2, weights=w).step(b, 1, 1000).time_s[0])
+                for b in (1, 512)] for w in ("int4", "fp8")}
+    assert tput["int4"][0] > tput["fp8"][0]  # memory-bound: fewer bytes win
+    assert tput["fp8"][1] > tput["int4"][1]  # compute-bound: the FP8 tensor-core path wins
 
 
 def test_calibration_file_overrides_defaults(tmp_path):

@@ -31,7 +31,7 @@ BOUNDS = {
     "gemm_m_half": (0.0, 4096.0), "gemm_n_half": (0.0, 4096.0),
     "attention_max": (0.05, 1.0), "attention_q_half": (0.0, 4096.0),
     "mem_max": (0.05, 1.0), "mem_bytes_half": (0.0, 1e9), "vector_max": (0.01, 1.0),
-    "kernel_floor_s": (0.0, 1e-3), "step_overhead_s": (0.0, 0.1),
+    "kernel_floor_s": (0.0, 1e-3), "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
 }
 
 
@@ -191,7 +191,7 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
     lo_t = np.where(logged, np.log1p(lo), lo)
     hi_t = np.where(logged, np.log1p(hi), hi)
     x0 = np.clip(x0, lo_t + 1e-12, hi_t - 1e-12)
-    result = least_squares(residuals, x0, bounds=(lo_t, hi_t), x_scale="jac", max_nfev=400)
+    result = least_squares(residuals, x0, bounds=(lo_t, hi_t), x_scale="jac", max_nfev=800, xtol=1e-12, ftol=1e-12, gtol=1e-12)
     after = to_eff(result.x)
     after = replace(after, source=f"{start.source}; fitted to {len(table) - int(held.sum())} measurements")
     rows = table.copy()
@@ -203,10 +203,15 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
     return FitResult(device, start, after, fitted, errors, rows, tuple(idle))
 
 
+_ZERO_NUDGE = {"gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
+               "kernel_floor_s": 1e-7, "step_overhead_s": 1e-6}
+
+
 def _responsive(names: list[str], start: Efficiency, predict, n_rows: int) -> tuple[list[str], list[str]]:
     """Split parameters into those some prediction responds to at the start, and those none does.
 
-    A parameter no row responds to (vector_max when every element-wise row is memory-bound) is not informed
+    A parameter no row responds to (vector_max when every element-wise row is memory-bound; a 1% change that
+    moves no prediction by 0.01%) is not informed
     by the data; fitted anyway it drifts wherever it helps absorb noise elsewhere and would be written out.
     It keeps its start value and is reported as not informed.
     """
@@ -214,9 +219,11 @@ def _responsive(names: list[str], start: Efficiency, predict, n_rows: int) -> tu
     live, idle = [], []
     for n in names:
         value, (lo, hi) = getattr(start, n), BOUNDS[n]
-        nudged = (value * 1.01 if value * 1.01 <= hi else value * 0.99) if value else hi * 1e-6
+        # from zero, nudge to a small but meaningful size (1 token, 10 kB, 0.1 us) rather than a fraction of 0
+        nudged = (value * 1.01 if value * 1.01 <= hi else value * 0.99) if value else _ZERO_NUDGE.get(n, hi * 1e-6)
         moved = predict(replace(start, **{n: max(lo, nudged)}))
-        if np.array_equal(moved, base):
+        # a 1% nudge that moves no prediction by 0.01% is not information (only the soft roofline corner's tail)
+        if np.max(np.abs(moved / base - 1)) < 1e-4:
             idle.append(n)
         else:
             live.append(n)

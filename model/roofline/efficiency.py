@@ -5,17 +5,23 @@ parameters (documented with sources in docs/efficiency_sources.md); a device fil
 calibration file (`hardware_db/calibration/<id>.toml`, see `model.roofline.calibration`) overrides them.
 
 The forms, all saturating in size so that big kernels approach a ceiling and small ones fall far below it:
-- GEMM compute:     eta_c = gemm_max[dtype] * m/(m + gemm_m_half) * n/(n + gemm_n_half)
+- GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
+                    (tensor cores work on tiles of `gemm_tile_m` rows: a one-token GEMM pays for a full tile)
 - attention:        eta_a = attention_max * q/(q + attention_q_half)   (q = query rows per KV head)
 - memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half)
 - every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed)
 - every collective: + collective_base_s on top of its alpha-beta time
 - weight-only GEMMs (W4A16, W8A16) run their compute at (1 - dequant_penalty) of the 16-bit efficiency.
+- a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
+  ridge overlap their loads and math imperfectly (measured GEMMs at the crossover take ~1.3-1.6x max(t_c, t_m));
+  p = 2 reproduces that corner and leaves clearly bound kernels within a few percent of max(t_c, t_m).
 """
 
 from __future__ import annotations
 
 import tomllib
+
+import numpy as np
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -44,6 +50,8 @@ class Efficiency:
     dequant_penalty: float  # compute-efficiency loss of weight-only quantized GEMMs
     step_overhead_s: float  # per forward step: scheduler, input prep, sampling launch (engine, not GPU)
     collective_base_s: float  # fixed software latency of one collective call (NCCL base latency)
+    gemm_tile_m: float = 16.0  # rows of the smallest tensor-core tile (mma m16n8k16); 1 on CPUs
+    roofline_p: float = 2.0  # how compute and memory time combine: 2 = soft corner, inf = max()
     source: str = ""
 
     def gemm_max(self, dtype: str) -> float:
@@ -80,41 +88,41 @@ def _eff(arch: str, **values: float) -> Efficiency:
 
 
 ARCH_DEFAULTS: dict[str, Efficiency] = {
-    "hopper": _eff("hopper", gemm_max_16=0.80, gemm_max_8=0.71, gemm_m_half=128, attention_max=0.70,
+    "hopper": _eff("hopper", gemm_max_16=0.80, gemm_max_8=0.71, gemm_m_half=0, attention_max=0.70,
                    linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6),
-    "blackwell": _eff("blackwell", gemm_max_16=0.78, gemm_max_8=0.76, gemm_max_4=0.7, gemm_m_half=200,
+    "blackwell": _eff("blackwell", gemm_max_16=0.78, gemm_max_8=0.76, gemm_max_4=0.7, gemm_m_half=0,
                       attention_max=0.71, linear_attention_max=0.35, mem_max=0.74, kernel_floor_s=3.0e-6),
-    "ampere": _eff("ampere", gemm_max_16=0.87, gemm_max_8=0.75, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=96,
+    "ampere": _eff("ampere", gemm_max_16=0.87, gemm_max_8=0.75, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
                    attention_max=0.70, linear_attention_max=0.35, mem_max=0.87, kernel_floor_s=2.6e-6),
-    "ada": _eff("ada", gemm_max_16=0.75, gemm_max_8=0.70, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=96,
+    "ada": _eff("ada", gemm_max_16=0.75, gemm_max_8=0.70, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
                 attention_max=0.55, linear_attention_max=0.3, mem_max=0.88, kernel_floor_s=1.6e-6),
-    "turing": _eff("turing", gemm_max_16=0.60, gemm_max_8=0.50, gemm_max_4=0.45, gemm_m_half=64,
+    "turing": _eff("turing", gemm_max_16=0.60, gemm_max_8=0.50, gemm_max_4=0.45, gemm_m_half=0,
                    attention_max=0.35, linear_attention_max=0.25, mem_max=0.80, kernel_floor_s=3.0e-6),
-    "volta": _eff("volta", gemm_max_16=0.80, gemm_max_8=0.6, gemm_max_32=0.75, gemm_m_half=64, attention_max=0.40,
+    "volta": _eff("volta", gemm_max_16=0.80, gemm_max_8=0.6, gemm_max_32=0.75, gemm_m_half=0, attention_max=0.40,
                   linear_attention_max=0.25, mem_max=0.88, kernel_floor_s=2.2e-6),
-    "pascal": _eff("pascal", gemm_max_16=0.6, gemm_max_8=0.5, gemm_max_32=0.75, gemm_m_half=64, attention_max=0.3,
+    "pascal": _eff("pascal", gemm_max_16=0.6, gemm_max_8=0.5, gemm_max_32=0.75, gemm_m_half=0, attention_max=0.3,
                    linear_attention_max=0.2, mem_max=0.8, kernel_floor_s=3.0e-6),
-    "cdna2": _eff("cdna2", gemm_max_16=0.77, gemm_max_8=0.60, gemm_m_half=64, attention_max=0.40,
+    "cdna2": _eff("cdna2", gemm_max_16=0.77, gemm_max_8=0.60, gemm_m_half=0, attention_max=0.40,
                   linear_attention_max=0.25, mem_max=0.78, kernel_floor_s=2.4e-6, step_overhead_s=1.0e-3),
-    "cdna3": _eff("cdna3", gemm_max_16=0.55, gemm_max_8=0.45, gemm_m_half=128, attention_max=0.45,
+    "cdna3": _eff("cdna3", gemm_max_16=0.55, gemm_max_8=0.45, gemm_m_half=0, attention_max=0.45,
                   linear_attention_max=0.25, mem_max=0.75, kernel_floor_s=3.0e-6, step_overhead_s=1.0e-3),
-    "gaudi3": _eff("gaudi3", gemm_max_16=0.74, gemm_max_8=0.77, gemm_m_half=128, attention_max=0.50,
+    "gaudi3": _eff("gaudi3", gemm_max_16=0.74, gemm_max_8=0.77, gemm_m_half=0, attention_max=0.50,
                    linear_attention_max=0.25, mem_max=0.80, kernel_floor_s=5.0e-6, step_overhead_s=2.0e-3),
-    "tpu": _eff("tpu", gemm_max_16=0.78, gemm_max_8=0.50, gemm_m_half=128, attention_max=0.60,
+    "tpu": _eff("tpu", gemm_max_16=0.78, gemm_max_8=0.50, gemm_m_half=0, attention_max=0.60,
                 linear_attention_max=0.3, mem_max=0.85, kernel_floor_s=2.0e-6, step_overhead_s=1.0e-3),
     # CPUs: vector units with no large MMA tiles, so small GEMMs keep most of their efficiency; STREAM-class
     # bandwidth 0.7-0.8 of theoretical on desktops and servers (inferred, see docs/efficiency_sources.md notes)
-    "cpu": _eff("cpu", gemm_max_16=0.6, gemm_max_8=0.5, gemm_max_32=0.7, gemm_m_half=2, gemm_n_half=16,
+    "cpu": _eff("cpu", gemm_max_16=0.6, gemm_max_8=0.5, gemm_max_32=0.7, gemm_m_half=2, gemm_n_half=16, gemm_tile_m=1,
                 attention_max=0.3, attention_q_half=1, linear_attention_max=0.3, mem_max=0.70, kernel_floor_s=5.0e-6,
                 step_overhead_s=1.0e-3, collective_base_s=20e-6),
     # phones, laptops and Jetson-class SoCs: unified memory, small matrix units (inferred)
     "edge": _eff("edge", gemm_max_16=0.5, gemm_max_8=0.4, gemm_max_32=0.5, gemm_m_half=16, attention_max=0.3,
                  linear_attention_max=0.2, mem_max=0.65, kernel_floor_s=10e-6, step_overhead_s=2.0e-3),
     # processing-in-memory, computational storage, FPGAs, dataflow parts: streaming engines, no tile padding
-    "near-memory": _eff("near-memory", gemm_max_16=0.7, gemm_max_8=0.7, gemm_max_32=0.7, gemm_m_half=1,
+    "near-memory": _eff("near-memory", gemm_max_16=0.7, gemm_max_8=0.7, gemm_max_32=0.7, gemm_m_half=1, gemm_tile_m=1,
                         attention_max=0.5, attention_q_half=1, linear_attention_max=0.5, mem_max=0.8,
                         kernel_floor_s=5.0e-6, step_overhead_s=1.0e-3),
-    "generic": _eff("generic", gemm_max_16=0.6, gemm_max_8=0.55, gemm_m_half=96, attention_max=0.4,
+    "generic": _eff("generic", gemm_max_16=0.6, gemm_max_8=0.55, gemm_m_half=0, attention_max=0.4,
                     linear_attention_max=0.25, mem_max=0.75, kernel_floor_s=3.0e-6),
 }
 for _alias, _arch in (("tpu-v5e", "tpu"), ("tpu-v5p", "tpu"), ("tpu-v3", "tpu"), ("cdna4", "cdna3")):
@@ -132,9 +140,28 @@ def saturation(x, half):
     return x / (x + half)
 
 
+def tile_fill(m, tile) -> object:
+    """Share of a tensor-core tile's rows that carry real tokens when m is below one tile: m / max(m, tile).
+
+    (Rounding larger m up to whole tiles would add wave-quantisation steps that engines smooth out by padding
+    batches to CUDA-graph sizes; only the small-m regime, where a one-token GEMM pays for a full tile, matters.)"""
+    m = np.asarray(m, dtype=float)
+    return np.where(m > 0, m / np.maximum(m, tile), 1.0)
+
+
 def gemm_eta(m, n, gemm_max, eff) -> object:
     """Fraction of the dense peak a GEMM with m rows (tokens) and n output columns reaches."""
-    return gemm_max * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
+    return gemm_max * tile_fill(m, eff.gemm_tile_m) * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
+
+
+def combine_roofline(compute_s, memory_s, p) -> object:
+    """(t_c^p + t_m^p)^(1/p): the roofline with a soft corner (p = inf is the hard max)."""
+    c, m = np.asarray(compute_s, dtype=float), np.asarray(memory_s, dtype=float)
+    p = np.asarray(p, dtype=float)
+    hi = np.maximum(c, m)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        soft = hi * ((c / np.where(hi > 0, hi, 1)) ** p + (m / np.where(hi > 0, hi, 1)) ** p) ** (1 / p)
+    return np.where(np.isfinite(p) & (hi > 0), soft, hi)
 
 
 def attention_eta(query_rows, top, eff) -> object:

@@ -19,7 +19,9 @@ from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time
-from model.roofline.efficiency import Efficiency, attention_eta, efficiency_for, gemm_eta, memory_eta
+from model.roofline.efficiency import (
+    Efficiency, attention_eta, combine_roofline, efficiency_for, gemm_eta, memory_eta,
+)
 
 BOUNDS = ("compute", "memory", "network", "latency")
 ROLES = ("dense", "expert", "embedding", "attention", "vector")
@@ -138,7 +140,7 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     active = (flops > 0) | (nbytes > 0) | (network > 0)
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
     floor = np.where(active, kernels * eff.kernel_floor_s, 0.0)
-    worst = np.maximum(np.maximum(compute, memory), network)
+    worst = np.maximum(combine_roofline(compute, memory, eff.roofline_p), network)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=compute, memory_s=memory, network_s=network, floor_s=floor,
                    time_s=worst + floor, comm_overlap=overlap)

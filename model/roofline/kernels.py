@@ -14,7 +14,7 @@ import pandas as pd
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.precision import number_format
-from model.roofline.efficiency import Efficiency, attention_eta, gemm_eta
+from model.roofline.efficiency import Efficiency, attention_eta, combine_roofline, gemm_eta
 from model.roofline.evaluator import roofline_terms
 
 KERNELS = ("gemm", "attention", "decode_attention", "copy", "elementwise")
@@ -101,7 +101,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
             peak[i] = device.vector_flop_per_s
             eta[i] = eff.vector_max
     compute, memory = roofline_terms(w.flops, w.bytes, peak, eta, device.memory.bandwidth_bytes_per_s, eff)
-    return np.maximum(compute, memory) + eff.kernel_floor_s
+    return combine_roofline(compute, memory, eff.roofline_p) + eff.kernel_floor_s
 
 
 def achieved(table: pd.DataFrame, seconds: np.ndarray) -> pd.DataFrame:
