@@ -9,7 +9,7 @@ import sympy as sp
 from model.architecture.config import Architecture
 from model.errors import RidgeplanError
 from model.operators.graph import build_graph
-from model.operators.symbols import DESCRIPTIONS, SCENARIO_SYMBOLS
+from model.operators.symbols import DEFAULTS, DESCRIPTIONS, SCENARIO_SYMBOLS
 
 FORMULA_QUANTITIES = ("flops", "weight_bytes", "act_bytes", "kv_read_bytes", "kv_write_bytes", "comm_bytes",
                       "cache_bytes", "params")
@@ -43,6 +43,15 @@ def formula_latex(arch: Architecture, name: str, quantity: str = "flops", *, gro
         if number is not None:
             text += r" = " + _latex_number(number)
     return text
+
+
+def formula_value(arch: Architecture, name: str, quantity: str = "flops", values: Mapping[str, float] | None = None,
+                  *, group: int | None = None) -> float:
+    """The number an operator's formula gives (per layer, per rank) for scenario `values` (symbol name -> value);
+    symbols not given take their defaults (`symbols.DEFAULTS`: one decode token, single GPU, 16-bit)."""
+    expr = operator_expression(arch, name, quantity, group)
+    given = {**DEFAULTS, **(values or {})}
+    return float(expr.subs({s: given[s.name] for s in SCENARIO_SYMBOLS}).evalf())
 
 
 def _latex_number(x: float) -> str:
