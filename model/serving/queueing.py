@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.stats import poisson
 
 APPROXIMATIONS = (
     "TTFT queueing: M/G/1 prefill queue (Pollaczek-Khinchine mean) with an exponential waiting-time tail",
@@ -48,6 +47,8 @@ def wait_quantile_s(p: float, rho, mean_wait_s) -> np.ndarray:
 
 
 def poisson_quantile(p: float, mean) -> np.ndarray:
+    from scipy.stats import poisson  # imported here: scipy.stats costs ~0.6 s at start-up (the app)
+
     return poisson.ppf(p, np.maximum(np.asarray(mean, dtype=float), 0.0))
 
 

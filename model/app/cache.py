@@ -1,0 +1,223 @@
+"""Cached library calls keyed by plain values, so a widget change re-renders in milliseconds.
+
+Results are immutable library objects shared across sessions (`st.cache_resource`) or frames
+(`st.cache_data`). Errors are not cached: a `RidgeplanError` propagates to the view that shows it next to the
+widget at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+import pandas as pd
+import streamlit as st
+
+from model import api
+from model.architecture import load_architecture, model_ids
+from model.architecture.config import Architecture
+from model.errors import RidgeplanError
+from model.hardware import load_device
+from model.hardware.custom import device_numbers, device_table, file_device_ids
+from model.hardware.schema import Device
+from model.operators.latex import FORMULA_QUANTITIES, formula_latex, operator_names
+from model.operators.symbols import DESCRIPTIONS
+from model.roofline.chart import operator_points, ridge_points, roofline_lines
+from model.serving import report
+from model.serving.deployment import Deployment, StepResult
+from model.serving.estimate import SLO
+from model.serving.sweep import concurrency_sweep
+from model.serving.workload import Lengths, Workload
+
+
+class DeploymentKey(NamedTuple):
+    model: str  # catalogue id, or a label for a pasted/uploaded config
+    config_json: str  # the config.json text ("" for catalogue models)
+    gpu: str
+    gpu_json: str  # the device dict as JSON for a session's custom device ("" for hardware_db devices)
+    weights: str | None
+    kv: str | None
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    dp: int = 1
+
+
+class WorkloadKey(NamedTuple):
+    mode: str  # concurrency | rate | batch | max
+    concurrency: float
+    rate_per_s: float
+    batch: int
+    input_len: int
+    output_len: int
+    lengths: str  # fixed | lognormal
+    engine: str
+    ttft_ms: float  # 0: no target
+    tpot_ms: float
+
+
+DEFAULT_DEPLOYMENT = DeploymentKey(api.DEFAULT_MODEL, "", api.DEFAULT_GPU, "", None, None)
+DEFAULT_WORKLOAD = WorkloadKey("concurrency", 16.0, 1.0, 8, 1024, 256, "fixed", "vllm", 0.0, 0.0)
+
+
+def warm_up() -> None:
+    """Evaluate the default scenario once with the library alone (no streamlit caches), filling the library's
+    own caches (parsed configs, device files, compiled operator graphs) before the first visitor arrives."""
+    from model.serving.report import phase_steps
+
+    d = api.deployment(DEFAULT_DEPLOYMENT.model, DEFAULT_DEPLOYMENT.gpu)
+    w = DEFAULT_WORKLOAD
+    phase_steps(report.run_scenario(d, workload(w), w.engine, slo(w)))
+    model_ids()
+    for i in file_device_ids():
+        load_device(i)
+
+
+# -- catalogues ---------------------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def catalogue_models() -> list[str]:
+    return model_ids()
+
+
+@st.cache_resource(show_spinner=False)
+def catalogue_devices() -> dict[str, str]:
+    """id -> display name of every device file."""
+    return {i: load_device(i).name for i in file_device_ids()}
+
+
+@st.cache_data(show_spinner=False)
+def devices_frame(custom: tuple[str, ...] = ()) -> pd.DataFrame:
+    devices = [load_device(i) for i in file_device_ids()] + [load_device(json.loads(c)) for c in custom]
+    return device_table(devices)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def device_sources(gpu: str, gpu_json: str) -> pd.DataFrame:
+    return device_numbers(device(gpu, gpu_json))
+
+
+# -- library objects ------------------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def architecture(model: str, config_json: str) -> Architecture:
+    if not config_json:
+        return load_architecture(model)
+    try:
+        data = json.loads(config_json)
+    except json.JSONDecodeError as err:
+        raise RidgeplanError("config", f"is not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(data, dict):
+        raise RidgeplanError("config", "must be a JSON object (a Hugging Face config.json)")
+    if not data:
+        raise RidgeplanError("config", "is empty: paste or upload a Hugging Face config.json")
+    data.setdefault("_name_or_path", model)
+    return load_architecture(data)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def device(gpu: str, gpu_json: str) -> Device:
+    return load_device(json.loads(gpu_json) if gpu_json else gpu)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def deployment(key: DeploymentKey) -> Deployment:
+    return api.deployment(architecture(key.model, key.config_json), device(key.gpu, key.gpu_json),
+                          weights=key.weights, kv=key.kv, tp=key.tp, pp=key.pp, ep=key.ep, dp=key.dp)
+
+
+def workload(w: WorkloadKey) -> Workload:
+    lengths = (Lengths.lognormal(w.input_len, w.output_len) if w.lengths == "lognormal"
+               else Lengths.fixed(w.input_len, w.output_len))
+    return Workload(lengths, concurrency=w.concurrency if w.mode == "concurrency" else None,
+                    rate_per_s=w.rate_per_s if w.mode == "rate" else None)
+
+
+def slo(w: WorkloadKey) -> SLO:
+    return SLO(ttft_s=w.ttft_ms / 1e3 if w.ttft_ms else None, tpot_s=w.tpot_ms / 1e3 if w.tpot_ms else None)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def scenario(d: DeploymentKey, w: WorkloadKey) -> report.Estimate:
+    return report.run_scenario(deployment(d), workload(w), w.engine, slo(w), w.batch if w.mode == "batch" else None)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def steps(d: DeploymentKey, w: WorkloadKey) -> dict[str, StepResult]:
+    return report.phase_steps(scenario(d, w))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def headline(d: DeploymentKey, w: WorkloadKey) -> dict[str, Any]:
+    return report.headline(scenario(d, w))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def memory(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
+    return report.memory_segments(scenario(d, w))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def phases(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
+    return report.phase_table(steps(d, w))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def stacks(d: DeploymentKey, w: WorkloadKey) -> tuple[pd.DataFrame, pd.DataFrame]:
+    s = steps(d, w)
+    return report.operator_stack(s), report.bound_stack(s)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def roofline(d: DeploymentKey, w: WorkloadKey, dtypes: tuple[str, ...]) -> tuple[pd.DataFrame, ...]:
+    dev = deployment(d).device
+    s = steps(d, w)
+    points = pd.concat([operator_points(step, phase) for phase, step in s.items()], ignore_index=True)
+    return roofline_lines(dev, dtypes), ridge_points(dev, dtypes), points
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def concurrency_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
+    return concurrency_sweep(deployment(d), workload(w).lengths, w.engine, points=20)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def batch_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
+    ctx = report.decode_context_tokens(w.input_len, w.output_len)
+    return report.batch_sweep(deployment(d), ctx)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def context_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
+    conc = float(w.batch if w.mode == "batch" else w.concurrency if w.mode == "concurrency" else 16)
+    return report.context_sweep(deployment(d), w.engine, w.output_len, max(conc, 1.0))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def comparison(d: DeploymentKey, w: WorkloadKey, variants: tuple[tuple[str, str, str | None], ...]) -> pd.DataFrame:
+    """`variants`: (label, gpu id or custom-device JSON, weights) triples on top of the scenario `d`."""
+    def make(gpu: str, weights: str | None) -> Deployment:
+        custom = gpu.startswith("{")
+        gpu_id = json.loads(gpu)["id"] if custom else gpu
+        return deployment(d._replace(gpu=gpu_id, gpu_json=gpu if custom else "", weights=weights))
+
+    rows = [{"label": label, "gpu": gpu, "weights": weights} for label, gpu, weights in variants]
+    return report.compare(rows, make, workload(w), w.engine, slo(w), w.batch if w.mode == "batch" else None)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def formulas(d: DeploymentKey, quantity: str, batch: float, new_tokens: float, context: float) -> pd.DataFrame:
+    """operator, symbolic LaTeX with the value substituted, for every operator of the model."""
+    if quantity not in FORMULA_QUANTITIES:
+        raise RidgeplanError("quantity", f"unknown quantity {quantity!r}", FORMULA_QUANTITIES)
+    dep = deployment(d)
+    values = report.formula_values(dep, batch, new_tokens, context)
+    rows = [{"operator": name, "latex": formula_latex(dep.arch, name, quantity, values=values)}
+            for name in operator_names(dep.arch)]
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def formula_symbols(d: DeploymentKey, batch: float, new_tokens: float, context: float) -> pd.DataFrame:
+    values = report.formula_values(deployment(d), batch, new_tokens, context)
+    return pd.DataFrame([{"symbol": k, "value": v, "meaning": DESCRIPTIONS.get(k, "")} for k, v in values.items()])

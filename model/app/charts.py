@@ -1,0 +1,101 @@
+"""Altair chart builders: they only map columns of library frames to marks (no numbers are computed here
+except unit scaling for axes labelled in those units)."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+BOUND_COLORS = {"compute": "#4c78a8", "memory": "#f58518", "network": "#54a24b", "latency": "#b279a2",
+                "pipeline_p2p": "#9d755d", "overhead": "#bab0ac"}
+LOG = alt.Scale(type="log")
+
+
+def memory_bar(segments: pd.DataFrame, height: int = 120) -> alt.LayerChart:
+    """One horizontal bar of per-GPU memory segments (GB) with a rule at the device's capacity."""
+    df = segments.assign(gigabytes=segments["bytes"] / 1e9, row="memory")
+    bar = alt.Chart(df).mark_bar(size=36).encode(
+        x=alt.X("sum(gigabytes):Q", title="GB per GPU", stack="zero"),
+        y=alt.Y("row:N", title=None, axis=None),
+        color=alt.Color("component:N", sort=list(df["component"]),
+                        legend=alt.Legend(orient="bottom", title=None, columns=6)),
+        order=alt.Order("order:Q"),
+        tooltip=[alt.Tooltip("component:N"), alt.Tooltip("gigabytes:Q", format=",.2f", title="GB")],
+    )
+    cap = pd.DataFrame({"capacity_gigabytes": [float(df["capacity_bytes"].iloc[0]) / 1e9], "row": "memory"})
+    rule = alt.Chart(cap).mark_tick(color="black", thickness=3, size=52).encode(
+        x="capacity_gigabytes:Q", y=alt.Y("row:N", axis=None),
+        tooltip=[alt.Tooltip("capacity_gigabytes:Q", format=",.1f", title="capacity GB")])
+    return alt.layer(bar, rule).properties(height=height)
+
+
+def roofline(lines: pd.DataFrame, ridges: pd.DataFrame, points: pd.DataFrame, height: int = 460) -> alt.LayerChart:
+    """Log-log roofline: a line per (device, dtype), its ridge point, and one point per operator and phase."""
+    x_title, y_title = "arithmetic intensity (FLOP/byte)", "FLOP/s"
+    line = alt.Chart(lines).mark_line(strokeWidth=2).encode(
+        x=alt.X("intensity_flop_per_byte:Q", scale=LOG, title=x_title),
+        y=alt.Y("attainable_flop_per_s:Q", scale=LOG, title=y_title, axis=alt.Axis(format="~s")),
+        color=alt.Color("dtype:N", title="roofline dtype"),
+        strokeDash=alt.StrokeDash("device:N", title="device"),
+        detail="device:N", order="order:Q",
+        tooltip=["device:N", "dtype:N"],
+    )
+    ridge = alt.Chart(ridges).mark_point(shape="diamond", filled=True, size=90).encode(
+        x=alt.X("ridge_flop_per_byte:Q", scale=LOG), y=alt.Y("peak_flop_per_s:Q", scale=LOG),
+        color=alt.Color("dtype:N", legend=None),
+        tooltip=["device:N", "dtype:N", alt.Tooltip("ridge_flop_per_byte:Q", format=".1f", title="ridge FLOP/byte"),
+                 alt.Tooltip("peak_flop_per_s:Q", format=".3s", title="peak FLOP/s"),
+                 alt.Tooltip("memory_bytes_per_s:Q", format=".3s", title="memory B/s")],
+    )
+    pts = alt.Chart(points).mark_point(filled=True, size=110, opacity=0.85, stroke="black", strokeWidth=0.5).encode(
+        x=alt.X("intensity_flop_per_byte:Q", scale=LOG), y=alt.Y("achieved_flop_per_s:Q", scale=LOG),
+        fill=alt.Fill("phase:N", scale=alt.Scale(range=["#e45756", "#1f77b4"]), title="phase"),
+        shape=alt.Shape("device:N", title="operators on"),
+        tooltip=["operator:N", "phase:N", "device:N", "bound:N",
+                 alt.Tooltip("flops:Q", format=".3s", title="FLOPs"),
+                 alt.Tooltip("bytes:Q", format=".3s", title="bytes"),
+                 alt.Tooltip("intensity_flop_per_byte:Q", format=".3g", title="FLOP/byte"),
+                 alt.Tooltip("time_s:Q", format=".3s", title="time (s)"),
+                 alt.Tooltip("achieved_flop_per_s:Q", format=".3s", title="achieved FLOP/s"),
+                 alt.Tooltip("share:Q", format=".1%", title="share of step")],
+    )
+    return alt.layer(line, ridge, pts).resolve_scale(color="independent").properties(height=height)
+
+
+def stacked_bars(df: pd.DataFrame, value: str, category: str, group: str, title: str,
+                 colors: dict[str, str] | None = None, height: int = 160) -> alt.Chart:
+    """Horizontal bars, one per `group`, stacked by `category`; `value` in seconds, drawn in milliseconds."""
+    data = df.assign(milliseconds=df[value] * 1e3)
+    scale = alt.Scale(domain=list(colors), range=list(colors.values())) if colors else alt.Undefined
+    legend_rows = -(-data[category].nunique() // 2)  # two legend columns; the plot must be as tall as the legend
+    return alt.Chart(data).mark_bar().encode(
+        y=alt.Y(f"{group}:N", title=None, axis=alt.Axis(labelLimit=320)),
+        x=alt.X("sum(milliseconds):Q", title=title),
+        color=alt.Color(f"{category}:N", scale=scale, legend=alt.Legend(title=category, columns=2)),
+        tooltip=[f"{group}:N", f"{category}:N", alt.Tooltip("milliseconds:Q", format=".4g", title="ms")],
+    ).properties(height=max(height, 18 * legend_rows + 24))
+
+
+def sweep(df: pd.DataFrame, x: str, y: str, x_title: str, y_title: str, y_scale: float = 1.0, log_x: bool = True,
+          color: str | None = None, height: int = 260) -> alt.Chart:
+    """A line with points of `y` (times `y_scale` for display units) against `x`."""
+    data = df.assign(_y=df[y] * y_scale)
+    enc = {"x": alt.X(f"{x}:Q", scale=LOG if log_x else alt.Undefined, title=x_title),
+           "y": alt.Y("_y:Q", title=y_title),
+           "tooltip": [alt.Tooltip(f"{x}:Q", format=",.0f", title=x_title),
+                       alt.Tooltip("_y:Q", format=".4g", title=y_title)]}
+    if color:
+        enc["color"] = alt.Color(f"{color}:N", title=None)
+        enc["tooltip"].append(f"{color}:N")
+    return alt.Chart(data).mark_line(point=True).encode(**enc).properties(height=height)
+
+
+def grouped_bars(df: pd.DataFrame, value: str, label: str, title: str, scale: float = 1.0,
+                 height: int = 240) -> alt.Chart:
+    """One bar per row (`label`), `value` times `scale` for display units."""
+    data = df.assign(_v=df[value] * scale)
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("_v:Q", title=title),
+        y=alt.Y(f"{label}:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=200)),
+        tooltip=[f"{label}:N", alt.Tooltip("_v:Q", format=",.4g", title=title)],
+    ).properties(height=height)

@@ -1,0 +1,315 @@
+"""The calculator app under streamlit's AppTest: every page renders its defaults, a widget change changes the
+numbers, and bad input shows a message next to the widget (never an exception in the page)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from model.hardware import unregister_device
+
+ROOT = Path(__file__).resolve().parents[1]
+CATALOGUE = ROOT / "model" / "architecture" / "catalogue"
+
+
+def app(page: str = "Estimate", **params) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "model" / "app" / "page.py"), default_timeout=60)
+    at.query_params["page"] = page
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    return at.run()
+
+
+def clean(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def charts(at: AppTest) -> list[dict]:
+    """Each altair chart as {'spec': dict, 'data': [DataFrame per dataset]}."""
+    out = []
+    for el in at.get("vega_lite_chart"):
+        frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in el.proto.datasets]
+        out.append({"spec": json.loads(el.proto.spec), "data": frames})
+    return out
+
+
+def errors(at: AppTest, where: str = "sidebar") -> str:
+    root = at.sidebar if where == "sidebar" else at.main
+    return " | ".join(e.value for e in root.error)
+
+
+# --- entry point ------------------------------------------------------------------------------------------
+
+def test_app_py_serves_the_page_script_and_warms_the_default_scenario():
+    import runpy
+
+    import streamlit as st
+
+    from model.app import cache
+
+    ns = runpy.run_path(str(ROOT / "app.py"))
+    assert isinstance(ns["app"], st.App) and ns["PAGE_SCRIPT"] == ROOT / "model" / "app" / "page.py"
+    cache.warm_up()  # what the server runs at start-up
+    # the warmed scenario is the one a first visitor sees
+    at = clean(app())
+    assert at.selectbox(key="model").value == cache.DEFAULT_DEPLOYMENT.model
+    assert at.selectbox(key="gpu").value == cache.DEFAULT_DEPLOYMENT.gpu
+    assert at.number_input(key="conc").value == cache.DEFAULT_WORKLOAD.concurrency
+    assert at.number_input(key="isl").value == cache.DEFAULT_WORKLOAD.input_len
+
+
+# --- Estimate ----------------------------------------------------------------------------------------------
+
+def test_estimate_defaults_give_a_meaningful_answer():
+    at = clean(app())
+    m = metrics(at)
+    assert m["Fits"] == "yes"
+    assert m["TPOT (mean)"].endswith("ms") and m["TTFT (mean)"].endswith("ms")
+    assert float(m["tok/s per GPU"].replace(",", "")) > 100 and m["$ per M tokens"].startswith("$")
+    assert at.selectbox(key="gpu").value == "h100-sxm" and at.selectbox(key="model").value == "llama-3.1-8b"
+    (bar,) = charts(at)  # the memory bar against capacity
+    segments = bar["data"][0]
+    assert {"weights", "KV cache (in use)", "activations"} <= set(segments["component"])
+    phases = at.dataframe[0].value
+    assert list(phases["phase"]) == ["prefill", "decode"] and set(phases["bound"]) <= {"compute", "memory",
+                                                                                        "network", "latency"}
+
+
+def test_estimate_gpu_and_workload_changes_change_the_numbers():
+    at = clean(app())
+    before = metrics(at)
+    at.selectbox(key="gpu").set_value("h200").run()
+    after = metrics(clean(at))
+    assert after["TPOT (mean)"] != before["TPOT (mean)"]
+    assert after["tok/s per GPU"] != before["tok/s per GPU"]
+    at.number_input(key="isl").set_value(8192).run()
+    assert metrics(clean(at))["TTFT (mean)"] != after["TTFT (mean)"]
+    at.radio(key="mode").set_value("batch").run()
+    assert metrics(clean(at))["TPOT (mean)"] != after["TPOT (mean)"]
+
+
+def test_estimate_url_reproduces_a_scenario():
+    direct = clean(app(gpu="h200", tp=2, isl=2048, kv="fp8"))
+    assert direct.selectbox(key="gpu").value == "h200" and direct.number_input(key="tp").value == 2
+    at = clean(app())
+    at.selectbox(key="gpu").set_value("h200")
+    at.number_input(key="tp").set_value(2)
+    at.number_input(key="isl").set_value(2048)
+    at.selectbox(key="kv").set_value("fp8").run()
+    assert metrics(direct) == metrics(clean(at))
+
+
+def test_estimate_bad_layout_shows_the_error_next_to_the_widget():
+    at = app(tp=3)
+    assert not at.exception
+    assert "tp: 3 does not divide the 32 attention heads" in errors(at)
+    assert any("fix the input" in w.value for w in at.main.warning)
+    assert not at.metric  # no numbers for a scenario that cannot be built
+
+
+def test_estimate_unsupported_precision_and_bad_config_are_reported():
+    at = app(gpu="t4", weights="bf16")
+    assert not at.exception and "has no bf16 support" in errors(at)
+    at = app(model_src="config.json")
+    assert not at.exception and "config: is empty" in errors(at)
+    at.text_area(key="config_text").set_value('{"model_type": "llama", "hidden_size": ').run()
+    assert not at.exception and "config: is not valid JSON" in errors(at)
+    at.text_area(key="config_text").set_value('{"model_type": "llama"}').run()
+    assert not at.exception and "hidden_size" in errors(at)
+
+
+def test_estimate_pasted_config_is_estimated():
+    text = (CATALOGUE / "qwen3-0.6b.json").read_text()
+    at = app(model_src="config.json")
+    at.text_area(key="config_text").set_value(text).run()
+    small = metrics(clean(at))
+    assert small["Fits"] == "yes"
+    assert small["TPOT (mean)"] != metrics(clean(app()))["TPOT (mean)"]
+
+
+def test_estimate_shows_a_configuration_that_does_not_fit():
+    at = app(model="llama-3.1-405b")
+    assert not at.exception
+    assert metrics(at)["Fits"] == "no" and metrics(at)["TPOT (mean)"] == "–"
+    assert "DOES NOT FIT" in errors(at, "main")
+
+
+def test_estimate_rate_above_capacity_warns():
+    at = app(mode="rate", rate=100000)
+    assert not at.exception
+    assert any("above what this deployment can serve" in w.value for w in at.main.warning)
+    assert metrics(at)["TTFT (mean)"] == "∞"
+
+
+# --- Roofline ----------------------------------------------------------------------------------------------
+
+def _roofline_frames(at: AppTest):
+    (chart,) = charts(at)
+    layers = chart["spec"]["layer"]
+    assert all(layer["encoding"]["x"]["scale"]["type"] == "log" for layer in layers)
+    lines, ridges, points = chart["data"]
+    return lines, ridges, points
+
+
+def test_roofline_defaults_show_rooflines_ridges_and_every_operator():
+    at = clean(app("Roofline"))
+    lines, ridges, points = _roofline_frames(at)
+    assert set(lines["dtype"]) == {"bf16"} and len(ridges) == 1
+    assert ridges["ridge_flop_per_byte"].iloc[0] == pytest.approx(989.4e12 / 3.35e12)
+    assert set(points["phase"]) == {"prefill", "decode"}
+    assert {"qkv_proj", "attention", "gate_up_proj", "down_proj", "lm_head"} <= set(points["operator"])
+    # decode GEMMs at batch 16 sit left of the bf16 ridge, prefill GEMMs right of it
+    gemm = points[points["operator"] == "gate_up_proj"].set_index("phase")["intensity_flop_per_byte"]
+    assert gemm["decode"] < ridges["ridge_flop_per_byte"].iloc[0] < gemm["prefill"]
+
+
+def test_roofline_overlay_and_gpu_change():
+    at = clean(app("Roofline"))
+    _, ridges, _ = _roofline_frames(at)
+    at.selectbox(key="gpu2").set_value("mi300x").run()
+    lines, _, points = _roofline_frames(clean(at))
+    assert set(lines["device"]) == {"h100-sxm", "mi300x"} and set(points["device"]) == {"h100-sxm", "mi300x"}
+    at.selectbox(key="gpu").set_value("a100-sxm-80gb").run()
+    _, ridges3, _ = _roofline_frames(clean(at))
+    assert set(ridges3["device"]) == {"a100-sxm-80gb", "mi300x"}
+    assert ridges3["ridge_flop_per_byte"].iloc[0] != ridges["ridge_flop_per_byte"].iloc[0]
+
+
+def test_roofline_bad_input():
+    at = clean(app("Roofline"))
+    at.multiselect(key="dtypes").set_value([]).run()
+    assert not at.exception and "Choose at least one dtype" in errors(at, "main")
+    at = app("Roofline", gpu2="t4", weights="bf16")  # bf16 weights: fine on the H100, not on a T4
+    assert not at.exception and "t4: weights: NVIDIA T4 16GB has no bf16 support" in errors(at, "main")
+    at = app("Roofline", tp=5)
+    assert not at.exception and "tp: 5 does not divide" in errors(at)
+
+
+# --- Breakdown ---------------------------------------------------------------------------------------------
+
+def test_breakdown_defaults_and_change():
+    at = clean(app("Breakdown"))
+    c = charts(at)
+    assert len(c) == 6  # by operator, by bound, TPOT and throughput vs concurrency, and vs context
+    by_operator, by_bound = c[0]["data"][0], c[1]["data"][0]
+    assert by_operator.groupby("phase")["time_s"].sum().gt(0).all()
+    assert {"memory", "overhead"} <= set(by_bound["part"])
+    tpot_vs_conc = c[2]["data"][0]
+    assert tpot_vs_conc["concurrency"].is_monotonic_increasing
+    assert tpot_vs_conc["_y"].iloc[-1] > tpot_vs_conc["_y"].iloc[0]
+    at.number_input(key="osl").set_value(1024).run()
+    c2 = charts(clean(at))
+    assert not c2[4]["data"][0]["_y"].equals(c[4]["data"][0]["_y"])  # the context sweep moved
+    at.radio(key="mode").set_value("batch").run()
+    c3 = charts(clean(at))
+    batch_sweep = c3[2]["data"][0]  # static batch: the sweep is over the batch, marking what fits in memory
+    assert "batch" in batch_sweep.columns and set(batch_sweep["memory"]) == {"fits", "does not fit"}
+
+
+def test_breakdown_bad_input():
+    at = app("Breakdown", pp=64)
+    assert not at.exception and "pp: 64 stages for 32 layers" in errors(at)
+
+
+# --- Compare -----------------------------------------------------------------------------------------------
+
+def test_compare_defaults_and_more_precisions():
+    at = clean(app("Compare"))
+    table = at.dataframe[0].value
+    assert list(table["variant"]) == ["h100-sxm", "h200", "a100-sxm-80gb", "mi300x"]
+    assert (table["fits"] == "yes").all() and table["tok/s per GPU"].nunique() == 4
+    at.multiselect(key="cmp_weights").set_value(["checkpoint", "fp8"]).run()
+    table2 = clean(at).dataframe[0].value
+    assert len(table2) == 8 and "h100-sxm · fp8" in list(table2["variant"])
+    fp8 = table2.set_index("variant")
+    assert fp8.loc["h100-sxm · fp8", "TPOT"] != fp8.loc["h100-sxm", "TPOT"]
+
+
+def test_compare_bad_input():
+    at = app("Compare")
+    at.multiselect(key="cmp_gpus").set_value([]).run()
+    assert not at.exception and "Choose at least one GPU" in errors(at, "main")
+    at = app("Compare")
+    at.multiselect(key="cmp_gpus").set_value(["h100-sxm", "t4"])
+    at.multiselect(key="cmp_weights").set_value(["bf16"]).run()
+    assert not at.exception and "t4 · bf16: weights: NVIDIA T4 16GB has no bf16 support" in errors(at, "main")
+    table = at.dataframe[0].value.set_index("variant")
+    assert table.loc["h100-sxm · bf16", "fits"] == "yes" and "no bf16 support" in table.loc["t4 · bf16", "problem"]
+
+
+# --- Hardware ----------------------------------------------------------------------------------------------
+
+def test_hardware_browse_with_sources():
+    at = clean(app("Hardware"))
+    devices, details = at.dataframe[0].value, at.dataframe[1].value
+    assert "h100-sxm" in set(devices["id"]) and set(devices["kind"]) == {"gpu"}
+    assert "NVIDIA H100" in " ".join(details["source"]) and "bandwidth_bytes_per_s" in set(details["field"])
+    at.selectbox(key="hw").set_value("mi300x").run()
+    assert any("AMD Instinct MI300X" in m.value for m in clean(at).markdown)
+    assert "AMD" in " ".join(at.dataframe[1].value["source"])
+
+
+def _custom_form(at: AppTest, **numbers):
+    labels = {"id": "id (lowercase, digits, '-', '.')", "bandwidth": "memory bandwidth (GB/s)"}
+    for name, value in numbers.items():
+        widget = (at.text_input if name == "id" else at.number_input)
+        next(w for w in widget if w.label == labels[name]).set_value(value)
+    at.button[0].click().run()  # the form's submit button
+    return at
+
+
+def test_hardware_custom_device_changes_the_estimate():
+    at = clean(app("Hardware"))
+    try:
+        _custom_form(at, id="h100-fast", bandwidth=6700.0)
+        assert "h100-fast" in clean(at).selectbox(key="gpu").options
+        at.radio(key="page").set_value("Estimate").run()
+        base = metrics(clean(at))["TPOT (mean)"]
+        at.selectbox(key="gpu").set_value("h100-fast").run()
+        fast = metrics(clean(at))["TPOT (mean)"]
+        assert float(fast.split()[0]) < float(base.split()[0])  # twice the bandwidth: faster memory-bound decode
+        # another session does not see this session's device
+        assert "h100-fast" not in clean(app()).selectbox(key="gpu").options
+    finally:
+        unregister_device("h100-fast")  # register_device is process-wide; keep other tests' device lists intact
+
+
+def test_hardware_custom_device_bad_input_next_to_the_field():
+    at = clean(app("Hardware"))
+    _custom_form(at, id="H100 Custom!")
+    assert not at.exception and "id" in errors(at, "main") and "should match pattern" in errors(at, "main")
+    at = clean(app("Hardware"))
+    _custom_form(at, id="h200")
+    assert "already names a device" in errors(at, "main")
+    at = clean(app("Hardware"))
+    _custom_form(at, id="h100-zero", bandwidth=0.0)
+    assert "bandwidth_bytes_per_s must be a finite positive number" in errors(at, "main")
+
+
+# --- Formulas ----------------------------------------------------------------------------------------------
+
+def test_formulas_defaults_and_change():
+    at = clean(app("Formulas"))
+    prefill = [x.value for x in at.latex]
+    assert len(prefill) >= 10 and all("=" in x for x in prefill)
+    at.radio(key="phase").set_value("decode").run()
+    decode = [x.value for x in clean(at).latex]
+    assert decode != prefill and len(decode) == len(prefill)
+    at.selectbox(key="quantity").set_value("weight_bytes").run()
+    assert [x.value for x in clean(at).latex] != decode
+
+
+def test_formulas_bad_input():
+    at = app("Formulas", tp=7)
+    assert not at.exception and "tp: 7 does not divide" in errors(at)
+    assert not at.latex
