@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from model.operators.symbols import (
-    B, C, T, b_a, b_e, b_emb, b_kv, b_state, b_w, causal, dp_attn, ep, etp, moe_imbalance, n_logit, tp,
+    B, C, T, b_a, b_e, b_emb, b_kv, b_w, causal, dp_attn, tp,
 )
 
 ZERO = sp.Integer(0)
