@@ -115,9 +115,10 @@ ARCH_DEFAULTS: dict[str, Efficiency] = {
     "cpu": _eff("cpu", gemm_max_16=0.6, gemm_max_8=0.5, gemm_max_32=0.7, gemm_m_half=2, gemm_n_half=16, gemm_tile_m=1,
                 attention_max=0.3, attention_q_half=1, linear_attention_max=0.3, mem_max=0.70, kernel_floor_s=5.0e-6,
                 step_overhead_s=1.0e-3, collective_base_s=20e-6),
-    # phones, laptops and Jetson-class SoCs: unified memory, small matrix units (inferred)
-    "edge": _eff("edge", gemm_max_16=0.5, gemm_max_8=0.4, gemm_max_32=0.5, gemm_m_half=16, attention_max=0.3,
-                 linear_attention_max=0.2, mem_max=0.65, kernel_floor_s=10e-6, step_overhead_s=2.0e-3),
+    # phones and laptop SoCs without tensor-core tiles (Apple GPUs run one-token GEMMs as GEMVs on SIMD units, so no
+    # tile padding), unified memory (inferred)
+    "edge": _eff("edge", gemm_max_16=0.5, gemm_max_8=0.4, gemm_max_32=0.5, gemm_m_half=0, gemm_tile_m=1,
+                 attention_max=0.3, linear_attention_max=0.2, mem_max=0.65, kernel_floor_s=10e-6, step_overhead_s=2.0e-3),
     # processing-in-memory, computational storage, FPGAs, dataflow parts: streaming engines, no tile padding
     "near-memory": _eff("near-memory", gemm_max_16=0.7, gemm_max_8=0.7, gemm_max_32=0.7, gemm_m_half=1, gemm_tile_m=1,
                         attention_max=0.5, attention_q_half=1, linear_attention_max=0.5, mem_max=0.8,
