@@ -11,17 +11,14 @@ from model.architecture import load_architecture
 from model.errors import RidgeplanError
 from model.hardware import load_device
 from model.operators.compiled import compile_graph
-from model.serving.layout import stage_counts
 from model.training import formulas as f
+from model.training.analysis import gpt_architecture, layer_parameters, stage_flop_imbalance
 
 
 def gpt(name: str, layers: int, hidden: int, heads: int, vocab: int = 51200, seq: int = 2048, ffn: int | None = None):
     """A GPT-style decoder (MHA, 4h GELU MLP, LayerNorm with biases, learned positions, tied embeddings) as an
-    OPT-format config, which is how ridgeplan reads GPT-2/3-shaped models."""
-    return load_architecture({"_name_or_path": name, "model_type": "opt", "hidden_size": hidden,
-                              "num_hidden_layers": layers, "num_attention_heads": heads, "ffn_dim": ffn or 4 * hidden,
-                              "vocab_size": vocab, "max_position_embeddings": seq, "word_embed_proj_dim": hidden,
-                              "activation_function": "gelu"})
+    OPT-format config, which is how ridgeplan reads GPT-2/3-shaped models (`model.training.analysis`)."""
+    return gpt_architecture(name, layers, hidden, heads, vocab=vocab, seq=seq, ffn=ffn)
 
 
 def test_seed_a01_six_n_d():
@@ -123,15 +120,8 @@ def test_seed_a21_vocabulary_imbalance(vocab, layer_eq, loss):
     stages = np.array([4.0] * 7 + [4.0 + layer_eq])
     assert f.stage_imbalance_loss(stages) == pytest.approx(loss, abs=0.001)
     arch = gpt("gpt-7b-like", 32, 4096, 32, vocab=vocab)
-    ops = compile_graph(arch).evaluate(B=1, T=1, C=0, n_logit=1)  # one token: no attention term
-    flops = ops.flops[:, 0]
-    counts = stage_counts(arch, ops.ops, 8)
-    assert f.stage_imbalance_loss(counts @ flops) == pytest.approx(loss, abs=0.005)
-    spread = counts.copy()
-    for i, op in enumerate(ops.ops):
-        if op.group < 0:
-            spread[:, i] = op.count / 8
-    assert f.stage_imbalance_loss(spread @ flops) < 1e-9
+    assert stage_flop_imbalance(arch, 8) == pytest.approx(loss, abs=0.005)  # one token: no attention term
+    assert stage_flop_imbalance(arch, 8, vocab_parallel=True) < 1e-9
 
 
 def test_seed_a22_one_bit_adam():
@@ -166,8 +156,7 @@ def test_seed_a40_streaming_threshold():
     1.81e9 params = 3.62 GB in FP16, read here from the operator graph."""
     assert f.streaming_no_stall_tokens(2, 150e12, 25e9) == pytest.approx(3000)
     arch = load_architecture("opt-175b")
-    ops = compile_graph(arch).evaluate(B=1, T=1)
-    layer_bytes = sum(float(ops.resident_bytes[i, 0]) for i, op in enumerate(ops.ops) if op.group == 0)
+    layer_bytes = 2 * layer_parameters(arch)
     assert layer_bytes / 2 == pytest.approx(12 * 12288**2, rel=0.001)  # + biases and norms
     assert layer_bytes == pytest.approx(3.62e9, rel=0.005)
     assert 2 * layer_bytes < 18e9 < arch.num_layers * layer_bytes  # 18 GB holds only a few layers
