@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from dataclasses import replace
 
@@ -118,6 +119,47 @@ def test_pareto_cost_falls_as_the_target_loosens():
     costs = [p["cost_per_hour_usd"] for p in points if p["feasible"]]
     assert len(costs) >= 3
     assert all(a >= b - 1e-9 for a, b in zip(costs, costs[1:]))
+
+
+def test_pareto_frontier_carries_a_cheaper_plan_from_a_tighter_target(monkeypatch):
+    # a plan meeting 20 ms meets 50 ms: the frontier at 50 ms never costs more than the plan found at 20 ms
+    planner = importlib.import_module("model.planner.plan")  # the package re-exports plan(), shadowing it
+
+    real = planner.plan
+
+    def costlier_when_loose(request, progress=None):
+        p = real(request, progress)
+        if request.slo.tpot_s > 0.03:  # pretend the looser target's solve came out worse
+            p = replace(p, pools=tuple(replace(pool, instances=pool.instances + 1) for pool in p.pools))
+        return p
+
+    monkeypatch.setattr(planner, "plan", costlier_when_loose)
+    request = _request(rate=10.0, gpus=("h100-sxm",), roles=("aggregated",))
+    points = pareto_frontier(request, tpot_targets_s=[0.05, 0.02])
+    loose, tight = points  # in the order asked
+    assert (loose["target_s"], tight["target_s"]) == (0.05, 0.02)
+    assert tight["feasible"] and tight["solved_at_s"] == 0.02
+    assert loose["solved_at_s"] == 0.02 and loose["cost_per_hour_usd"] == tight["cost_per_hour_usd"]
+    assert loose["mix"] == tight["mix"] and sum(loose["mix"].values()) == loose["gpus"]
+
+
+def test_a_recheck_raise_triggers_a_re_solve_seed_c06(monkeypatch):
+    # a mixed decode pool fails its re-check and is raised from 1 to 2 instances, which makes the first optimum
+    # ($7.18/h) dearer than another fleet; solving again with that pool's capacity derated finds the cheaper one
+    planner = importlib.import_module("model.planner.plan")  # the package re-exports plan(), shadowing it
+
+    mix = Lengths(np.array([161.0, 366, 162, 396, 585, 900, 2936, 10006]),
+                  np.array([161.0, 130, 387, 296, 429, 387, 449, 355]),
+                  np.array([0.123, 0.085, 0.054, 0.23, 0.105, 0.145, 0.101, 0.158]))
+    request = _request(gpus=("h100-sxm", "a100-sxm-80gb", "l40s"), rate=30.0, lengths=mix, slo=SLO(2.0, 0.025))
+    monkeypatch.setattr(planner, "MAX_RESOLVES", 0)
+    first = plan(request)
+    monkeypatch.undo()
+    better = plan(request)
+    assert any("raised from" in n for n in first.notes)
+    assert any(n.startswith("re-solved") for n in better.notes)
+    assert better.feasible and all(pool.meets_slo for pool in better.pools)
+    assert better.cost_per_hour_usd < first.cost_per_hour_usd - 1e-9
 
 
 @pytest.mark.parametrize("changes, starts", [

@@ -83,8 +83,12 @@ def place_experts(load_a, load_b, affinity, gpus: int, slots: int | None = None,
         s.timeLimit = time_limit_s
     with quiet_stdout():
         prob.solve(s)
-    if pulp.LpStatus[prob.status] not in ("Optimal", "Not Solved"):
-        raise RidgeplanError("placement", f"the placement problem is {pulp.LpStatus[prob.status]}")
+    status = pulp.LpStatus[prob.status]
+    has_solution = all(sum((x[e][g].value() or 0) > 0.5 for g in range(gpus)) == 1 for e in range(e_a)) and \
+        all(sum((y[f][g].value() or 0) > 0.5 for g in range(gpus)) == 1 for f in range(e_b))
+    if status not in ("Optimal", "Not Solved") or not has_solution:
+        raise RidgeplanError("placement", f"the solver stopped ({status}) without a placement; raise time_limit_s "
+                             f"(now {time_limit_s} s) or place fewer experts")
     a = np.array([max(range(gpus), key=lambda g: x[e][g].value() or 0) for e in range(e_a)])
     b = np.array([max(range(gpus), key=lambda g: y[f][g].value() or 0) for f in range(e_b)])
     return evaluate_placement(load_a, load_b, aff, a, b, gpus)

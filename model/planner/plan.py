@@ -2,8 +2,10 @@
 
 Every plan is re-checked with the serving model proper (`model.serving.estimate` for aggregated instances, the
 disaggregated pool model for prefill/decode pools) on the traffic the ILP routed to each configuration; an
-instance count that fails its re-check is raised until it passes (said in the plan's notes). An infeasible
-request gets the constraint that cannot be met and the nearest feasible relaxation.
+instance count that fails its re-check is raised until it passes (said in the plan's notes), and then the
+integer program is solved again with that configuration's capacity derated accordingly, keeping the better of
+the re-checked plans (a raise can make the first optimum worse than another fleet). An infeasible request gets
+the constraint that cannot be met and the nearest feasible relaxation.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from model.serving.policy import engine_policy
 from model.serving.workload import Lengths, Workload
 
 MAX_RECHECK_ROUNDS = 6
+MAX_RESOLVES = 2  # re-solves after a re-check raised instances
 
 
 @dataclass(frozen=True)
@@ -111,13 +114,55 @@ def plan(request: PlanRequest, progress: Callable[[str], None] | None = None) ->
     if sol.status != "Optimal" or (request.objective == "goodput" and sol.counts.sum() == 0):
         return Plan(request, False, explanation=_explain(request, cands, sl, cap_cs, info),
                     candidates_evaluated=len(cands))
-    pools = _pools(request, cands, sl, sol, info)
-    pools, adjusted = _recheck(request, pools)
+    cap = np.where(keep[:, None], cap_cs, 0.0)
+    pools, adjusted, resolved = _solve_and_recheck(request, cands, sl, cap, sol, info)
     binding = ", ".join(sol.tight) if sol.tight else "SLO capacity (cost-driven; no availability, budget or power limit binds)"
     notes = [f"{len(cands)} candidate configurations evaluated ({len(dropped)} dropped: unsupported or invalid)",
              f"traffic split into {len(sl)} slices over request-size buckets",
-             engine_policy(request.engine).describe(), *adjusted]
+             engine_policy(request.engine).describe(), *adjusted, *resolved]
     return Plan(request, True, tuple(pools), binding=binding, candidates_evaluated=len(cands), notes=tuple(notes))
+
+
+def objective_value(request: PlanRequest, pools) -> float:
+    """What the request minimises, for a fleet of pools (goodput plans are not compared: nan)."""
+    if request.objective == "gpus":
+        return float(sum(p.instances * p.candidate.gpus for p in pools))
+    if request.objective == "power":
+        return float(sum(p.instances * p.candidate.power_w for p in pools))
+    if request.objective == "cost":
+        return float(sum(p.instances * p.candidate.cost_per_hour for p in pools))
+    return float("nan")
+
+
+def _solve_and_recheck(request: PlanRequest, cands, sl, cap: np.ndarray, sol: IlpSolution, info):
+    """Re-check the ILP's fleet; when the re-check had to raise a configuration's instances (its capacity was
+    optimistic for the traffic mix routed to it), derate that capacity by the ratio and solve again, keeping
+    the re-checked fleet with the best objective."""
+    index = {id(c): k for k, c in enumerate(cands)}
+    pools = _pools(request, cands, sl, sol, info)
+    best, best_notes = _recheck(request, pools)
+    resolved: list[str] = []
+    if request.objective == "goodput":
+        return best, best_notes, resolved
+    cap = cap.copy()
+    for _ in range(MAX_RESOLVES):
+        raised = [(before, after) for before, after in zip(pools, best) if after.instances > before.instances]
+        if not raised:
+            break
+        for before, after in raised:
+            cap[index[id(before.candidate)]] *= before.instances / after.instances
+        sol = solve_fleet(request, cands, sl, cap)
+        if sol.status != "Optimal":
+            break
+        pools = _pools(request, cands, sl, sol, info)
+        checked, notes = _recheck(request, pools)
+        if objective_value(request, checked) < objective_value(request, best) - 1e-9:
+            resolved = [f"re-solved with the raised configurations' capacity derated: {request.objective} "
+                        f"{objective_value(request, best):,.2f} -> {objective_value(request, checked):,.2f}"]
+            best, best_notes = checked, notes
+        else:
+            break
+    return best, best_notes, resolved
 
 
 def undominated(request: PlanRequest, cands: list[Candidate], cap: np.ndarray) -> np.ndarray:
@@ -294,15 +339,40 @@ def _explain(request: PlanRequest, cands, sl, cap, info) -> str:
 
 def pareto_frontier(request: PlanRequest, tpot_targets_s: list[float] | None = None,
                     ttft_targets_s: list[float] | None = None) -> list[dict[str, Any]]:
-    """Cost of the optimal plan as the latency target tightens: one re-solve per target, data for a chart."""
+    """Cost of the optimal plan as the latency target tightens: one re-solve per target, data for a chart.
+
+    A plan that meets a target meets every looser one, so each point is the best plan found at its target or
+    at a tighter one (`solved_at_s` says which; ties go to the point's own plan): the frontier never rises as
+    the target loosens."""
     if (tpot_targets_s is None) == (ttft_targets_s is None):
         raise RidgeplanError("pareto", "give TPOT targets or TTFT targets (one of the two)")
-    points = []
-    for target in (tpot_targets_s or ttft_targets_s):
+    targets = [float(t) for t in (tpot_targets_s or ttft_targets_s)]
+    best: tuple[float, Plan] | None = None
+    by_target: dict[float, tuple[float, Plan]] = {}
+    for target in sorted(set(targets)):
         slo = replace(request.slo, tpot_s=target) if tpot_targets_s else replace(request.slo, ttft_s=target)
         p = plan(replace(request, slo=slo))
-        points.append({"target_s": float(target), "metric": "tpot" if tpot_targets_s else "ttft",
+        if request.objective == "goodput":  # served traffic is maximised, not a cost: nothing to carry
+            by_target[target] = (target, p)
+            continue
+        value = objective_value(request, p.pools)
+        if p.feasible and (best is None or value <= objective_value(request, best[1].pools) + 1e-9):
+            best = (target, p)
+        by_target[target] = best if best is not None else (target, p)
+    points = []
+    for target in targets:
+        solved_at, p = by_target[target]
+        points.append({"target_s": target, "metric": "tpot" if tpot_targets_s else "ttft",
                        "feasible": p.feasible, "cost_per_hour_usd": p.cost_per_hour_usd if p.feasible else None,
-                       "gpus": p.gpus if p.feasible else None,
-                       "mix": {f"{pl.candidate.gpu} {pl.candidate.role}": pl.instances * pl.candidate.gpus for pl in p.pools}})
+                       "gpus": p.gpus if p.feasible else None, "solved_at_s": solved_at,
+                       "mix": _mix(p)})
     return points
+
+
+def _mix(p: Plan) -> dict[str, int]:
+    """GPUs per 'gpu role' (pools of one GPU type and role but different layouts or precisions add up)."""
+    mix: dict[str, int] = {}
+    for pl in p.pools:
+        key = f"{pl.candidate.gpu} {pl.candidate.role}"
+        mix[key] = mix.get(key, 0) + pl.instances * pl.candidate.gpus
+    return mix
