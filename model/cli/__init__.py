@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def _register() -> None:
-    from model.cli import calibrate, catalogue, estimate, plan, tools, train  # noqa: F401  (commands register themselves on `app`)
+    from model.cli import calibrate, catalogue, estimate, plan, scenarios, tools, train  # noqa: F401  (commands register themselves on `app`)
 
 
 def main(argv: list[str] | None = None) -> int:
