@@ -20,7 +20,7 @@ def app(page: str = "Estimate", **params) -> AppTest:
     at = AppTest.from_file(str(ROOT / "model" / "app" / "page.py"), default_timeout=60)
     at.query_params["page"] = page
     for k, v in params.items():
-        at.query_params[k] = str(v)
+        at.query_params[k] = v if isinstance(v, list) else str(v)  # a list: a multiselect's options
     return at.run()
 
 
@@ -245,6 +245,71 @@ def test_compare_bad_input():
     assert not at.exception and "t4 · bf16: weights: NVIDIA T4 16GB has no bf16 support" in errors(at, "main")
     table = at.dataframe[0].value.set_index("variant")
     assert table.loc["h100-sxm · bf16", "fits"] == "yes" and "no bf16 support" in table.loc["t4 · bf16", "problem"]
+
+
+# --- Plan --------------------------------------------------------------------------------------------------
+
+def test_plan_defaults_show_a_fleet_with_its_cost_and_launch_commands():
+    at = clean(app("Plan"))
+    m = metrics(at)
+    assert m["$ per hour"].startswith("$") and m["$ per M tokens"].startswith("$") and int(m["GPUs"]) >= 1
+    assert m["Power"].endswith("W") and any("Binding constraint" in x.value for x in at.markdown)
+    pools = at.dataframe[0].value
+    assert {"role", "GPU × n", "layout", "precision", "instances", "routed req/s", "utilisation", "SLO met"} \
+        <= set(pools.columns)
+    assert (pools["SLO met"] == "yes").all() and pools["instances"].sum() >= 1
+    assert any(c.startswith("TTFT p") for c in pools.columns) and any(c.startswith("TPOT p") for c in pools.columns)
+    assert any(c.value.startswith("vllm serve meta-llama/Llama-3.1-8B") for c in at.code)
+    assert [b.proto.label for b in at.get("download_button")] == ["Download plan (JSON)", "Download pools (CSV)"]
+    assert not charts(at)  # the Pareto sweep waits for its checkbox
+
+
+def test_plan_rate_and_candidates_change_the_plan():
+    at = clean(app("Plan"))
+    before = metrics(at)
+    at.number_input(key="plan_rate").set_value(100.0).run()
+    after = metrics(clean(at))
+    assert after["$ per hour"] != before["$ per hour"] and int(after["GPUs"]) > int(before["GPUs"])
+    # the URL carries the candidates and their overrides: one h200 at $2.50/h
+    at = clean(app("Plan", plan_gpus=["l4", "h200"], plan_usd_h200=2.5, plan_avail_h200=1, plan_prec=["fp8/fp8"]))
+    pools = at.dataframe[0].value
+    assert set(pools["precision"]) == {"fp8/fp8"} and set(pools["GPU × n"]) <= {"l4 × 1", "h200 × 1", "l4 × 2",
+                                                                                "l4 × 4", "l4 × 8"}
+    h200 = pools[pools["GPU × n"] == "h200 × 1"]
+    assert h200["instances"].sum() <= 1 and (h200["$/h"] == "$2.50").all()
+
+
+def test_plan_pareto_frontier_of_cost_vs_tpot_target():
+    at = clean(app("Plan", plan_dist="fixed", plan_roles="aggregated only", plan_pareto="true"))
+    (chart,) = charts(at)
+    frontier = chart["data"][0].sort_values("target_s")
+    assert len(frontier) == 5 and frontier["feasible"].all()
+    assert frontier["target_s"].iloc[2] == pytest.approx(0.05)  # centred on the 50 ms TPOT target
+    assert frontier["cost_per_hour_usd"].is_monotonic_decreasing  # a looser target never costs more
+    assert frontier["mix"].str.contains("×").all()
+
+
+def test_plan_impossible_slo_shows_the_explanation():
+    at = app("Plan", plan_tpot_ms=0.5)
+    assert not at.exception and not metrics(at)
+    (explanation,) = at.main.error
+    assert explanation.value.startswith("TPOT: no configuration meets TPOT <= 0.5 ms")
+    at = app("Plan", plan_ttft_ms=1)
+    assert not at.exception and at.main.error[0].value.startswith("TTFT")
+
+
+def test_plan_bad_input_shows_an_error_next_to_the_widget():
+    at = clean(app("Plan"))
+    at.multiselect(key="plan_gpus").set_value([]).run()
+    assert not at.exception and "Choose at least one candidate GPU" in errors(at, "main") and not metrics(at)
+    at.multiselect(key="plan_gpus").set_value(["a40"]).run()  # no reference price in hardware_db
+    assert not at.exception and "a40: no reference price" in errors(at, "main")
+    at = app("Plan", plan_ttft_ms=0, plan_tpot_ms=0)
+    assert not at.exception and "Give a TTFT and/or a TPOT target" in errors(at, "main")
+    at = app("Plan", plan_objective="goodput")
+    assert not at.exception and "budget: the goodput objective" in errors(at, "main")
+    at = app("Plan", model_src="config.json")
+    assert not at.exception and "planning needs a catalogue model" in errors(at)
 
 
 # --- Hardware ----------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from model.hardware.custom import device_numbers, device_table, file_device_ids
 from model.hardware.schema import Device
 from model.operators.latex import FORMULA_QUANTITIES, formula_latex, operator_names
 from model.operators.symbols import DESCRIPTIONS
+from model.planner import GpuOption, PlanRequest, Traffic, pareto_frontier
+from model.planner import plan as plan_fleet
 from model.roofline.chart import operator_points, ridge_points, roofline_lines
 from model.serving import report
 from model.serving.deployment import Deployment, StepResult
@@ -54,6 +56,29 @@ class WorkloadKey(NamedTuple):
     engine: str
     ttft_ms: float  # 0: no target
     tpot_ms: float
+
+
+class PlanKey(NamedTuple):
+    """The Plan page's inputs as plain values (the cache key of a plan)."""
+
+    model: str  # a catalogue id
+    rate_per_s: float
+    input_len: int  # mean
+    output_len: int
+    lengths: str  # fixed | lognormal
+    ttft_ms: float  # 0: no target
+    tpot_ms: float
+    attainment: float  # fraction, (0, 1)
+    gpus: tuple[tuple[str, float | None, int | None, str], ...]  # (id, usd/h override, available, custom JSON)
+    precisions: tuple[tuple[str, str], ...]  # (weights, kv)
+    roles: tuple[str, ...]
+    objective: str = "cost"
+    budget_usd_per_hour: float | None = None
+    power_cap_w: float | None = None
+    max_accuracy_risk: int = 3
+    gpus_per_instance: tuple[int, ...] = (1, 2, 4, 8)
+    pipeline_depths: tuple[int, ...] = (1,)
+    engine: str = "vllm"
 
 
 DEFAULT_DEPLOYMENT = DeploymentKey(api.DEFAULT_MODEL, "", api.DEFAULT_GPU, "", None, None)
@@ -203,6 +228,48 @@ def comparison(d: DeploymentKey, w: WorkloadKey, variants: tuple[tuple[str, str,
 
     rows = [{"label": label, "gpu": gpu, "weights": weights} for label, gpu, weights in variants]
     return report.compare(rows, make, workload(w), w.engine, slo(w), w.batch if w.mode == "batch" else None)
+
+
+# -- planner ---------------------------------------------------------------------------------------------------
+
+PLANNER_KINDS = ("gpu", "accelerator", "tpu", "npu")
+
+
+@st.cache_resource(show_spinner=False)
+def planner_devices() -> dict[str, float | None]:
+    """id -> reference $ per device-hour (None: unpriced) of every hardware_db device the planner can place."""
+    out = {}
+    for i in file_device_ids():
+        dev = load_device(i)
+        if dev.kind in PLANNER_KINDS:
+            out[i] = dev.price.usd_per_hour if dev.price else None
+    return out
+
+
+def plan_request(k: PlanKey) -> PlanRequest:
+    """The library request for the page's inputs (raises RidgeplanError on bad input)."""
+    lengths = (Lengths.lognormal(k.input_len, k.output_len) if k.lengths == "lognormal"
+               else Lengths.fixed(k.input_len, k.output_len))
+    slo = SLO(k.ttft_ms / 1e3 if k.ttft_ms else None, k.tpot_ms / 1e3 if k.tpot_ms else None, k.attainment)
+    return PlanRequest((Traffic(k.model, k.rate_per_s, lengths),), slo,
+                       tuple(GpuOption(g, usd, avail) for g, usd, avail, _ in k.gpus), k.precisions, k.roles,
+                       k.max_accuracy_risk, k.gpus_per_instance, k.pipeline_depths, engine=k.engine,
+                       budget_usd_per_hour=k.budget_usd_per_hour, power_cap_w=k.power_cap_w, objective=k.objective)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def fleet_plan(k: PlanKey) -> dict[str, Any]:
+    """The planner's plan for the page's inputs, as `Plan.to_dict()` (pools with launch commands)."""
+    return plan_fleet(plan_request(k)).to_dict()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def fleet_frontier(k: PlanKey, metric: str, targets_s: tuple[float, ...]) -> pd.DataFrame:
+    """Cost of the optimal plan per latency target (`metric`: tpot | ttft), one row per target."""
+    request = plan_request(k)
+    points = pareto_frontier(request, **{f"{metric}_targets_s": list(targets_s)})
+    return pd.DataFrame([{**{k2: v for k2, v in pt.items() if k2 != "mix"},
+                          "mix": ", ".join(f"{n} × {g}" for g, n in pt["mix"].items())} for pt in points])
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

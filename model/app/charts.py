@@ -99,3 +99,20 @@ def grouped_bars(df: pd.DataFrame, value: str, label: str, title: str, scale: fl
         y=alt.Y(f"{label}:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=200)),
         tooltip=[f"{label}:N", alt.Tooltip("_v:Q", format=",.4g", title=title)],
     ).properties(height=height)
+
+
+def pareto(df: pd.DataFrame, target_s: float, x_title: str, height: int = 280) -> alt.LayerChart:
+    """Fleet cost ($/h) against the latency target (`target_s` column, drawn in milliseconds, log axis), the GPU
+    mix in the tooltip; a rule at the current plan's target."""
+    data = df.assign(target_ms=df["target_s"] * 1e3, solved_at_ms=df["solved_at_s"] * 1e3)
+    line = alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=80, filled=True), interpolate="step-after").encode(
+        x=alt.X("target_ms:Q", scale=LOG, title=x_title),
+        y=alt.Y("cost_per_hour_usd:Q", title="fleet $ per hour", scale=alt.Scale(zero=False)),
+        tooltip=[alt.Tooltip("target_ms:Q", format=".3g", title="target (ms)"),
+                 alt.Tooltip("cost_per_hour_usd:Q", format="$,.2f", title="$ per hour"),
+                 alt.Tooltip("gpus:Q", title="GPUs"), alt.Tooltip("mix:N", title="mix"),
+                 alt.Tooltip("solved_at_ms:Q", format=".3g", title="plan found at target (ms)")],
+    )
+    rule = alt.Chart(pd.DataFrame({"target_ms": [target_s * 1e3]})).mark_rule(strokeDash=[4, 4], color="gray").encode(
+        x="target_ms:Q", tooltip=[alt.Tooltip("target_ms:Q", format=".3g", title="this plan's target (ms)")])
+    return alt.layer(line, rule).properties(height=height)
