@@ -244,3 +244,23 @@ def test_expert_placement_errors():
         place_experts(np.ones(8), np.ones(8), np.ones((8, 7)), 4)
     with pytest.raises(RidgeplanError):
         place_experts(np.ones(8), np.ones(8), np.ones((8, 8)), 3)
+
+
+def test_unsplit_slices_are_each_served_whole_and_loads_fit():
+    """Without splitting, the grouped program (counts of interchangeable slices) must still give every slice to
+    exactly one aggregated configuration or to one prefill and one decode configuration, and each configuration's
+    routed load must fit its instances: sum_s rate_s * share[s, c] / capacity[c, s] <= n_c."""
+    request = _request(rate=30.0, lengths=Lengths.lognormal(1500, 300), max_buckets=4, slices_per_bucket=4,
+                       split_slices=False)
+    cands, sl, cap = _matrix(request)
+    sol = solve_fleet(request, cands, sl, cap)
+    assert sol.status == "Optimal"
+    assert set(np.unique(sol.share)) <= {0.0, 1.0}
+    roles = np.array([c.role for c in cands])
+    for s in range(len(sl)):
+        agg, pre, dec = (sol.share[s, roles == r].sum() for r in ("aggregated", "prefill", "decode"))
+        assert (agg, pre, dec) in {(1.0, 0.0, 0.0), (0.0, 1.0, 1.0)}
+    rates = np.array([s.rate_per_s for s in sl])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        load = np.nansum(np.where(sol.share.T > 0, rates[None, :] * sol.share.T / cap, 0.0), axis=1)
+    assert np.all(load <= sol.counts + 1e-6)

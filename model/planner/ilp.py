@@ -61,48 +61,65 @@ def solver() -> pulp.LpSolver:
     return pulp.PULP_CBC_CMD(msg=False, timeLimit=60)
 
 
+def _groups(slices: list[Slice], capacity: np.ndarray) -> list[list[int]]:
+    """Slices that are interchangeable (same model, lengths, rate and capacity column) form one group: the
+    program counts how many of a group's slices each configuration serves instead of choosing each slice, which is
+    the same problem without the symmetry that makes branch and bound enumerate equivalent assignments."""
+    groups: dict[tuple, list[int]] = {}
+    for s, slc in enumerate(slices):
+        key = (slc.model, slc.bucket, slc.input_len, slc.output_len, slc.rate_per_s, capacity[:, s].tobytes())
+        groups.setdefault(key, []).append(s)
+    return list(groups.values())
+
+
 def solve_fleet(request: PlanRequest, cands: list[Candidate], slices: list[Slice], capacity: np.ndarray,
                 relax: frozenset[str] = frozenset()) -> IlpSolution:
     """Solve the fleet problem. `capacity[c, s]`: requests/s candidate c carries of slice s's bucket.
-    `relax` drops limits by name ('availability', 'budget', 'power') to diagnose infeasibility."""
+    `relax` drops limits by name ('availability', 'budget', 'power') to diagnose infeasibility.
+    Interchangeable slices are counted per group (`_groups`): k[g, c] of group g's m slices go to c, so the
+    constraints below are the module docstring's summed over each group's slices."""
     maximise = request.objective == "goodput"
     prob = pulp.LpProblem("fleet", pulp.LpMaximize if maximise else pulp.LpMinimize)
-    cat = pulp.LpContinuous if request.split_slices else pulp.LpBinary
+    cat = pulp.LpContinuous if request.split_slices else pulp.LpInteger
     n_c, n_s = len(cands), len(slices)
+    groups = _groups(slices, capacity)
     usable = capacity > 0
     n = {c: pulp.LpVariable(f"n_{c}", lowBound=0, cat=pulp.LpInteger) for c in range(n_c) if usable[c].any()}
-    share = {(s, c): pulp.LpVariable(f"x_{s}_{c}", 0, 1, cat=cat)
-             for s in range(n_s) for c in n if usable[c, s] and cands[c].model == slices[s].model}
+    k = {(g, c): pulp.LpVariable(f"x_{g}_{c}", 0, len(members), cat=cat)
+         for g, members in enumerate(groups) for c in n
+         if usable[c, members[0]] and cands[c].model == slices[members[0]].model}
     roles = {c: cands[c].role for c in n}
-    disagg_ok = {s: any(roles[c] == "prefill" for (ss, c) in share if ss == s)
-                 and any(roles[c] == "decode" for (ss, c) in share if ss == s) for s in range(n_s)}
-    z = {s: pulp.LpVariable(f"z_{s}", cat=pulp.LpBinary) for s in range(n_s) if disagg_ok[s]}
+    disagg_ok = {g: any(roles[c] == "prefill" for (gg, c) in k if gg == g)
+                 and any(roles[c] == "decode" for (gg, c) in k if gg == g) for g in range(len(groups))}
+    z = {g: pulp.LpVariable(f"z_{g}", 0, len(groups[g]), cat=pulp.LpInteger) for g in range(len(groups)) if disagg_ok[g]}
     served = {}
-    for s in range(n_s):
-        agg = [share[s, c] for c in n if (s, c) in share and roles[c] == "aggregated"]
-        served[s] = pulp.lpSum(agg) + (z[s] if s in z else 0)
+    for g, members in enumerate(groups):
+        m = len(members)
+        agg = [k[g, c] for c in n if (g, c) in k and roles[c] == "aggregated"]
+        served[g] = pulp.lpSum(agg) + (z[g] if g in z else 0)
         if maximise:
-            prob += served[s] <= 1, f"C1_slice_{s}_served_at_most_once"
+            prob += served[g] <= m, f"C1_slices_{g}_served_at_most_once"
         else:
-            prob += served[s] == 1, f"C1_slice_{s}_served_once"
-        if s in z:
-            prob += pulp.lpSum(share[s, c] for c in n if (s, c) in share and roles[c] == "prefill") == z[s], f"C2_prefill_{s}"
-            prob += pulp.lpSum(share[s, c] for c in n if (s, c) in share and roles[c] == "decode") == z[s], f"C2_decode_{s}"
+            prob += served[g] == m, f"C1_slices_{g}_served_once"
+        if g in z:
+            prob += pulp.lpSum(k[g, c] for c in n if (g, c) in k and roles[c] == "prefill") == z[g], f"C2_prefill_{g}"
+            prob += pulp.lpSum(k[g, c] for c in n if (g, c) in k and roles[c] == "decode") == z[g], f"C2_decode_{g}"
         else:
             for c in n:
-                if (s, c) in share and roles[c] != "aggregated":
-                    prob += share[s, c] == 0, f"C2_no_pool_pair_{s}_{c}"
+                if (g, c) in k and roles[c] != "aggregated":
+                    prob += k[g, c] == 0, f"C2_no_pool_pair_{g}_{c}"
     for c in n:
-        load = pulp.lpSum(slices[s].rate_per_s / capacity[c, s] * share[s, c] for s in range(n_s) if (s, c) in share)
+        load = pulp.lpSum(slices[groups[g][0]].rate_per_s / capacity[c, groups[g][0]] * k[g, c]
+                          for g in range(len(groups)) if (g, c) in k)
         prob += load <= n[c], f"C3_load_fits_instances_{c}"
     gpus_of = {c: cands[c].gpus for c in n}
     limits: dict[str, tuple[str, pulp.LpConstraint]] = {}
     if "availability" not in relax:
-        for k, opt in enumerate(request.gpus):
+        for j, opt in enumerate(request.gpus):
             if opt.available is not None:
                 con = pulp.lpSum(n[c] * gpus_of[c] for c in n if cands[c].gpu == opt.gpu) <= opt.available
-                prob += con, f"C4_availability_{k}"
-                limits[f"C4_availability_{k}"] = (f"availability of {opt.gpu} ({opt.available} GPUs)", con)
+                prob += con, f"C4_availability_{j}"
+                limits[f"C4_availability_{j}"] = (f"availability of {opt.gpu} ({opt.available} GPUs)", con)
     cost = pulp.lpSum(n[c] * cands[c].cost_per_hour for c in n)
     power = pulp.lpSum(n[c] * cands[c].power_w for c in n)
     if request.budget_usd_per_hour is not None and "budget" not in relax:
@@ -114,7 +131,7 @@ def solve_fleet(request: PlanRequest, cands: list[Candidate], slices: list[Slice
         prob += con, "C6_power"
         limits["C6_power"] = (f"power cap ({request.power_cap_w:,.0f} W)", con)
     if maximise:
-        prob += pulp.lpSum(slices[s].rate_per_s * served[s] for s in range(n_s)) - 1e-6 * cost
+        prob += pulp.lpSum(slices[groups[g][0]].rate_per_s * served[g] for g in range(len(groups))) - 1e-6 * cost
     else:
         prob += {"cost": cost, "gpus": pulp.lpSum(n[c] * gpus_of[c] for c in n), "power": power}[request.objective]
     if not n:
@@ -126,8 +143,9 @@ def solve_fleet(request: PlanRequest, cands: list[Candidate], slices: list[Slice
     if status == "Optimal":
         for c, v in n.items():
             counts[c] = round(v.value() or 0)
-        for (s, c), v in share.items():
-            sh[s, c] = max(0.0, v.value() or 0.0)
+        for g, members in enumerate(groups):
+            taken = {c: max(0.0, k[g, c].value() or 0.0) for c in n if (g, c) in k}
+            _assign(sh, members, taken, roles, request.split_slices)
     tight = []
     if status == "Optimal":
         for name, (label, con) in limits.items():
@@ -136,3 +154,23 @@ def solve_fleet(request: PlanRequest, cands: list[Candidate], slices: list[Slice
                 tight.append(label)
     obj = pulp.value(prob.objective) if status == "Optimal" else float("nan")
     return IlpSolution(status, counts, sh, float(obj) if obj is not None else float("nan"), tuple(tight))
+
+
+def _assign(share: np.ndarray, members: list[int], taken: dict[int, float], roles: dict[int, str],
+            split: bool) -> None:
+    """Spread a group's counts back over its slices: with splitting, each slice takes its fraction of every
+    count; without, whole slices go to aggregated configurations in turn, and the disaggregated rest get one
+    prefill and one decode configuration each."""
+    if split:
+        for c, v in taken.items():
+            share[members, c] = v / len(members)
+        return
+    for role_set in (("aggregated",), ("prefill",), ("decode",)):
+        # aggregated slices come first; prefill and decode each start after them and pair up slice by slice
+        j = 0 if role_set == ("aggregated",) else sum(round(v) for c, v in taken.items() if roles[c] == "aggregated")
+        for c, v in taken.items():
+            if roles[c] in role_set:
+                for _ in range(round(v)):
+                    if j < len(members):
+                        share[members[j], c] = 1.0
+                        j += 1
