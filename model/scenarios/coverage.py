@@ -60,8 +60,10 @@ def coverage() -> Coverage:
     for row in cat["check"]:
         cid = row["id"]
         if cid not in results:
+            why = next((w for name, (w, _) in gaps.items() if name.split(" (")[0] == row["system"]), "")
             chk_rows.append({"id": cid, "tier": row["tier"], "system": row["system"], "scenario": "",
-                             "status": "no scenario", "value": "", "expected": "", "note": ""})
+                             "status": "no scenario", "value": "", "expected": "",
+                             "note": f"not expressible: {why}" if why else "no scenario and no stated reason"})
             continue
         sid, c, o = results[cid]
         status = "reproduced" if o.passed else ("known gap" if c.known_gap else "FAILED")
