@@ -134,6 +134,16 @@ def test_kv_offload_raises_capacity():
     assert more >= 2 * base - 1
 
 
+def test_full_kv_offload_does_not_make_oversized_weights_fit():
+    """Llama-3.1-70B in BF16 is 141 GB of weights; one 48 GB L40S cannot hold them whatever happens to the KV
+    cache, so offloading all of the KV must still report no sequence and no latency."""
+    d = deployment("llama-3.1-70b", "l40s")
+    off = Offload("kv", "host-xeon-8480", 1.0)
+    assert kv_capacity(d, VLLM, 2000, off).max_sequences[0] == 0
+    est = estimate(d, Workload(Lengths.fixed(1024, 256), concurrency=4), offload=off)
+    assert not est.fits and est.memory["shortfall_bytes"] > 90e9
+
+
 def test_chunked_prefill_sustains_more_under_a_tbt_slo_seed_c02():
     d = deployment("llama-3.1-8b", "h100-sxm")
     work = Workload(Lengths.fixed(2000, 200), rate_per_s=1.0)

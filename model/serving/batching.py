@@ -153,7 +153,8 @@ def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Of
     else:
         pool = policy.memory_fraction * (total - weights_stage - act - reserved)
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_stage = np.floor(np.where(kv_stage > 0, pool / kv_stage, np.inf))
+        # a stage whose weights and activations already overflow holds no sequence, even with all KV offloaded
+        per_stage = np.floor(np.where(pool < 0, 0.0, np.where(kv_stage > 0, pool / kv_stage, np.inf)))
     binding = np.argmin(per_stage, axis=0)
     cols = np.arange(per_stage.shape[1])
     max_seq = np.maximum(np.minimum(per_stage[binding, cols], tier_seqs), 0)
