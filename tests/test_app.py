@@ -324,6 +324,24 @@ def test_hardware_browse_with_sources():
     assert "AMD" in " ".join(at.dataframe[1].value["source"])
 
 
+def test_scenarios_page_runs_a_scenario_from_the_url_and_shows_its_checks():
+    at = clean(app("Scenarios", scenario="distserve-goodput-per-gpu"))
+    assert at.selectbox(key="scenario").value == "distserve-goodput-per-gpu"
+    assert any("DistServe" in m.value for m in at.markdown)
+    checks, numbers = at.dataframe[0].value, at.dataframe[1].value
+    assert list(checks["check"]) == ["SEED-C01"] and checks["status"].iloc[0] == "reproduced"
+    assert "kv_handoff_s" in set(numbers["quantity"])
+    at.selectbox(key="scenario").set_value("instinfer-csd-attention").run()
+    checks = clean(at).dataframe[0].value
+    assert checks.set_index("check").loc["SEED-B08", "status"] == "known gap"  # a miss is shown with its reason
+    assert "SmartSSD" in checks.set_index("check").loc["SEED-B08", "note"]
+
+
+def test_scenarios_page_unknown_id_in_the_url_is_not_a_traceback():
+    at = app("Scenarios", scenario="no-such-scenario")
+    assert not at.exception
+
+
 def _custom_form(at: AppTest, **numbers):
     labels = {"id": "id (lowercase, digits, '-', '.')", "bandwidth": "memory bandwidth (GB/s)"}
     for name, value in numbers.items():

@@ -288,3 +288,26 @@ def formulas(d: DeploymentKey, quantity: str, batch: float, new_tokens: float, c
 def formula_symbols(d: DeploymentKey, batch: float, new_tokens: float, context: float) -> pd.DataFrame:
     values = report.formula_values(deployment(d), batch, new_tokens, context)
     return pd.DataFrame([{"symbol": k, "value": v, "meaning": DESCRIPTIONS.get(k, "")} for k, v in values.items()])
+
+
+@st.cache_resource(show_spinner=False)
+def scenario_index() -> pd.DataFrame:
+    from model.scenarios import load_all
+
+    rows = [{"id": s.id, "section": s.section, "systems": "; ".join(s.systems),
+             "checks": ", ".join(c.id for c in s.checks)} for s in load_all().values()]
+    return pd.DataFrame(rows).sort_values(["section", "id"], ignore_index=True)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def scenario_report(ident: str) -> dict[str, Any]:
+    from model.scenarios import get_scenario
+
+    return get_scenario(ident).report()
+
+
+@st.cache_resource(show_spinner=False)
+def coverage_report():
+    from model.scenarios.coverage import coverage
+
+    return coverage()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from model.app.scenario import Context
-from model.app.views import breakdown, compare, estimate, formulas, hardware, plan, roofline
+from model.app.views import breakdown, compare, estimate, formulas, hardware, plan, roofline, scenarios
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ PAGES: tuple[Page, ...] = (
     Page("Breakdown", breakdown.render, "step time by operator and by bound; sweeps vs batch and vs context"),
     Page("Compare", compare.render, "several GPUs or precisions side by side"),
     Page("Plan", plan.render, "the cheapest fleet for traffic within an SLO, its launch commands and cost frontier"),
+    Page("Scenarios", scenarios.render, "research systems as runnable scenarios; their headline claims checked"),
     Page("Hardware", hardware.render, "the hardware database with sources; add or edit a device for the session"),
     Page("Formulas", formulas.render, "each operator's formula as LaTeX with the scenario's numbers"),
 )

@@ -39,11 +39,10 @@ def scenario_run(name: str = typer.Argument(..., help="scenario id"), json: bool
     from model.scenarios import get_scenario
 
     s = get_scenario(name)
-    result = s.run()
-    checks = [{"id": c.id, "tier": c.tier, "claim": c.claim, "passed": o.passed, "value": o.value,
-               "expected": o.expected, "note": c.known_gap or o.note} for c, o in s.evaluate()]
+    rep = s.report()
+    result, checks = rep["result"], rep["checks"]
     if json:
-        print_json({"id": s.id, "summary": s.summary, "systems": list(s.systems), "result": result, "checks": checks})
+        print_json(rep)
         return
     console.print(f"[bold]{s.id}[/bold] (section {s.section}): {s.summary}")
     table = Table(title="result")

@@ -50,6 +50,15 @@ class Scenario:
     def run(self) -> dict[str, Any]:
         return _run_cached(self.id)
 
+    def report(self) -> dict[str, Any]:
+        """Everything a view shows: the set-up, the computed numbers and each check with its outcome."""
+        checks = [{"id": c.id, "tier": c.tier, "claim": c.claim, "passed": o.passed,
+                   "status": "reproduced" if o.passed else ("known gap" if c.known_gap else "FAILED"),
+                   "value": o.value, "expected": o.expected, "note": c.known_gap or o.note}
+                  for c, o in self.evaluate()]
+        return {"id": self.id, "section": self.section, "summary": self.summary, "systems": list(self.systems),
+                "result": self.run(), "checks": checks}
+
     def evaluate(self) -> list[tuple[Check, CheckOutcome]]:
         result = self.run()
         out = []
