@@ -95,6 +95,11 @@ def check(id: str, tier: str, claim: str, known_gap: str = "") -> Callable[[Call
     return wrap
 
 
+def pick(result: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The named entries of a scenario's result: what a check reports as the planner's value."""
+    return {k: result[k] for k in keys}
+
+
 def close(value: float, expected: float, rel: float = 0.01) -> bool:
     """Tier-A equality within rounding."""
     return abs(value - expected) <= rel * abs(expected)

@@ -14,7 +14,7 @@ from model.operators.attention_variants import (
     dense_attention_flops, flash_attention_intensity, selection_rounds, topk_attention_flops,
 )
 from model.operators.memory import kv_cache_bytes
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import kv_capacity, steady_state
 from model.serving.kv_compression import hybrid_kv_ratio, sparse_keep_for_saving
 from model.serving.policy import ENGINES
@@ -32,8 +32,8 @@ CTX_128K = 131_072
 def _a15(r):
     ok = (close(r["saving_bound"], 2 / 3) and close(r["sparse_keep"], 0.07) and close(r["sparse_tokens"], 9175)
           and close(r["wall_clock_cut"], 0.355) and close(r["planner_saving"], r["formula_saving_32_layers"]))
-    return CheckOutcome(ok, {k: r[k] for k in ("saving_bound", "sparse_keep", "sparse_tokens", "wall_clock_cut",
-                                                "planner_saving", "formula_saving_32_layers")},
+    return CheckOutcome(ok, pick(r, "saving_bound", "sparse_keep", "sparse_tokens", "wall_clock_cut",
+                                 "planner_saving", "formula_saving_32_layers"),
                         "0.667, 0.07, ~9,175 tokens, 0.355; planner KV saving = phi + (1 - phi) keep formula",
                         "planner: Llama-2-7B has 32 layers, so every third layer full gives phi = 10/32, and a "
                         "9,175-token window on the other 22 layers saves a little more than 62% at 128K")
@@ -86,7 +86,7 @@ def longgen():
        "batch 1 -> 1.96 (derived); larger batch raises it (band > 1.5x)")
 def _b16(r):
     ok = r["speedup_b1"] > 1.5 and r["speedup_b3"] > r["speedup_b1"] and close(r["bytes_ratio_b1"], 1.96, 0.03)
-    return CheckOutcome(ok, {k: r[k] for k in ("speedup_b1", "speedup_b3", "bytes_ratio_b1")},
+    return CheckOutcome(ok, pick(r, "speedup_b1", "speedup_b3", "bytes_ratio_b1"),
                         "> 1.5x at batch 1, higher at batch 3; bytes ratio ~1.96",
                         "Llama-2-7B (MHA, fp16) on one A100-80GB, decode at 32,768 cached tokens, Lambda mask = "
                         "10 starting tokens + a 4,096-token window (external, verify); batch 3 is the most 32K "

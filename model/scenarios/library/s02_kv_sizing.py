@@ -6,7 +6,7 @@ from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.hardware.db import load_device
 from model.operators.memory import kv_bytes_per_token
-from model.scenarios.base import CheckOutcome, check, close, scenario
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.serving.allocation import KERNEL_EFFICIENCY, allocation_capacity, attention_layout_step_s, tokens_per_page
 from model.serving.moe import all_to_all_bytes, ep_bound_decode
 from model.serving.policy import ENGINES
@@ -61,7 +61,7 @@ def _a43(r):
           and close(r["tokens_per_s_nvl72"], 1220) and close(r["ib_bandwidth"], 50e9)
           and close(r["nvl72_bandwidth"], 900e9))
     keys = ("layer_comm_us_ib", "tpot_ms_ib", "tokens_per_s_ib", "tokens_per_s_nvl72", "tokens_per_s_ib_config_dims")
-    return CheckOutcome(ok, {k: r[k] for k in keys},
+    return CheckOutcome(ok, pick(r, *keys),
                         "120.96 us, 14.76 ms, 67.8 tok/s; 1,220 tok/s",
                         "bandwidths from hardware_db (h800 scale-out ib-ndr 50 GB/s, gb200 NVLink 5 900 GB/s); the "
                         "config's own dims (hidden 7,168, 8 routed + 1 shared expert) give the last figure")

@@ -6,7 +6,7 @@ import dataclasses
 
 from model.api import deployment
 from model.precision import NumberFormat, number_format
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import kv_capacity, steady_state
 from model.serving.kv_compression import (
     capacity_gain, kv_ratio, kv_saving, kv_share_of_memory, mixed_bits, total_saving, with_kv_bits,
@@ -29,8 +29,8 @@ def _per_sequence(d, context: int) -> float:
 def _a14(r):
     ok = (close(r["formula_rank"], 0.80) and close(r["formula_rank_int4"], 0.95) and close(r["planner_rank"], 0.80)
           and close(r["planner_rank_int4"], 0.95))
-    return CheckOutcome(ok, {k: r[k] for k in ("formula_rank", "formula_rank_int4", "planner_rank",
-                                                "planner_rank_int4")}, "0.80 and 0.95",
+    return CheckOutcome(ok, pick(r, "formula_rank", "formula_rank_int4", "planner_rank",
+                                 "planner_rank_int4"), "0.80 and 0.95",
                         "planner: Llama-2-7B KV per sequence at 4,096 tokens with kv_rank_fraction 0.2, BF16 and "
                         "int4 (g128, 4.16 bits with scales) KV, no full-precision window")
 
@@ -62,8 +62,8 @@ def _a16(r):
     ok = (close(r["gain_60"], 2.5) and close(r["gain_75"], 4.0) and close(r["planner_bytes_gain_60"], 2.5)
           and close(r["planner_bytes_gain_75"], 4.0) and close(r["planner_seq_gain_60"], 2.5)
           and close(r["planner_seq_gain_75"], 4.0))
-    return CheckOutcome(ok, {k: r[k] for k in ("gain_60", "gain_75", "planner_bytes_gain_60", "planner_bytes_gain_75",
-                                                "planner_seq_gain_60", "planner_seq_gain_75")}, "2.5x and 4x",
+    return CheckOutcome(ok, pick(r, "gain_60", "gain_75", "planner_bytes_gain_60", "planner_bytes_gain_75",
+                                 "planner_seq_gain_60", "planner_seq_gain_75"), "2.5x and 4x",
                         "planner: Llama-2-7B on an A100-80GB, 1,024-token sequences; K/V projected to 40% and 25% of "
                         "the head dimension (kv_rank_fraction); sequence counts are whole numbers")
 
@@ -93,7 +93,7 @@ def matryoshka():
 def _a17(r):
     ok = close(r["share_var_d30"], 0.631) and close(r["share_infinity_8b"], 0.654) and \
         close(r["round_trip_var_d30"], 0.442) and close(r["round_trip_infinity_8b"], 0.589)
-    return CheckOutcome(ok, {k: r[k] for k in ("share_var_d30", "share_infinity_8b")}, "0.631 and 0.654",
+    return CheckOutcome(ok, pick(r, "share_var_d30", "share_infinity_8b"), "0.631 and 0.654",
                         "round trip: the total saving recomputed from the share and the compression")
 
 
@@ -122,7 +122,7 @@ KIVI_G128 = NumberFormat("int2-g128", 2, group_size=128, scale_bits=32, compute_
 def _a18(r):
     ok = (close(r["ratio_payload"], 8.0) and close(r["ratio_g32"], 16 / 3) and close(r["ratio_g128"], 7.11)
           and 4.0 <= r["ratio_g32"] and r["planner_batch_gain"] <= r["ratio_g32"])
-    return CheckOutcome(ok, {k: r[k] for k in ("ratio_payload", "ratio_g32", "ratio_g128", "planner_batch_gain")},
+    return CheckOutcome(ok, pick(r, "ratio_payload", "ratio_g32", "ratio_g128", "planner_batch_gain"),
                         "8x, 5.33x, 7.1x; batch gains <= 5.33x",
                         "planner batch gain: Llama-2-7B on an A100-80GB, 4,096-token sequences, KIVI-2 (g32) with a "
                         "128-token fp16 residual window, against an fp16 cache")
@@ -139,8 +139,8 @@ def _a18(r):
 def _b09(r):
     ok = (within(r["peak_memory_ratio"], 2.6 * 0.85, 2.6 * 1.15) and r["batch_gain"] <= 5.34
           and r["throughput_ratio"] <= r["decode_bytes_ratio"] * 1.02 and 3.47 <= r["decode_bytes_ratio"])
-    return CheckOutcome(ok, {k: r[k] for k in ("peak_memory_ratio", "batch_gain", "throughput_ratio",
-                                                "decode_bytes_ratio")},
+    return CheckOutcome(ok, pick(r, "peak_memory_ratio", "batch_gain", "throughput_ratio",
+                                 "decode_bytes_ratio"),
                         "peak memory 2.21-2.99x; throughput <= bytes ratio >= 3.47",
                         "Llama-2-7B on one A100-80GB; peak memory at the fp16 cache's largest batch of 4,096-token "
                         "sequences (weights + workspace + KV), KIVI-2 = 2-bit g32 with fp16 scale and zero point and a "

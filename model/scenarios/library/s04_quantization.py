@@ -10,7 +10,7 @@ from model.architecture.catalogue import load_architecture
 from model.errors import RidgeplanError
 from model.operators.params import parameter_counts
 from model.precision import number_format
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import steady_state
 from model.serving.fit import fewest_devices, min_devices_for_bytes, widest_fitting_format
 from model.serving.kv_compression import mixed_bits
@@ -42,7 +42,7 @@ def _a02(r):
           and r["kv_headroom_3090_gb"] > 0 and r["kv_headroom_2080ti_gb"] > 0)
     keys = ("nominal_int4_gb", "nominal_int8_gb", "nominal_fp16_gb", "planner_params_b", "widest_fitting_3090",
             "widest_fitting_2080ti", "kv_headroom_3090_gb", "kv_headroom_2080ti_gb")
-    return CheckOutcome(ok, {k: r[k] for k in keys}, "65/130/260 GB; INT4 is the widest format that fits both sets",
+    return CheckOutcome(ok, pick(r, *keys), "65/130/260 GB; INT4 is the widest format that fits both sets",
                         "planner per-GPU need (GB) on 4 x 3090: "
                         + ", ".join(f"{f} {v:.1f}" for f, v in r["need_3090"].items())
                         + "; on 8 x 2080 Ti: " + ", ".join(f"{f} {v:.1f}" for f, v in r["need_2080ti"].items())
@@ -82,7 +82,7 @@ def _a03(r):
           and r["planner_fits_int3"] and not r["planner_fits_int4"])
     keys = ("bytes_3bit_gb", "bytes_4bit_gb", "max_bits_80gb", "fp16_over_3bit_bound", "planner_fits_int3",
             "planner_fits_int4")
-    return CheckOutcome(ok, {k: r[k] for k in keys},
+    return CheckOutcome(ok, pick(r, *keys),
                         "65.6 GB, 87.5 GB, 3.66 bits, 5.33; OPT-175B fits one A100-80GB at 3 bits, not at 4",
                         "planner formats carry group-128 scales: int3 = 3.16, int4 = 4.16 bits per weight")
 
@@ -137,7 +137,7 @@ def gptq():
 def _a04(r):
     ok = (close(r["fp16_gb"], 68) and close(r["w4_gb"], 17) and r["bound_fp16_gpus"] == 2 and r["bound_w4_gpus"] == 1
           and r["planner_fp16_gpus"] == 2 and r["planner_w4_gpus"] == 1 and close(r["saving"], 0.75))
-    return CheckOutcome(ok, {k: r[k] for k in ("fp16_gb", "w4_gb", "planner_fp16_gpus", "planner_w4_gpus", "saving")},
+    return CheckOutcome(ok, pick(r, "fp16_gb", "w4_gb", "planner_fp16_gpus", "planner_w4_gpus", "saving"),
                         "68 GB / 2 GPUs, 17 GB / 1 GPU, 75%",
                         "sizes from the config's parameter count at payload bits; GPU counts from the planner's fit "
                         "(TP over NVLink, 90% usable)")
@@ -202,9 +202,9 @@ def _a05(r):
     ok = (close(r["fp16_gb"], 350) and close(r["int8_gb"], 175) and within(r["planner_ratio"], 0.5, 0.5 * 1.01)
           and r["fits_int8_full_memory"] and not r["fits_fp16_full_memory"]
           and r["fits_int8_full_memory"] == (r["aggregate_gb"] > r["planner_int8_total_gb"]))
-    return CheckOutcome(ok, {k: r[k] for k in ("fp16_gb", "int8_gb", "planner_ratio", "aggregate_gb",
-                                                "planner_int8_total_gb", "fits_int8_full_memory",
-                                                "kv_headroom_per_gpu_gb", "fits_int8_vllm_90pct")},
+    return CheckOutcome(ok, pick(r, "fp16_gb", "int8_gb", "planner_ratio", "aggregate_gb",
+                                 "planner_int8_total_gb", "fits_int8_full_memory",
+                                 "kv_headroom_per_gpu_gb", "fits_int8_vllm_90pct"),
                         "350 / 175 GB, ratio 0.5 (+ metadata), INT8 fits 8 x 24 GB only with the whole memory usable",
                         "OPT-175B on 8 x RTX 4090 (TP8, PCIe): with vLLM's 90% usable memory INT8 does not fit; with "
                         "all 24 GB usable (bitsandbytes/HF) it fits with the headroom shown for KV")
@@ -274,8 +274,8 @@ def comet():
 def _a29(r):
     ok = (close(r["mixllm_bits"], 4.4) and close(r["mixllm_over_w4"], 1.10) and close(r["mixdq_bits_at_4x"], 4.0)
           and close(r["mixdq_bits_at_3x"], 16 / 3) and close(r["weight_bytes_ratio"], 1.10, 0.02))
-    return CheckOutcome(ok, {k: r[k] for k in ("mixllm_bits", "mixllm_over_w4", "mixdq_bits_at_3x", "mixdq_bits_at_4x",
-                                                "weight_bytes_ratio")},
+    return CheckOutcome(ok, pick(r, "mixllm_bits", "mixllm_over_w4", "mixdq_bits_at_3x", "mixdq_bits_at_4x",
+                                 "weight_bytes_ratio"),
                         "4.4 bits (1.10 x 4); 4.0-5.33 bits",
                         "weight_bytes_ratio: the planner's resident weights of Llama-3.1-70B at 4.4 vs 4.0 bits "
                         "(dense layers; embeddings stay 16-bit)")

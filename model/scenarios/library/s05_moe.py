@@ -15,7 +15,7 @@ from model.hardware.db import get_link, load_device
 from model.operators.params import parameter_counts
 from model.planner.experts import evaluate_placement, place_experts, round_robin
 from model.precision import NumberFormat
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import decode_only_iteration
 from model.serving.deployment import link_tiers
 from model.serving.moe import (
@@ -41,8 +41,8 @@ def _rows(d, role: str) -> np.ndarray:
 def _a26(r):
     ok = (close(r["tau_at_1.1x"], 0.91) and close(r["tau_at_2.1x"], 0.48) and close(r["round_trip"], 2.1)
           and close(r["planner_expert_flops_ratio"], 2.0) and close(r["planner_a2a_ratio"], 2.0))
-    return CheckOutcome(ok, {k: r[k] for k in ("tau_at_1.1x", "tau_at_2.1x", "planner_expert_flops_ratio",
-                                                "planner_a2a_ratio")}, "0.91 and 0.48",
+    return CheckOutcome(ok, pick(r, "tau_at_1.1x", "tau_at_2.1x", "planner_expert_flops_ratio",
+                                 "planner_a2a_ratio"), "0.91 and 0.48",
                         "planner cross-check: Mixtral-8x7B with half of the top-2 slots sent to zero-cost experts "
                         "(k_eff = 1, tau = 0.5): routed-expert FLOPs and EP all-to-all bytes both halve")
 
@@ -93,7 +93,7 @@ def _local_fraction(aff: np.ndarray, gpus: int) -> float:
        "off-GPU fraction to fall to 0.66 of baseline: 0.33/0.5")
 def _a27(r):
     ok = close(r["cap_from_count"], 0.5) and close(r["remote_ratio_for_67"], 0.66) and close(r["planner_saving"], 0.67)
-    return CheckOutcome(ok, {k: r[k] for k in ("cap_from_count", "remote_ratio_for_67", "planner_saving")},
+    return CheckOutcome(ok, pick(r, "cap_from_count", "remote_ratio_for_67", "planner_saving"),
                         "50% cap; 0.66 of the baseline off-GPU fraction",
                         "planner_saving: off-GPU bytes of one EP8 layer (64 tokens/GPU, top-2, d = 4,096) with one "
                         "exchange at 0.66 x the baseline remote share, against two exchanges under uniform routing")
@@ -162,7 +162,7 @@ def exflow():
        "single-node")
 def _c09(r):
     ok = r["gain_multi_node"] > r["gain_single_node"] and r["gain_multi_node"] > 0
-    return CheckOutcome(ok, {k: r[k] for k in ("gain_single_node", "gain_multi_node", "imbalance", "local_fraction")},
+    return CheckOutcome(ok, pick(r, "gain_single_node", "gain_multi_node", "imbalance", "local_fraction"),
                         "gain larger (and positive) across two nodes",
                         "Mixtral-8x7B-sized experts (d = 4,096, FFN 14,336), 16 experts on 4 H100s (4 per GPU), top-2, "
                         "256 tokens per GPU, seeded Zipf load and routing affinity; one ILP placement (CBC, time limit "
@@ -211,8 +211,8 @@ def moetuner():
 def _a28(r):
     ok = (close(r["reduction_128"], 0.5) and close(r["reduction_32"], 0.875) and close(r["params_b_256"], 670.9)
           and close(r["params_b_128"], 344) and close(r["params_b_32"], 98.7))
-    return CheckOutcome(ok, {k: r[k] for k in ("reduction_128", "reduction_32", "params_b_256", "params_b_128",
-                                                "params_b_32")}, "50%, 87.5%; 670.9B, 344B, 98.7B",
+    return CheckOutcome(ok, pick(r, "reduction_128", "reduction_32", "params_b_256", "params_b_128",
+                                 "params_b_32"), "50%, 87.5%; 670.9B, 344B, 98.7B",
                         "parameter counts from the DeepSeek-V3 config (R1 shares it) with the routed experts pruned "
                         "(model.architecture.variants.prune_experts); MTP layer not counted")
 
@@ -250,7 +250,7 @@ QWEN15_MOE = {
        "B_exp/beta) at h = 0.99 (band 2-6x, <= the bandwidth bound)")
 def _b24(r):
     ok = within(r["speedup"], 2.0, 6.0) and r["speedup"] <= r["bound"] and close(r["speedup"], r["formula"], 0.02)
-    return CheckOutcome(ok, {k: r[k] for k in ("speedup", "formula", "bound", "t_compute_ms", "t_fetch_ms")},
+    return CheckOutcome(ok, pick(r, "speedup", "formula", "bound", "t_compute_ms", "t_fetch_ms"),
                         "2-6x and <= (T_c + fetch)/T_c",
                         "Qwen1.5-MoE-A2.7B (60 experts, top-4, 24 layers) at batch 1 with 512 cached tokens on an RTX "
                         "3090 (PCIe 4.0 x16 to a DDR4 host), dense weights BF16, experts INT4 (g128) as Fate caches "
@@ -331,8 +331,8 @@ def _a36(r):
     ok = (close(r["bits"], 4.5) and close(r["full_gb_4b"], 2.25) and close(r["full_gb_21b"], 11.8)
           and r["full_gb_4b"] > 1 and r["full_gb_21b"] > 8 and close(r["bw_gb_s_4b"], 6.75)
           and close(r["bw_gb_s_21b"], 33.75) and r["planner_full_gb"]["4b"] > 1 and r["planner_full_gb"]["21b"] > 8)
-    return CheckOutcome(ok, {k: r[k] for k in ("bits", "full_gb_4b", "full_gb_21b", "bw_gb_s_4b", "bw_gb_s_21b",
-                                                "planner_full_gb")},
+    return CheckOutcome(ok, pick(r, "bits", "full_gb_4b", "full_gb_21b", "bw_gb_s_4b", "bw_gb_s_21b",
+                                 "planner_full_gb"),
                         "4.5 bits; 2.25 / 11.8 GB; 6.75 / 33.75 GB/s",
                         "nominal 4B / 21B / 0.6B / 3B parameters for the identities; planner_full_gb from the "
                         "README architectures at Q4_0")

@@ -14,7 +14,7 @@ from scipy.stats import norm
 from model.api import deployment
 from model.architecture import load_architecture
 from model.hardware import load_device
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.context_parallel import (
     context_parallel_prefill,
     ring_hidden_threshold_tokens,
@@ -41,7 +41,7 @@ MEGATRON_2021 = dict(node="dgx-a100", seq_len=2048, recompute="full", zero=0, se
 @check("SEED-A06", "A", "502e15/3072 = 163.4 TFLOP/s per GPU -> 52.4% of 312 (A100 BF16 peak from hardware_db)")
 def _a06(r):
     ok = close(r["tflops_per_gpu"], 163.4, 1e-3) and close(r["fraction_of_peak"], 0.524, 0.01) and r["peak_tflops"] == 312
-    return CheckOutcome(ok, {k: r[k] for k in ("tflops_per_gpu", "peak_tflops", "fraction_of_peak")},
+    return CheckOutcome(ok, pick(r, "tflops_per_gpu", "peak_tflops", "fraction_of_peak"),
                         "163.4 TFLOP/s, 52.4% of 312",
                         f"predicted for the 1T layout: {r['predicted_fraction_1t']:.1%} of peak by Megatron's FLOP count, "
                         f"{(r['predicted_fraction_1t'] - 0.524) * 100:+.1f} points against the published rate (2021 "
@@ -124,8 +124,8 @@ def _a21(r):
           and close(r["loss_128k"], 0.345, 0.01) and close(r["loss_256k"], 0.495, 0.01)
           and close(r["graph_loss_128k"], 0.345, 0.02) and close(r["graph_loss_256k"], 0.495, 0.02)
           and r["graph_loss_vocab_parallel"] < 0.01)
-    return CheckOutcome(ok, {k: r[k] for k in ("layer_eq_128k", "loss_128k", "layer_eq_256k", "loss_256k",
-                                                "graph_loss_128k", "graph_loss_256k", "graph_loss_vocab_parallel")},
+    return CheckOutcome(ok, pick(r, "layer_eq_128k", "loss_128k", "layer_eq_256k", "loss_256k",
+                                 "graph_loss_128k", "graph_loss_256k", "graph_loss_vocab_parallel"),
                         "2.61 / 34.5%, 5.21 / 49.5%, ~0",
                         "layer-equivalents V/(12 d); graph_*: forward FLOPs per stage from the operator graph")
 
@@ -160,7 +160,7 @@ def vocab_parallel():
 def _b21(r):
     ratio, eff = r["speedup_vs_zeropp"], r["scaling_efficiency_384"]
     ok = ratio is not None and within(ratio, 1.71 * 0.85, 1.71 * 1.15) and within(eff, 0.94 * 0.85, 0.94 * 1.15)
-    return CheckOutcome(ok, {k: r[k] for k in ("speedup_vs_zeropp", "scaling_efficiency_384", "tflops_per_gcd_384")},
+    return CheckOutcome(ok, pick(r, "speedup_vs_zeropp", "scaling_efficiency_384", "tflops_per_gcd_384"),
                         "1.45-1.97x and 0.80-1.08")
 
 
@@ -192,7 +192,7 @@ def frontier_zero():
 def _c11(r):
     holmes = r["holmes_pp_across_ethernet_s"]
     ok = r["all_rdma_s"] <= holmes and r["dp_across_ethernet_s"] > 2 * holmes
-    return CheckOutcome(ok, {k: r[k] for k in ("all_rdma_s", "holmes_pp_across_ethernet_s", "dp_across_ethernet_s")},
+    return CheckOutcome(ok, pick(r, "all_rdma_s", "holmes_pp_across_ethernet_s", "dp_across_ethernet_s"),
                         "rdma <= holmes, and DP across Ethernet > 2x holmes")
 
 
@@ -225,7 +225,7 @@ def _a22(r):
     ok = (abs(r["warmup_c32"] - 0.174) <= 5e-4 and abs(r["warmup_c16"] - 0.147) <= 5e-4
           and abs(r["share_for_3.3x"] - 0.871) <= 5e-4 and abs(r["share_for_2.9x"] - 0.819) <= 5e-4
           and close(r["reduction_at_w_c32"], 5.0, 1e-6))
-    return CheckOutcome(ok, {k: r[k] for k in ("warmup_c32", "warmup_c16", "share_for_3.3x", "share_for_2.9x")},
+    return CheckOutcome(ok, pick(r, "warmup_c32", "warmup_c16", "share_for_3.3x", "share_for_2.9x"),
                         "17.4%, 14.7%, 87.1%, 81.9%")
 
 
@@ -239,8 +239,8 @@ def _a22(r):
 def _b35(r):
     ok = (r["bert_tcp_comm_share"] >= 0.70 and within(r["co2_tau_ratio_80_vs_800"], 8.5, 11.5)
           and close(r["diloco_h100_reduction"], 100.0, 0.01))
-    return CheckOutcome(ok, {k: r[k] for k in ("bert_tcp_comm_share", "one_bit_gain", "co2_tau_ratio_80_vs_800",
-                                                "diloco_h100_reduction", "diloco_h100_4bit_reduction")},
+    return CheckOutcome(ok, pick(r, "bert_tcp_comm_share", "one_bit_gain", "co2_tau_ratio_80_vs_800",
+                                 "diloco_h100_reduction", "diloco_h100_4bit_reduction"),
                         "share >= 70%; tau ratio 8.5-11.5 (10 +-15%); 100x",
                         "BERT-Large shapes (24 x 1024, 16 heads, V 30,528), 256 V100 in 4-GPU NVLink nodes joined by "
                         "one 40 GbE link each (external, verify), 4,096 x 128-token sequences per step, fp16 "
@@ -294,7 +294,7 @@ def tcp_dp():
 @check("SEED-A23", "A", "97/0.35 = 277x; 488/0.74 = 659x, outside the stated 270-600x (a documented inconsistency)")
 def _a23(r):
     ok = close(r["resnet50_ratio"], 277.0, 0.01) and close(r["deepspeech_ratio"], 659.0, 0.01) and r["deepspeech_ratio"] > 600
-    return CheckOutcome(ok, {k: r[k] for k in ("resnet50_ratio", "deepspeech_ratio")}, "277x and 659x (> 600)",
+    return CheckOutcome(ok, pick(r, "resnet50_ratio", "deepspeech_ratio"), "277x and 659x (> 600)",
                         "the 659x exceeds the abstract's 270-600x range: kept as an inconsistency, not a bound")
 
 
@@ -325,8 +325,8 @@ def _c13(r):
     ok = (vols.max() / vols.min() < 1.01 and r["lasp2_over_ring"] < 0.01
           and r["ring_threshold_pcie"] > r["ring_threshold_nvlink"]
           and all(r["hidden_above_threshold"].values()) and all(r["comm_bound_below_threshold"].values()))
-    return CheckOutcome(ok, {k: r[k] for k in ("ulysses_bytes_x_n_over_n_minus_1", "lasp2_over_ring",
-                                                "ring_threshold_nvlink", "ring_threshold_pcie", "ring_threshold_ascend")},
+    return CheckOutcome(ok, pick(r, "ulysses_bytes_x_n_over_n_minus_1", "lasp2_over_ring",
+                                 "ring_threshold_nvlink", "ring_threshold_pcie", "ring_threshold_ascend"),
                         "Ulysses volume x N/(N-1) constant; LASP-2/ring < 1%; threshold higher on PCIe than NVLink; "
                         "K/V hand-offs hidden at 2x the threshold and exposed (longer than the block's attention) at "
                         "1/4 of it")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from model.api import deployment
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import steady_state
 from model.serving.ceiling import throughput_ceiling
 from model.serving.policy import ENGINES
@@ -27,9 +27,9 @@ def _b07(r):
     c = r["ceiling_tokens_per_s"]
     ok = (within(c, 17_800 * 0.9, 17_800 * 1.1) and c >= 12_800 and r["ceiling_with_attention_tokens_per_s"] <= c
           and r["predicted_vllm_tokens_per_s"] <= r["ceiling_with_attention_tokens_per_s"])
-    return CheckOutcome(ok, {k: r[k] for k in ("ceiling_tokens_per_s", "ceiling_with_attention_tokens_per_s",
-                                                "predicted_vllm_tokens_per_s", "vllm_share_of_ceiling",
-                                                "nanoflow_share_of_ceiling")},
+    return CheckOutcome(ok, pick(r, "ceiling_tokens_per_s", "ceiling_with_attention_tokens_per_s",
+                                 "predicted_vllm_tokens_per_s", "vllm_share_of_ceiling",
+                                 "nanoflow_share_of_ceiling"),
                         "16,020-19,580 tok/s and above 12.8K measured and the planner's own throughput",
                         "8 x A100-80GB (TP 8, NVLink), BF16; tokens = input + output; attention at the mean context "
                         "of 1,024-token prompts with 512 outputs")

@@ -7,7 +7,7 @@ import numpy as np
 from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.operators.memory import kv_bytes_per_token
-from model.scenarios.base import CheckOutcome, check, close, scenario
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.serving.batching import decode_only_iteration
 from model.serving.chunking import packed_vs_padded_prefill, padding_factor, piggyback_cost, tbt_goodput
 from model.serving.estimate import SLO, estimate, operating_points
@@ -118,7 +118,7 @@ def _a44(r):
     n, p = r["requests"], r["prefix_tokens"]
     ok = (close(r["padding_linear"], 2.7) and close(r["prefix_kv_bytes"], (n - 1) * p * r["kv_tok"])
           and close(r["prefix_linear_flops"], (n - 1) * 2 * r["params_non_embedding"] * p))
-    return CheckOutcome(ok, {k: r[k] for k in ("padding_linear", "prefix_kv_bytes", "prefix_linear_flops")},
+    return CheckOutcome(ok, pick(r, "padding_linear", "prefix_kv_bytes", "prefix_linear_flops"),
                         f"2.7; (n-1) p KV_tok = {(n - 1) * p * r['kv_tok']:.4g} B; (n-1) 2 P p = "
                         f"{(n - 1) * 2 * r['params_non_embedding'] * p:.4g} FLOPs",
                         f"Llama-2-7B (KV_tok 524,288 B, P = non-embedding parameters), n = {n}, p = {p}; FLOPs are "

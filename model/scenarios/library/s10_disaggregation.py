@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from model.api import deployment
 from model.planner import GpuOption, PlanRequest, Traffic, plan
-from model.scenarios.base import CheckOutcome, check, scenario
+from model.scenarios.base import CheckOutcome, check, pick, scenario
 from model.serving.disagg import DisaggPlan, disaggregated, kv_transfer_s
 from model.serving.estimate import SLO, estimate
 from model.serving.policy import ENGINES
@@ -50,8 +50,8 @@ def distserve():
 def _c06(r):
     ok = (r["cost_mixed"] <= r["cost_homogeneous"] + 1e-9 and r["power_mixed"] <= r["power_homogeneous"] + 1e-9
           and r["decode_gpu"] in ("a100-sxm-80gb",))
-    return CheckOutcome(ok, {k: r[k] for k in ("cost_mixed", "cost_homogeneous", "power_mixed", "power_homogeneous",
-                                                "decode_gpu")}, "mixed <= homogeneous; decode on the A100")
+    return CheckOutcome(ok, pick(r, "cost_mixed", "cost_homogeneous", "power_mixed", "power_homogeneous",
+                                 "decode_gpu"), "mixed <= homogeneous; decode on the A100")
 
 
 @scenario("splitwise-phase-gpu-types", ["Splitwise (004)"], 10,

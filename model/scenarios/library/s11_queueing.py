@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from model.api import deployment
-from model.scenarios.base import CheckOutcome, check, scenario
+from model.scenarios.base import CheckOutcome, check, pick, scenario
 from model.serving.batching import decode_only_iteration, kv_capacity
 from model.serving.estimate import prefill_terms
 from model.serving.longctx import host_link_bytes_per_s
@@ -62,8 +62,8 @@ SWAP_SHARE = 0.05  # iterations carrying a preemption swap ("frequent preemption
 def _c18(r):
     ok = (r["bw_eff_block16"] < 0.25 * r["link_bytes_per_s"] and r["bw_eff_chunk"] > 0.8 * r["link_bytes_per_s"]
           and r["tbt_p99_fast"] < r["tbt_p99_baseline"] and r["resume_fast_s"] < r["resume_baseline_s"])
-    return CheckOutcome(ok, {k: r[k] for k in ("bw_eff_block16", "bw_eff_chunk", "link_bytes_per_s", "tbt_p99_baseline",
-                                                "tbt_p99_fast", "resume_baseline_s", "resume_fast_s")},
+    return CheckOutcome(ok, pick(r, "bw_eff_block16", "bw_eff_chunk", "link_bytes_per_s", "tbt_p99_baseline",
+                                 "tbt_p99_fast", "resume_baseline_s", "resume_fast_s"),
                         "BW_eff(16-token block) < 25% of the link, contiguous > 80%; p99 TBT and swap-in delay lower "
                         "with large granularity + overlap",
                         f"t_setup {SETUP_S * 1e6:g} us per copy (assumption); {SWAP_SHARE:.0%} of iterations carry a "

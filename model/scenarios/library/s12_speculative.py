@@ -6,7 +6,7 @@ import numpy as np
 
 from model.api import deployment
 from model.operators.memory import kv_bytes_per_token
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import decode_only_iteration, steady_state
 from model.serving.policy import ENGINES
 from model.serving.static import static_batch
@@ -18,7 +18,7 @@ VLLM = ENGINES["vllm"]
 @check("SEED-A19", "A", "E = (1 - a^(k+1))/(1 - a): a 0.8, k 4 -> 3.3616; a 0.8/0.9, k 1 -> 1.8/1.9; up in a")
 def _a19(r):
     ok = close(r["E(0.8,4)"], 3.3616, 1e-4) and close(r["E(0.8,1)"], 1.8, 1e-6) and close(r["E(0.9,1)"], 1.9, 1e-6)
-    return CheckOutcome(ok and r["monotone_in_alpha"], {k: r[k] for k in ("E(0.8,4)", "E(0.8,1)", "E(0.9,1)")},
+    return CheckOutcome(ok and r["monotone_in_alpha"], pick(r, "E(0.8,4)", "E(0.8,1)", "E(0.9,1)"),
                         "3.3616, 1.8, 1.9; increasing in alpha")
 
 
@@ -58,7 +58,7 @@ def smartspec():
 @check("SEED-A12", "A", "Llama2-7B-128K: 524,288 B x 131,072 = 64 GiB KV; + 13.5 GB weights > 80 GB on one A100")
 def _a12(r):
     ok = r["kv_bytes_per_token"] == 524_288 and close(r["kv_128k_gib"], 64.0, 1e-9) and not r["fits_a100_80gb"]
-    return CheckOutcome(ok, {k: r[k] for k in ("kv_bytes_per_token", "kv_128k_gib", "fits_a100_80gb")},
+    return CheckOutcome(ok, pick(r, "kv_bytes_per_token", "kv_128k_gib", "fits_a100_80gb"),
                         "524,288 B/token, 64 GiB, does not fit")
 
 

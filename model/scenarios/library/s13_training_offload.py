@@ -7,7 +7,7 @@ import math
 
 from model.architecture import load_architecture
 from model.hardware import load_device
-from model.scenarios.base import CheckOutcome, check, close, scenario
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.training import estimate_training, optimizer_spec
 from model.training import formulas as f
 from model.training.analysis import gpt_architecture, layer_parameters
@@ -26,8 +26,8 @@ def _a09(r):
     ok = (close(r["max_params_16b"], 2.0e9, 1e-9) and close(r["states_1.4b_bytes"], 22.4e9, 1e-6)
           and close(r["max_params_offloaded"], 16e9, 1e-9) and close(r["gpu_bytes_13b_offloaded"], 26e9, 1e-6)
           and close(r["fraction_40tf"], 0.32, 0.01))
-    return CheckOutcome(ok, {k: r[k] for k in ("max_params_16b", "states_1.4b_bytes", "max_params_offloaded",
-                                                "gpu_bytes_13b_offloaded", "fraction_40tf")},
+    return CheckOutcome(ok, pick(r, "max_params_16b", "states_1.4b_bytes", "max_params_offloaded",
+                                 "gpu_bytes_13b_offloaded", "fraction_40tf"),
                         "2.0B, 22.4 GB, 16B, 26 GB, 32%",
                         f"the full model predicts {r['predicted_tflops_10b']:.0f} TFLOP/s for a 10B GPT on one V100 "
                         "with CPU-offloaded states (the paper measured 40)")
@@ -69,8 +69,8 @@ def _a08(r):
     ok = (close(r["tflops_per_gpu"], 48.8, 0.01) and abs(r["fraction_of_peak"] - 0.39) <= 0.005
           and close(r["states_bytes_1t"], 16e12, 1e-9) and close(r["per_gpu_bytes_800"], 20e9, 1e-6)
           and r["per_gpu_bytes_800"] < 32e9 and r["per_gpu_bytes_800"] > 16e9 and r["min_gpus_32gb"] == 500)
-    return CheckOutcome(ok, {k: r[k] for k in ("tflops_per_gpu", "fraction_of_peak", "states_bytes_1t",
-                                                "per_gpu_bytes_800", "min_gpus_32gb")},
+    return CheckOutcome(ok, pick(r, "tflops_per_gpu", "fraction_of_peak", "states_bytes_1t",
+                                 "per_gpu_bytes_800", "min_gpus_32gb"),
                         "48.8 TFLOP/s, 39%, 16 TB, 20 GB, 500 GPUs")
 
 
@@ -112,8 +112,8 @@ def _b19(r):
     ok = (156e12 <= r["peak_bf16"] and abs(r["fraction_of_fp32_acc"] - 0.944) <= 0.005
           and abs(r["fraction_of_fp16_acc"] - 0.472) <= 0.005 and r["binding_13b_8_drives"] == "compute"
           and r["binding_175b_1_drive"] == "offload_stall" and r["predicted_tflops_13b"] <= r["peak_bf16"] / 1e12)
-    return CheckOutcome(ok, {k: r[k] for k in ("fraction_of_fp32_acc", "fraction_of_fp16_acc", "binding_13b_8_drives",
-                                                "binding_175b_1_drive", "predicted_tflops_13b")},
+    return CheckOutcome(ok, pick(r, "fraction_of_fp32_acc", "fraction_of_fp16_acc", "binding_13b_8_drives",
+                                 "binding_175b_1_drive", "predicted_tflops_13b"),
                         "94% / 47%; compute-bound 13B, NVMe-bound 175B; prediction <= 165 TFLOP/s",
                         "weights and optimizer states on NVMe (ZeRO-3 offload), 16 sequences of 1,024 tokens per step "
                         "(micro-batch 4, full recomputation), Gen4 NVMe drives")
@@ -147,7 +147,7 @@ def fuyou():
 def _a40(r):
     ok = (close(r["layer_params"], 1.81e9, 0.01) and close(r["layer_bytes_fp16"], 3.62e9, 0.01)
           and 2 <= r["layers_in_18gb"] < 10 and close(r["no_stall_tokens"], 3000.0, 1e-9))
-    return CheckOutcome(ok, {k: r[k] for k in ("layer_params", "layer_bytes_fp16", "layers_in_18gb", "no_stall_tokens")},
+    return CheckOutcome(ok, pick(r, "layer_params", "layer_bytes_fp16", "layers_in_18gb", "no_stall_tokens"),
                         "1.81B params, 3.62 GB, a few layers in 18 GB, 3,000 tokens",
                         "layer size from the operator graph (12 d^2 plus biases and norms)")
 
@@ -155,8 +155,8 @@ def _a40(r):
 @check("SEED-B18", "B", "OPT-175B on 18 GB: layer-streaming peak < 18 GB; stall ~ 0 above the A40 threshold")
 def _b18(r):
     ok = r["peak_bytes_at_threshold"] < 18e9 and r["stall_s_at_threshold"] == 0 and r["stall_s_quarter_threshold"] > 0
-    return CheckOutcome(ok, {k: r[k] for k in ("a40_threshold_tokens", "peak_bytes_at_threshold", "stall_s_at_threshold",
-                                                "stall_s_quarter_threshold")},
+    return CheckOutcome(ok, pick(r, "a40_threshold_tokens", "peak_bytes_at_threshold", "stall_s_at_threshold",
+                                 "stall_s_quarter_threshold"),
                         "peak < 18 GB and no stall at the threshold (a stall below it)",
                         "A40 (149.7 TFLOP/s FP16, PCIe Gen4 x16 at 25.6 GB/s achievable), FP16 weights in host memory, "
                         "two layers resident (computing + prefetching), embeddings and LM head resident, 2,048-token "

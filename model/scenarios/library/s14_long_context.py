@@ -7,7 +7,7 @@ import numpy as np
 from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.operators.memory import kv_bytes_per_token, kv_cache_bytes
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.longctx import long_context_metrics, low_rank_offload, merge_traffic_ratio, pooled_context
 from model.serving.phases import at_peak
 from model.serving.policy import ENGINES, EnginePolicy
@@ -28,7 +28,7 @@ def _a11(r):
 @check("SEED-A13", "A", "Yi-34B: KV 50K = 12.29 GB, 4K = 1.01 GB; KV(1M)/KV(4K) = 244")
 def _a13(r):
     ok = close(r["yi_kv_50k_gb"], 12.29) and close(r["yi_kv_4k_gb"], 1.01) and close(r["kv_1m_over_4k"], 244)
-    return CheckOutcome(ok, {k: r[k] for k in ("yi_kv_50k_gb", "yi_kv_4k_gb", "kv_1m_over_4k")},
+    return CheckOutcome(ok, pick(r, "yi_kv_50k_gb", "yi_kv_4k_gb", "kv_1m_over_4k"),
                         "12.29 GB, 1.01 GB, 244",
                         "bf16 KV; 50K = 50,000 and 1M = 1,000,000 tokens; 4K = 4,096")
 
@@ -112,8 +112,8 @@ SHADOW = dict(rank=160, chunk_tokens=8, budget_share=0.0156, outlier_share=0.003
        "throughput +-30%")
 def _b10(r):
     ok = r["batch_multiplier"] >= 5 and within(r["throughput_gain"], 3.04 * 0.7, 3.04 * 1.3)
-    return CheckOutcome(ok, {k: r[k] for k in ("batch_full", "batch_shadowkv", "batch_multiplier", "throughput_gain",
-                                                "tokens_per_s_full", "tokens_per_s_shadowkv")},
+    return CheckOutcome(ok, pick(r, "batch_full", "batch_shadowkv", "batch_multiplier", "throughput_gain",
+                                 "tokens_per_s_full", "tokens_per_s_shadowkv"),
                         "batch multiplier >= 5; throughput gain 2.13-3.95x",
                         "rank 160 pre-RoPE keys, 8-token chunk landmarks, 1.56% sparse budget, 0.3% outliers, 60% of "
                         "the selected V reused from the previous step (ShadowKV's stated cache saving), PCIe Gen4 x16")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.planner import GpuOption, PlanRequest, Traffic, plan
-from model.scenarios.base import CheckOutcome, check, scenario
+from model.scenarios.base import CheckOutcome, check, pick, scenario
 from model.serving.estimate import SLO
 from model.serving.workload import Lengths
 
@@ -26,8 +26,8 @@ def _request(lengths: Lengths, slo: SLO, gpus=GPUS) -> PlanRequest:
 def _c05(r):
     ok = (r["cost_mixed"] <= r["best_single_cost"] + 1e-9 and r["short_loose_high_end_share"] < 0.5
           and r["long_tight_high_end_share"] > 0.5)
-    return CheckOutcome(ok, {k: r[k] for k in ("cost_mixed", "best_single_cost", "short_loose_high_end_share",
-                                                "long_tight_high_end_share")},
+    return CheckOutcome(ok, pick(r, "cost_mixed", "best_single_cost", "short_loose_high_end_share",
+                                 "long_tight_high_end_share"),
                         "mixed <= single; short/loose mostly on L4/A10G; long/tight mostly on A100/H100")
 
 

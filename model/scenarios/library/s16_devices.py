@@ -7,7 +7,7 @@ import numpy as np
 from model.api import deployment
 from model.hardware.db import get_link, list_devices, load_device
 from model.roofline.collectives import Tier
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.devices import (
     allreduce_s, balance_for_gain, bandwidth_bound_tokens_per_s, decode_intensity, max_window, npu_pim_step,
     overlap_gain, pim_gemv_s, pp_token_s, star_terms, step_bytes, tp_token_s, window_memory_bytes,
@@ -66,7 +66,7 @@ def _a25(r):
     ok = (r["max_gain_grid"] <= 2 + 1e-12 and close(r["balance_neupims"], 0.6, 1e-9) and r["t3_gain"] <= 2
           and 0 <= r["balance_t3"] <= 1 and all(g <= 2 for g in r["neupims_gain_by_context"]))
     keys = ("max_gain_grid", "balance_neupims", "balance_t3", "neupims_gain_by_context")
-    return CheckOutcome(ok, {k: r[k] for k in keys},
+    return CheckOutcome(ok, pick(r, *keys),
                         "gain <= 2 over the grid and for the NPU+PIM steps; 1.6x -> 0.6; 1.47x -> 0.47 (<= 2)")
 
 
@@ -108,7 +108,7 @@ def _b22(r):
           and r["cost_ratio_u280_v100s"] is not None and within(r["cost_ratio_u280_v100s"], 1.8 * 0.7, 1.8 * 1.3)
           and within(r["throughput_vhk158_a100"], 1.2 * 0.7, 1.2 * 1.3))
     keys = ("energy_ratio_u280_v100s", "cost_ratio_u280_v100s", "throughput_vhk158_a100")
-    return CheckOutcome(ok, {k: r[k] for k in keys},
+    return CheckOutcome(ok, pick(r, *keys),
                         "energy 4.2-7.8x, cost 1.26-2.34x, VHK158/A100 0.84-1.56x",
                         "LLaMA2-7B batch 1 at 512 tokens; FPGAs: INT4 weights (stand-in for FlightLLM's "
                         "mixed-precision sparse format); GPUs: SmoothQuant W8; energy per TDP")
@@ -181,8 +181,8 @@ def _wifi() -> Tier:
 def _b38(r):
     ok = (within(r["window_before_buffers"] / N_DEVICES, 1.77 * 0.95, 1.77 * 1.05) and r["window_with_buffers"] >= 1
           and r["star_latency_s"] > r["star_bandwidth_s"] and r["memory_at_window_gb"] <= BUDGET / 1e9)
-    return CheckOutcome(ok, {k: r[k] for k in ("layer_gb", "window_before_buffers", "window_with_buffers",
-                                                "memory_at_window_gb", "star_latency_s", "star_bandwidth_s")},
+    return CheckOutcome(ok, pick(r, "layer_gb", "window_before_buffers", "window_with_buffers",
+                                 "memory_at_window_gb", "star_latency_s", "star_bandwidth_s"),
                         f"window before buffers within 5% of 1.77 x {N_DEVICES} = {1.77 * N_DEVICES:.2f} layers; >= "
                         "1 layer with buffers; 2 alpha > (N - 1) M / beta",
                         f"N = {N_DEVICES} devices, fp16 Llama-2-70B layers, buffers = embedding + head shards, the "
@@ -192,8 +192,8 @@ def _b38(r):
 @check("SEED-C12", "C", "when alpha N dominates, star beats ring; at batch 1, TP beats PP in latency")
 def _c12(r):
     ok = r["star_s"] < r["ring_s"] and r["tp_token_s"] < r["pp_token_s"]
-    return CheckOutcome(ok, {k: r[k] for k in ("star_s", "ring_s", "tp_token_s", "pp_token_s", "tp_token_in_memory_s",
-                                                "pp_token_in_memory_s")},
+    return CheckOutcome(ok, pick(r, "star_s", "ring_s", "tp_token_s", "pp_token_s", "tp_token_in_memory_s",
+                                 "pp_token_in_memory_s"),
                         "star < ring; TP token < PP token (weights streamed from disk)")
 
 

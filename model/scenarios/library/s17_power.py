@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.api import deployment
-from model.scenarios.base import CheckOutcome, check, close, scenario
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.serving.power import (
     oversubscription_gain,
     phase_power,
@@ -22,8 +22,8 @@ CAPS_W = (630, 560, 490, 420)  # 90%, 80%, 70%, 60% of the H100's 700 W
 @check("SEED-A37", "A", "30% more servers <=> planned power per server <= 1/1.3 = 76.9% of provisioned")
 def _a37(r):
     ok = close(r["planned_fraction_for_30pct"], 0.769, 0.01) and close(r["gain_at_planned_fraction"], 0.30, 1e-9)
-    return CheckOutcome(ok, {k: r[k] for k in ("planned_fraction_for_30pct", "gain_at_planned_fraction",
-                                                "servers_nameplate", "servers_planned")}, "76.9%",
+    return CheckOutcome(ok, pick(r, "planned_fraction_for_30pct", "gain_at_planned_fraction",
+                                 "servers_nameplate", "servers_planned"), "76.9%",
                         f"the power model's inference draw (steady mix of prefill and decode) is "
                         f"{r['inference_power_fraction_of_tdp']:.0%} of TDP per GPU")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from model.architecture import load_architecture
 from model.hardware import load_device
 from model.operators.params import parameter_counts
-from model.scenarios.base import CheckOutcome, check, close, scenario
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.training import OptimizerSpec, estimate_training, optimizer_spec
 from model.training import formulas as f
 from model.training import reliability as rel
@@ -135,9 +135,9 @@ def _a39(r):
     ok = (close(r["weights_grads_13b"], 52e9, 0.01) and close(r["optimizer_13b"], 156e9, 0.01)
           and not r["adamw_13b_fits_80gb"] and r["apollo_mini_13b_fits_80gb"] and close(r["adamw_7b_states"], 112e9, 1e-9)
           and r["galore8bit_7b_fits_24gb"] and not any(r["others_7b_fit_24gb"].values()))
-    return CheckOutcome(ok, {k: r[k] for k in ("weights_grads_13b", "optimizer_13b", "adamw_13b_fits_80gb",
-                                                "apollo_mini_13b_fits_80gb", "adamw_7b_states", "galore8bit_7b_fits_24gb",
-                                                "others_7b_fit_24gb")},
+    return CheckOutcome(ok, pick(r, "weights_grads_13b", "optimizer_13b", "adamw_13b_fits_80gb",
+                                 "apollo_mini_13b_fits_80gb", "adamw_7b_states", "galore8bit_7b_fits_24gb",
+                                 "others_7b_fit_24gb"),
                         "52 GB + 156 GB, AdamW does not fit, APOLLO-Mini fits; 112 GB; only 8-bit GaLore fits 24 GB",
                         "Llama-2-13B naive DDP on 8 A100-80GB (2,048 tokens, micro-batch 1, no recompute); Llama-2-7B "
                         "on one RTX 4090, 256-token sequences, GaLore rank 1024 (GaLore Fig. 1 setting, external, verify)")

@@ -10,7 +10,7 @@ import numpy as np
 
 from model.hardware.db import load_device
 from model.precision import Precision, number_format
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.diffusion import (
     COGVIDEOX_2B, FLUX1, LTX_VIDEO, OPEN_SORA_PROXY, PIXART_ALPHA, PIXART_SIGMA, PatchParallel, attention_window,
     dit_deployment, dit_step, latent_channels, latent_tokens, low_rank_branch, patch_parallel_step, sampling_seconds,
@@ -42,7 +42,7 @@ LTX_MFU_BAND = (0.30, 0.60)
        "latent channels.")
 def _a30(r):
     ok = r["tokens_120_frames"] == 5760 and r["tokens_121_frames"] == 6144 and close(r["latent_channels"], 128.0, 1e-9)
-    return CheckOutcome(ok, {k: r[k] for k in ("tokens_120_frames", "tokens_121_frames", "latent_channels")},
+    return CheckOutcome(ok, pick(r, "tokens_120_frames", "tokens_121_frames", "latent_channels"),
                         "5,760 and 6,144 tokens; 128 channels")
 
 
@@ -95,7 +95,7 @@ SVD_RANK = 32  # SVDQuant's default low-rank branch rank
 def _a35(r):
     ok = (close(r["bf16_bytes"], 24e9, 1e-9) and r["bf16_bytes"] > r["capacity_bytes"]
           and close(r["w4a4_claimed_bytes"], 6.857e9, 1e-3) and r["w4a4_claimed_bytes"] <= r["capacity_bytes"])
-    return CheckOutcome(ok, {k: r[k] for k in ("bf16_bytes", "w4a4_claimed_bytes", "capacity_bytes")},
+    return CheckOutcome(ok, pick(r, "bf16_bytes", "w4a4_claimed_bytes", "capacity_bytes"),
                         "24 GB > 16 GB; 6.86 GB <= 16 GB")
 
 
@@ -291,8 +291,8 @@ def attention_savings():
 def _a32(r):
     ok = close(r["share_lower_bound"], 0.489, 0.01) and close(r["ideal_attention_cut"], 0.969, 0.001) \
         and close(r["overhead_of_dense_attention"], 0.049, 0.03)
-    return CheckOutcome(ok, {k: r[k] for k in ("share_lower_bound", "ideal_attention_cut",
-                                               "overhead_of_dense_attention")}, "0.489; 0.969; ~0.05")
+    return CheckOutcome(ok, pick(r, "share_lower_bound", "ideal_attention_cut",
+                                 "overhead_of_dense_attention"), "0.489; 0.969; ~0.05")
 
 
 @check("SEED-B31", "B", "Attention ≈ 0.49 of latency | CogVideoX config, frames and resolution, H100. | 0.4-0.6")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from model.api import deployment
 from model.hardware.db import load_device
 from model.operators.memory import kv_bytes_per_token
-from model.scenarios.base import CheckOutcome, check, close, scenario
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.serving.batching import steady_state
 from model.serving.longctx import host_link_bytes_per_s
 from model.serving.policy import ENGINES
@@ -33,8 +33,8 @@ def _a33(r):
        "0.51)")
 def _b26(r):
     ok = 3.3 <= r["ttft_gain_bound_dram"] and 1.6 <= r["cachecraft_throughput_bound"]
-    return CheckOutcome(ok, {k: r[k] for k in ("ttft_gain_bound_dram", "ttft_gain_dram", "ttft_gain_bound_nvme",
-                                                "prefill_share", "cachecraft_throughput_bound")},
+    return CheckOutcome(ok, pick(r, "ttft_gain_bound_dram", "ttft_gain_dram", "ttft_gain_bound_nvme",
+                                 "prefill_share", "cachecraft_throughput_bound"),
                         "TTFT bound >= 3.3 (KV in host DRAM); throughput bound >= 1.6",
                         f"Llama-3.1-8B on A100; {CHUNKS} x {CHUNK_TOKENS}-token chunks + {QUERY}-token query; r = "
                         f"{RECOMPUTE}; prefill share of a RAG workload of 2,600 in / 100 out at the engine's maximum "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.architecture.variants import from_layers, layers
-from model.scenarios.base import CheckOutcome, check, close, scenario
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.serving.phases import model_weight_bytes
 from model.serving.testtime import (
     effective_flops, flops_matched_samples, kv_weight_crossover_tokens, parallel_streams, parscale_equivalent_params,
@@ -20,7 +20,7 @@ TOKENS = 1000
        "samples; adding 6 P D pre-training changes N; the planner exposes both rules")
 def _a42(r):
     ok = close(r["samples_inference_only"], 14.0, 1e-9) and not close(r["samples_with_pretraining"], 14.0, 1e-3)
-    return CheckOutcome(ok, {k: r[k] for k in ("samples_inference_only", "samples_with_pretraining")},
+    return CheckOutcome(ok, pick(r, "samples_inference_only", "samples_with_pretraining"),
                         "14 exactly; a different N once pre-training is amortised",
                         f"P_L = 14 P_s; pre-training D = {PRETRAIN_TOKENS_PER_PARAM} P tokens each, amortised over "
                         f"{QUERIES:.0e} queries of {TOKENS} tokens")

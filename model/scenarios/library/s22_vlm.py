@@ -12,7 +12,7 @@ from model.api import deployment
 from model.hardware.custom import custom_device
 from model.hardware.db import load_device
 from model.operators.memory import kv_bytes_per_token
-from model.scenarios.base import CheckOutcome, check, scenario, within
+from model.scenarios.base import CheckOutcome, check, pick, scenario, within
 from model.serving.batching import kv_capacity
 from model.serving.policy import ENGINES
 from model.serving.vlm import (
@@ -31,9 +31,9 @@ TEXT_TOKENS = 50  # a short question (assumption)
 def _c22(r):
     ok = (r["largest_llm_at_1_visual_token"] in ("llama-2-13b",) and r["ttft_13b_1_token_ms"] <= r["ttft_budget_ms"]
           and r["iso_flop_visual_tokens_13b"] >= 1 and r["iso_flop_visual_tokens_70b"] >= 1)
-    return CheckOutcome(ok, {k: r[k] for k in ("ttft_budget_ms", "ttft_13b_1_token_ms", "ttft_13b_576_tokens_ms",
-                                                "largest_llm_at_1_visual_token", "iso_flop_visual_tokens_13b",
-                                                "iso_flop_visual_tokens_70b")},
+    return CheckOutcome(ok, pick(r, "ttft_budget_ms", "ttft_13b_1_token_ms", "ttft_13b_576_tokens_ms",
+                                 "largest_llm_at_1_visual_token", "iso_flop_visual_tokens_13b",
+                                 "iso_flop_visual_tokens_70b"),
                         "13B with 1 visual token within the TTFT of 7B with 576; positive visual budgets at iso-FLOP "
                         "for 13B and 70B")
 
@@ -88,9 +88,9 @@ HIRED_KEEP = 0.2
 def _b27(r):
     mem_ok = within(r["memory_saved_GB"], 2.3 * 0.65, 2.3 * 1.35)
     ttft_ok = within(r["ttft_saved_s_fp32_math"], 15 * 0.65, 15 * 1.35)
-    return CheckOutcome(mem_ok and ttft_ok, {k: r[k] for k in ("memory_saved_GB", "kv_saved_GB",
-                                                                "ttft_saved_s_fp32_math", "ttft_saved_s_native_fp16",
-                                                                "ttft_full_s_fp32_math")},
+    return CheckOutcome(mem_ok and ttft_ok, pick(r, "memory_saved_GB", "kv_saved_GB",
+                                                 "ttft_saved_s_fp32_math", "ttft_saved_s_native_fp16",
+                                                 "ttft_full_s_fp32_math"),
                         "memory 1.50-3.11 GB and TTFT 9.75-20.25 s saved",
                         "LLaVA-NeXT-7B (Vicuna-7B = Llama-2-7B shapes, fp16 weights) on one Tesla P40; AnyRes with a "
                         "2x2 grid + base view = 5 partitions x 576 = 2,880 visual tokens, HiRED keeps 20% (576); "

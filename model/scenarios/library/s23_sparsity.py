@@ -8,7 +8,7 @@ from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.architecture.variants import skip_layers
 from model.operators.memory import kv_bytes_per_token
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import kv_capacity, steady_state
 from model.serving.fit import fewest_devices, min_devices_for_bytes
 from model.serving.policy import ENGINES
@@ -31,8 +31,8 @@ def _opt175b(n: int, sparsity: float | None):
 def _a38(r):
     ok = (close(r["dense_gb"], 350) and r["dense_bound_gpus"] == 5 and close(r["sparse_gb"], 140)
           and r["sparse_bound_gpus"] == 2 and r["planner_dense_gpus"] >= 5 and r["planner_sparse_gpus"] == 2)
-    return CheckOutcome(ok, {k: r[k] for k in ("dense_gb", "dense_bound_gpus", "sparse_gb", "sparse_bound_gpus",
-                                                "planner_dense_gpus", "planner_sparse_gpus")},
+    return CheckOutcome(ok, pick(r, "dense_gb", "dense_bound_gpus", "sparse_gb", "sparse_bound_gpus",
+                                 "planner_dense_gpus", "planner_sparse_gpus"),
                         "350 GB / >= 5 GPUs; 140 GB / 2 GPUs",
                         "planner: fewest A100-80GB GPUs (TP 1/2/4/8; 96 heads rule out 5 and 6) that hold OPT-175B "
                         "and one 512 + 128-token request at 90% usable memory; embeddings stay dense")

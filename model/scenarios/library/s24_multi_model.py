@@ -6,7 +6,7 @@ from __future__ import annotations
 from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.hardware.db import load_device
-from model.scenarios.base import CheckOutcome, check, close, scenario
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.serving.adapters import (
     adapters_on_gpu, blended_active_params, coserving, fetch_s, hosting_footprint, lora_adapter_bytes,
     lora_flops_per_token, switch_s,
@@ -25,7 +25,7 @@ N_ADAPTERS = 2000
 def _a41(r):
     ok = (close(r["adapter_bytes"], 33.5e6) and close(r["all_adapters_bytes"], 67e9)
           and r["all_adapters_bytes"] > r["gpu_free_bytes"])
-    return CheckOutcome(ok, {k: r[k] for k in ("adapter_bytes", "all_adapters_bytes", "gpu_free_bytes")},
+    return CheckOutcome(ok, pick(r, "adapter_bytes", "all_adapters_bytes", "gpu_free_bytes"),
                         "33.5 MB; 67 GB; more than the GPU has beside the weights",
                         "Llama-2-7B dimensions (MHA: q, k, v, o all 4096 x 4096); GPU free = vLLM KV pool of one "
                         "A100 80GB")

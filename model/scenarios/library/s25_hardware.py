@@ -12,7 +12,7 @@ import pandas as pd
 from model.hardware import load_device
 from model.roofline.efficiency import efficiency_for
 from model.roofline.kernels import achieved, predict_kernels
-from model.scenarios.base import CheckOutcome, check, close, scenario, within
+from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.training import estimate_training
 
 
@@ -30,7 +30,7 @@ def _rate(table: pd.DataFrame, device_id: str, metric: str = "flop_per_s") -> np
 @check("SEED-A07", "A", "225/312 = 0.721 (72%); attention eta bands on A100: FA1 78-125, FA2 156-228 TFLOP/s")
 def _a07(r):
     ok = close(r["fa2_fraction_of_peak"], 0.721, 0.01) and within(r["predicted_fa2_tflops"], 156, 228)
-    return CheckOutcome(ok, {k: r[k] for k in ("fa2_fraction_of_peak", "predicted_fa2_tflops")},
+    return CheckOutcome(ok, pick(r, "fa2_fraction_of_peak", "predicted_fa2_tflops"),
                         "72.1% of 312; predicted FA2 forward inside 156-228 TFLOP/s",
                         "kernels.toml case a100-fa2-forward (16 heads x 128, 16K tokens, non-causal); the kernel model "
                         "has one flash-attention efficiency (FA2 level), so the FA1 band is not modelled")
@@ -39,7 +39,7 @@ def _a07(r):
 @check("SEED-A10", "A", "84 TFLOPS > 50% of peak -> A6000 peak < 168 TFLOP/s in the hardware DB (154.8 gives 54%)")
 def _a10(r):
     ok = r["a6000_peak_tflops"] < 168 and close(r["a6000_fraction_84tf"], 0.543, 0.01) and r["a6000_fraction_84tf"] > 0.5
-    return CheckOutcome(ok, {k: r[k] for k in ("a6000_peak_tflops", "a6000_fraction_84tf")}, "< 168 TFLOP/s; 54%")
+    return CheckOutcome(ok, pick(r, "a6000_peak_tflops", "a6000_fraction_84tf"), "< 168 TFLOP/s; 54%")
 
 
 @scenario("gpu-generation-efficiency", ["Benchmarking and Dissecting the Nvidia Hopper GPU (000, 003)"], 25,
