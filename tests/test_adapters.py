@@ -7,7 +7,7 @@ import pytest
 from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.errors import RidgeplanError
-from model.serving.adapters import (
+from model.techniques.multi_model import (
     adapters_on_gpu, blended_active_params, coserving, fetch_s, hosting_footprint, lora_adapter_bytes,
     lora_flops_per_token, lora_shapes, switch_s,
 )

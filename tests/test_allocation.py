@@ -1,4 +1,4 @@
-"""KV allocators and attention-kernel layouts (model.serving.allocation)."""
+"""KV allocators and attention-kernel layouts (model.techniques.kv_allocation)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from model.api import deployment
 from model.errors import RidgeplanError
-from model.serving.allocation import (
+from model.techniques.kv_allocation import (
     KERNEL_EFFICIENCY, allocation_capacity, attention_layout_step_s, kv_bytes_per_token_per_buffer, tokens_per_page,
 )
 from model.serving.policy import ENGINES

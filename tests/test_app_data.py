@@ -1,4 +1,4 @@
-"""The library functions behind the app's pages: roofline chart data (model/roofline/chart.py), the scenario
+"""The library functions behind the app's pages: roofline chart data (model/serving/roofline_points.py), the scenario
 report (model/serving/report.py) and custom devices (model/hardware/custom.py). Hand derivations where the
 numbers are simple, invariants against the serving model where they are not."""
 
@@ -11,7 +11,7 @@ from model.api import deployment
 from model.errors import RidgeplanError
 from model.hardware import load_device, register_device, unregister_device
 from model.hardware.custom import USER_SOURCE, custom_device, device_numbers, device_table, file_device_ids
-from model.roofline.chart import attainable_flop_per_s, operator_points, ridge_points, roofline_lines
+from model.serving.roofline_points import attainable_flop_per_s, operator_points, ridge_points, roofline_lines
 from model.serving import report
 from model.serving.breakdown import op_table
 from model.serving.estimate import estimate

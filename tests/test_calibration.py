@@ -17,8 +17,8 @@ from model.cli import main
 from model.errors import RidgeplanError
 from model.hardware import load_device
 from model.roofline import efficiency as efficiency_module
-from model.roofline.calibration import fit_efficiency, load_measurements, predictor
-from model.roofline.collect import (Case, build_kernel, collect, design, estimate_seconds, plan_table,
+from model.calibration.fit import fit_efficiency, load_measurements, predictor
+from model.calibration.collect import (Case, build_kernel, collect, design, estimate_seconds, plan_table,
                                     read_provenance)
 from model.roofline.efficiency import efficiency_for
 
@@ -116,7 +116,7 @@ def test_gpu_design_covers_the_issue_and_quick_fits_two_minutes_on_h100():
 
 
 def test_fp8_gemm_and_sdpa_backend_guard_run_on_cpu():
-    from model.roofline.collect import _attention_backends
+    from model.calibration.collect import _attention_backends
 
     out = build_kernel(torch, Case("gemm", "fp8", "scaled_mm", {"m": 16, "n": 32, "k": 64}), "cpu")()
     assert out.shape == (16, 32) and out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
@@ -126,8 +126,8 @@ def test_fp8_gemm_and_sdpa_backend_guard_run_on_cpu():
 
 
 def test_step_stack_matches_the_expanded_gqa_reference():
-    from model.roofline.collect import _TINY_LLAMA
-    from model.roofline.collect_step import LlamaStep, llama_shape
+    from model.calibration.collect import _TINY_LLAMA
+    from model.calibration.collect_step import LlamaStep, llama_shape
 
     stack = LlamaStep(torch, _TINY_LLAMA, batch=3, context=16, device="cpu", dtype=torch.float32)
     tokens = stack.step()

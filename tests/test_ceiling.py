@@ -1,4 +1,4 @@
-"""model.serving.ceiling: hard throughput ceilings by hand, and the invariant that nothing predicted exceeds them."""
+"""model.techniques.throughput_ceiling: hard throughput ceilings by hand, and the invariant that nothing predicted exceeds them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from model.api import deployment
 from model.operators.memory import kv_bytes_per_token
 from model.operators.params import parameter_counts
 from model.serving.batching import steady_state
-from model.serving.ceiling import throughput_ceiling
+from model.techniques.throughput_ceiling import throughput_ceiling
 from model.serving.policy import ENGINES
 
 

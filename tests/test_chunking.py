@@ -8,7 +8,7 @@ import pytest
 from model.api import deployment
 from model.errors import RidgeplanError
 from model.serving.batching import iteration_cost
-from model.serving.chunking import packed_vs_padded_prefill, padding_factor, piggyback_cost, tbt_goodput
+from model.techniques.chunked_prefill import packed_vs_padded_prefill, padding_factor, piggyback_cost, tbt_goodput
 from model.serving.estimate import operating_points
 from model.serving.policy import ENGINES
 from model.serving.workload import Lengths

@@ -9,7 +9,7 @@ from model.api import deployment
 from model.errors import RidgeplanError
 from model.hardware.db import load_device
 from model.roofline.collectives import Tier
-from model.serving.devices import (
+from model.techniques.near_memory import (
     allreduce_s, balance_for_gain, bandwidth_bound_tokens_per_s, batch1_efficiency, decode_intensity, max_window,
     npu_pim_step, overlap_gain, pim_gemv_s, pp_token_s, star_terms, step_bytes, tp_token_s, window_memory_bytes,
 )

@@ -1,5 +1,5 @@
 """Diffusion cost: latent tokens, non-causal transformer stacks, DiT steps, guidance, low-rank branch, patch
-parallelism, U-Net and VAE counts (model.serving.diffusion, model.serving.encoder, model.serving.unet)."""
+parallelism, U-Net and VAE counts (model.techniques.diffusion, model.techniques.encoder, model.techniques.unet)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 from model.api import deployment
 from model.errors import RidgeplanError
 from model.precision import Precision
-from model.serving.diffusion import (
+from model.techniques.diffusion import (
     COGVIDEOX_2B, COGVIDEOX_5B, FLUX1, LTX_VIDEO, PIXART_ALPHA, PatchParallel, amdahl_speedup, attention_window,
     dit_deployment, dit_step, evaluations_per_step, latent_channels, latent_tokens, linear_shapes, low_rank_branch,
     patch_parallel_step, sampling_seconds, schedule_seconds, share_for_reduction, share_for_speedup,
 )
-from model.serving.encoder import bidirectional_transformer, keys_per_query
-from model.serving.unet import (
+from model.techniques.encoder import bidirectional_transformer, keys_per_query
+from model.techniques.unet import (
     SD_V1, SD_VAE_DECODER, SDXL, _Ops, conv_net_cost, unet_ops, unet_step_cost, vae_decoder_ops,
 )
 

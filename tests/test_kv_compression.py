@@ -1,4 +1,4 @@
-"""KV compression arithmetic (model.serving.kv_compression) and symbol overrides (model.serving.overrides)."""
+"""KV compression arithmetic (model.techniques.kv_compression) and symbol overrides (model.serving.overrides)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from model.api import deployment
 from model.errors import RidgeplanError
 from model.serving.batching import kv_capacity
-from model.serving.kv_compression import (
+from model.techniques.kv_compression import (
     capacity_gain, hybrid_kv_ratio, kv_ratio, kv_saving, kv_share_of_memory, mixed_bits, sparse_keep_for_saving,
     total_saving, with_kv_bits,
 )

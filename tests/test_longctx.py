@@ -7,7 +7,7 @@ import pytest
 from model.api import deployment
 from model.errors import RidgeplanError
 from model.serving.batching import kv_capacity
-from model.serving.longctx import (
+from model.techniques.long_context import (
     host_link_bytes_per_s, long_context_metrics, low_rank_offload, max_context_tokens, merge_traffic_ratio,
     pooled_context,
 )

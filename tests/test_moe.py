@@ -1,4 +1,4 @@
-"""MoE pieces (model.serving.moe): all-to-all bytes and time with locality, the EP-bound decode, null experts,
+"""MoE pieces (model.techniques.expert_parallel): all-to-all bytes and time with locality, the EP-bound decode, null experts,
 offload with a hit rate, affinity placement. Hand derivations in the comments."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from model.errors import RidgeplanError
 from model.planner.experts import evaluate_placement
 from model.roofline.collectives import Tier
-from model.serving.moe import (
+from model.techniques.expert_parallel import (
     affinity_placement, all_to_all_bytes, all_to_all_s, ep_bound_decode, null_expert_speedup, offloaded_step_s,
     placement_cost, remote_fraction_for_saving, routing_saving, slot_fraction_for_speedup,
 )

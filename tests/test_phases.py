@@ -9,7 +9,7 @@ import pytest
 
 from model.api import deployment
 from model.errors import RidgeplanError
-from model.serving.phases import (
+from model.techniques.phases import (
     at_peak, host_bound, idealized_runtime, kernels_per_step, kv_width, model_weight_bytes, predictor_ttft,
     transition_batch,
 )

@@ -1,4 +1,4 @@
-"""model.serving.power: phase power, caps and oversubscription by hand, and the directions the catalogue names."""
+"""model.techniques.power: phase power, caps and oversubscription by hand, and the directions the catalogue names."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from model.api import deployment
 from model.errors import RidgeplanError
 from model.hardware import load_device
-from model.serving import power as pw
+from model.techniques import power as pw
 
 
 def test_phase_power_by_hand():

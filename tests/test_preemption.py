@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model.api import deployment
-from model.serving.preemption import (
+from model.techniques.preemption import (
     effective_bandwidth, kv_block_bytes, migration_s, pipelined_migration_downtime_s, preemption_tail, swap_s,
 )
 

@@ -8,7 +8,7 @@ from model.api import deployment
 from model.errors import RidgeplanError
 from model.hardware.db import load_device
 from model.serving.policy import ENGINES
-from model.serving.rag import (
+from model.techniques.rag import (
     fraction_in_other_terms, kv_threshold_bytes_per_s, prefill_s, prefill_time_share, prefix_removed_share,
     prefix_sharing_savings, request_flops, reuse_ttft, ship_kv_or_text, throughput_gain_bound, vector_search,
 )

@@ -13,13 +13,13 @@ from model.api import deployment
 from model.errors import RidgeplanError
 from model.operators.memory import kv_bytes_per_token
 from model.serving.batching import iteration_cost, kv_capacity, steady_state
-from model.serving.context_parallel import context_parallel_prefill
+from model.techniques.context_parallel import context_parallel_prefill
 from model.serving.disagg import DisaggPlan, disaggregated, kv_transfer_s
 from model.serving.estimate import SLO, estimate
 from model.serving.policy import ENGINES, EnginePolicy
 from model.serving.quality import precision_risk
 from model.serving.queueing import mg1_wait_s, wait_quantile_s
-from model.serving.techniques import Offload, Speculation, expected_tokens_per_step
+from model.serving.speculation_offload import Offload, Speculation, expected_tokens_per_step
 from model.serving.workload import Lengths, Workload
 
 VLLM = ENGINES["vllm"]

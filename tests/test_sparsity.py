@@ -1,4 +1,4 @@
-"""Unstructured sparsity (model.serving.sparsity) and memory-fit helpers (model.serving.fit)."""
+"""Unstructured sparsity (model.techniques.weight_sparsity) and memory-fit helpers (model.techniques.device_fit)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from model.api import deployment
 from model.errors import RidgeplanError
-from model.serving.fit import fewest_devices, min_devices_for_bytes, widest_fitting_format
-from model.serving.sparsity import (
+from model.techniques.device_fit import fewest_devices, min_devices_for_bytes, widest_fitting_format
+from model.techniques.weight_sparsity import (
     memory_bound_speedup_limit, sparse_bytes_per_weight, sparse_weight_bytes, sparse_weights,
 )
 

@@ -8,7 +8,7 @@ from model.api import deployment
 from model.errors import RidgeplanError
 from model.serving.batching import decode_only_iteration
 from model.serving.policy import ENGINES
-from model.serving.streaming import break_even_tokens, layer_bytes, other_weight_bytes, resident_plan
+from model.techniques.weight_streaming import break_even_tokens, layer_bytes, other_weight_bytes, resident_plan
 
 
 @pytest.fixture(scope="module")

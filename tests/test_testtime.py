@@ -9,8 +9,8 @@ import pytest
 from model.api import deployment
 from model.errors import RidgeplanError
 from model.operators.memory import kv_bytes_per_token
-from model.serving.phases import model_weight_bytes
-from model.serving.testtime import (
+from model.techniques.phases import model_weight_bytes
+from model.techniques.test_time_compute import (
     effective_flops, flops_matched_samples, kv_weight_crossover_tokens, parallel_streams, parscale_equivalent_params,
 )
 

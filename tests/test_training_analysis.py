@@ -11,7 +11,7 @@ from model.operators.params import parameter_counts
 from model.training.analysis import gpt_architecture, layer_parameters, max_fitting, stage_flop_imbalance
 from model.training.config import Candidates, TrainingSettings
 from model.training.step import evaluate_candidates
-from model.training.topology import cluster_for
+from model.training.cluster import cluster_for
 
 
 def test_gpt_architecture_parameter_count():

@@ -16,7 +16,7 @@ from model.training import comm
 from model.training.config import Candidates, TrainingSettings
 from model.training.formulas import speedup_from_comm_reduction
 from model.training.step import forward_arrays
-from model.training.topology import fanouts, group_collective_s, p2p_s
+from model.placement.topology import fanouts, group_collective_s, p2p_s
 
 
 def test_dgx_topology_has_two_tiers():

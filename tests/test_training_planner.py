@@ -14,7 +14,7 @@ from model.errors import RidgeplanError
 from model.training import plan_training
 from model.training.planner import enumerate_candidates
 from model.training.step import evaluate_candidates
-from model.training.topology import cluster_for
+from model.training.cluster import cluster_for
 
 
 def test_search_space_uses_every_gpu():

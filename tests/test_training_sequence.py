@@ -13,7 +13,7 @@ from model.training.sequence import (
     ring_bytes_per_rank,
     ulysses_bytes_per_rank,
 )
-from model.training.topology import cluster_for
+from model.training.cluster import cluster_for
 
 
 def test_traffic_by_hand():

@@ -184,7 +184,7 @@ def test_seed_c14_sequence_parallel_holds_more_than_tensor_parallel():
     (Below that, materialised s x s scores split p ways under both and the maximum sequences are about equal.)"""
     from model.training.analysis import max_fitting
     from model.training.config import TrainingSettings
-    from model.training.topology import cluster_for
+    from model.training.cluster import cluster_for
     arch = gpt("bert-large", 24, 1024, 16, vocab=30528, seq=512)
     cluster = cluster_for("v100-sxm2-32gb", "dgx-2-v100")
     st = TrainingSettings(attention_kernel="materialized", dropout=True)

@@ -1,4 +1,4 @@
-"""VLM token accounting (model.serving.vlm): visual tokens, encoder, TTFT, iso-FLOP budgets, prefill memory."""
+"""VLM token accounting (model.techniques.vision_language): visual tokens, encoder, TTFT, iso-FLOP budgets, prefill memory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from model.api import deployment
 from model.errors import RidgeplanError
-from model.serving.vlm import (
+from model.techniques.vision_language import (
     CLIP_VIT_L_336, anyres_partitions, encoder_deployment, encoder_seconds, iso_flop_visual_tokens, largest_llm_within,
     prefill_peak_memory, prefill_seconds, visual_tokens, vlm_ttft,
 )

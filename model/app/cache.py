@@ -24,7 +24,7 @@ from model.operators.latex import FORMULA_QUANTITIES, formula_latex, operator_na
 from model.operators.symbols import DESCRIPTIONS
 from model.planner import GpuOption, PlanRequest, Traffic, pareto_frontier
 from model.planner import plan as plan_fleet
-from model.roofline.chart import operator_points, ridge_points, roofline_lines
+from model.serving.roofline_points import operator_points, ridge_points, roofline_lines
 from model.serving import report
 from model.serving.deployment import Deployment, StepResult
 from model.serving.estimate import SLO

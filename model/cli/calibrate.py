@@ -28,7 +28,7 @@ def collect_cmd(
 ) -> None:
     """Time GEMMs, attention, copies, element-wise kernels and whole decode steps with PyTorch."""
     from model.hardware.db import load_device
-    from model.roofline.collect import check_platform, collect, design, estimate_seconds, import_torch
+    from model.calibration.collect import check_platform, collect, design, estimate_seconds, import_torch
 
     torch = import_torch()
     check_platform(torch, device)
@@ -60,8 +60,8 @@ def fit_cmd(
 ) -> None:
     """Fit the efficiency curves and floors to measured times; print the error before and after, held out too."""
     from model.hardware.db import load_device
-    from model.roofline.calibration import fit_efficiency, load_measurements
-    from model.roofline.collect import read_provenance
+    from model.calibration.fit import fit_efficiency, load_measurements
+    from model.calibration.collect import read_provenance
     from model.roofline.efficiency import calibration_path
 
     dev = load_device(device, field="device")

@@ -74,7 +74,7 @@ def estimate(
     from model.serving.estimate import SLO
     from model.serving.estimate import estimate as serve
     from model.serving.policy import engine_policy
-    from model.serving.techniques import Offload, Speculation
+    from model.serving.speculation_offload import Offload, Speculation
     from model.serving.workload import Lengths, Workload
 
     require_positive("input_len", input_len, integer=True)
@@ -190,7 +190,7 @@ def _disagg(d, spec: str, decode_gpu, decode_tp, workload, policy, slo, json) ->
     from dataclasses import replace
 
     from model.serving.disagg import DisaggPlan, disaggregated
-    from model.serving.layout import Layout
+    from model.placement.layout import Layout
 
     try:
         n_p, n_d = (int(x) for x in spec.split(":"))

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.api import deployment
+from model.serving.deployment import deployment
 from model.errors import RidgeplanError
 from model.planner.request import PlanRequest
 from model.serving.batching import concurrency_limits, decode_only_iteration, kv_capacity, steady_state
 from model.serving.deployment import Deployment
 from model.serving.disagg import DisaggPlan, kv_transfer_s
 from model.serving.estimate import prefill_terms
-from model.serving.layout import Layout
+from model.placement.layout import Layout
 from model.serving.policy import EnginePolicy, engine_policy
 from model.serving.quality import precision_risk
 from model.serving.queueing import tpot_quantile_s, tpot_spread, ttft_quantile_s

@@ -2,7 +2,7 @@
 
 A pure roofline is 1.5-3x optimistic on real engines. Each device architecture class gets one set of
 parameters (documented with sources in docs/efficiency_sources.md); a device file's `[efficiency]` table or a fitted
-calibration file (`hardware_db/calibration/<id>.toml`, see `model.roofline.calibration`) overrides them.
+calibration file (`hardware_db/calibration/<id>.toml`, see `model.calibration.fit`) overrides them.
 
 The forms, all saturating in size so that big kernels approach a ceiling and small ones fall far below it:
 - GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile) * m/(m + gemm_m_half) * n/(n + gemm_n_half)

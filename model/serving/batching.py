@@ -21,7 +21,7 @@ import numpy as np
 
 from model.serving.deployment import Deployment
 from model.serving.policy import EnginePolicy
-from model.serving.techniques import Offload, Speculation, speculative_step_s
+from model.serving.speculation_offload import Offload, Speculation, speculative_step_s
 
 _TINY = 1e-9
 
@@ -280,7 +280,7 @@ def _add_draft(d: Deployment, it: IterationCost, spec: Speculation, decode, ctx,
 
         from model.architecture.catalogue import load_architecture
         from model.errors import RidgeplanError
-        from model.serving.layout import Layout
+        from model.placement.layout import Layout
 
         arch = load_architecture(spec.draft_model, field="draft_model")
         try:  # the draft shares the target's GPUs; split it the same way when its heads allow

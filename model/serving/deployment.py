@@ -6,55 +6,29 @@ device's links, pipeline stages, the engine's per-step overhead, and memory agai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from model.architecture.catalogue import load_architecture
 from model.architecture.config import Architecture
 from model.errors import RidgeplanError
-from model.hardware.db import get_link
+from model.hardware.db import get_node, load_device
 from model.hardware.schema import Device, NodeType
 from model.operators.compiled import CompiledGraph, OpArrays, compile_graph
 from model.operators.memory import MemoryArrays, memory_per_rank
 from model.precision import Precision, number_format
-from model.roofline.collectives import Tier, collective_time
+from model.roofline.collectives import collective_time
 from model.roofline.efficiency import Efficiency, efficiency_for
 from model.roofline.evaluator import CommGroup, ExecContext, OpTimes, context_for, evaluate, resolve_precision
-from model.serving.layout import Layout, stage_counts
+from model.placement.layout import Layout, stage_counts
+from model.placement.topology import LinkTiers, link_tiers
 
 CONVENTIONS = ("causal", "square")
-
-
-@dataclass(frozen=True)
-class LinkTiers:
-    """Scale-up (inside a node) and scale-out (across nodes) tiers of one device type, and the domain size."""
-
-    intra: Tier
-    inter: Tier | None
-    domain: int
-    intra_name: str
-    inter_name: str
-
-
-def link_tiers(device: Device, node: NodeType | None = None) -> LinkTiers:
-    """Achievable per-direction bandwidth (nominal x bus efficiency) and per-hop latency of each tier."""
-    def tier(attachment, fallback_name: str) -> tuple[Tier, str]:
-        link = get_link(attachment.link)
-        return Tier(attachment.bandwidth_bytes_per_s_per_direction * link.bus_efficiency, link.latency_s), link.name
-
-    if node is not None and node.scale_up_topology == "pcie" or device.scale_up is None:
-        if device.host_link is None:
-            intra, intra_name = Tier(1e9, 1e-5), "none (assumed 1 GB/s)"
-        else:
-            intra, intra_name = tier(device.host_link, "pcie")
-            intra_name += " (no scale-up link: peer traffic over PCIe)"
-        domain = node.devices_per_node if node else 8
-    else:
-        intra, intra_name = tier(device.scale_up, "scale-up")
-        domain = node.devices_per_node if node else (device.scale_up.max_domain_devices or 8)
-    inter, inter_name = (tier(device.scale_out, "scale-out") if device.scale_out else (None, "none"))
-    return LinkTiers(intra, inter, domain, intra_name, inter_name)
 
 
 @dataclass(frozen=True)
@@ -243,3 +217,52 @@ class Deployment:
         memory = MemoryArrays(weights_bytes=weights_stage[worst, cols], kv_cache_bytes=cache_stage[worst, cols],
                               activation_bytes=memory_per_rank(ops).activation_bytes)
         return StepResult(self, ops, times, counts, stage_time, p2p, self.eff.step_overhead_s, memory)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the factory: ids or paths in, a validated Deployment out
+
+DEFAULT_MODEL = "llama-3.1-8b"
+DEFAULT_GPU = "h100-sxm"
+
+
+def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MODEL,
+               gpu: str | Path | Mapping[str, Any] | Device = DEFAULT_GPU, *, weights: str | None = None,
+               activations: str | None = None, kv: str | None = None, experts: str | None = None,
+               tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, node: str | None = None,
+               attention_convention: str = "causal", comm_overlap: float = 0.0, moe_imbalance: float = 1.0,
+               memory_utilization: float = 0.9, calibration: str | Path | bool | None = None) -> Deployment:
+    """A Deployment from ids or paths. `weights=None` takes the checkpoint's own dtype (bf16/fp16; the
+    published format for FP8 or MXFP4 checkpoints); `kv=None` keeps the KV cache in 16 bits."""
+    arch = load_architecture(model)
+    device = load_device(gpu)
+    w = weights or checkpoint_weight_format(arch)
+    sixteen = "bf16" if device.supports("bf16") or not device.supports("fp16") else "fp16"
+    if w in ("bf16", "fp16") and not device.supports(w) and weights is None:
+        w = sixteen  # the checkpoint's 16-bit dtype is not native here: engines cast (e.g. bf16 -> fp16 on V100)
+    exp = experts if experts is not None else checkpoint_expert_format(arch, w)
+    prec = Precision(weights=w, activations=activations, kv=kv or sixteen, experts=exp,
+                     embeddings=sixteen)
+    node_type = get_node(node) if node else None
+    eff = efficiency_for(device, calibration)
+    return Deployment(arch, device, prec, Layout(tp=tp, pp=pp, ep=ep, dp=dp), node=node_type, efficiency=eff,
+                      attention_convention=attention_convention, comm_overlap=comm_overlap,
+                      moe_imbalance=moe_imbalance, memory_utilization=memory_utilization)
+
+
+def checkpoint_weight_format(arch: Architecture) -> str:
+    """The dense weight format of the published checkpoint."""
+    q = arch.quantization or {}
+    method = str(q.get("quant_method", "")).lower()
+    if method == "fp8":
+        return "fp8"
+    dtype = str(arch.torch_dtype).lower()
+    return "fp16" if "float16" in dtype and "bfloat" not in dtype else "bf16"
+
+
+def checkpoint_expert_format(arch: Architecture, dense: str) -> str | None:
+    """Expert weights format when the checkpoint stores experts differently (gpt-oss: MXFP4 experts)."""
+    method = str((arch.quantization or {}).get("quant_method", "")).lower()
+    if method == "mxfp4" and arch.is_moe:
+        return "mxfp4"
+    return None

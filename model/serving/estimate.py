@@ -16,7 +16,7 @@ from model.errors import RidgeplanError
 from model.serving.batching import SteadyState, decode_only_iteration, iteration_cost, kv_capacity, steady_state
 from model.serving.deployment import Deployment
 from model.serving.policy import EnginePolicy, engine_policy
-from model.serving.techniques import Offload, Speculation
+from model.serving.speculation_offload import Offload, Speculation
 from model.serving.queueing import (
     APPROXIMATIONS, mg1_wait_s, mixture_quantile, poisson_quantile, tpot_spread, wait_cdf,
 )

@@ -228,7 +228,7 @@ def batch_sweep(d: Deployment, context_tokens: float, batches=None, points: int 
 
 def compare(variants: Sequence[Mapping[str, Any]], make: Callable[..., Deployment], workload: Workload,
             policy: EnginePolicy | str = "vllm", slo: SLO | None = None, batch: int | None = None) -> pd.DataFrame:
-    """One row per variant (keyword arguments of `make`, e.g. `model.api.deployment`, plus a `label`): the
+    """One row per variant (keyword arguments of `make`, e.g. `model.serving.deployment.deployment`, plus a `label`): the
     `headline` numbers, or the one-line error of a variant that cannot be built (an unsupported dtype, a layout
     that does not divide the heads). Columns: label, error, and the headline keys."""
     rows = []

@@ -20,7 +20,7 @@ from model.serving.deployment import Deployment, StepResult
 from model.serving.disagg import DisaggPlan, disaggregated
 from model.serving.estimate import PERCENTILES, SLO, latency_at, operating_points
 from model.serving.policy import EnginePolicy, engine_policy
-from model.serving.techniques import Offload, Speculation
+from model.serving.speculation_offload import Offload, Speculation
 from model.serving.workload import Lengths, Workload
 
 
@@ -182,7 +182,7 @@ def smallest_tp(model, gpu, lengths: Lengths, policy: EnginePolicy | str = "vllm
                 candidates: Sequence[int] = (1, 2, 4, 8), **deployment_kwargs) -> Deployment:
     """The deployment with the fewest tensor-parallel GPUs (from `candidates`, in order) whose KV pool holds
     `min_concurrency` sequences of the mean context; raises when none does."""
-    from model.api import deployment
+    from model.serving.deployment import deployment
 
     policy = engine_policy(policy)
     tried = []

@@ -9,7 +9,8 @@ from model.training.api import TrainingEstimate, estimate_training
 from model.training.config import OPTIMIZERS, OptimizerSpec, TrainingLayout, TrainingSettings, optimizer_spec
 from model.training.formulas import megatron_flops_per_iteration, six_nd_flops, time_to_train_s
 from model.training.planner import TrainingPlan, plan_training
-from model.training.topology import Cluster, Level, Topology, cluster_for, topology_for
+from model.placement.topology import Level, Topology, topology_for
+from model.training.cluster import Cluster, cluster_for
 
 __all__ = [
     "OPTIMIZERS", "Cluster", "Level", "OptimizerSpec", "Topology", "TrainingEstimate", "TrainingLayout",

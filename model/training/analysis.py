@@ -20,12 +20,12 @@ from model.architecture.catalogue import load_architecture
 from model.architecture.config import Architecture
 from model.errors import RidgeplanError
 from model.operators.compiled import compile_graph
-from model.serving.layout import stage_counts
+from model.placement.layout import stage_counts
 from model.training.config import Candidates, TrainingSettings
 from model.training.formulas import stage_imbalance_loss
 from model.training.memory import B_W
 from model.training.step import evaluate_candidates
-from model.training.topology import Cluster
+from model.training.cluster import Cluster
 
 
 def gpt_architecture(name: str, layers: int, hidden: int, heads: int, vocab: int = 51200, seq: int = 2048,

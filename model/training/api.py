@@ -15,11 +15,12 @@ from model.architecture.catalogue import load_architecture
 from model.architecture.config import Architecture
 from model.errors import RidgeplanError, require_positive
 from model.hardware.db import load_device
-from model.serving.layout import Layout
+from model.placement.layout import Layout
 from model.training.config import Candidates, OptimizerSpec, TrainingLayout, TrainingSettings, optimizer_spec
 from model.training.formulas import SECONDS_PER_DAY
 from model.training.step import BREAKDOWN, StepArrays, evaluate_candidates, training_precision
-from model.training.topology import Cluster, Topology, check_span, cluster_for
+from model.placement.topology import Topology, check_span
+from model.training.cluster import Cluster, cluster_for
 
 DEFAULT_BATCH_TOKENS = 2**22  # about 4M tokens per optimizer step, typical of large-model pre-training
 

@@ -24,7 +24,7 @@ import numpy as np
 from model.operators.compiled import OpArrays
 from model.training.config import Candidates, TrainingSettings
 from model.training.formulas import compression_volume_reduction
-from model.training.topology import Topology, group_collective_s, p2p_s
+from model.placement.topology import Topology, group_collective_s, p2p_s
 
 EXCLUDED_COLLECTIVES = ("logits_all_gather",)  # training uses a vocab-parallel cross-entropy: no logits gather
 
@@ -66,7 +66,7 @@ def layer_collective_s(ops: OpArrays, c: Candidates, topology: Topology) -> np.n
 
 def ulysses_s(c: Candidates, topology: Topology, qkv_per_token, out_per_token, bytes_per_element=2.0) -> np.ndarray:
     """One pass of Ulysses' all-to-alls for one layer: Q, K, V of the local tokens before attention (sequence to
-    head sharding) and the output after it (back), as in `model.serving.context_parallel`."""
+    head sharding) and the output after it (back), as in `model.techniques.context_parallel`."""
     tokens = c.tokens_per_micro_batch / c.tp * bytes_per_element
     group = cp_group(c)
     t = (group_collective_s("all_to_all", tokens * np.asarray(qkv_per_token, float), topology, group)
@@ -77,7 +77,7 @@ def ulysses_s(c: Candidates, topology: Topology, qkv_per_token, out_per_token, b
 def ring_exposed_s(c: Candidates, topology: Topology, kv_elements_per_token_per_rank, attention_s,
                    bytes_per_element=2.0, passes=1.0) -> np.ndarray:
     """Exposed seconds of ring attention for one layer: N−1 block hand-offs, each hidden behind one block
-    (as in `model.serving.context_parallel`): (N−1)·max(0, t_hop − t_block).
+    (as in `model.techniques.context_parallel`): (N−1)·max(0, t_hop − t_block).
 
     `attention_s`: this rank's attention time for the pass (all N blocks); `passes`: 1 forward, 2 backward
     (K/V and their gradients travel).

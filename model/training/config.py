@@ -18,7 +18,7 @@ import numpy as np
 
 from model.architecture.config import Architecture
 from model.errors import RidgeplanError, require_positive
-from model.serving.layout import Layout
+from model.placement.layout import Layout
 
 RECOMPUTE = ("none", "selective", "full")
 SCHEDULES = ("1f1b", "gpipe")

@@ -26,14 +26,15 @@ from model.architecture.catalogue import load_architecture
 from model.architecture.config import Architecture
 from model.errors import RidgeplanError, require_positive
 from model.hardware.db import load_device
-from model.serving.layout import Layout
+from model.placement.layout import Layout
 from model.training.api import (
     DEFAULT_BATCH_TOKENS, TrainingEstimate, assumptions_for, estimate_from_arrays, resolve_settings,
 )
 from model.training.config import Candidates, TrainingSettings
 from model.training.formulas import SECONDS_PER_DAY
 from model.training.step import StepArrays, evaluate_candidates
-from model.training.topology import Cluster, check_span, cluster_for
+from model.placement.topology import check_span
+from model.training.cluster import Cluster, cluster_for
 
 OBJECTIVES = ("time", "cost")
 MICRO_BATCHES = (1, 2, 4, 8)

@@ -31,7 +31,7 @@ from model.architecture.config import Architecture
 from model.errors import RidgeplanError
 from model.training.config import Candidates, TrainingSettings
 from model.training.step import evaluate_candidates
-from model.training.topology import Cluster
+from model.training.cluster import Cluster
 
 PER_SEQUENCE_TERMS = ("compute_s", "tp_comm_s", "cp_comm_s", "activation_swap_s")
 

@@ -23,7 +23,7 @@ from model.operators.compiled import QUANTITIES, OpArrays, compile_graph
 from model.precision import Precision
 from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for
 from model.roofline.evaluator import context_for, evaluate
-from model.serving.layout import stage_counts
+from model.placement.layout import stage_counts
 from model.training import comm
 from model.training.config import Candidates, TrainingSettings
 from model.training.formulas import (
@@ -33,7 +33,8 @@ from model.training.memory import (
     B_A, B_W, activation_bytes_per_layer, attention_widths, head_activation_bytes, model_state_bytes,
     optimizer_state_elements,
 )
-from model.training.topology import Cluster, host_tier
+from model.placement.topology import host_tier
+from model.training.cluster import Cluster
 
 _Q = {q: i for i, q in enumerate(QUANTITIES)}
 ATTENTION_KINDS = ("attention", "linear_attention")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.api import deployment
+from model.serving.deployment import deployment
 from model.errors import RidgeplanError, require_positive
 from model.hardware.db import get_link
 from model.operators.memory import memory_per_rank

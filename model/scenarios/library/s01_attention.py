@@ -16,7 +16,7 @@ from model.operators.attention_variants import (
 from model.operators.memory import kv_cache_bytes
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import kv_capacity, steady_state
-from model.serving.kv_compression import hybrid_kv_ratio, sparse_keep_for_saving
+from model.techniques.kv_compression import hybrid_kv_ratio, sparse_keep_for_saving
 from model.serving.policy import ENGINES
 
 VLLM = ENGINES["vllm"]

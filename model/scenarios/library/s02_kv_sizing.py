@@ -7,8 +7,8 @@ from model.architecture.catalogue import load_architecture
 from model.hardware.db import load_device
 from model.operators.memory import kv_bytes_per_token
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario
-from model.serving.allocation import KERNEL_EFFICIENCY, allocation_capacity, attention_layout_step_s, tokens_per_page
-from model.serving.moe import all_to_all_bytes, ep_bound_decode
+from model.techniques.kv_allocation import KERNEL_EFFICIENCY, allocation_capacity, attention_layout_step_s, tokens_per_page
+from model.techniques.expert_parallel import all_to_all_bytes, ep_bound_decode
 from model.serving.policy import ENGINES
 
 VLLM = ENGINES["vllm"]
@@ -27,7 +27,7 @@ def _c23(r):
                         "Llama-3-8B on one A100-80GB, 2,500-token sequences; static reserves max_model_len 32K; "
                         f"a 2 MB page holds {r['tokens_per_2mb_page']} tokens of one layer's K or V, 64 KB "
                         f"{r['tokens_per_64kb_page']}; decode at batch 16 x 16K context with the attention kernel "
-                        "efficiency of each layout (model.serving.allocation.KERNEL_EFFICIENCY, measured data)")
+                        "efficiency of each layout (model.techniques.kv_allocation.KERNEL_EFFICIENCY, measured data)")
 
 
 @scenario("vattention-allocators", ["vAttention (001)"], 2,

@@ -8,7 +8,7 @@ from model.api import deployment
 from model.precision import NumberFormat, number_format
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import kv_capacity, steady_state
-from model.serving.kv_compression import (
+from model.techniques.kv_compression import (
     capacity_gain, kv_ratio, kv_saving, kv_share_of_memory, mixed_bits, total_saving, with_kv_bits,
 )
 from model.serving.policy import ENGINES

@@ -12,8 +12,8 @@ from model.operators.params import parameter_counts
 from model.precision import number_format
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import steady_state
-from model.serving.fit import fewest_devices, min_devices_for_bytes, widest_fitting_format
-from model.serving.kv_compression import mixed_bits
+from model.techniques.device_fit import fewest_devices, min_devices_for_bytes, widest_fitting_format
+from model.techniques.kv_compression import mixed_bits
 from model.serving.overrides import override_symbols
 from model.serving.policy import ENGINES
 from model.serving.static import static_batch

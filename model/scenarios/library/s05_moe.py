@@ -18,13 +18,13 @@ from model.precision import NumberFormat
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import decode_only_iteration
 from model.serving.deployment import link_tiers
-from model.serving.moe import (
+from model.techniques.expert_parallel import (
     affinity_placement, all_to_all_bytes, all_to_all_s, null_expert_speedup, offloaded_step_s, placement_cost,
     remote_fraction_for_saving, routing_saving, slot_fraction_for_speedup,
 )
 from model.serving.overrides import override_symbols
 from model.serving.policy import ENGINES
-from model.serving.techniques import Offload
+from model.serving.speculation_offload import Offload
 
 VLLM = ENGINES["vllm"]
 GB = 1e9
@@ -118,7 +118,7 @@ def _c10(r):
                         "falling with p_local; gain rising with experts, EP degree and on slower links",
                         "H100 (NVLink 4 inside a node of 8, one NDR NIC per GPU across), 64 tokens per GPU, top-2, "
                         "d = 4,096, BF16 both ways; ExFlow = one exchange per layer at the local share of an exact "
-                        "affinity placement (model.serving.moe.affinity_placement) of a seeded synthetic routing "
+                        "affinity placement (model.techniques.expert_parallel.affinity_placement) of a seeded synthetic routing "
                         "matrix")
 
 

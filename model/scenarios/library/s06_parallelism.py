@@ -3,7 +3,7 @@
 Megatron-LM, GPipe, Vocabulary Parallelism, ZeRO++ on Frontier, Holmes, 1-bit Adam / CO2 / Streaming DiLoCo,
 Deep Gradient Compression, sequence parallelism (RSA, Ulysses, LASP-2, TokenRing, per-sequence SP) and
 packet spraying, all through the training model (`model.training`) and the collective model
-(`model.roofline.collectives`, `model.training.topology`).
+(`model.roofline.collectives`, `model.placement.topology`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from model.api import deployment
 from model.architecture import load_architecture
 from model.hardware import load_device
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
-from model.serving.context_parallel import (
+from model.techniques.context_parallel import (
     context_parallel_prefill,
     ring_hidden_threshold_tokens,
     sequence_parallel_volume,
@@ -26,7 +26,8 @@ from model.training.analysis import gpt_architecture, max_fitting, stage_flop_im
 from model.training.comm import gradient_reduction
 from model.training.config import TrainingSettings
 from model.training.sequence import linear_state_bytes_per_rank, per_sequence_sp, ring_bytes_per_rank
-from model.training.topology import cluster_for, group_collective_s
+from model.placement.topology import group_collective_s
+from model.training.cluster import cluster_for
 
 # Megatron-LM 2021 software as the paper ran it (Narayanan et al. 2021, arXiv:2104.04473): fp16 with fp32 main
 # gradients reduced in fp32, dropout, the fused-softmax (materialised) attention, no sequence parallelism, full
@@ -487,6 +488,6 @@ NOT_EXPRESSIBLE = {
                         "serving offload model only has host/SSD/CSD tiers behind the GPU's host link, so 'borrow a "
                         "neighbour's HBM or add TP' has no first arm (non-blocking PP and padding removal are not "
                         "modelled either)",
-                        "an offload tier that is another GPU reached over the scale-up link (model/serving/techniques.py "
+                        "an offload tier that is another GPU reached over the scale-up link (model/serving/speculation_offload.py "
                         "Offload with a GPU tier), and non-blocking pipeline scheduling"),
 }

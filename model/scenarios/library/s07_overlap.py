@@ -8,7 +8,7 @@ from dataclasses import replace
 from model.api import deployment
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import steady_state
-from model.serving.ceiling import throughput_ceiling
+from model.techniques.throughput_ceiling import throughput_ceiling
 from model.serving.policy import ENGINES
 from model.serving.static import static_batch
 from model.training import estimate_training

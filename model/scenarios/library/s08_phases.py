@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from model.api import deployment
 from model.scenarios.base import CheckOutcome, check, scenario
-from model.serving.phases import host_bound, idealized_runtime, predictor_ttft, transition_batch
+from model.techniques.phases import host_bound, idealized_runtime, predictor_ttft, transition_batch
 
 # Host CPU cost of one kernel launch in eager PyTorch (framework dispatch + cudaLaunchKernel). Assumptions, not
 # measurements: about 10 us per launch on the x86 hosts of PCIe A100/H100 servers; the Grace CPU is taken as

@@ -9,10 +9,10 @@ from model.architecture.catalogue import load_architecture
 from model.operators.memory import kv_bytes_per_token
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.serving.batching import decode_only_iteration
-from model.serving.chunking import packed_vs_padded_prefill, padding_factor, piggyback_cost, tbt_goodput
+from model.techniques.chunked_prefill import packed_vs_padded_prefill, padding_factor, piggyback_cost, tbt_goodput
 from model.serving.estimate import SLO, estimate, operating_points
 from model.serving.policy import ENGINES
-from model.serving.rag import prefix_sharing_savings
+from model.techniques.rag import prefix_sharing_savings
 from model.serving.workload import Lengths, Workload
 
 VLLM = ENGINES["vllm"]
@@ -136,7 +136,7 @@ def prepacking():
     pk = packed_vs_padded_prefill(d, lengths)
     arch = load_architecture("llama-2-7b")
     emb = 2 * arch.vocab_size * arch.hidden_size  # untied embedding table and head
-    from model.serving.phases import model_weight_bytes
+    from model.techniques.phases import model_weight_bytes
 
     params = model_weight_bytes(d) / 2 - emb
     save = prefix_sharing_savings(d, 4, 1000)

@@ -6,10 +6,10 @@ from model.api import deployment
 from model.scenarios.base import CheckOutcome, check, pick, scenario
 from model.serving.batching import decode_only_iteration, kv_capacity
 from model.serving.estimate import prefill_terms
-from model.serving.longctx import host_link_bytes_per_s
+from model.techniques.long_context import host_link_bytes_per_s
 from model.serving.policy import ENGINES
-from model.serving.pooling import instances_needed
-from model.serving.preemption import (
+from model.serving.queueing import instances_needed
+from model.techniques.preemption import (
     effective_bandwidth, kv_block_bytes, migration_s, pipelined_migration_downtime_s, preemption_tail, swap_s,
 )
 

@@ -10,7 +10,7 @@ from model.scenarios.base import CheckOutcome, check, close, pick, scenario, wit
 from model.serving.batching import decode_only_iteration, steady_state
 from model.serving.policy import ENGINES
 from model.serving.static import static_batch
-from model.serving.techniques import Offload, Speculation, expected_tokens_per_step, speculative_speedup
+from model.serving.speculation_offload import Offload, Speculation, expected_tokens_per_step, speculative_speedup
 
 VLLM = ENGINES["vllm"]
 

@@ -9,8 +9,8 @@ from model.api import deployment
 from model.scenarios.base import CheckOutcome, check, scenario, within
 from model.serving.batching import decode_only_iteration, kv_capacity
 from model.serving.policy import ENGINES
-from model.serving.streaming import break_even_tokens, resident_plan
-from model.serving.techniques import Offload
+from model.techniques.weight_streaming import break_even_tokens, resident_plan
+from model.serving.speculation_offload import Offload
 
 VLLM = ENGINES["vllm"]
 N_CSD = 4  # computational storage drives in the InstInfer configuration (assumption: not in the abstract)

@@ -8,8 +8,8 @@ from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.operators.memory import kv_bytes_per_token, kv_cache_bytes
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
-from model.serving.longctx import long_context_metrics, low_rank_offload, merge_traffic_ratio, pooled_context
-from model.serving.phases import at_peak
+from model.techniques.long_context import long_context_metrics, low_rank_offload, merge_traffic_ratio, pooled_context
+from model.techniques.phases import at_peak
 from model.serving.policy import ENGINES, EnginePolicy
 
 VLLM = ENGINES["vllm"]

@@ -8,11 +8,11 @@ from model.api import deployment
 from model.hardware.db import get_link, list_devices, load_device
 from model.roofline.collectives import Tier
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
-from model.serving.devices import (
+from model.techniques.near_memory import (
     allreduce_s, balance_for_gain, bandwidth_bound_tokens_per_s, decode_intensity, max_window, npu_pim_step,
     overlap_gain, pim_gemv_s, pp_token_s, star_terms, step_bytes, tp_token_s, window_memory_bytes,
 )
-from model.serving.streaming import layer_bytes
+from model.techniques.weight_streaming import layer_bytes
 
 
 def _gpt(layers: int, hidden: int, heads: int, positions: int, vocab: int = 50257) -> dict:

@@ -1,4 +1,4 @@
-"""Section 17: power and energy (POLCA), with the power model of `model.serving.power`."""
+"""Section 17: power and energy (POLCA), with the power model of `model.techniques.power`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from model.api import deployment
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario
-from model.serving.power import (
+from model.techniques.power import (
     oversubscription_gain,
     phase_power,
     planned_fraction_for_gain,

@@ -1,8 +1,8 @@
 """Section 19: diffusion and visual-generation cost (DiTs and U-Nets: tokens, steps x guidance, attention
 variants, W4A4/W8A8, patch parallelism), plus the catalogue's multi-system ratio identities (SEED-A34).
 
-DiT configs and their sources live in `model.serving.diffusion` (FLUX.1, PixArt, CogVideoX, LTX-Video), U-Net and
-VAE configs in `model.serving.unet` (SD v1/v2, SDXL, the SD VAE decoder)."""
+DiT configs and their sources live in `model.techniques.diffusion` (FLUX.1, PixArt, CogVideoX, LTX-Video), U-Net and
+VAE configs in `model.techniques.unet` (SD v1/v2, SDXL, the SD VAE decoder)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import numpy as np
 from model.hardware.db import load_device
 from model.precision import Precision, number_format
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
-from model.serving.diffusion import (
+from model.techniques.diffusion import (
     COGVIDEOX_2B, FLUX1, LTX_VIDEO, OPEN_SORA_PROXY, PIXART_ALPHA, PIXART_SIGMA, PatchParallel, attention_window,
     dit_deployment, dit_step, latent_channels, latent_tokens, low_rank_branch, patch_parallel_step, sampling_seconds,
     schedule_seconds, share_for_reduction, share_for_speedup,
 )
-from model.serving.encoder import bidirectional_transformer
-from model.serving.unet import SD_V1, SD_V2, SD_VAE_DECODER, SDXL, unet_step_cost, vae_decode_cost
+from model.techniques.encoder import bidirectional_transformer
+from model.techniques.unet import SD_V1, SD_V2, SD_VAE_DECODER, SDXL, unet_step_cost, vae_decode_cost
 
 T5_XXL = dict(hidden=4096, layers=24, heads=64, mlp_width=10240, out_dim=4096, gated=True)  # google/t5-v1_1-xxl encoder
 
@@ -184,7 +184,7 @@ def _b33(r):
           "(self-negative, NFE 1; one-time-negative, NFE 1 + 1/k). MixDQ: SDXL-turbo U-Net (2.57B), one step at "
           "512x512, batch 1, FP16 against W8A8, on the RTX 4080 of the claim (also RTX 3090 and A100, which the "
           "MixDQ kernels README measured at 1.27x and 1.07x). U-Net costs counted layer by layer from the diffusers "
-          "configs (model.serving.unet).",
+          "configs (model.techniques.unet).",
           [_b33])
 def stream_and_mixdq():
     out = {}

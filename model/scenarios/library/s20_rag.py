@@ -8,9 +8,9 @@ from model.hardware.db import load_device
 from model.operators.memory import kv_bytes_per_token
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario
 from model.serving.batching import steady_state
-from model.serving.longctx import host_link_bytes_per_s
+from model.techniques.long_context import host_link_bytes_per_s
 from model.serving.policy import ENGINES
-from model.serving.rag import (
+from model.techniques.rag import (
     fraction_in_other_terms, kv_threshold_bytes_per_s, prefill_s, prefill_time_share, prefix_removed_share, reuse_ttft,
     ship_kv_or_text, throughput_gain_bound, vector_search,
 )

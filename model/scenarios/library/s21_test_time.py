@@ -6,8 +6,8 @@ from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.architecture.variants import from_layers, layers
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario
-from model.serving.phases import model_weight_bytes
-from model.serving.testtime import (
+from model.techniques.phases import model_weight_bytes
+from model.techniques.test_time_compute import (
     effective_flops, flops_matched_samples, kv_weight_crossover_tokens, parallel_streams, parscale_equivalent_params,
 )
 

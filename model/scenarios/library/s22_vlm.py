@@ -1,6 +1,6 @@
 """Section 22: VLM token accounting (inference-optimal VLMs, HiRED, ZipVL, Elastic Cache).
 
-Visual tokens, the ViT encoder, TTFT and prefill memory come from `model.serving.vlm`; the LLMs are catalogue
+Visual tokens, the ViT encoder, TTFT and prefill memory come from `model.techniques.vision_language`; the LLMs are catalogue
 architectures (LLaVA-1.5/NeXT use Vicuna-7B/13B, i.e. the Llama-2 shapes; LongVA uses Qwen2-7B, whose shapes
 Qwen2.5-7B shares)."""
 
@@ -15,7 +15,7 @@ from model.operators.memory import kv_bytes_per_token
 from model.scenarios.base import CheckOutcome, check, pick, scenario, within
 from model.serving.batching import kv_capacity
 from model.serving.policy import ENGINES
-from model.serving.vlm import (
+from model.techniques.vision_language import (
     CLIP_VIT_L_336, anyres_partitions, encoder_deployment, iso_flop_visual_tokens, largest_llm_within,
     prefill_flops, prefill_peak_memory, vlm_ttft,
 )

@@ -10,9 +10,9 @@ from model.architecture.variants import skip_layers
 from model.operators.memory import kv_bytes_per_token
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import kv_capacity, steady_state
-from model.serving.fit import fewest_devices, min_devices_for_bytes
+from model.techniques.device_fit import fewest_devices, min_devices_for_bytes
 from model.serving.policy import ENGINES
-from model.serving.sparsity import memory_bound_speedup_limit, sparse_weight_bytes, sparse_weights
+from model.techniques.weight_sparsity import memory_bound_speedup_limit, sparse_weight_bytes, sparse_weights
 
 VLLM = ENGINES["vllm"]
 GB = 1e9

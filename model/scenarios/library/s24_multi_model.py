@@ -7,13 +7,13 @@ from model.api import deployment
 from model.architecture.catalogue import load_architecture
 from model.hardware.db import load_device
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario
-from model.serving.adapters import (
+from model.techniques.multi_model import (
     adapters_on_gpu, blended_active_params, coserving, fetch_s, hosting_footprint, lora_adapter_bytes,
     lora_flops_per_token, switch_s,
 )
 from model.serving.batching import kv_capacity
-from model.serving.longctx import host_link_bytes_per_s
-from model.serving.phases import model_weight_bytes
+from model.techniques.long_context import host_link_bytes_per_s
+from model.techniques.phases import model_weight_bytes
 from model.serving.policy import ENGINES
 
 VLLM = ENGINES["vllm"]

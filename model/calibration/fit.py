@@ -134,7 +134,7 @@ def predictor(table: pd.DataFrame, device: Device):
     steps = table[~kernel_rows]
     step_ops = []
     if len(steps):
-        from model.api import deployment
+        from model.serving.deployment import deployment
 
         for _, r in steps.iterrows():
             d = deployment(r["model"], device, tp=int(r.get("tp", 1) or 1))

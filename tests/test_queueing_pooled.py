@@ -7,7 +7,7 @@ import math
 import pytest
 
 from model.errors import RidgeplanError
-from model.serving.pooling import (
+from model.serving.queueing import (
     erlang_c, instances_needed, latency_grid, mgc_mean_wait_s, mgc_wait_quantile_s, tail_latency_s,
 )
 from model.serving.queueing import mg1_wait_s, wait_quantile_s

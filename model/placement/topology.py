@@ -22,7 +22,37 @@ from model.errors import RidgeplanError
 from model.hardware.db import get_link, get_node, load_device
 from model.hardware.schema import Device, NodeType
 from model.roofline.collectives import Tier, collective_time
-from model.serving.deployment import link_tiers
+
+
+@dataclass(frozen=True)
+class LinkTiers:
+    """Scale-up (inside a node) and scale-out (across nodes) tiers of one device type, and the domain size."""
+
+    intra: Tier
+    inter: Tier | None
+    domain: int
+    intra_name: str
+    inter_name: str
+
+
+def link_tiers(device: Device, node: NodeType | None = None) -> LinkTiers:
+    """Achievable per-direction bandwidth (nominal x bus efficiency) and per-hop latency of each tier."""
+    def tier(attachment, fallback_name: str) -> tuple[Tier, str]:
+        link = get_link(attachment.link)
+        return Tier(attachment.bandwidth_bytes_per_s_per_direction * link.bus_efficiency, link.latency_s), link.name
+
+    if node is not None and node.scale_up_topology == "pcie" or device.scale_up is None:
+        if device.host_link is None:
+            intra, intra_name = Tier(1e9, 1e-5), "none (assumed 1 GB/s)"
+        else:
+            intra, intra_name = tier(device.host_link, "pcie")
+            intra_name += " (no scale-up link: peer traffic over PCIe)"
+        domain = node.devices_per_node if node else 8
+    else:
+        intra, intra_name = tier(device.scale_up, "scale-up")
+        domain = node.devices_per_node if node else (device.scale_up.max_domain_devices or 8)
+    inter, inter_name = (tier(device.scale_out, "scale-out") if device.scale_out else (None, "none"))
+    return LinkTiers(intra, inter, domain, intra_name, inter_name)
 
 
 @dataclass(frozen=True)
@@ -165,45 +195,3 @@ def check_span(topology: Topology, gpus) -> None:
     if np.any(np.asarray(gpus) > topology.levels[-1].size):
         raise RidgeplanError("gpus", f"{int(np.max(gpus))} GPUs span nodes but the device has no scale-out link "
                              f"(domain of {int(topology.levels[-1].size)})", hint="pass --node or a device with a NIC")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# a cluster: GPUs, their network and the host resources offload uses
-
-DEFAULT_HOST = "host-epyc-7742"
-DEFAULT_NVME = "nvme-gen4-ssd"
-
-
-@dataclass(frozen=True)
-class Cluster:
-    device: Device
-    topology: Topology
-    node: NodeType | None = None
-    host_memory_bytes_per_s: float = 0.0  # CPU memory bandwidth of one node (CPU Adam is bound by it)
-    nvme_bytes_per_s: float = 0.0  # sequential bandwidth of one NVMe drive
-    assumptions: tuple[str, ...] = ()
-
-    @property
-    def gpus_per_node(self) -> float:
-        return float(self.node.devices_per_node) if self.node else min(self.topology.node_size, 8.0)
-
-    @property
-    def price_usd_per_gpu_hour(self) -> float | None:
-        return self.device.price.usd_per_hour if self.device.price else None
-
-
-def cluster_for(device: Device | str, node: NodeType | str | None = None, *, scale_out_link: str | None = None,
-                gpus_per_nic: float | None = None, topology: Topology | None = None) -> Cluster:
-    """A Cluster from hardware_db ids: the topology plus the node's host CPU and one NVMe drive type."""
-    dev = load_device(device)
-    nd = get_node(node) if isinstance(node, str) else node
-    if nd is not None and nd.device != dev.id:
-        raise RidgeplanError("node", f"{nd.id} holds {nd.device} GPUs, not {dev.id}", [nd.device])
-    topo = topology or topology_for(dev, nd, scale_out_link=scale_out_link, gpus_per_nic=gpus_per_nic)
-    notes = [f"network tiers: {topo.describe()}"]
-    host_id = (nd.host_device if nd and nd.host_device else DEFAULT_HOST)
-    host = load_device(host_id)
-    if not (nd and nd.host_device):
-        notes.append(f"host CPU memory assumed to be one {host.name} ({host.memory.bandwidth_bytes_per_s / 1e9:.0f} GB/s)")
-    nvme = load_device(DEFAULT_NVME)
-    return Cluster(dev, topo, nd, host.memory.bandwidth_bytes_per_s, nvme.memory.bandwidth_bytes_per_s, tuple(notes))

@@ -155,7 +155,7 @@ def estimate_seconds(plan: Plan, device: Device) -> dict[str, float]:
     timed runs capped by the case budget; plus GRAPH_CAPTURE_S per step case and STARTUP_S once. Kernel times
     are the predictions of `predict_kernels` (steps: the operator graph) with the device's default efficiency.
     """
-    from model.api import deployment
+    from model.serving.deployment import deployment
     from model.roofline.efficiency import efficiency_for
     from model.roofline.kernels import predict_kernels
 
@@ -328,7 +328,7 @@ def _attention_backends(torch, platform: str):
 def collect(out: str | Path, *, platform: str = "cuda", quick: bool = False, progress: bool = True,
             plan: Plan | None = None) -> dict:
     """Time every case of the plan and write `out` (CSV with `#` provenance lines) and `out`.json beside it."""
-    from model.roofline.collect_step import build_step
+    from model.calibration.collect_step import build_step
 
     torch = import_torch()
     check_platform(torch, platform)
@@ -453,7 +453,7 @@ def read_provenance(path: str | Path) -> dict[str, str]:
 def provenance(torch, platform: str) -> dict:
     meta = {"platform": platform, "collected_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "torch": torch.__version__, "python": host.python_version(), "host": host.platform(),
-            "ridgeplan_collector": "model.roofline.collect"}
+            "ridgeplan_collector": "model.calibration.collect"}
     if platform == "cuda":
         i = torch.cuda.current_device()
         props = torch.cuda.get_device_properties(i)

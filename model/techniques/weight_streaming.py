@@ -15,7 +15,7 @@ import numpy as np
 
 from model.errors import RidgeplanError, require_positive
 from model.serving.deployment import Deployment
-from model.serving.techniques import Offload
+from model.serving.speculation_offload import Offload
 
 
 def layer_bytes(d: Deployment) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 from model.errors import RidgeplanError, require_positive
 from model.operators.memory import kv_bytes_per_token
 from model.serving.deployment import Deployment
-from model.serving.phases import model_weight_bytes
+from model.techniques.phases import model_weight_bytes
 
 
 def flops_matched_samples(params_small: float, params_large: float, tokens: float | None = None, *,

@@ -2,7 +2,7 @@
 
 - Visual tokens of a request: partitions x tokens per partition x keep ratio (x frames for video); an AnyRes
   image (LLaVA-NeXT) is a base view plus a grid of crops, each encoded separately.
-- TTFT = vision encoder (a non-causal ViT over every partition, `model.serving.encoder`) + LLM prefill over the
+- TTFT = vision encoder (a non-causal ViT over every partition, `model.techniques.encoder`) + LLM prefill over the
   visual and text tokens; the KV cache grows with every kept token.
 - Peak prefill memory in an eager (non-fused) runtime: weights + KV + the largest transient: one layer's
   attention scores h S^2 (16-bit scores plus their fp32 softmax) or the MLP intermediates, + fp32 logits of every
@@ -19,7 +19,7 @@ from functools import lru_cache
 from model.architecture.config import Architecture
 from model.errors import RidgeplanError
 from model.serving.deployment import Deployment
-from model.serving.encoder import bidirectional_transformer
+from model.techniques.encoder import bidirectional_transformer
 
 
 def visual_tokens(partitions: int, tokens_per_partition: int, keep: float = 1.0, frames: int = 1) -> int:
@@ -80,7 +80,7 @@ CLIP_VIT_L_336 = VisionEncoder(
 
 def encoder_deployment(enc: VisionEncoder, gpu="h100-sxm", *, weights: str | None = None,
                        activations: str | None = None) -> Deployment:
-    from model.api import deployment
+    from model.serving.deployment import deployment
 
     return deployment(enc.architecture(), gpu, weights=weights, activations=activations, attention_convention="square")
 

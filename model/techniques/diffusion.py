@@ -4,7 +4,7 @@ parallelism, and the Amdahl bookkeeping of partial speed-ups.
 
 - Tokens: N = ceil(H/(f_s p)) ceil(W/(f_s p)) ceil(F'/p_t), with F' = ceil(F/f_t) latent frames (a causal video
   VAE keeps the first frame: F' = 1 + ceil((F - 1)/f_t)); MMDiTs add their text tokens to the sequence.
-- A DiT step is one forward of a non-causal transformer over N tokens (`model.serving.encoder`): per step
+- A DiT step is one forward of a non-causal transformer over N tokens (`model.techniques.encoder`): per step
   ~ 2 P N + 4 L N^2 d FLOPs for full attention; evaluated by `Deployment.step(batch, N, 0, n_logit=N)` under
   the "square" convention, so every operator gets its own roofline time (GEMMs compute-bound at thousands of
   tokens, attention on the flash path).
@@ -42,7 +42,7 @@ from model.errors import RidgeplanError
 from model.precision import number_format
 from model.roofline.collectives import collective_time
 from model.serving.deployment import Deployment
-from model.serving.encoder import bidirectional_transformer, keys_per_query
+from model.techniques.encoder import bidirectional_transformer, keys_per_query
 
 GUIDANCE = ("none", "distilled", "cfg", "cfg-sequential", "rcfg-self", "rcfg-onetime")
 
@@ -220,7 +220,7 @@ def dit_deployment(spec: DiTSpec, gpu="h100-sxm", *, window: int | None = None, 
                    activations: str | None = None, tp: int = 1, node: str | None = None,
                    calibration=None) -> Deployment:
     """A Deployment of the DiT's per-token stack (non-causal, "square" attention)."""
-    from model.api import deployment
+    from model.serving.deployment import deployment
 
     return deployment(spec.architecture(window), gpu, weights=weights, activations=activations, tp=tp, node=node,
                       attention_convention="square", calibration=calibration)

@@ -23,7 +23,7 @@ from model.errors import require_positive
 from model.hardware.schema import Device
 from model.roofline.efficiency import Efficiency, efficiency_for
 from model.serving.deployment import Deployment, StepResult
-from model.serving.layout import Layout
+from model.placement.layout import Layout
 
 
 def peak_efficiency(device: Device) -> Efficiency:

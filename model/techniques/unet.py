@@ -38,7 +38,7 @@ from model.hardware.schema import Device
 from model.precision import Precision, number_format
 from model.roofline.efficiency import Efficiency, attention_eta, efficiency_for, gemm_eta, memory_eta
 from model.roofline.evaluator import context_for, resolve_precision
-from model.serving.encoder import keys_per_query
+from model.techniques.encoder import keys_per_query
 
 try:  # soft roofline corner, as the operator evaluator combines compute and memory time
     from model.roofline.efficiency import combine_roofline
