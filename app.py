@@ -9,7 +9,10 @@ import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import streamlit as st
+try:
+    import streamlit as st
+except ImportError:  # the library and CLI work without the app's web server; the calculator needs it
+    raise SystemExit("error: the calculator needs the app extra: pip install -e '.[app]'") from None
 
 PAGE_SCRIPT = Path(__file__).resolve().parent / "model" / "app" / "page.py"
 

@@ -35,10 +35,6 @@ class UnknownNameError(RidgeplanError):
     """An id that is not in a catalogue (GPU, model, link, scenario)."""
 
 
-class DoesNotFitError(RidgeplanError):
-    """Raised only where a caller asked for a latency that requires the configuration to fit."""
-
-
 def require_positive(field: str, value: float, *, integer: bool = False, allow_zero: bool = False) -> None:
     """Reject negative, zero (unless allowed), non-finite or non-integer sizes with a clear message."""
     import math

@@ -17,6 +17,7 @@ from model.serving.breakdown import op_table
 from model.serving.estimate import estimate
 from model.serving.static import StaticEstimate, static_batch
 from model.serving.workload import Lengths, Workload
+from model.serving.workload import mean_decode_context_tokens
 
 H100_BF16_FLOP_PER_S, H100_BYTES_PER_S = 989.4e12, 3.35e12
 CHAT = Workload(Lengths.fixed(1024, 256), concurrency=16)
@@ -81,7 +82,7 @@ def test_operator_points_sit_under_the_roofline():
 # --- scenario report ---------------------------------------------------------------------------------------
 
 def test_shapes_and_steps(llama8b, served):
-    assert report.decode_context_tokens(1024, 256) == 1024 + 255 / 2
+    assert float(mean_decode_context_tokens(1024, 256)) == 1024 + 255 / 2
     shapes = report.phase_shapes(served)
     decode_seqs = round(float(served.state.decode_seqs[0]))
     assert shapes == {"prefill": (1, 1024, 0), "decode": (decode_seqs, 1, round(1024 + 127.5))}

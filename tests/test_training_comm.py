@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_training_formulas import gpt
@@ -56,10 +57,13 @@ def test_hierarchical_all_reduce_equals_the_library_two_tier_form():
 
 def test_all_to_all_over_tiers_is_paced_by_the_slowest():
     """16 ranks over 2 DGX nodes, 1 GB per rank: 7/16 of it goes over NVLink, 8/16 over the NIC, concurrently:
-    8 x (5 us + 62.5 MB/22.5 GB/s) = 22.3 ms (the NVLink share takes 1.9 ms)."""
+    8 x 62.5 MB / 22.5 GB/s + 8 x 5 us / 8 (the 8 ranks of a node start their remote sends together) = 22.2 ms
+    (the NVLink share takes 1.9 ms). The same formula as the serving path's two-tier all-to-all."""
     topo = topology_for("a100-sxm-80gb", "dgx-a100")
     t = float(group_collective_s("all_to_all", 1e9, topo, [(16, 1)]))
-    assert t == pytest.approx(8 * (5e-6 + 1e9 / 16 / 22.5e9), rel=1e-6)
+    assert t == pytest.approx(8 * 1e9 / 16 / 22.5e9 + 8 * 5e-6 / 8, rel=1e-6)
+    nv, ib = topo.levels[0].tier, topo.levels[1].tier
+    assert t == pytest.approx(float(collective_time("all_to_all", 1e9, 16, intra=nv, inter=ib, ranks_per_node=8)))
 
 
 def test_p2p_takes_the_first_tier_holding_both_ranks():

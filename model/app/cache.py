@@ -30,6 +30,7 @@ from model.serving.deployment import Deployment, StepResult
 from model.serving.estimate import SLO
 from model.serving.sweep import concurrency_sweep
 from model.serving.workload import Lengths, Workload
+from model.serving.workload import mean_decode_context_tokens
 
 
 class DeploymentKey(NamedTuple):
@@ -152,14 +153,13 @@ def deployment(key: DeploymentKey) -> Deployment:
 
 
 def workload(w: WorkloadKey) -> Workload:
-    lengths = (Lengths.lognormal(w.input_len, w.output_len) if w.lengths == "lognormal"
-               else Lengths.fixed(w.input_len, w.output_len))
+    lengths = Lengths.from_input(w.input_len, w.output_len, w.lengths)
     return Workload(lengths, concurrency=w.concurrency if w.mode == "concurrency" else None,
                     rate_per_s=w.rate_per_s if w.mode == "rate" else None)
 
 
 def slo(w: WorkloadKey) -> SLO:
-    return SLO(ttft_s=w.ttft_ms / 1e3 if w.ttft_ms else None, tpot_s=w.tpot_ms / 1e3 if w.tpot_ms else None)
+    return SLO.from_ms(w.ttft_ms, w.tpot_ms)
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -208,7 +208,7 @@ def concurrency_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def batch_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
-    ctx = report.decode_context_tokens(w.input_len, w.output_len)
+    ctx = float(mean_decode_context_tokens(w.input_len, w.output_len))
     return report.batch_sweep(deployment(d), ctx)
 
 
@@ -248,9 +248,8 @@ def planner_devices() -> dict[str, float | None]:
 
 def plan_request(k: PlanKey) -> PlanRequest:
     """The library request for the page's inputs (raises RidgeplanError on bad input)."""
-    lengths = (Lengths.lognormal(k.input_len, k.output_len) if k.lengths == "lognormal"
-               else Lengths.fixed(k.input_len, k.output_len))
-    slo = SLO(k.ttft_ms / 1e3 if k.ttft_ms else None, k.tpot_ms / 1e3 if k.tpot_ms else None, k.attainment)
+    lengths = Lengths.from_input(k.input_len, k.output_len, k.lengths)
+    slo = SLO.from_ms(k.ttft_ms, k.tpot_ms, k.attainment)
     return PlanRequest((Traffic(k.model, k.rate_per_s, lengths),), slo,
                        tuple(GpuOption(g, usd, avail) for g, usd, avail, _ in k.gpus), k.precisions, k.roles,
                        k.max_accuracy_risk, k.gpus_per_instance, k.pipeline_depths, engine=k.engine,

@@ -45,6 +45,16 @@ class Attention:
     linear_value_dim: int = 0
     conv_kernel: int = 0
 
+    @property
+    def kv_features_per_head(self) -> int:
+        """K plus V features one KV head stores per token (head_dim + v_head_dim)."""
+        return self.head_dim + self.v_head_dim
+
+    @property
+    def kv_width(self) -> int:
+        """K plus V features per token of one layer over all KV heads (the uncompressed K/V projection width)."""
+        return self.num_kv_heads * self.kv_features_per_head
+
 
 @dataclass(frozen=True)
 class Mlp:

@@ -12,6 +12,7 @@ from model.cli.output import console, gb, kv_table, ms, op_table_rich, print_jso
 from model.errors import RidgeplanError, require_positive
 from model.serving.breakdown import bound_table, op_table
 from model.serving.static import memory_report, static_batch
+from model.serving.workload import mean_decode_context_tokens
 
 MODEL = typer.Option(DEFAULT_MODEL, "--model", help="catalogue id or path to a Hugging Face config.json")
 GPU = typer.Option(DEFAULT_GPU, "--gpu", help="hardware_db device id or path to a device TOML")
@@ -87,20 +88,13 @@ def estimate(
     if batch is not None:
         _static(d, batch, input_len, output_len, json)
         return
-    if trace:
-        dist = Lengths.from_csv(trace)
-    elif lengths == "lognormal":
-        dist = Lengths.lognormal(input_len, output_len)
-    elif lengths == "fixed":
-        dist = Lengths.fixed(input_len, output_len)
-    else:
-        raise RidgeplanError("lengths", f"unknown length distribution {lengths!r}", ["fixed", "lognormal"])
+    dist = Lengths.from_input(input_len, output_len, lengths, trace)
     if rate is None and concurrency is None and not max_throughput and disagg is None:
         concurrency = 16.0
     workload = Workload(dist, concurrency=concurrency, rate_per_s=rate, prefix_hit_rate=prefix_hit_rate)
     policy = engine_policy(engine).with_(max_num_batched_tokens=chunk, max_num_seqs=max_seqs,
                                          chunked_prefill=False if no_chunked_prefill else None)
-    slo = SLO(ttft_s=ttft_ms / 1e3 if ttft_ms else None, tpot_s=tpot_ms / 1e3 if tpot_ms else None, attainment=attainment)
+    slo = SLO.from_ms(ttft_ms, tpot_ms, attainment)
     spec = Speculation(spec_alpha, spec_k, draft_model=spec_draft) if spec_alpha is not None else None
     off = (Offload(offload, offload_tier, offload_fraction, offload_devices, expert_hit_rate,
                    in_place_attention=in_place_attention) if offload else None)
@@ -180,7 +174,7 @@ def _print_serving(est) -> None:
     head.append(("iteration", f"{ms(x['iteration_s'])}: " + ", ".join(f"{k.replace('_', ' ')} {ms(v)}" for k, v in b.items())))
     console.print(kv_table("ridgeplan estimate (continuous batching)", head))
     s = est.state
-    ctx = est.workload.lengths.mean_input + est.workload.lengths.mean_output / 2
+    ctx = float(mean_decode_context_tokens(est.workload.lengths.mean_input, est.workload.lengths.mean_output))
     step_result = d.step(max(float(s.decode_seqs[0]), 1.0), 1, ctx)
     console.print(op_table_rich(op_table(step_result), "decode step at the operating point"))
     _assumptions(est.assumptions)

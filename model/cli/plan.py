@@ -77,16 +77,9 @@ def plan_command(
         raise RidgeplanError("input_len", "give one length per model, or one for all")
     traffic = []
     for k, m in enumerate(model):
-        if trace:
-            dist = Lengths.from_csv(trace)
-        elif lengths == "lognormal":
-            dist = Lengths.lognormal(ins[k], outs[k])
-        elif lengths == "fixed":
-            dist = Lengths.fixed(ins[k], outs[k])
-        else:
-            raise RidgeplanError("lengths", f"unknown length distribution {lengths!r}", ["fixed", "lognormal"])
+        dist = Lengths.from_input(ins[k], outs[k], lengths, trace)
         traffic.append(Traffic(m, rate[k], dist))
-    slo = SLO(ttft_ms / 1e3 if ttft_ms else None, tpot_ms / 1e3 if tpot_ms else None, attainment)
+    slo = SLO.from_ms(ttft_ms, tpot_ms, attainment)
     request = PlanRequest(tuple(traffic), slo, parse_gpus(gpus), parse_precisions(precisions),
                           tuple(r.strip() for r in roles.split(",") if r.strip()), max_risk, engine=engine,
                           budget_usd_per_hour=budget, power_cap_w=power_cap, objective=objective)

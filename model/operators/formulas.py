@@ -70,6 +70,25 @@ class Operator:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# counts shared with kernel tables (plain arithmetic: sympy expressions here, numpy arrays in model.roofline.kernels)
+
+def gemm_flops(m, n, k):
+    """(m x k) @ (k x n): one multiply and one add per (row, column, reduction) triple."""
+    return 2 * m * n * k
+
+
+def attention_flops_per_pair(d_qk, d_v):
+    """FLOPs of one (query, key) pair: QK^T over d_qk and AV over d_v."""
+    return 2 * d_qk + 2 * d_v
+
+
+def keys_seen_full(t, c, causal):
+    """Σ over t new queries on top of c cached positions of the keys each attends to, without a window:
+    causal t*c + t(t+1)/2 (the triangle), square t*(c + t)."""
+    return causal * (t * c + t * (t + 1) / 2) + (1 - causal) * t * (c + t)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # building blocks
 
 def gemm(name: str, m: sp.Expr, n: sp.Expr, k: sp.Expr, *, role: str = "dense", bias: bool = False,
@@ -83,7 +102,7 @@ def gemm(name: str, m: sp.Expr, n: sp.Expr, k: sp.Expr, *, role: str = "dense", 
     full = full_params if full_params is not None else per_rank
     return Operator(
         name=name, kind="gemm", weight_role=role,
-        flops=2 * m * n * k,
+        flops=gemm_flops(m, n, k),
         weight_bytes=weights * bpw + bias_params * b_a,
         act_bytes=(m * k + m * n) * b_a,
         m=m, n=n, k=k, params=per_rank, active_params=full, resident_bytes=weights * bpw + bias_params * b_a,
@@ -128,8 +147,7 @@ def keys_seen(window: int | None) -> sp.Expr:
     Square convention (causal = 0): every query sees min(C + T, W) keys.
     """
     if window is None:
-        tri = T * C + T * (T + 1) / 2
-        square = T * (C + T)
+        return keys_seen_full(T, C, causal)
     else:
         w = sp.Integer(window)
         n1 = sp.Min(sp.Max(w - C, 0), T)
@@ -166,7 +184,7 @@ def softmax_attention_core(name: str, heads: int, kv_heads: int, d_qk: int, d_v:
     kv_elems_per_token = hk * (d_qk + d_v)
     return Operator(
         name=name, kind="attention", weight_role="none", tags=("per_sequence",),
-        flops=B * h * (2 * d_qk + 2 * d_v) * keys_seen(window),
+        flops=B * h * attention_flops_per_pair(d_qk, d_v) * keys_seen(window),
         act_bytes=N * h * (d_qk + d_v) * b_a,  # read Q, write O
         kv_read_bytes=B * keys_read(window) * kv_elems_per_token * b_kv,
         kv_write_bytes=N * kv_elems_per_token * b_kv,
@@ -175,10 +193,6 @@ def softmax_attention_core(name: str, heads: int, kv_heads: int, d_qk: int, d_v:
         params=h if sinks else ZERO, active_params=sp.Integer(heads) if sinks else ZERO,
         description=("fused (flash) attention over the KV cache" + (f", sliding window {window}" if window else "")),
     )
-
-
-def kv_bytes_per_token(heads_kv: sp.Expr, d_k: int, d_v: int) -> sp.Expr:
-    return heads_kv * (d_k + d_v) * b_kv
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -31,10 +31,10 @@ def _softmax_block(a: Attention, d: int, norm_bias: bool) -> list[Operator]:
     h = heads_per_rank(a.num_heads)
     hk = kv_heads_per_rank(a.num_kv_heads)
     q_width = a.num_heads * a.head_dim * (2 if a.output_gate else 1)
-    kv_width = a.num_kv_heads * (a.head_dim + a.v_head_dim)
+    kv_width = a.kv_width
     full_qkv = d * (q_width + kv_width) + ((q_width + kv_width) if a.qkv_bias else 0)
     ops = [
-        gemm("qkv_proj", N, h * a.head_dim * (2 if a.output_gate else 1) + hk * (a.head_dim + a.v_head_dim), d,
+        gemm("qkv_proj", N, h * a.head_dim * (2 if a.output_gate else 1) + hk * a.kv_features_per_head, d,
              bias=a.qkv_bias, full_params=sp.Integer(full_qkv),
              description="fused Q, K, V projection (column-parallel over heads)"),
     ]

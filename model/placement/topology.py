@@ -21,7 +21,7 @@ import numpy as np
 from model.errors import RidgeplanError
 from model.hardware.db import get_link, get_node, load_device
 from model.hardware.schema import Device, NodeType
-from model.roofline.collectives import Tier, collective_time
+from model.roofline.collectives import Tier, collective_time, hierarchical_time
 
 
 @dataclass(frozen=True)
@@ -159,24 +159,7 @@ def group_collective_s(kind: str, message_bytes, topology: Topology, dims) -> np
     and the tiers run concurrently (the slowest one sets the time). p2p: one hop over the first tier that
     holds both ranks.
     """
-    m = np.asarray(message_bytes, dtype=float)
-    ks = fanouts(topology, dims)
-    if kind == "all_to_all":
-        n = np.prod(ks, axis=0)
-        worst = np.zeros(np.broadcast_shapes(m.shape, n.shape))
-        reached = np.ones_like(n)
-        for lv, k in zip(topology.levels, ks):
-            peers = reached * k - reached
-            t = peers * (lv.tier.latency_s + m / n / lv.tier.bandwidth_bytes_per_s)
-            worst = np.maximum(worst, np.where(peers > 0, t, 0.0))
-            reached = reached * k
-        return np.where(n > 1, worst, 0.0)
-    total = 0.0
-    share = m
-    for lv, k in zip(topology.levels, ks):
-        total = total + collective_time(kind, share, k, intra=lv.tier)
-        share = share / k
-    return np.asarray(total)
+    return hierarchical_time(kind, message_bytes, fanouts(topology, dims), [lv.tier for lv in topology.levels])
 
 
 def p2p_s(message_bytes, topology: Topology, stride) -> np.ndarray:

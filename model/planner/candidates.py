@@ -25,8 +25,9 @@ from model.serving.estimate import prefill_terms
 from model.placement.layout import Layout
 from model.serving.policy import EnginePolicy, engine_policy
 from model.serving.quality import precision_risk
-from model.serving.queueing import tpot_quantile_s, tpot_spread, ttft_quantile_s
+from model.serving.queueing import mg1_wait_s, tpot_quantile_s, tpot_spread, ttft_quantile_s
 from model.serving.stacked import StackedDeployment
+from model.serving.workload import charged_context_tokens, mean_decode_context_tokens
 
 GRID_POINTS = 16  # decode-pool concurrency grid per candidate and bucket
 COARSE_POINTS, FINE_POINTS = 8, 5  # aggregated: coarse log grid, then a linear refinement
@@ -157,13 +158,12 @@ def _aggregated_points(deps, n_b, i0, o0, grid, request, policy):
     i, o, n = np.repeat(i0, g), np.repeat(o0, g), grid.ravel()
     st = steady_state(sd, policy, i, o, n)
     t_it = st.iteration.time_s
-    ctx = i + np.maximum(o - 1, 0) / 2
+    ctx = mean_decode_context_tokens(i, o)
     t_dec = decode_only_iteration(sd, policy, st.decode_seqs, ctx).time_s
     latency, service = prefill_terms(sd, policy, st.decode_seqs, ctx, t_it, i)
     lam = st.requests_per_s
     rho = lam * service
-    with np.errstate(divide="ignore", invalid="ignore"):
-        wq = np.where(rho < 1, lam * service**2 / (2 * (1 - rho)), np.inf)
+    wq = mg1_wait_s(lam, service, service**2)  # M/D/1: prefill service is deterministic per bucket
     ttft = ttft_quantile_s(a, latency, 0.5 * t_it, rho, wq)
     o_dec = np.maximum(o - 1, 1)
     arrivals, per = tpot_spread(lam, t_it, t_dec, 1.0, o_dec)
@@ -217,7 +217,7 @@ def _prefill(deps, inputs, outputs, request, policy):
     lo, hi = np.zeros_like(fixed), np.full_like(fixed, 0.999)
     for _ in range(40):
         mid = (lo + hi) / 2
-        wq = mid * service / (2 * (1 - mid))
+        wq = mg1_wait_s(np.divide(mid, service, out=np.zeros_like(mid), where=service > 0), service, service**2)
         ok = ttft_quantile_s(a, fixed, 0.0, mid, wq) <= ttft_max
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
     feasible = (fixed <= ttft_max) & fit
@@ -232,13 +232,13 @@ def _decode(deps, inputs, outputs, request, policy):
     n_c, n_b, g = len(deps), inputs.size, GRID_POINTS
     base = StackedDeployment.repeat(deps, n_b)
     i0, o0 = np.tile(inputs, n_c), np.tile(outputs, n_c)
-    ctx0 = i0 + (o0 if policy.admission == "max_length" else o0 / 2)
+    ctx0 = charged_context_tokens(policy.admission, i0, o0)
     cap = np.minimum(kv_capacity(base, policy, ctx0).max_sequences, policy.max_num_seqs)
     fit = cap >= 1
     grid = _log_grid(cap, g)
     sd = StackedDeployment.repeat(deps, n_b * g)
     o = np.repeat(o0, g)
-    ctx = np.repeat(i0, g) + np.maximum(o - 1, 0) / 2
+    ctx = mean_decode_context_tokens(np.repeat(i0, g), o)
     t = decode_only_iteration(sd, policy, grid.ravel(), ctx).time_s
     rate = grid.ravel() / (np.maximum(o - 1, 1) * t)
     ok = (t <= tpot_max) & np.repeat(fit, g)

@@ -249,10 +249,6 @@ def _recheck(request: PlanRequest, pools: list[Pool]) -> tuple[list[Pool], list[
     return out, notes
 
 
-def request_placement(pool: Pool) -> str:
-    return pool.placement
-
-
 def _check(pool: Pool, n: int, slo: SLO, policy) -> Pool:
     c = pool.candidate
     d = c.deployment
@@ -270,7 +266,7 @@ def _check(pool: Pool, n: int, slo: SLO, policy) -> Pool:
     else:
         from model.serving.disagg import DisaggPlan, decode_pool, prefill_pool
 
-        pools = DisaggPlan(d, n, d, n, placement=request_placement(pool))
+        pools = DisaggPlan(d, n, d, n, placement=pool.placement)
         work = Workload(pool.lengths, rate_per_s=pool.rate_per_s)
         if c.role == "prefill":
             st = prefill_pool(pools, work, policy, pool.rate_per_s, (0.5, slo.attainment, 0.99))

@@ -8,9 +8,10 @@ bandwidth per direction (nominal x bus efficiency):
 - star all-reduce:      2*alpha + (N-1)*M/beta_hub              (hub gathers and broadcasts)
 - all-gather / reduce-scatter / all-to-all: (N-1)*alpha + (N-1)/N * M/beta
 - p2p:                  alpha + M/beta
-Two tiers (ranks spread over nodes): hierarchical all-reduce = intra reduce-scatter + inter all-reduce of
-M/n_local + intra all-gather; all-to-all sends (n_local-1)/N of M inside the node and (N-n_local)/N across,
-the two tiers running concurrently. "auto" takes the fastest algorithm, as NCCL's tuner does.
+Several tiers (ranks spread over nodes): `hierarchical_time` (each tier runs the single-tier collective on the
+share of the message left by the faster tiers; an all-to-all reaches each tier's peers over that tier's link,
+the tiers running concurrently); a flat ring over the slowest tier competes for all-reduce. "auto" takes the
+fastest algorithm, as NCCL's tuner does.
 """
 
 from __future__ import annotations
@@ -97,21 +98,57 @@ def _two_tier(kind, m, n, local, intra: Tier, inter: Tier, algorithm: str):
     nodes = np.maximum(n / np.maximum(local, 1), 1)
     if kind == "p2p":
         return inter.latency_s + m / inter.bandwidth_bytes_per_s
+    hier = hierarchical_time(kind, m, [local, nodes], [intra, inter])
+    if kind == "all_reduce" and algorithm != "hierarchical":
+        flat = _SINGLE_TIER_AR["ring" if algorithm == "auto" else algorithm](m, n, inter)
+        return np.minimum(hier, flat) if algorithm == "auto" else flat
+    return hier
+
+
+def hierarchical_time(kind: str, message_bytes, fanouts, tiers) -> np.ndarray:
+    """A collective over a group spread across nested tiers (the one multi-tier formula; two tiers above, N levels
+    in `model.placement.topology`). `fanouts[i]`: the group's members at level i per member at level i - 1
+    (Π = group size); `tiers[i]`: that level's link.
+
+    all_reduce: a reduce-scatter up through the inner tiers, an all-reduce (the fastest of ring, tree and one-shot)
+    of M / Π_{j<top} k_j over the outermost tier the group spans, and an all-gather back down; all_gather /
+    reduce_scatter: tier i works on M / Π_{j<i} k_j; the tiers run one after another.
+    all_to_all: each rank sends M/n to every peer; the peers first reached at tier i take that tier's link, each
+    message paying its latency (shared by the ranks of the lower domain, which send together), and the tiers run
+    concurrently (the slowest one sets the time).
+    """
+    m = np.asarray(message_bytes, dtype=float)
+    ks = [np.asarray(k, dtype=float) for k in fanouts]
     if kind == "all_to_all":
-        inside = (local - 1) * intra.latency_s + (local - 1) / n * m / intra.bandwidth_bytes_per_s
-        across = (n - local) * inter.latency_s / np.maximum(local, 1) + (n - local) / n * m / inter.bandwidth_bytes_per_s
-        return np.maximum(inside, across)
-    if kind in ("all_gather", "reduce_scatter"):
-        # across nodes each rank's NIC carries 1/local of the remote nodes' share; then gather inside the node
-        across = (nodes - 1) * inter.latency_s + (nodes - 1) / nodes * m / np.maximum(local, 1) / inter.bandwidth_bytes_per_s
-        return across + _gather_like(m, local, intra)
-    # all-reduce
-    hier = (_gather_like(m, local, intra) + _single_tier("all_reduce", m / np.maximum(local, 1), nodes, inter, "auto")
-            + _gather_like(m, local, intra))
-    if algorithm in ("auto", "hierarchical"):
-        flat_ring = _ring_ar(m, n, Tier(inter.bandwidth_bytes_per_s, inter.latency_s))
-        return hier if algorithm == "hierarchical" else np.minimum(hier, flat_ring)
-    return _SINGLE_TIER_AR[algorithm](m, n, inter)
+        n = np.prod(ks, axis=0)
+        worst = np.zeros(np.broadcast_shapes(m.shape, n.shape))
+        reached = np.ones_like(n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for tier, k in zip(tiers, ks):
+                peers = reached * k - reached
+                # the `reached` ranks of a lower domain share the start-up of messages to a new tier's peers
+                # (their sends go out together), so each rank pays peers / reached latencies there
+                t = peers * tier.latency_s / reached + peers * m / n / tier.bandwidth_bytes_per_s
+                worst = np.maximum(worst, np.where(peers > 0, t, 0.0))
+                reached = reached * k
+        return np.where(n > 1, worst, 0.0)
+    if kind not in ("all_reduce", "all_gather", "reduce_scatter"):
+        raise RidgeplanError("collective", f"{kind!r} has no hierarchical form", ["all_reduce", "all_gather",
+                                                                                  "reduce_scatter", "all_to_all"])
+    total, share = 0.0, m
+    spans = [k > 1 for k in ks]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, (tier, k) in enumerate(zip(tiers, ks)):
+            if kind == "all_reduce":
+                # below the outermost tier the group spans: reduce-scatter on the way up and all-gather on the way
+                # back (each rank then all-reduces only its 1/k shard further out); the outermost one all-reduces
+                top = spans[i] & ~np.any(spans[i + 1:], axis=0) if i + 1 < len(ks) else spans[i]
+                step = np.where(top, _single_tier("all_reduce", share, k, tier, "auto"), 2 * _gather_like(share, k, tier))
+            else:
+                step = _single_tier(kind, share, k, tier, "auto")
+            total = total + np.where(spans[i] & (share > 0), step, 0.0)
+            share = share / k
+    return np.asarray(total)
 
 
 def dominant_term(kind: str, message_bytes: float, ranks: float, tier: Tier) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -19,9 +18,8 @@ from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time
-from model.roofline.efficiency import (
-    Efficiency, attention_eta, combine_roofline, efficiency_for, gemm_eta, memory_eta,
-)
+from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.kernel import compute_eta, kernel_time
 
 BOUNDS = ("compute", "memory", "network", "latency")
 ROLES = ("dense", "expert", "embedding", "attention", "vector")
@@ -46,7 +44,7 @@ class ExecContext:
     peak_flop_per_s: Mapping[str, np.ndarray | float]  # role -> FLOP/s
     gemm_max: Mapping[str, np.ndarray | float]  # role -> large-GEMM efficiency for that role's dtype
     weight_only: Mapping[str, np.ndarray | bool]  # role -> weights dequantized inside the GEMM
-    eff: object  # an Efficiency or a namespace of per-scenario arrays with the same attribute names
+    eff: Efficiency  # scalars, or per-scenario arrays in every field (`stack_contexts`)
     comm: Mapping[str, CommGroup] = field(default_factory=dict)
     comm_overlap: np.ndarray | float = 0.0  # fraction of collective time hidden behind compute
     assumptions: tuple[str, ...] = ()
@@ -89,14 +87,6 @@ class OpTimes:
             return np.where(self.ops.bytes > 0, self.ops.flops / self.ops.bytes, np.inf)
 
 
-def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff):
-    """(compute_s, memory_s) of kernels: FLOPs at eta_compute of peak, bytes at the size-dependent eta_m."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        compute = np.where(flops > 0, flops / (peak_flop_per_s * eta_compute), 0.0)
-        memory = np.where(nbytes > 0, nbytes / (bandwidth_bytes_per_s * memory_eta(nbytes, eff)), 0.0)
-    return compute, memory
-
-
 def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     """Roofline time of every operator instance in every scenario."""
     n_ops, n = ops.flops.shape
@@ -111,20 +101,18 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
         for role in ("dense", "expert", "embedding"):
             rows = (kinds == "gemm") & (roles == role)
             if rows.any():
-                e = gemm_eta(ops.m[rows], ops.n[rows], ctx.gemm_max[role], eff)
-                e = np.where(ctx.weight_only.get(role, False), e * (1 - eff.dequant_penalty), e)
-                eta[rows] = e
+                eta[rows] = compute_eta("gemm", ops.m[rows], ops.n[rows], eff, gemm_max=ctx.gemm_max[role],
+                                        weight_only=ctx.weight_only.get(role, False))
                 peak[rows] = ctx.peak_flop_per_s[role]
-        for kind, top in (("attention", eff.attention_max), ("linear_attention", eff.linear_attention_max)):
+        for kind in ("attention", "linear_attention"):
             rows = kinds == kind
             if rows.any():  # m = query rows per KV head: decode tiles are mostly padding
-                eta[rows] = attention_eta(ops.m[rows], top, eff)
+                eta[rows] = compute_eta(kind, ops.m[rows], None, eff)
                 peak[rows] = ctx.peak_flop_per_s["attention"]
         rows = (kinds == "elementwise") | (kinds == "embedding")
         if rows.any():
-            eta[rows] = eff.vector_max
+            eta[rows] = compute_eta("elementwise", None, None, eff)
             peak[rows] = ctx.peak_flop_per_s["vector"]
-    compute, memory = roofline_terms(flops, nbytes, peak, eta, ctx.mem_bandwidth_bytes_per_s, eff)
 
     network = np.zeros((n_ops, n))
     for i, op in enumerate(ops.ops):
@@ -137,13 +125,13 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
                             intra=group.intra, inter=group.inter, ranks_per_node=group.ranks_per_node,
                             algorithm=group.algorithm)
         network[i] = np.where(t > 0, t + eff.collective_base_s, 0.0)
-    active = (flops > 0) | (nbytes > 0) | (network > 0)
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
-    floor = np.where(active, kernels * eff.kernel_floor_s, 0.0)
-    worst = np.maximum(combine_roofline(compute, memory, eff.roofline_p), network)
+    kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
+                     bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
+                     extra_busy_s=network)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
-    return OpTimes(ops=ops, compute_s=compute, memory_s=memory, network_s=network, floor_s=floor,
-                   time_s=worst + floor, comm_overlap=overlap)
+    return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
+                   time_s=kt.time_s, comm_overlap=overlap)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -220,9 +208,9 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
     def pick(values: list) -> np.ndarray:
         return np.asarray(values, dtype=float)[idx]
 
-    eff_fields = [f for f in vars(contexts[0].eff) if f != "source"] if not isinstance(contexts[0].eff, Efficiency) \
-        else [f for f in Efficiency.__dataclass_fields__ if f != "source"]
-    eff = SimpleNamespace(**{f: pick([getattr(c.eff, f) for c in contexts]) for f in eff_fields})
+    eff_fields = [f for f in Efficiency.__dataclass_fields__ if f != "source"]
+    sources = dict.fromkeys(c.eff.source for c in contexts)  # ordered, unique
+    eff = Efficiency(**{f: pick([getattr(c.eff, f) for c in contexts]) for f in eff_fields}, source="; ".join(sources))
     groups = {}
     for name in {g for c in contexts for g in c.comm}:
         gs = [c.comm.get(name, CommGroup()) for c in contexts]

@@ -14,8 +14,9 @@ import pandas as pd
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.precision import number_format
-from model.roofline.efficiency import Efficiency, attention_eta, combine_roofline, gemm_eta
-from model.roofline.evaluator import roofline_terms
+from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
+from model.roofline.efficiency import Efficiency
+from model.roofline.kernel import compute_eta, kernel_time
 
 KERNELS = ("gemm", "attention", "decode_attention", "copy", "elementwise")
 # columns each kernel kind needs in a table
@@ -59,7 +60,7 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
             raise RidgeplanError(missing[0], f"is needed for {kind} rows", COLUMNS[kind])
         if kind == "gemm":
             m, nn, k = (sub[c].to_numpy(float) for c in ("m", "n", "k"))
-            flops[rows] = 2 * m * nn * k
+            flops[rows] = gemm_flops(m, nn, k)
             out_bytes = np.where(elem[rows] < 2, 2.0, elem[rows])  # FP8/INT8 GEMMs write 16-bit outputs
             nbytes[rows] = (m * k + k * nn) * elem[rows] + m * nn * out_bytes
             m_rows[rows], n_cols[rows] = m, nn
@@ -68,13 +69,12 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
             if kind == "attention":
                 s = sub["seq_len"].to_numpy(float)
                 causal = sub["causal"].to_numpy(float) if "causal" in sub else np.ones(len(sub))
-                keys = causal * s * (s + 1) / 2 + (1 - causal) * s * s
-                flops[rows] = 4 * b * h * d * keys
+                flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(s, 0.0, causal)
                 nbytes[rows] = b * s * (2 * h + 2 * hk) * d * elem[rows]
                 m_rows[rows] = s * h / hk
             else:
                 c = sub["context"].to_numpy(float)
-                flops[rows] = 4 * b * h * d * c
+                flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(1.0, c - 1, 1.0)
                 nbytes[rows] = b * c * 2 * hk * d * elem[rows] + 2 * b * h * d * 2
                 m_rows[rows] = h / hk
         else:
@@ -93,15 +93,15 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
         kind, dtype = w.kind[i], w.dtype[i]
         if kind == "gemm":
             peak[i] = device.peak(dtype)
-            eta[i] = gemm_eta(w.shape_m[i], w.shape_n[i], eff.gemm_max(dtype), eff)
+            eta[i] = compute_eta("gemm", w.shape_m[i], w.shape_n[i], eff, gemm_max=eff.gemm_max(dtype))
         elif kind in ("attention", "decode_attention"):
             peak[i] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
-            eta[i] = attention_eta(w.shape_m[i], eff.attention_max, eff)
+            eta[i] = compute_eta("attention", w.shape_m[i], None, eff)
         else:
             peak[i] = device.vector_flop_per_s
-            eta[i] = eff.vector_max
-    compute, memory = roofline_terms(w.flops, w.bytes, peak, eta, device.memory.bandwidth_bytes_per_s, eff)
-    return combine_roofline(compute, memory, eff.roofline_p) + eff.kernel_floor_s
+            eta[i] = compute_eta("elementwise", None, None, eff)
+    return kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
+                       bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff).time_s
 
 
 def achieved(table: pd.DataFrame, seconds: np.ndarray) -> pd.DataFrame:

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.serving.deployment import Deployment
+from model.serving.protocol import CostedDeployment
 from model.serving.policy import EnginePolicy
 from model.serving.speculation_offload import Offload, Speculation, speculative_step_s
+from model.serving.workload import charged_context_tokens, mean_decode_context_tokens
 
 _TINY = 1e-9
 
@@ -43,7 +45,7 @@ class IterationCost:
     transfer_s: np.ndarray | float = 0.0  # offload transfers (or in-place attention on the tier)
 
 
-def iteration_cost(d: Deployment, decode_seqs, decode_context, prefill_tokens, prefill_seqs, prefill_context,
+def iteration_cost(d: CostedDeployment, decode_seqs, decode_context, prefill_tokens, prefill_seqs, prefill_context,
                    *, separate_prefill: bool = False, step_overhead_s: float | None = None,
                    decode_tokens: float = 1.0) -> IterationCost:
     """Cost of an iteration with `decode_seqs` decoding sequences at `decode_context` cached tokens and a
@@ -115,7 +117,7 @@ class KVCapacity:
         return self.max_sequences >= 1
 
 
-def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Offload | None = None) -> KVCapacity:
+def kv_capacity(d: CostedDeployment, policy: EnginePolicy, context_tokens, offload: Offload | None = None) -> KVCapacity:
     """How many sequences of `context_tokens` cached tokens fit in the KV pool (paged, block-rounded).
 
     Offloaded weights or experts free GPU memory for the pool; offloaded KV keeps only (1 - fraction) of each
@@ -186,12 +188,12 @@ class SteadyState:
         return self.iteration.time_s / self.tokens_per_iteration
 
 
-def concurrency_limits(d: Deployment, policy: EnginePolicy, input_len, output_len, offload: Offload | None = None,
+def concurrency_limits(d: CostedDeployment, policy: EnginePolicy, input_len, output_len, offload: Offload | None = None,
                        tokens_per_decode_step: float = 1.0) -> dict[str, np.ndarray]:
     """The caps on sequences in flight: KV memory (at the mean context I + O/2, or the full I + O when the engine
     reserves whole requests), max_num_seqs, and the token budget."""
     i, o = np.broadcast_arrays(_arr(input_len), _arr(output_len))
-    cap = kv_capacity(d, policy, i + o if policy.admission == "max_length" else i + o / 2, offload)
+    cap = kv_capacity(d, policy, charged_context_tokens(policy.admission, i, o), offload)
     out = {"kv": cap.max_sequences.reshape(i.shape), "max_num_seqs": np.full(i.shape, float(policy.max_num_seqs))}
     if policy.chunked_prefill:
         # decodes (q tokens each) plus the prefill that keeps them fed must fit the budget:
@@ -204,7 +206,7 @@ def concurrency_limits(d: Deployment, policy: EnginePolicy, input_len, output_le
     return out
 
 
-def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, concurrency=None,
+def steady_state(d: CostedDeployment, policy: EnginePolicy, input_len, output_len, concurrency=None,
                  prefix_hit_rate: float = 0.0, speculation: Speculation | None = None,
                  offload: Offload | None = None) -> SteadyState:
     """Steady state at `concurrency` sequences in flight (None: as many as the engine allows)."""
@@ -237,7 +239,7 @@ def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, con
     if policy.admission == "current":
         full = kv_capacity(d, policy, i + o, offload).max_sequences.reshape(i.shape)
         preempted = np.clip(1 - full / np.maximum(n, _TINY), 0.0, 1.0)
-        prefill_tokens = prefill_tokens + starts * preempted * (i + o / 2)
+        prefill_tokens = prefill_tokens + starts * preempted * charged_context_tokens("current", i, o)
     if policy.chunked_prefill:
         room = np.maximum(budget - decode * q, 0)
         prefill_tokens = np.minimum(prefill_tokens, room)
@@ -247,7 +249,7 @@ def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, con
     else:
         prefill_ctx = i * prefix_hit_rate
         prefill_seqs = prefill_tokens / np.maximum(computed_prompt, 1)
-    decode_ctx = i + np.maximum(o - 1, 0) / 2
+    decode_ctx = mean_decode_context_tokens(i, o)
     kw = dict(separate_prefill=not policy.chunked_prefill, step_overhead_s=policy.step_overhead_s)
     it = iteration_cost(d, decode, decode_ctx, prefill_tokens, prefill_seqs, prefill_ctx, decode_tokens=q, **kw)
     if speculation is not None:
@@ -260,7 +262,7 @@ def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, con
     return SteadyState(n, decode, prefill_tokens, it, req_per_s, req_per_s * o, limit, chunks, gain, preempted)
 
 
-def decode_only_iteration(d: Deployment, policy: EnginePolicy, decode, ctx, speculation: Speculation | None = None,
+def decode_only_iteration(d: CostedDeployment, policy: EnginePolicy, decode, ctx, speculation: Speculation | None = None,
                           offload: Offload | None = None) -> IterationCost:
     """An iteration with decodes only (speculation and offload applied as in the steady state)."""
     kw = dict(separate_prefill=not policy.chunked_prefill, step_overhead_s=policy.step_overhead_s)
@@ -324,6 +326,6 @@ def _add_offload(d: Deployment, policy: EnginePolicy, it: IterationCost, off: Of
                          it.draft_s, transfer)
 
 
-def _weights_per_gpu(d: Deployment) -> float:
+def _weights_per_gpu(d: CostedDeployment) -> float:
     ops = d.graph.evaluate({**d.symbols(), "B": 1.0, "T": 1.0, "C": 0.0})
     return float((d.counts @ ops.resident_bytes[:, 0]).max())

@@ -25,6 +25,7 @@ from model.serving.estimate import SLO
 from model.serving.policy import EnginePolicy, engine_policy
 from model.serving.queueing import mg1_wait_s, wait_quantile_s
 from model.serving.workload import Workload
+from model.serving.workload import charged_context_tokens, mean_decode_context_tokens
 
 LINK_PLACEMENTS = ("same_node", "across_nodes")
 
@@ -128,12 +129,12 @@ def _prefill_service(plan: DisaggPlan, policy: EnginePolicy, input_len: np.ndarr
 
 def _decode_curve(plan: DisaggPlan, policy: EnginePolicy, i_mean: float, o_mean: float, points: int = 48):
     d = plan.decode
-    cap = kv_capacity(d, policy, i_mean + (o_mean if policy.admission == "max_length" else o_mean / 2))
+    cap = kv_capacity(d, policy, charged_context_tokens(policy.admission, i_mean, o_mean))
     n_max = float(min(cap.max_sequences[0], policy.max_num_seqs))
     if n_max < 1:
         raise RidgeplanError("decode", f"no sequence fits on the decode instance ({d.device.name}, {d.layout.label()})")
     grid = np.unique(np.round(np.geomspace(1, n_max, points)))
-    ctx = i_mean + max(o_mean - 1, 0) / 2
+    ctx = float(mean_decode_context_tokens(i_mean, o_mean))
     t = iteration_cost(d, grid, ctx, 0.0, 0.0, 0.0, step_overhead_s=policy.step_overhead_s).time_s
     rate = grid / (max(o_mean - 1, 1) * t)
     return grid, t, rate

@@ -21,6 +21,7 @@ from model.serving.queueing import (
     APPROXIMATIONS, mg1_wait_s, mixture_quantile, poisson_quantile, tpot_spread, wait_cdf,
 )
 from model.serving.workload import Lengths, Workload
+from model.serving.workload import mean_decode_context_tokens
 
 PERCENTILES = (0.5, 0.9, 0.99)
 
@@ -38,6 +39,11 @@ class SLO:
                 raise RidgeplanError(name, f"must be > 0, got {v}")
         if not 0 < self.attainment < 1:
             raise RidgeplanError("attainment", f"must be in (0, 1), got {self.attainment}")
+
+    @classmethod
+    def from_ms(cls, ttft_ms: float | None = None, tpot_ms: float | None = None, attainment: float = 0.9) -> SLO:
+        """An SLO from targets in milliseconds as users type them (0 or None: no target)."""
+        return cls(ttft_ms / 1e3 if ttft_ms else None, tpot_ms / 1e3 if tpot_ms else None, attainment)
 
     @property
     def empty(self) -> bool:
@@ -100,7 +106,7 @@ def operating_points(d: Deployment, policy: EnginePolicy, lengths: Lengths, conc
             else np.atleast_1d(np.asarray(concurrency, dtype=float)))
     state = steady_state(d, policy, i_mean, o_mean, grid, prefix_hit_rate, **tech)
     kw = dict(separate_prefill=not policy.chunked_prefill, step_overhead_s=policy.step_overhead_s)
-    ctx = i_mean + max(o_mean - 1, 0) / 2
+    ctx = float(mean_decode_context_tokens(i_mean, o_mean))
     dec = decode_only_iteration(d, policy, state.decode_seqs, ctx, **tech).time_s
     computed = lengths.input_len * (1 - prefix_hit_rate)  # (bins,)
     g, b = state.decode_seqs.size, computed.size

@@ -24,6 +24,7 @@ from model.serving.policy import EnginePolicy, engine_policy
 from model.serving.static import StaticEstimate, static_batch
 from model.serving.sweep import cost_per_million_tokens_usd
 from model.serving.workload import Workload
+from model.serving.workload import mean_decode_context_tokens
 
 Estimate = ServingEstimate | StaticEstimate
 PHASES = ("prefill", "decode")
@@ -39,10 +40,6 @@ def run_scenario(d: Deployment, workload: Workload, policy: EnginePolicy | str =
         return static_batch(d, batch, round(lengths.mean_input), round(lengths.mean_output))
     return estimate(d, workload, policy, slo)
 
-
-def decode_context_tokens(input_len: float, output_len: float) -> float:
-    """Mean tokens cached during decode: the prompt plus half of the tokens generated after the first."""
-    return float(input_len) + max(float(output_len) - 1.0, 0.0) / 2.0
 
 
 def operating_batches(est: Estimate) -> tuple[int, int]:
@@ -70,7 +67,7 @@ def phase_shapes(est: Estimate) -> dict[str, tuple[int, int, int]]:
     i, o, hit = _lengths(est)
     prefill_batch, decode_batch = operating_batches(est)
     return {"prefill": (prefill_batch, max(round(i * (1 - hit)), 1), round(i * hit)),
-            "decode": (decode_batch, 1, round(decode_context_tokens(i, o)))}
+            "decode": (decode_batch, 1, round(float(mean_decode_context_tokens(i, o))))}
 
 
 def phase_steps(est: Estimate) -> dict[str, StepResult]:

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from types import SimpleNamespace
 
 import numpy as np
 
 from model.errors import RidgeplanError
 from model.operators.compiled import CompiledGraph
+from model.roofline.efficiency import Efficiency
 from model.roofline.evaluator import ExecContext, evaluate, stack_contexts
 from model.serving.deployment import Deployment
+
+
+@dataclass(frozen=True)
+class StackedLayout:
+    """What the serving functions read of a layout, per scenario: the pipeline depth (shared) and GPUs per replica."""
+
+    pp: int
+    gpus_per_replica: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,8 @@ class StackedDeployment:
         return self.deployments[0].per_sequence_ops
 
     @property
-    def layout(self):
-        return SimpleNamespace(pp=self.deployments[0].layout.pp, gpus_per_replica=self.gpus_per_replica)
+    def layout(self) -> StackedLayout:
+        return StackedLayout(pp=self.deployments[0].layout.pp, gpus_per_replica=self.gpus_per_replica)
 
     @property
     def kv_residual_tokens(self) -> int:
@@ -79,7 +87,7 @@ class StackedDeployment:
         return stack_contexts([d.context for d in self.deployments], self.index)
 
     @cached_property
-    def eff(self) -> SimpleNamespace:
+    def eff(self) -> Efficiency:
         return self.context.eff
 
     @cached_property

@@ -22,24 +22,17 @@ from model.serving.estimate import PERCENTILES, SLO, latency_at, operating_point
 from model.serving.policy import EnginePolicy, engine_policy
 from model.serving.speculation_offload import Offload, Speculation
 from model.serving.workload import Lengths, Workload
+from model.serving.workload import charged_context_tokens, mean_decode_context_tokens  # noqa: F401  (re-exported)
 
 
 def _pct(p: float) -> str:
     return f"p{round(p * 100):d}"
 
 
-def mean_decode_context_tokens(input_len, output_len) -> np.ndarray:
-    """Mean tokens cached during a request's decode steps: I + (O - 1) / 2 (the steady state's decode context)."""
-    i, o = np.asarray(input_len, dtype=float), np.asarray(output_len, dtype=float)
-    return i + np.maximum(o - 1, 0) / 2
-
-
 def admitted_context_tokens(policy: EnginePolicy | str, input_len, output_len) -> np.ndarray:
     """Context each sequence is charged in the KV pool: the full I + O when the engine reserves whole requests
     (admission "max_length"), else the mean I + O / 2 (admit on current length, preempt when full)."""
-    policy = engine_policy(policy)
-    i, o = np.asarray(input_len, dtype=float), np.asarray(output_len, dtype=float)
-    return i + (o if policy.admission == "max_length" else o / 2)
+    return charged_context_tokens(engine_policy(policy).admission, input_len, output_len)
 
 
 def cost_per_million_tokens_usd(d: Deployment, tokens_per_s_per_replica) -> np.ndarray:

@@ -12,6 +12,23 @@ import pandas as pd
 from model.errors import RidgeplanError, require_positive
 
 
+def mean_decode_context_tokens(input_len, output_len) -> np.ndarray:
+    """Mean tokens cached during a request's decode steps: I + (O - 1) / 2 (the prompt plus half of the tokens
+    generated after the first)."""
+    i, o = np.asarray(input_len, dtype=float), np.asarray(output_len, dtype=float)
+    return i + np.maximum(o - 1, 0) / 2
+
+
+def charged_context_tokens(admission: str, input_len, output_len) -> np.ndarray:
+    """Context each sequence is charged in the KV pool: the full I + O when the engine reserves whole requests
+    (admission "max_length"), else the mean I + O / 2 over its life (admit on current length, preempt when full)."""
+    i, o = np.asarray(input_len, dtype=float), np.asarray(output_len, dtype=float)
+    return i + (o if admission == "max_length" else o / 2)
+
+
+LENGTH_KINDS = ("fixed", "lognormal")
+
+
 @dataclass(frozen=True)
 class Lengths:
     """A discrete distribution of (input_len, output_len) pairs with probabilities."""
@@ -79,6 +96,18 @@ class Lengths:
             if col not in df:
                 raise RidgeplanError("trace", f"column {col!r} is missing", ["input_len", "output_len", "timestamp"])
         return cls.from_samples(df["input_len"], df["output_len"], bins=bins, label=path.name)
+
+    @classmethod
+    def from_input(cls, input_len: int, output_len: int, kind: str = "fixed", trace: str | Path | None = None) -> Lengths:
+        """The lengths a user asks for: a trace CSV when given, else `kind` ("fixed" or "lognormal" around the
+        given means). The one place the CLI and the app turn their length inputs into a distribution."""
+        if trace:
+            return cls.from_csv(trace)
+        if kind == "lognormal":
+            return cls.lognormal(input_len, output_len)
+        if kind == "fixed":
+            return cls.fixed(input_len, output_len)
+        raise RidgeplanError("lengths", f"unknown length distribution {kind!r}", list(LENGTH_KINDS))
 
     @property
     def mean_input(self) -> float:

@@ -43,6 +43,7 @@ from model.precision import number_format
 from model.roofline.collectives import collective_time
 from model.serving.deployment import Deployment
 from model.techniques.encoder import bidirectional_transformer, keys_per_query
+from model.roofline.kernel import large_gemm_flop_per_s
 
 GUIDANCE = ("none", "distilled", "cfg", "cfg-sequential", "rcfg-self", "rcfg-onetime")
 
@@ -320,7 +321,7 @@ def low_rank_branch(spec: DiTSpec, dep: Deployment, tokens: int, rank: int, batc
     flops = 2.0 * rows * rank * sum_kn
     sixteen = "bf16" if dep.device.supports("bf16") else "fp16"
     eff = dep.eff
-    peak = dep.device.peak(sixteen) * eff.gemm_max(sixteen)
+    peak = large_gemm_flop_per_s(dep.device, sixteen, eff)
     return {"flops": flops, "seconds": flops / peak, "params": float(rank * sum_kn),
             "bytes": float(rank * sum_kn * 2)}
 
@@ -365,7 +366,7 @@ def patch_parallel_step(dep: Deployment, tokens: int, plan: PatchParallel, batch
     compute = dit_step(dep, own, batch, context=others).time_s
     arch = dep.arch
     layers = arch.num_layers
-    kv_width = sum(g.count * g.attention.num_kv_heads * (g.attention.head_dim + g.attention.v_head_dim)
+    kv_width = sum(g.count * g.attention.kv_width
                    for g in arch.groups) / max(layers, 1)
     b_a = dep.symbols()["b_a"]
     # every device needs the fresh K/V of the conditioned share of the whole latent: an all-gather per layer

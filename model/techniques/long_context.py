@@ -26,6 +26,7 @@ from model.operators.memory import kv_bytes_per_token
 from model.serving.batching import kv_capacity
 from model.serving.deployment import Deployment
 from model.serving.policy import EnginePolicy
+from model.roofline.kernel import gemm_time, memory_time
 
 
 def _softmax(d: Deployment):
@@ -99,7 +100,7 @@ def merge_traffic_ratio(d: Deployment, remote_tokens: float) -> float:
     a = _softmax(d)
     b = d.symbols()["b_a"]
     merge = a.num_heads * (a.v_head_dim + 2) * b
-    moved = remote_tokens * a.num_kv_heads * (a.head_dim + a.v_head_dim) * d.symbols()["b_kv"]
+    moved = remote_tokens * a.kv_width * d.symbols()["b_kv"]
     return merge / moved
 
 
@@ -158,12 +159,12 @@ def low_rank_offload(d: Deployment, policy: EnginePolicy, context: int, rank: in
         raise RidgeplanError("memory", "no sequence fits at this context")
     # a step: weights and attention over the K_b selected tokens, plus the landmark scan, the rebuild and the fetch
     base = float(d.step(n, 1, budget_tokens + outlier_tokens).time_s[0])
-    bw = d.device.memory.bandwidth_bytes_per_s * d.eff.mem_max
     landmarks = n * context / chunk_tokens * layers * kv_dim * b
-    landmark_s = landmarks / bw
-    dtype = d.resolved.attention_dtype
-    rebuild_flops = n * 2.0 * budget_tokens * rank * kv_dim * layers
-    rebuild_s = rebuild_flops / (d.device.peak(dtype) * d.eff.gemm_max(dtype)) + layers * d.eff.kernel_floor_s
+    landmark_s = float(memory_time(landmarks / layers, bandwidth_bytes_per_s=d.device.memory.bandwidth_bytes_per_s,
+                                   eff=d.eff, kernels=0.0).busy_s) * layers  # the scan rides in the attention kernel
+    # per layer, rebuilding the selected K/V: (n x K_b tokens) @ (rank x kv_dim) on the attention path
+    rebuild_s = layers * float(gemm_time(n * budget_tokens, kv_dim, rank, device=d.device,
+                                         dtype=d.resolved.attention_dtype, eff=d.eff, bytes_per_weight=b).time_s)
     pcie = pcie_bytes_per_s if pcie_bytes_per_s is not None else host_link_bytes_per_s(d)
     fetch_s = n * (1 - reuse) * budget_tokens * layers * a.num_kv_heads * a.v_head_dim * b / pcie
     step = base + landmark_s + max(rebuild_s, fetch_s)

@@ -27,6 +27,7 @@ from model.hardware.schema import Device
 from model.roofline.collectives import Tier, collective_time
 from model.roofline.efficiency import efficiency_for
 from model.serving.deployment import Deployment
+from model.roofline.kernel import streaming_bytes_per_s
 
 
 def overlap_gain(t_a, t_b, fill_s=0.0) -> np.ndarray:
@@ -50,7 +51,7 @@ def pim_gemv_s(matrix_bytes, pim: Device, units: int = 1) -> np.ndarray:
     if pim.kind != "pim":
         raise RidgeplanError("pim", f"{pim.id} is a {pim.kind}, not a processing-in-memory device")
     eff = efficiency_for(pim)
-    return np.asarray(matrix_bytes, dtype=float) / (pim.memory.bandwidth_bytes_per_s * units * eff.mem_max)
+    return np.asarray(matrix_bytes, dtype=float) / streaming_bytes_per_s(pim.memory.bandwidth_bytes_per_s * units, eff)
 
 
 def _split(d: Deployment, batch, context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -171,4 +172,4 @@ def step_bytes(d: Deployment, batch: float = 1.0, context: float = 512.0) -> flo
 def bandwidth_bound_tokens_per_s(device: Device, bytes_per_token: float) -> float:
     """Batch-1 decode rate of a memory-bound device: eta_m BW / bytes per token (eta_m of its efficiency class)."""
     require_positive("bytes_per_token", bytes_per_token)
-    return efficiency_for(device).mem_max * device.memory.bandwidth_bytes_per_s / bytes_per_token
+    return float(streaming_bytes_per_s(device.memory.bandwidth_bytes_per_s, efficiency_for(device))) / bytes_per_token

@@ -24,6 +24,7 @@ from model.hardware.schema import Device
 from model.roofline.efficiency import Efficiency, efficiency_for
 from model.serving.deployment import Deployment, StepResult
 from model.placement.layout import Layout
+from model.roofline.kernel import gemm_time
 
 
 def peak_efficiency(device: Device) -> Efficiency:
@@ -156,7 +157,7 @@ class PredictorTTFT:
 def kv_width(d: Deployment) -> int:
     """K plus V features per token per layer (all KV heads) of the deployment's first attention layer kind."""
     a = next(g.attention for g in d.arch.groups if g.attention.kind in ("softmax", "mla"))
-    return a.num_kv_heads * (a.head_dim + a.v_head_dim)
+    return a.kv_width
 
 
 def predictor_ttft(base: Deployment, aux: Deployment, prompt_tokens: int) -> PredictorTTFT:
@@ -168,11 +169,8 @@ def predictor_ttft(base: Deployment, aux: Deployment, prompt_tokens: int) -> Pre
     aux_s = float(aux.step(1, prompt_tokens, 0).time_s[0])
     layers = base.arch.num_layers
     w_in, w_out = kv_width(aux), kv_width(base)
+    # one (prompt x w_in) @ (w_in x w_out) GEMM per base layer
+    kt = gemm_time(prompt_tokens, w_out, w_in, device=base.device, dtype=base.resolved.dense_dtype, eff=base.eff,
+                   bytes_per_weight=base.symbols()["b_w"])
     flops = 2.0 * prompt_tokens * layers * w_in * w_out
-    b = base.symbols()["b_w"]
-    nbytes = layers * w_in * w_out * b + prompt_tokens * layers * (w_in + w_out) * 2.0
-    dev, eff = base.device, base.eff
-    dtype = base.resolved.dense_dtype
-    compute = flops / (dev.peak(dtype) * eff.gemm_max(dtype))
-    memory = nbytes / (dev.memory.bandwidth_bytes_per_s * eff.mem_max)
-    return PredictorTTFT(base_s, aux_s, max(compute, memory) + layers * eff.kernel_floor_s, flops)
+    return PredictorTTFT(base_s, aux_s, layers * float(kt.time_s), flops)

@@ -27,6 +27,8 @@ from model.hardware.schema import Device
 from model.operators.memory import kv_bytes_per_token
 from model.roofline.efficiency import efficiency_for
 from model.serving.deployment import Deployment
+from model.roofline.kernel import streaming_bytes_per_s
+from model.serving.workload import mean_decode_context_tokens
 
 
 def prefill_s(d: Deployment, tokens: float, context: float = 0.0) -> float:
@@ -158,7 +160,7 @@ def vector_search(n_vectors: float, dim: int, device: Device, *, reduced_dim: in
     dp = reduced_dim or dim
     per_query = visited * dp * bits / 8 + reranked * dim * rerank_bytes_per_element
     eff = efficiency_for(device)
-    qps = eff.mem_max * device.memory.bandwidth_bytes_per_s / per_query
+    qps = float(streaming_bytes_per_s(device.memory.bandwidth_bytes_per_s, eff)) / per_query
     return VectorSearch(per_query, qps, n_vectors * (dp * bits / 8 + graph_bytes_per_vector))
 
 
@@ -169,7 +171,7 @@ def request_flops(d: Deployment, input_len: int, output_len: int, cached_prefix:
     require_positive("output_len", output_len, integer=True)
     new = max(input_len - cached_prefix, 1)
     prefill = float(d.step(1, new, cached_prefix).ops.total("flops")[0])
-    decode = (output_len - 1) * float(d.step(1, 1, input_len + (output_len - 1) / 2).ops.total("flops")[0])
+    decode = (output_len - 1) * float(d.step(1, 1, float(mean_decode_context_tokens(input_len, output_len))).ops.total("flops")[0])
     return prefill + decode
 
 
@@ -187,5 +189,5 @@ def prefill_time_share(d: Deployment, policy, input_len: float, output_len: floa
     from model.serving.batching import decode_only_iteration, steady_state
 
     st = steady_state(d, policy, input_len, output_len, concurrency)
-    dec = decode_only_iteration(d, policy, st.decode_seqs, input_len + max(output_len - 1, 0) / 2)
+    dec = decode_only_iteration(d, policy, st.decode_seqs, float(mean_decode_context_tokens(input_len, output_len)))
     return float(1 - dec.time_s[0] / st.iteration.time_s[0])

@@ -21,6 +21,7 @@ import numpy as np
 from model.errors import RidgeplanError
 from model.operators.memory import kv_bytes_per_token
 from model.serving.deployment import Deployment
+from model.roofline.kernel import large_gemm_flop_per_s
 
 MATMUL_KINDS = ("gemm",)
 ATTENTION_KINDS = ("attention", "linear_attention")
@@ -60,7 +61,7 @@ def throughput_ceiling(d: Deployment, context: float = 0.0, *, efficiency: bool 
     attn_flops = float(counts[attn] @ ops.flops[attn, 0])
     dtype = d.resolved.dense_dtype
     peak = d.device.peak(dtype)
-    rate = peak * (d.eff.gemm_max(dtype) if efficiency else 1.0)
+    rate = large_gemm_flop_per_s(d.device, dtype, d.eff) if efficiency else peak
     gpus = d.layout.gpus_per_replica
     weights = float(counts @ ops.resident_bytes[:, 0])
     kv_per_token = kv_bytes_per_token(d.arch, b_kv=d.symbols()["b_kv"])

@@ -36,14 +36,10 @@ from model.errors import RidgeplanError
 from model.hardware.db import load_device
 from model.hardware.schema import Device
 from model.precision import Precision, number_format
-from model.roofline.efficiency import Efficiency, attention_eta, efficiency_for, gemm_eta, memory_eta
+from model.roofline.efficiency import Efficiency, efficiency_for
 from model.roofline.evaluator import context_for, resolve_precision
+from model.roofline.kernel import compute_eta, kernel_time
 from model.techniques.encoder import keys_per_query
-
-try:  # soft roofline corner, as the operator evaluator combines compute and memory time
-    from model.roofline.efficiency import combine_roofline
-except ImportError:  # pragma: no cover - older efficiency module: the hard max
-    combine_roofline = None
 
 _KINDS = ("gemm", "attention", "elementwise", "quantize")
 
@@ -318,24 +314,22 @@ def conv_net_cost(ops: _Ops, device: str | Device, precision: Precision | None =
     # GEMMs: inputs in the activation format, outputs 16-bit, weights in the weight format
     g_bytes = a["params"] * b_w + a["act_in"] * b_in + a["act_out"] * b_a
     safe_m, safe_n = np.where(is_gemm, a["m"], 1.0), np.where(is_gemm, a["n"], 1.0)
-    eta = gemm_eta(safe_m, safe_n, ctx.gemm_max["dense"], eff)
-    eta = eta * (1 - eff.dequant_penalty * bool(ctx.weight_only["dense"]))
-    eta_attn = attention_eta(np.where(is_attn, a["m"], 1.0), eff.attention_max, eff)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g_comp = np.where(is_gemm, a["flops"] / (ctx.peak_flop_per_s["dense"] * eta), 0.0)
-        g_mem = np.where(is_gemm, g_bytes / (bw * memory_eta(g_bytes, eff)), 0.0)
-        at_comp = np.where(is_attn, a["flops"] / (ctx.peak_flop_per_s["attention"] * eta_attn), 0.0)
-        at_bytes = (a["act_in"] + a["act_out"]) * b_a
-        at_mem = np.where(is_attn, at_bytes / (bw * memory_eta(at_bytes, eff)), 0.0)
-        el_bytes = (a["act_in"] + a["act_out"]) * b_a
-        el_comp = np.where(is_elem, a["flops"] / (ctx.peak_flop_per_s["vector"] * eff.vector_max), 0.0)
-        el_mem = np.where(is_elem, el_bytes / (bw * memory_eta(el_bytes, eff)), 0.0)
-        # quantize each GEMM input (read 16-bit, write the narrow format) when activations are narrow
-        q_bytes = np.where(is_gemm, a["act_in"] * (b_a + b_in), 0.0) if narrow else np.zeros_like(g_bytes)
-        q_mem = np.where(q_bytes > 0, q_bytes / (bw * memory_eta(q_bytes, eff)), 0.0)
-    gemm_t = _combine(g_comp, g_mem, eff)
-    attn_t = _combine(at_comp, at_mem, eff)
-    elem_t = _combine(el_comp, el_mem, eff)
+    act_bytes = (a["act_in"] + a["act_out"]) * b_a
+
+    def busy(rows, flops, nbytes, peak, eta) -> np.ndarray:
+        kt = kernel_time(np.where(rows, flops, 0.0), np.where(rows, nbytes, 0.0), peak_flop_per_s=peak,
+                         eta_compute=eta, bandwidth_bytes_per_s=bw, eff=eff, kernels=0.0)
+        return kt.busy_s
+
+    gemm_t = busy(is_gemm, a["flops"], g_bytes, ctx.peak_flop_per_s["dense"],
+                  compute_eta("gemm", safe_m, safe_n, eff, gemm_max=ctx.gemm_max["dense"],
+                              weight_only=bool(ctx.weight_only["dense"])))
+    attn_t = busy(is_attn, a["flops"], act_bytes, ctx.peak_flop_per_s["attention"],
+                  compute_eta("attention", np.where(is_attn, a["m"], 1.0), None, eff))
+    elem_t = busy(is_elem, a["flops"], act_bytes, ctx.peak_flop_per_s["vector"], compute_eta("elementwise", None, None, eff))
+    # quantize each GEMM input (read 16-bit, write the narrow format) when activations are narrow
+    q_bytes = np.where(is_gemm, a["act_in"] * (b_a + b_in), 0.0) if narrow else np.zeros_like(g_bytes)
+    q_mem = busy(q_bytes > 0, 0.0, q_bytes, 1.0, 1.0)
     kernels = int(len(kinds) + (int(is_gemm.sum()) if narrow else 0))
     floor = kernels * eff.kernel_floor_s + eff.step_overhead_s
     total = float(gemm_t.sum() + attn_t.sum() + elem_t.sum() + q_mem.sum() + floor)
@@ -349,14 +343,6 @@ def conv_net_cost(ops: _Ops, device: str | Device, precision: Precision | None =
         flops=float(a["flops"][is_gemm | is_attn].sum()),
         macs=float(a["flops"][is_gemm | is_attn].sum() / 2), weight_params=counted,
         weight_bytes=(params or counted) * b_w, kernels=kernels, assumptions=notes)
-
-
-def _combine(compute, memory, eff):
-    """A kernel's time from its compute and memory terms, as the operator evaluator combines them."""
-    p = getattr(eff, "roofline_p", None)
-    if combine_roofline is None or p is None:
-        return np.maximum(compute, memory)
-    return combine_roofline(compute, memory, p)
 
 
 def unet_step_cost(cfg: UNetConfig, device: str | Device, precision: Precision | None = None, *, height: int,

@@ -16,6 +16,7 @@ import numpy as np
 from model.errors import RidgeplanError, require_positive
 from model.serving.deployment import Deployment
 from model.serving.speculation_offload import Offload
+from model.roofline.kernel import large_gemm_flop_per_s
 
 
 def layer_bytes(d: Deployment) -> float:
@@ -60,6 +61,5 @@ def break_even_tokens(d: Deployment, link_bytes_per_s: float) -> float:
     """Tokens per forward pass above which a layer's GEMMs hide its weights streaming over the link:
     F_eff b_w / (2 beta), with F_eff the dense dtype's peak times the large-GEMM ceiling."""
     require_positive("link_bytes_per_s", link_bytes_per_s)
-    dtype = d.resolved.dense_dtype
-    f_eff = d.device.peak(dtype) * d.eff.gemm_max(dtype)
+    f_eff = large_gemm_flop_per_s(d.device, d.resolved.dense_dtype, d.eff)
     return f_eff * d.symbols()["b_w"] / (2 * link_bytes_per_s)

@@ -45,7 +45,7 @@ def attention_widths(g: LayerGroup) -> tuple[float, float, float]:
         qkv = 2 * a.linear_key_heads * a.linear_key_dim + a.linear_value_heads * a.linear_value_dim
         return qkv, 2 * a.linear_value_heads * a.linear_value_dim, 0.0
     q = a.num_heads * a.head_dim * (2 if a.output_gate else 1)
-    return q + a.num_kv_heads * (a.head_dim + a.v_head_dim), a.num_heads * a.v_head_dim, a.num_heads
+    return q + a.kv_width, a.num_heads * a.v_head_dim, a.num_heads
 
 
 def _mlp_width(g: LayerGroup, hidden: int) -> float:

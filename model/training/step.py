@@ -35,6 +35,7 @@ from model.training.memory import (
 )
 from model.placement.topology import host_tier
 from model.training.cluster import Cluster
+from model.roofline.kernel import streaming_bytes_per_s
 
 _Q = {q: i for i, q in enumerate(QUANTITIES)}
 ATTENTION_KINDS = ("attention", "linear_attention")
@@ -245,7 +246,7 @@ def _kv_elements_per_token_per_rank(group, tp) -> np.ndarray:
         return np.full_like(np.asarray(tp, float), a.kv_lora_rank + a.qk_rope_head_dim)
     if a.kind == "linear":
         return np.zeros_like(np.asarray(tp, float))
-    return np.maximum(a.num_kv_heads / np.asarray(tp, float), 1.0) * (a.head_dim + a.v_head_dim)
+    return np.maximum(a.num_kv_heads / np.asarray(tp, float), 1.0) * a.kv_features_per_head
 
 
 def _pipeline_group(arch: Architecture, cluster: Cluster, cs: Candidates, settings: TrainingSettings,
@@ -311,10 +312,10 @@ def _pipeline_group(arch: Architecture, cluster: Cluster, cs: Candidates, settin
     # the update reads and writes states and master weights, reads the gradient, writes the 16-bit weight
     touched = (2.0 * (state_elems[big, cols] * frac * spec.state_element_bytes + local * spec.master_bytes)
                + local * (settings.grad_bytes + B_W))
-    out["optimizer_s"] = np.where(cs.offload_optimizer > 0, 0.0, touched / (dev.memory.bandwidth_bytes_per_s * eff.mem_max))
+    out["optimizer_s"] = np.where(cs.offload_optimizer > 0, 0.0, touched / streaming_bytes_per_s(dev.memory.bandwidth_bytes_per_s, eff))
     t_gpu = t_pipe + out["dp_comm_s"] + out["optimizer_s"]
     per_node = np.minimum(cs.gpus, cluster.gpus_per_node)  # GPUs sharing one host's memory and drives
-    cpu_adam = touched * per_node / max(cluster.host_memory_bytes_per_s * ARCH_DEFAULTS["generic"].mem_max, 1.0)
+    cpu_adam = touched * per_node / max(float(streaming_bytes_per_s(cluster.host_memory_bytes_per_s, ARCH_DEFAULTS["generic"])), 1.0)
     host_b, nvme_b = comm.offload_traffic_bytes(local, cs, spec.full_rank_state_bytes, settings.grad_bytes)
     t_host = host_b / host_tier(dev).bandwidth_bytes_per_s if np.any(host_b > 0) else np.zeros_like(t_gpu)
     t_nvme = nvme_b * per_node / max(cluster.nvme_bytes_per_s * settings.nvme_drives_per_node, 1.0)

@@ -1,0 +1,100 @@
+"""The one kernel-time primitive: every time the library predicts for a kernel comes from `kernel_time`.
+
+    t = (t_c^p + t_m^p)^(1/p) + kernels x kernel_floor_s          (only for kernels that do work)
+    t_c = FLOPs / (peak x eta_c(kind, shape)),   t_m = bytes / (bandwidth x eta_m(bytes))
+
+with the shape-dependent efficiencies of `model.roofline.efficiency` (GEMM tile fill and saturation, attention
+query packing, size-dependent bandwidth) and the soft roofline corner p. The step evaluator applies it to every
+operator of the graph; kernel tables (validation, calibration), the U-Net/VAE path and the analyses in
+`model.techniques` apply it to the kernels they describe, so none of them writes max(compute, memory) by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.errors import RidgeplanError
+from model.hardware.schema import Device
+from model.roofline.efficiency import attention_eta, combine_roofline, gemm_eta, memory_eta
+
+KINDS = ("gemm", "attention", "linear_attention", "elementwise", "embedding", "copy")
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    """Roofline terms of kernels (arrays broadcast over the inputs), in seconds."""
+
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    busy_s: np.ndarray  # compute and memory combined at the soft corner
+    floor_s: np.ndarray  # launch/ramp floor of the kernels that do work
+
+    @property
+    def time_s(self) -> np.ndarray:
+        return self.busy_s + self.floor_s
+
+
+def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff):
+    """(compute_s, memory_s): FLOPs at eta_compute of peak, bytes at the size-dependent eta_m of bandwidth."""
+    flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        compute = np.where(flops > 0, flops / (peak_flop_per_s * eta_compute), 0.0)
+        memory = np.where(nbytes > 0, nbytes / (bandwidth_bytes_per_s * memory_eta(nbytes, eff)), 0.0)
+    return compute, memory
+
+
+def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, kernels=1.0,
+                extra_busy_s=0.0) -> KernelTime:
+    """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
+
+    `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max."""
+    compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff)
+    extra = np.asarray(extra_busy_s, dtype=float)
+    busy = np.maximum(combine_roofline(compute, memory, eff.roofline_p), extra)
+    active = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0) | (extra > 0)
+    floor = np.where(active, np.asarray(kernels, dtype=float) * eff.kernel_floor_s, 0.0)
+    return KernelTime(compute, memory, busy, floor)
+
+
+def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False) -> np.ndarray:
+    """eta_c of one kernel kind: GEMMs by (m, n) and dtype ceiling (less the dequantisation penalty for weight-only
+    formats), attention by query rows per KV head, element-wise kernels at the vector ceiling."""
+    if kind == "gemm":
+        eta = gemm_eta(m, n, gemm_max, eff)
+        return np.where(weight_only, eta * (1 - eff.dequant_penalty), eta)
+    if kind == "attention":
+        return attention_eta(m, eff.attention_max, eff)
+    if kind == "linear_attention":
+        return attention_eta(m, eff.linear_attention_max, eff)
+    if kind in ("elementwise", "embedding", "copy"):
+        return np.asarray(eff.vector_max, dtype=float)
+    raise RidgeplanError("kernel", f"unknown kernel kind {kind!r}", KINDS)
+
+
+def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: float, bytes_per_activation=2.0,
+              kernels=1.0, weight_only=False) -> KernelTime:
+    """A GEMM (m x k) @ (k x n) on `device` at `dtype`: 2mnk FLOPs, k n weights plus m (k + n) activations."""
+    m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
+    flops = 2 * m * n * k
+    nbytes = k * n * bytes_per_weight + m * (k + n) * bytes_per_activation
+    eta = compute_eta("gemm", m, n, eff, gemm_max=eff.gemm_max(dtype), weight_only=weight_only)
+    return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
+                       bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels)
+
+
+def memory_time(nbytes, *, bandwidth_bytes_per_s: float, eff, kernels=1.0) -> KernelTime:
+    """A memory-bound kernel (copy, scan, optimizer update) moving `nbytes` at the size-dependent bandwidth."""
+    return kernel_time(0.0, nbytes, peak_flop_per_s=1.0, eta_compute=1.0,
+                       bandwidth_bytes_per_s=bandwidth_bytes_per_s, eff=eff, kernels=kernels)
+
+
+def large_gemm_flop_per_s(device: Device, dtype: str, eff) -> float:
+    """The asymptotic rate of large GEMMs: peak x the dtype's GEMM ceiling (what throughput ceilings use)."""
+    return device.peak(dtype) * eff.gemm_max(dtype)
+
+
+def streaming_bytes_per_s(bandwidth_bytes_per_s, eff) -> np.ndarray:
+    """The asymptotic rate of large memory-bound kernels: bandwidth x the memory ceiling."""
+    return np.asarray(bandwidth_bytes_per_s, dtype=float) * eff.mem_max
