@@ -1,0 +1,135 @@
+"""The 89 aiconfigurator-core model configs (catalogue/aic/): each is expressed or refused with the feature named;
+new headline models match their published parameter counts; new operators match hand derivations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from model import api
+from model.architecture import aic_ids, load_architecture
+from model.architecture.decoder import UNSUPPORTED
+from model.errors import RidgeplanError
+from model.operators.params import parameter_counts
+
+# Refused, with the config field that names the missing feature (kept exact so that a change is visible).
+REFUSED = {
+    "deepseek-ai/DeepSeek-V4-Flash": "compress_ratios", "deepseek-ai/DeepSeek-V4-Pro": "compress_ratios",
+    "nvidia/DeepSeek-V4-Flash-NVFP4": "compress_ratios", "nvidia/DeepSeek-V4-Pro-NVFP4": "compress_ratios",
+    "sgl-project/DeepSeek-V4-Flash-FP8": "compress_ratios", "sgl-project/DeepSeek-V4-Pro-FP8": "compress_ratios",
+    "moonshotai/Kimi-K3": "linear_attn_config", "nvidia/Llama-3_3-Nemotron-Super-49B-v1": "block_configs",
+}
+
+
+def test_all_89_configs_are_present():
+    assert len(aic_ids()) == 89
+
+
+@pytest.mark.parametrize("ident", aic_ids())
+def test_each_config_is_expressed_or_refused_by_feature(ident):
+    if ident in REFUSED:
+        with pytest.raises(RidgeplanError) as err:
+            load_architecture(ident)
+        key = REFUSED[ident]
+        assert key in str(err.value) and UNSUPPORTED[key].split(" (")[0] in str(err.value)
+        return
+    arch = load_architecture(ident)
+    step = api.deployment(arch, "b200").step(1, 1, 1024)
+    t = float(step.time_s[0])
+    assert math.isfinite(t) and t > 0
+    from model.operators.params import parameter_counts as pc
+
+    assert pc(arch).total > 0
+
+
+def test_share_expressed():
+    share = 1 - len(REFUSED) / len(aic_ids())
+    print(f"expressed {len(aic_ids()) - len(REFUSED)}/{len(aic_ids())} = {share:.1%}; refused: {sorted(REFUSED)}")
+    assert share >= 0.90  # 81/89 = 91.0%; the issue's 95% target needs DeepSeek-V4 (6 configs)
+
+
+# ---- published parameter counts (within 1%, or the publisher's rounding) -------------------------------------
+
+@pytest.mark.parametrize("ident, total, active, excludes, source", [
+    ("MiniMaxAI/MiniMax-M2.5", 230e9, 10e9, 2, "MiniMax-M2 card: 230B total, 10B active"),
+    ("zai-org/GLM-5", 744e9, 40e9, 2, "Z.ai GLM-5 announcement: 744B total, 40B active"),
+    ("Qwen/Qwen3.5-397B-A17B", 397e9, 17e9, 0, "Qwen3.5 card: 397B total, 17B active"),
+    ("deepseek-ai/DeepSeek-R1", 671e9, 37e9, 1, "DeepSeek-R1/V3 card: 671B total, 37B active"),
+    ("nvidia/DeepSeek-V3.1-NVFP4", 671e9, 37e9, 1, "DeepSeek-V3.1 card: 671B total, 37B active"),
+    ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", 31.6e9, 3.6e9, 0,
+     "Nemotron 3 Nano card: 31.6B total, ~3.6B active incl. embeddings"),
+])
+def test_published_counts(ident, total, active, excludes, source):
+    p = parameter_counts(load_architecture(ident))
+    assert p.total == pytest.approx(total, rel=0.01), source
+    # active counts are published to two digits: one unit of the last digit
+    assert p.active - excludes * p.vocab_matrix == pytest.approx(active, abs=10 ** (math.floor(math.log10(active)) - 1)), source
+
+
+def test_kimi_k25_count_by_hand():
+    """Kimi-K2.5 (text model): published "1T total, 32B active" (card). Hand derivation from its config:
+    routed experts 60 layers x 384 x 3 x 7168 x 2048 = 1,014,686,023,680; the config-implied total is
+    1,026,408,232,448 (2.6% above "1T", 1.3% below the K2 report's 1.04T)."""
+    a = load_architecture("moonshotai/Kimi-K2.5")
+    p = parameter_counts(a)
+    assert p.by_operator["experts"] == 60 * 384 * 3 * 7168 * 2048
+    assert p.total == pytest.approx(1.0264e12, rel=1e-4)
+    assert p.total == pytest.approx(1.0e12, rel=0.05) and p.active == pytest.approx(32e9, rel=0.03)
+    assert a.groups[0].attention.kind == "mla" and a.groups[-1].mlp.num_experts == 384
+
+
+# ---- new operators by hand ----------------------------------------------------------------------------------
+
+def test_mamba2_mixer_params_by_hand():
+    """Nemotron-3-Nano Mamba-2 mixer: d 2688, 64 heads x 64 (d_inner 4096), 8 groups x state 128, conv 4.
+    in_proj: d x (2*4096 + 2*8*128 + 64) = 2688 x 10304; conv: (4096 + 2048) x 4 + bias 6144;
+    A_log, D, dt_bias: 3 x 64; gated norm 4096; out_proj 4096 x 2688."""
+    a = load_architecture("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16")
+    mamba = next(g for g in a.groups if g.attention.linear_variant == "mamba2" and g.mlp.kind == "none")
+    d = a.hidden_size
+    assert d == 2688
+    by_hand = d * 10304 + 6144 * 4 + 6144 + 3 * 64 + 4096 + 4096 * d + d  # + the block's norm
+    from model.operators.graph import build_graph
+
+    ops = [o for o in build_graph(a) if o.group == a.groups.index(mamba)]
+    assert sum(float(o.active_params) for o in ops) == pytest.approx(by_hand)
+
+
+def test_nemotron_h_pairs_blocks():
+    a = load_architecture("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16")
+    # 52 blocks: 23 M, 6 *, 23 E; each E follows a mixer -> 29 layers, 6 without an MLP
+    assert a.num_layers == 29
+    assert sum(g.count for g in a.groups if g.mlp.kind == "none") == 6
+
+
+def test_dsa_kv_bytes_and_keys_by_hand():
+    """GLM-5 (bf16 KV): per layer and token the MLA latent (512 + 64) and the indexer key (128), 2 bytes each:
+    (576 + 128) x 2 = 1,408 B; 78 layers -> 109,824 B per token. Attention reads at most index_topk = 2048 keys."""
+    from model.operators.graph import build_graph
+    from model.operators.symbols import B, C, T, b_kv, tp
+
+    a = load_architecture("zai-org/GLM-5")
+    ops = build_graph(a)
+    cache = sum(o.cache_bytes * o.count for o in ops)
+    per_token = float(cache.subs({B: 1, T: 1, C: 99_999, b_kv: 2, tp: 1})) / 100_000
+    assert per_token == pytest.approx(78 * 1408)
+    attn = next(o for o in ops if o.name == "attention")
+    read = attn.kv_read_bytes.subs({B: 1, T: 1, b_kv: 2})
+    assert float(read.subs(C, 100_000)) == pytest.approx(2048 * 576 * 2)
+    assert float(read.subs(C, 99)) == pytest.approx(100 * 576 * 2)
+
+
+def test_qwen35_hybrid_shape():
+    a = load_architecture("Qwen/Qwen3.5-397B-A17B")
+    kinds = {g.attention.kind: g.count for g in a.groups}
+    assert kinds == {"linear": 45, "softmax": 15}
+    m = a.groups[0].mlp
+    assert (m.num_experts, m.top_k, m.expert_intermediate_size, m.shared_intermediate_size, m.shared_expert_gate) == (
+        512, 10, 1024, 1024, True)
+
+
+def test_nvfp4_sidecar_sets_expert_format():
+    d = api.deployment("nvidia/DeepSeek-V3.1-NVFP4", "b300", tp=8)
+    assert d.precision.expert_weights == "nvfp4"
+    assert d.device.peak("fp4") == pytest.approx(13.5e15)
