@@ -67,6 +67,26 @@ def test_published_counts(ident, total, active, excludes, source):
     assert p.active - excludes * p.vocab_matrix == pytest.approx(active, abs=10 ** (math.floor(math.log10(active)) - 1)), source
 
 
+@pytest.mark.parametrize("ident, total, active", [
+    # the hub name states the counts ("122B-A10B": 122B total, 10B active), rounded to the digits shown
+    ("Qwen/Qwen3.5-122B-A10B", "122", "10"), ("Qwen/Qwen3.5-35B-A3B", "35", "3"), ("Qwen/Qwen3.5-27B", "27", None),
+    ("Qwen/Qwen3-30B-A3B", "30", "3"), ("Qwen/Qwen3-Coder-480B-A35B-Instruct", "480", "35"),
+    ("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8", "120", "12"),
+    ("nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16", "550", "55"),
+    ("google/gemma-4-26B-A4B", "26", "4"), ("meta-llama/Llama-4-Maverick-17B-128E-Instruct", None, "17"),
+    ("meta-llama/Llama-4-Scout-17B-16E-Instruct", None, "17"),
+])
+def test_counts_stated_by_the_hub_name(ident, total, active):
+    """Counts in billions within one unit of the last digit the name shows (active counts with or without the
+    vocabulary matrices, as publishers differ)."""
+    p = parameter_counts(load_architecture(ident))
+    if total:
+        assert abs(p.total / 1e9 - int(total)) <= max(1.0, 0.01 * int(total))
+    if active:
+        options = [(p.active - k * p.vocab_matrix) / 1e9 for k in (0, 1, 2)]
+        assert min(abs(a - int(active)) for a in options) <= 1.0, options
+
+
 def test_kimi_k25_count_by_hand():
     """Kimi-K2.5 (text model): published "1T total, 32B active" (card). Hand derivation from its config:
     routed experts 60 layers x 384 x 3 x 7168 x 2048 = 1,014,686,023,680; the config-implied total is

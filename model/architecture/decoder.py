@@ -292,6 +292,9 @@ def parse_decoder(c: Cfg, hidden: int, model_type: str) -> Specs:
     extra: dict[str, Any] = {}
     if model_type.startswith("gemma"):
         extra["_norms"] = 4
+    if c.bool("attention_k_eq_v", False):
+        c.assumptions.append("attention_k_eq_v: values reuse the keys on full-attention layers; ridgeplan counts a "
+                             "separate V projection and V cache there (over-counts those layers' KV and weights)")
     _note_mtp(c)
     if any(k == "chunked" for k in kinds):
         c.assumptions.append("chunked local attention read as a sliding window of attention_chunk_size keys (an upper "
