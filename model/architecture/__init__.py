@@ -4,6 +4,14 @@ from model.architecture.catalogue import CatalogueEntry, aic_ids, catalogue_entr
 from model.architecture.config import Architecture, Attention, LayerGroup, Mlp, parse_config
 
 __all__ = [
-    "Architecture", "Attention", "CatalogueEntry", "aic_ids", "LayerGroup", "Mlp", "catalogue_entry", "load_architecture",
-    "model_ids", "parse_config",
+    "Architecture",
+    "Attention",
+    "CatalogueEntry",
+    "LayerGroup",
+    "Mlp",
+    "aic_ids",
+    "catalogue_entry",
+    "load_architecture",
+    "model_ids",
+    "parse_config",
 ]

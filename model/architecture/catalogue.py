@@ -103,7 +103,7 @@ def _read_json(path: Path, field: str) -> Any:
         raise RidgeplanError(field, f"{path.name} is not valid JSON (line {err.lineno}: {err.msg})") from None
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=128)
 def _load_aic(key: str) -> Architecture:
     name = _aic_files()[key]
     folder = _folder() / "aic"
