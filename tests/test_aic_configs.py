@@ -6,11 +6,14 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model import api
 from model.architecture import aic_ids, load_architecture
 from model.architecture.decoder import UNSUPPORTED
 from model.errors import RidgeplanError
+from model.operators.memory import kv_cache_bytes
 from model.operators.params import parameter_counts
 
 # Refused, with the config field that names the missing feature (kept exact so that a change is visible).
@@ -38,9 +41,9 @@ def test_each_config_is_expressed_or_refused_by_feature(ident):
     step = api.deployment(arch, "b200").step(1, 1, 1024)
     t = float(step.time_s[0])
     assert math.isfinite(t) and t > 0
-    from model.operators.params import parameter_counts as pc
-
-    assert pc(arch).total > 0
+    kv = float(kv_cache_bytes(arch, 1024)[0])
+    assert math.isfinite(kv) and kv > 0
+    assert parameter_counts(arch).total > 0
 
 
 def test_share_expressed():
@@ -153,3 +156,55 @@ def test_nvfp4_sidecar_sets_expert_format():
     d = api.deployment("nvidia/DeepSeek-V3.1-NVFP4", "b300", tp=8)
     assert d.precision.expert_weights == "nvfp4"
     assert d.device.peak("fp4") == pytest.approx(13.5e15)
+
+
+def _sparse_and_dense_core():
+    """(flops, kv_read, cache) of GLM-5's MLA attention with and without DSA, as numpy functions."""
+    from dataclasses import replace
+
+    import sympy as sp
+
+    from model.operators.graph import _mla_block
+    from model.operators.symbols import B, C, T, b_a, b_kv, causal, tp
+
+    a = next(g.attention for g in load_architecture("zai-org/GLM-5").groups)
+    fixed = {b_kv: 1, b_a: 2, tp: 1, causal: 1}
+
+    def core(attn):
+        op = next(o for o in _mla_block(attn, 6144) if o.name == "attention")
+        exprs = [e.subs(fixed) for e in (op.flops, op.kv_read_bytes, op.cache_bytes)]
+        return sp.lambdify((B, C, T), exprs, "numpy")
+
+    return core(a), core(replace(a, sparse_topk=None, indexer_heads=0, indexer_dim=0))
+
+
+_CORES = []
+
+
+@settings(max_examples=60, deadline=None)
+@given(context=st.integers(0, 300_000), new=st.integers(1, 8192), batch=st.integers(1, 64))
+def test_sparse_attention_never_costs_more_than_dense(context, new, batch):
+    """DSA attends to at most index_topk keys per query: its core attention FLOPs and KV reads never exceed those
+    of the same MLA attending to every key; the cache holds every position either way."""
+    if not _CORES:
+        _CORES.extend(_sparse_and_dense_core())
+    sparse, dense = (f(batch, context, new) for f in _CORES)
+    assert sparse[0] <= dense[0] * (1 + 1e-12) and sparse[1] <= dense[1] * (1 + 1e-12)
+    assert sparse[2] == dense[2]
+
+
+def test_mamba_state_does_not_grow_with_context():
+    """A Mamba-2 layer keeps heads x head_dim x d_state (+ conv tail) per sequence whatever the context."""
+    from model.operators.graph import build_graph
+    from model.operators.symbols import C
+
+    a = load_architecture("nvidia/Nemotron-H-56B-Base-8K")
+    m = next(g.attention for g in a.groups if g.attention.linear_variant == "mamba2")
+    for op in build_graph(a):
+        if op.name in ("linear_attention", "short_conv"):
+            assert C not in op.cache_bytes.free_symbols
+        if op.name == "linear_attention":
+            from model.operators.symbols import B, b_state, tp
+
+            state = op.cache_bytes.subs({B: 1, b_state: 4, tp: 1})
+            assert state == m.linear_value_heads * m.linear_value_dim * m.linear_key_dim * 4
