@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-AttentionKind = Literal["softmax", "mla", "linear"]
+AttentionKind = Literal["softmax", "mla", "linear", "none"]  # none: a layer without attention (NAS-pruned)
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class Mlp:
 
 
 NO_MLP = Mlp(kind="none", intermediate_size=0, activation="none")
+NO_ATTENTION = Attention(kind="none", num_heads=0, num_kv_heads=0, head_dim=0, v_head_dim=0)
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from model.architecture.blocks import NO_MLP, Architecture, Attention, AttentionKind, LayerGroup, Mlp
+from model.architecture.blocks import NO_ATTENTION, NO_MLP, Architecture, Attention, AttentionKind, LayerGroup, Mlp
 from model.architecture.decoder import parse_decoder
 from model.architecture.fields import CONFIG_HINT, Cfg
 from model.architecture.legacy import parse_falcon, parse_glm, parse_gptj, parse_opt
 from model.architecture.quant import checkpoint_quantization
 from model.errors import RidgeplanError
 
-__all__ = ["NO_MLP", "Architecture", "Attention", "AttentionKind", "LayerGroup", "Mlp", "parse_config"]
+__all__ = ["NO_ATTENTION", "NO_MLP", "Architecture", "Attention", "AttentionKind", "LayerGroup", "Mlp", "parse_config"]
 
 _TEXT_KEYS = ("text_config", "language_config", "llm_config")
 # Keys a wrapper may hold for its text model when the text config omits them
@@ -130,7 +130,8 @@ def parse_config(data: Mapping[str, Any], name: str = "custom", quant_config: Ma
 _KNOWN = {"llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "yi", "internlm2", "granite",
           "deepseek_v3", "deepseek_v2", "deepseek_v32", "kimi_k2", "gpt_oss", "gemma2", "gemma3", "gemma3_text",
           "gemma4_text", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_vl_text", "qwen3_vl_moe_text",
-          "llama4_text", "minimax_m2", "minimax_m3", "glm_moe_dsa", "mimo", "mimo_v2_flash", "step3p7", "nemotron_h"}
+          "llama4_text", "minimax_m2", "minimax_m3", "glm_moe_dsa", "mimo", "mimo_v2_flash", "step3p7", "nemotron_h",
+          "nemotron-nas"}
 
 
 def _check_group(g: LayerGroup, c: Cfg) -> None:

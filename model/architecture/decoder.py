@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.architecture.blocks import NO_MLP, Attention, Mlp
+from model.architecture.blocks import NO_ATTENTION, NO_MLP, Attention, Mlp
 from model.architecture.fields import Cfg
 
 Specs = tuple[list[tuple[Attention, Mlp]], dict[str, Any]]
@@ -25,7 +25,6 @@ UNSUPPORTED = {
     "hc_mult": "hyper-connections (hc_mult parallel residual streams)",
     "linear_attn_config": "Kimi Delta Attention (linear_attn_config: KDA linear-attention layers)",
     "attn_res_block_size": "attention residuals (attn_res_block_size)",
-    "block_configs": "per-layer heterogeneous blocks (block_configs: NAS-pruned attention/FFN per layer)",
     "num_kv_shared_layers": "KV sharing across layers (num_kv_shared_layers)",
     "hidden_size_per_layer_input": "per-layer input embeddings (hidden_size_per_layer_input)",
     "o_lora_rank": "low-rank grouped output projection (o_lora_rank)",
@@ -276,6 +275,8 @@ def parse_decoder(c: Cfg, hidden: int, model_type: str) -> Specs:
     refuse_unsupported(c)
     if c.has("hybrid_override_pattern", "layers_block_type"):
         return _parse_block_pattern(c, hidden, model_type)
+    if c.has("block_configs"):
+        return _parse_block_configs(c, hidden, model_type)
     layers = c.int("num_hidden_layers", "n_layer", "num_layers")
     kinds = _layer_kinds(c, layers, model_type)
     sparse = _sparse_layers(c, layers, model_type)
@@ -347,6 +348,52 @@ def _parse_block_pattern(c: Cfg, hidden: int, model_type: str) -> Specs:
                          "mixer before it)")
     _note_mtp(c)
     return specs, {}  # type: ignore[return-value]
+
+
+def _parse_block_configs(c: Cfg, hidden: int, model_type: str) -> Specs:
+    """Nemotron-NAS (DeciLM): each layer's attention (`n_heads_in_group` query heads per KV head, or `no_op`) and
+    FFN (`ffn_mult`, or `no_op`) from `block_configs`. The FFN width is DeciLM's
+    _ffn_mult_to_intermediate_size: int(2 * ffn_mult * hidden / 3) rounded up to a multiple of 256."""
+    layers = c.int("num_hidden_layers")
+    blocks = c.seq("block_configs", layers) or []
+    heads = c.int("num_attention_heads")
+    specs: list[tuple[Attention, Mlp]] = []
+    for i, block in enumerate(blocks):
+        b = Cfg(block if isinstance(block, dict) else {}, f"{c.origin}: block_configs[{i}]")
+        if not isinstance(block, dict):
+            raise b.err("block", "must be a JSON object")
+        att = Cfg(b.mapping("attention"), f"{b.origin}.attention")
+        ffn = Cfg(b.mapping("ffn"), f"{b.origin}.ffn")
+        for part in (att, ffn):
+            for feature in ("replace_with_linear", "sparsify"):
+                if part.data.get(feature):
+                    raise part.err(feature, f"the block uses {feature}, which ridgeplan cannot express yet")
+        if att.bool("no_op", False):
+            attn = NO_ATTENTION
+        else:
+            group = att.int("n_heads_in_group")
+            if heads % group:
+                raise att.err("n_heads_in_group", f"must divide num_attention_heads ({heads}), got {group}")
+            window = att.opt_int("window_length")
+            hd = c.int("head_dim", default=hidden // heads)
+            attn = Attention(kind="softmax", num_heads=heads, num_kv_heads=heads // group, head_dim=hd,
+                             v_head_dim=hd, window=window, qkv_bias=c.bool("attention_bias", False),
+                             o_bias=c.bool("attention_bias", False))
+        if ffn.bool("no_op", False):
+            mlp = NO_MLP
+        else:
+            mult = ffn.float("ffn_mult", 0.0, low=0.0, high=1000.0)
+            if mult <= 0:
+                raise ffn.err("ffn_mult", f"must be > 0, got {mult}")
+            width = -(-int(2 * mult * hidden / 3) // 256) * 256
+            mlp = Mlp(kind="dense", intermediate_size=width, gated=True, bias=c.bool("mlp_bias", False),
+                      activation=c.str("hidden_act", "silu"))
+        if attn is NO_ATTENTION and mlp is NO_MLP:
+            raise b.err("block", "has neither attention nor an FFN")
+        specs.append((attn, mlp))
+    c.assumptions.append(f"NAS blocks: {sum(a is NO_ATTENTION for a, _ in specs)} of {len(specs)} layers without "
+                         "attention; FFN widths from ffn_mult (DeciLM rounding)")
+    return specs, {}
 
 
 def _note_mtp(c: Cfg) -> None:

@@ -264,14 +264,14 @@ def _layer_ops(g: LayerGroup, arch: Architecture, index: int) -> list[Operator]:
     a, m = g.attention, g.mlp
     tp_reduce = collective("tp_all_reduce", "all_reduce", "tp", N * d * b_a,
                            "tensor-parallel all-reduce of the block output")
-    ops: list[Operator] = [norm("attn_norm", d, bias=arch.norm_bias)]
+    ops: list[Operator] = [norm("attn_norm", d, bias=arch.norm_bias)] if a.kind != "none" else []
     if a.kind == "mla":
         ops += _mla_block(a, d)
     elif a.kind == "linear":
         ops += _linear_attention_block(a, d)
-    else:
+    elif a.kind == "softmax":
         ops += _softmax_block(a, d, arch.norm_bias)
-    if not g.parallel_block:
+    if not g.parallel_block and a.kind != "none":
         ops.append(tp_reduce)
     if g.norms_per_layer >= 2 and m.kind != "none":  # a parallel block with two norms (Falcon-180B) normalises twice
         ops.append(norm("mlp_norm", d, bias=arch.norm_bias))
