@@ -106,8 +106,20 @@ def test_encoder_decoder_is_refused():
 
 
 def test_unsupported_feature_is_named():
-    with pytest.raises(RidgeplanError, match="hyper-connections"):
-        parse_config(_with(hc_mult=4))
+    with pytest.raises(RidgeplanError, match="Kimi Delta Attention"):
+        parse_config(_with(linear_attn_config={"kda_layers": [1]}))
+    with pytest.raises(RidgeplanError, match="o_lora_rank"):
+        parse_config(_with(o_lora_rank=1024))
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"compress_ratios": [0, 7]}, "compress_ratios"),
+    ({"compress_ratios": [0]}, "compress_ratios"),
+    ({"compress_ratios": "0,4"}, "compress_ratios"),
+])
+def test_bad_compress_ratios(changes, field):
+    with pytest.raises(RidgeplanError, match=field):
+        parse_config(_with(**changes))
 
 
 def test_sidecar_must_be_an_object():

@@ -47,6 +47,13 @@ class Attention:
     sparse_topk: int | None = None
     indexer_heads: int = 0
     indexer_dim: int = 0
+    # DeepSeek-V4 hybrid attention (kind softmax, one shared K=V head of head_dim): a sliding window of raw KV plus,
+    # when compress_ratio > 0, one compressed entry per compress_ratio tokens (4: CSA, overlapping windows, an
+    # indexer keeps the top sparse_topk entries; 128: HCA, every entry attended); grouped low-rank output
+    compress_ratio: int | None = None
+    shared_kv: bool = False  # keys and values are one cached vector
+    o_groups: int = 0
+    o_lora_rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class Architecture:
     learned_positions: int = 0  # rows of a learned absolute position embedding (OPT, GPT-2)
     lm_head_bias: bool = False
     extra_params: int = 0  # parameters outside the modelled blocks (e.g. input projections), counted once
+    hyper_connections: int = 0  # mHC residual streams (DeepSeek-V4 hc_mult); 0: a plain residual
     torch_dtype: str = "bfloat16"
     quantization: Mapping[str, Any] = field(default_factory=dict, hash=False)
     assumptions: tuple[str, ...] = ()

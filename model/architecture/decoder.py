@@ -21,13 +21,10 @@ Specs = tuple[list[tuple[Attention, Mlp]], dict[str, Any]]
 
 # config field -> the feature it signals that the operator graph has no formula for
 UNSUPPORTED = {
-    "compress_ratios": "compressed sparse attention (DeepSeek-V4 compress_ratios: per-layer KV compression)",
-    "hc_mult": "hyper-connections (hc_mult parallel residual streams)",
     "linear_attn_config": "Kimi Delta Attention (linear_attn_config: KDA linear-attention layers)",
     "attn_res_block_size": "attention residuals (attn_res_block_size)",
     "num_kv_shared_layers": "KV sharing across layers (num_kv_shared_layers)",
     "hidden_size_per_layer_input": "per-layer input embeddings (hidden_size_per_layer_input)",
-    "o_lora_rank": "low-rank grouped output projection (o_lora_rank)",
 }
 
 EXPERT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts")
@@ -278,29 +275,80 @@ def parse_decoder(c: Cfg, hidden: int, model_type: str) -> Specs:
     if c.has("block_configs"):
         return _parse_block_configs(c, hidden, model_type)
     layers = c.int("num_hidden_layers", "n_layer", "num_layers")
-    kinds = _layer_kinds(c, layers, model_type)
+    if c.has("o_lora_rank") and not c.has("compress_ratios"):
+        raise c.err("o_lora_rank", "a grouped low-rank output projection without DeepSeek-V4 compress_ratios is not "
+                    "a layout ridgeplan can express yet")
     sparse = _sparse_layers(c, layers, model_type)
     if any(sparse):
         moe = _moe(c, model_type)
     dense = None if all(sparse) else dense_mlp(c, "dense_intermediate_size", "intermediate_size_mlp")
-    mixers: dict[tuple[str, Any], Attention] = {}
     specs = []
-    for i, kind in enumerate(kinds):
-        key = (kind, _sparse_key(c, i))
-        if key not in mixers:
-            mixers[key] = _mixer(c, hidden, model_type, kind, i)
-        specs.append((mixers[key], moe if sparse[i] else dense))
+    if c.has("compress_ratios"):
+        mixers_by_ratio: dict[int, Attention] = {}
+        for i, ratio in enumerate(_compress_ratios(c, layers)):
+            if ratio not in mixers_by_ratio:
+                mixers_by_ratio[ratio] = _compressed_attention(c, ratio)
+            specs.append((mixers_by_ratio[ratio], moe if sparse[i] else dense))
+    else:
+        kinds = _layer_kinds(c, layers, model_type)
+        mixers: dict[tuple[str, Any], Attention] = {}
+        for i, kind in enumerate(kinds):
+            key = (kind, _sparse_key(c, i))
+            if key not in mixers:
+                mixers[key] = _mixer(c, hidden, model_type, kind, i)
+            specs.append((mixers[key], moe if sparse[i] else dense))
+        if any(k == "chunked" for k in kinds):
+            c.assumptions.append("chunked local attention read as a sliding window of attention_chunk_size keys (an "
+                                 "upper bound: a query sees only the keys of its own chunk, on average half of it)")
     extra: dict[str, Any] = {}
+    hc = c.int("hc_mult", default=0)
+    if hc > 1:
+        extra["hyper_connections"] = hc
     if model_type.startswith("gemma"):
         extra["_norms"] = 4
     if c.bool("attention_k_eq_v", False):
         c.assumptions.append("attention_k_eq_v: values reuse the keys on full-attention layers; ridgeplan counts a "
                              "separate V projection and V cache there (over-counts those layers' KV and weights)")
     _note_mtp(c)
-    if any(k == "chunked" for k in kinds):
-        c.assumptions.append("chunked local attention read as a sliding window of attention_chunk_size keys (an upper "
-                             "bound: a query sees only the keys of its own chunk, on average half of it)")
     return specs, extra
+
+
+# DeepSeek-V4 compress ratios and the attention each one means (transformers DeepseekV4Config.compress_rates)
+_COMPRESS_KINDS = {0: "sliding window only", 4: "CSA (indexer top-k)", 128: "HCA (all entries)"}
+
+
+def _compress_ratios(c: Cfg, layers: int) -> list[int]:
+    ratios = c.int_list("compress_ratios") or []
+    if len(ratios) < layers:
+        raise c.err("compress_ratios", f"must have at least one entry per layer ({layers}), got {len(ratios)}")
+    bad = sorted(set(ratios) - set(_COMPRESS_KINDS))
+    if bad:
+        raise c.err("compress_ratios", f"unknown compress ratio {bad[0]}", sorted(_COMPRESS_KINDS))
+    if len(ratios) > layers:
+        c.assumptions.append(f"compress_ratios beyond the {layers} layers belong to MTP layers (not counted)")
+    hashed = c.int("num_hash_layers", default=0)
+    if hashed:
+        c.assumptions.append(f"the first {hashed} MoE layers route by a token-id hash table; costed as learned routing")
+    return ratios[:layers]
+
+
+def _compressed_attention(c: Cfg, ratio: int) -> Attention:
+    """One DeepSeek-V4 attention layer: shared K = V MQA of head_dim over a sliding window, plus compressed entries."""
+    heads, kv = c.int("num_attention_heads"), c.int("num_key_value_heads", default=1)
+    if kv != 1:
+        raise c.err("num_key_value_heads", f"DeepSeek-V4 attention has one shared key/value head, got {kv}")
+    hd = c.int("head_dim")
+    groups = c.int("o_groups")
+    if groups == 0 or heads * hd % groups:
+        raise c.err("o_groups", f"must divide num_attention_heads x head_dim ({heads * hd}), got {groups}")
+    csa = ratio == 4
+    return Attention(
+        kind="softmax", num_heads=heads, num_kv_heads=1, head_dim=hd, v_head_dim=hd, window=c.int("sliding_window"),
+        sinks=True, q_lora_rank=c.int("q_lora_rank"), qk_rope_head_dim=c.int("qk_rope_head_dim"),
+        rotary_dim=c.int("qk_rope_head_dim"), compress_ratio=ratio, shared_kv=True, o_groups=groups,
+        o_lora_rank=c.int("o_lora_rank"), sparse_topk=c.int("index_topk") if csa else None,
+        indexer_heads=c.int("index_n_heads") if csa else 0, indexer_dim=c.int("index_head_dim") if csa else 0,
+    )
 
 
 def _sparse_key(c: Cfg, layer: int) -> Any:

@@ -58,6 +58,11 @@ def checkpoint_quantization(c: Cfg, sidecar: Mapping[str, Any] | None) -> tuple[
     else:
         q["experts"] = fmt
         q.setdefault("weights", fmt)
+    if str(c.data.get("expert_dtype") or "").lower() == "fp4" and q.get("experts") not in ("nvfp4", "mxfp4"):
+        # DeepSeek-V4 checkpoints: FP4 experts with ue8m0 (MX) scales; a ModelOpt sidecar's NVFP4 takes precedence
+        q["experts"] = "mxfp4"
+        notes.append("expert_dtype fp4 read as MXFP4 experts (e2m1 with ue8m0 block scales); other weights as "
+                     "quantization_config says")
     if q.get("weights") is None:
         q.pop("weights", None)
     if str(q.get("kv_cache_quant_algo") or "").upper() == "FP8":

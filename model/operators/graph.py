@@ -11,6 +11,7 @@ from functools import lru_cache
 import sympy as sp
 
 from model.architecture.config import Architecture, Attention, LayerGroup, Mlp
+from model.operators.compressed_attention import compressed_attention_block, hyper_connection
 from model.operators.formulas import (
     LINEAR_CHUNK, MLA_ABSORB_MAX_T, ONE, ZERO, N, Operator, collective, elementwise, gemm, heads_per_rank,
     keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, softmax_attention_core, sparse_keys_read,
@@ -265,7 +266,11 @@ def _layer_ops(g: LayerGroup, arch: Architecture, index: int) -> list[Operator]:
     tp_reduce = collective("tp_all_reduce", "all_reduce", "tp", N * d * b_a,
                            "tensor-parallel all-reduce of the block output")
     ops: list[Operator] = [norm("attn_norm", d, bias=arch.norm_bias)] if a.kind != "none" else []
-    if a.kind == "mla":
+    if arch.hyper_connections:
+        ops.insert(0, hyper_connection("attn_hc", d, arch.hyper_connections))
+    if a.compress_ratio is not None:
+        ops += compressed_attention_block(a, d)
+    elif a.kind == "mla":
         ops += _mla_block(a, d)
     elif a.kind == "linear":
         ops += _linear_attention_block(a, d)
@@ -273,6 +278,8 @@ def _layer_ops(g: LayerGroup, arch: Architecture, index: int) -> list[Operator]:
         ops += _softmax_block(a, d, arch.norm_bias)
     if not g.parallel_block and a.kind != "none":
         ops.append(tp_reduce)
+    if arch.hyper_connections and m.kind != "none":
+        ops.append(hyper_connection("ffn_hc", d, arch.hyper_connections))
     if g.norms_per_layer >= 2 and m.kind != "none":  # a parallel block with two norms (Falcon-180B) normalises twice
         ops.append(norm("mlp_norm", d, bias=arch.norm_bias))
     if g.norms_per_layer == 4:  # Gemma-2: post-attention and post-feed-forward norms as well
@@ -307,6 +314,11 @@ def _model_ops(arch: Architecture) -> list[Operator]:
                             weight_bytes=N * d * b_emb, act_bytes=2 * N * d * b_a, params=pos, active_params=pos,
                             resident_bytes=pos * b_emb,
                             description="learned absolute position embedding"))
+    if arch.hyper_connections:
+        n = arch.hyper_connections
+        ops.append(elementwise("hc_head", B * n_logit * n * d, flops_per_element=2 * n + 2,
+                               params=sp.Integer(n * n * d + n + 1),
+                               description=f"final collapse of the {n} hyper-connection streams"))
     ops.append(norm("final_norm", d, bias=arch.norm_bias, tokens=B * n_logit))
     lm_params = ZERO if arch.tie_word_embeddings else emb_params
     lm = gemm("lm_head", B * n_logit, sp.Integer(V) / tp, d, role="embedding", bias=arch.lm_head_bias,
