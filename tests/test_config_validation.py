@@ -187,3 +187,34 @@ def test_node_nics_zero_refused():
     with pytest.raises(RidgeplanError, match="nics_per_node"):
         _parse(NodeType, {"id": "n", "name": "n", "device": "b200", "devices_per_node": 8,
                           "scale_up_topology": "switch", "nics_per_node": 0, "sources": {"node": "s"}}, "n.toml")
+
+
+def test_mutated_real_configs_give_a_result_or_our_error():
+    """1,500 seeded mutations of the 89 aiconfigurator-core configs (1-3 fields, at the top level or inside the
+    text model, set to junk): every one parses or fails with RidgeplanError; a sample of the parsed ones is counted
+    through the operator graph."""
+    import random
+
+    from model.architecture.catalogue import _folder
+    from model.operators.params import parameter_counts
+
+    rng = random.Random(17)
+    bases = [json.loads(p.read_text()) for p in sorted((_folder() / "aic").glob("*_config.json"))
+             if not p.name.endswith("hf_quant_config.json")]
+    junk = [None, True, 0, -1, 1, 3, 1e9, math.nan, math.inf, -5.5, 2.5, "x", [], [0], [1, 2, 3], {}, {"a": 1},
+            ["full_attention"], "MEM*E", 10**12]
+    counted = 0
+    for i in range(1500):
+        cfg = copy.deepcopy(rng.choice(bases))
+        target = cfg["text_config"] if isinstance(cfg.get("text_config"), dict) and rng.random() < 0.8 else cfg
+        for key in rng.sample(sorted(target), k=min(len(target), rng.randint(1, 3))):
+            target[key] = rng.choice(junk)
+        try:
+            arch = parse_config(cfg, "mutated")
+        except RidgeplanError:
+            continue
+        assert arch.num_layers >= 1 and arch.hidden_size >= 1
+        if i % 200 == 0:  # building the operator graph is the slow part: a deterministic sample of it
+            assert parameter_counts(arch).total > 0
+            counted += 1
+    assert counted >= 3

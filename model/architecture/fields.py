@@ -156,7 +156,7 @@ class Cfg:
 
     def int_list(self, key: str, length: int | None = None) -> list[int] | None:
         items = self.seq(key, length)
-        return None if items is None else [self.check_int(f"{key}[{i}]".split("[")[0], v) for i, v in enumerate(items)]
+        return None if items is None else [self.check_int(key, v) for v in items]
 
 
 def _short(value: Any) -> str:
