@@ -199,8 +199,9 @@ def test_mutated_real_configs_give_a_result_or_our_error():
     from model.operators.params import parameter_counts
 
     rng = random.Random(17)
+    # the 3 MB MiniMax-M3-NVFP4 file (a per-module quantization table) is left out: copying it dominates the time
     bases = [json.loads(p.read_text()) for p in sorted((_folder() / "aic").glob("*_config.json"))
-             if not p.name.endswith("hf_quant_config.json")]
+             if not p.name.endswith("hf_quant_config.json") and p.stat().st_size < 200_000]
     junk = [None, True, 0, -1, 1, 3, 1e9, math.nan, math.inf, -5.5, 2.5, "x", [], [0], [1, 2, 3], {}, {"a": 1},
             ["full_attention"], "MEM*E", 10**12]
     counted = 0
@@ -214,7 +215,7 @@ def test_mutated_real_configs_give_a_result_or_our_error():
         except RidgeplanError:
             continue
         assert arch.num_layers >= 1 and arch.hidden_size >= 1
-        if i % 200 == 0:  # building the operator graph is the slow part: a deterministic sample of it
+        if counted < 8 and i % 20 == 0:  # building the operator graph is the slow part: a deterministic sample of it
             assert parameter_counts(arch).total > 0
             counted += 1
     assert counted >= 3
