@@ -79,7 +79,7 @@ def test_imports_point_down(path):
 ONE_HOME = [
     ("mean decode context I + (O - 1)/2", r"np\.maximum\(\s*\w+\s*-\s*1,\s*0\)\s*/\s*2|max\(\w+ - 1, 0\) / 2|\(\w+ - 1\) / 2\)",
      "serving/workload.py"),
-    ("KV width kv_heads x (head_dim + v_head_dim)", r"\(\s*[\w.]*head_dim\s*\+\s*[\w.]*v_head_dim\s*\)", "architecture/config.py"),
+    ("KV width kv_heads x (head_dim + v_head_dim)", r"\(\s*[\w.]*head_dim\s*\+\s*[\w.]*v_head_dim\s*\)", "architecture/blocks.py"),
     ("M/G/1 wait lambda E[S^2] / (2 (1 - rho))", r"/\s*\(2 \* \(1 - (rho|mid)\)\)", "serving/queueing.py"),
     ("hand-written roofline max(compute, memory)", r"max\(\s*compute\s*,\s*memory\s*\)|np\.maximum\(\s*compute\s*,\s*memory\s*\)",
      "roofline/kernel.py"),

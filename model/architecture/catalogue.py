@@ -32,6 +32,8 @@ class CatalogueEntry:
     notes: str
     published_significant_digits: int | None = None  # set when the published figure is rounded ("13B")
     active_excludes: str = "none"  # none | one_vocab_matrix | both_vocab_matrices
+    config: str = ""  # config file relative to catalogue/ when not <id>.json (e.g. aic/org--Name_config.json)
+    quant_config: str = ""  # hf_quant_config.json sidecar relative to catalogue/, if any
 
     def tolerance(self, published: float) -> float:
         """Relative tolerance for comparing a count with `published`: 1%, or one unit of the last published
@@ -63,12 +65,52 @@ def _index() -> dict[str, CatalogueEntry]:
             notes=row.get("notes", ""),
             published_significant_digits=row.get("published_significant_digits"),
             active_excludes=row.get("active_excludes", "none"),
+            config=row.get("config", ""), quant_config=row.get("quant_config", ""),
         )
     return entries
 
 
 def model_ids() -> list[str]:
-    return sorted(p.stem for p in _folder().glob("*.json"))
+    """Curated catalogue ids: <id>.json files and index entries pointing at a config elsewhere (aic/)."""
+    return sorted({p.stem for p in _folder().glob("*.json")} | {i for i, e in _index().items() if e.config})
+
+
+_AIC_SUFFIX = "_config.json"
+_AIC_SIDECAR = "_hf_quant_config.json"
+
+
+@lru_cache(maxsize=1)
+def _aic_files() -> dict[str, str]:
+    """lower-case hub id (org/name) -> config file name, for every config in catalogue/aic/."""
+    out = {}
+    for p in sorted((_folder() / "aic").glob("*" + _AIC_SUFFIX)):
+        if not p.name.endswith(_AIC_SIDECAR):
+            out[p.name[: -len(_AIC_SUFFIX)].replace("--", "/", 1).lower()] = p.name
+    return out
+
+
+def aic_ids() -> list[str]:
+    """Hub ids (org/Name) of the configs copied from aiconfigurator-core (catalogue/aic/README.md)."""
+    return [f[: -len(_AIC_SUFFIX)].replace("--", "/", 1) for f in _aic_files().values()]
+
+
+def _read_json(path: Path, field: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RidgeplanError(field, f"{path.name} is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise RidgeplanError(field, f"{path.name} is not valid JSON (line {err.lineno}: {err.msg})") from None
+
+
+@lru_cache(maxsize=128)
+def _load_aic(key: str) -> Architecture:
+    name = _aic_files()[key]
+    folder = _folder() / "aic"
+    sidecar = folder / name.replace(_AIC_SUFFIX, _AIC_SIDECAR)
+    quant = _read_json(sidecar, "model") if sidecar.is_file() else None
+    return parse_config(_read_json(folder / name, "model"), name=name[: -len(_AIC_SUFFIX)].replace("--", "/", 1),
+                        quant_config=quant)
 
 
 def catalogue_entry(ident: str) -> CatalogueEntry | None:
@@ -77,8 +119,11 @@ def catalogue_entry(ident: str) -> CatalogueEntry | None:
 
 @lru_cache(maxsize=None)
 def _load_catalogue(ident: str) -> Architecture:
-    path = _folder() / f"{ident}.json"
-    return parse_config(json.loads(path.read_text()), name=ident)
+    entry = _index().get(ident)
+    if entry is not None and entry.config:
+        quant = _read_json(_folder() / entry.quant_config, "model") if entry.quant_config else None
+        return parse_config(_read_json(_folder() / entry.config, "model"), name=ident, quant_config=quant)
+    return parse_config(_read_json(_folder() / f"{ident}.json", "model"), name=ident)
 
 
 def load_architecture(spec: str | Path | Mapping[str, Any] | Architecture, field: str = "model") -> Architecture:
@@ -90,15 +135,14 @@ def load_architecture(spec: str | Path | Mapping[str, Any] | Architecture, field
     text = str(spec)
     if text in model_ids():
         return _load_catalogue(text)
+    if text.lower() in _aic_files():
+        return _load_aic(text.lower())
     path = Path(text)
     if text.endswith(".json") or path.is_file():
         if not path.is_file():
             raise RidgeplanError(field, f"no such file {text!r}", hint=_ADD_HINT)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise RidgeplanError(field, f"{path.name} is not valid JSON (line {err.lineno}: {err.msg})") from None
+        data = _read_json(path, field)
         return parse_config(data, name=path.parent.name if path.name == "config.json" else path.stem)
-    close = difflib.get_close_matches(text, model_ids(), n=3)
+    close = difflib.get_close_matches(text, model_ids() + aic_ids(), n=3)
     hint = (f"Did you mean {', '.join(close)}? " if close else "") + _ADD_HINT
     raise UnknownNameError(field, f"unknown model {text!r}", "run `ridgeplan models list`", hint)

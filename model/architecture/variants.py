@@ -73,7 +73,7 @@ def with_window(arch: Architecture, window: int, *, sink: int = 0,
         a = layer.attention
         if i in chosen and a.kind == "softmax":
             a = replace(a, window=span if a.window is None else min(a.window, span))
-        elif i in chosen and a.kind != "softmax":
+        elif i in chosen and a.kind not in ("softmax", "none"):  # a layer without attention has nothing to window
             raise RidgeplanError("layers", f"layer {i} of {arch.name} is {a.kind} attention; windows apply to "
                                  "softmax layers")
         out.append(replace(layer, attention=a))
@@ -100,7 +100,7 @@ def linearize(arch: Architecture, *, key_dim: int, value_dim: int, key_heads: in
     out = []
     for i, layer in enumerate(per):
         a = layer.attention
-        if i not in keep:
+        if i not in keep and a.kind != "none":
             if a.kind != "softmax":
                 raise RidgeplanError("layers", f"layer {i} of {arch.name} is {a.kind}; only softmax layers are "
                                      "linearized")

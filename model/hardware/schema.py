@@ -16,6 +16,7 @@ DEVICE_KINDS = ("gpu", "tpu", "accelerator", "npu", "fpga", "cpu", "ssd", "csd",
 OP_CLASSES = ("all", "gemm", "gemv", "attention", "elementwise")
 LINK_KINDS = ("scale_up", "scale_out", "host", "storage", "wireless")
 TOPOLOGIES = ("switch", "ring", "mesh", "torus", "pcie")
+MAX_DOMAIN_DEVICES = 100_000  # far above any scale-up domain (NVL576, TPU pods of 8,960 chips)
 _NUMERIC_SECTIONS = ("peak_flop_per_s", "memory", "on_chip", "scale_up", "scale_out", "host_link", "power")
 
 
@@ -57,6 +58,12 @@ class OnChip(_Strict):
     sram_bytes: float | None = None
     compute_units: int | None = None
 
+    @model_validator(mode="after")
+    def _check(self) -> OnChip:
+        for name in ("l2_bytes", "sram_bytes", "compute_units"):
+            _positive(name, getattr(self, name))
+        return self
+
 
 class LinkAttachment(_Strict):
     link: str
@@ -67,6 +74,13 @@ class LinkAttachment(_Strict):
     @classmethod
     def _bw(cls, v: float) -> float:
         return _positive("bandwidth_bytes_per_s_per_direction", v)  # type: ignore[return-value]
+
+    @field_validator("max_domain_devices")
+    @classmethod
+    def _domain(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= MAX_DOMAIN_DEVICES:
+            raise ValueError(f"max_domain_devices must be between 1 and {MAX_DOMAIN_DEVICES:,} devices, got {v}")
+        return v
 
 
 class Power(_Strict):
@@ -115,6 +129,20 @@ class Device(_Strict):
     price: Price | None = None
     efficiency: dict[str, float] | None = None
     sources: dict[str, str]
+
+    @field_validator("release_year")
+    @classmethod
+    def _year(cls, v: int | None) -> int | None:
+        if v is not None and not 1990 <= v <= 2100:
+            raise ValueError(f"release_year must be between 1990 and 2100, got {v}")
+        return v
+
+    @field_validator("efficiency")
+    @classmethod
+    def _efficiency(cls, values: dict[str, float] | None) -> dict[str, float] | None:
+        for key, value in (values or {}).items():
+            _positive(f"efficiency.{key}", value)
+        return values
 
     @field_validator("peak_flop_per_s")
     @classmethod
@@ -190,11 +218,11 @@ class NodeType(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     name: str
     device: str
-    devices_per_node: int = Field(gt=0)
+    devices_per_node: int = Field(gt=0, le=MAX_DOMAIN_DEVICES)
     scale_up_topology: Literal[TOPOLOGIES]  # type: ignore[valid-type]
     scale_up_link: str | None = None
     scale_out_link: str | None = None
-    nics_per_node: int | None = None
+    nics_per_node: int | None = Field(default=None, gt=0, le=MAX_DOMAIN_DEVICES)
     host_device: str | None = None
     notes: str = ""
     sources: dict[str, str]

@@ -168,6 +168,12 @@ def keys_read(window: int | None) -> sp.Expr:
     return sp.Min(C + T, sp.Integer(window) + T - 1)
 
 
+def sparse_keys_read(window: int | None, topk: int) -> sp.Expr:
+    """Cached plus new positions a step reads per sequence when each of the T queries attends to its own top-k
+    keys (DeepSeek sparse attention): at most every position once, at most T * k distinct positions."""
+    return sp.Min(keys_read(window), T * sp.Integer(topk))
+
+
 def heads_per_rank(heads: int) -> sp.Expr:
     return sp.Integer(heads) / tp
 
@@ -178,15 +184,19 @@ def kv_heads_per_rank(kv_heads: int) -> sp.Expr:
 
 
 def softmax_attention_core(name: str, heads: int, kv_heads: int, d_qk: int, d_v: int, window: int | None,
-                           *, sinks: bool = False) -> Operator:
+                           *, sinks: bool = False, topk: int | None = None) -> Operator:
+    """Fused attention; with `topk` each query attends to at most its top-k keys (sparse attention: the count of
+    keys per query is that of a window of k, the cache still holds every position)."""
     h = heads_per_rank(heads)
     hk = kv_heads_per_rank(kv_heads)
     kv_elems_per_token = hk * (d_qk + d_v)
+    seen = keys_seen(window if topk is None else (topk if window is None else min(window, topk)))
+    read = keys_read(window) if topk is None else sparse_keys_read(window, topk)
     return Operator(
         name=name, kind="attention", weight_role="none", tags=("per_sequence",),
-        flops=B * h * attention_flops_per_pair(d_qk, d_v) * keys_seen(window),
+        flops=B * h * attention_flops_per_pair(d_qk, d_v) * seen,
         act_bytes=N * h * (d_qk + d_v) * b_a,  # read Q, write O
-        kv_read_bytes=B * keys_read(window) * kv_elems_per_token * b_kv,
+        kv_read_bytes=B * read * kv_elems_per_token * b_kv,
         kv_write_bytes=N * kv_elems_per_token * b_kv,
         cache_bytes=B * kv_cached_positions(window) * kv_elems_per_token * b_kv,
         m=T * h / hk,  # query rows sharing one KV head (GQA packing): the kernel's tile height

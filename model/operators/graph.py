@@ -11,9 +11,11 @@ from functools import lru_cache
 import sympy as sp
 
 from model.architecture.config import Architecture, Attention, LayerGroup, Mlp
+from model.operators.compressed_attention import compressed_attention_block, hyper_connection
 from model.operators.formulas import (
     LINEAR_CHUNK, MLA_ABSORB_MAX_T, ONE, ZERO, N, Operator, collective, elementwise, gemm, heads_per_rank,
-    keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, softmax_attention_core, touched_fraction,
+    keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, softmax_attention_core, sparse_keys_read,
+    touched_fraction,
 )
 from model.operators.symbols import B, C, T, b_a, b_e, b_emb, b_kv, b_state, b_w, ep, etp, moe_imbalance, n_logit, tp
 
@@ -44,8 +46,10 @@ def _softmax_block(a: Attention, d: int, norm_bias: bool) -> list[Operator]:
     rot = a.rotary_dim if a.rotary_dim is not None else a.head_dim
     ops.append(elementwise("rotary", N * (h + hk) * rot, flops_per_element=3,
                            description="rotary position embedding applied to q and k"))
+    if a.sparse_topk and a.indexer_heads:
+        ops += _indexer(a, d)
     ops.append(softmax_attention_core("attention", a.num_heads, a.num_kv_heads, a.head_dim, a.v_head_dim, a.window,
-                                      sinks=a.sinks))
+                                      sinks=a.sinks, topk=a.sparse_topk))
     if a.output_gate:
         ops.append(elementwise("attn_gate", N * h * a.v_head_dim, reads=2, flops_per_element=4,
                                description="sigmoid output gate of gated attention"))
@@ -89,13 +93,16 @@ def _mla_block(a: Attention, d: int) -> list[Operator]:
         resident_bytes=h * (nope + dv) * r_kv * b_w,
         description="latent K/V up-projection (naive prefill) or its absorbed per-head form (decode)",
     ))
-    seen = keys_seen(None)
+    if a.sparse_topk and a.indexer_heads:
+        ops += _indexer(a, d)
+    seen = keys_seen(a.sparse_topk)  # DSA: a query attends to min(position, k) keys, as a window of k would
+    read = keys_read(None) if not a.sparse_topk else sparse_keys_read(None, a.sparse_topk)
     ops.append(Operator(
         name="attention", kind="attention", weight_role="none", tags=("per_sequence",),
         flops=sp.Piecewise((B * h * (2 * latent + 2 * r_kv) * seen, absorbed),
                            (B * h * (2 * (nope + rope) + 2 * dv) * seen, True)),
         act_bytes=sp.Piecewise((N * h * (latent + r_kv) * b_a, absorbed), (N * h * (nope + rope + dv) * b_a, True)),
-        kv_read_bytes=B * keys_read(None) * latent * b_kv,
+        kv_read_bytes=B * read * latent * b_kv,
         kv_write_bytes=N * latent * b_kv,
         cache_bytes=B * (C + T) * latent * b_kv,
         m=sp.Piecewise((T * h, absorbed), (T, True)),  # absorbed: all heads share the one latent KV head
@@ -105,28 +112,66 @@ def _mla_block(a: Attention, d: int) -> list[Operator]:
     return ops
 
 
+def _indexer(a: Attention, d: int) -> list[Operator]:
+    """Lightning indexer of DeepSeek sparse attention (DeepSeek-V3.2 / GLM-5): index queries (from the query
+    latent, or the hidden state without one), one shared index key per token, per-head weights; it scores every
+    cached key (2 * heads * dim FLOPs per query-key pair) and keeps its own key cache of `indexer_dim` per token.
+    Replicated on every tensor-parallel rank, as engines run it."""
+    hi, di = a.indexer_heads, a.indexer_dim
+    q_in = a.q_lora_rank or d
+    return [
+        gemm("indexer_q_proj", N, sp.Integer(hi * di), q_in, replicated=True, description="indexer query projection"),
+        gemm("indexer_k_proj", N, sp.Integer(di), d, replicated=True, description="indexer key projection"),
+        elementwise("indexer_k_norm", N * di, params=sp.Integer(2 * di), description="LayerNorm of the index key"),
+        gemm("indexer_weights_proj", N, sp.Integer(hi), d, replicated=True, description="per-head index weights"),
+        Operator(
+            name="indexer", kind="attention", weight_role="none", tags=("per_sequence",),
+            flops=B * hi * 2 * di * keys_seen(None) + N * (C + T) * 2,  # scores, then the top-k selection
+            act_bytes=N * (hi * di + hi) * b_a,
+            kv_read_bytes=B * keys_read(None) * di * b_kv,
+            kv_write_bytes=N * di * b_kv,
+            cache_bytes=B * (C + T) * di * b_kv,
+            m=T * hi,
+            description=f"indexer scores over every cached key, keeps the top {a.sparse_topk} per query",
+        ),
+    ]
+
+
 def _linear_attention_block(a: Attention, d: int) -> list[Operator]:
-    """Gated DeltaNet (Qwen3-Next): per value head a d_k x d_v recurrent state, a short causal conv, gates."""
+    """Gated DeltaNet (Qwen3-Next/3.5) or Mamba-2 (Nemotron-H): per value head a d_k x d_v recurrent state, a short
+    causal conv, gates."""
     hk = sp.Integer(a.linear_key_heads) / tp
     hv = sp.Integer(a.linear_value_heads) / tp
     dk, dv = a.linear_key_dim, a.linear_value_dim
     qkvz = 2 * a.linear_key_heads * dk + 2 * a.linear_value_heads * dv
     conv_ch = 2 * a.linear_key_heads * dk + a.linear_value_heads * dv
     conv_ch_rank = 2 * hk * dk + hv * dv
+    # Mamba-2 (SSD) is the same recurrence shape: keys B and queries C of d_state per group, values x of head_dim
+    # per head, output gate z; it projects one dt per head (DeltaNet: beta and decay), keeps A_log, D and dt_bias
+    # per head (DeltaNet: A_log, dt_bias), a conv bias, and a gated norm over all of d_inner (DeltaNet: d_v)
+    mamba = a.linear_variant == "mamba2"
+    gates = 1 if mamba else 2
+    per_head = 3 if mamba else 2
+    conv_bias = conv_ch_rank if mamba else 0
+    conv_bias_full = conv_ch if mamba else 0
+    norm_rank = hv * dv if mamba else sp.Integer(dv)
+    norm_full = a.linear_value_heads * dv if mamba else dv
     ops = [
         gemm("in_proj_qkvz", N, 2 * hk * dk + 2 * hv * dv, d, full_params=sp.Integer(d * qkvz),
              description="input projection to q, k, v and the output gate z"),
-        gemm("in_proj_ba", N, 2 * hv, d, full_params=sp.Integer(d * 2 * a.linear_value_heads),
-             description="input projection to the write strength beta and decay a"),
+        gemm("in_proj_ba", N, gates * hv, d, full_params=sp.Integer(d * gates * a.linear_value_heads),
+             description="input projection to the write strength beta and decay a" if not mamba
+             else "input projection to the per-head step size dt"),
         Operator(
             name="short_conv", kind="elementwise", weight_role="none", tags=("per_sequence",),
             flops=2 * a.conv_kernel * conv_ch_rank * N,
-            weight_bytes=a.conv_kernel * conv_ch_rank * b_a,
+            weight_bytes=(a.conv_kernel * conv_ch_rank + conv_bias) * b_a,
             act_bytes=2 * N * conv_ch_rank * b_a,
             kv_read_bytes=B * (a.conv_kernel - 1) * conv_ch_rank * b_a,
             kv_write_bytes=B * (a.conv_kernel - 1) * conv_ch_rank * b_a,
             cache_bytes=B * (a.conv_kernel - 1) * conv_ch_rank * b_a,
-            params=a.conv_kernel * conv_ch_rank, active_params=sp.Integer(a.conv_kernel * conv_ch),
+            params=a.conv_kernel * conv_ch_rank + conv_bias,
+            active_params=sp.Integer(a.conv_kernel * conv_ch + conv_bias_full),
             description="causal depthwise conv over q, k, v with a rolling state of kernel-1 tokens",
         ),
         Operator(
@@ -138,11 +183,11 @@ def _linear_attention_block(a: Attention, d: int) -> list[Operator]:
             kv_write_bytes=B * hv * dk * dv * b_state,
             cache_bytes=B * hv * dk * dv * b_state,
             m=sp.Min(T, LINEAR_CHUNK),
-            params=2 * hv, active_params=sp.Integer(2 * a.linear_value_heads),
+            params=per_head * hv, active_params=sp.Integer(per_head * a.linear_value_heads),
             description="gated delta-rule state update and read-out; state d_k x d_v per value head",
         ),
-        elementwise("gated_norm", N * hv * dv, reads=2, flops_per_element=6, params=sp.Integer(dv),
-                    description="RMSNorm of the output gated by z"),
+        elementwise("gated_norm", N * hv * dv, reads=2, flops_per_element=6, params=norm_rank,
+                    full_params=sp.Integer(norm_full), description="RMSNorm of the output gated by z"),
         gemm("out_proj", N, d, hv * dv, full_params=sp.Integer(a.linear_value_heads * dv * d)),
     ]
     return ops
@@ -168,7 +213,10 @@ def _dense_mlp(m: Mlp, d: int, *, tokens: sp.Expr = N, width: int | None = None,
     ]
 
 
-def _moe(m: Mlp, d: int) -> list[Operator]:
+def _moe(m: Mlp, d_model: int) -> list[Operator]:
+    """Router, routed experts and shared experts. A latent MoE (Nemotron-3) projects d -> latent before the experts
+    and latent -> d after them, so the experts (and the dispatch) work in the latent width."""
+    d = m.latent_size or d_model
     E, k, di = m.num_experts, m.top_k, m.expert_intermediate_size
     tokens = moe_tokens()
     matrices = 3 if m.gated else 2
@@ -179,7 +227,7 @@ def _moe(m: Mlp, d: int) -> list[Operator]:
     i_rank = sp.Integer(di) / etp
     expert_weights_rank = matrices * d * i_rank
     ops = [
-        gemm("router", N, sp.Integer(E), d, bias=m.router_bias, replicated=True,
+        gemm("router", N, sp.Integer(E), d_model, bias=m.router_bias, replicated=True,
              description="router logits over all experts (replicated)"),
         elementwise("topk_softmax", N * E, flops_per_element=4, description="top-k selection and routing weights"),
         Operator(
@@ -196,11 +244,16 @@ def _moe(m: Mlp, d: int) -> list[Operator]:
             description="routed experts (grouped GEMMs): only touched experts' weights are read",
         ),
     ]
+    if m.latent_size:
+        ops.insert(2, gemm("latent_down_proj", N, sp.Integer(d), d_model, replicated=True,
+                           description="latent MoE: hidden state to the experts' latent width (replicated)"))
+        ops.insert(4, gemm("latent_up_proj", N, sp.Integer(d_model), d, replicated=True,
+                           description="latent MoE: expert output back to the hidden width (replicated)"))
     if m.shared_intermediate_size:
-        shared = _dense_mlp(m, d, width=m.shared_intermediate_size, prefix="shared_")
+        shared = _dense_mlp(m, d_model, width=m.shared_intermediate_size, prefix="shared_")
         ops += shared
         if m.shared_expert_gate:
-            ops.append(gemm("shared_gate", N, ONE, d, replicated=True, description="sigmoid gate of the shared expert"))
+            ops.append(gemm("shared_gate", N, ONE, d_model, replicated=True, description="sigmoid gate of the shared expert"))
     return ops
 
 
@@ -212,29 +265,35 @@ def _layer_ops(g: LayerGroup, arch: Architecture, index: int) -> list[Operator]:
     a, m = g.attention, g.mlp
     tp_reduce = collective("tp_all_reduce", "all_reduce", "tp", N * d * b_a,
                            "tensor-parallel all-reduce of the block output")
-    ops: list[Operator] = [norm("attn_norm", d, bias=arch.norm_bias)]
-    if a.kind == "mla":
+    ops: list[Operator] = [norm("attn_norm", d, bias=arch.norm_bias)] if a.kind != "none" else []
+    if arch.hyper_connections:
+        ops.insert(0, hyper_connection("attn_hc", d, arch.hyper_connections))
+    if a.compress_ratio is not None:
+        ops += compressed_attention_block(a, d)
+    elif a.kind == "mla":
         ops += _mla_block(a, d)
     elif a.kind == "linear":
         ops += _linear_attention_block(a, d)
-    else:
+    elif a.kind == "softmax":
         ops += _softmax_block(a, d, arch.norm_bias)
-    if not g.parallel_block:
+    if not g.parallel_block and a.kind != "none":
         ops.append(tp_reduce)
-    if g.norms_per_layer >= 2:  # a parallel block with two norms (Falcon-180B) still normalises twice
+    if arch.hyper_connections and m.kind != "none":
+        ops.append(hyper_connection("ffn_hc", d, arch.hyper_connections))
+    if g.norms_per_layer >= 2 and m.kind != "none":  # a parallel block with two norms (Falcon-180B) normalises twice
         ops.append(norm("mlp_norm", d, bias=arch.norm_bias))
     if g.norms_per_layer == 4:  # Gemma-2: post-attention and post-feed-forward norms as well
         ops.append(norm("post_attn_norm", d, bias=arch.norm_bias))
         ops.append(norm("post_mlp_norm", d, bias=arch.norm_bias))
     if m.kind == "moe":
         ops += _moe(m, d)
-        a2a = 2 * (moe_tokens() / ep) * m.top_k * d * b_a * (ep - 1) / ep
+        a2a = 2 * (moe_tokens() / ep) * m.top_k * (m.latent_size or d) * b_a * (ep - 1) / ep
         ops.append(collective("ep_all_to_all", "all_to_all", "ep", a2a,
                               "expert-parallel dispatch and combine (two all-to-alls)"))
         ops.append(_with(tp_reduce, name="moe_tp_all_reduce",
                          comm_bytes=N * d * b_a * sp.Piecewise((1, sp.Eq(ep, 1)), (0, True)),
                          description="tensor-parallel all-reduce of the MoE output (experts split by TP, no EP)"))
-    else:
+    elif m.kind == "dense":
         ops += _dense_mlp(m, d)
         ops.append(tp_reduce)
     return [_with(op, group=index, count=g.count) for op in ops]
@@ -255,6 +314,11 @@ def _model_ops(arch: Architecture) -> list[Operator]:
                             weight_bytes=N * d * b_emb, act_bytes=2 * N * d * b_a, params=pos, active_params=pos,
                             resident_bytes=pos * b_emb,
                             description="learned absolute position embedding"))
+    if arch.hyper_connections:
+        n = arch.hyper_connections
+        ops.append(elementwise("hc_head", B * n_logit * n * d, flops_per_element=2 * n + 2,
+                               params=sp.Integer(n * n * d + n + 1),
+                               description=f"final collapse of the {n} hyper-connection streams"))
     ops.append(norm("final_norm", d, bias=arch.norm_bias, tokens=B * n_logit))
     lm_params = ZERO if arch.tie_word_embeddings else emb_params
     lm = gemm("lm_head", B * n_logit, sp.Integer(V) / tp, d, role="embedding", bias=arch.lm_head_bias,

@@ -254,6 +254,8 @@ def checkpoint_weight_format(arch: Architecture) -> str:
     """The dense weight format of the published checkpoint."""
     q = arch.quantization or {}
     method = str(q.get("quant_method", "")).lower()
+    if q.get("weights") in ("fp8", "nvfp4", "mxfp4", "int4", "int8"):  # normalised by model.architecture.quant
+        return str(q["weights"])
     if method == "fp8":
         return "fp8"
     dtype = str(arch.torch_dtype).lower()
@@ -262,7 +264,10 @@ def checkpoint_weight_format(arch: Architecture) -> str:
 
 def checkpoint_expert_format(arch: Architecture, dense: str) -> str | None:
     """Expert weights format when the checkpoint stores experts differently (gpt-oss: MXFP4 experts)."""
-    method = str((arch.quantization or {}).get("quant_method", "")).lower()
+    q = arch.quantization or {}
+    method = str(q.get("quant_method", "")).lower()
     if method == "mxfp4" and arch.is_moe:
         return "mxfp4"
+    if arch.is_moe and q.get("experts") in ("fp8", "nvfp4", "mxfp4", "int4", "int8") and q["experts"] != dense:
+        return str(q["experts"])
     return None
