@@ -172,3 +172,16 @@ def test_step_time_never_falls_with_context(batch, context):
     d = deployment("llama-3.1-8b", "h100-sxm")
     t = d.step(batch, 1, np.array([context, context + 100])).time_s
     assert t[1] >= t[0]
+
+
+def test_experts_in_their_own_format_run_their_own_gemm_path():
+    """NVFP4 experts beside 16-bit dense layers (DeepSeek-V3.1-NVFP4) run W4A4 on Blackwell's FP4 tensor cores
+    (not weight-only at the dense layers' bf16 rate); on Hopper, without FP4 tensor cores, W4A16 weight-only."""
+    from model.serving.deployment import deployment
+
+    b200 = deployment("deepseek-v3.1-nvfp4", "b200", tp=8)
+    assert (b200.resolved.dense_dtype, b200.resolved.expert_dtype) == ("bf16", "fp4")
+    assert not b200.context.weight_only["expert"]
+    assert any("experts: W4A4" in n for n in b200.resolved.assumptions)
+    h200 = deployment("deepseek-v3.1-nvfp4", "h200", tp=8)
+    assert h200.resolved.expert_dtype == "bf16" and h200.context.weight_only["expert"]

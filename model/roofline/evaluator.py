@@ -147,6 +147,7 @@ class ResolvedPrecision:
     expert_dtype: str
     attention_dtype: str
     assumptions: tuple[str, ...]
+    expert_activations: str = ""  # the experts' GEMM input format ("" = the dense layers' activations)
 
 
 def resolve_precision(precision: Precision, device: Device) -> ResolvedPrecision:
@@ -156,10 +157,15 @@ def resolve_precision(precision: Precision, device: Device) -> ResolvedPrecision
     if precision.activations is None:
         act, why = natural_activation_dtype(precision.weights, supported)
         notes.append(why)
+        # experts stored in their own format run their own GEMM path (NVFP4 experts beside 16-bit dense layers:
+        # W4A4 on the FP4 tensor cores, as TensorRT-LLM and SGLang run them), not the dense layers' activations
+        expert_act, why_e = natural_activation_dtype(precision.expert_weights, supported)
+        if precision.expert_weights != precision.weights:
+            notes.append(f"experts: {why_e}")
     else:
-        act = precision.activations
+        act = expert_act = precision.activations
     dense = compute_dtype_for(precision.weights, act)
-    expert = compute_dtype_for(precision.expert_weights, act)
+    expert = compute_dtype_for(precision.expert_weights, expert_act)
     for field_name, dtype in (("activations", dense), ("experts", expert)):
         if dtype not in supported:
             raise RidgeplanError(field_name, f"{device.name} has no {dtype} tensor cores",
@@ -170,7 +176,7 @@ def resolve_precision(precision: Precision, device: Device) -> ResolvedPrecision
                              sorted(d for d in supported if d in ("bf16", "fp16", "fp8", "int8")))
     attention = "fp8" if (precision.kv == "fp8" and act == "fp8" and "fp8" in supported) else sixteen
     notes.append(f"attention runs on the {attention} path with a {precision.kv} KV cache")
-    return ResolvedPrecision(precision, act, dense, expert, attention, tuple(notes))
+    return ResolvedPrecision(precision, act, dense, expert, attention, tuple(notes), expert_act)
 
 
 def context_for(device: Device, precision: Precision | ResolvedPrecision | None = None, *,
@@ -194,7 +200,8 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
         gemm_max={"dense": eff.gemm_max(rp.dense_dtype), "expert": eff.gemm_max(rp.expert_dtype),
                   "embedding": eff.gemm_max(emb_dtype)},
         weight_only={"dense": is_weight_only(p.weights, rp.activations),
-                     "expert": is_weight_only(p.expert_weights, rp.activations), "embedding": False},
+                     "expert": is_weight_only(p.expert_weights, rp.expert_activations or rp.activations),
+                     "embedding": False},
         eff=eff, comm=dict(comm or {}), comm_overlap=comm_overlap, assumptions=rp.assumptions,
     )
 
