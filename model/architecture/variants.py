@@ -1,4 +1,4 @@
-"""Architecture variants that research systems apply to a published model (CATALOG sections 1, 5 and 23).
+"""Architecture variants that research systems apply to a published model.
 
 Each function takes an `Architecture` and returns a new one, so every cost (FLOPs, weights, KV, step time) of the
 variant comes from the same operator graph as the original:

@@ -1,4 +1,4 @@
-"""Closed-form attention costs the operator graph does not carry (CATALOG section 1): dynamic top-k attention
+"""Closed-form attention costs the operator graph does not carry: dynamic top-k attention
 with a hierarchical selection (HiP), and the HBM traffic of IO-aware (Flash) attention as a function of SRAM.
 
 Conventions follow model.operators.formulas: one (query, key) pair costs 2 d_qk (QK^T) + 2 d_v (AV) FLOPs per

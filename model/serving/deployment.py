@@ -73,7 +73,7 @@ class Deployment:
     comm_overlap: float = 0.0
     moe_imbalance: float = 1.0
     memory_utilization: float = 0.90  # fraction of device memory the engine may use (vLLM's default 0.9)
-    # KV compression composing multiplicatively with the KV precision (CATALOG section 3):
+    # KV compression composing multiplicatively with the KV precision:
     kv_rank_fraction: float = 1.0  # kept share of the K/V feature dimension (low-rank projection)
     kv_keep_ratio: float = 1.0  # kept share of tokens (eviction / merging)
     kv_residual_tokens: int = 0  # most recent tokens kept in 16 bits (KIVI-style window)

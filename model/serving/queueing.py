@@ -97,7 +97,7 @@ def mixture_quantile(p: float, weights: np.ndarray, cdf: Callable[[np.ndarray], 
 # ---------------------------------------------------------------------------------------------------------
 # pooled vs partitioned instances: M/G/c
 #
-# Pooled vs partitioned instances (CATALOG section 11): M/G/c queueing for replicas that share one queue.
+# Pooled vs partitioned instances: M/G/c queueing for replicas that share one queue.
 #
 # c instances, Poisson arrivals at rate lambda, service time with mean D and squared coefficient of variation
 # cs2 (0 for deterministic prefill, 1 for exponential):

@@ -1,4 +1,4 @@
-"""Continuous batching details (CATALOG section 9): piggybacked decode cost and padding waste.
+"""Continuous batching details: piggybacked decode cost and padding waste.
 
 - Marginal cost of a decode token piggybacked on a prefill chunk: (T(chunk + B decodes) - T(chunk)) / B. On a
   compute-bound chunk the weights are read anyway, so a decode adds about (2 P_act + attention) / F +

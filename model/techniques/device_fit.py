@@ -1,4 +1,4 @@
-"""Memory fit questions (CATALOG section 4): which weight format is the widest that fits a device set, and how
+"""Memory fit questions: which weight format is the widest that fits a device set, and how
 few devices hold a model.
 
     N_min >= ceil(weight bytes / device memory)                         (the pure-weights lower bound)

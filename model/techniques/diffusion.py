@@ -1,4 +1,4 @@
-"""Diffusion and visual-generation cost (CATALOG section 19): latent tokens, DiT steps through the operator
+"""Diffusion and visual-generation cost: latent tokens, DiT steps through the operator
 graph and roofline, guidance, step schedules, attention variants, quantization with a low-rank branch, patch
 parallelism, and the Amdahl bookkeeping of partial speed-ups.
 

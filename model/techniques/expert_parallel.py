@@ -1,4 +1,4 @@
-"""Mixture-of-Experts pieces the operator graph does not carry (CATALOG section 5): expert-parallel all-to-all
+"""Mixture-of-Experts pieces the operator graph does not carry: expert-parallel all-to-all
 with a local fraction and per-exchange byte widths, the EP-bound decode ceiling, null-expert routing, expert
 offload with a cache hit rate, and the cost of an expert placement.
 

@@ -1,4 +1,4 @@
-"""KV-cache allocators and attention-kernel layouts (CATALOG section 2: vAttention, PagedAttention).
+"""KV-cache allocators and attention-kernel layouts (vAttention, PagedAttention).
 
 Allocator overhead f_alloc, i.e. how many token slots a sequence of S tokens occupies:
 - static reservation:       every sequence holds S_max slots (max_model_len), whatever its length;

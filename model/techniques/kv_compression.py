@@ -1,4 +1,4 @@
-"""KV-cache compression arithmetic (CATALOG sections 1 and 3): how rank, token-keep, bit width, a full-precision
+"""KV-cache compression arithmetic: how rank, token-keep, bit width, a full-precision
 recent window and layer mixes compose, and what a saving means for capacity and for total memory.
 
     KV'/KV = r_rank * kappa_keep * b / 16                      (multiplicative composition, metadata in b)

@@ -1,4 +1,4 @@
-"""Long-context capacity (CATALOG section 14).
+"""Long-context capacity.
 
 - The four metrics of a context of S tokens: prefill time (quadratic in S through attention); concurrency
   N_conc = floor((M - W_b - A_work) / KV_req(S)); decode step (W_b + N KV_req(S)) / BW; context switch

@@ -1,4 +1,4 @@
-"""Multi-adapter serving, co-serving and many-model hosting (CATALOG section 24).
+"""Multi-adapter serving, co-serving and many-model hosting.
 
 - LoRA of rank r on a matrix d_in x d_out: r (d_in + d_out) parameters; per token 2 r (d_in + d_out) extra FLOPs
   when unmerged (A then B). Adapters live in host memory and are fetched over the host link on a miss; the

@@ -1,4 +1,4 @@
-"""PIM, NPU + PIM, FPGA and edge devices (CATALOG section 16).
+"""PIM, NPU + PIM, FPGA and edge devices.
 
 - Two resources working on one step: run one after the other, a step costs t_a + t_b; overlapped (two
   sub-batches interleaved, NeuPIMs-style), about max(t_a, t_b) plus a pipeline fill. The gain

@@ -1,4 +1,4 @@
-"""Prefill and decode phase models (CATALOG section 8).
+"""Prefill and decode phase models.
 
 - Theoretical-peak analyses: every kernel at 100% of peak FLOP/s and bandwidth, no kernel floors, no engine
   overhead (`peak_efficiency`, `at_peak`). Published back-of-envelope numbers use this convention.

@@ -1,4 +1,4 @@
-"""Device power per phase, power caps, energy and oversubscription (catalogue section 17, POLCA).
+"""Device power per phase, power caps, energy and oversubscription (POLCA).
 
 - Power of a phase: P = P_idle + (P_TDP − P_idle)·u, with u the utilisation of the binding resource:
   u = max(u_c, s_m·u_m), where u_c is the share of the step the GPU spends in compute-bound work and u_m the

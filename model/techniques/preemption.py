@@ -1,4 +1,4 @@
-"""KV swaps on preemption and live migration (CATALOG section 11).
+"""KV swaps on preemption and live migration.
 
 - A swap moves a request's KV between GPU and host in copies of g contiguous bytes; each copy pays a setup
   latency t_setup, so the effective bandwidth is BW_eff(g) = BW g / (g + BW t_setup) and the swap takes

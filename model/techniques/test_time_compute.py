@@ -1,4 +1,4 @@
-"""Test-time compute accounting (CATALOG section 21).
+"""Test-time compute accounting.
 
 - FLOPs matching: N samples of T tokens from a model of P_s parameters cost N 2 P_s T FLOPs; one sample from a
   model of P_L costs 2 P_L T, so at equal generated tokens N = P_L / P_s. Amortising pre-training (6 P D for D

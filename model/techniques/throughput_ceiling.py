@@ -1,4 +1,4 @@
-"""Hard throughput ceilings of a deployment: what no schedule can beat (catalogue section 7, NanoFlow).
+"""Hard throughput ceilings of a deployment: what no schedule can beat (NanoFlow).
 
 Per replica of N GPUs, for tokens at a given cached context:
 - compute ceiling:  tok/s <= N·F / (FLOPs per token), FLOPs per token = 2·P_act (the weights' GEMMs, from the

@@ -1,5 +1,5 @@
 """U-Nets and VAE decoders of latent diffusion, counted layer by layer from their configs and timed with the
-roofline (CATALOG section 19: "UNet: per-step FLOPs from resolution, plus its attention blocks").
+roofline ("UNet: per-step FLOPs from resolution, plus its attention blocks").
 
 The structure follows diffusers' `UNet2DConditionModel` and the autoencoder's `Decoder`:
 - ResBlock(c_in, c_out) at P positions: GroupNorm+SiLU, conv3x3 (P 9 c_in c_out MACs), time-embedding add,

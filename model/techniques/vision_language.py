@@ -1,4 +1,4 @@
-"""Vision-language model token accounting (CATALOG section 22).
+"""Vision-language model token accounting.
 
 - Visual tokens of a request: partitions x tokens per partition x keep ratio (x frames for video); an AnyRes
   image (LLaVA-NeXT) is a base view plus a grid of crops, each encoded separately.

@@ -1,4 +1,4 @@
-"""Unstructured weight sparsity, "load as sparse, compute as dense" (CATALOG section 23: Flash-LLM, sparse
+"""Unstructured weight sparsity, "load as sparse, compute as dense" (Flash-LLM, sparse
 fine-tuning).
 
 A weight matrix with sparsity s keeps nnz = (1 - s) P non-zeros, each stored as a value plus an index:

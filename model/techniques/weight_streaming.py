@@ -1,4 +1,4 @@
-"""Layer streaming from a slower tier (CATALOG section 13).
+"""Layer streaming from a slower tier.
 
 Weights kept off the GPU cross the host link once per forward pass; with prefetch the pass costs
 max(T_compute, bytes_streamed / beta). Keeping k of L layers resident needs k x layer_bytes + a prefetch

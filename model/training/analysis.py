@@ -4,12 +4,12 @@
   from its shape, for the published training runs that name a shape rather than a checkpoint (Megatron's 1T,
   GPT-3 175B, BERT-Large-sized encoders as decoders of the same widths).
 - `max_fitting`: the largest value of one layout column (micro-batch, sequence length) that fits in memory, by
-  evaluating every value in one vectorized pass of `evaluate_candidates` (catalogue section 6, SEED-C14).
+  evaluating every value in one vectorized pass of `evaluate_candidates` (SEED-C14).
 - `stage_flop_imbalance`: 1 − mean/max of the forward FLOPs per pipeline stage, from the operator graph and the
   serving layer's stage assignment; with `vocab_parallel` the embedding and LM head are spread over the stages
-  (catalogue section 6, SEED-A21).
+  (SEED-A21).
 - `layer_parameters`: parameters of one decoder layer of a layer group, from the operator graph's weights
-  (catalogue section 13: a streamed layer of OPT-175B is 12·d² parameters, SEED-A40).
+  (a streamed layer of OPT-175B is 12·d² parameters, SEED-A40).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Communication of one training step, per GPU, over the cluster's tiers (catalogue sections 6, 7, 13).
+"""Communication of one training step, per GPU, over the cluster's tiers.
 
 - TP (Megatron): the operator graph's own collectives (two all-reduces of tokens·d·b_a per dense layer, the
   MoE ones, the EP all-to-alls), run in the forward, again in the backward (the conjugate f/g operators) and

@@ -102,7 +102,7 @@ def pipeline_time_s(stage_time_s, micro_batches, virtual_stages=1):
 
 
 def stage_imbalance_loss(stage_work):
-    """Throughput lost to unequal stages: 1 − mean stage / max stage (catalogue section 6)."""
+    """Throughput lost to unequal stages: 1 − mean stage / max stage."""
     w = np.asarray(stage_work, float)
     return 1.0 - w.mean(axis=0) / w.max(axis=0)
 
@@ -163,7 +163,7 @@ def streaming_no_stall_tokens(bytes_per_weight, peak_flop_per_s, link_bytes_per_
     """Tokens per step above which streaming each layer's weights over a link hides behind its compute.
 
     A layer of P weights costs f·P FLOPs per token (zeroth-order fine-tuning: 2 forwards = 4) and b_w·P bytes
-    to stream once; no stall when T·f·P / F ≥ b_w·P / β, i.e. T ≥ b_w·F / (f·β) (catalogue section 13).
+    to stream once; no stall when T·f·P / F ≥ b_w·P / β, i.e. T ≥ b_w·F / (f·β).
     """
     return (np.asarray(bytes_per_weight, float) * np.asarray(peak_flop_per_s, float)
             / (flops_per_param_per_token * np.asarray(link_bytes_per_s, float)))

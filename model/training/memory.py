@@ -1,7 +1,7 @@
 """Training memory per GPU: weights, gradients, optimizer states, activations, and what offload moves away.
 
 Parameters per pipeline stage come from the operator graph's resident bytes (one source of truth for
-weights; 16-bit storage, so params = bytes / 2). On top of them (catalogue sections 6, 13, 18):
+weights; 16-bit storage, so params = bytes / 2). On top of them:
 - model states per parameter: 16-bit weights b_w, gradients b_g and the optimizer's bytes (AdamW mixed
   precision: fp32 master + m + v = 12, so 2 + 2 + 12 = 16 B/param); ZeRO-1 shards the optimizer bytes over
   the data-parallel group, ZeRO-2 the gradients too, ZeRO-3 (FSDP) the weights too, and ZeRO-3 keeps two

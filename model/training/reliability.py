@@ -1,4 +1,4 @@
-"""Failures and checkpoints of long training runs (catalogue section 18).
+"""Failures and checkpoints of long training runs.
 
 - A job on N GPUs whose GPUs fail independently with mean time between failures M_gpu fails every
   M = M_gpu / N on average.

@@ -1,6 +1,6 @@
 """Sequence/context parallelism: traffic per rank by scheme, and per-sequence SP degrees for mixed lengths.
 
-Traffic one rank receives per layer and pass (catalogue section 6), for a sequence of S tokens over N ranks at
+Traffic one rank receives per layer and pass, for a sequence of S tokens over N ranks at
 b bytes per element:
 - Ulysses: all-to-alls of Q, K, V before attention and O after it, (N−1)/N · (S/N)·(2·n_h + 2·n_kv)·d_h·b —
   constant when S/N is fixed;

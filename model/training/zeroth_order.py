@@ -1,4 +1,4 @@
-"""Zeroth-order fine-tuning with layer streaming (catalogue section 13, ZO2).
+"""Zeroth-order fine-tuning with layer streaming (ZO2).
 
 A zeroth-order (MeZO-style) step runs two forward passes with opposite random perturbations and keeps no
 gradients, optimizer states or stored activations. With the weights in CPU memory, each decoder layer is
