@@ -7,9 +7,9 @@ Slingshot x inf]; two RDMA islands joined by Ethernet add an [island x n] level 
 
 A communication group of n ranks placed with a stride s (see the rank order in `config`) has, inside a
 level of size D, min(n, max(1, D/s)) members; the ratio of member counts between consecutive levels is the
-group's fan-out on that tier. Collectives over several tiers are hierarchical (
-Σ_tier volume_tier / β_tier): each tier runs the library's single-tier collective
-(`model.roofline.collectives.collective_time`) on the share of the message left after the faster tiers.
+group's fan-out on that tier. Collectives over several tiers are hierarchical (Σ_tier volume_tier / β_tier), with
+the library's one multi-tier formula, `model.roofline.collectives.hierarchical_time`, which the serving path's
+two-tier collectives use too.
 """
 
 from __future__ import annotations
