@@ -36,6 +36,12 @@ class GpuOption:
     usd_per_hour: float | None = None
     available: int | None = None  # at most this many GPUs of this type (None: unlimited)
 
+    def __post_init__(self) -> None:
+        if self.usd_per_hour is not None:
+            require_positive("usd_per_hour", self.usd_per_hour)  # a free GPU would make every fleet cost $0
+        if self.available is not None:
+            require_positive("available", self.available, integer=True, allow_zero=True)
+
     @property
     def device(self):
         return load_device(self.gpu)
