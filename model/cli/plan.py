@@ -150,6 +150,8 @@ def _print(result, data) -> None:
         console.print(f"[bold]{p['gpu']} {p['layout']} {p['role']}[/bold]")
         for engine, cmd in p["launch"].items():
             console.print(f"  {engine}: {cmd}")
+    for engine, cmd in data.get("router", {}).items():
+        console.print(f"[bold]router[/bold] {engine}: {cmd}")
     if "pareto" in data:
         t = Table(title="Pareto frontier (cost vs latency target)")
         for col in ("target ms", "cost $/h", "GPUs", "mix"):

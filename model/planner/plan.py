@@ -51,7 +51,7 @@ class Pool:
     def rate_per_s(self) -> float:
         return float(sum(self.routed.values()))
 
-    def to_dict(self, engine: str = "vllm") -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         from model.planner.commands import launch_commands
 
         c = self.candidate
@@ -122,8 +122,15 @@ class Plan:
             "gpus": self.gpus, "cost_per_hour_usd": self.cost_per_hour_usd if self.feasible else None,
             "cost_per_million_output_tokens_usd": self.cost_per_million_tokens_usd(), "power_w": self.power_w,
             "pools": [p.to_dict() for p in self.pools], "pairs": [q.to_dict(self.pools) for q in self.pairs],
+            "router": _router(self.pools, self.pairs),
             "candidates_evaluated": self.candidates_evaluated, "notes": list(self.notes),
         }
+
+
+def _router(pools, pairs) -> dict[str, str]:
+    from model.planner.commands import router_commands
+
+    return router_commands(pools, pairs)
 
 
 @dataclass(frozen=True)
