@@ -141,7 +141,7 @@ class Fleet:
     pools: tuple[Pool, ...]
     value: float
     passed: bool
-    how: str  # 'solved' (the program's routing) or 'raised' (failing pools given more instances)
+    how: str  # 'solved' (the program's routing), 'raised' (failing pools given more instances) or 'one type'
 
 
 def _check_fn():
@@ -165,8 +165,15 @@ def plan(request: PlanRequest, progress: Callable[[str], None] | None = None, *,
     keep = undominated(request, cands, cap_cs)
     cap = np.where(keep[:, None], cap_cs, 0.0)
     visited = reroute(request, cands, sl, cap, info, check)
+    if len(request.gpus) > 1 and not (visited and visited[0].passed):
+        # the loop had to re-route: also run it on each GPU type alone (same capacities), so that offering more
+        # types is never worse than offering any one of them (their passing fleets are incumbents)
+        for opt in request.gpus:
+            alone = np.array([c.gpu == opt.gpu for c in cands])
+            visited += [replace(f, how="one type") for f in reroute(request, cands, sl, np.where(alone[:, None], cap, 0.0),
+                                                                    info, check) if f.passed]
     passing = [f for f in visited if f.passed]
-    best = min(passing, key=lambda f: f.value) if passing else None
+    best = min(passing, key=lambda f: (f.value, f.how != "solved")) if passing else None
     base_notes = [f"{len(cands)} candidate configurations evaluated ({len(dropped)} dropped: unsupported or invalid)",
                   f"traffic split into {len(sl)} slices over request-size buckets", _policy_note(request),
                   "pools pair only within a compatibility group (model.planner.pairs: same weights and KV format, "
@@ -330,8 +337,9 @@ def _loop_notes(request: PlanRequest, visited: list[Fleet], best: Fleet) -> list
         return ["every pool of the program's first fleet passed the re-check"]
     first = visited[0]
     fails = sum(1 for f in visited if not f.passed)
-    how = ("re-routed (failing capacities lowered to what the check sustains, routing and counts re-solved)"
-           if best.how == "solved" else "failing pools given more instances (re-routing found nothing cheaper)")
+    how = {"solved": "re-routed (failing capacities lowered to what the check sustains, routing and counts re-solved)",
+           "raised": "failing pools given more instances (re-routing found nothing cheaper)",
+           "one type": "the re-route loop on one GPU type alone found the best passing fleet"}[best.how]
     return [f"re-check: {fails} visited fleet(s) failed; {request.objective} {first.value:,.2f} (first solve, failed) "
             f"-> {best.value:,.2f}, {how}"]
 
