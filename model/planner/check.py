@@ -96,7 +96,7 @@ CheckFn = Callable[..., PoolCheck]
 check_pool: CheckFn = serving_check
 
 
-def sustained_rate(check: CheckFn, candidate, lengths: Lengths, rate_hi: float, request, steps: int = 8) -> float:
+def sustained_rate(check: CheckFn, candidate, lengths: Lengths, rate_hi: float, request, steps: int = 6) -> float:
     """Largest per-instance rate in [0, rate_hi] that `check` passes (bisection; 0 when even a trickle fails).
     Latencies grow with the rate, so the set of passing rates is an interval from 0."""
     lo, hi = 0.0, rate_hi

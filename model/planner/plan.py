@@ -165,9 +165,11 @@ def plan(request: PlanRequest, progress: Callable[[str], None] | None = None, *,
     keep = undominated(request, cands, cap_cs)
     cap = np.where(keep[:, None], cap_cs, 0.0)
     visited = reroute(request, cands, sl, cap, info, check)
-    if len(request.gpus) > 1 and not (visited and visited[0].passed):
-        # the loop had to re-route: also run it on each GPU type alone (same capacities), so that offering more
-        # types is never worse than offering any one of them (their passing fleets are incumbents)
+    found = min((f.value for f in visited if f.passed), default=np.inf)
+    if len(request.gpus) > 1 and visited and found > visited[0].value + 1e-9:
+        # the loop had to re-route and ended above the program's first optimum (a lower bound for any fleet): also
+        # run it on each GPU type alone (same capacities), so that offering more types is never worse than
+        # offering any one of them (their passing fleets are incumbents)
         for opt in request.gpus:
             alone = np.array([c.gpu == opt.gpu for c in cands])
             visited += [replace(f, how="one type") for f in reroute(request, cands, sl, np.where(alone[:, None], cap, 0.0),
