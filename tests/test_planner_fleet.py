@@ -246,3 +246,15 @@ def test_each_latency_names_its_statistic():
     assert "decode" in roles
     assert set(roles["decode"].tpot_s) == {"mean"} and roles["decode"].ttft_s == {}
     assert {"p50", "p90", "p99", "mean"} <= set(roles["prefill"].ttft_s)
+
+
+def test_goodput_can_partly_disaggregate_a_bucket():
+    # finding 3: `--gpus h200::8 --rate 12 --roles prefill,decode --objective goodput` failed although rate 8 worked
+    for rate in (8.0, 12.0):
+        req = _req((GpuOption("h200", None, 8),), rate=rate, model="llama-3.1-70b", slo=SLO(2.0, 0.05),
+                   precisions=(("fp8", "fp8"),), roles=("prefill", "decode"), objective="goodput",
+                   budget_usd_per_hour=100.0, gpus_per_instance=(1, 2, 4))
+        p = plan(req)
+        assert p.feasible and p.gpus <= 8
+        served = sum(pool.rate_per_s for pool in p.pools if pool.candidate.role == "prefill")
+        assert served > 0.5 * rate and all(pool.meets_slo for pool in p.pools)
