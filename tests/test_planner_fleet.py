@@ -78,8 +78,8 @@ def _enumerate(cands, rates, cap, bound):
             "net" if c.deployment.device.scale_out is not None else c.gpu) for c in cands]
     groups = sorted({key[c] for c in range(n_c) if cands[c].role != "aggregated"})
     nv = n_b * n_c + n_b * len(groups)
-    x = lambda b, c: b * n_c + c  # noqa: E731
-    y = lambda b, g: n_b * n_c + b * len(groups) + g  # noqa: E731
+    x = lambda b, c: b * n_c + c
+    y = lambda b, g: n_b * n_c + b * len(groups) + g
     a_eq, b_eq = [], []
     for b in range(n_b):
         row = np.zeros(nv)

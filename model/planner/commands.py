@@ -121,7 +121,7 @@ def router_commands(pools, pairs) -> dict[str, str]:
         return {}
     pre = sorted({q.prefill for q in pairs})
     dec = sorted({q.decode for q in pairs})
-    hosts = lambda idx, tag: [f"{tag}_{i}_{k}" for i in idx for k in range(pools[i].instances)]  # noqa: E731
+    hosts = lambda idx, tag: [f"{tag}_{i}_{k}" for i in idx for k in range(pools[i].instances)]
     ph, dh = hosts(pre, "PREFILL"), hosts(dec, "DECODE")
     vllm, sglang, trtllm = (engine_module(n) for n in ENGINES)
     amd = any(pools[i].candidate.deployment.device.vendor == "AMD" for i in pre + dec)

@@ -123,6 +123,7 @@ class Plan:
             "cost_per_million_output_tokens_usd": self.cost_per_million_tokens_usd(), "power_w": self.power_w,
             "pools": [p.to_dict() for p in self.pools], "pairs": [q.to_dict(self.pools) for q in self.pairs],
             "router": _router(self.pools, self.pairs),
+            "recheck": [{"objective": v, "passed": ok} for v, ok in self.visited],
             "candidates_evaluated": self.candidates_evaluated, "notes": list(self.notes),
         }
 
@@ -178,16 +179,16 @@ def plan(request: PlanRequest, progress: Callable[[str], None] | None = None, *,
     best = min(passing, key=lambda f: (f.value, f.how != "solved")) if passing else None
     base_notes = [f"{len(cands)} candidate configurations evaluated ({len(dropped)} dropped: unsupported or invalid)",
                   f"traffic split into {len(sl)} slices over request-size buckets", _policy_note(request),
-                  "pools pair only within a compatibility group (model.planner.pairs: same weights and KV format, "
-                  "vendor, and a link in hardware_db); no KV format conversion is offered",
-                  "latencies name their statistic: p50/p90/p99 over requests, or the mean (a decode pool's TPOT: "
-                  "decode-only iteration time at the interpolated concurrency)"]
+                  ("pools pair only within a compatibility group (model.planner.pairs: same weights and KV format, "
+                   "vendor, and a link in hardware_db); no KV format conversion is offered"),
+                  ("latencies name their statistic: p50/p90/p99 over requests, or the mean (a decode pool's TPOT: "
+                   "decode-only iteration time at the interpolated concurrency)")]
     trace = tuple((f.value, f.passed) for f in visited)
     if _usable_incumbent(request, incumbent) and (best is None or objective_value(request, incumbent.pools)
                                                    < best.value - 1e-9):
         return replace(incumbent, request=request, candidates_evaluated=len(cands), visited=trace,
-                       notes=(*incumbent.notes, "kept the incumbent (a smaller offer's passing fleet): no fleet "
-                              "found on this offer passed the re-check at a lower objective"))
+                       notes=(*incumbent.notes, ("kept the incumbent (a smaller offer's passing fleet): no fleet "
+                                                 "found on this offer passed the re-check at a lower objective")))
     if best is None:
         if not visited:
             why = _explain_fn()(request, cands, sl, cap_cs, info) if explain else "no feasible fleet"
@@ -339,11 +340,12 @@ def _loop_notes(request: PlanRequest, visited: list[Fleet], best: Fleet) -> list
         return ["every pool of the program's first fleet passed the re-check"]
     first = visited[0]
     fails = sum(1 for f in visited if not f.passed)
-    how = {"solved": "re-routed (failing capacities lowered to what the check sustains, routing and counts re-solved)",
+    how = {"solved": ("re-routed (failing capacities lowered to what the check sustains, routing and counts "
+                      "re-solved)"),
            "raised": "failing pools given more instances (re-routing found nothing cheaper)",
            "one type": "the re-route loop on one GPU type alone found the best passing fleet"}[best.how]
-    return [f"re-check: {fails} visited fleet(s) failed; {request.objective} {first.value:,.2f} (first solve, failed) "
-            f"-> {best.value:,.2f}, {how}"]
+    return [(f"re-check: {fails} visited fleet(s) failed; {request.objective} {first.value:,.2f} (first solve, "
+             f"failed) -> {best.value:,.2f}, {how}")]
 
 
 def _pairs(request: PlanRequest, cands, sl, sol: IlpSolution, pools) -> tuple[Pair, ...]:
