@@ -258,3 +258,19 @@ def test_goodput_can_partly_disaggregate_a_bucket():
         assert p.feasible and p.gpus <= 8
         served = sum(pool.rate_per_s for pool in p.pools if pool.candidate.role == "prefill")
         assert served > 0.5 * rate and all(pool.meets_slo for pool in p.pools)
+
+
+def test_pools_that_cannot_pair_are_explained(monkeypatch):
+    # prefill only in fp8 on L4 (no NIC in hardware_db), decode only on H100: nothing can hand KV over
+    req = _req(("l4", "h100-sxm"), precisions=(("fp8", "fp8"),), roles=("prefill", "decode"))
+    from model.planner.candidates import enumerate_candidates as real
+
+    def split(request, progress=None):
+        cands, dropped = real(request, progress)
+        return [c for c in cands if (c.gpu, c.role) in (("l4", "prefill"), ("h100-sxm", "decode"))], dropped
+
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("model.planner.plan"), "enumerate_candidates", split)
+    p = plan(req)
+    assert not p.feasible and p.explanation.startswith("pairing"), p.explanation

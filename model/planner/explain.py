@@ -17,6 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from model.planner.pairs import pair_key
+
 BISECTION_STEPS = 5
 DOUBLINGS = 5
 
@@ -32,18 +34,18 @@ def explain(request, cands, sl, cap, info) -> str:
                     "lower precisions")
         role = np.array([cands[r].role for r in rows])
         served = caps.rate_per_s > 0
-
-        def covered(b: int) -> bool:
-            return bool(served[role == "aggregated", b].any()
-                        or (served[role == "prefill", b].any() and served[role == "decode", b].any()))
-
-        uncovered = [b for b in range(bi.size) if not covered(b)]
+        keys = [pair_key(cands[r], request.kv_placement) if cands[r].role != "aggregated" else None for r in rows]
+        uncovered = [b for b in range(bi.size) if not _covered(b, role, served, keys)]
         if uncovered:
             b = uncovered[0]
             fits = caps.fits[:, b]
             size = f"{bi[b]:,.0f}-token prompts / {bo[b]:,.0f}-token outputs"
             best_ttft = np.where(fits & (role != "decode"), caps.min_ttft_s[:, b], np.inf)
             best_tpot = np.where(fits & (role != "prefill"), caps.min_tpot_s[:, b], np.inf)
+            if served[role == "prefill", b].any() and served[role == "decode", b].any():
+                return (f"pairing: prefill and decode configurations each meet the SLO for {size}, but none of them "
+                        "can hand KV to the other (same weights and KV format, same vendor, a link in hardware_db); "
+                        "allow aggregated instances, one format for both roles, or GPUs with a scale-out NIC")
             k_t, k_p = int(np.argmin(best_ttft)), int(np.argmin(best_tpot))
             if slo.ttft_s is not None and best_ttft[k_t] > slo.ttft_s:
                 return _latency(request, "ttft", float(best_ttft[k_t]), size, cands[rows[k_t]].label())
@@ -57,6 +59,14 @@ def explain(request, cands, sl, cap, info) -> str:
         if why:
             return why
     return "no feasible fleet: the combination of limits cannot be met (relaxing any single limit does not help)"
+
+
+def _covered(b: int, role: np.ndarray, served: np.ndarray, keys: list) -> bool:
+    """Bucket b is served by an aggregated configuration or by a prefill and a decode one that pair."""
+    if served[role == "aggregated", b].any():
+        return True
+    pre = {keys[k] for k in np.flatnonzero((role == "prefill") & served[:, b])}
+    return any(keys[k] in pre for k in np.flatnonzero((role == "decode") & served[:, b]))
 
 
 def _plan(request):
