@@ -274,3 +274,16 @@ def test_pools_that_cannot_pair_are_explained(monkeypatch):
     monkeypatch.setattr(importlib.import_module("model.planner.plan"), "enumerate_candidates", split)
     p = plan(req)
     assert not p.feasible and p.explanation.startswith("pairing"), p.explanation
+
+
+def test_an_incumbent_is_used_only_when_it_answers_the_same_request():
+    small = _req(("a100-sxm-80gb",), rate=10.0, lengths=Lengths.lognormal(1000, 200))
+    base = plan(small, check=_strict)
+    # equal traffic built anew (arrays compared by value), a larger offer: the incumbent is admissible
+    again = replace(small, traffic=(Traffic("llama-3.1-8b", 10.0, Lengths.lognormal(1000, 200)),),
+                    gpus=small.gpus + (GpuOption("l4"),))
+    assert plan(again, check=_strict, incumbent=base).cost_per_hour_usd <= base.cost_per_hour_usd + 1e-9
+    # other traffic: the incumbent does not serve it and must not be returned
+    other = replace(again, traffic=(Traffic("llama-3.1-8b", 30.0, Lengths.lognormal(1000, 200)),))
+    p = plan(other, check=_strict, incumbent=base)
+    assert p.pools != base.pools and not any("incumbent" in n for n in p.notes)

@@ -258,12 +258,20 @@ def within_limits(request: PlanRequest, pools) -> bool:
                 or (request.power_cap_w is not None and power > request.power_cap_w * (1 + 1e-9)))
 
 
+def _same_traffic(a, b) -> bool:
+    """Equal traffic (Lengths hold arrays: compared element by element, not with ==)."""
+    return len(a) == len(b) and all(
+        x.model == y.model and x.rate_per_s == y.rate_per_s
+        and all(np.array_equal(getattr(x.lengths, f), getattr(y.lengths, f)) for f in ("input_len", "output_len", "weight"))
+        for x, y in zip(a, b))
+
+
 def _usable_incumbent(request: PlanRequest, incumbent: Plan | None) -> bool:
     if incumbent is None or not incumbent.feasible:
         return False
     r = incumbent.request
     offered = {g.gpu for g in request.gpus}
-    return (r.traffic == request.traffic and r.slo == request.slo and r.engine == request.engine
+    return (_same_traffic(r.traffic, request.traffic) and r.slo == request.slo and r.engine == request.engine
             and r.objective == request.objective and all(p.candidate.gpu in offered for p in incumbent.pools)
             and all(g.price == next(o.price for o in request.gpus if o.gpu == g.gpu) for g in r.gpus
                     if g.gpu in offered)
