@@ -287,3 +287,16 @@ def test_an_incumbent_is_used_only_when_it_answers_the_same_request():
     other = replace(again, traffic=(Traffic("llama-3.1-8b", 30.0, Lengths.lognormal(1000, 200)),))
     p = plan(other, check=_strict, incumbent=base)
     assert p.pools != base.pools and not any("incumbent" in n for n in p.notes)
+
+
+def test_the_issues_infeasible_reported_feasible_example_now_passes_every_pool():
+    # finding 6: Llama-3.1-70B at 50 req/s with 16k log-normal prompts plus a Mixtral trickle, L4 and a $0.5/h B200:
+    # a pool with TTFT inf and utilisation 1.0 (meets_slo=False) was reported feasible, 355 GPUs
+    req = PlanRequest((Traffic("llama-3.1-70b", 50.0, Lengths.lognormal(16000, 300)),
+                       Traffic("mixtral-8x7b", 0.5, Lengths.lognormal(1000, 300))), SLO(2.0, 0.05),
+                      (GpuOption("l4"), GpuOption("b200", 0.5)), precisions=(("fp8", "fp8"),), **FAST)
+    p = plan(req)
+    assert p.feasible
+    for pool in p.pools:
+        assert pool.meets_slo and np.isfinite(pool.ttft_s.get("p90", 0.0)) and pool.utilization < 1
+        assert check_pool(pool.candidate, pool.lengths, pool.rate_per_s / pool.instances, req).ok
