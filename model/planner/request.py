@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -42,11 +43,11 @@ class GpuOption:
         if self.available is not None:
             require_positive("available", self.available, integer=True, allow_zero=True)
 
-    @property
+    @cached_property
     def device(self):
         return load_device(self.gpu)
 
-    @property
+    @cached_property
     def price(self) -> float:
         if self.usd_per_hour is not None:
             return self.usd_per_hour
