@@ -300,3 +300,12 @@ def test_the_issues_infeasible_reported_feasible_example_now_passes_every_pool()
     for pool in p.pools:
         assert pool.meets_slo and np.isfinite(pool.ttft_s.get("p90", 0.0)) and pool.utilization < 1
         assert check_pool(pool.candidate, pool.lengths, pool.rate_per_s / pool.instances, req).ok
+
+
+def test_prefill_pools_launch_with_room_for_the_prompts_they_batch():
+    # the capacity model batches waiting prompts up to the 8,192-token budget: `--max-num-seqs 1` would forbid it
+    p = plan(_req(("h100-sxm",), rate=20.0, lengths=Lengths.fixed(1000, 300), slo=SLO(1.0, 0.010),
+                  precisions=(("fp8", "fp8"),), roles=("prefill", "decode")))
+    pre = [pool for pool in p.pools if pool.candidate.role == "prefill"]
+    assert pre and all(pool.max_batch == 8192 // 1000 for pool in pre)
+    assert "--max-num-seqs 8 " in pre[0].to_dict()["launch"]["vllm"]

@@ -149,9 +149,9 @@ def _print(result, data) -> None:
     for p in data["pools"]:
         console.print(f"[bold]{p['gpu']} {p['layout']} {p['role']}[/bold]")
         for engine, cmd in p["launch"].items():
-            console.print(f"  {engine}: {cmd}")
+            console.print(f"  {engine}: " + cmd.replace("\n", "\n      "), markup=False)
     for engine, cmd in data.get("router", {}).items():
-        console.print(f"[bold]router[/bold] {engine}: {cmd}")
+        console.print(f"router {engine}: " + cmd.replace("\n", "\n    "), markup=False)
     if "pareto" in data:
         t = Table(title="Pareto frontier (cost vs latency target)")
         for col in ("target ms", "cost $/h", "GPUs", "mix"):

@@ -211,6 +211,12 @@ def _explain_fn():
     return explain
 
 
+def _token_budget(request: PlanRequest) -> int:
+    from model.serving.policy import engine_policy
+
+    return engine_policy(request.engine).max_num_batched_tokens
+
+
 def _policy_note(request: PlanRequest) -> str:
     from model.serving.policy import engine_policy
 
@@ -449,6 +455,8 @@ def _pools(request: PlanRequest, cands, sl, sol: IlpSolution, info) -> list[Pool
         keys = sorted(routed)
         lengths = Lengths(bi[keys], bo[keys], np.array([routed[k] for k in keys]), "routed traffic")
         batch = int(max(caps.batch[local, k] for k in keys))
+        if cand.role == "prefill":  # prefill instances batch waiting prompts up to the token budget per step
+            batch = int(max(np.floor(_token_budget(request) / max(bi[k], 1.0)) for k in keys))
         pools.append(Pool(cand, int(sol.counts[c]), routed, lengths, max(batch, 1), placement=request.kv_placement))
     return pools
 
