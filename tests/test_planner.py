@@ -127,8 +127,8 @@ def test_pareto_frontier_carries_a_cheaper_plan_from_a_tighter_target(monkeypatc
 
     real = planner.plan
 
-    def costlier_when_loose(request, progress=None):
-        p = real(request, progress)
+    def costlier_when_loose(request, progress=None, **kw):
+        p = real(request, progress, **kw)
         if request.slo.tpot_s > 0.03:  # pretend the looser target's solve came out worse
             p = replace(p, pools=tuple(replace(pool, instances=pool.instances + 1) for pool in p.pools))
         return p

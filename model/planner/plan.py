@@ -475,7 +475,7 @@ def pareto_frontier(request: PlanRequest, tpot_targets_s: list[float] | None = N
     by_target: dict[float, tuple[float, Plan]] = {}
     for target in sorted(set(targets)):
         slo = replace(request.slo, tpot_s=target) if tpot_targets_s else replace(request.slo, ttft_s=target)
-        p = plan(replace(request, slo=slo))
+        p = plan(replace(request, slo=slo), explain=False)  # an infeasible point needs no explanation
         if request.objective == "goodput":  # served traffic is maximised, not a cost: nothing to carry
             by_target[target] = (target, p)
             continue
