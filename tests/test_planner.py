@@ -271,3 +271,15 @@ def test_unsplit_slices_are_each_served_whole_and_loads_fit():
     with np.errstate(divide="ignore", invalid="ignore"):
         load = np.nansum(np.where(sol.share.T > 0, rates[None, :] * sol.share.T / cap, 0.0), axis=1)
     assert np.all(load <= sol.counts + 1e-6)
+
+
+def test_following_the_availability_suggestion_plans():
+    import re
+
+    request = PlanRequest((Traffic("llama-3.1-8b", 400.0, Lengths.fixed(1000, 200)),), SLO(1.0, 0.05),
+                          (GpuOption("h100-sxm", 3.0, 2),), **FAST)
+    short = plan(request)
+    need = {gpu: int(n) for gpu, n in re.findall(r"([\w.-]+): (\d+) needed", short.explanation)}
+    assert need["h100-sxm"] > 2
+    followed = plan(replace(request, gpus=(GpuOption("h100-sxm", 3.0, need["h100-sxm"]),)))
+    assert followed.feasible and followed.gpus <= need["h100-sxm"]
