@@ -278,14 +278,20 @@ def test_pools_that_cannot_pair_are_explained(monkeypatch):
 
 def test_an_incumbent_is_used_only_when_it_answers_the_same_request():
     small = _req(("a100-sxm-80gb",), rate=10.0, lengths=Lengths.lognormal(1000, 200))
-    base = plan(small, check=_strict)
+    base = plan(small)
     # equal traffic built anew (arrays compared by value), a larger offer: the incumbent is admissible
     again = replace(small, traffic=(Traffic("llama-3.1-8b", 10.0, Lengths.lognormal(1000, 200)),),
                     gpus=small.gpus + (GpuOption("l4"),))
-    assert plan(again, check=_strict, incumbent=base).cost_per_hour_usd <= base.cost_per_hour_usd + 1e-9
+    assert plan(again, incumbent=base).cost_per_hour_usd <= base.cost_per_hour_usd + 1e-9
+
+    def never(candidate, lengths, rate, request):
+        return replace(serving_check(candidate, lengths, rate, request), ok=False, why=("refused",))
+
+    kept = plan(again, check=never, incumbent=base)  # nothing on the larger offer passes: the incumbent stands
+    assert kept.feasible and kept.pools == base.pools and any("incumbent" in n for n in kept.notes)
     # other traffic: the incumbent does not serve it and must not be returned
-    other = replace(again, traffic=(Traffic("llama-3.1-8b", 30.0, Lengths.lognormal(1000, 200)),))
-    p = plan(other, check=_strict, incumbent=base)
+    other = replace(again, traffic=(Traffic("llama-3.1-8b", 12.0, Lengths.lognormal(1000, 200)),))
+    p = plan(other, incumbent=base)
     assert p.pools != base.pools and not any("incumbent" in n for n in p.notes)
 
 
