@@ -315,3 +315,19 @@ def test_prefill_pools_launch_with_room_for_the_prompts_they_batch():
     pre = [pool for pool in p.pools if pool.candidate.role == "prefill"]
     assert pre and all(pool.max_batch == 8192 // 1000 for pool in pre)
     assert "--max-num-seqs 8 " in pre[0].to_dict()["launch"]["vllm"]
+
+
+def test_dominance_pruning_stays_inside_a_pair_group():
+    # a faster fp8 prefill configuration must not prune the int4 one when only an int4 decode pool exists
+    from model.planner.plan import undominated
+
+    req = _req(("h100-sxm",), precisions=(("fp8", "fp8"), ("int4", "bf16")), roles=("prefill", "decode"))
+    cands, _ = enumerate_candidates(req)
+    one = lambda role, w: next(c for c in cands if c.role == role and c.deployment.precision.weights == w  # noqa: E731
+                               and c.gpus == 1)
+    trio = [one("prefill", "fp8"), one("prefill", "int4"), one("decode", "int4")]
+    cap = np.array([[2.0], [1.0], [1.0]])
+    keep = undominated(req, trio, cap)
+    assert keep.tolist() == [True, True, True]
+    sol = solve_fleet(req, trio, [Slice("llama-3.1-8b", 0, 1000.0, 100.0, 1.0)], np.where(keep[:, None], cap, 0.0))
+    assert sol.status == "Optimal" and sol.counts.tolist() == [0, 1, 1]

@@ -395,9 +395,9 @@ def _key(request, cand):
 
 
 def undominated(request: PlanRequest, cands: list[Candidate], cap: np.ndarray) -> np.ndarray:
-    """Candidates no other candidate beats: c is dropped when some c' of the same model and role carries at
-    least as much of every slice at no more cost, GPUs and power (and on the same GPU type when availability
-    limits exist). Dropping them cannot change the optimum, and it shrinks the integer program."""
+    """Candidates no other candidate beats: c is dropped when some c' of the same model and role (and pair group)
+    carries at least as much of every slice at no more cost, GPUs and power (and on the same GPU type when
+    availability limits exist). Dropping them cannot change the optimum, and it shrinks the integer program."""
     n = len(cands)
     keep = np.ones(n, dtype=bool)
     limited = any(o.available is not None for o in request.gpus)
@@ -409,7 +409,10 @@ def undominated(request: PlanRequest, cands: list[Candidate], cap: np.ndarray) -
     groups: dict[tuple, list[int]] = {}
     for k, c in enumerate(cands):
         if useful[k]:
-            groups.setdefault((c.model, c.role, c.gpu if limited else ""), []).append(k)
+            # prefill and decode candidates only stand in for one another inside their pair group: a prefill
+            # configuration that pairs with other decode pools is not interchangeable, however fast it is
+            pairing = _key(request, c) if c.role != "aggregated" else None
+            groups.setdefault((c.model, c.role, c.gpu if limited else "", pairing), []).append(k)
     for rows in groups.values():
         r = np.array(rows)
         sub = cap[r]
