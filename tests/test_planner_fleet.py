@@ -331,3 +331,14 @@ def test_dominance_pruning_stays_inside_a_pair_group():
     assert keep.tolist() == [True, True, True]
     sol = solve_fleet(req, trio, [Slice("llama-3.1-8b", 0, 1000.0, 100.0, 1.0)], np.where(keep[:, None], cap, 0.0))
     assert sol.status == "Optimal" and sol.counts.tolist() == [0, 1, 1]
+
+
+def test_simulator_check_agrees_with_the_plan_when_the_simulator_is_present():
+    pytest.importorskip("model.serving.simulator.run")  # the engine simulator (branch `sim`)
+    from model.planner.check import simulator_check
+
+    req = _req(("h100-sxm",), rate=5.0, lengths=Lengths.lognormal(1000, 200), slo=SLO(2.0, 0.1))
+    p = plan(req, check=simulator_check)
+    assert p.feasible
+    for pool in p.pools:
+        assert simulator_check(pool.candidate, pool.lengths, pool.rate_per_s / pool.instances, req).ok

@@ -4,8 +4,9 @@
 (model.planner.plan looks it up here at call time). Today it is `serving_check`, the serving model proper
 (model.serving.estimate for aggregated instances, prefill_pool / decode_pool for disaggregated ones). To re-check
 with the engine simulator instead, point `check_pool` at a function that calls
-`simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, ...)` and returns a PoolCheck: that
-assignment at the bottom of this module is the one line to change.
+`simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, ...)` and returns a PoolCheck:
+`simulator_check` below does that (once the simulator is merged), and the assignment `check_pool = serving_check`
+at the bottom of this module is the one line to change.
 
 The rate is per instance: a pool of n instances behind a balancer carries rate / n on each.
 Every latency is keyed by the statistic it is: 'p50', 'p90', 'p99' (quantiles of the request distribution) or
@@ -90,9 +91,38 @@ def serving_check(candidate, lengths: Lengths, rate_per_s: float, request) -> Po
     return PoolCheck(ttft, tpot, not why, float(util), tuple(why))
 
 
+def simulator_check(candidate, lengths: Lengths, rate_per_s: float, request, num_requests: int = 1000) -> PoolCheck:
+    """One aggregated instance through the engine simulator (`simulate_pool` of model.serving.simulator, from the
+    `sim` branch) at the SLO percentile of its simulated requests. Prefill and decode pools keep `serving_check`:
+    the simulator runs a disaggregated pair as a whole (simulate_disagg), and one pool's check has no partner."""
+    if candidate.role != "aggregated":
+        return serving_check(candidate, lengths, rate_per_s, request)
+    import numpy as np
+
+    from model.errors import RidgeplanError
+    from model.serving.simulator.run import simulate_pool
+
+    slo, key = request.slo, _key(request.slo.attainment)
+    try:
+        run = simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, num_requests=num_requests)
+    except RidgeplanError as err:  # does not fit, or the budget cannot hold a prompt
+        return PoolCheck({}, {}, False, 1.0, (err.one_line(),))
+    qs = sorted({0.5, slo.attainment, 0.99})
+    ttft = {_key(q): float(np.quantile(run.ttft_s, q)) for q in qs} | {"mean": float(np.mean(run.ttft_s))}
+    tp = run.tpot_s
+    tpot = ({_key(q): float(np.quantile(tp, q)) for q in qs} | {"mean": float(np.mean(tp))}) if tp.size else {}
+    why = []
+    if slo.ttft_s is not None and not ttft[key] <= slo.ttft_s * TOLERANCE:
+        why.append(f"TTFT {key} {ttft[key] * 1e3:,.0f} ms > {slo.ttft_s * 1e3:,.0f} ms (simulated)")
+    if slo.tpot_s is not None and tpot and not tpot[key] <= slo.tpot_s * TOLERANCE:
+        why.append(f"TPOT {key} {tpot[key] * 1e3:,.1f} ms > {slo.tpot_s * 1e3:,.1f} ms (simulated)")
+    util = min(rate_per_s / max(run.requests_per_s, 1e-12), 1.0)
+    return PoolCheck(ttft, tpot, not why, float(util), tuple(why))
+
+
 CheckFn = Callable[..., PoolCheck]
 
-# The re-check the planner uses. One line to switch to the engine simulator (see the module docstring).
+# The re-check the planner uses. The one line to change for the engine simulator: check_pool = simulator_check
 check_pool: CheckFn = serving_check
 
 
