@@ -103,10 +103,42 @@ def bench_planner() -> dict[str, float]:
     cands, _ = enumerate_candidates(req)
     bi, bo, _ = buckets(req.traffic[0].lengths, 16)
     cap_s = _best_of(lambda: capacities(cands, bi, bo, req), repeats=2)
+    readme = PlanRequest((Traffic("llama-3.1-8b", 40.0, Lengths.lognormal(1500, 300)),), SLO(1.0, 0.05),
+                         (GpuOption("h100-sxm"), GpuOption("l40s"), GpuOption("l4")))
+    plan(readme)
+    readme_warm = _best_of(lambda: plan(readme).to_dict(), repeats=2)
     return {"plan end to end, first call (s)": cold, "plan end to end, warm (s)": warm,
             "candidate configurations": float(len(cands)),
             "candidate x bucket capacity evaluations/s": len(cands) * bi.size / cap_s,
-            "plan cost ($/h)": result.cost_per_hour_usd}
+            "plan cost ($/h)": result.cost_per_hour_usd,
+            "README python plan, warm in one process (s)": readme_warm,
+            **bench_plan_command()}
+
+
+PLAN_COMMANDS = {  # the README's `ridgeplan plan` examples (the second without its Pareto sweep)
+    "README plan 1 (llama-3.1-70b)": ["--model", "llama-3.1-70b", "--rate", "20", "--input-len", "2048", "--output-len",
+                                      "256", "--ttft-ms", "2000", "--tpot-ms", "50"],
+    "README plan 2 (llama-3.1-8b, budget)": ["--model", "llama-3.1-8b", "--rate", "40", "--tpot-ms", "50", "--gpus",
+                                             "h100-sxm:3.0:16,l40s,l4", "--budget", "40"],
+}
+
+
+def bench_plan_command(repeats: int = 2) -> dict[str, float]:
+    """`ridgeplan plan ... --json` as a command: process start to the JSON on stdout (best of `repeats`)."""
+    import subprocess
+
+    out: dict[str, float] = {}
+    code = "from model.cli import main; raise SystemExit(main())"
+    for name, args in PLAN_COMMANDS.items():
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", code, "plan", *args, "--json"], capture_output=True, text=True,
+                                  check=True)
+            best = min(best, time.perf_counter() - t0)
+        out[f"{name}: command, process start to JSON (s)"] = best
+        out[f"{name}: cost ($/h)"] = float(json.loads(done.stdout)["cost_per_hour_usd"] or float("nan"))
+    return out
 
 
 BENCHES: dict[str, Callable[[], dict[str, float]]] = {"operators": bench_operators, "serving": bench_serving,

@@ -118,11 +118,23 @@ def test_plan_json_and_infeasible_explanation(capsys):
     assert code == 0 and not data["feasible"] and data["explanation"].startswith("TTFT")
 
 
+def test_plan_text_shows_the_prefill_decode_pairs_and_router(capsys):
+    code, out, _ = run(capsys, "plan", "--model", "llama-3.1-8b", "--rate", "20", "--ttft-ms", "1000", "--tpot-ms", "10",
+                       "--input-len", "4000", "--output-len", "300", "--lengths", "fixed", "--gpus", "h100-sxm",
+                       "--precisions", "fp8/fp8", "--roles", "prefill,decode")
+    assert code == 0 and "prefill -> decode pairs" in out and "KV transfer mean ms" in out
+    assert "router sglang: python -m sglang_router.launch_router --pd-disaggregation" in out
+
+
 @pytest.mark.parametrize("args, field", [
     (("plan", "--model", "llama-3.1-8b", "--rate", "1", "--rate", "2", "--tpot-ms", "50"), "rate"),
     (("plan", "--model", "llama-3.1-8b", "--rate", "1"), "slo"),
     (("plan", "--model", "llama-3.1-8b", "--rate", "1", "--tpot-ms", "50", "--gpus", "h100-sxm:cheap"), "gpus"),
     (("plan", "--model", "llama-3.1-8b", "--rate", "1", "--tpot-ms", "50", "--objective", "fast"), "objective"),
+    # issue 16 finding 6: `--gpus h100-sxm:0` gave "14 GPUs, $0.00/h"
+    (("plan", "--model", "llama-3.1-8b", "--rate", "1", "--tpot-ms", "50", "--gpus", "h100-sxm:0"), "usd_per_hour"),
+    (("plan", "--model", "llama-2-7b", "--rate", "1", "--tpot-ms", "50", "--input-len", "8000", "--lengths", "fixed"),
+     "input_len"),
 ])
 def test_plan_bad_input(capsys, args, field):
     code, _, err = run(capsys, *args)

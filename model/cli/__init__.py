@@ -20,14 +20,29 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   rich_markup_mode=None, help="Roofline capacity planner for LLM serving and training.")
 
 
-def _register() -> None:
+@app.callback()
+def _group() -> None:
+    """Keeps `ridgeplan` a group of commands when only one command module is imported (see ALONE)."""
+
+
+# commands whose module is imported alone when the command is run (the others pull in pandas, sympy, the app's
+# data layer: seconds of start-up the plan command does not need)
+ALONE = {"plan": "plan"}
+
+
+def _register(args: list[str] | None = None) -> None:
+    import importlib
+
+    if args and args[0] in ALONE and "--help" not in args:
+        importlib.import_module(f"model.cli.{ALONE[args[0]]}")
+        return
     from model.cli import calibrate, catalogue, estimate, plan, scenarios, tools, train  # noqa: F401  (commands register themselves on `app`)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns every input error into one line on stderr and exit status 2."""
-    _register()
     args = sys.argv[1:] if argv is None else argv
+    _register(args)
     try:
         result = app(args=args, standalone_mode=False, prog_name="ridgeplan")
         return int(result or 0)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:  # pandas costs ~0.5 s to import; only annotations need it here
+    import pandas as pd
 
 console = Console(highlight=False, soft_wrap=False, width=160)
 

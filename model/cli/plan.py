@@ -121,20 +121,30 @@ def _print(result, data) -> None:
             ("binding constraint", result.binding)]
     console.print(kv_table("ridgeplan plan", head))
     table = Table(title="instances")
-    for col in ("model", "role", "instances", "GPU x n", "layout", "W/KV", "max batch", "req/s", "TTFT p50/p90/p99 ms",
-                "TPOT p50/p90/p99 ms", "util", "SLO"):
+    for col in ("#", "model", "role", "instances", "GPU x n", "layout", "W/KV", "max batch", "req/s", "TTFT ms",
+                "TPOT ms", "util", "SLO"):
         table.add_column(col)
-    for p in data["pools"]:
-        fmt = lambda d: "/".join(f"{v * 1e3:,.1f}" for v in d.values()) if d else "-"  # noqa: E731
-        table.add_row(p["model"], p["role"], str(p["instances"]), f"{p['gpu']} x {p['gpus_per_instance']}", p["layout"],
+    for k, p in enumerate(data["pools"]):
+        fmt = lambda d: " ".join(f"{s} {v * 1e3:,.1f}" for s, v in d.items()) if d else "-"  # noqa: E731
+        table.add_row(str(k), p["model"], p["role"], str(p["instances"]), f"{p['gpu']} x {p['gpus_per_instance']}", p["layout"],
                       f"{p['precision']['weights']}/{p['precision']['kv']}", str(p["max_batch"]),
                       f"{p['rate_per_s']:,.2f}", fmt(p["ttft_s"]), fmt(p["tpot_s"]), f"{p['utilization']:.0%}",
-                      "ok" if p["meets_slo"] else "MISSED")
+                      "ok" if p["meets_slo"] else "MISSED: " + "; ".join(p["failed"]))
     console.print(table)
+    if data["pairs"]:
+        pairs = Table(title="prefill -> decode pairs (KV hand-off)")
+        for col in ("prefill pool", "decode pool", "req/s", "KV transfer mean ms", "group"):
+            pairs.add_column(col)
+        for q in data["pairs"]:
+            pairs.add_row(f"#{q['prefill_pool']} {q['prefill']}", f"#{q['decode_pool']} {q['decode']}",
+                          f"{q['rate_per_s']:,.2f}", f"{q['kv_transfer_s']['mean'] * 1e3:,.2f}", q["group"])
+        console.print(pairs)
     for p in data["pools"]:
         console.print(f"[bold]{p['gpu']} {p['layout']} {p['role']}[/bold]")
         for engine, cmd in p["launch"].items():
-            console.print(f"  {engine}: {cmd}")
+            console.print(f"  {engine}: " + cmd.replace("\n", "\n      "), markup=False)
+    for engine, cmd in data.get("router", {}).items():
+        console.print(f"router {engine}: " + cmd.replace("\n", "\n    "), markup=False)
     if "pareto" in data:
         t = Table(title="Pareto frontier (cost vs latency target)")
         for col in ("target ms", "cost $/h", "GPUs", "mix"):

@@ -1,13 +1,15 @@
 """The fleet integer program: how many instances of each configuration, and which traffic slices they serve.
 
     minimise   sum_c n_c * cost_c                              (or GPUs, or power; or maximise served traffic)
-    C1  every slice is served once:     sum_{c agg} x[s,c] + z_s = 1   (z_s = 1: the slice is disaggregated)
-    C2  a disaggregated slice needs both pools:  sum_{c pre} p[s,c] = z_s,  sum_{c dec} q[s,c] = z_s
-    C3  load fits the instances:        sum_s rate_s * share[s,c] / capacity[c,s] <= n_c   for every c
+    C1  every slice is served once:     sum_{c agg} x[s,c] + sum_K y[s,K] = 1   (y[s,K]: share disaggregated
+                                        through pair group K, continuous: part of a bucket may be disaggregated)
+    C2  a disaggregated share needs a compatible pair:  sum_{c pre in K} x[s,c] = y[s,K] = sum_{c dec in K} x[s,c]
+                                        (K: same model, weights and KV format, vendor, and a link: model.planner.pairs)
+    C3  load fits the instances:        sum_s rate_s * x[s,c] / capacity[c,s] <= n_c   for every c
     C4  availability per GPU type:      sum_{c on g} n_c * gpus_c <= available_g
     C5  budget:                         sum_c n_c * cost_c <= budget
     C6  power:                          sum_c n_c * gpus_c * tdp_c <= power_cap
-Domains: n_c integer >= 0; shares in [0, 1] (binary when slices may not split); z_s binary.
+Domains: n_c integer >= 0; shares in [0, 1] (whole slices when slices may not split).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import pulp
 
 from model.planner.candidates import Candidate
+from model.planner.pairs import pair_key
 from model.planner.request import PlanRequest, Slice
 
 
@@ -31,6 +34,7 @@ class IlpSolution:
     share: np.ndarray  # (S, C) fraction of each slice routed to each candidate
     objective: float
     tight: tuple[str, ...]  # limits that bind at the optimum (availability:<gpu>, budget, power)
+    pair_share: dict[tuple, np.ndarray] | None = None  # pair group -> (S,) share of each slice disaggregated through it
 
 
 @contextmanager
@@ -89,25 +93,34 @@ def solve_fleet(request: PlanRequest, cands: list[Candidate], slices: list[Slice
          for g, members in enumerate(groups) for c in n
          if usable[c, members[0]] and cands[c].model == slices[members[0]].model}
     roles = {c: cands[c].role for c in n}
-    disagg_ok = {g: any(roles[c] == "prefill" for (gg, c) in k if gg == g)
-                 and any(roles[c] == "decode" for (gg, c) in k if gg == g) for g in range(len(groups))}
-    z = {g: pulp.LpVariable(f"z_{g}", 0, len(groups[g]), cat=pulp.LpInteger) for g in range(len(groups)) if disagg_ok[g]}
+    key_of = {c: pair_key(cands[c], request.kv_placement) for c in n if roles[c] != "aggregated"}
+    y: dict[tuple[int, tuple], pulp.LpVariable] = {}
+    members_of: dict[tuple[int, tuple], tuple[list[int], list[int]]] = {}
+    for g in range(len(groups)):
+        by_key: dict[tuple, tuple[list[int], list[int]]] = {}
+        for c in key_of:
+            if (g, c) in k:
+                by_key.setdefault(key_of[c], ([], []))[0 if roles[c] == "prefill" else 1].append(c)
+        for j, (key, (pre, dec)) in enumerate(sorted(by_key.items())):
+            if pre and dec:
+                y[g, key] = pulp.LpVariable(f"y_{g}_{j}", 0, len(groups[g]), cat=cat)
+                members_of[g, key] = (pre, dec)
+            else:  # a pool with no compatible partner serves nothing of this group
+                for c in pre + dec:
+                    prob += k[g, c] == 0, f"C2_no_compatible_partner_{g}_{c}"
     served = {}
     for g, members in enumerate(groups):
         m = len(members)
         agg = [k[g, c] for c in n if (g, c) in k and roles[c] == "aggregated"]
-        served[g] = pulp.lpSum(agg) + (z[g] if g in z else 0)
+        served[g] = pulp.lpSum(agg) + pulp.lpSum(v for (gg, _), v in y.items() if gg == g)
         if maximise:
             prob += served[g] <= m, f"C1_slices_{g}_served_at_most_once"
         else:
             prob += served[g] == m, f"C1_slices_{g}_served_once"
-        if g in z:
-            prob += pulp.lpSum(k[g, c] for c in n if (g, c) in k and roles[c] == "prefill") == z[g], f"C2_prefill_{g}"
-            prob += pulp.lpSum(k[g, c] for c in n if (g, c) in k and roles[c] == "decode") == z[g], f"C2_decode_{g}"
-        else:
-            for c in n:
-                if (g, c) in k and roles[c] != "aggregated":
-                    prob += k[g, c] == 0, f"C2_no_pool_pair_{g}_{c}"
+    for j, ((g, key), var) in enumerate(y.items()):
+        pre, dec = members_of[g, key]
+        prob += pulp.lpSum(k[g, c] for c in pre) == var, f"C2_prefill_{g}_{j}"
+        prob += pulp.lpSum(k[g, c] for c in dec) == var, f"C2_decode_{g}_{j}"
     for c in n:
         load = pulp.lpSum(slices[groups[g][0]].rate_per_s / capacity[c, groups[g][0]] * k[g, c]
                           for g in range(len(groups)) if (g, c) in k)
@@ -135,17 +148,19 @@ def solve_fleet(request: PlanRequest, cands: list[Candidate], slices: list[Slice
     else:
         prob += {"cost": cost, "gpus": pulp.lpSum(n[c] * gpus_of[c] for c in n), "power": power}[request.objective]
     if not n:
-        return IlpSolution("Infeasible", np.zeros(n_c), np.zeros((n_s, n_c)), float("nan"), ())
+        return IlpSolution("Infeasible", np.zeros(n_c), np.zeros((n_s, n_c)), float("nan"), (), {})
     solve(prob)
     status = pulp.LpStatus[prob.status]
     counts = np.zeros(n_c)
     sh = np.zeros((n_s, n_c))
+    pair_share: dict[tuple, np.ndarray] = {}
     if status == "Optimal":
         for c, v in n.items():
             counts[c] = round(v.value() or 0)
         for g, members in enumerate(groups):
             taken = {c: max(0.0, k[g, c].value() or 0.0) for c in n if (g, c) in k}
-            _assign(sh, members, taken, roles, request.split_slices)
+            flows = {key: (max(0.0, var.value() or 0.0), members_of[gg, key]) for (gg, key), var in y.items() if gg == g}
+            _assign(sh, pair_share, n_s, members, taken, roles, flows, request.split_slices)
     tight = []
     if status == "Optimal":
         for name, (label, con) in limits.items():
@@ -153,24 +168,36 @@ def solve_fleet(request: PlanRequest, cands: list[Candidate], slices: list[Slice
             if slack <= 1e-6 * max(1.0, abs(con.constant)) or (name.startswith("C5") and slack < min(c.cost_per_hour for c in cands)):
                 tight.append(label)
     obj = pulp.value(prob.objective) if status == "Optimal" else float("nan")
-    return IlpSolution(status, counts, sh, float(obj) if obj is not None else float("nan"), tuple(tight))
+    return IlpSolution(status, counts, sh, float(obj) if obj is not None else float("nan"), tuple(tight), pair_share)
 
 
-def _assign(share: np.ndarray, members: list[int], taken: dict[int, float], roles: dict[int, str],
-            split: bool) -> None:
+def _assign(share: np.ndarray, pair_share: dict, n_s: int, members: list[int], taken: dict[int, float],
+            roles: dict[int, str], flows: dict[tuple, tuple[float, tuple[list[int], list[int]]]], split: bool) -> None:
     """Spread a group's counts back over its slices: with splitting, each slice takes its fraction of every
-    count; without, whole slices go to aggregated configurations in turn, and the disaggregated rest get one
-    prefill and one decode configuration each."""
+    count; without, whole slices go to aggregated configurations in turn, and the disaggregated rest go, pair
+    group by pair group, to one prefill and one decode configuration of that group each."""
     if split:
         for c, v in taken.items():
             share[members, c] = v / len(members)
+        for key, (v, _) in flows.items():
+            pair_share.setdefault(key, np.zeros(n_s))[members] = v / len(members)
         return
-    for role_set in (("aggregated",), ("prefill",), ("decode",)):
-        # aggregated slices come first; prefill and decode each start after them and pair up slice by slice
-        j = 0 if role_set == ("aggregated",) else sum(round(v) for c, v in taken.items() if roles[c] == "aggregated")
-        for c, v in taken.items():
-            if roles[c] in role_set:
-                for _ in range(round(v)):
-                    if j < len(members):
-                        share[members[j], c] = 1.0
-                        j += 1
+    j = 0
+    for c, v in taken.items():
+        if roles[c] == "aggregated":
+            for _ in range(round(v)):
+                if j < len(members):
+                    share[members[j], c] = 1.0
+                    j += 1
+    for key, (v, (pre, dec)) in flows.items():
+        start, stop = j, min(j + round(v), len(members))
+        for side in (pre, dec):  # prefill and decode each start at the group's first slice and pair up
+            i = start
+            for c in side:
+                for _ in range(round(taken.get(c, 0.0))):
+                    if i < stop:
+                        share[members[i], c] = 1.0
+                        i += 1
+        if stop > start:
+            pair_share.setdefault(key, np.zeros(n_s))[members[start:stop]] = 1.0
+        j = stop

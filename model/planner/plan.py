@@ -1,11 +1,14 @@
-"""Plan a fleet: candidates -> SLO capacities -> integer program -> independent re-check -> a plan to deploy.
+"""Plan a fleet: candidates -> SLO capacities -> integer program -> re-check and re-route -> a plan to deploy.
 
-Every plan is re-checked with the serving model proper (`model.serving.estimate` for aggregated instances, the
-disaggregated pool model for prefill/decode pools) on the traffic the ILP routed to each configuration; an
-instance count that fails its re-check is raised until it passes (said in the plan's notes), and then the
-integer program is solved again with that configuration's capacity derated accordingly, keeping the better of
-the re-checked plans (a raise can make the first optimum worse than another fleet). An infeasible request gets
-the constraint that cannot be met and the nearest feasible relaxation.
+The program fills each configuration to its per-bucket SLO capacity. Every pool of its answer is then re-checked
+(`model.planner.check.check_pool`: the serving model today, the engine simulator when switched) at the rate routed
+to it. When a pool fails, the planner does not buy more of it: it lowers that configuration's capacity for the
+buckets it was given to what the check sustains for that mix, and solves routing and counts again. It stops when
+every pool passes. Each visited fleet that passed (including, as a fallback, the failing fleet with instances
+added until it passes, within the limits) is kept; the answer is the best of them, or of an incumbent plan
+passed in (a plan for a smaller GPU offer). A plan none of whose fleets passed is reported not feasible, with what
+failed. An infeasible request gets the constraint that cannot be met and the smallest relaxation that can
+(model.planner.explain).
 """
 
 from __future__ import annotations
@@ -18,20 +21,19 @@ import numpy as np
 
 from model.errors import RidgeplanError
 from model.planner.candidates import Candidate, capacities, enumerate_candidates
-from model.planner.commands import launch_commands
 from model.planner.ilp import IlpSolution, solve_fleet
+from model.planner.pairs import describe_key, pair_transfer_s
 from model.planner.request import PlanRequest, Slice, buckets, slices
-from model.serving.estimate import SLO, estimate
-from model.serving.policy import engine_policy
-from model.serving.workload import Lengths, Workload
+from model.serving.workload import Lengths
 
-MAX_RECHECK_ROUNDS = 6
-MAX_RESOLVES = 2  # re-solves after a re-check raised instances
+MAX_ROUNDS = 8  # re-solves of the re-route loop
+MAX_RAISE = 6  # instances added to a failing pool for the fallback fleet
 
 
 @dataclass(frozen=True)
 class Pool:
-    """Instances of one configuration and the traffic routed to them."""
+    """Instances of one configuration and the traffic routed to them. Latencies are keyed by their statistic
+    ('p50', 'p90', 'p99' or 'mean'; see model.planner.check)."""
 
     candidate: Candidate
     instances: int
@@ -43,12 +45,15 @@ class Pool:
     utilization: float = 0.0
     meets_slo: bool = True
     placement: str = "across_nodes"  # where this pool's KV hand-offs travel (disaggregated pools)
+    failed: tuple[str, ...] = ()  # what the check found, when it did not pass
 
     @property
     def rate_per_s(self) -> float:
         return float(sum(self.routed.values()))
 
     def to_dict(self) -> dict[str, Any]:
+        from model.planner.commands import launch_commands
+
         c = self.candidate
         d = c.deployment
         return {"model": c.model, "gpu": c.gpu, "role": c.role, "instances": self.instances,
@@ -57,7 +62,24 @@ class Pool:
                 "max_batch": self.max_batch, "rate_per_s": self.rate_per_s,
                 "cost_per_hour_usd": self.instances * c.cost_per_hour,
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "utilization": self.utilization,
-                "meets_slo": self.meets_slo, "launch": launch_commands(c, self.max_batch)}
+                "meets_slo": self.meets_slo, "failed": list(self.failed), "launch": launch_commands(c, self.max_batch)}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Prefill pool -> decode pool: the rate routed through the pair and the KV hand-off per prompt."""
+
+    prefill: int  # index into Plan.pools
+    decode: int
+    rate_per_s: float
+    kv_transfer_mean_s: float  # mean over the prompts routed through the pair
+    group: str  # the compatibility group (model, formats, vendor, link)
+
+    def to_dict(self, pools) -> dict[str, Any]:
+        return {"prefill_pool": self.prefill, "decode_pool": self.decode,
+                "prefill": pools[self.prefill].candidate.label(), "decode": pools[self.decode].candidate.label(),
+                "rate_per_s": self.rate_per_s, "kv_transfer_s": {"mean": self.kv_transfer_mean_s},
+                "group": self.group}
 
 
 @dataclass(frozen=True)
@@ -69,6 +91,8 @@ class Plan:
     binding: str = ""
     candidates_evaluated: int = 0
     notes: tuple[str, ...] = ()
+    pairs: tuple[Pair, ...] = ()
+    visited: tuple[tuple[float, bool], ...] = ()  # (objective, passed) of every fleet the re-check loop visited
 
     @property
     def gpus(self) -> int:
@@ -97,78 +121,283 @@ class Plan:
             "traffic": [{"model": t.model, "rate_per_s": t.rate_per_s, "lengths": t.lengths.describe()} for t in r.traffic],
             "gpus": self.gpus, "cost_per_hour_usd": self.cost_per_hour_usd if self.feasible else None,
             "cost_per_million_output_tokens_usd": self.cost_per_million_tokens_usd(), "power_w": self.power_w,
-            "pools": [p.to_dict() for p in self.pools], "candidates_evaluated": self.candidates_evaluated,
-            "notes": list(self.notes),
+            "pools": [p.to_dict() for p in self.pools], "pairs": [q.to_dict(self.pools) for q in self.pairs],
+            "router": _router(self.pools, self.pairs),
+            "recheck": [{"objective": v, "passed": ok} for v, ok in self.visited],
+            "candidates_evaluated": self.candidates_evaluated, "notes": list(self.notes),
         }
 
 
-def plan(request: PlanRequest, progress: Callable[[str], None] | None = None) -> Plan:
-    """The cheapest (or otherwise optimal) fleet serving `request` within its SLO."""
+def _router(pools, pairs) -> dict[str, str]:
+    from model.planner.commands import router_commands
+
+    return router_commands(pools, pairs)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One fleet the re-check loop visited."""
+
+    sol: IlpSolution
+    pools: tuple[Pool, ...]
+    value: float
+    passed: bool
+    how: str  # 'solved' (the program's routing), 'raised' (failing pools given more instances) or 'one type'
+
+
+def _check_fn():
+    from model.planner import check
+
+    return check.check_pool  # looked up at call time: switching check.check_pool switches the planner
+
+
+def plan(request: PlanRequest, progress: Callable[[str], None] | None = None, *, check=None,
+         incumbent: Plan | None = None, explain: bool = True) -> Plan:
+    """The cheapest (or otherwise optimal) fleet serving `request` within its SLO, every pool of it passing
+    `check` (default model.planner.check.check_pool). `incumbent`: a passing plan of the same traffic and SLO on a
+    subset of the offered GPUs (a smaller offer); the answer is never worse than it."""
+    check = check or _check_fn()
+    check_context(request)
     cands, dropped = enumerate_candidates(request, progress)
     if not cands:
         return Plan(request, False, explanation="no configuration could be built: " + "; ".join(dropped[:5]))
     sl = slices(request)
     cap_cs, info = _capacity_matrix(request, cands, sl, progress)
     keep = undominated(request, cands, cap_cs)
-    sol = solve_fleet(request, cands, sl, np.where(keep[:, None], cap_cs, 0.0))
-    if sol.status != "Optimal" or (request.objective == "goodput" and sol.counts.sum() == 0):
-        return Plan(request, False, explanation=_explain(request, cands, sl, cap_cs, info),
-                    candidates_evaluated=len(cands))
     cap = np.where(keep[:, None], cap_cs, 0.0)
-    pools, adjusted, resolved = _solve_and_recheck(request, cands, sl, cap, sol, info)
-    binding = ", ".join(sol.tight) if sol.tight else "SLO capacity (cost-driven; no availability, budget or power limit binds)"
-    notes = [f"{len(cands)} candidate configurations evaluated ({len(dropped)} dropped: unsupported or invalid)",
-             f"traffic split into {len(sl)} slices over request-size buckets",
-             engine_policy(request.engine).describe(), *adjusted, *resolved]
-    return Plan(request, True, tuple(pools), binding=binding, candidates_evaluated=len(cands), notes=tuple(notes))
+    visited = reroute(request, cands, sl, cap, info, check)
+    found = min((f.value for f in visited if f.passed), default=np.inf)
+    if len(request.gpus) > 1 and visited and found > visited[0].value + 1e-9:
+        # the loop had to re-route and ended above the program's first optimum (a lower bound for any fleet): also
+        # run it on each GPU type alone (same capacities), so that offering more types is never worse than
+        # offering any one of them (their passing fleets are incumbents)
+        for opt in request.gpus:
+            alone = np.array([c.gpu == opt.gpu for c in cands])
+            visited += [replace(f, how="one type") for f in reroute(request, cands, sl, np.where(alone[:, None], cap, 0.0),
+                                                                    info, check) if f.passed]
+    passing = [f for f in visited if f.passed]
+    best = min(passing, key=lambda f: (f.value, f.how != "solved")) if passing else None
+    base_notes = [f"{len(cands)} candidate configurations evaluated ({len(dropped)} dropped: unsupported or invalid)",
+                  f"traffic split into {len(sl)} slices over request-size buckets", _policy_note(request),
+                  ("pools pair only within a compatibility group (model.planner.pairs: same weights and KV format, "
+                   "vendor, and a link in hardware_db); no KV format conversion is offered"),
+                  ("latencies name their statistic: p50/p90/p99 over requests, or the mean (a decode pool's TPOT: "
+                   "decode-only iteration time at the interpolated concurrency)")]
+    trace = tuple((f.value, f.passed) for f in visited)
+    if _usable_incumbent(request, incumbent) and (best is None or objective_value(request, incumbent.pools)
+                                                   < best.value - 1e-9):
+        return replace(incumbent, request=request, candidates_evaluated=len(cands), visited=trace,
+                       notes=(*incumbent.notes, ("kept the incumbent (a smaller offer's passing fleet): no fleet "
+                                                 "found on this offer passed the re-check at a lower objective")))
+    if best is None:
+        if not visited:
+            why = _explain_fn()(request, cands, sl, cap_cs, info) if explain else "no feasible fleet"
+            return Plan(request, False, explanation=why, candidates_evaluated=len(cands), visited=trace)
+        last = visited[-1]
+        failed = [f"{p.candidate.label()} x{p.instances} at {p.rate_per_s:,.2f} req/s: {'; '.join(p.failed)}"
+                  for p in last.pools if not p.meets_slo]
+        return Plan(request, False, last.pools, explanation="re-check failed: no visited fleet passed; "
+                    + " | ".join(failed), candidates_evaluated=len(cands), notes=tuple(base_notes), visited=trace)
+    binding = (", ".join(best.sol.tight) if best.sol.tight
+               else "SLO capacity (cost-driven; no availability, budget or power limit binds)")
+    notes = [*base_notes, *_loop_notes(request, visited, best)]
+    return Plan(request, True, best.pools, binding=binding, candidates_evaluated=len(cands), notes=tuple(notes),
+                pairs=_pairs(request, cands, sl, best.sol, best.pools), visited=trace)
+
+
+def _explain_fn():
+    from model.planner.explain import explain
+
+    return explain
+
+
+def _token_budget(request: PlanRequest) -> int:
+    from model.serving.policy import engine_policy
+
+    return engine_policy(request.engine).max_num_batched_tokens
+
+
+def _policy_note(request: PlanRequest) -> str:
+    from model.serving.policy import engine_policy
+
+    return engine_policy(request.engine).describe()
+
+
+def check_context(request: PlanRequest) -> None:
+    """Refuse requests longer than the model's context window (prompt + output of the longest length bin)."""
+    from model.architecture.catalogue import load_architecture
+
+    for t in request.traffic:
+        limit = load_architecture(t.model).max_position_embeddings
+        if not limit:
+            continue
+        live = t.lengths.weight > 0
+        total = (t.lengths.input_len + t.lengths.output_len)[live]
+        if total.max() > limit:
+            k = int(np.argmax(total))
+            raise RidgeplanError("input_len", f"{t.model} has a {limit:,}-token context; requests of "
+                                 f"{t.lengths.input_len[live][k]:,.0f} prompt + {t.lengths.output_len[live][k]:,.0f} "
+                                 f"output tokens do not fit (lower the lengths or pick a longer-context model)")
 
 
 def objective_value(request: PlanRequest, pools) -> float:
-    """What the request minimises, for a fleet of pools (goodput plans are not compared: nan)."""
+    """The objective of a fleet (lower is better; the goodput objective counts served traffic negatively)."""
     if request.objective == "gpus":
         return float(sum(p.instances * p.candidate.gpus for p in pools))
     if request.objective == "power":
         return float(sum(p.instances * p.candidate.power_w for p in pools))
     if request.objective == "cost":
         return float(sum(p.instances * p.candidate.cost_per_hour for p in pools))
-    return float("nan")
+    served = sum(p.rate_per_s for p in pools if p.candidate.role in ("aggregated", "prefill"))
+    return -float(served) + 1e-6 * float(sum(p.instances * p.candidate.cost_per_hour for p in pools))
 
 
-def _solve_and_recheck(request: PlanRequest, cands, sl, cap: np.ndarray, sol: IlpSolution, info):
-    """Re-check the ILP's fleet; when the re-check had to raise a configuration's instances (its capacity was
-    optimistic for the traffic mix routed to it), derate that capacity by the ratio and solve again, keeping
-    the re-checked fleet with the best objective."""
-    index = {id(c): k for k, c in enumerate(cands)}
-    pools = _pools(request, cands, sl, sol, info)
-    best, best_notes = _recheck(request, pools)
-    resolved: list[str] = []
-    if request.objective == "goodput":
-        return best, best_notes, resolved
+def within_limits(request: PlanRequest, pools) -> bool:
+    """Availability, budget and power of a fleet (the fallback fleet adds instances: it must stay inside)."""
+    for opt in request.gpus:
+        used = sum(p.instances * p.candidate.gpus for p in pools if p.candidate.gpu == opt.gpu)
+        if opt.available is not None and used > opt.available:
+            return False
+    cost = sum(p.instances * p.candidate.cost_per_hour for p in pools)
+    power = sum(p.instances * p.candidate.power_w for p in pools)
+    return not ((request.budget_usd_per_hour is not None and cost > request.budget_usd_per_hour * (1 + 1e-9))
+                or (request.power_cap_w is not None and power > request.power_cap_w * (1 + 1e-9)))
+
+
+def _same_traffic(a, b) -> bool:
+    """Equal traffic (Lengths hold arrays: compared element by element, not with ==)."""
+    return len(a) == len(b) and all(
+        x.model == y.model and x.rate_per_s == y.rate_per_s
+        and all(np.array_equal(getattr(x.lengths, f), getattr(y.lengths, f)) for f in ("input_len", "output_len", "weight"))
+        for x, y in zip(a, b))
+
+
+def _usable_incumbent(request: PlanRequest, incumbent: Plan | None) -> bool:
+    if incumbent is None or not incumbent.feasible:
+        return False
+    r = incumbent.request
+    offered = {g.gpu for g in request.gpus}
+    return (_same_traffic(r.traffic, request.traffic) and r.slo == request.slo and r.engine == request.engine
+            and r.objective == request.objective and all(p.candidate.gpu in offered for p in incumbent.pools)
+            and all(g.price == next(o.price for o in request.gpus if o.gpu == g.gpu) for g in r.gpus
+                    if g.gpu in offered)
+            and within_limits(request, incumbent.pools))
+
+
+def reroute(request: PlanRequest, cands: list[Candidate], sl: list[Slice], cap: np.ndarray, info, check) -> list[Fleet]:
+    """Solve, check every pool, lower the failing (configuration, bucket) capacities to what the check sustains
+    for the mix routed there, and solve again, until every pool passes (or MAX_ROUNDS). Capacities only fall,
+    so each round's program is a restriction of the last one. Returns every fleet visited, in order."""
     cap = cap.copy()
-    for _ in range(MAX_RESOLVES):
-        raised = [(before, after) for before, after in zip(pools, best) if after.instances > before.instances]
-        if not raised:
-            break
-        for before, after in raised:
-            cap[index[id(before.candidate)]] *= before.instances / after.instances
+    visited: list[Fleet] = []
+    for _ in range(MAX_ROUNDS):
         sol = solve_fleet(request, cands, sl, cap)
-        if sol.status != "Optimal":
+        if sol.status != "Optimal" or (request.objective == "goodput" and sol.counts.sum() == 0):
             break
-        pools = _pools(request, cands, sl, sol, info)
-        checked, notes = _recheck(request, pools)
-        if objective_value(request, checked) < objective_value(request, best) - 1e-9:
-            resolved = [f"re-solved with the raised configurations' capacity derated: {request.objective} "
-                        f"{objective_value(request, best):,.2f} -> {objective_value(request, checked):,.2f}"]
-            best, best_notes = checked, notes
-        else:
+        pools = tuple(_check(p, p.instances, request, check) for p in _pools(request, cands, sl, sol, info))
+        passed = all(p.meets_slo for p in pools)
+        visited.append(Fleet(sol, pools, objective_value(request, pools), passed, "solved"))
+        if passed:
             break
-    return best, best_notes, resolved
+        raised = _raise(request, pools, check)
+        if raised is not None:
+            visited.append(Fleet(sol, raised, objective_value(request, raised), True, "raised"))
+        for p in pools:
+            if not p.meets_slo:
+                _lower(request, cands, sl, cap, info, p, check)
+    return visited
+
+
+def _raise(request: PlanRequest, pools, check) -> tuple[Pool, ...] | None:
+    """The fallback: failing pools given more instances (same routing) until they pass, within the limits."""
+    out = []
+    for p in pools:
+        q = p
+        for extra in range(1, MAX_RAISE + 1):
+            if q.meets_slo:
+                break
+            q = _check(p, p.instances + extra, request, check)
+        if not q.meets_slo:
+            return None
+        out.append(q)
+    return tuple(out) if within_limits(request, out) else None
+
+
+def _lower(request, cands, sl, cap, info, pool: Pool, check) -> None:
+    """Lower the capacity of the pool's configuration for the buckets routed to it, so that the program's load
+    for this mix reaches one instance exactly at the per-instance rate the check sustains."""
+    c = next(k for k, cand in enumerate(cands) if cand is pool.candidate)
+    cols = [s for s, slc in enumerate(sl) if slc.model == pool.candidate.model and slc.bucket in pool.routed]
+    lam = pool.rate_per_s / pool.instances
+    sustained = sustained_rate(check, pool.candidate, pool.lengths, lam, request)
+    weights = np.array([pool.routed[b] for b in sorted(pool.routed)]) / pool.rate_per_s
+    by_bucket = {sl[s].bucket: cap[c, s] for s in cols}
+    load_per_request = float(sum(w / by_bucket[b] for w, b in zip(weights, sorted(pool.routed))))
+    factor = min(sustained * load_per_request, 0.98)  # at least 2% lower: the loop always makes progress
+    cap[c, cols] = cap[c, cols] * factor if factor > 1e-3 else 0.0
+
+
+def sustained_rate(check, candidate, lengths, rate_hi, request) -> float:
+    from model.planner.check import sustained_rate as bisect
+
+    return bisect(check, candidate, lengths, rate_hi, request)
+
+
+def _check(pool: Pool, n: int, request: PlanRequest, check) -> Pool:
+    r = check(pool.candidate, pool.lengths, pool.rate_per_s / n, request)
+    return replace(pool, instances=n, ttft_s=dict(r.ttft_s), tpot_s=dict(r.tpot_s), utilization=float(r.utilization),
+                   meets_slo=bool(r.ok), failed=tuple(r.why))
+
+
+def _loop_notes(request: PlanRequest, visited: list[Fleet], best: Fleet) -> list[str]:
+    if len(visited) == 1:
+        return ["every pool of the program's first fleet passed the re-check"]
+    first = visited[0]
+    fails = sum(1 for f in visited if not f.passed)
+    how = {"solved": ("re-routed (failing capacities lowered to what the check sustains, routing and counts "
+                      "re-solved)"),
+           "raised": "failing pools given more instances (re-routing found nothing cheaper)",
+           "one type": "the re-route loop on one GPU type alone found the best passing fleet"}[best.how]
+    return [(f"re-check: {fails} visited fleet(s) failed; {request.objective} {first.value:,.2f} (first solve, "
+             f"failed) -> {best.value:,.2f}, {how}")]
+
+
+def _pairs(request: PlanRequest, cands, sl, sol: IlpSolution, pools) -> tuple[Pair, ...]:
+    """Rate through each (prefill pool, decode pool) of a pair group: a slice's disaggregated share leaves its
+    prefill pools and enters its decode pools in proportion to their shares (any prefill of a group may hand to
+    any decode of it)."""
+    index = {id(p.candidate): k for k, p in enumerate(pools)}
+    rates = np.array([s.rate_per_s for s in sl])
+    inputs = np.array([s.input_len for s in sl])
+    out = []
+    for key, y in (sol.pair_share or {}).items():
+        members = [c for c, cand in enumerate(cands) if id(cand) in index and cand.role != "aggregated"
+                   and _key(request, cand) == key]
+        pre = [c for c in members if cands[c].role == "prefill"]
+        dec = [c for c in members if cands[c].role == "decode"]
+        for p in pre:
+            for d in dec:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    flow = np.where(y > 1e-12, rates * sol.share[:, p] * sol.share[:, d] / y, 0.0)
+                rate = float(flow.sum())
+                if rate <= 1e-9:
+                    continue
+                t = pair_transfer_s(cands[p], cands[d], inputs, request.kv_placement)
+                out.append(Pair(index[id(cands[p])], index[id(cands[d])], rate, float(flow @ t / rate),
+                                describe_key(key)))
+    return tuple(out)
+
+
+def _key(request, cand):
+    from model.planner.pairs import pair_key
+
+    return pair_key(cand, request.kv_placement)
 
 
 def undominated(request: PlanRequest, cands: list[Candidate], cap: np.ndarray) -> np.ndarray:
-    """Candidates no other candidate beats: c is dropped when some c' of the same model and role carries at
-    least as much of every slice at no more cost, GPUs and power (and on the same GPU type when availability
-    limits exist). Dropping them cannot change the optimum, and it shrinks the integer program."""
+    """Candidates no other candidate beats: c is dropped when some c' of the same model and role (and pair group)
+    carries at least as much of every slice at no more cost, GPUs and power (and on the same GPU type when
+    availability limits exist). Dropping them cannot change the optimum, and it shrinks the integer program."""
     n = len(cands)
     keep = np.ones(n, dtype=bool)
     limited = any(o.available is not None for o in request.gpus)
@@ -180,7 +409,10 @@ def undominated(request: PlanRequest, cands: list[Candidate], cap: np.ndarray) -
     groups: dict[tuple, list[int]] = {}
     for k, c in enumerate(cands):
         if useful[k]:
-            groups.setdefault((c.model, c.role, c.gpu if limited else ""), []).append(k)
+            # prefill and decode candidates only stand in for one another inside their pair group: a prefill
+            # configuration that pairs with other decode pools is not interchangeable, however fast it is
+            pairing = _key(request, c) if c.role != "aggregated" else None
+            groups.setdefault((c.model, c.role, c.gpu if limited else "", pairing), []).append(k)
     for rows in groups.values():
         r = np.array(rows)
         sub = cap[r]
@@ -226,111 +458,10 @@ def _pools(request: PlanRequest, cands, sl, sol: IlpSolution, info) -> list[Pool
         keys = sorted(routed)
         lengths = Lengths(bi[keys], bo[keys], np.array([routed[k] for k in keys]), "routed traffic")
         batch = int(max(caps.batch[local, k] for k in keys))
+        if cand.role == "prefill":  # prefill instances batch waiting prompts up to the token budget per step
+            batch = int(max(np.floor(_token_budget(request) / max(bi[k], 1.0)) for k in keys))
         pools.append(Pool(cand, int(sol.counts[c]), routed, lengths, max(batch, 1), placement=request.kv_placement))
     return pools
-
-
-def _recheck(request: PlanRequest, pools: list[Pool]) -> tuple[list[Pool], list[str]]:
-    """Re-evaluate every pool with the full serving model; add instances until it meets the SLO."""
-    out, notes = [], []
-    slo, policy = request.slo, engine_policy(request.engine)
-    a = slo.attainment
-    for pool in pools:
-        n = pool.instances
-        for _ in range(MAX_RECHECK_ROUNDS):
-            checked = _check(pool, n, slo, policy)
-            if checked.meets_slo:
-                break
-            n += 1
-        if n != pool.instances:
-            notes.append(f"{pool.candidate.label()}: raised from {pool.instances} to {n} instances after the serving "
-                         f"model's re-check (p{int(a * 100)} TTFT/TPOT)")
-        out.append(checked)
-    return out, notes
-
-
-def _check(pool: Pool, n: int, slo: SLO, policy) -> Pool:
-    c = pool.candidate
-    d = c.deployment
-    key = f"p{int(slo.attainment * 100)}"
-    per_instance = pool.rate_per_s / n
-    if c.role == "aggregated":
-        est = estimate(d, Workload(pool.lengths, rate_per_s=per_instance), policy,
-                       percentiles=(0.5, slo.attainment, 0.99))
-        lat = est.latency
-        ttft = {f"p{int(p * 100)}": v for p, v in lat.ttft_s.items()}
-        tpot = {f"p{int(p * 100)}": v for p, v in lat.tpot_s.items()}
-        util = float(est.state.concurrency[0] / max(est.max_concurrency, 1))
-        ok = est.sustainable and (slo.ttft_s is None or ttft[key] <= slo.ttft_s * 1.001) and \
-            (slo.tpot_s is None or tpot[key] <= slo.tpot_s * 1.001)
-    else:
-        from model.serving.disagg import DisaggPlan, decode_pool, prefill_pool
-
-        pools = DisaggPlan(d, n, d, n, placement=pool.placement)
-        work = Workload(pool.lengths, rate_per_s=pool.rate_per_s)
-        if c.role == "prefill":
-            st = prefill_pool(pools, work, policy, pool.rate_per_s, (0.5, slo.attainment, 0.99))
-            ttft = {f"p{int(p * 100)}": v for p, v in st.ttft_s.items()}
-            tpot = {}
-            util = st.utilization
-            ok = st.stable and (slo.ttft_s is None or ttft[key] <= slo.ttft_s * 1.001)
-        else:
-            st = decode_pool(pools, work, policy, pool.rate_per_s)
-            ttft, tpot = {}, {key: st.tpot_s}
-            util = pool.rate_per_s / st.capacity_per_s
-            ok = st.stable and (slo.tpot_s is None or st.tpot_s <= slo.tpot_s * 1.001)
-    return replace(pool, instances=n, ttft_s=ttft, tpot_s=tpot, utilization=float(util), meets_slo=bool(ok))
-
-
-def _explain(request: PlanRequest, cands, sl, cap, info) -> str:
-    """Which constraint cannot be met, and the nearest feasible relaxation."""
-    slo = request.slo
-    for t in request.traffic:
-        rows, bi, bo, caps = info[t.model]
-        if not caps.fits.any():
-            return (f"memory: {t.model} does not fit on any candidate configuration "
-                    f"(largest instance tried: {max(request.gpus_per_instance)} GPUs); add larger GPUs or allow "
-                    "lower precisions")
-        role = np.array([cands[r].role for r in rows])
-        served = caps.rate_per_s > 0
-
-        def covered(b: int) -> bool:
-            return bool(served[role == "aggregated", b].any()
-                        or (served[role == "prefill", b].any() and served[role == "decode", b].any()))
-
-        uncovered = [b for b in range(bi.size) if not covered(b)]
-        if uncovered:
-            b = uncovered[0]
-            fits = caps.fits[:, b]
-            size = f"{bi[b]:,.0f}-token prompts / {bo[b]:,.0f}-token outputs"
-            ttft_roles = (role == "aggregated") | (role == "prefill")
-            tpot_roles = (role == "aggregated") | (role == "decode")
-            best_ttft = np.where(fits & ttft_roles, caps.min_ttft_s[:, b], np.inf)
-            best_tpot = np.where(fits & tpot_roles, caps.min_tpot_s[:, b], np.inf)
-            k_t, k_p = int(np.argmin(best_ttft)), int(np.argmin(best_tpot))
-            if slo.ttft_s is not None and best_ttft[k_t] > slo.ttft_s:
-                return (f"TTFT: no configuration meets TTFT <= {slo.ttft_s * 1e3:,.0f} ms for {size}; "
-                        f"TTFT >= {best_ttft[k_t] * 1e3:,.0f} ms is feasible with {cands[rows[k_t]].label()}")
-            if slo.tpot_s is not None and best_tpot[k_p] > slo.tpot_s:
-                return (f"TPOT: no configuration meets TPOT <= {slo.tpot_s * 1e3:,.1f} ms for {size}; "
-                        f"TPOT >= {best_tpot[k_p] * 1e3:,.1f} ms is feasible with {cands[rows[k_p]].label()}")
-            return f"SLO: no configuration meets both targets together for {size} at the SLO percentile"
-    for limit in ("availability", "budget", "power"):
-        relaxed = solve_fleet(request, cands, sl, cap, relax=frozenset({limit}))
-        if relaxed.status == "Optimal" and relaxed.counts.sum() > 0:
-            need = {}
-            for c in np.flatnonzero(relaxed.counts):
-                need[cands[c].gpu] = need.get(cands[c].gpu, 0) + int(relaxed.counts[c]) * cands[c].gpus
-            cost = float(sum(relaxed.counts[c] * cands[c].cost_per_hour for c in range(len(cands))))
-            what = ", ".join(f"{v} x {k}" for k, v in need.items())
-            if limit == "availability":
-                return f"availability: the cheapest feasible fleet needs {what}, more than the GPUs available"
-            if limit == "budget":
-                return (f"budget: the cheapest feasible fleet costs ${cost:,.2f}/h ({what}), above the "
-                        f"${request.budget_usd_per_hour:,.2f}/h budget")
-            power = float(sum(relaxed.counts[c] * cands[c].power_w for c in range(len(cands))))
-            return f"power: the cheapest feasible fleet draws {power:,.0f} W ({what}), above the {request.power_cap_w:,.0f} W cap"
-    return "no feasible fleet: the combination of limits cannot be met (relaxing any single limit does not help)"
 
 
 def pareto_frontier(request: PlanRequest, tpot_targets_s: list[float] | None = None,
@@ -347,7 +478,7 @@ def pareto_frontier(request: PlanRequest, tpot_targets_s: list[float] | None = N
     by_target: dict[float, tuple[float, Plan]] = {}
     for target in sorted(set(targets)):
         slo = replace(request.slo, tpot_s=target) if tpot_targets_s else replace(request.slo, ttft_s=target)
-        p = plan(replace(request, slo=slo))
+        p = plan(replace(request, slo=slo), explain=False)  # an infeasible point needs no explanation
         if request.objective == "goodput":  # served traffic is maximised, not a cost: nothing to carry
             by_target[target] = (target, p)
             continue

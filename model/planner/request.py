@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -36,11 +37,17 @@ class GpuOption:
     usd_per_hour: float | None = None
     available: int | None = None  # at most this many GPUs of this type (None: unlimited)
 
-    @property
+    def __post_init__(self) -> None:
+        if self.usd_per_hour is not None:
+            require_positive("usd_per_hour", self.usd_per_hour)  # a free GPU would make every fleet cost $0
+        if self.available is not None:
+            require_positive("available", self.available, integer=True, allow_zero=True)
+
+    @cached_property
     def device(self):
         return load_device(self.gpu)
 
-    @property
+    @cached_property
     def price(self) -> float:
         if self.usd_per_hour is not None:
             return self.usd_per_hour

@@ -169,10 +169,10 @@ def latency_at(op: OperatingPoints, k: int, rate_per_s: float, open_loop: bool,
     per_arrival = float(per)
 
     def tpot_cdf(v: np.ndarray) -> np.ndarray:
-        from scipy.stats import poisson
+        from model.serving.queueing import poisson_cdf
 
         k_allowed = np.floor(np.maximum(v - t_dec, 0) * o_dec / max(per_arrival, 1e-15))
-        return np.where(v >= t_dec, poisson.cdf(k_allowed, arrivals), 0.0) if per_arrival > 0 else (v >= t_dec).astype(float)
+        return np.where(v >= t_dec, poisson_cdf(k_allowed, arrivals), 0.0) if per_arrival > 0 else (v >= t_dec).astype(float)
 
     hi_ttft = float(np.max(lat)) + align + (50 * wq / max(rho, 1e-9) if np.isfinite(wq) else 0) + 1.0
     ttft = {p: (mixture_quantile(p, w, ttft_cdf, hi_ttft) if np.isfinite(wq) else float("inf")) for p in percentiles}

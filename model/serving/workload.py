@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from model.errors import RidgeplanError, require_positive
 
@@ -69,6 +68,8 @@ class Lengths:
         eo = np.unique(np.geomspace(o.min(), o.max() + 1, bins + 1))
         bi = np.clip(np.searchsorted(ei, i, side="right") - 1, 0, len(ei) - 2)
         bo = np.clip(np.searchsorted(eo, o, side="right") - 1, 0, len(eo) - 2)
+        import pandas as pd  # only traces need it (importing pandas costs ~0.5 s)
+
         df = pd.DataFrame({"bi": bi, "bo": bo, "i": i, "o": o})
         g = df.groupby(["bi", "bo"]).agg(i=("i", "mean"), o=("o", "mean"), n=("i", "size")).reset_index()
         return cls(g["i"].to_numpy(), g["o"].to_numpy(), g["n"].to_numpy(float), label)
@@ -79,9 +80,9 @@ class Lengths:
         require_positive("input_mean", input_mean)
         require_positive("output_mean", output_mean)
         q = (np.arange(points) + 0.5) / points
-        from scipy.stats import norm
+        from scipy.special import ndtri  # the normal quantile (scipy.stats.norm.ppf) without importing scipy.stats
 
-        z = norm.ppf(q)
+        z = ndtri(q)
         shape = np.exp(sigma * z - sigma**2 / 2)
         ii, oo = np.meshgrid(np.maximum(1, input_mean * shape), np.maximum(1, output_mean * shape), indexing="ij")
         return cls(ii.ravel(), oo.ravel(), np.ones(ii.size), f"log-normal (means {input_mean:g}/{output_mean:g})")
@@ -91,6 +92,8 @@ class Lengths:
         path = Path(path)
         if not path.is_file():
             raise RidgeplanError("trace", f"no such file {str(path)!r}")
+        import pandas as pd
+
         df = pd.read_csv(path)
         for col in ("input_len", "output_len"):
             if col not in df:

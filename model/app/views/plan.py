@@ -166,8 +166,9 @@ def _inputs(ctx: Context) -> tuple[PlanKey | None, dict[str, DeltaGenerator], bo
 
 
 def _percentiles(pools: list[dict], which: str) -> list[str]:
+    """Statistic keys (p50, p90, p99, mean) in display order: the quantiles, then the mean."""
     keys = {k for p in pools for k in p[which]}
-    return sorted(keys, key=lambda k: float(k[1:]))
+    return sorted(keys, key=lambda k: float(k[1:]) if k.startswith("p") else float("inf"))
 
 
 def pools_table(pools: list[dict]) -> pd.DataFrame:
@@ -221,9 +222,26 @@ def _launch(pools: list[dict]) -> None:
         pr = p["precision"]
         st.markdown(f"**{p['role']}** · {p['gpu']} × {p['gpus_per_instance']} ({p['layout']}) · "
                     f"{pr['weights']}/{pr['kv']} · {p['instances']} instance{'s' if p['instances'] != 1 else ''}")
-        engines = list(p["launch"])
+        engines = [e for e in p["launch"] if e not in ("needs", "not_available")]
         for tab, engine in zip(st.tabs([ENGINE_NAMES.get(e, e) for e in engines]), engines):
-            tab.code(p["launch"][engine], language="bash", wrap_lines=True)
+            tab.code(p["launch"][engine], language="yaml" if engine.endswith(".yaml") else "bash", wrap_lines=True)
+        for k in ("needs", "not_available"):
+            if k in p["launch"]:
+                st.caption(f"{k.replace('_', ' ')}: {p['launch'][k]}")
+
+
+def _pairs(result: dict) -> None:
+    """Prefill -> decode pairs (the rate through each and its KV hand-off) and the router that fronts them."""
+    if not result.get("pairs"):
+        return
+    st.subheader("Prefill → decode pairs")
+    st.dataframe(pd.DataFrame([{"prefill pool": q["prefill"], "decode pool": q["decode"],
+                                "routed req/s": f"{q['rate_per_s']:.3g}",
+                                "KV transfer (mean)": fmt.seconds(q["kv_transfer_s"]["mean"]),
+                                "group": q["group"]} for q in result["pairs"]]), hide_index=True)
+    engines = list(result.get("router", {}))
+    for tab, engine in zip(st.tabs(engines), engines):
+        tab.code(result["router"][engine], language="yaml" if engine.endswith(".yaml") else "bash", wrap_lines=True)
 
 
 def _pareto(key: PlanKey) -> None:
@@ -278,6 +296,7 @@ def render(ctx: Context) -> None:
         st.subheader("Pools")
         st.dataframe(pools_table(result["pools"]), hide_index=True, width="stretch")
         _launch(result["pools"])
+        _pairs(result)
         c1, c2 = st.columns(2)
         c1.download_button("Download plan (JSON)", json.dumps(result, indent=2), file_name="ridgeplan-plan.json",
                            mime="application/json", on_click="ignore")

@@ -33,18 +33,19 @@ def _c05(r):
 
 @scenario("melange-gpu-mix", ["Mélange (002, 003)"], 15,
           "Llama-2-7B (bf16) at 30 requests/s over H100, A100, L4 and A10G at the prices of the Melange paper; a mix "
-          "of 70% short (200 in / 100 out) and 30% long (6,000 in / 400 out) requests at a 5 s / 100 ms SLO, "
+          "of 70% short (200 in / 100 out) and 30% long (3,500 in / 400 out: inside the model's 4,096-token "
+          "context) requests at a 5 s / 100 ms SLO, "
           "against the cheapest single-type fleet; then short requests alone at a loose SLO and long requests "
           "alone at a tight one.",
           [_c05])
 def melange():
-    mix = Lengths(np.array([200.0, 6000.0]), np.array([100.0, 400.0]), np.array([0.7, 0.3]))
+    mix = Lengths(np.array([200.0, 3500.0]), np.array([100.0, 400.0]), np.array([0.7, 0.3]))
     loose = SLO(5.0, 0.1)
     mixed = plan(_request(mix, loose))
     singles = [plan(_request(mix, loose, (g,))) for g in GPUS]
     costs = [p.cost_per_hour_usd for p in singles if p.feasible]
     short = plan(_request(Lengths.fixed(200, 100), SLO(5.0, 0.1)))
-    long = plan(_request(Lengths.fixed(6000, 400), SLO(0.6, 0.02)))
+    long = plan(_request(Lengths.fixed(3500, 400), SLO(0.6, 0.02)))
 
     def high_end_share(p) -> float:
         total = sum(x.instances * x.candidate.gpus for x in p.pools)

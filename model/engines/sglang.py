@@ -1,0 +1,79 @@
+"""SGLang.
+
+# ---- launch flags -------------------------------------------------------------------------------------------------
+The flags `ridgeplan plan` emits for `python -m sglang.launch_server`, for SGLang 0.4.10 (source:
+https://docs.sglang.ai/backend/server_arguments.html), the quantization methods per weight format, the DP-attention /
+EP rules (--tp is the instance's GPU count; --dp must divide it; --ep-size must divide it), ROCm support, and the
+prefill/decode router (source: https://docs.sglang.ai/advanced_features/pd_disaggregation.html).
+"""
+
+from __future__ import annotations
+
+from model.engines.launch import Flag, LaunchSpec, LaunchTable, parse
+
+LAUNCH = LaunchTable(
+    engine="sglang", version="0.4.10", source="https://docs.sglang.ai/backend/server_arguments.html",
+    entry=("python", "-m", "sglang.launch_server"), model_flag="--model-path", rocm=True,
+    flags=(
+        Flag("--model-path", "str"), Flag("--tp", "int"), Flag("--dp", "int"), Flag("--pp-size", "int"),
+        Flag("--ep-size", "int"), Flag("--enable-dp-attention", "switch"),
+        Flag("--quantization", "str", ("fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "compressed-tensors",
+                                       "modelopt", "modelopt_fp4", "w8a8_fp8", "w8a8_int8", "mxfp4")),
+        Flag("--kv-cache-dtype", "str", ("auto", "fp8_e4m3", "fp8_e5m2")),
+        Flag("--max-running-requests", "int"), Flag("--chunked-prefill-size", "int"),
+        Flag("--mem-fraction-static", "float"),
+        Flag("--disaggregation-mode", "str", ("null", "prefill", "decode")),
+        Flag("--disaggregation-transfer-backend", "str", ("mooncake", "nixl")),
+        Flag("--host", "str"), Flag("--port", "int"),
+    ),
+    notes=("fp8 weights: SGLang quantizes a bf16 checkpoint at load time with --quantization fp8",
+           "int4: needs a pre-quantized AWQ/GPTQ checkpoint"),
+)
+
+QUANTIZATION = {"fp8": ("fp8", False), "int4": ("awq_marlin", True), "nvfp4": ("modelopt_fp4", True),
+                "mxfp4": ("mxfp4", True)}
+KV_DTYPE = {"bf16": "auto", "fp16": "auto", "fp8": "fp8_e4m3"}
+ROUTER = ("python -m sglang_router.launch_router --pd-disaggregation {prefill_urls} {decode_urls} "
+          "--host 0.0.0.0 --port 8000")
+
+
+def launch_command(s: LaunchSpec) -> str:
+    # --tp is the instance's GPU count; with DP attention the attention runs as --dp replicas inside it
+    v = ["python -m sglang.launch_server", f"--model-path {s.model}", f"--tp {s.tp if s.ep == 1 else s.gpus // s.pp}"]
+    if s.pp > 1:
+        v.append(f"--pp-size {s.pp}")
+    if s.ep > 1:
+        v += [f"--dp {s.dp}", "--enable-dp-attention", f"--ep-size {s.ep}"]
+    if s.weights in QUANTIZATION:
+        v.append(f"--quantization {QUANTIZATION[s.weights][0]}")
+    if KV_DTYPE.get(s.kv, "auto") != "auto":
+        v.append(f"--kv-cache-dtype {KV_DTYPE[s.kv]}")
+    v += [f"--max-running-requests {s.max_seqs}", f"--chunked-prefill-size {s.batched_tokens}",
+          "--mem-fraction-static 0.88"]
+    if s.role != "aggregated":
+        v += [f"--disaggregation-mode {s.role}", "--disaggregation-transfer-backend nixl"]
+    return " ".join(v)
+
+
+def check_launch(flags: dict, spec: LaunchSpec | None = None) -> list[str]:
+    errors = []
+    tp, dp, ep, pp = (int(flags.get(k, 1)) for k in ("--tp", "--dp", "--ep-size", "--pp-size"))
+    if flags.get("--enable-dp-attention") and tp % dp != 0:
+        errors.append(f"tp_size % dp_size == 0 fails: --tp {tp} --dp {dp}")
+    if dp > 1 and not flags.get("--enable-dp-attention"):
+        errors.append("--dp > 1 inside one server needs --enable-dp-attention here")
+    if ep > 1 and tp % ep != 0:
+        errors.append(f"--ep-size {ep} must divide --tp {tp}")
+    if spec is not None:
+        want = QUANTIZATION.get(spec.weights)
+        if want and flags.get("--quantization") != want[0]:
+            errors.append(f"{spec.weights} weights need --quantization {want[0]}")
+        if want and want[1] and spec.checkpoint_format != spec.weights and not spec.model.startswith("$"):
+            errors.append(f"--quantization {want[0]} needs a {spec.weights} checkpoint, not {spec.model}")
+        if tp * pp != spec.gpus:
+            errors.append("--tp x --pp-size is not the instance's GPU count")
+    return errors
+
+
+def parse_command(command: str) -> dict:
+    return parse(LAUNCH, command)

@@ -1,0 +1,81 @@
+"""TensorRT-LLM.
+
+# ---- launch flags -------------------------------------------------------------------------------------------------
+The flags `ridgeplan plan` emits for `trtllm-serve` (PyTorch backend), for TensorRT-LLM 1.0 (source:
+https://nvidia.github.io/TensorRT-LLM/commands/trtllm-serve.html). TensorRT-LLM takes its weight precision from
+the checkpoint (no quantization flag): an fp8/int4/nvfp4 plan must serve a ModelOpt-quantized checkpoint. The KV
+format, attention DP and the disaggregated cache transceiver go in the --extra_llm_api_options YAML. MoE rule:
+moe_tp_size x moe_ep_size = tp_size, so --ep_size must divide --tp_size. FP8 needs compute capability >= 8.9
+(Ada, Hopper, Blackwell). CUDA only: no ROCm build. Prefill/decode: `trtllm-serve disaggregated -c CONFIG`
+(source: https://nvidia.github.io/TensorRT-LLM/advanced/disaggregated-service.html).
+"""
+
+from __future__ import annotations
+
+from model.engines.launch import Flag, LaunchSpec, LaunchTable, parse
+
+LAUNCH = LaunchTable(
+    engine="trtllm", version="1.0", source="https://nvidia.github.io/TensorRT-LLM/commands/trtllm-serve.html",
+    entry=("trtllm-serve",), model_flag=None, rocm=False,
+    flags=(
+        Flag("--backend", "str", ("pytorch",)), Flag("--tp_size", "int"), Flag("--pp_size", "int"),
+        Flag("--ep_size", "int"), Flag("--max_batch_size", "int"), Flag("--max_num_tokens", "int"),
+        Flag("--kv_cache_free_gpu_memory_fraction", "float"), Flag("--extra_llm_api_options", "str"),
+        Flag("--host", "str"), Flag("--port", "int"),
+    ),
+    notes=("precision comes from the checkpoint: fp8/int4/nvfp4 plans need a ModelOpt-quantized checkpoint",),
+)
+
+CHECKPOINT_FORMATS = ("bf16", "fp16", "fp8", "int4", "nvfp4")  # ModelOpt export formats trtllm-serve loads
+FP8_ARCHS = ("ada", "hopper", "blackwell")
+DISAGG = "trtllm-serve disaggregated -c disagg_config.yaml"
+
+
+def extra_options(s: LaunchSpec) -> str:
+    """The --extra_llm_api_options YAML for the instance."""
+    lines = []
+    if s.kv == "fp8":
+        lines += ["kv_cache_config:", "  dtype: fp8"]
+    if s.ep > 1 and s.dp > 1:
+        lines.append("enable_attention_dp: true")
+    if s.role != "aggregated":
+        lines += ["cache_transceiver_config:", "  backend: NIXL"]
+    return "\n".join(lines)
+
+
+def launch_command(s: LaunchSpec) -> str:
+    tp = s.gpus // s.pp  # attention DP runs inside the tp group: tp_size is the instance's GPUs per stage
+    v = ["trtllm-serve", s.model, "--backend pytorch", f"--tp_size {tp}", f"--pp_size {s.pp}"]
+    if s.ep > 1:
+        v.append(f"--ep_size {s.ep}")
+    v += [f"--max_batch_size {s.max_seqs}", f"--max_num_tokens {s.batched_tokens}",
+          "--kv_cache_free_gpu_memory_fraction 0.90"]
+    if extra_options(s):
+        v.append(f"--extra_llm_api_options trtllm_{s.role}.yaml")
+    return " ".join(v)
+
+
+def check_launch(flags: dict, spec: LaunchSpec | None = None) -> list[str]:
+    errors = []
+    tp, ep, pp = (int(flags.get(k, 1)) for k in ("--tp_size", "--ep_size", "--pp_size"))
+    if tp % ep != 0:
+        errors.append(f"moe_tp_size x moe_ep_size = tp_size fails: --tp_size {tp} --ep_size {ep}")
+    if spec is not None:
+        if spec.vendor == "AMD":
+            errors.append("TensorRT-LLM has no ROCm build")
+        if spec.weights not in CHECKPOINT_FORMATS:
+            errors.append(f"no TensorRT-LLM checkpoint format for {spec.weights} weights")
+        elif spec.weights not in ("bf16", "fp16") and spec.checkpoint_format != spec.weights \
+                and not spec.model.startswith("$"):
+            errors.append(f"{spec.weights} weights need a {spec.weights} (ModelOpt) checkpoint, not {spec.model}")
+        if "fp8" in (spec.weights, spec.kv) and spec.gpu_arch not in FP8_ARCHS:
+            errors.append(f"FP8 needs compute capability >= 8.9; {spec.gpu_arch} has none")
+        if spec.kv == "fp8" and "--extra_llm_api_options" not in flags:
+            errors.append("an fp8 KV cache needs kv_cache_config.dtype in --extra_llm_api_options")
+        if tp * pp != spec.gpus:
+            errors.append("--tp_size x --pp_size is not the instance's GPU count")
+    return errors
+
+
+def parse_command(command: str) -> dict:
+    return parse(LAUNCH, command)

@@ -1,0 +1,81 @@
+"""vLLM.
+
+# ---- launch flags -------------------------------------------------------------------------------------------------
+The flags `ridgeplan plan` emits for `vllm serve`, for vLLM 0.10 (source: https://docs.vllm.ai/en/v0.10.0/cli/serve.html
+and `vllm serve --help`), the quantization methods per weight format, the MoE/DP rules, ROCm support, and the
+prefill/decode proxy (NIXL connector; proxy from vLLM's tests/v1/kv_connector/nixl_integration/toy_proxy_server.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+from model.engines.launch import Flag, LaunchSpec, LaunchTable, parse
+
+LAUNCH = LaunchTable(
+    engine="vllm", version="0.10", source="https://docs.vllm.ai/en/v0.10.0/cli/serve.html",
+    entry=("vllm", "serve"), model_flag=None, rocm=True,
+    flags=(
+        Flag("--tensor-parallel-size", "int"), Flag("--pipeline-parallel-size", "int"),
+        Flag("--data-parallel-size", "int"), Flag("--enable-expert-parallel", "switch"),
+        Flag("--quantization", "str", ("fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "compressed-tensors",
+                                       "modelopt", "modelopt_fp4", "mxfp4", "bitsandbytes")),
+        Flag("--kv-cache-dtype", "str", ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")),
+        Flag("--max-num-seqs", "int"), Flag("--max-num-batched-tokens", "int"),
+        Flag("--gpu-memory-utilization", "float"), Flag("--kv-transfer-config", "json"),
+        Flag("--host", "str"), Flag("--port", "int"),
+    ),
+    notes=("fp8 weights: vLLM quantizes a bf16 checkpoint at load time (dynamic per-tensor FP8)",
+           "int4: needs a pre-quantized AWQ (awq_marlin kernel) or GPTQ checkpoint"),
+)
+
+# weight format -> (--quantization, whether a pre-quantized checkpoint is required)
+QUANTIZATION = {"fp8": ("fp8", False), "int4": ("awq_marlin", True), "nvfp4": ("modelopt_fp4", True),
+                "mxfp4": ("mxfp4", True)}
+KV_DTYPE = {"bf16": "auto", "fp16": "auto", "fp8": "fp8"}
+PROXY = ("python tests/v1/kv_connector/nixl_integration/toy_proxy_server.py --port 8000 "
+         "--prefiller-hosts {prefill_hosts} --prefiller-ports {prefill_ports} "
+         "--decoder-hosts {decode_hosts} --decoder-ports {decode_ports}")
+
+
+def launch_command(s: LaunchSpec) -> str:
+    v = ["vllm serve", s.model, f"--tensor-parallel-size {s.tp}"]
+    if s.pp > 1:
+        v.append(f"--pipeline-parallel-size {s.pp}")
+    if s.ep > 1:  # attention DP x expert parallel: one process group of dp ranks, experts spread over them
+        v += [f"--data-parallel-size {s.dp}", "--enable-expert-parallel"]
+    if s.weights in QUANTIZATION:
+        v.append(f"--quantization {QUANTIZATION[s.weights][0]}")
+    if KV_DTYPE.get(s.kv, "auto") != "auto":
+        v.append(f"--kv-cache-dtype {KV_DTYPE[s.kv]}")
+    v += [f"--max-num-seqs {s.max_seqs}", f"--max-num-batched-tokens {s.batched_tokens}",
+          "--gpu-memory-utilization 0.90"]
+    if s.role != "aggregated":
+        v.append("--kv-transfer-config '" + json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"},
+                                                      separators=(",", ":")) + "'")
+    return " ".join(v)
+
+
+def check_launch(flags: dict, spec: LaunchSpec | None = None) -> list[str]:
+    """Combination rules on parsed flags (empty: the command is valid)."""
+    errors = []
+    tp, pp, dp = (int(flags.get(f"--{k}", 1)) for k in ("tensor-parallel-size", "pipeline-parallel-size",
+                                                        "data-parallel-size"))
+    if flags.get("--enable-expert-parallel") and tp * dp < 2:
+        errors.append("--enable-expert-parallel needs tensor-parallel-size x data-parallel-size >= 2")
+    quant = flags.get("--quantization")
+    if spec is not None:
+        if spec.vendor == "AMD" and not LAUNCH.rocm:
+            errors.append("vLLM build without ROCm")
+        want = QUANTIZATION.get(spec.weights)
+        if want and quant != want[0]:
+            errors.append(f"{spec.weights} weights need --quantization {want[0]}")
+        if want and want[1] and spec.checkpoint_format != spec.weights and not spec.model.startswith("$"):
+            errors.append(f"--quantization {want[0]} needs a {spec.weights} checkpoint, not {spec.model}")
+        if tp * pp * (dp if flags.get("--enable-expert-parallel") else 1) != spec.gpus:
+            errors.append("parallel sizes do not multiply to the instance's GPUs")
+    return errors
+
+
+def parse_command(command: str) -> dict:
+    return parse(LAUNCH, command)

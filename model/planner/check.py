@@ -1,0 +1,142 @@
+"""The planner's re-check of one pool: does one instance of a candidate, given its bucket mix at a rate, meet the SLO?
+
+`check_pool(candidate, lengths, rate_per_s, request) -> PoolCheck` is the one function the re-check loop calls
+(model.planner.plan looks it up here at call time). Today it is `serving_check`, the serving model proper
+(model.serving.estimate for aggregated instances, prefill_pool / decode_pool for disaggregated ones). To re-check
+with the engine simulator instead, point `check_pool` at a function that calls
+`simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, ...)` and returns a PoolCheck:
+`simulator_check` below does that (once the simulator is merged), and the assignment `check_pool = serving_check`
+at the bottom of this module is the one line to change.
+
+The rate is per instance: a pool of n instances behind a balancer carries rate / n on each.
+Every latency is keyed by the statistic it is: 'p50', 'p90', 'p99' (quantiles of the request distribution) or
+'mean' (a decode pool's TPOT: the decode-only iteration time at the concurrency that carries the rate, interpolated
+on its concurrency grid, is the same for every sequence in the iteration; no per-request spread is modelled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from model.serving.workload import Lengths, Workload
+
+TOLERANCE = 1.001  # a latency within 0.1% of its target passes (the capacities are bisected to that precision)
+
+
+@dataclass(frozen=True)
+class PoolCheck:
+    """(ttft_s, tpot_s, ok) of one instance at a rate; unpacks as that triple."""
+
+    ttft_s: dict[str, float]
+    tpot_s: dict[str, float]
+    ok: bool
+    utilization: float = 0.0
+    why: tuple[str, ...] = field(default=())
+
+    def __iter__(self):
+        return iter((self.ttft_s, self.tpot_s, self.ok))
+
+
+def _key(attainment: float) -> str:
+    return f"p{round(attainment * 100):d}"
+
+
+def serving_check(candidate, lengths: Lengths, rate_per_s: float, request) -> PoolCheck:
+    """The serving model's verdict on one instance of `candidate` serving `lengths` at `rate_per_s`."""
+    from model.planner.pairs import link_class
+    from model.serving.disagg import DisaggPlan, decode_pool, prefill_pool
+    from model.serving.estimate import estimate
+    from model.serving.policy import engine_policy
+
+    slo, policy, d = request.slo, engine_policy(request.engine), candidate.deployment
+    a, key = slo.attainment, _key(slo.attainment)
+    qs = tuple(sorted({0.5, a, 0.99}))
+    why: list[str] = []
+    if candidate.role == "aggregated":
+        est = estimate(d, Workload(lengths, rate_per_s=rate_per_s), policy, percentiles=qs)
+        if not est.fits:
+            return PoolCheck({}, {}, False, 1.0, ("does not fit in memory",))
+        lat = est.latency
+        ttft = {_key(p): v for p, v in lat.ttft_s.items()} | {"mean": lat.ttft_mean_s}
+        tpot = {_key(p): v for p, v in lat.tpot_s.items()} | {"mean": lat.tpot_mean_s}
+        util = float(est.state.concurrency[0] / max(est.max_concurrency, 1))
+        if not est.sustainable:
+            why.append("rate above the instance's maximum throughput")
+        ttft_v, tpot_v = ttft[key], tpot[key]
+    else:
+        where = "same_node" if link_class(candidate, request.kv_placement).startswith("node:") else request.kv_placement
+        pools = DisaggPlan(d, 1, d, 1, placement=where)
+        work = Workload(lengths, rate_per_s=rate_per_s)
+        if candidate.role == "prefill":
+            st = prefill_pool(pools, work, policy, rate_per_s, qs)
+            ttft = {_key(p): v for p, v in st.ttft_s.items()} | {"mean": st.ttft_mean_s}
+            tpot = {}
+            util = st.utilization
+            if not st.stable:
+                why.append("prefill queue unstable (utilisation >= 1)")
+            ttft_v, tpot_v = ttft[key], None
+        else:
+            st = decode_pool(pools, work, policy, rate_per_s)
+            ttft, tpot = {}, {"mean": st.tpot_s}
+            util = rate_per_s * d.layout.dp / st.capacity_per_s if st.capacity_per_s > 0 else 1.0
+            if not st.stable:
+                why.append("rate above the decode instance's capacity")
+            ttft_v, tpot_v = None, st.tpot_s
+    if slo.ttft_s is not None and ttft_v is not None and not ttft_v <= slo.ttft_s * TOLERANCE:
+        why.append(f"TTFT {key} {ttft_v * 1e3:,.0f} ms > {slo.ttft_s * 1e3:,.0f} ms")
+    if slo.tpot_s is not None and tpot_v is not None and not tpot_v <= slo.tpot_s * TOLERANCE:
+        label = "mean" if candidate.role == "decode" else key
+        why.append(f"TPOT {label} {tpot_v * 1e3:,.1f} ms > {slo.tpot_s * 1e3:,.1f} ms")
+    return PoolCheck(ttft, tpot, not why, float(util), tuple(why))
+
+
+def simulator_check(candidate, lengths: Lengths, rate_per_s: float, request, num_requests: int = 1000) -> PoolCheck:
+    """One aggregated instance through the engine simulator (`simulate_pool` of model.serving.simulator, from the
+    `sim` branch) at the SLO percentile of its simulated requests. Prefill and decode pools keep `serving_check`:
+    the simulator runs a disaggregated pair as a whole (simulate_disagg), and one pool's check has no partner."""
+    if candidate.role != "aggregated":
+        return serving_check(candidate, lengths, rate_per_s, request)
+    import numpy as np
+
+    from model.errors import RidgeplanError
+    from model.serving.simulator.run import simulate_pool
+
+    slo, key = request.slo, _key(request.slo.attainment)
+    try:
+        run = simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, num_requests=num_requests)
+    except RidgeplanError as err:  # does not fit, or the budget cannot hold a prompt
+        return PoolCheck({}, {}, False, 1.0, (err.one_line(),))
+    qs = sorted({0.5, slo.attainment, 0.99})
+    ttft = {_key(q): float(np.quantile(run.ttft_s, q)) for q in qs} | {"mean": float(np.mean(run.ttft_s))}
+    tp = run.tpot_s
+    tpot = ({_key(q): float(np.quantile(tp, q)) for q in qs} | {"mean": float(np.mean(tp))}) if tp.size else {}
+    why = []
+    if slo.ttft_s is not None and not ttft[key] <= slo.ttft_s * TOLERANCE:
+        why.append(f"TTFT {key} {ttft[key] * 1e3:,.0f} ms > {slo.ttft_s * 1e3:,.0f} ms (simulated)")
+    if slo.tpot_s is not None and tpot and not tpot[key] <= slo.tpot_s * TOLERANCE:
+        why.append(f"TPOT {key} {tpot[key] * 1e3:,.1f} ms > {slo.tpot_s * 1e3:,.1f} ms (simulated)")
+    util = min(rate_per_s / max(run.requests_per_s, 1e-12), 1.0)
+    return PoolCheck(ttft, tpot, not why, float(util), tuple(why))
+
+
+CheckFn = Callable[..., PoolCheck]
+
+# The re-check the planner uses. The one line to change for the engine simulator: check_pool = simulator_check
+check_pool: CheckFn = serving_check
+
+
+def sustained_rate(check: CheckFn, candidate, lengths: Lengths, rate_hi: float, request, steps: int = 6) -> float:
+    """Largest per-instance rate in [0, rate_hi] that `check` passes (bisection; 0 when even a trickle fails).
+    Latencies grow with the rate, so the set of passing rates is an interval from 0."""
+    lo, hi = 0.0, rate_hi
+    if check(candidate, lengths, rate_hi * 1e-3, request).ok is False:
+        return 0.0
+    lo = rate_hi * 1e-3
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if check(candidate, lengths, mid, request).ok:
+            lo = mid
+        else:
+            hi = mid
+    return lo
