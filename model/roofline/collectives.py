@@ -7,6 +7,8 @@ bandwidth per direction (nominal x bus efficiency):
 - one-shot all-reduce:  alpha + (N-1)*M/beta                    (each rank reads all peers; switch fabrics)
 - star all-reduce:      2*alpha + (N-1)*M/beta_hub              (hub gathers and broadcasts)
 - all-gather / reduce-scatter / all-to-all: (N-1)*alpha + (N-1)/N * M/beta
+- direct all-to-all:    alpha + (N-1)/N * M/beta                (every peer written at once: DeepEP low-latency
+                                                                 kernels, NVLink/IBGDA puts, one latency)
 - p2p:                  alpha + M/beta
 Two tiers (ranks spread over nodes): hierarchical all-reduce = intra reduce-scatter + inter all-reduce of
 M/n_local + intra all-gather; all-to-all sends (n_local-1)/N of M inside the node and (N-n_local)/N across,
@@ -21,7 +23,7 @@ import numpy as np
 
 from model.errors import RidgeplanError
 
-ALGORITHMS = ("auto", "ring", "tree", "one_shot", "star", "hierarchical")
+ALGORITHMS = ("auto", "ring", "tree", "one_shot", "star", "hierarchical", "direct")
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p")
 
 
@@ -86,9 +88,11 @@ def collective_time(kind: str, message_bytes, ranks, *, intra: Tier, inter: Tier
 def _single_tier(kind, m, n, tier: Tier, algorithm: str):
     if kind == "p2p":
         return tier.latency_s + m / tier.bandwidth_bytes_per_s
+    if kind == "all_to_all" and algorithm == "direct":
+        return tier.latency_s + (n - 1) / n * m / tier.bandwidth_bytes_per_s
     if kind != "all_reduce":
         return _gather_like(m, n, tier)
-    if algorithm in ("auto", "hierarchical"):
+    if algorithm in ("auto", "hierarchical", "direct"):
         return np.minimum.reduce([f(m, n, tier) for f in (_ring_ar, _tree_ar, _one_shot_ar)])
     return _SINGLE_TIER_AR[algorithm](m, n, tier)
 
@@ -97,6 +101,10 @@ def _two_tier(kind, m, n, local, intra: Tier, inter: Tier, algorithm: str):
     nodes = np.maximum(n / np.maximum(local, 1), 1)
     if kind == "p2p":
         return inter.latency_s + m / inter.bandwidth_bytes_per_s
+    if kind == "all_to_all" and algorithm == "direct":
+        inside = intra.latency_s + (local - 1) / n * m / intra.bandwidth_bytes_per_s
+        across = inter.latency_s + (n - local) / n * m / inter.bandwidth_bytes_per_s
+        return np.maximum(inside, across)
     if kind == "all_to_all":
         inside = (local - 1) * intra.latency_s + (local - 1) / n * m / intra.bandwidth_bytes_per_s
         across = (n - local) * inter.latency_s / np.maximum(local, 1) + (n - local) / n * m / inter.bandwidth_bytes_per_s
@@ -108,7 +116,7 @@ def _two_tier(kind, m, n, local, intra: Tier, inter: Tier, algorithm: str):
     # all-reduce
     hier = (_gather_like(m, local, intra) + _single_tier("all_reduce", m / np.maximum(local, 1), nodes, inter, "auto")
             + _gather_like(m, local, intra))
-    if algorithm in ("auto", "hierarchical"):
+    if algorithm in ("auto", "hierarchical", "direct"):
         flat_ring = _ring_ar(m, n, Tier(inter.bandwidth_bytes_per_s, inter.latency_s))
         return hier if algorithm == "hierarchical" else np.minimum(hier, flat_ring)
     return _SINGLE_TIER_AR[algorithm](m, n, inter)

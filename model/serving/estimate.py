@@ -225,7 +225,7 @@ class ServingEstimate:
 
     @property
     def replicas(self) -> int:
-        return self.deployment.layout.dp
+        return self.deployment.layout.batch_ranks
 
     @property
     def gpus(self) -> int:
@@ -324,7 +324,7 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
     cap_state = steady_state(d, policy, lengths.mean_input, lengths.mean_output, None, workload.prefix_hit_rate, **tech)
     max_conc, limit = float(cap_state.concurrency[0]), str(cap_state.limit[0])
     good = goodput(ops, slo)[0] if not slo.empty else None
-    replicas = d.layout.dp
+    replicas = d.layout.batch_ranks
     sustainable = True
     if workload.mode == "rate":
         rate = workload.rate_per_s / replicas

@@ -188,7 +188,7 @@ def moetuner():
     load_b = aff.sum(axis=0)
     ilp = place_experts(load, load_b, aff, gpus, time_limit_s=1.5)
     rr = evaluate_placement(load, load_b, aff, round_robin(experts, gpus), round_robin(experts, gpus), gpus)
-    d = deployment("mixtral-8x7b", "h100-sxm", ep=4, dp=4)
+    d = deployment("mixtral-8x7b", "h100-sxm", ep=4, attention_dp=4)
     s = d.step(tokens, 1, 512)
     rows = _rows(d, "expert")
     balanced = float(s.stage_counts.sum(axis=0)[rows] @ s.times.time_s[rows, 0]) / d.arch.num_layers
