@@ -11,6 +11,9 @@ Without chunked prefill (prefill-prioritising) prompts run in their own iteratio
 decode step plus a prefill step of P tokens, and decodes stall while it runs.
 With pipeline parallelism the batch is split into pp micro-batches that fill the pipeline: one round
 (every sequence advances a token) costs pp x the slowest stage of a micro-batch.
+Attention data-parallel ranks meet at every MoE layer, so an iteration lasts as long as the busiest rank's:
+when a rank starts a prompt in a share ps < 1 of its iterations, one of `attention_dp` ranks does so in
+1 - (1 - ps)^attention_dp of them, and the iteration is timed with that rank's prefill chunk.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def iteration_cost(d: Deployment, decode_seqs, decode_context, prefill_tokens, p
     """
     nd, cd, pt, ps, pc = np.broadcast_arrays(_arr(decode_seqs), _arr(decode_context), _arr(prefill_tokens),
                                              _arr(prefill_seqs), _arr(prefill_context))
+    pt, ps = synchronized_prefill(pt, ps, d.layout.attention_dp)
     pp = d.layout.pp
     overhead = d.eff.step_overhead_s if step_overhead_s is None else step_overhead_s
     # a full pipeline round = pp micro-batches of 1/pp of the work through the slowest stage
@@ -94,6 +98,17 @@ def iteration_cost(d: Deployment, decode_seqs, decode_context, prefill_tokens, p
     linear = counts_total @ np.where(mask, 0.0, lin)
     return IterationCost(round_s, pp * linear, pp * (counts_total @ np.where(mask, dec, 0.0)),
                          pp * (counts_total @ np.where(mask, pf, 0.0)), pp * p2p + overhead * steps)
+
+
+def synchronized_prefill(prefill_tokens, prefill_seqs, attention_dp: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, sequences) of prefill that time an iteration of `attention_dp` ranks synchronized by the MoE
+    layers: the chunk of pt / ps tokens, in a share 1 - (1 - ps)^A of iterations (unchanged when ps >= 1)."""
+    pt, ps = _arr(prefill_tokens), _arr(prefill_seqs)
+    if attention_dp <= 1:
+        return pt, ps
+    share = np.where(ps < 1, 1 - (1 - np.clip(ps, 0, 1)) ** attention_dp, ps)
+    chunk = pt / np.maximum(ps, _TINY)
+    return np.where(ps > _TINY, chunk * share, pt), np.where(ps > _TINY, share, ps)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from model.placement.topology import LinkTiers, link_tiers
 
 CONVENTIONS = ("causal", "square")
 EP_COMM = ("auto", "allgather", "normal", "low_latency")
+MOE_COMM_OPS = ("moe_all_gather", "moe_reduce_scatter", "ep_dispatch", "ep_combine", "ep_dispatch_ll", "ep_combine_ll")
 # bytes per element of dispatched tokens: bf16; DeepEP's fp8 (e4m3 + one fp32 scale per 128 channels); NVFP4
 DISPATCH_BYTES = {"bf16": 2.0, "fp8": FP8_DISPATCH_BYTES, "nvfp4": number_format("nvfp4").bytes_per_element}
 
@@ -248,7 +249,28 @@ class Deployment:
         """Operator arrays, roofline times and exposed seconds per instance (n_ops, S) of a uniform step."""
         ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
         times = evaluate(ops, self.context)
+        if self.two_batch_overlap and self.arch.is_moe:
+            return ops, times, self._two_batch_exposed(batch, new_tokens, context, n_logit)
         return ops, times, times.time_s - times.comm_overlap * times.network_s
+
+    def _two_batch_exposed(self, batch, new_tokens, context, n_logit) -> np.ndarray:
+        """Two-batch overlap (SGLang --enable-two-batch-overlap, DeepSeek's dual micro-batch): the step runs as two
+        half batches; in each layer one half's MoE communication runs while the other half computes, so a layer
+        costs 2 x compute(half) plus what its communication exceeds that by. Weights are read once per half."""
+        half = self.graph.evaluate({**self.symbols(), "B": np.asarray(batch, dtype=float) / 2, "T": new_tokens,
+                                    "C": context, "n_logit": np.asarray(n_logit, dtype=float) / 2})
+        t = evaluate(half, self.context)
+        e = t.time_s - t.comm_overlap * t.network_s
+        comm = np.array([op.name in MOE_COMM_OPS for op in self.graph.ops])
+        groups = np.array([op.group for op in self.graph.ops])
+        out = 2 * e
+        for g in set(groups[comm]):
+            rows = groups == g
+            compute = e[rows & ~comm].sum(axis=0)
+            moe_comm = e[rows & comm].sum(axis=0)
+            hidden = np.where(moe_comm > 0, np.minimum(compute / np.maximum(moe_comm, 1e-30), 1.0), 0.0)
+            out[rows & comm] = 2 * e[rows & comm] * (1 - hidden)
+        return out
 
     def p2p_seconds(self, tokens) -> np.ndarray:
         """One pipeline hand-off of `tokens` hidden states between stages (zero without PP)."""
