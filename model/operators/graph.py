@@ -17,7 +17,7 @@ from model.operators.formulas import (
     softmax_attention_core,
 )
 from model.operators.symbols import (
-    B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_w, ep, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
+    B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_w, e_red, ep, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
     moe_imbalance, n_logit, tp,
 )
 
@@ -178,6 +178,7 @@ def _moe(m: Mlp, d: int) -> list[Operator]:
     matrices = 3 if m.gated else 2
     per_expert = matrices * d * di + ((2 * di + d) if m.expert_bias else 0)
     local_experts = sp.Integer(E) / ep
+    held = (E + e_red) / ep  # experts resident per rank, redundant copies included
     touched = sp.Min(local_experts, busiest_touched(tokens, E, k) * moe_imbalance)  # on the busiest rank
     assignments = busiest_assignments(tokens, E, k) * moe_imbalance  # token-expert pairs on the busiest rank
     i_rank = sp.Integer(di) / etp
@@ -193,8 +194,8 @@ def _moe(m: Mlp, d: int) -> list[Operator]:
             + (touched * (2 * i_rank + d) * b_a if m.expert_bias else ZERO),
             act_bytes=assignments * (d + 2 * i_rank * (matrices - 1) + i_rank + d) * b_a,
             m=assignments / touched, n=(matrices - 1) * i_rank, k=sp.Integer(d),
-            params=local_experts * (expert_weights_rank + ((2 * i_rank + d) if m.expert_bias else 0)),
-            resident_bytes=local_experts * (expert_weights_rank * b_e + ((2 * i_rank + d) * b_a if m.expert_bias else 0)),
+            params=held * (expert_weights_rank + ((2 * i_rank + d) if m.expert_bias else 0)),
+            resident_bytes=held * (expert_weights_rank * b_e + ((2 * i_rank + d) * b_a if m.expert_bias else 0)),
             active_params=sp.Integer(k * per_expert),
             kernels=3,
             description="routed experts (grouped GEMMs): only touched experts' weights are read",

@@ -37,6 +37,7 @@ class Layout:
     dp: int = 1  # independent replicas
     attention_dp: int | None = None  # None: ep / tp when ep > tp, else 1
     moe_tp: int | None = None  # None: tp x attention_dp / ep
+    redundant_experts: int = 0  # extra copies of hot experts (EPLB), so E + redundant splits evenly over ep
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "ep", "dp"):
@@ -97,6 +98,8 @@ class Layout:
             parts.append(f"EP{self.ep}")
         if self.ep > 1 and self.moe_tp > 1:
             parts.append(f"MoETP{self.moe_tp}")
+        if self.redundant_experts:
+            parts.append(f"R{self.redundant_experts}")
         if self.dp > 1:
             parts.append(f"DP{self.dp}")
         return "x".join(parts)
@@ -126,9 +129,15 @@ class Layout:
                                      "of a dense model are independent replicas", ["1 (use dp for replicas)"])
             return
         experts = {g.mlp.num_experts for g in arch.groups if g.mlp.kind == "moe"}
+        if self.redundant_experts < 0:
+            raise RidgeplanError("redundant_experts", f"must be >= 0, got {self.redundant_experts}")
         for e in experts:
-            if e % self.ep:
-                raise RidgeplanError("ep", f"{self.ep} does not divide the {e} experts of {arch.name}", _divisors(e))
+            held = e + self.redundant_experts
+            if held % self.ep:
+                extra = (-held) % self.ep + self.redundant_experts
+                raise RidgeplanError("ep", f"{self.ep} does not divide the {held} experts of {arch.name}"
+                                     + (f" ({e} + {self.redundant_experts} redundant)" if self.redundant_experts else ""),
+                                     _divisors(held), hint=f"or add redundant experts (redundant_experts={extra})")
         inter = {g.mlp.expert_intermediate_size for g in arch.groups if g.mlp.kind == "moe"}
         for i in inter:
             if i % self.moe_tp:

@@ -179,7 +179,7 @@ class Deployment:
             "gamma_moe": 1.0 if self.eplb else self.moe_imbalance, "z_ep": expected_max_normal(lay.ep),
             "moe_ag": float(mode == "allgather"), "moe_a2a": float(mode in ("normal", "low_latency", "auto")),
             "ll_decode": float(mode in ("low_latency", "auto")), "ll_prefill": float(mode == "low_latency"),
-            "b_disp": DISPATCH_BYTES[self.dispatch_format],
+            "b_disp": DISPATCH_BYTES[self.dispatch_format], "e_red": lay.redundant_experts,
             "causal": 1.0 if self.attention_convention == "causal" else 0.0,
             "b_w": number_format(p.weights).bytes_per_element,
             "b_e": number_format(p.expert_weights).bytes_per_element,
@@ -312,7 +312,8 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
                gpu: str | Path | Mapping[str, Any] | Device = DEFAULT_GPU, *, weights: str | None = None,
                activations: str | None = None, kv: str | None = None, experts: str | None = None,
                tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, attention_dp: int | None = None,
-               moe_tp: int | None = None, moe_ep: int | None = None, node: str | None = None,
+               moe_tp: int | None = None, moe_ep: int | None = None, redundant_experts: int = 0,
+               node: str | None = None,
                attention_convention: str = "causal", comm_overlap: float = 0.0, moe_imbalance: float = 1.0,
                eplb: bool = False, ep_comm: str = "auto", dispatch_dtype: str | None = None,
                two_batch_overlap: bool = False, engine: str | None = None,
@@ -322,7 +323,8 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
 
     Layout: attention `tp` x `attention_dp`, MoE `moe_tp` x `moe_ep` (`ep` is its short form), `pp` stages and
     `dp` independent replicas. With `engine`, a layout that engine rejects is refused quoting its rule."""
-    layout = make_layout(tp=tp, pp=pp, ep=ep, dp=dp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep)
+    layout = make_layout(tp=tp, pp=pp, ep=ep, dp=dp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep,
+                         redundant_experts=redundant_experts)
     arch = load_architecture(model)
     device = load_device(gpu)
     w = weights or checkpoint_weight_format(arch)
@@ -349,7 +351,7 @@ DP_WITH_EP = ("--dp now counts independent replicas; the attention data-parallel
 
 
 def make_layout(*, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, attention_dp: int | None = None,
-                moe_tp: int | None = None, moe_ep: int | None = None) -> Layout:
+                moe_tp: int | None = None, moe_ep: int | None = None, redundant_experts: int = 0) -> Layout:
     """A Layout from the engine-style degrees; `ep` is the short form of `moe_ep`.
 
     The older form (dp counting the attention-DP ranks of an EP group wider than TP) is refused with one line
@@ -359,7 +361,8 @@ def make_layout(*, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, attention
     e = moe_ep if moe_ep is not None else ep
     if dp > 1 and e > tp and attention_dp is None and moe_tp is None:
         raise RidgeplanError("dp", DP_WITH_EP)
-    return Layout(tp=tp, pp=pp, ep=e, dp=dp, attention_dp=attention_dp, moe_tp=moe_tp)
+    return Layout(tp=tp, pp=pp, ep=e, dp=dp, attention_dp=attention_dp, moe_tp=moe_tp,
+                  redundant_experts=redundant_experts)
 
 
 def checkpoint_weight_format(arch: Architecture) -> str:
