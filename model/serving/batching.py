@@ -100,11 +100,11 @@ def iteration_cost(d: Deployment, decode_seqs, decode_context, prefill_tokens, p
                          pp * (counts_total @ np.where(mask, pf, 0.0)), pp * p2p + overhead * steps)
 
 
-def synchronized_prefill(prefill_tokens, prefill_seqs, attention_dp: int) -> tuple[np.ndarray, np.ndarray]:
+def synchronized_prefill(prefill_tokens, prefill_seqs, attention_dp) -> tuple[np.ndarray, np.ndarray]:
     """(tokens, sequences) of prefill that time an iteration of `attention_dp` ranks synchronized by the MoE
     layers: the chunk of pt / ps tokens, in a share 1 - (1 - ps)^A of iterations (unchanged when ps >= 1)."""
     pt, ps = _arr(prefill_tokens), _arr(prefill_seqs)
-    if attention_dp <= 1:
+    if np.all(_arr(attention_dp) <= 1):
         return pt, ps
     share = np.where(ps < 1, 1 - (1 - np.clip(ps, 0, 1)) ** attention_dp, ps)
     chunk = pt / np.maximum(ps, _TINY)

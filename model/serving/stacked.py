@@ -60,7 +60,9 @@ class StackedDeployment:
 
     @property
     def layout(self):
-        return SimpleNamespace(pp=self.deployments[0].layout.pp, gpus_per_replica=self.gpus_per_replica)
+        return SimpleNamespace(pp=self.deployments[0].layout.pp, gpus_per_replica=self.gpus_per_replica,
+                               attention_dp=np.array([d.layout.attention_dp for d in self.deployments],
+                                                     dtype=float)[self.index])
 
     @property
     def kv_residual_tokens(self) -> int:
