@@ -27,6 +27,8 @@ from model.serving.policy import EnginePolicy
 from model.serving.speculation_offload import Offload, Speculation, speculative_step_s
 
 _TINY = 1e-9
+# operators whose load is the whole MoE group's (every attention-DP rank's tokens), not one rank's
+GROUP_LEVEL_OPS = ("experts", "moe_all_gather", "moe_reduce_scatter")
 
 
 def _arr(x) -> np.ndarray:
@@ -58,6 +60,7 @@ def iteration_cost(d: Deployment, decode_seqs, decode_context, prefill_tokens, p
     """
     nd, cd, pt, ps, pc = np.broadcast_arrays(_arr(decode_seqs), _arr(decode_context), _arr(prefill_tokens),
                                              _arr(prefill_seqs), _arr(prefill_context))
+    pt_mean, ps_mean = pt, ps
     pt, ps = synchronized_prefill(pt, ps, d.layout.attention_dp)
     pp = d.layout.pp
     overhead = d.eff.step_overhead_s if step_overhead_s is None else step_overhead_s
@@ -79,17 +82,21 @@ def iteration_cost(d: Deployment, decode_seqs, decode_context, prefill_tokens, p
         pf = np.where(has_pf, pf, 0.0)
     else:
         pf = zeros
-    if separate_prefill:
-        _, _, lin_d = d.op_seconds(1.0, np.maximum(nd_mb * q, _TINY), 0.0, n_logit=np.maximum(nd_mb * q, _TINY))
-        _, _, lin_p = d.op_seconds(1.0, np.maximum(pt_mb, _TINY), 0.0, n_logit=np.maximum(ps_mb, _TINY))
-        lin = np.where(has_dec, lin_d, 0.0) + np.where(has_pf, lin_p, 0.0)
-        steps = has_dec.astype(float) + has_pf.astype(float)
-        handoff_tokens = nd_mb * q + pt_mb
-    else:
+
+    def linear_ops(pt_mb, ps_mb):
+        if separate_prefill:
+            _, _, lin_d = d.op_seconds(1.0, np.maximum(nd_mb * q, _TINY), 0.0, n_logit=np.maximum(nd_mb * q, _TINY))
+            _, _, lin_p = d.op_seconds(1.0, np.maximum(pt_mb, _TINY), 0.0, n_logit=np.maximum(ps_mb, _TINY))
+            return np.where(has_dec, lin_d, 0.0) + np.where(pt_mb > _TINY, lin_p, 0.0)
         total = np.maximum(nd_mb * q + pt_mb, _TINY)
-        _, _, lin = d.op_seconds(1.0, total, 0.0, n_logit=np.maximum(nd_mb * q + ps_mb, _TINY))
-        steps = np.ones_like(nd)
-        handoff_tokens = nd_mb * q + pt_mb
+        return d.op_seconds(1.0, total, 0.0, n_logit=np.maximum(nd_mb * q + ps_mb, _TINY))[2]
+
+    lin = linear_ops(pt_mb, ps_mb)
+    if np.any(pt != pt_mean):  # the experts and the attention-DP gathers see every rank's mean load
+        shared = np.array([op.name in GROUP_LEVEL_OPS for op in d.graph.ops])[:, None]
+        lin = np.where(shared, linear_ops(pt_mean / pp, ps_mean / pp), lin)
+    steps = (has_dec.astype(float) + has_pf.astype(float)) if separate_prefill else np.ones_like(nd)
+    handoff_tokens = nd_mb * q + pt_mb
     exposed = np.where(mask, dec + pf, lin)
     stage = d.counts @ exposed  # (pp, S)
     p2p = d.p2p_seconds(handoff_tokens) * steps if pp > 1 else np.zeros_like(nd)

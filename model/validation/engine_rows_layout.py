@@ -95,7 +95,8 @@ def row_deployment(row: Mapping[str, Any], pool: str = ""):
 def predict_agg_tpot_s(row: Mapping[str, Any]) -> float:
     """TPOT of an aggregated row: continuous batching in steady state with `batch_size` sequences in flight on
     each attention-DP rank, the row's input/output lengths and its engine's scheduling policy (prefill chunks
-    interleaved with decodes, as the engines run it). NaN when the configuration does not fit."""
+    interleaved with decodes, as the engines run it). NaN when the row's batch does not fit (the model then
+    holds fewer sequences than the row ran)."""
     from model.serving.batching import steady_state
     from model.serving.policy import engine_policy
 
@@ -103,4 +104,4 @@ def predict_agg_tpot_s(row: Mapping[str, Any]) -> float:
     st = steady_state(d, engine_policy(str(row["backend"])), float(row["isl"]), float(row["osl"]),
                       concurrency=float(row["batch_size"]))
     t = float(st.tpot_s[0])
-    return t if math.isfinite(t) and t > 0 else float("nan")
+    return t if math.isfinite(t) and t > 0 and str(st.limit[0]) == "asked" else float("nan")
