@@ -231,3 +231,41 @@ def test_bytes_per_gpu_never_below_the_physical_minimum(gpus, pick, batch, conte
     touched = E_V3 * (1 - (1 - K_V3 / E_V3) ** tokens)
     experts = 58 * touched * EXPERT_PARAMS * 1.0 / gpus  # its share of the experts the group's tokens touch
     assert read >= attention + kv + experts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the planner proposes them
+
+def test_planner_candidate_space_has_wide_ep_nvl72_and_fp4():
+    from model.architecture.catalogue import load_architecture
+    from model.hardware.db import load_device
+    from model.planner.candidates import candidate_precisions, layouts
+    from model.planner.request import GpuOption, PlanRequest, Traffic
+    from model.serving.estimate import SLO
+    from model.serving.workload import Lengths
+
+    nvl72 = layouts(72, (1, 2, 4, 8), (1,), {256})
+    assert any(lay.attention_dp == 72 and lay.ep == 72 and lay.redundant_experts == 32 for lay in nvl72)
+    assert any(lay.tp == 8 and lay.attention_dp == 8 and lay.ep == 64 for lay in nvl72)
+    hgx = layouts(8, (1, 2, 4, 8), (1,), {256}, scale_out=True)
+    assert max(lay.gpus for lay in hgx) == 32 and not any(lay.gpus == 72 for lay in hgx)
+    assert layouts(8, (8,), (1,), set()) == [Layout(tp=8)]  # dense models keep plain TP/PP
+    req = PlanRequest((Traffic("deepseek-v3", 1.0, Lengths.fixed(100, 10)),), SLO(1.0, 0.1), (GpuOption("b200"),))
+    arch = load_architecture("deepseek-v3")
+    assert ("nvfp4", "fp8") in candidate_precisions(req, load_device("b200"), arch)
+    assert ("nvfp4", "fp8") not in candidate_precisions(req, load_device("h200"), arch)  # no FP4 tensor cores
+    assert ("mxfp4", "fp8") in candidate_precisions(req, load_device("b200"), load_architecture("gpt-oss-120b"))
+
+
+def test_planning_deepseek_v3_on_h200_and_b200_picks_attention_dp_and_expert_parallel():
+    from model.planner import GpuOption, PlanRequest, Traffic, plan
+    from model.serving.estimate import SLO
+    from model.serving.workload import Lengths
+
+    req = PlanRequest((Traffic("deepseek-v3", 40.0, Lengths.fixed(2000, 500)),), SLO(5.0, 0.1),
+                      (GpuOption("h200"), GpuOption("b200")), precisions=(("fp8", "fp8"),), gpus_per_instance=(8,),
+                      pipeline_depths=(1,), roles=("aggregated",))
+    p = plan(req)
+    assert p.feasible
+    layouts_chosen = [pool.candidate.deployment.layout for pool in p.pools]
+    assert any(lay.attention_dp > 1 and lay.ep > 1 for lay in layouts_chosen)

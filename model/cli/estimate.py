@@ -66,7 +66,7 @@ def estimate(
     prefix_hit_rate: float = typer.Option(0.0, "--prefix-hit-rate", help="share of prompt tokens served from a prefix cache"),
     spec_alpha: Optional[float] = typer.Option(None, "--spec-alpha", help="speculative decoding acceptance rate"),
     spec_k: int = typer.Option(4, "--spec-k", help="speculative draft length"),
-    spec_draft: Optional[str] = typer.Option(None, "--spec-draft", help="draft model id (default: a self-draft costing 5% of a step)"),
+    spec_draft: Optional[str] = typer.Option(None, "--spec-draft", help="draft model id, or mtp for the checkpoint's multi-token-prediction modules (default: a self-draft costing 5% of a step)"),
     offload: Optional[str] = typer.Option(None, "--offload", help="weights | kv | experts"),
     offload_tier: str = typer.Option("host-xeon-8480", "--offload-tier", help="a cpu, ssd or csd device id"),
     offload_fraction: float = typer.Option(1.0, "--offload-fraction"),
@@ -115,7 +115,10 @@ def estimate(
     policy = engine_policy(engine).with_(max_num_batched_tokens=chunk, max_num_seqs=max_seqs,
                                          chunked_prefill=False if no_chunked_prefill else None)
     slo = SLO(ttft_s=ttft_ms / 1e3 if ttft_ms else None, tpot_s=tpot_ms / 1e3 if tpot_ms else None, attainment=attainment)
-    spec = Speculation(spec_alpha, spec_k, draft_model=spec_draft) if spec_alpha is not None else None
+    if spec_draft == "mtp":
+        spec = Speculation.multi_token_prediction(spec_k, spec_alpha)
+    else:
+        spec = Speculation(spec_alpha, spec_k, draft_model=spec_draft) if spec_alpha is not None else None
     off = (Offload(offload, offload_tier, offload_fraction, offload_devices, expert_hit_rate,
                    in_place_attention=in_place_attention) if offload else None)
     if disagg is not None:

@@ -166,6 +166,11 @@ def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Of
         tier_seqs = np.floor(tier.memory.capacity_bytes * offload.devices * 0.9
                              / np.maximum(offload.fraction * kv_stage.sum(axis=0) * d.layout.gpus_per_replica, 1))
         kv_stage = kv_stage * (1 - offload.fraction)
+    if getattr(d, "mtp_layers", 0):  # MTP modules live on the last stage with one more layer of KV each
+        from model.serving.mtp import mtp_cache_rows, mtp_resident_bytes
+
+        weights_stage[-1] = weights_stage[-1] + mtp_resident_bytes(d)
+        kv_stage[-1] = kv_stage[-1] + d.mtp_layers * ops.cache_bytes[mtp_cache_rows(d)].sum(axis=0)
     work = d.graph.evaluate({**d.symbols(), "B": 1.0, "T": float(policy.max_num_batched_tokens), "C": 0.0})
     act = work.act_bytes.max(axis=0)  # (S,) the largest live activation set of a full-budget step
     total = d.capacity_bytes
@@ -230,6 +235,7 @@ def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, con
                  prefix_hit_rate: float = 0.0, speculation: Speculation | None = None,
                  offload: Offload | None = None) -> SteadyState:
     """Steady state at `concurrency` sequences in flight (None: as many as the engine allows)."""
+    d = with_mtp(d, speculation)
     conc = np.atleast_1d(_arr(0.0 if concurrency is None else concurrency))
     i, o, conc = np.broadcast_arrays(np.atleast_1d(_arr(input_len)), np.atleast_1d(_arr(output_len)), conc)
     gain = speculation.tokens_per_step if speculation else 1.0  # tokens per decode iteration per sequence
@@ -285,6 +291,7 @@ def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, con
 def decode_only_iteration(d: Deployment, policy: EnginePolicy, decode, ctx, speculation: Speculation | None = None,
                           offload: Offload | None = None) -> IterationCost:
     """An iteration with decodes only (speculation and offload applied as in the steady state)."""
+    d = with_mtp(d, speculation)
     kw = dict(separate_prefill=not policy.chunked_prefill, step_overhead_s=policy.step_overhead_s)
     q = float(speculation.k + 1) if speculation else 1.0
     it = iteration_cost(d, decode, ctx, 0.0, 0.0, 0.0, decode_tokens=q, **kw)
@@ -295,9 +302,24 @@ def decode_only_iteration(d: Deployment, policy: EnginePolicy, decode, ctx, spec
     return it
 
 
+def with_mtp(d: Deployment, speculation: Speculation | None) -> Deployment:
+    """The deployment holding its MTP modules when speculation drafts with them."""
+    if speculation is None or not speculation.mtp or getattr(d, "mtp_layers", 0):
+        return d
+    from dataclasses import replace
+
+    from model.serving.mtp import mtp_modules
+
+    return replace(d, mtp_layers=max(min(mtp_modules(d.arch), speculation.k), 1))
+
+
 def _add_draft(d: Deployment, it: IterationCost, spec: Speculation, decode, ctx, kw) -> IterationCost:
     """k draft decode steps per verification: a draft model's own steps, or a fraction of a target step."""
-    if spec.draft_model is not None:
+    if spec.mtp:
+        from model.serving.mtp import mtp_draft_step_s
+
+        one = mtp_draft_step_s(d, decode, ctx)
+    elif spec.draft_model is not None:
         from dataclasses import replace
 
         from model.architecture.catalogue import load_architecture

@@ -82,6 +82,7 @@ class Deployment:
     ep_comm: str = "auto"  # auto | allgather | normal | low_latency: how tokens reach the experts under attention DP
     dispatch_dtype: str | None = None  # bf16 | fp8 | nvfp4 for dispatched tokens (None: the expert GEMM's input)
     two_batch_overlap: bool = False  # two micro-batches: one's MoE communication hides behind the other's compute
+    mtp_layers: int = 0  # multi-token-prediction modules held for speculative decoding (model.serving.mtp)
     memory_utilization: float = 0.90  # fraction of device memory the engine may use (vLLM's default 0.9)
     # KV compression composing multiplicatively with the KV precision (CATALOG section 3):
     kv_rank_fraction: float = 1.0  # kept share of the K/V feature dimension (low-rank projection)
@@ -96,6 +97,10 @@ class Deployment:
             raise RidgeplanError("comm_overlap", f"must be between 0 and 1, got {self.comm_overlap}")
         if self.moe_imbalance < 1:
             raise RidgeplanError("moe_imbalance", f"is max/mean load and must be >= 1, got {self.moe_imbalance}")
+        if self.mtp_layers:
+            from model.serving.mtp import check_mtp
+
+            check_mtp(self.arch, self.mtp_layers)
         if self.ep_comm not in EP_COMM:
             raise RidgeplanError("ep_comm", f"unknown MoE communication {self.ep_comm!r}", EP_COMM)
         if self.dispatch_dtype is not None and self.dispatch_dtype not in DISPATCH_BYTES:
@@ -316,7 +321,7 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
                node: str | None = None,
                attention_convention: str = "causal", comm_overlap: float = 0.0, moe_imbalance: float = 1.0,
                eplb: bool = False, ep_comm: str = "auto", dispatch_dtype: str | None = None,
-               two_batch_overlap: bool = False, engine: str | None = None,
+               two_batch_overlap: bool = False, mtp_layers: int = 0, engine: str | None = None,
                memory_utilization: float = 0.9, calibration: str | Path | bool | None = None) -> Deployment:
     """A Deployment from ids or paths. `weights=None` takes the checkpoint's own dtype (bf16/fp16; the
     published format for FP8 or MXFP4 checkpoints); `kv=None` keeps the KV cache in 16 bits.
@@ -339,7 +344,8 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     d = Deployment(arch, device, prec, layout, node=node_type, efficiency=eff,
                    attention_convention=attention_convention, comm_overlap=comm_overlap,
                    moe_imbalance=moe_imbalance, eplb=eplb, ep_comm=ep_comm, dispatch_dtype=dispatch_dtype,
-                   two_batch_overlap=two_batch_overlap, memory_utilization=memory_utilization)
+                   two_batch_overlap=two_batch_overlap, mtp_layers=mtp_layers,
+                   memory_utilization=memory_utilization)
     if engine is not None:
         check_engine_layout(engine, tp=layout.tp, pp=layout.pp, attention_dp=layout.attention_dp,
                             moe_tp=layout.moe_tp, moe_ep=layout.ep, is_moe=arch.is_moe, ep_comm=ep_comm)

@@ -299,6 +299,9 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
              percentiles=PERCENTILES, speculation: Speculation | None = None,
              offload: Offload | None = None) -> ServingEstimate:
     """Serve `workload` on every replica of `d` with `policy`; rates and throughput are for all replicas."""
+    from model.serving.batching import with_mtp
+
+    d = with_mtp(d, speculation)
     policy = engine_policy(policy)
     slo = slo or SLO()
     lengths = workload.lengths
