@@ -27,7 +27,7 @@ SYSTEMS = {"b200_sxm": ("b200", "dgx-b200"), "gb200": ("gb200", "gb200-nvl72"),
 HELD_OUT_SYSTEMS = ("h100_sxm", "h200_sxm")  # the project's held-out test: never mapped
 # quant-mode column -> ridgeplan weight format
 QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "nvfp4", "int4_wo": "int4", "mxfp4": "mxfp4",
-         "bf16": "bf16", "float16": "fp16", "fp16": "fp16"}
+         "bf16": "bf16", "float16": "fp16", "fp16": "fp16", "fp4": "nvfp4", "int4": "int4"}
 # checkpoints that are another catalogue model's architecture
 ALIASES = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "nvidia/DeepSeek-R1-NVFP4": "deepseek-v3",
            "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b"}
@@ -81,8 +81,9 @@ def row_deployment(row: Mapping[str, Any], pool: str = ""):
     if system not in SYSTEMS:
         raise RidgeplanError("system", f"unknown system {system!r}", sorted(SYSTEMS))
     gpu, node = SYSTEMS[system]
-    weights = QUANT.get(str(row.get("gemm_quant_mode")))
-    experts = QUANT.get(str(row.get("moe_quant_mode")))
+    # the quant-mode columns, else the row's precision column (bf16 rows leave the quant modes empty)
+    weights = QUANT.get(str(row.get("gemm_quant_mode"))) or QUANT.get(str(row.get("precision")))
+    experts = QUANT.get(str(row.get("moe_quant_mode"))) or weights
     if weights is None:
         raise RidgeplanError("gemm_quant_mode", f"unknown quant mode {row.get('gemm_quant_mode')!r}", sorted(QUANT))
     kv = "fp8" if weights in ("fp8", "nvfp4") else None
