@@ -106,3 +106,21 @@ def predict_agg_tpot_s(row: Mapping[str, Any]) -> float:
                       concurrency=float(row["batch_size"]))
     t = float(st.tpot_s[0])
     return t if math.isfinite(t) and t > 0 and str(st.limit[0]) == "asked" else float("nan")
+
+
+def predict_decode_tpot_s(row: Mapping[str, Any]) -> float:
+    """TPOT of a disaggregated row's decode pool: decode-only iterations with `decode_batch_size` sequences per
+    attention-DP rank at the mean decode context (input + output / 2). NaN when they do not fit."""
+    from model.serving.batching import decode_only_iteration, kv_capacity
+    from model.serving.policy import engine_policy
+
+    d = row_deployment(row, "decode")
+    policy = engine_policy(str(row["backend"]))
+    batch = float(row.get("decode_batch_size", float("nan")))
+    if not math.isfinite(batch) or batch <= 0:
+        raise RidgeplanError("decode_batch_size", "the row does not record the decode pool's batch (nor its worker "
+                             "count, so the concurrency cannot be split per rank)")
+    ctx = float(row["isl"]) + float(row["osl"]) / 2
+    if float(kv_capacity(d, policy, ctx).max_sequences[0]) < batch:
+        return float("nan")
+    return float(decode_only_iteration(d, policy, batch, ctx).time_s[0])
