@@ -29,6 +29,7 @@ EPLB = typer.Option(False, "--eplb", help="expert-parallel load balancer on (rem
 IMBALANCE = typer.Option(1.0, "--moe-imbalance", help="routing skew beyond uniform: busiest EP rank / mean load")
 DISPATCH = typer.Option(None, "--dispatch", help="bf16 | fp8 | nvfp4 dispatched tokens (default: the expert GEMM input)")
 REDUNDANT = typer.Option(0, "--redundant-experts", help="extra expert copies (EPLB) so experts split evenly over --moe-ep")
+NODE = typer.Option(None, "--node", help="hardware_db node type (e.g. dgx-b200, gb200-nvl72): NVLink domain size and NIC")
 TBO = typer.Option(False, "--two-batch-overlap", help="overlap one micro-batch's MoE communication with the other's compute")
 JSON = typer.Option(False, "--json", help="machine-readable output, units in the keys")
 CONVENTION = typer.Option("causal", "--attention-flops", help="causal (triangle) or square attention FLOP count")
@@ -58,7 +59,7 @@ def estimate(
     dp: int = typer.Option(1, "--dp", help="independent replicas"),
     attention_dp: Optional[int] = ADP, moe_tp: Optional[int] = MOE_TP, moe_ep: Optional[int] = MOE_EP,
     ep_comm: str = EP_COMM, eplb: bool = EPLB, moe_imbalance: float = IMBALANCE, dispatch: Optional[str] = DISPATCH,
-    two_batch_overlap: bool = TBO, redundant_experts: int = REDUNDANT,
+    two_batch_overlap: bool = TBO, redundant_experts: int = REDUNDANT, node: Optional[str] = NODE,
     engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm (batching and memory policy)"),
     chunk: Optional[int] = typer.Option(None, "--chunk", help="token budget per iteration (prefill chunk)"),
     no_chunked_prefill: bool = typer.Option(False, "--no-chunked-prefill", help="prefill-prioritising scheduling"),
@@ -97,7 +98,7 @@ def estimate(
     d = deployment(model, gpu, weights=weights, activations=activations, kv=kv, experts=experts, tp=tp, pp=pp, ep=ep,
                    dp=dp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep, ep_comm=ep_comm, eplb=eplb,
                    moe_imbalance=moe_imbalance, dispatch_dtype=dispatch, two_batch_overlap=two_batch_overlap,
-                   redundant_experts=redundant_experts, engine=engine, attention_convention=attention_flops)
+                   redundant_experts=redundant_experts, node=node, engine=engine, attention_convention=attention_flops)
     if batch is not None:
         _static(d, batch, input_len, output_len, json)
         return
@@ -239,7 +240,7 @@ def step(
     tp: int = TP, pp: int = PP, ep: int = EP, attention_dp: Optional[int] = ADP, moe_tp: Optional[int] = MOE_TP,
     moe_ep: Optional[int] = MOE_EP, ep_comm: str = EP_COMM, eplb: bool = EPLB, moe_imbalance: float = IMBALANCE,
     dispatch: Optional[str] = DISPATCH, two_batch_overlap: bool = TBO, redundant_experts: int = REDUNDANT,
-    attention_flops: str = CONVENTION, json: bool = JSON,
+    node: Optional[str] = NODE, attention_flops: str = CONVENTION, json: bool = JSON,
 ) -> None:
     """One forward step: time, memory and the per-operator roofline breakdown."""
     require_positive("batch", batch, integer=True)
@@ -248,7 +249,7 @@ def step(
     d = _deployment(model, gpu, weights, activations, kv, tp, pp, ep, attention_flops, attention_dp=attention_dp,
                     moe_tp=moe_tp, moe_ep=moe_ep, ep_comm=ep_comm, eplb=eplb, moe_imbalance=moe_imbalance,
                     dispatch_dtype=dispatch, two_batch_overlap=two_batch_overlap,
-                    redundant_experts=redundant_experts)
+                    redundant_experts=redundant_experts, node=node)
     r = d.step(batch, new_tokens, context)
     mem = memory_report(r)
     df = op_table(r)
