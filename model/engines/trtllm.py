@@ -39,5 +39,5 @@ def layout_flags(*, tp: int, pp: int = 1, attention_dp: int = 1, moe_tp: int = 1
     if is_moe and moe_ep > 1:
         flags.append(f"--ep_size {moe_ep}")
     if attention_dp > 1:
-        flags.append("(extra LLM API options: enable_attention_dp: true)")
+        flags.append("--extra_llm_api_options <(echo 'enable_attention_dp: true')")
     return flags
