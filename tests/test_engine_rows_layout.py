@@ -46,3 +46,16 @@ def test_row_mapping_by_hand():
     dense = {"model_path": "nvidia/Qwen3-32B-NVFP4", "system": "gb200", "backend": "trtllm", "precision": "fp4",
              "tp_size": 2, "attention_dp_size": 0, "moe_tp_size": 0, "moe_ep_size": 0}
     assert row_deployment(dense).layout.label() == "TP2"
+
+
+@pytest.mark.skipif(not ROWS.exists(), reason="engine rows not available")
+def test_moe_tpot_report_on_a_few_rows():
+    pd = pytest.importorskip("pandas")
+    from model.validation.engine_rows_layout import moe_tpot_report
+
+    rows = pd.read_csv(ROWS)
+    pick = rows[(rows["model_path"] == "deepseek-ai/DeepSeek-V3") & (rows["system"] == "gb200")
+                & (rows["mode"] == "disagg") & rows["decode_batch_size"].notna()].head(3)
+    rep = moe_tpot_report(pick)
+    assert len(rep) == 3 and rep["error"].notna().all()
+    assert (rep["error"].abs() < 0.5).all()  # wide-EP decode pools on NVL72 (attention-DP 32 x EP 32 rows)

@@ -148,8 +148,9 @@ class Deployment:
         if self.ep_comm != "auto":
             return self.ep_comm
         # engines all-gather / reduce-scatter under attention DP unless a wide-EP all-to-all (DeepEP, TRT-LLM's
-        # MNNVL all-to-all) is configured; those are what deployments beyond one 8-GPU node use
-        return "allgather" if lay.moe_group <= 8 else "auto"
+        # MNNVL all-to-all) is configured; those are what deployments beyond one 8-GPU node use, and they need
+        # whole experts on every rank (SGLang's DeepEP forces EP = tp; a token split over MoE-TP ranks is gathered)
+        return "allgather" if lay.moe_group <= 8 or lay.moe_tp > 1 else "auto"
 
     @cached_property
     def context(self) -> ExecContext:

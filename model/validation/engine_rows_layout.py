@@ -124,3 +124,29 @@ def predict_decode_tpot_s(row: Mapping[str, Any]) -> float:
     if float(kv_capacity(d, policy, ctx).max_sequences[0]) < batch:
         return float("nan")
     return float(decode_only_iteration(d, policy, batch, ctx).time_s[0])
+
+
+MOE_MODELS = ("DeepSeek", "gpt-oss", "Kimi", "Qwen3.5", "Qwen3-235B", "GLM", "MiniMax", "Mixtral")
+
+
+def moe_tpot_report(rows) -> "pd.DataFrame":
+    """Predicted against measured TPOT for the MoE rows of an engine-rows table (a pandas DataFrame): aggregated
+    rows in continuous batching, disaggregated rows by their decode pool. One line per row with `error`
+    (predicted / measured - 1; NaN where not predicted) and `why` (the refusal, or the batch not fitting)."""
+    import pandas as pd
+
+    out = []
+    moe = rows[rows["model_path"].astype(str).str.contains("|".join(MOE_MODELS))
+               & ~rows["system"].isin(HELD_OUT_SYSTEMS)]
+    for _, r in moe.iterrows():
+        agg = r["mode"] == "agg"
+        try:
+            p = predict_agg_tpot_s(r) if agg else predict_decode_tpot_s(r)
+            why = "" if math.isfinite(p) else "the row's batch does not fit in ridgeplan's memory model"
+        except RidgeplanError as err:
+            p, why = float("nan"), err.one_line()
+        measured = float(r["silicon_tpot_ms"]) / 1e3
+        out.append({"id": r["id"], "model": r["model_path"], "system": r["system"], "backend": r["backend"],
+                    "mode": r["mode"], "predicted_tpot_s": p, "measured_tpot_s": measured,
+                    "error": p / measured - 1 if math.isfinite(p) and measured > 0 else float("nan"), "why": why})
+    return pd.DataFrame(out)
