@@ -17,7 +17,7 @@ from model.operators.formulas import (
     softmax_attention_core,
 )
 from model.operators.symbols import (
-    B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_w, e_red, ep, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
+    B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_w, e_red, ep, ep_nodes, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
     moe_imbalance, n_logit, tp,
 )
 
@@ -221,22 +221,31 @@ def _moe_comm(m: Mlp, d: int) -> list[Operator]:
       destination group (expected ranks_hit groups x MoE-TP GPUs); low-latency kernels (DeepEP style) send one
       copy per selected expert (k x MoE-TP), with one latency for all peers (group "moe_ll", direct algorithm).
       Messages count every copy, the local one included: the collective sends (n - 1)/n of them off-GPU.
+      Across nodes, normal kernels send a token once per remote node over the NIC (group "moe_nodes", one rank
+      per node; ranks_hit over ep_nodes groups) and forward it over NVLink inside the node (group "moe_local"),
+      as DeepEP's internode kernels do; low-latency kernels send every copy directly (group "moe_ll").
     """
     E, k = m.num_experts, m.top_k
     gathered = moe_tokens() * d
     sent = N / tp * d
     ll = sp.Piecewise((ll_decode, sp.StrictLessThan(T, 2)), (ll_prefill, True))
+    normal = moe_a2a * (1 - ll) * sent
     normal_copies = ranks_hit(E, k, ep) * etp
+    node_copies = ranks_hit(E, k, ep_nodes) * sp.Piecewise((0, sp.Eq(ep_nodes, 1)), (1, True))
     ll_copies = k * etp
     return [
         collective("moe_all_gather", "all_gather", "adp", moe_ag * gathered * b_disp,
                    "attention-DP all-gather of every rank's tokens before the MoE layer"),
         collective("moe_reduce_scatter", "reduce_scatter", "adp", moe_ag * gathered * b_a,
                    "attention-DP reduce-scatter of the MoE output back to each rank's tokens"),
-        collective("ep_dispatch", "all_to_all", "moe", moe_a2a * (1 - ll) * sent * normal_copies * b_disp,
-                   "expert-parallel dispatch all-to-all (normal kernels: one copy per destination rank)"),
-        collective("ep_combine", "all_to_all", "moe", moe_a2a * (1 - ll) * sent * normal_copies * b_a,
-                   "expert-parallel combine all-to-all (normal kernels)"),
+        collective("ep_dispatch", "all_to_all", "moe_local", normal * normal_copies * b_disp,
+                   "expert-parallel dispatch all-to-all (normal kernels: one copy per destination rank, NVLink)"),
+        collective("ep_combine", "all_to_all", "moe_local", normal * normal_copies * b_a,
+                   "expert-parallel combine all-to-all (normal kernels, NVLink)"),
+        collective("ep_dispatch_rdma", "all_to_all", "moe_nodes", normal * node_copies * b_disp,
+                   "expert-parallel dispatch across nodes (normal kernels: one copy per destination node)"),
+        collective("ep_combine_rdma", "all_to_all", "moe_nodes", normal * node_copies * b_a,
+                   "expert-parallel combine across nodes (normal kernels)"),
         collective("ep_dispatch_ll", "all_to_all", "moe_ll", moe_a2a * ll * sent * ll_copies * b_disp,
                    "expert-parallel dispatch, low-latency kernels (one copy per selected expert)"),
         collective("ep_combine_ll", "all_to_all", "moe_ll", moe_a2a * ll * sent * ll_copies * b_a,

@@ -30,6 +30,7 @@ ll_decode = sp.Symbol("ll_decode", nonnegative=True)  # 1: low-latency all-to-al
 ll_prefill = sp.Symbol("ll_prefill", nonnegative=True)  # 1: low-latency kernels in prefill steps too
 b_disp = sp.Symbol("b_disp", positive=True)  # bytes per element of the dispatched / gathered tokens
 e_red = sp.Symbol("e_red", nonnegative=True)  # redundant expert copies spread over the EP ranks (EPLB)
+ep_nodes = sp.Symbol("ep_nodes", positive=True)  # scale-up domains (nodes) the MoE group spans
 
 # bytes per element
 b_w = sp.Symbol("b_w", positive=True)  # dense linear weights
@@ -41,7 +42,7 @@ b_state = sp.Symbol("b_state", positive=True)  # recurrent state element of line
 
 SCENARIO_SYMBOLS: tuple[sp.Symbol, ...] = (
     B, T, C, n_logit, causal, tp, ep, etp, dp_attn, moe_imbalance, b_w, b_e, b_emb, b_a, b_kv, b_state,
-    z_ep, moe_ag, moe_a2a, ll_decode, ll_prefill, b_disp, e_red,
+    z_ep, moe_ag, moe_a2a, ll_decode, ll_prefill, b_disp, e_red, ep_nodes,
 )
 SYMBOL_NAMES: tuple[str, ...] = tuple(s.name for s in SCENARIO_SYMBOLS)
 
@@ -62,6 +63,7 @@ DESCRIPTIONS: dict[str, str] = {
     "ll_decode": "1 when decode steps use low-latency all-to-all kernels",
     "ll_prefill": "1 when prefill steps use low-latency all-to-all kernels",
     "b_disp": "bytes per element of dispatched tokens (fp8 dispatch: 1 + 4/128)",
+    "ep_nodes": "scale-up domains (nodes) the MoE group spans",
     "e_red": "redundant expert copies over the EP group (held in memory, (E + e_red) / ep per rank)",
     "b_w": "bytes per dense weight",
     "b_e": "bytes per expert weight",
@@ -75,5 +77,5 @@ DESCRIPTIONS: dict[str, str] = {
 DEFAULTS: dict[str, float] = {
     "B": 1.0, "T": 1.0, "C": 0.0, "n_logit": 1.0, "causal": 1.0, "tp": 1.0, "ep": 1.0, "etp": 1.0,
     "dp_attn": 1.0, "gamma_moe": 1.0, "b_w": 2.0, "b_e": 2.0, "b_emb": 2.0, "b_a": 2.0, "b_kv": 2.0,
-    "b_state": 4.0, "z_ep": 0.0, "moe_ag": 0.0, "moe_a2a": 0.0, "ll_decode": 0.0, "ll_prefill": 0.0, "b_disp": 2.0, "e_red": 0.0,
+    "b_state": 4.0, "z_ep": 0.0, "moe_ag": 0.0, "moe_a2a": 0.0, "ll_decode": 0.0, "ll_prefill": 0.0, "b_disp": 2.0, "e_red": 0.0, "ep_nodes": 1.0,
 }

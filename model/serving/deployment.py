@@ -32,7 +32,8 @@ from model.placement.topology import LinkTiers, link_tiers
 
 CONVENTIONS = ("causal", "square")
 EP_COMM = ("auto", "allgather", "normal", "low_latency")
-MOE_COMM_OPS = ("moe_all_gather", "moe_reduce_scatter", "ep_dispatch", "ep_combine", "ep_dispatch_ll", "ep_combine_ll")
+MOE_COMM_OPS = ("moe_all_gather", "moe_reduce_scatter", "ep_dispatch", "ep_combine", "ep_dispatch_rdma",
+                "ep_combine_rdma", "ep_dispatch_ll", "ep_combine_ll")
 # bytes per element of dispatched tokens: bf16; DeepEP's fp8 (e4m3 + one fp32 scale per 128 channels); NVFP4
 DISPATCH_BYTES = {"bf16": 2.0, "fp8": FP8_DISPATCH_BYTES, "nvfp4": number_format("nvfp4").bytes_per_element}
 
@@ -161,10 +162,16 @@ class Deployment:
             "tp": CommGroup(size=lay.tp, ranks_per_node=min(lay.tp, t.domain), intra=t.intra, inter=t.inter),
             "adp": CommGroup(size=lay.attention_dp, ranks_per_node=min(lay.attention_dp, per_node_tp),
                              intra=t.intra, inter=t.inter),
-            "moe": CommGroup(**moe_group),
+            "moe_local": CommGroup(size=min(lay.moe_group, t.domain), intra=t.intra),  # NVLink part
+            "moe_nodes": CommGroup(size=self.moe_nodes, intra=t.inter or t.intra),  # one rank per node, NIC
             "moe_ll": CommGroup(**moe_group, algorithm="direct"),
         }
         return context_for(self.device, self.resolved, efficiency=self.eff, comm=comm, comm_overlap=self.comm_overlap)
+
+    @property
+    def moe_nodes(self) -> int:
+        """Scale-up domains the MoE group spans (1 inside one node or one NVL72 rack)."""
+        return -(-self.layout.moe_group // self.tiers.domain)
 
     @property
     def dispatch_format(self) -> str:
@@ -186,6 +193,7 @@ class Deployment:
             "moe_ag": float(mode == "allgather"), "moe_a2a": float(mode in ("normal", "low_latency", "auto")),
             "ll_decode": float(mode in ("low_latency", "auto")), "ll_prefill": float(mode == "low_latency"),
             "b_disp": DISPATCH_BYTES[self.dispatch_format], "e_red": lay.redundant_experts,
+            "ep_nodes": float(self.moe_nodes) if mode in ("normal", "auto") else 1.0,
             "causal": 1.0 if self.attention_convention == "causal" else 0.0,
             "b_w": number_format(p.weights).bytes_per_element,
             "b_e": number_format(p.expert_weights).bytes_per_element,
