@@ -222,7 +222,7 @@ def test_expert_parallel_all_to_all_and_expert_sharding():
     ops = forward_arrays(arch, c, TrainingSettings())
     topo = topology_for("h100-sxm", "dgx-h100")
     times = comm.layer_collective_s(ops, c, topo)
-    row = next(i for i, op in enumerate(ops.ops) if op.name == "ep_all_to_all")
+    row = next(i for i, op in enumerate(ops.ops) if op.name == "ep_dispatch")
     assert ops.comm_bytes[row, 0] > 0
     assert times[row, 0] == pytest.approx(float(group_collective_s("all_to_all", ops.comm_bytes[row, 0], topo,
                                                                    [(1, 1), (8, 1)])))

@@ -21,16 +21,26 @@ ACTIVATIONS = typer.Option(None, "--activations", help="GEMM activation dtype bf
 KV = typer.Option(None, "--kv", help="KV-cache precision bf16|fp16|fp8|int8|int4|int2 (default 16-bit)")
 TP = typer.Option(1, "--tp", help="tensor-parallel degree")
 PP = typer.Option(1, "--pp", help="pipeline-parallel degree")
-EP = typer.Option(1, "--ep", help="expert-parallel degree")
+EP = typer.Option(1, "--ep", help="MoE expert-parallel degree (short form of --moe-ep)")
+ADP = typer.Option(None, "--attention-dp", help="attention data-parallel ranks (TP x attention-DP GPUs run the MoE layers)")
+MOE_TP = typer.Option(None, "--moe-tp", help="tensor split inside each expert (MoE-TP x MoE-EP = TP x attention-DP)")
+MOE_EP = typer.Option(None, "--moe-ep", help="experts split this many ways (default --ep)")
+EP_COMM = typer.Option("auto", "--ep-comm", help="auto | allgather | normal | low_latency: how tokens reach the experts")
+EPLB = typer.Option(False, "--eplb", help="expert-parallel load balancer on (removes --moe-imbalance skew)")
+IMBALANCE = typer.Option(1.0, "--moe-imbalance", help="routing skew beyond uniform: busiest EP rank / mean load")
+DISPATCH = typer.Option(None, "--dispatch", help="bf16 | fp8 | nvfp4 dispatched tokens (default: the expert GEMM input)")
+REDUNDANT = typer.Option(0, "--redundant-experts", help="extra expert copies (EPLB) so experts split evenly over --moe-ep")
+NODE = typer.Option(None, "--node", help="hardware_db node type (e.g. dgx-b200, gb200-nvl72): NVLink domain size and NIC")
+TBO = typer.Option(False, "--two-batch-overlap", help="overlap one micro-batch's MoE communication with the other's compute")
 JSON = typer.Option(False, "--json", help="machine-readable output, units in the keys")
 CONVENTION = typer.Option("causal", "--attention-flops", help="causal (triangle) or square attention FLOP count")
 
 
-def _deployment(model, gpu, weights, activations, kv, tp, pp, ep, convention):
+def _deployment(model, gpu, weights, activations, kv, tp, pp, ep, convention, **moe):
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
         require_positive(name, value, integer=True)
     return deployment(model, gpu, weights=weights, activations=activations, kv=kv, tp=tp, pp=pp, ep=ep,
-                      attention_convention=convention)
+                      attention_convention=convention, **moe)
 
 
 @app.command()
@@ -47,7 +57,10 @@ def estimate(
     weights: Optional[str] = WEIGHTS, activations: Optional[str] = ACTIVATIONS, kv: Optional[str] = KV,
     experts: Optional[str] = typer.Option(None, "--experts", help="MoE expert weight format (default: as the checkpoint)"),
     tp: int = TP, pp: int = PP, ep: int = EP,
-    dp: int = typer.Option(1, "--dp", help="data-parallel replicas (with --ep: attention data-parallel ranks)"),
+    dp: int = typer.Option(1, "--dp", help="independent replicas"),
+    attention_dp: Optional[int] = ADP, moe_tp: Optional[int] = MOE_TP, moe_ep: Optional[int] = MOE_EP,
+    ep_comm: str = EP_COMM, eplb: bool = EPLB, moe_imbalance: float = IMBALANCE, dispatch: Optional[str] = DISPATCH,
+    two_batch_overlap: bool = TBO, redundant_experts: int = REDUNDANT, node: Optional[str] = NODE,
     engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm (batching and memory policy)"),
     chunk: Optional[int] = typer.Option(None, "--chunk", help="token budget per iteration (prefill chunk)"),
     no_chunked_prefill: bool = typer.Option(False, "--no-chunked-prefill", help="prefill-prioritising scheduling"),
@@ -55,7 +68,7 @@ def estimate(
     prefix_hit_rate: float = typer.Option(0.0, "--prefix-hit-rate", help="share of prompt tokens served from a prefix cache"),
     spec_alpha: Optional[float] = typer.Option(None, "--spec-alpha", help="speculative decoding acceptance rate"),
     spec_k: int = typer.Option(4, "--spec-k", help="speculative draft length"),
-    spec_draft: Optional[str] = typer.Option(None, "--spec-draft", help="draft model id (default: a self-draft costing 5% of a step)"),
+    spec_draft: Optional[str] = typer.Option(None, "--spec-draft", help="draft model id, or mtp for the checkpoint's multi-token-prediction modules (default: a self-draft costing 5% of a step)"),
     offload: Optional[str] = typer.Option(None, "--offload", help="weights | kv | experts"),
     offload_tier: str = typer.Option("host-xeon-8480", "--offload-tier", help="a cpu, ssd or csd device id"),
     offload_fraction: float = typer.Option(1.0, "--offload-fraction"),
@@ -84,7 +97,9 @@ def estimate(
     if modes > 1:
         raise RidgeplanError("mode", "give one of --batch, --concurrency, --rate or --max")
     d = deployment(model, gpu, weights=weights, activations=activations, kv=kv, experts=experts, tp=tp, pp=pp, ep=ep,
-                   dp=dp, attention_convention=attention_flops)
+                   dp=dp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep, ep_comm=ep_comm, eplb=eplb,
+                   moe_imbalance=moe_imbalance, dispatch_dtype=dispatch, two_batch_overlap=two_batch_overlap,
+                   redundant_experts=redundant_experts, node=node, engine=engine, attention_convention=attention_flops)
     if batch is not None:
         _static(d, batch, input_len, output_len, json)
         return
@@ -95,7 +110,10 @@ def estimate(
     policy = engine_policy(engine).with_(max_num_batched_tokens=chunk, max_num_seqs=max_seqs,
                                          chunked_prefill=False if no_chunked_prefill else None)
     slo = SLO.from_ms(ttft_ms, tpot_ms, attainment)
-    spec = Speculation(spec_alpha, spec_k, draft_model=spec_draft) if spec_alpha is not None else None
+    if spec_draft == "mtp":
+        spec = Speculation.multi_token_prediction(spec_k, spec_alpha)
+    else:
+        spec = Speculation(spec_alpha, spec_k, draft_model=spec_draft) if spec_alpha is not None else None
     off = (Offload(offload, offload_tier, offload_fraction, offload_devices, expert_hit_rate,
                    in_place_attention=in_place_attention) if offload else None)
     if disagg is not None:
@@ -213,13 +231,19 @@ def step(
     new_tokens: int = typer.Option(1, "--new-tokens", help="new tokens per sequence (1 = decode)"),
     context: int = typer.Option(0, "--context", help="tokens already cached per sequence"),
     weights: Optional[str] = WEIGHTS, activations: Optional[str] = ACTIVATIONS, kv: Optional[str] = KV,
-    tp: int = TP, pp: int = PP, ep: int = EP, attention_flops: str = CONVENTION, json: bool = JSON,
+    tp: int = TP, pp: int = PP, ep: int = EP, attention_dp: Optional[int] = ADP, moe_tp: Optional[int] = MOE_TP,
+    moe_ep: Optional[int] = MOE_EP, ep_comm: str = EP_COMM, eplb: bool = EPLB, moe_imbalance: float = IMBALANCE,
+    dispatch: Optional[str] = DISPATCH, two_batch_overlap: bool = TBO, redundant_experts: int = REDUNDANT,
+    node: Optional[str] = NODE, attention_flops: str = CONVENTION, json: bool = JSON,
 ) -> None:
     """One forward step: time, memory and the per-operator roofline breakdown."""
     require_positive("batch", batch, integer=True)
     require_positive("new_tokens", new_tokens, integer=True)
     require_positive("context", context, integer=True, allow_zero=True)
-    d = _deployment(model, gpu, weights, activations, kv, tp, pp, ep, attention_flops)
+    d = _deployment(model, gpu, weights, activations, kv, tp, pp, ep, attention_flops, attention_dp=attention_dp,
+                    moe_tp=moe_tp, moe_ep=moe_ep, ep_comm=ep_comm, eplb=eplb, moe_imbalance=moe_imbalance,
+                    dispatch_dtype=dispatch, two_batch_overlap=two_batch_overlap,
+                    redundant_experts=redundant_experts, node=node)
     r = d.step(batch, new_tokens, context)
     mem = memory_report(r)
     df = op_table(r)

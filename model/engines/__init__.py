@@ -1,3 +1,45 @@
-"""Serving engines, one module per engine (vllm, sglang, trtllm): the single source of truth for what each engine
-does (scheduling defaults, layout rules) and how it is launched (its "launch flags" section). model.engines.launch
-holds what the launch sections share (a flag table's types, a command parser built from a table)."""
+"""One module per serving engine (vLLM, SGLang, TensorRT-LLM): the single source of truth for what each engine
+does (scheduling defaults, the parallel layouts it accepts) and how it is launched (its launch-flag table).
+`model.engines.launch` holds what the launch sections share (a flag table's types, a command parser built from a
+table).
+
+Layering: engines sit above roofline and below placement; they import only errors, architecture and hardware,
+and their layout rules take plain integers (the degrees of model.placement.layout.Layout).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from model.errors import RidgeplanError
+
+ENGINES = ("vllm", "sglang", "trtllm")
+
+
+def engine_module(engine: str):
+    """The module of one engine (model.engines.vllm, .sglang, .trtllm)."""
+    if engine not in ENGINES:
+        raise RidgeplanError("engine", f"unknown engine {engine!r}", ENGINES)
+    return import_module(f"model.engines.{engine}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# layout rules
+
+def check_layout(engine: str, *, tp: int, pp: int = 1, attention_dp: int = 1, moe_tp: int = 1, moe_ep: int = 1,
+                 is_moe: bool = True, ep_comm: str = "auto") -> None:
+    """Raise a RidgeplanError quoting `engine`'s rule when it rejects the layout (None when it accepts it)."""
+    engine_module(engine).check_layout(tp=tp, pp=pp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep,
+                                       is_moe=is_moe, ep_comm=ep_comm)
+
+
+def accepting_engines(**layout) -> tuple[str, ...]:
+    """The engines that accept a layout (same keywords as `check_layout`)."""
+    out = []
+    for e in ENGINES:
+        try:
+            check_layout(e, **layout)
+        except RidgeplanError:
+            continue
+        out.append(e)
+    return tuple(out)

@@ -1,7 +1,7 @@
-"""SGLang.
+"""SGLang. Everything ridgeplan knows about this engine, each fact with its source: its layout rules
+(which parallel layouts it accepts) and its launch flags.
 
-# ---- launch flags -------------------------------------------------------------------------------------------------
-The flags `ridgeplan plan` emits for `python -m sglang.launch_server`, for SGLang 0.4.10 (source:
+Launch flags: The flags `ridgeplan plan` emits for `python -m sglang.launch_server`, for SGLang 0.4.10 (source:
 https://docs.sglang.ai/backend/server_arguments.html), the quantization methods per weight format, the DP-attention /
 EP rules (--tp is the instance's GPU count; --dp must divide it; --ep-size must divide it), ROCm support, and the
 prefill/decode router (source: https://docs.sglang.ai/advanced_features/pd_disaggregation.html).
@@ -10,6 +10,36 @@ prefill/decode router (source: https://docs.sglang.ai/advanced_features/pd_disag
 from __future__ import annotations
 
 from model.engines.launch import Flag, LaunchSpec, LaunchTable, parse
+from model.errors import RidgeplanError
+
+NAME = "SGLang"
+
+# ---------------------------------------------------------------------------------------------------------
+# layout rules
+#
+# SGLang's --tp is every GPU of the model (our tp x attention_dp); --dp with --enable-dp-attention splits them
+# into attention data-parallel ranks of tp/dp GPUs each; --ep-size splits the experts and the rest (tp/ep) splits
+# each expert. DeepEP (--moe-a2a-backend deepep) forces ep-size = tp. Sources: python/sglang/srt/server_args.py
+# (tp_size % dp_size; ep_size adjusted to tp_size under DeepEP) and docs/advanced_features/server_arguments.md.
+LAYOUT_SOURCE = "python/sglang/srt/server_args.py, docs/advanced_features/server_arguments.md"
+RULE_DP = "--tp must be divisible by --dp (each DP-attention rank holds tp/dp GPUs)"
+RULE_EP = "--ep-size must divide --tp (experts are split ep ways, each expert tp/ep ways)"
+RULE_DEEPEP = "with --moe-a2a-backend deepep the expert-parallel size equals --tp (no MoE-TP)"
+EP_COMM = ("auto", "allgather", "normal", "low_latency")
+
+
+def check_layout(*, tp: int, pp: int = 1, attention_dp: int = 1, moe_tp: int = 1, moe_ep: int = 1,
+                 is_moe: bool = True, ep_comm: str = "auto") -> None:
+    world = tp * attention_dp
+    if is_moe and (moe_tp * moe_ep != world or world % moe_ep):
+        raise RidgeplanError("moe_ep", f"SGLang: '{RULE_EP}' (--tp {world}, --ep-size {moe_ep}, MoE-TP {moe_tp}; "
+                             f"{LAYOUT_SOURCE})", [d for d in range(1, world + 1) if world % d == 0])
+    if ep_comm not in EP_COMM:
+        raise RidgeplanError("ep_comm", f"SGLang has no {ep_comm!r} MoE communication", EP_COMM)
+    if ep_comm in ("normal", "low_latency") and is_moe and moe_tp != 1:
+        raise RidgeplanError("ep_comm", f"SGLang: '{RULE_DEEPEP}' (MoE-TP {moe_tp}; {LAYOUT_SOURCE})",
+                             ["allgather", f"moe_tp=1 moe_ep={world}"])
+
 
 LAUNCH = LaunchTable(
     engine="sglang", version="0.4.10", source="https://docs.sglang.ai/backend/server_arguments.html",

@@ -1,7 +1,7 @@
-"""vLLM.
+"""vLLM. Everything ridgeplan knows about this engine, each fact with its source: its layout rules
+(which parallel layouts it accepts) and its launch flags.
 
-# ---- launch flags -------------------------------------------------------------------------------------------------
-The flags `ridgeplan plan` emits for `vllm serve`, for vLLM 0.10 (source: https://docs.vllm.ai/en/v0.10.0/cli/serve.html
+Launch flags: The flags `ridgeplan plan` emits for `vllm serve`, for vLLM 0.10 (source: https://docs.vllm.ai/en/v0.10.0/cli/serve.html
 and `vllm serve --help`), the quantization methods per weight format, the MoE/DP rules, ROCm support, and the
 prefill/decode proxy (NIXL connector; proxy from vLLM's tests/v1/kv_connector/nixl_integration/toy_proxy_server.py).
 """
@@ -11,6 +11,35 @@ from __future__ import annotations
 import json
 
 from model.engines.launch import Flag, LaunchSpec, LaunchTable, parse
+from model.errors import RidgeplanError
+
+NAME = "vLLM"
+
+# ---------------------------------------------------------------------------------------------------------
+# layout rules
+#
+# vLLM: --tensor-parallel-size T, --data-parallel-size D (attention data-parallel ranks of an MoE model) and
+# --enable-expert-parallel. The MoE layers span the T x D GPUs: with expert parallelism every expert sits whole on
+# one GPU (EP = T x D, no MoE-TP); without it every expert is split T x D ways (EP 1). Source:
+# vllm/model_executor/layers/fused_moe/config.py (FusedMoEParallelConfig.make) and docs/serving/expert_parallel_deployment.md.
+LAYOUT_SOURCE = "vllm/model_executor/layers/fused_moe/config.py (FusedMoEParallelConfig.make)"
+RULE_MOE = ("the MoE layers span TP x DP GPUs: --enable-expert-parallel gives EP = TP x DP with whole experts, "
+            "otherwise every expert is split TP x DP ways (no mixed MoE-TP x EP)")
+EP_COMM = ("auto", "allgather", "normal", "low_latency")  # VLLM_ALL2ALL_BACKEND: allgather_reducescatter, deepep_*
+
+
+def check_layout(*, tp: int, pp: int = 1, attention_dp: int = 1, moe_tp: int = 1, moe_ep: int = 1,
+                 is_moe: bool = True, ep_comm: str = "auto") -> None:
+    world = tp * attention_dp
+    if is_moe and not ((moe_tp == 1 and moe_ep == world) or (moe_tp == world and moe_ep == 1)):
+        raise RidgeplanError("moe_ep", f"vLLM: '{RULE_MOE}' (MoE-TP {moe_tp} x MoE-EP {moe_ep} on {world} GPUs; "
+                             f"{LAYOUT_SOURCE})", [f"moe_tp=1 moe_ep={world}", f"moe_tp={world} moe_ep=1"])
+    if ep_comm not in EP_COMM:
+        raise RidgeplanError("ep_comm", f"vLLM has no {ep_comm!r} MoE communication", EP_COMM)
+    if ep_comm in ("normal", "low_latency") and is_moe and moe_ep == 1 and world > 1:
+        raise RidgeplanError("ep_comm", "vLLM: the DeepEP all-to-all backends need --enable-expert-parallel "
+                             f"({LAYOUT_SOURCE})", ["allgather", f"moe_ep={world}"])
+
 
 LAUNCH = LaunchTable(
     engine="vllm", version="0.10", source="https://docs.vllm.ai/en/v0.10.0/cli/serve.html",

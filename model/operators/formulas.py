@@ -7,7 +7,9 @@ Conventions (stated once, here):
   `causal` symbol (1: the causal triangle, 0: the full square, as some published analyses count);
 - norms and element-wise kernels are memory-bound and counted by the bytes they read and write;
 - MoE weights read per step are those of the experts actually touched: E_loc * (1 - (1 - k/E)^tokens) under
-  uniform routing; the busiest rank carries `gamma_moe` times the mean expert load.
+  uniform routing. The step waits for the busiest EP rank: under random routing its token-expert pairs and
+  touched experts are the mean plus z_ep standard deviations (z_ep = expected maximum of ep standard normals),
+  times `gamma_moe` for routing skew beyond uniform (1 with EPLB).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from model.operators.symbols import (
-    B, C, T, b_a, b_e, b_emb, b_kv, b_w, causal, dp_attn, tp,
+    B, C, T, b_a, b_e, b_emb, b_kv, b_w, causal, dp_attn, ep, tp, z_ep,
 )
 
 ZERO = sp.Integer(0)
@@ -216,3 +218,45 @@ def touched_fraction(tokens: sp.Expr, experts: int, top_k: int) -> sp.Expr:
 def moe_tokens() -> sp.Expr:
     """Tokens entering one EP group's MoE layer: each attention DP rank contributes its step's tokens."""
     return N * dp_attn
+
+
+def ranks_hit(experts: int, top_k: int, groups: sp.Expr) -> sp.Expr:
+    """Expected distinct expert groups (of experts/groups experts each) one token's top-k choices land in.
+
+    The k experts are distinct (drawn without replacement), so a group of E/g experts is missed with
+    probability C(E - E/g, k) / C(E, k) = Π_{i<k} (E - E/g - i) / (E - i); hits = g (1 - that)."""
+    e = sp.Integer(experts)
+    miss = sp.Integer(1)
+    for i in range(top_k):
+        miss = miss * sp.Max(e - e / groups - i, 0) / (e - i)
+    return groups * (1 - miss)
+
+
+def busiest_assignments(tokens: sp.Expr, experts: int, top_k: int) -> sp.Expr:
+    """Token-expert pairs on the busiest of `ep` ranks under uniform routing: mean + z_ep standard deviations.
+
+    Pairs of one token on one rank are hypergeometric (k draws from E, E/ep of them on the rank): mean k/ep,
+    variance k (1/ep)(1 - 1/ep)(E - k)/(E - 1); tokens route independently."""
+    mean = tokens * top_k / ep
+    var = tokens * top_k / ep * (1 - 1 / ep) * sp.Rational(experts - top_k, max(experts - 1, 1))
+    return mean + z_ep * sp.sqrt(var)
+
+
+def busiest_touched(tokens: sp.Expr, experts: int, top_k: int) -> sp.Expr:
+    """Experts touched on the busiest of `ep` ranks: each of its E/ep experts is hit with probability p =
+    1 - (1 - k/E)^tokens (Bernoulli, mean E/ep p, variance E/ep p (1 - p)), capped at E/ep."""
+    local = sp.Integer(experts) / ep
+    p = touched_fraction(tokens, experts, top_k)
+    return sp.Min(local, local * p + z_ep * sp.sqrt(local * p * (1 - p)))
+
+
+def expected_max_normal(n) -> float:
+    """Expected maximum of n independent standard normals (Blom's approximation Φ⁻¹((n - 0.375)/(n + 0.25)))."""
+    from scipy.stats import norm as _normal
+
+    n = float(n)
+    return 0.0 if n <= 1 else float(_normal.ppf((n - 0.375) / (n + 0.25)))
+
+
+# DeepEP's FP8 dispatch: e4m3 payload plus one fp32 scale per 128 channels (deepseek-ai/DeepEP README).
+FP8_DISPATCH_BYTES = 1 + 4 / 128

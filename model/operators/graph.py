@@ -13,11 +13,14 @@ import sympy as sp
 from model.architecture.config import Architecture, Attention, LayerGroup, Mlp
 from model.operators.compressed_attention import compressed_attention_block, hyper_connection
 from model.operators.formulas import (
-    LINEAR_CHUNK, MLA_ABSORB_MAX_T, ONE, ZERO, N, Operator, collective, elementwise, gemm, heads_per_rank,
-    keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, softmax_attention_core, sparse_keys_read,
-    touched_fraction,
+    LINEAR_CHUNK, MLA_ABSORB_MAX_T, ONE, ZERO, N, Operator, busiest_assignments, busiest_touched, collective,
+    elementwise, gemm, heads_per_rank, keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, ranks_hit,
+    softmax_attention_core, sparse_keys_read,
 )
-from model.operators.symbols import B, C, T, b_a, b_e, b_emb, b_kv, b_state, b_w, ep, etp, moe_imbalance, n_logit, tp
+from model.operators.symbols import (
+    B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_w, e_red, ep, ep_nodes, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
+    moe_imbalance, n_logit, tp,
+)
 
 
 def _with(op: Operator, **changes) -> Operator:
@@ -222,8 +225,9 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
     matrices = 3 if m.gated else 2
     per_expert = matrices * d * di + ((2 * di + d) if m.expert_bias else 0)
     local_experts = sp.Integer(E) / ep
-    touched = local_experts * touched_fraction(tokens, E, k)
-    assignments = tokens * k / ep * moe_imbalance  # token-expert pairs on the busiest rank
+    held = (E + e_red) / ep  # experts resident per rank, redundant copies included
+    touched = sp.Min(local_experts, busiest_touched(tokens, E, k) * moe_imbalance)  # on the busiest rank
+    assignments = busiest_assignments(tokens, E, k) * moe_imbalance  # token-expert pairs on the busiest rank
     i_rank = sp.Integer(di) / etp
     expert_weights_rank = matrices * d * i_rank
     ops = [
@@ -237,8 +241,8 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
             + (touched * (2 * i_rank + d) * b_a if m.expert_bias else ZERO),
             act_bytes=assignments * (d + 2 * i_rank * (matrices - 1) + i_rank + d) * b_a,
             m=assignments / touched, n=(matrices - 1) * i_rank, k=sp.Integer(d),
-            params=local_experts * (expert_weights_rank + ((2 * i_rank + d) if m.expert_bias else 0)),
-            resident_bytes=local_experts * (expert_weights_rank * b_e + ((2 * i_rank + d) * b_a if m.expert_bias else 0)),
+            params=held * (expert_weights_rank + ((2 * i_rank + d) if m.expert_bias else 0)),
+            resident_bytes=held * (expert_weights_rank * b_e + ((2 * i_rank + d) * b_a if m.expert_bias else 0)),
             active_params=sp.Integer(k * per_expert),
             kernels=3,
             description="routed experts (grouped GEMMs): only touched experts' weights are read",
@@ -255,6 +259,52 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
         if m.shared_expert_gate:
             ops.append(gemm("shared_gate", N, ONE, d_model, replicated=True, description="sigmoid gate of the shared expert"))
     return ops
+
+
+def _moe_comm(m: Mlp, d: int) -> list[Operator]:
+    """How tokens reach the experts of an MoE layer split MoE-TP x MoE-EP over TP x attention-DP GPUs.
+
+    - Every layout: the TP ranks of an attention-DP rank hold the same N tokens; the experts' partial outputs are
+      summed by a tensor-parallel all-reduce of N d (zero with TP 1).
+    - Attention DP, all-gather mode (moe_ag): the attention-DP ranks all-gather their tokens (N x ADP x d at the
+      dispatch width) before the layer and reduce-scatter the partial outputs (at the activation width) after.
+    - Attention DP, all-to-all mode (moe_a2a): each GPU dispatches its N / TP tokens to the expert groups its
+      tokens' top-k experts sit in and combines the results back. Normal kernels send a token once per
+      destination group (expected ranks_hit groups x MoE-TP GPUs); low-latency kernels (DeepEP style) send one
+      copy per selected expert (k x MoE-TP), with one latency for all peers (group "moe_ll", direct algorithm).
+      Messages count every copy, the local one included: the collective sends (n - 1)/n of them off-GPU.
+      Across nodes, normal kernels send a token once per remote node over the NIC (group "moe_nodes", one rank
+      per node; ranks_hit over ep_nodes groups) and forward it over NVLink inside the node (group "moe_local"),
+      as DeepEP's internode kernels do; low-latency kernels send every copy directly (group "moe_ll").
+    """
+    E, k = m.num_experts, m.top_k
+    gathered = moe_tokens() * d
+    sent = N / tp * d
+    ll = sp.Piecewise((ll_decode, sp.StrictLessThan(T, 2)), (ll_prefill, True))
+    normal = moe_a2a * (1 - ll) * sent
+    normal_copies = ranks_hit(E, k, ep) * etp
+    node_copies = ranks_hit(E, k, ep_nodes) * sp.Piecewise((0, sp.Eq(ep_nodes, 1)), (1, True))
+    ll_copies = k * etp
+    return [
+        collective("moe_all_gather", "all_gather", "adp", moe_ag * gathered * b_disp,
+                   "attention-DP all-gather of every rank's tokens before the MoE layer"),
+        collective("moe_reduce_scatter", "reduce_scatter", "adp", moe_ag * gathered * b_a,
+                   "attention-DP reduce-scatter of the MoE output back to each rank's tokens"),
+        collective("ep_dispatch", "all_to_all", "moe_local", normal * normal_copies * b_disp,
+                   "expert-parallel dispatch all-to-all (normal kernels: one copy per destination rank, NVLink)"),
+        collective("ep_combine", "all_to_all", "moe_local", normal * normal_copies * b_a,
+                   "expert-parallel combine all-to-all (normal kernels, NVLink)"),
+        collective("ep_dispatch_rdma", "all_to_all", "moe_nodes", normal * node_copies * b_disp,
+                   "expert-parallel dispatch across nodes (normal kernels: one copy per destination node)"),
+        collective("ep_combine_rdma", "all_to_all", "moe_nodes", normal * node_copies * b_a,
+                   "expert-parallel combine across nodes (normal kernels)"),
+        collective("ep_dispatch_ll", "all_to_all", "moe_ll", moe_a2a * ll * sent * ll_copies * b_disp,
+                   "expert-parallel dispatch, low-latency kernels (one copy per selected expert)"),
+        collective("ep_combine_ll", "all_to_all", "moe_ll", moe_a2a * ll * sent * ll_copies * b_a,
+                   "expert-parallel combine, low-latency kernels"),
+        collective("moe_tp_all_reduce", "all_reduce", "tp", N * d * b_a,
+                   "tensor-parallel all-reduce of the MoE output over the attention TP ranks"),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -287,12 +337,7 @@ def _layer_ops(g: LayerGroup, arch: Architecture, index: int) -> list[Operator]:
         ops.append(norm("post_mlp_norm", d, bias=arch.norm_bias))
     if m.kind == "moe":
         ops += _moe(m, d)
-        a2a = 2 * (moe_tokens() / ep) * m.top_k * (m.latent_size or d) * b_a * (ep - 1) / ep
-        ops.append(collective("ep_all_to_all", "all_to_all", "ep", a2a,
-                              "expert-parallel dispatch and combine (two all-to-alls)"))
-        ops.append(_with(tp_reduce, name="moe_tp_all_reduce",
-                         comm_bytes=N * d * b_a * sp.Piecewise((1, sp.Eq(ep, 1)), (0, True)),
-                         description="tensor-parallel all-reduce of the MoE output (experts split by TP, no EP)"))
+        ops += _moe_comm(m, m.latent_size or d)  # a latent MoE (Nemotron-3) dispatches in the latent width
     elif m.kind == "dense":
         ops += _dense_mlp(m, d)
         ops.append(tp_reduce)

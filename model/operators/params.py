@@ -9,9 +9,9 @@ import sympy as sp
 
 from model.architecture.config import Architecture
 from model.operators.graph import build_graph
-from model.operators.symbols import ep, etp, tp
+from model.operators.symbols import ep, etp, tp, e_red
 
-_SINGLE_RANK = {tp: 1, ep: 1, etp: 1}
+_SINGLE_RANK = {tp: 1, ep: 1, etp: 1, e_red: 0}
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,18 @@ class Candidate:
         return f"{self.gpu} {self.deployment.layout.label()} W{p.weights}/KV{p.kv} {self.role}"
 
 
-def layouts(deployment_domain: int, gpus_options, pp_options, moe_experts: set[int]) -> list[Layout]:
-    """Layouts of one instance: tp x pp = g GPUs inside one scale-up domain, plus DP-attention + EP for MoE."""
+WIDE_EP = (16, 32, 64, 72)  # expert-parallel groups beyond one 8-GPU node (NVL72 domains, or nodes over the NIC)
+ATTENTION_TP = (1, 2, 4, 8)  # attention TP inside an attention-DP x EP layout
+
+
+def layouts(deployment_domain: int, gpus_options, pp_options, moe_experts: set[int], *,
+            scale_out: bool = False) -> list[Layout]:
+    """Layouts of one instance.
+
+    Every model: tp x pp = g GPUs inside one scale-up domain. MoE models also get the layouts engines serve them
+    with: attention TP t x attention-DP g / t with the experts split g ways (whole experts, MoE-TP 1), for g in
+    the request's sizes and the wide-EP sizes that fit the scale-up domain (an NVL72 rack is one) or, with a
+    scale-out link, span nodes; redundant experts are added when g does not divide the expert count (EPLB)."""
     out: list[Layout] = []
     for g in gpus_options:
         if g > deployment_domain:
@@ -68,8 +78,29 @@ def layouts(deployment_domain: int, gpus_options, pp_options, moe_experts: set[i
         for pp in pp_options:
             if g % pp == 0:
                 out.append(Layout(tp=g // pp, pp=pp))
-        if g > 1 and moe_experts and all(e % g == 0 for e in moe_experts):
-            out.append(Layout(tp=1, ep=g, dp=g))
+    if not moe_experts:
+        return out
+    sizes = sorted({g for g in gpus_options if 1 < g <= deployment_domain}
+                   | {g for g in WIDE_EP if g <= deployment_domain or (scale_out and g <= 32)})
+    for g in sizes:
+        redundant = max((-e) % g for e in moe_experts)
+        if redundant > min(moe_experts) // 4:
+            continue  # more copies than EPLB deployments hold
+        for t in ATTENTION_TP:
+            if g % t == 0 and (t < g or g <= 8):
+                out.append(Layout(tp=t, attention_dp=g // t, ep=g, redundant_experts=redundant))
+    return out
+
+
+def candidate_precisions(request: PlanRequest, device, arch) -> list[tuple[str, str]]:
+    """The request's (weights, KV) pairs plus the 4-bit float paths the GPU runs natively: NVFP4 on GPUs with FP4
+    tensor cores, MXFP4 for checkpoints published in it (gpt-oss); each with an FP8 KV cache."""
+    out = list(request.precisions)
+    if device.supports("fp4"):
+        extra = [("nvfp4", "fp8")]
+        if str((arch.quantization or {}).get("quant_method", "")).lower() == "mxfp4":
+            extra.append(("mxfp4", "fp8"))
+        out += [p for p in extra if p not in out]
     return out
 
 
@@ -85,10 +116,13 @@ def enumerate_candidates(request: PlanRequest, progress: Callable[[str], None] |
 
             arch = load_architecture(t.model)
             experts = {g.mlp.num_experts for g in arch.groups if g.mlp.kind == "moe"}
-            for lay in layouts(domain, request.gpus_per_instance, request.pipeline_depths, experts):
-                for w, kv in request.precisions:
+            for lay in layouts(domain, request.gpus_per_instance, request.pipeline_depths, experts,
+                               scale_out=dev.scale_out is not None):
+                for w, kv in candidate_precisions(request, dev, arch):
                     try:
-                        d = deployment(arch, dev, weights=w, kv=kv, tp=lay.tp, pp=lay.pp, ep=lay.ep, dp=lay.dp)
+                        d = deployment(arch, dev, weights=w, kv=kv, tp=lay.tp, pp=lay.pp, ep=lay.ep, dp=lay.dp,
+                                       attention_dp=lay.attention_dp, moe_tp=lay.moe_tp,
+                                       redundant_experts=lay.redundant_experts, engine=request.engine)
                     except RidgeplanError as err:
                         dropped.append(f"{opt.gpu} {lay.label()} W{w}/KV{kv}: {err.one_line()}")
                         continue
@@ -96,7 +130,7 @@ def enumerate_candidates(request: PlanRequest, progress: Callable[[str], None] |
                         dropped.append(f"{opt.gpu} W{w}/KV{kv}: accuracy risk above {request.max_accuracy_risk}")
                         continue
                     for role in request.roles:
-                        if role == "aggregated" or lay.ep == 1:  # disaggregated pools use plain TP/PP instances
+                        if role == "aggregated" or lay.attention_dp == 1:  # disaggregated pools: plain TP/PP
                             cands.append(Candidate(t.model, opt.gpu, d, role, opt.price,
                                                    dev.power.tdp_w if dev.power else 0.0))
             if progress:
@@ -147,7 +181,7 @@ def _log_grid(cap: np.ndarray, points: int) -> np.ndarray:
 
 
 def _replicas(deps: list[Deployment], index: np.ndarray) -> np.ndarray:
-    return np.array([d.layout.dp for d in deps], dtype=float)[index]
+    return np.array([d.layout.batch_ranks for d in deps], dtype=float)[index]
 
 
 def _aggregated_points(deps, n_b, i0, o0, grid, request, policy):

@@ -9,11 +9,11 @@ take the bf16 instruct checkpoint.
 
 from __future__ import annotations
 
-import importlib
 
+from model.engines import ENGINES, engine_module
 from model.engines.launch import LaunchSpec
 
-ENGINES = ("vllm", "sglang", "trtllm")
+
 BATCHED_TOKENS = 8192
 
 # catalogue id -> instruct checkpoint (hub model cards of each publisher); None: no instruct release exists
@@ -41,14 +41,6 @@ QUANTIZED_REPOS: dict[tuple[str, str], str] = {
     ("llama-3.1-405b", "int4"): "hugging-quants/Meta-Llama-3.1-405B-Instruct-AWQ-INT4",
     ("gpt-oss-120b", "mxfp4"): "openai/gpt-oss-120b",  # released in MXFP4
 }
-
-
-def engine_module(name: str):
-    if name not in ENGINES:
-        from model.errors import RidgeplanError
-
-        raise RidgeplanError("engine", f"unknown engine {name!r}", ENGINES)
-    return importlib.import_module(f"model.engines.{name}")
 
 
 def serve_repo(model: str) -> tuple[str, str]:
@@ -81,8 +73,10 @@ def spec_for(candidate, max_batch: int, engine: str) -> tuple[LaunchSpec, str]:
     d = candidate.deployment
     lay, p = d.layout, d.precision
     model, fmt, note = checkpoint(candidate.model, p.weights, engine)
-    return LaunchSpec(model, lay.tp, lay.pp, lay.ep, lay.dp, p.weights, p.kv, fmt, max(int(max_batch), 1),
-                      BATCHED_TOKENS, candidate.role, d.device.arch, d.device.vendor, lay.gpus), note
+    # one instance = one replica: TP x attention-DP x PP GPUs (independent replicas are separate instances)
+    return LaunchSpec(model, lay.tp, lay.pp, lay.ep, lay.attention_dp, p.weights, p.kv, fmt, max(int(max_batch), 1),
+                      BATCHED_TOKENS, candidate.role, d.device.arch, d.device.vendor,
+                      lay.tp * lay.attention_dp * lay.pp), note
 
 
 def launch_commands(candidate, max_batch: int) -> dict[str, str]:

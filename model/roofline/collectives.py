@@ -7,6 +7,8 @@ bandwidth per direction (nominal x bus efficiency):
 - one-shot all-reduce:  alpha + (N-1)*M/beta                    (each rank reads all peers; switch fabrics)
 - star all-reduce:      2*alpha + (N-1)*M/beta_hub              (hub gathers and broadcasts)
 - all-gather / reduce-scatter / all-to-all: (N-1)*alpha + (N-1)/N * M/beta
+- direct all-to-all:    alpha + (N-1)/N * M/beta                (every peer written at once: DeepEP low-latency
+                                                                 kernels, NVLink/IBGDA puts, one latency)
 - p2p:                  alpha + M/beta
 Several tiers (ranks spread over nodes): `hierarchical_time` (each tier runs the single-tier collective on the
 share of the message left by the faster tiers; an all-to-all reaches each tier's peers over that tier's link,
@@ -22,7 +24,7 @@ import numpy as np
 
 from model.errors import RidgeplanError
 
-ALGORITHMS = ("auto", "ring", "tree", "one_shot", "star", "hierarchical")
+ALGORITHMS = ("auto", "ring", "tree", "one_shot", "star", "hierarchical", "direct")
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p")
 
 
@@ -87,9 +89,11 @@ def collective_time(kind: str, message_bytes, ranks, *, intra: Tier, inter: Tier
 def _single_tier(kind, m, n, tier: Tier, algorithm: str):
     if kind == "p2p":
         return tier.latency_s + m / tier.bandwidth_bytes_per_s
+    if kind == "all_to_all" and algorithm == "direct":
+        return tier.latency_s + (n - 1) / n * m / tier.bandwidth_bytes_per_s
     if kind != "all_reduce":
         return _gather_like(m, n, tier)
-    if algorithm in ("auto", "hierarchical"):
+    if algorithm in ("auto", "hierarchical", "direct"):
         return np.minimum.reduce([f(m, n, tier) for f in (_ring_ar, _tree_ar, _one_shot_ar)])
     return _SINGLE_TIER_AR[algorithm](m, n, tier)
 
@@ -98,14 +102,14 @@ def _two_tier(kind, m, n, local, intra: Tier, inter: Tier, algorithm: str):
     nodes = np.maximum(n / np.maximum(local, 1), 1)
     if kind == "p2p":
         return inter.latency_s + m / inter.bandwidth_bytes_per_s
-    hier = hierarchical_time(kind, m, [local, nodes], [intra, inter])
-    if kind == "all_reduce" and algorithm != "hierarchical":
+    hier = hierarchical_time(kind, m, [local, nodes], [intra, inter], direct=algorithm == "direct")
+    if kind == "all_reduce" and algorithm not in ("hierarchical", "direct"):
         flat = _SINGLE_TIER_AR["ring" if algorithm == "auto" else algorithm](m, n, inter)
         return np.minimum(hier, flat) if algorithm == "auto" else flat
     return hier
 
 
-def hierarchical_time(kind: str, message_bytes, fanouts, tiers) -> np.ndarray:
+def hierarchical_time(kind: str, message_bytes, fanouts, tiers, *, direct: bool = False) -> np.ndarray:
     """A collective over a group spread across nested tiers (the one multi-tier formula; two tiers above, N levels
     in `model.placement.topology`). `fanouts[i]`: the group's members at level i per member at level i - 1
     (Π = group size); `tiers[i]`: that level's link.
@@ -115,7 +119,8 @@ def hierarchical_time(kind: str, message_bytes, fanouts, tiers) -> np.ndarray:
     reduce_scatter: tier i works on M / Π_{j<i} k_j; the tiers run one after another.
     all_to_all: each rank sends M/n to every peer; the peers first reached at tier i take that tier's link, each
     message paying its latency (shared by the ranks of the lower domain, which send together), and the tiers run
-    concurrently (the slowest one sets the time).
+    concurrently (the slowest one sets the time). `direct`: every peer is written at once (DeepEP low-latency
+    kernels), so each tier pays one latency.
     """
     m = np.asarray(message_bytes, dtype=float)
     ks = [np.asarray(k, dtype=float) for k in fanouts]
@@ -128,7 +133,8 @@ def hierarchical_time(kind: str, message_bytes, fanouts, tiers) -> np.ndarray:
                 peers = reached * k - reached
                 # the `reached` ranks of a lower domain share the start-up of messages to a new tier's peers
                 # (their sends go out together), so each rank pays peers / reached latencies there
-                t = peers * tier.latency_s / reached + peers * m / n / tier.bandwidth_bytes_per_s
+                start = tier.latency_s if direct else peers * tier.latency_s / reached
+                t = start + peers * m / n / tier.bandwidth_bytes_per_s
                 worst = np.maximum(worst, np.where(peers > 0, t, 0.0))
                 reached = reached * k
         return np.where(n > 1, worst, 0.0)

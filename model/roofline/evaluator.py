@@ -229,7 +229,7 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
             size=pick([g.size for g in gs]),
             ranks_per_node=pick([g.size if g.ranks_per_node is None else g.ranks_per_node for g in gs]),
             intra=Tier(pick([g.intra.bandwidth_bytes_per_s for g in gs]), pick([g.intra.latency_s for g in gs])),
-            inter=inter,
+            inter=inter, algorithm=gs[0].algorithm,
         )
     return ExecContext(
         mem_bandwidth_bytes_per_s=pick([c.mem_bandwidth_bytes_per_s for c in contexts]),

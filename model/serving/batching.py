@@ -11,6 +11,9 @@ Without chunked prefill (prefill-prioritising) prompts run in their own iteratio
 decode step plus a prefill step of P tokens, and decodes stall while it runs.
 With pipeline parallelism the batch is split into pp micro-batches that fill the pipeline: one round
 (every sequence advances a token) costs pp x the slowest stage of a micro-batch.
+Attention data-parallel ranks meet at every MoE layer, so an iteration lasts as long as the busiest rank's:
+when a rank starts a prompt in a share ps < 1 of its iterations, one of `attention_dp` ranks does so in
+1 - (1 - ps)^attention_dp of them, and the iteration is timed with that rank's prefill chunk.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from model.serving.speculation_offload import Offload, Speculation, speculative_
 from model.serving.workload import charged_context_tokens, mean_decode_context_tokens
 
 _TINY = 1e-9
+# operators whose load is the whole MoE group's (every attention-DP rank's tokens), not one rank's
+GROUP_LEVEL_OPS = ("experts", "moe_all_gather", "moe_reduce_scatter")
 
 
 def _arr(x) -> np.ndarray:
@@ -57,6 +62,8 @@ def iteration_cost(d: CostedDeployment, decode_seqs, decode_context, prefill_tok
     """
     nd, cd, pt, ps, pc = np.broadcast_arrays(_arr(decode_seqs), _arr(decode_context), _arr(prefill_tokens),
                                              _arr(prefill_seqs), _arr(prefill_context))
+    pt_mean, ps_mean = pt, ps
+    pt, ps = synchronized_prefill(pt, ps, d.layout.attention_dp)
     pp = d.layout.pp
     overhead = d.eff.step_overhead_s if step_overhead_s is None else step_overhead_s
     # a full pipeline round = pp micro-batches of 1/pp of the work through the slowest stage
@@ -77,17 +84,21 @@ def iteration_cost(d: CostedDeployment, decode_seqs, decode_context, prefill_tok
         pf = np.where(has_pf, pf, 0.0)
     else:
         pf = zeros
-    if separate_prefill:
-        _, _, lin_d = d.op_seconds(1.0, np.maximum(nd_mb * q, _TINY), 0.0, n_logit=np.maximum(nd_mb * q, _TINY))
-        _, _, lin_p = d.op_seconds(1.0, np.maximum(pt_mb, _TINY), 0.0, n_logit=np.maximum(ps_mb, _TINY))
-        lin = np.where(has_dec, lin_d, 0.0) + np.where(has_pf, lin_p, 0.0)
-        steps = has_dec.astype(float) + has_pf.astype(float)
-        handoff_tokens = nd_mb * q + pt_mb
-    else:
+
+    def linear_ops(pt_mb, ps_mb):
+        if separate_prefill:
+            _, _, lin_d = d.op_seconds(1.0, np.maximum(nd_mb * q, _TINY), 0.0, n_logit=np.maximum(nd_mb * q, _TINY))
+            _, _, lin_p = d.op_seconds(1.0, np.maximum(pt_mb, _TINY), 0.0, n_logit=np.maximum(ps_mb, _TINY))
+            return np.where(has_dec, lin_d, 0.0) + np.where(pt_mb > _TINY, lin_p, 0.0)
         total = np.maximum(nd_mb * q + pt_mb, _TINY)
-        _, _, lin = d.op_seconds(1.0, total, 0.0, n_logit=np.maximum(nd_mb * q + ps_mb, _TINY))
-        steps = np.ones_like(nd)
-        handoff_tokens = nd_mb * q + pt_mb
+        return d.op_seconds(1.0, total, 0.0, n_logit=np.maximum(nd_mb * q + ps_mb, _TINY))[2]
+
+    lin = linear_ops(pt_mb, ps_mb)
+    if np.any(pt != pt_mean):  # the experts and the attention-DP gathers see every rank's mean load
+        shared = np.array([op.name in GROUP_LEVEL_OPS for op in d.graph.ops])[:, None]
+        lin = np.where(shared, linear_ops(pt_mean / pp, ps_mean / pp), lin)
+    steps = (has_dec.astype(float) + has_pf.astype(float)) if separate_prefill else np.ones_like(nd)
+    handoff_tokens = nd_mb * q + pt_mb
     exposed = np.where(mask, dec + pf, lin)
     stage = d.counts @ exposed  # (pp, S)
     p2p = d.p2p_seconds(handoff_tokens) * steps if pp > 1 else np.zeros_like(nd)
@@ -96,6 +107,17 @@ def iteration_cost(d: CostedDeployment, decode_seqs, decode_context, prefill_tok
     linear = counts_total @ np.where(mask, 0.0, lin)
     return IterationCost(round_s, pp * linear, pp * (counts_total @ np.where(mask, dec, 0.0)),
                          pp * (counts_total @ np.where(mask, pf, 0.0)), pp * p2p + overhead * steps)
+
+
+def synchronized_prefill(prefill_tokens, prefill_seqs, attention_dp) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, sequences) of prefill that time an iteration of `attention_dp` ranks synchronized by the MoE
+    layers: the chunk of pt / ps tokens, in a share 1 - (1 - ps)^A of iterations (unchanged when ps >= 1)."""
+    pt, ps = _arr(prefill_tokens), _arr(prefill_seqs)
+    if np.all(_arr(attention_dp) <= 1):
+        return pt, ps
+    share = np.where(ps < 1, 1 - (1 - np.clip(ps, 0, 1)) ** attention_dp, ps)
+    chunk = pt / np.maximum(ps, _TINY)
+    return np.where(ps > _TINY, chunk * share, pt), np.where(ps > _TINY, share, ps)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -146,6 +168,11 @@ def kv_capacity(d: CostedDeployment, policy: EnginePolicy, context_tokens, offlo
         tier_seqs = np.floor(tier.memory.capacity_bytes * offload.devices * 0.9
                              / np.maximum(offload.fraction * kv_stage.sum(axis=0) * d.layout.gpus_per_replica, 1))
         kv_stage = kv_stage * (1 - offload.fraction)
+    if getattr(d, "mtp_layers", 0):  # MTP modules live on the last stage with one more layer of KV each
+        from model.serving.mtp import mtp_cache_rows, mtp_resident_bytes
+
+        weights_stage[-1] = weights_stage[-1] + mtp_resident_bytes(d)
+        kv_stage[-1] = kv_stage[-1] + d.mtp_layers * ops.cache_bytes[mtp_cache_rows(d)].sum(axis=0)
     work = d.graph.evaluate({**d.symbols(), "B": 1.0, "T": float(policy.max_num_batched_tokens), "C": 0.0})
     act = work.act_bytes.max(axis=0)  # (S,) the largest live activation set of a full-budget step
     total = d.capacity_bytes
@@ -210,6 +237,7 @@ def steady_state(d: CostedDeployment, policy: EnginePolicy, input_len, output_le
                  prefix_hit_rate: float = 0.0, speculation: Speculation | None = None,
                  offload: Offload | None = None) -> SteadyState:
     """Steady state at `concurrency` sequences in flight (None: as many as the engine allows)."""
+    d = with_mtp(d, speculation)
     conc = np.atleast_1d(_arr(0.0 if concurrency is None else concurrency))
     i, o, conc = np.broadcast_arrays(np.atleast_1d(_arr(input_len)), np.atleast_1d(_arr(output_len)), conc)
     gain = speculation.tokens_per_step if speculation else 1.0  # tokens per decode iteration per sequence
@@ -265,6 +293,7 @@ def steady_state(d: CostedDeployment, policy: EnginePolicy, input_len, output_le
 def decode_only_iteration(d: CostedDeployment, policy: EnginePolicy, decode, ctx, speculation: Speculation | None = None,
                           offload: Offload | None = None) -> IterationCost:
     """An iteration with decodes only (speculation and offload applied as in the steady state)."""
+    d = with_mtp(d, speculation)
     kw = dict(separate_prefill=not policy.chunked_prefill, step_overhead_s=policy.step_overhead_s)
     q = float(speculation.k + 1) if speculation else 1.0
     it = iteration_cost(d, decode, ctx, 0.0, 0.0, 0.0, decode_tokens=q, **kw)
@@ -275,9 +304,24 @@ def decode_only_iteration(d: CostedDeployment, policy: EnginePolicy, decode, ctx
     return it
 
 
+def with_mtp(d: Deployment, speculation: Speculation | None) -> Deployment:
+    """The deployment holding its MTP modules when speculation drafts with them."""
+    if speculation is None or not speculation.mtp or getattr(d, "mtp_layers", 0):
+        return d
+    from dataclasses import replace
+
+    from model.serving.mtp import mtp_modules
+
+    return replace(d, mtp_layers=max(min(mtp_modules(d.arch), speculation.k), 1))
+
+
 def _add_draft(d: Deployment, it: IterationCost, spec: Speculation, decode, ctx, kw) -> IterationCost:
     """k draft decode steps per verification: a draft model's own steps, or a fraction of a target step."""
-    if spec.draft_model is not None:
+    if spec.mtp:
+        from model.serving.mtp import mtp_draft_step_s
+
+        one = mtp_draft_step_s(d, decode, ctx)
+    elif spec.draft_model is not None:
         from dataclasses import replace
 
         from model.architecture.catalogue import load_architecture

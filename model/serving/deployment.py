@@ -20,15 +20,22 @@ from model.errors import RidgeplanError
 from model.hardware.db import get_node, load_device
 from model.hardware.schema import Device, NodeType
 from model.operators.compiled import CompiledGraph, OpArrays, compile_graph
+from model.operators.formulas import FP8_DISPATCH_BYTES, expected_max_normal
 from model.operators.memory import MemoryArrays, memory_per_rank
 from model.precision import Precision, number_format
 from model.roofline.collectives import collective_time
 from model.roofline.efficiency import Efficiency, efficiency_for
 from model.roofline.evaluator import CommGroup, ExecContext, OpTimes, context_for, evaluate, resolve_precision
+from model.engines import check_layout as check_engine_layout
 from model.placement.layout import Layout, stage_counts
 from model.placement.topology import LinkTiers, link_tiers
 
 CONVENTIONS = ("causal", "square")
+EP_COMM = ("auto", "allgather", "normal", "low_latency")
+MOE_COMM_OPS = ("moe_all_gather", "moe_reduce_scatter", "ep_dispatch", "ep_combine", "ep_dispatch_rdma",
+                "ep_combine_rdma", "ep_dispatch_ll", "ep_combine_ll")
+# bytes per element of dispatched tokens: bf16; DeepEP's fp8 (e4m3 + one fp32 scale per 128 channels); NVFP4
+DISPATCH_BYTES = {"bf16": 2.0, "fp8": FP8_DISPATCH_BYTES, "nvfp4": number_format("nvfp4").bytes_per_element}
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,12 @@ class Deployment:
     efficiency: Efficiency | None = None
     attention_convention: str = "causal"
     comm_overlap: float = 0.0
-    moe_imbalance: float = 1.0
+    moe_imbalance: float = 1.0  # routing skew beyond uniform routing (busiest rank / mean), applied without EPLB
+    eplb: bool = False  # expert-parallel load balancer (redundant hot experts): removes the skew
+    ep_comm: str = "auto"  # auto | allgather | normal | low_latency: how tokens reach the experts under attention DP
+    dispatch_dtype: str | None = None  # bf16 | fp8 | nvfp4 for dispatched tokens (None: the expert GEMM's input)
+    two_batch_overlap: bool = False  # two micro-batches: one's MoE communication hides behind the other's compute
+    mtp_layers: int = 0  # multi-token-prediction modules held for speculative decoding (model.serving.mtp)
     memory_utilization: float = 0.90  # fraction of device memory the engine may use (vLLM's default 0.9)
     # KV compression composing multiplicatively with the KV precision:
     kv_rank_fraction: float = 1.0  # kept share of the K/V feature dimension (low-rank projection)
@@ -86,6 +98,14 @@ class Deployment:
             raise RidgeplanError("comm_overlap", f"must be between 0 and 1, got {self.comm_overlap}")
         if self.moe_imbalance < 1:
             raise RidgeplanError("moe_imbalance", f"is max/mean load and must be >= 1, got {self.moe_imbalance}")
+        if self.mtp_layers:
+            from model.serving.mtp import check_mtp
+
+            check_mtp(self.arch, self.mtp_layers)
+        if self.ep_comm not in EP_COMM:
+            raise RidgeplanError("ep_comm", f"unknown MoE communication {self.ep_comm!r}", EP_COMM)
+        if self.dispatch_dtype is not None and self.dispatch_dtype not in DISPATCH_BYTES:
+            raise RidgeplanError("dispatch_dtype", f"unknown dispatch format {self.dispatch_dtype!r}", DISPATCH_BYTES)
         for name in ("kv_rank_fraction", "kv_keep_ratio"):
             if not 0 < getattr(self, name) <= 1:
                 raise RidgeplanError(name, f"must be in (0, 1], got {getattr(self, name)}")
@@ -93,9 +113,9 @@ class Deployment:
             raise RidgeplanError("kv_residual_tokens", f"must be >= 0, got {self.kv_residual_tokens}")
         if not 0 < self.memory_utilization <= 1:
             raise RidgeplanError("memory_utilization", f"must be in (0, 1], got {self.memory_utilization}")
-        if self.layout.gpus_per_replica > 1 or self.layout.ep > 1:
+        if self.layout.gpus_per_replica > 1 or self.layout.moe_group > 1:
             tiers = self.tiers
-            if self.layout.tp * self.layout.pp > tiers.domain and tiers.inter is None:
+            if max(self.layout.tp * self.layout.pp, self.layout.moe_group) > tiers.domain and tiers.inter is None:
                 raise RidgeplanError("layout", f"{self.layout.label()} spans nodes but {self.device.name} has no "
                                      "scale-out link in its hardware file")
         for role, dtype in (("dense", self.resolved.dense_dtype), ("expert", self.resolved.expert_dtype)):
@@ -120,21 +140,61 @@ class Deployment:
         return compile_graph(self.arch)
 
     @cached_property
+    def moe_comm_mode(self) -> str:
+        """none (no attention DP: tokens already on every TP rank), allgather, normal, low_latency or auto
+        (all-to-all with low-latency kernels in decode and normal ones in prefill, SGLang's --deepep-mode auto)."""
+        lay = self.layout
+        if not self.arch.is_moe or lay.attention_dp == 1:
+            return "none"
+        if self.ep_comm != "auto":
+            return self.ep_comm
+        # engines all-gather / reduce-scatter under attention DP unless a wide-EP all-to-all (DeepEP, TRT-LLM's
+        # MNNVL all-to-all) is configured; those are what deployments beyond one 8-GPU node use, and they need
+        # whole experts on every rank (SGLang's DeepEP forces EP = tp; a token split over MoE-TP ranks is gathered)
+        return "allgather" if lay.moe_group <= 8 or lay.moe_tp > 1 else "auto"
+
+    @cached_property
     def context(self) -> ExecContext:
         lay, t = self.layout, self.tiers
+        per_node_tp = max(t.domain // lay.tp, 1)
+        moe_group = dict(size=lay.moe_group, ranks_per_node=min(lay.moe_group, t.domain), intra=t.intra, inter=t.inter)
         comm = {
             "tp": CommGroup(size=lay.tp, ranks_per_node=min(lay.tp, t.domain), intra=t.intra, inter=t.inter),
-            "ep": CommGroup(size=lay.ep, ranks_per_node=min(lay.ep, t.domain), intra=t.intra, inter=t.inter),
+            "adp": CommGroup(size=lay.attention_dp, ranks_per_node=min(lay.attention_dp, per_node_tp),
+                             intra=t.intra, inter=t.inter),
+            "moe_local": CommGroup(size=min(lay.moe_group, t.domain), intra=t.intra),  # NVLink part
+            "moe_nodes": CommGroup(size=self.moe_nodes, intra=t.inter or t.intra),  # one rank per node, NIC
+            "moe_ll": CommGroup(**moe_group, algorithm="direct"),
         }
         return context_for(self.device, self.resolved, efficiency=self.eff, comm=comm, comm_overlap=self.comm_overlap)
+
+    @property
+    def moe_nodes(self) -> int:
+        """Scale-up domains the MoE group spans (1 inside one node or one NVL72 rack)."""
+        return -(-self.layout.moe_group // self.tiers.domain)
+
+    @property
+    def dispatch_format(self) -> str:
+        """Format of dispatched tokens: as given, else the expert GEMM's input (fp8 / fp4 paths quantize before
+        sending, as DeepEP and TensorRT-LLM do), else 16-bit."""
+        if self.dispatch_dtype is not None:
+            return self.dispatch_dtype
+        act = self.resolved.expert_dtype
+        return {"fp8": "fp8", "fp4": "nvfp4"}.get(act, "bf16")
 
     def symbols(self) -> dict[str, float]:
         """Scenario-symbol values fixed by the deployment (bytes per element, parallel degrees)."""
         p, lay = self.precision, self.layout
         act_bytes = 4.0 if str(self.arch.torch_dtype).endswith("32") else 2.0
+        mode = self.moe_comm_mode
         return {
             "tp": lay.tp, "ep": lay.ep, "etp": lay.expert_tp, "dp_attn": lay.attention_dp,
-            "gamma_moe": self.moe_imbalance, "causal": 1.0 if self.attention_convention == "causal" else 0.0,
+            "gamma_moe": 1.0 if self.eplb else self.moe_imbalance, "z_ep": expected_max_normal(lay.ep),
+            "moe_ag": float(mode == "allgather"), "moe_a2a": float(mode in ("normal", "low_latency", "auto")),
+            "ll_decode": float(mode in ("low_latency", "auto")), "ll_prefill": float(mode == "low_latency"),
+            "b_disp": DISPATCH_BYTES[self.dispatch_format], "e_red": lay.redundant_experts,
+            "ep_nodes": float(self.moe_nodes) if mode in ("normal", "auto") else 1.0,
+            "causal": 1.0 if self.attention_convention == "causal" else 0.0,
             "b_w": number_format(p.weights).bytes_per_element,
             "b_e": number_format(p.expert_weights).bytes_per_element,
             "b_emb": number_format(p.embeddings).bytes_per_element,
@@ -170,7 +230,22 @@ class Deployment:
                          f"{self.precision.kv} bits, last {self.kv_residual_tokens} tokens in 16 bits; the up-projection "
                          "FLOPs of low-rank K/V are assumed absorbed into the query/output projections")
         if self.arch.is_moe:
-            notes.append(f"MoE routing uniform; busiest rank carries {self.moe_imbalance:.2f}x the mean expert load")
+            lay = self.layout
+            skew = 1.0 if self.eplb else self.moe_imbalance
+            notes.append(f"MoE layers: {lay.moe_group} GPUs as MoE-TP {lay.moe_tp} x MoE-EP {lay.ep}; attention TP "
+                         f"{lay.tp} x attention-DP {lay.attention_dp}; dense layers and shared experts run TP {lay.tp} "
+                         "on each attention-DP rank's own tokens")
+            notes.append(f"MoE routing uniform and random: the busiest EP rank carries the mean plus "
+                         f"{expected_max_normal(lay.ep):.2f} standard deviations of token-expert pairs and touched "
+                         f"experts, times a skew of {skew:.2f}" + (" (EPLB on)" if self.eplb else " (EPLB off)"))
+            mode = self.moe_comm_mode
+            text = {"none": "tokens already on every TP rank; expert outputs summed by the TP all-reduce",
+                    "allgather": "attention-DP all-gather before and reduce-scatter after each MoE layer",
+                    "normal": "dispatch/combine all-to-all, normal kernels (one copy per destination rank)",
+                    "low_latency": "dispatch/combine all-to-all, low-latency kernels (one copy per expert)",
+                    "auto": "dispatch/combine all-to-all: low-latency kernels in decode, normal in prefill"}[mode]
+            notes.append(f"MoE communication: {text}; dispatch in {self.dispatch_format}, combine in 16 bits"
+                         + ("; two-batch overlap" if self.two_batch_overlap else ""))
         return notes
 
     # -- evaluation ---------------------------------------------------------------------------------
@@ -188,7 +263,28 @@ class Deployment:
         """Operator arrays, roofline times and exposed seconds per instance (n_ops, S) of a uniform step."""
         ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
         times = evaluate(ops, self.context)
+        if self.two_batch_overlap and self.arch.is_moe:
+            return ops, times, self._two_batch_exposed(batch, new_tokens, context, n_logit)
         return ops, times, times.time_s - times.comm_overlap * times.network_s
+
+    def _two_batch_exposed(self, batch, new_tokens, context, n_logit) -> np.ndarray:
+        """Two-batch overlap (SGLang --enable-two-batch-overlap, DeepSeek's dual micro-batch): the step runs as two
+        half batches; in each layer one half's MoE communication runs while the other half computes, so a layer
+        costs 2 x compute(half) plus what its communication exceeds that by. Weights are read once per half."""
+        half = self.graph.evaluate({**self.symbols(), "B": np.asarray(batch, dtype=float) / 2, "T": new_tokens,
+                                    "C": context, "n_logit": np.asarray(n_logit, dtype=float) / 2})
+        t = evaluate(half, self.context)
+        e = t.time_s - t.comm_overlap * t.network_s
+        comm = np.array([op.name in MOE_COMM_OPS for op in self.graph.ops])
+        groups = np.array([op.group for op in self.graph.ops])
+        out = 2 * e
+        for g in set(groups[comm]):
+            rows = groups == g
+            compute = e[rows & ~comm].sum(axis=0)
+            moe_comm = e[rows & comm].sum(axis=0)
+            hidden = np.where(moe_comm > 0, np.minimum(compute / np.maximum(moe_comm, 1e-30), 1.0), 0.0)
+            out[rows & comm] = 2 * e[rows & comm] * (1 - hidden)
+        return out
 
     def p2p_seconds(self, tokens) -> np.ndarray:
         """One pipeline hand-off of `tokens` hidden states between stages (zero without PP)."""
@@ -229,11 +325,20 @@ DEFAULT_GPU = "h100-sxm"
 def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MODEL,
                gpu: str | Path | Mapping[str, Any] | Device = DEFAULT_GPU, *, weights: str | None = None,
                activations: str | None = None, kv: str | None = None, experts: str | None = None,
-               tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, node: str | None = None,
+               tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, attention_dp: int | None = None,
+               moe_tp: int | None = None, moe_ep: int | None = None, redundant_experts: int = 0,
+               node: str | None = None,
                attention_convention: str = "causal", comm_overlap: float = 0.0, moe_imbalance: float = 1.0,
+               eplb: bool = False, ep_comm: str = "auto", dispatch_dtype: str | None = None,
+               two_batch_overlap: bool = False, mtp_layers: int = 0, engine: str | None = None,
                memory_utilization: float = 0.9, calibration: str | Path | bool | None = None) -> Deployment:
     """A Deployment from ids or paths. `weights=None` takes the checkpoint's own dtype (bf16/fp16; the
-    published format for FP8 or MXFP4 checkpoints); `kv=None` keeps the KV cache in 16 bits."""
+    published format for FP8 or MXFP4 checkpoints); `kv=None` keeps the KV cache in 16 bits.
+
+    Layout: attention `tp` x `attention_dp`, MoE `moe_tp` x `moe_ep` (`ep` is its short form), `pp` stages and
+    `dp` independent replicas. With `engine`, a layout that engine rejects is refused quoting its rule."""
+    layout = make_layout(tp=tp, pp=pp, ep=ep, dp=dp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep,
+                         redundant_experts=redundant_experts)
     arch = load_architecture(model)
     device = load_device(gpu)
     w = weights or checkpoint_weight_format(arch)
@@ -245,9 +350,34 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
                      embeddings=sixteen)
     node_type = get_node(node) if node else None
     eff = efficiency_for(device, calibration)
-    return Deployment(arch, device, prec, Layout(tp=tp, pp=pp, ep=ep, dp=dp), node=node_type, efficiency=eff,
-                      attention_convention=attention_convention, comm_overlap=comm_overlap,
-                      moe_imbalance=moe_imbalance, memory_utilization=memory_utilization)
+    d = Deployment(arch, device, prec, layout, node=node_type, efficiency=eff,
+                   attention_convention=attention_convention, comm_overlap=comm_overlap,
+                   moe_imbalance=moe_imbalance, eplb=eplb, ep_comm=ep_comm, dispatch_dtype=dispatch_dtype,
+                   two_batch_overlap=two_batch_overlap, mtp_layers=mtp_layers,
+                   memory_utilization=memory_utilization)
+    if engine is not None:
+        check_engine_layout(engine, tp=layout.tp, pp=layout.pp, attention_dp=layout.attention_dp,
+                            moe_tp=layout.moe_tp, moe_ep=layout.ep, is_moe=arch.is_moe, ep_comm=ep_comm)
+    return d
+
+
+DP_WITH_EP = ("--dp now counts independent replicas; the attention data-parallel ranks of an EP group are "
+              "--attention-dp (for example --tp 1 --attention-dp 8 --moe-ep 8)")
+
+
+def make_layout(*, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, attention_dp: int | None = None,
+                moe_tp: int | None = None, moe_ep: int | None = None, redundant_experts: int = 0) -> Layout:
+    """A Layout from the engine-style degrees; `ep` is the short form of `moe_ep`.
+
+    The older form (dp counting the attention-DP ranks of an EP group wider than TP) is refused with one line
+    saying that --attention-dp is meant now."""
+    if moe_ep is not None and ep not in (1, moe_ep):
+        raise RidgeplanError("moe_ep", f"--ep {ep} and --moe-ep {moe_ep} disagree (--ep is its short form)")
+    e = moe_ep if moe_ep is not None else ep
+    if dp > 1 and e > tp and attention_dp is None and moe_tp is None:
+        raise RidgeplanError("dp", DP_WITH_EP)
+    return Layout(tp=tp, pp=pp, ep=e, dp=dp, attention_dp=attention_dp, moe_tp=moe_tp,
+                  redundant_experts=redundant_experts)
 
 
 def checkpoint_weight_format(arch: Architecture) -> str:

@@ -231,7 +231,7 @@ class ServingEstimate:
 
     @property
     def replicas(self) -> int:
-        return self.deployment.layout.dp
+        return self.deployment.layout.batch_ranks
 
     @property
     def gpus(self) -> int:
@@ -305,6 +305,9 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
              percentiles=PERCENTILES, speculation: Speculation | None = None,
              offload: Offload | None = None) -> ServingEstimate:
     """Serve `workload` on every replica of `d` with `policy`; rates and throughput are for all replicas."""
+    from model.serving.batching import with_mtp
+
+    d = with_mtp(d, speculation)
     policy = engine_policy(policy)
     slo = slo or SLO()
     lengths = workload.lengths
@@ -330,7 +333,7 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
     cap_state = steady_state(d, policy, lengths.mean_input, lengths.mean_output, None, workload.prefix_hit_rate, **tech)
     max_conc, limit = float(cap_state.concurrency[0]), str(cap_state.limit[0])
     good = goodput(ops, slo)[0] if not slo.empty else None
-    replicas = d.layout.dp
+    replicas = d.layout.batch_ranks
     sustainable = True
     if workload.mode == "rate":
         rate = workload.rate_per_s / replicas

@@ -58,12 +58,16 @@ class Speculation:
     k: int
     draft_model: str | None = None
     draft_cost_ratio: float | None = None
+    mtp: bool = False  # draft with the checkpoint's multi-token-prediction modules (model.serving.mtp)
 
     def __post_init__(self) -> None:
         if not 0 <= self.alpha <= 1:
             raise RidgeplanError("spec_alpha", f"acceptance rate must be in [0, 1], got {self.alpha}")
         require_positive("spec_k", self.k, integer=True)
-        if self.draft_model is None and self.draft_cost_ratio is None:
+        if self.draft_model == "mtp":
+            object.__setattr__(self, "draft_model", None)
+            object.__setattr__(self, "mtp", True)
+        if self.draft_model is None and self.draft_cost_ratio is None and not self.mtp:
             object.__setattr__(self, "draft_cost_ratio", 0.05)
         if self.draft_cost_ratio is not None and not 0 <= self.draft_cost_ratio <= 1:
             raise RidgeplanError("draft_cost_ratio", f"must be in [0, 1], got {self.draft_cost_ratio}")
@@ -72,7 +76,21 @@ class Speculation:
     def tokens_per_step(self) -> float:
         return float(expected_tokens_per_step(self.alpha, self.k))
 
+    @classmethod
+    def multi_token_prediction(cls, k: int = 1, alpha: float | None = None) -> Speculation:
+        """MTP drafting at the sourced default acceptance (model.serving.mtp.MTP_ACCEPTANCE) unless given."""
+        from model.serving.mtp import MTP_ACCEPTANCE
+
+        return cls(MTP_ACCEPTANCE if alpha is None else alpha, k, mtp=True)
+
     def describe(self) -> str:
+        if self.mtp:
+            from model.serving.mtp import MTP_ACCEPTANCE, MTP_ACCEPTANCE_SOURCE
+
+            src = f" (default from {MTP_ACCEPTANCE_SOURCE})" if self.alpha == MTP_ACCEPTANCE else ""
+            return (f"speculative decoding with the checkpoint's MTP module(s): alpha {self.alpha:.2f}{src}, k {self.k}, "
+                    f"{self.tokens_per_step:.2f} tokens per verification; the MTP weights and their KV layer are "
+                    "held on the last stage and each draft token costs one MoE layer, eh_proj and the LM head")
         draft = self.draft_model or f"a draft costing {self.draft_cost_ratio:.0%} of a target step per token"
         return (f"speculative decoding: alpha {self.alpha:.2f}, k {self.k}, {self.tokens_per_step:.2f} tokens per "
                 f"verification, draft {draft}")

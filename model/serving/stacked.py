@@ -26,6 +26,7 @@ class StackedLayout:
 
     pp: int
     gpus_per_replica: np.ndarray
+    attention_dp: np.ndarray  # attention data-parallel ranks meeting at every MoE layer
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ class StackedDeployment:
 
     @property
     def layout(self) -> StackedLayout:
-        return StackedLayout(pp=self.deployments[0].layout.pp, gpus_per_replica=self.gpus_per_replica)
+        return StackedLayout(pp=self.deployments[0].layout.pp, gpus_per_replica=self.gpus_per_replica,
+                             attention_dp=np.array([d.layout.attention_dp for d in self.deployments],
+                                                   dtype=float)[self.index])
 
     @property
     def kv_residual_tokens(self) -> int:

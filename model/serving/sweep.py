@@ -137,7 +137,7 @@ def concurrency_sweep(d: Deployment, lengths: Lengths, policy: EnginePolicy | st
     scheduled = np.minimum(asked, cap)
     ops = operating_points(d, policy, lengths, concurrency=scheduled, prefix_hit_rate=prefix_hit_rate, **tech)
     s = ops.state
-    replicas = d.layout.dp
+    replicas = d.layout.batch_ranks
     rows = []
     for k in range(scheduled.size):
         lat = latency_at(ops, k, float(ops.rates[k]), False, pcts)
@@ -229,7 +229,7 @@ def rate_sweep(d: Deployment, lengths: Lengths, policy: EnginePolicy | str = "vl
     pcts = tuple(sorted(pcts))
     tech = dict(speculation=speculation, offload=offload)
     grid = operating_points(d, policy, lengths, prefix_hit_rate=prefix_hit_rate, **tech)
-    replicas = d.layout.dp
+    replicas = d.layout.batch_ranks
     total = np.atleast_1d(np.asarray(rates if rates is not None else grid.rates * replicas, dtype=float))
     if np.any(total <= 0):
         raise RidgeplanError("rate", "every rate must be > 0")
@@ -327,8 +327,8 @@ def speculation_sweep(d: Deployment, lengths: Lengths, policy: EnginePolicy | st
                 "alpha": float(alpha), "k": int(k), "concurrency": conc,
                 "scheduled_concurrency": s.concurrency, "tokens_per_step": spec.tokens_per_step,
                 "tpot_s": s.tpot_s, "base_tpot_s": base.tpot_s,
-                "output_tokens_per_s": s.output_tokens_per_s * d.layout.dp,
-                "base_output_tokens_per_s": base.output_tokens_per_s * d.layout.dp,
+                "output_tokens_per_s": s.output_tokens_per_s * d.layout.batch_ranks,
+                "base_output_tokens_per_s": base.output_tokens_per_s * d.layout.batch_ranks,
             }))
     df = pd.concat(frames, ignore_index=True)
     df["speedup"] = df["output_tokens_per_s"] / df["base_output_tokens_per_s"]

@@ -56,7 +56,7 @@ def expert_dp_group(c: Candidates) -> list[tuple[np.ndarray, np.ndarray]]:
 def layer_collective_s(ops: OpArrays, c: Candidates, topology: Topology) -> np.ndarray:
     """(n_ops, S) seconds of each graph collective instance in one forward pass of one micro-batch."""
     out = np.zeros_like(ops.comm_bytes)
-    groups = {"tp": tp_group(c), "ep": ep_group(c)}
+    groups = {"tp": tp_group(c), "ep": ep_group(c), "moe_local": ep_group(c)}
     for i, op in enumerate(ops.ops):
         if op.kind != "collective" or op.name in EXCLUDED_COLLECTIVES or op.comm_group not in groups:
             continue

@@ -108,6 +108,8 @@ def graph_symbols(c: Candidates, settings: TrainingSettings) -> dict[str, np.nda
         "causal": 0.0 if settings.attention_kernel == "materialized" else 1.0,
         "tp": c.tp, "ep": c.ep, "etp": np.where(ep_on, 1.0, c.tp), "dp_attn": np.where(ep_on, c.ep / c.tp, 1.0),
         "gamma_moe": 1.0, "b_w": B_W, "b_e": B_W, "b_emb": B_W, "b_a": B_A, "b_kv": B_A, "b_state": 4.0,
+        # expert parallelism moves tokens by dispatch/combine all-to-all (normal kernels, 16-bit)
+        "moe_a2a": np.where(ep_on, 1.0, 0.0), "ll_decode": 0.0, "ll_prefill": 0.0, "b_disp": B_A,
     }
 
 

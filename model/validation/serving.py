@@ -21,13 +21,16 @@ def _cases() -> list[dict]:
 def predict_case(case: dict, calibration: bool | None = None) -> float:
     """The model's number for one reference case, in the case's own metric."""
     d = deployment(case["model"], case["gpu"], weights=case["weights"], kv=case["kv"], tp=case.get("tp", 1),
-                   ep=case.get("ep", 1), dp=case.get("dp", 1), calibration=calibration)
+                   ep=case.get("ep", 1), dp=case.get("dp", 1), attention_dp=case.get("attention_dp"),
+                   calibration=calibration)
     if case["kind"] == "max_throughput":
         state = steady_state(d, engine_policy(case["engine"]), case["input_len"], case["output_len"])
-        return float(state.output_tokens_per_s[0]) * d.layout.dp
+        return float(state.output_tokens_per_s[0]) * d.layout.batch_ranks
     est = static_batch(d, case["batch"], case["input_len"], max(case["output_len"], 2))
     if case["kind"] == "ttft":
         return float(est.ttft_s)
+    if case["kind"] == "tpot":
+        return float(est.tpot_s)
     return float(est.throughput_per_gpu_tokens_per_s)
 
 
@@ -36,7 +39,7 @@ def serving_report(calibration: bool | None = None) -> pd.DataFrame:
     for case in _cases():
         rows.append({"group": "serving", "subgroup": case["group"], "case": case["id"], "device": case["gpu"],
                      "metric": {"max_throughput": "output_tokens_per_s", "static": "output_tokens_per_s_per_gpu",
-                                "ttft": "ttft_s"}[case["kind"]],
+                                "ttft": "ttft_s", "tpot": "tpot_s"}[case["kind"]],
                      "predicted": predict_case(case, calibration), "measured": case["measured"],
                      "source": case["source"], "assumptions": case.get("assumptions", ""),
                      "excluded": case.get("excluded", "")})

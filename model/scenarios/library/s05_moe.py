@@ -15,6 +15,7 @@ from model.hardware.db import get_link, load_device
 from model.operators.params import parameter_counts
 from model.planner.experts import evaluate_placement, place_experts, round_robin
 from model.precision import NumberFormat
+from model.roofline.evaluator import evaluate
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.serving.batching import decode_only_iteration
 from model.serving.deployment import link_tiers
@@ -188,10 +189,13 @@ def moetuner():
     load_b = aff.sum(axis=0)
     ilp = place_experts(load, load_b, aff, gpus, time_limit_s=1.5)
     rr = evaluate_placement(load, load_b, aff, round_robin(experts, gpus), round_robin(experts, gpus), gpus)
-    d = deployment("mixtral-8x7b", "h100-sxm", ep=4, dp=4)
-    s = d.step(tokens, 1, 512)
+    d = deployment("mixtral-8x7b", "h100-sxm", ep=4, attention_dp=4)
+    # a perfectly balanced layer: the mean rank's expert work (no random routing fluctuation, z_ep = 0); the
+    # placement's own imbalance is applied on top by placement_cost
+    ops = d.graph.evaluate({**d.symbols(), "z_ep": 0.0, "B": tokens, "T": 1, "C": 512, "n_logit": 1.0})
+    times = evaluate(ops, d.context)
     rows = _rows(d, "expert")
-    balanced = float(s.stage_counts.sum(axis=0)[rows] @ s.times.time_s[rows, 0]) / d.arch.num_layers
+    balanced = float(d.counts.sum(axis=0)[rows] @ times.time_s[rows, 0]) / d.arch.num_layers
     t = link_tiers(load_device("h100-sxm"))
     out = {"imbalance": {"ilp": ilp.imbalance, "round_robin": rr.imbalance}}
     for name, tiers in (("single_node", dict(intra=t.intra)),

@@ -1,0 +1,87 @@
+"""Multi-token prediction (MTP) speculative decoding for DeepSeek-style checkpoints.
+
+DeepSeek-V3 ships `num_nextn_predict_layers` MTP modules beside the main model: each is one more transformer
+layer of the MoE kind (MLA + routed and shared experts), an input projection eh_proj (2d -> d) over the
+concatenated embedding and hidden state, and two RMSNorms; it shares the embedding and the LM head
+(arXiv:2412.19437, section 2.2). Engines (SGLang, TensorRT-LLM, vLLM) use them as the draft of speculative
+decoding, running the module k times per verification (reusing it when k exceeds the module count).
+
+Here the module is what it is in memory and in time:
+- memory: its weights on the last pipeline stage, and its KV cache (one more layer per token);
+- time: one draft token = one MoE-layer instance + eh_proj + the model-level head (final norm, LM head,
+  sampling) at the current batch and context, from the same roofline as the target step.
+
+Acceptance: DeepSeek reports 85-90% acceptance of the second token across generation topics (arXiv:2412.19437,
+section 5.4.3, "Multi-Token Prediction Evaluation"); the default takes the low end, 0.85.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model.architecture.config import Architecture
+from model.errors import RidgeplanError
+from model.roofline.efficiency import memory_eta
+
+MTP_ACCEPTANCE = 0.85  # DeepSeek-V3 technical report, section 5.4.3: 85-90% acceptance of the second token
+MTP_ACCEPTANCE_SOURCE = "DeepSeek-V3 technical report (arXiv:2412.19437) section 5.4.3: 85-90% acceptance"
+HEAD_OPS = ("final_norm", "lm_head", "logits_all_gather", "sampling", "embedding")
+
+
+def mtp_modules(arch: Architecture) -> int:
+    """MTP modules shipped with the checkpoint (config num_nextn_predict_layers)."""
+    raw = arch.raw or {}
+    text = raw.get("text_config") if isinstance(raw.get("text_config"), dict) else raw
+    return int(text.get("num_nextn_predict_layers", 0) or 0)
+
+
+def mtp_group(arch: Architecture) -> int:
+    """Layer group an MTP module is built like: the MoE layers (the last group otherwise)."""
+    moe = [i for i, g in enumerate(arch.groups) if g.mlp.kind == "moe"]
+    return moe[-1] if moe else len(arch.groups) - 1
+
+
+def check_mtp(arch: Architecture, layers: int) -> None:
+    if layers < 0:
+        raise RidgeplanError("mtp_layers", f"must be >= 0, got {layers}")
+    have = mtp_modules(arch)
+    if layers and not have:
+        raise RidgeplanError("mtp_layers", f"{arch.name} ships no multi-token-prediction module "
+                             "(config num_nextn_predict_layers is 0)", ["0"])
+    if layers > have:
+        raise RidgeplanError("mtp_layers", f"{arch.name} ships {have} MTP module(s)", list(range(have + 1)))
+
+
+def eh_proj_bytes(d) -> float:
+    """eh_proj weights on one rank: a 2d x d projection at the dense weight format, split over TP."""
+    h = d.arch.hidden_size
+    return 2 * h * h * d.symbols()["b_w"] / d.layout.tp
+
+
+def mtp_resident_bytes(d) -> float:
+    """Weights of the deployment's MTP modules on one GPU of the last stage."""
+    if not d.mtp_layers:
+        return 0.0
+    g = mtp_group(d.arch)
+    ops = d.graph.evaluate({**d.symbols(), "B": 1.0, "T": 1.0, "C": 0.0})
+    rows = np.array([op.group == g for op in ops.ops])
+    return d.mtp_layers * (float(ops.resident_bytes[rows, 0].sum()) + eh_proj_bytes(d))
+
+
+def mtp_cache_rows(d) -> np.ndarray:
+    """Operators whose cache bytes one MTP module adds (the attention cache of one layer of its group)."""
+    g = mtp_group(d.arch)
+    return np.array([op.group == g for op in d.graph.ops])
+
+
+def mtp_draft_step_s(d, decode_seqs, context) -> np.ndarray:
+    """Seconds of one draft token for `decode_seqs` sequences at `context`: one MoE-layer instance, eh_proj
+    (weight-streaming) and the shared head."""
+    decode = np.maximum(np.asarray(decode_seqs, dtype=float), 1e-9)
+    _, _, exposed = d.op_seconds(decode, 1.0, context)
+    g = mtp_group(d.arch)
+    layer = np.array([op.group == g for op in d.graph.ops])
+    head = np.array([op.name in HEAD_OPS for op in d.graph.ops])
+    eh = eh_proj_bytes(d)
+    eh_s = eh / (d.device.memory.bandwidth_bytes_per_s * memory_eta(eh, d.eff)) + d.eff.kernel_floor_s
+    return exposed[layer].sum(axis=0) + exposed[head].sum(axis=0) + eh_s

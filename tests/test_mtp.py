@@ -1,0 +1,55 @@
+"""Multi-token-prediction speculative decoding of DeepSeek-style checkpoints: memory and time of the draft."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.api import deployment
+from model.errors import RidgeplanError
+from model.serving.batching import steady_state
+from model.serving.mtp import MTP_ACCEPTANCE, mtp_draft_step_s, mtp_modules, mtp_resident_bytes
+from model.serving.policy import engine_policy
+from model.serving.speculation_offload import Speculation
+
+
+def test_mtp_module_memory_by_hand():
+    # DeepSeek-V3's MTP module = one MoE layer + eh_proj (2 x 7168 x 7168), FP8 weights, TP8 (MoE-TP 8):
+    # MLA: q_a 7168x1536 and kv_a 7168x576 replicated on every rank; q_b 1536x128x192, kv_b 512x128x256 and
+    # o 128x128x7168 split 8 ways; 256 routed + 1 shared experts of 3x7168x2048 split 8 ways; router 7168x256 (fp8
+    # as a dense GEMM); eh_proj split 8 ways; two RMSNorms (7168 + 1536 + 512 + 7168 bf16 vectors).
+    replicated = 7168 * 1536 + 7168 * 576 + 7168 * 256
+    split = (1536 * 128 * 192 + 512 * 128 * 256 + 128 * 128 * 7168 + 257 * 3 * 7168 * 2048) / 8
+    eh = 2 * 7168 * 7168 / 8
+    norms = 2 * (7168 * 2 + 1536 + 512)
+    d = deployment("deepseek-v3", "b200", weights="fp8", kv="fp8", tp=8, mtp_layers=1)
+    assert mtp_modules(d.arch) == 1
+    assert mtp_resident_bytes(d) == pytest.approx(replicated + split + eh + norms, rel=2e-3)
+    assert mtp_resident_bytes(deployment("deepseek-v3", "b200", weights="fp8", tp=8)) == 0.0
+
+
+def test_mtp_is_refused_where_the_checkpoint_has_none():
+    with pytest.raises(RidgeplanError) as e:
+        deployment("llama-3.1-8b", "h100-sxm", mtp_layers=1)
+    assert e.value.field == "mtp_layers" and "num_nextn_predict_layers" in str(e.value)
+    with pytest.raises(RidgeplanError):
+        deployment("deepseek-v3", "b200", weights="fp8", tp=8, mtp_layers=2)
+
+
+def test_mtp_costs_memory_and_buys_time_at_small_batch():
+    d = deployment("deepseek-v3", "b200", weights="fp8", kv="fp8", tp=8)
+    spec = Speculation.multi_token_prediction(k=1)
+    assert spec.alpha == MTP_ACCEPTANCE == 0.85 and spec.tokens_per_step == pytest.approx(1.85)
+    assert "arXiv:2412.19437" in spec.describe()
+    pol = engine_policy("sglang")
+    base = steady_state(d, pol, 1024, 512, concurrency=4)
+    mtp = steady_state(d, pol, 1024, 512, concurrency=4, speculation=spec)
+    gain = float(base.tpot_s[0] / mtp.tpot_s[0])
+    assert 1.3 < gain < 1.85  # under the 1.85 tokens per verification: the draft and the 2-token verify cost
+    # the draft token: one MoE layer of 58 plus the head, a small share of a target step
+    step = float(d.step(4, 1, 1500).time_s[0])
+    draft = float(mtp_draft_step_s(d, 4, 1500)[0])
+    assert step / 61 < draft < step / 5
+    # the pool holds fewer sequences: the module's weights and its KV layer
+    big = steady_state(d, pol, 1024, 512)
+    big_mtp = steady_state(d, pol, 1024, 512, speculation=spec)
+    assert float(big_mtp.concurrency[0]) <= float(big.concurrency[0])
