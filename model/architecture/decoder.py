@@ -29,7 +29,10 @@ UNSUPPORTED = {
 
 EXPERT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts")
 TOPK_KEYS = ("num_experts_per_tok", "num_experts_per_token", "experts_per_token", "top_k_experts", "moe_topk")
-_NON_GATED = {"relu2", "relu", "gelu", "gelu_new", "squared_relu"}
+# Llama-family MLP classes (Llama, Mistral, Mixtral, Qwen, DeepSeek, ...) always have gate, up and down projections,
+# whatever hidden_act names; only the squared-ReLU MLPs (Nemotron, Nemotron-H) have up and down alone. Older
+# non-gated families (GPT-J, OPT, Falcon, BLOOM, ...) are parsed in `legacy`.
+_NON_GATED = {"relu2", "squared_relu"}
 _QK_NORM_TYPES = ("qwen3", "qwen3_moe", "qwen3_next", "qwen3_5", "qwen3_5_moe", "qwen3_vl", "qwen3_vl_moe",
                   "gemma3", "gemma3_text", "gemma4", "gemma4_text")
 
