@@ -273,21 +273,38 @@ def decode_only_iteration(d: Deployment, policy: EnginePolicy, decode, ctx, spec
     return it
 
 
+def draft_deployment(d: Deployment, spec: Speculation) -> Deployment:
+    """The draft model on the target's GPUs, split by the target's TP when its heads allow."""
+    from dataclasses import replace
+
+    from model.architecture.catalogue import load_architecture
+    from model.errors import RidgeplanError
+    from model.placement.layout import Layout
+
+    arch = load_architecture(spec.draft_model, field="draft_model")
+    try:
+        return replace(d, arch=arch, layout=Layout(tp=d.layout.tp))
+    except RidgeplanError:
+        return replace(d, arch=arch, layout=Layout())
+
+
+def draft_memory_bytes(d: Deployment, spec: Speculation | None, context_tokens) -> tuple[float, float]:
+    """(draft weights per GPU, draft KV bytes per token per GPU) that share the target's memory; zero for
+    self-drafting or MTP heads (counted in the target's own graph)."""
+    if spec is None or spec.draft_model is None:
+        return 0.0, 0.0
+    draft = draft_deployment(d, spec)
+    ctx = max(float(np.max(context_tokens)), 1.0)
+    ops = draft.graph.evaluate({**draft.symbols(), "B": 1.0, "T": 1.0, "C": ctx - 1})
+    weights = float((draft.counts @ ops.resident_bytes).max())
+    kv = float((draft.counts @ ops.cache_bytes).max()) / ctx
+    return weights, kv
+
+
 def _add_draft(d: Deployment, it: IterationCost, spec: Speculation, decode, ctx, kw) -> IterationCost:
     """k draft decode steps per verification: a draft model's own steps, or a fraction of a target step."""
     if spec.draft_model is not None:
-        from dataclasses import replace
-
-        from model.architecture.catalogue import load_architecture
-        from model.errors import RidgeplanError
-        from model.placement.layout import Layout
-
-        arch = load_architecture(spec.draft_model, field="draft_model")
-        try:  # the draft shares the target's GPUs; split it the same way when its heads allow
-            draft = replace(d, arch=arch, layout=Layout(tp=d.layout.tp))
-        except RidgeplanError:
-            draft = replace(d, arch=arch, layout=Layout())
-        one = iteration_cost(draft, decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
+        one = iteration_cost(draft_deployment(d, spec), decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
     else:
         one = spec.draft_cost_ratio * iteration_cost(d, decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
     total = speculative_step_s(spec.k, np.where(decode > _TINY, one, 0.0), it.time_s)
