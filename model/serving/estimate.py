@@ -347,7 +347,12 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
         lat = latency_at(exact, 0, float(exact.rates[0]), False, percentiles)
         state = exact.state
         if workload.mode == "concurrency" and n > max_conc:
-            notes = (*notes, f"asked for {n:g} sequences in flight; only {max_conc:g} fit ({limit}): the rest queue")
+            # the clients beyond the engine's cap wait in its queue: by Little's law each request waits
+            # (n - cap) / throughput before it is admitted
+            wait = (n - max_conc) / max(float(exact.rates[0]), 1e-12)
+            lat = replace(lat, ttft_mean_s=lat.ttft_mean_s + wait, ttft_s={p: v + wait for p, v in lat.ttft_s.items()})
+            notes = (*notes, f"asked for {n:g} sequences in flight; only {max_conc:g} fit ({limit}): the rest queue, "
+                     f"{wait:.3g} s each by Little's law, added to TTFT")
     if workload.mode == "max":
         notes = (*notes, "offline maximum-throughput run: TTFT excludes the time requests wait in the backlog")
     return ServingEstimate(d, policy, workload, slo, True, memory, max_conc, limit, state, 0, lat, good,
