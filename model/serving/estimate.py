@@ -152,8 +152,9 @@ def latency_at(op: OperatingPoints, k: int, rate_per_s: float, open_loop: bool,
         wq = float(mg1_wait_s(lam, es, es2))
     else:
         rho, wq = lam * float(w @ service), 0.0
-    # a new request also waits on average half an iteration for the next iteration boundary
-    align = 0.5 * t_it
+    # an open-loop request also waits on average half an iteration for the next iteration boundary; in a
+    # closed loop a client sends its next request when the previous one completes, at a boundary
+    align = 0.5 * t_it if open_loop else 0.0
 
     def ttft_cdf(v: np.ndarray) -> np.ndarray:
         return wait_cdf(v - lat - align, rho, wq) if wq > 0 else (v >= lat + align).astype(float)
