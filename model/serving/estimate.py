@@ -197,6 +197,12 @@ def _quantile(table: dict[float, float], p: float) -> float:
     return table[min(keys, key=lambda q: abs(q - p))]
 
 
+def closed_loop_queue_wait_s(clients, cap, requests_per_s):
+    """Clients beyond the engine's cap wait in its queue: by Little's law each request waits
+    (clients - cap) / throughput before it is admitted (zero at or below the cap)."""
+    return np.maximum(np.asarray(clients, dtype=float) - cap, 0.0) / np.maximum(requests_per_s, 1e-12)
+
+
 def goodput(op: OperatingPoints, slo: SLO) -> tuple[float, int | None]:
     """Highest request rate (per replica) on the grid whose TTFT and TPOT at the SLO attainment meet the targets."""
     best, best_k = 0.0, None
@@ -350,7 +356,7 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
         if workload.mode == "concurrency" and n > max_conc:
             # the clients beyond the engine's cap wait in its queue: by Little's law each request waits
             # (n - cap) / throughput before it is admitted
-            wait = (n - max_conc) / max(float(exact.rates[0]), 1e-12)
+            wait = float(closed_loop_queue_wait_s(n, max_conc, float(exact.rates[0])))
             lat = replace(lat, ttft_mean_s=lat.ttft_mean_s + wait, ttft_s={p: v + wait for p, v in lat.ttft_s.items()})
             notes = (*notes, f"asked for {n:g} sequences in flight; only {max_conc:g} fit ({limit}): the rest queue, "
                      f"{wait:.3g} s each by Little's law, added to TTFT")

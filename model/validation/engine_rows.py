@@ -1,0 +1,149 @@
+"""Real-engine rows (aiconfigurator-core 0.12.0, Apache-2.0, NVIDIA; Blackwell systems only): steady state and
+simulator against measured TTFT and TPOT, median |error| per engine, GPU, model and mode.
+
+Nothing is fitted per row. Each row's deployment: model_path -> catalogue id, system -> hardware_db device,
+precision -> weight/KV format, tp/pp from the row; the client is a closed loop at the row's
+silicon_concurrency with N = 3 x C requests (at least 8) and no warm-up (the protocol is not published: see
+the README's sensitivity note). Rows that cannot be expressed are listed with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from model.errors import RidgeplanError
+
+MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "Qwen/Qwen3-32B": "qwen3-32b",
+          "nvidia/Qwen3-32B-NVFP4": "qwen3-32b", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+          "deepseek-ai/DeepSeek-R1": "deepseek-v3", "nvidia/DeepSeek-R1-NVFP4": "deepseek-v3",
+          "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3", "openai/gpt-oss-120b": "gpt-oss-120b"}
+SYSTEMS = {"b200_sxm": "b200", "gb200": "gb200", "b300_sxm": "b300", "gb300": "gb300"}
+WEIGHTS = {"fp8": "fp8", "fp4": "nvfp4", "bf16": "bf16", "int4": "int4"}
+REQUESTS_PER_CLIENT = 3
+DENSE = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-NVFP4")
+
+
+@dataclass(frozen=True)
+class EngineRowsReport:
+    rows: pd.DataFrame  # one per row: predictions, errors, or the reason it is not expressible
+
+    def summary(self, by: str) -> pd.DataFrame:
+        ok = self.rows[self.rows["reason"] == ""]
+        out = []
+        for key, g in ok.groupby(["mode", by]):
+            rec = {"mode": key[0], by: key[1], "rows": len(g)}
+            for m in ("steady", "sim"):
+                for q in ("ttft", "tpot"):
+                    e = g[f"{m}_{q}_err"].dropna()
+                    rec[f"{m}_{q}_median_abs_err"] = float(np.median(np.abs(e))) if len(e) else float("nan")
+            out.append(rec)
+        return pd.DataFrame(out)
+
+
+def _concurrency(source: str) -> int | None:
+    m = re.search(r"silicon_concurrency=(\d+)", str(source))
+    return int(m.group(1)) if m else None
+
+
+_CACHE: dict = {}
+
+
+def _setup(key: tuple, max_context: float):
+    """The deployment and cost table of a configuration, built once for every row that shares it."""
+    from model.api import deployment
+    from model.serving.simulator import build_cost_table
+
+    if key not in _CACHE:
+        model, system, precision, tp, pp, policy = key
+        d = deployment(MODELS[model], SYSTEMS[system], weights=WEIGHTS[precision],
+                       kv="fp8" if precision in ("fp8", "fp4") else None, tp=tp, pp=pp)
+        _CACHE[key] = (d, build_cost_table(d, policy, max_context))
+    return _CACHE[key]
+
+
+def _expressible(r: pd.Series) -> str:
+    """Why a row cannot be expressed today ('' when it can)."""
+    if r["mode"] != "agg":
+        return ("disaggregated: not simulated here yet (1,080 of 1,311 rows leave the worker counts empty; "
+                "attention-DP / MoE layouts await the MoE issue)")
+    if _concurrency(r["silicon_data_source"]) is None:
+        return "no silicon_concurrency in silicon_data_source"
+    if r["model_path"] not in MODELS:
+        return f"model {r['model_path']} is not in the catalogue (MoE issue adds it)"
+    adp, mtp, mep = r["attention_dp_size"], r["moe_tp_size"], r["moe_ep_size"]
+    if adp != adp or adp == 0:
+        return f"attention_dp_size is {adp}: not a layout"
+    if adp != 1 or (mep == mep and mep > 1) or (mtp == mtp and mtp != r["tp_size"]):
+        return (f"attention_dp={adp:g}, moe_tp={mtp:g}, moe_ep={mep:g}: attention-DP and MoE-TP x EP are not "
+                "expressible yet (MoE issue)")
+    return ""
+
+
+def _group(rows: pd.DataFrame, max_context: float) -> list[dict]:
+    """Rows sharing model, GPU, precision, layout, engine and lengths: one vectorized steady state over their
+    concurrencies, one simulation each over a shared cost table."""
+    from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
+    from model.serving.batching import steady_state
+    from model.serving.policy import ENGINES
+    from model.serving.simulator import Load, simulate
+    from model.serving.workload import Lengths
+
+    r0 = rows.iloc[0]
+    i, o = int(r0["isl"]), int(r0["osl"])
+    policy = ENGINES[r0["backend"]]
+    if r0["backend"] == "trtllm":  # the launch config must hold a prompt beside the decodes (no chunked context)
+        policy = policy.with_(max_num_batched_tokens=max(policy.max_num_batched_tokens, i + 2048))
+    outs = [_base(r) for _, r in rows.iterrows()]
+    key = (r0["model_path"], r0["system"], r0["precision"], int(r0["tp_size"]), int(r0["pp_size"]), policy)
+    try:
+        d, table = _setup(key, max_context)
+        lengths = Lengths.fixed(i, o)
+        cap = float(steady_state(d, policy, i, o, None).concurrency[0])
+        if cap < 1:
+            raise RidgeplanError("memory", "does not fit: no sequence fits in the KV pool")
+        cs = np.array([o_["concurrency"] for o_ in outs], dtype=float)
+        ops = operating_points(d, policy, lengths, concurrency=np.minimum(cs, cap))
+        for k, out in enumerate(outs):
+            lat = latency_at(ops, k, float(ops.rates[k]), False, (0.5,))
+            out["steady_ttft_s"] = lat.ttft_mean_s + float(closed_loop_queue_wait_s(cs[k], cap, float(ops.rates[k])))
+            out["steady_tpot_s"] = lat.tpot_mean_s
+            c = int(cs[k])
+            sim = simulate(d, lengths, Load("closed", concurrency=c, num_requests=max(REQUESTS_PER_CLIENT * c, 8)),
+                           policy, table=table)
+            out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
+    except RidgeplanError as e:
+        for out in outs:
+            out["reason"] = e.one_line()
+    return outs
+
+
+def _base(r: pd.Series) -> dict:
+    return {"id": r["id"], "engine": r["backend"], "gpu": r["system"], "model": r["model_path"], "mode": r["mode"],
+            "dense": r["model_path"] in DENSE, "isl": r["isl"], "osl": r["osl"],
+            "concurrency": _concurrency(r["silicon_data_source"]),
+            "measured_ttft_s": r["silicon_ttft_ms"] / 1e3, "measured_tpot_s": r["silicon_tpot_ms"] / 1e3,
+            "reason": _expressible(r)}
+
+
+def engine_rows_report(path, sample: int | None = None, seed: int = 0) -> EngineRowsReport:
+    df = pd.read_csv(path)
+    if sample is not None and sample < len(df):
+        df = df.sample(sample, random_state=seed)
+    longest = float((df["isl"] + df["osl"]).max())
+    reasons = df.apply(_expressible, axis=1)
+    out = [_base(r) for _, r in df[reasons != ""].iterrows()]
+    ok = df[reasons == ""]
+    for _, g in ok.groupby(["model_path", "system", "precision", "tp_size", "pp_size", "backend", "isl", "osl"]):
+        out.extend(_group(g, longest))
+    rows = pd.DataFrame(out)
+    for m in ("steady", "sim"):
+        for q in ("ttft", "tpot"):
+            col = f"{m}_{q}_s"
+            if col not in rows:
+                rows[col] = np.nan
+            rows[f"{m}_{q}_err"] = rows[col] / rows[f"measured_{q}_s"] - 1
+    return EngineRowsReport(rows)
