@@ -34,6 +34,8 @@ class EngineRowsReport:
     def summary(self, by: str) -> pd.DataFrame:
         ok = self.rows[self.rows["reason"] == ""]
         out = []
+        if ok.empty:
+            return pd.DataFrame(columns=["mode", by, "rows"])
         for key, g in ok.groupby(["mode", by]):
             rec = {"mode": key[0], by: key[1], "rows": len(g)}
             for m in ("steady", "sim"):
