@@ -203,3 +203,38 @@ def test_trace_replay_with_prefix_ids(tmp_path):
     ttft = r.first_token_s - r.arrival_s
     assert r.arrival_s.tolist() == [0.0, 1.0, 2.0]
     assert ttft[1] < ttft[0]  # the second request reuses the 1,999-token prefix the first one computed
+
+
+def test_draft_model_weights_and_kv_count_in_memory():
+    # Llama-3.1-70B fp8 (~70.6 GB of weights) plus an 8B bf16 draft (~16 GB) cannot share one 85.5 GB H100
+    from model.serving.speculation_offload import Speculation
+
+    d = deployment("llama-3.1-70b", "h100-sxm", weights="fp8")
+    work = Workload(Lengths.fixed(1000, 200), concurrency=4)
+    assert estimate(d, work).fits
+    spec = Speculation(0.7, 4, draft_model="llama-3.1-8b")
+    est = estimate(d, work, speculation=spec)
+    assert not est.fits and est.memory["shortfall_bytes"] > 0
+
+
+def test_disaggregated_prefill_that_does_not_fit_gets_no_latency():
+    from model.errors import DoesNotFitError
+    from model.serving.disagg import DisaggPlan, disaggregated
+
+    one = deployment("llama-3.1-70b", "h100-sxm")  # 141 GB of bf16 weights on one 80 GB GPU
+    four = deployment("llama-3.1-70b", "h100-sxm", tp=4)
+    with pytest.raises(DoesNotFitError, match="^prefill"):
+        disaggregated(DisaggPlan(one, 1, four, 1), Workload(Lengths.fixed(1000, 100), rate_per_s=1.0))
+
+
+def test_offloaded_weights_count_in_ttft_and_tbt():
+    # half of 70 GB of fp8 weights streamed over PCIe every iteration: TTFT and TBT p99 are at least that long
+    from model.serving.speculation_offload import Offload
+
+    d = deployment("llama-3.1-70b", "l40s", tp=2, weights="fp8")
+    off = Offload("weights", "host-xeon-8480", 0.5)
+    x = estimate(d, Workload(Lengths.fixed(1024, 128), concurrency=4), offload=off).to_dict()
+    # weights_bytes is what stays on the GPU, (1 - 0.5) of them: the same amount is streamed per iteration
+    floor = x["memory_per_gpu"]["weights_bytes"] / off.link_bytes_per_s(d.device)
+    assert x["ttft_mean_s"] >= floor * 0.999 and x["tbt_p99_s"] >= floor * 0.999
+    assert x["tbt_p99_s"] >= x["tpot_mean_s"] * 0.999

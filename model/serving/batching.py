@@ -115,7 +115,8 @@ class KVCapacity:
         return self.max_sequences >= 1
 
 
-def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Offload | None = None) -> KVCapacity:
+def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Offload | None = None,
+                speculation: Speculation | None = None) -> KVCapacity:
     """How many sequences of `context_tokens` cached tokens fit in the KV pool (paged, block-rounded).
 
     Offloaded weights or experts free GPU memory for the pool; offloaded KV keeps only (1 - fraction) of each
@@ -144,6 +145,11 @@ def kv_capacity(d: Deployment, policy: EnginePolicy, context_tokens, offload: Of
         tier_seqs = np.floor(tier.memory.capacity_bytes * offload.devices * 0.9
                              / np.maximum(offload.fraction * kv_stage.sum(axis=0) * d.layout.gpus_per_replica, 1))
         kv_stage = kv_stage * (1 - offload.fraction)
+    if speculation is not None and speculation.draft_model is not None:
+        # a separate draft model shares the GPUs: its weights and its own KV cache per sequence
+        draft_w, draft_kv = draft_memory_bytes(d, speculation, rounded)
+        weights_stage = weights_stage + draft_w
+        kv_stage = kv_stage + draft_kv * rounded
     work = d.graph.evaluate({**d.symbols(), "B": 1.0, "T": float(policy.max_num_batched_tokens), "C": 0.0})
     act = work.act_bytes.max(axis=0)  # (S,) the largest live activation set of a full-budget step
     total = d.capacity_bytes
@@ -187,11 +193,12 @@ class SteadyState:
 
 
 def concurrency_limits(d: Deployment, policy: EnginePolicy, input_len, output_len, offload: Offload | None = None,
-                       tokens_per_decode_step: float = 1.0) -> dict[str, np.ndarray]:
+                       tokens_per_decode_step: float = 1.0,
+                       speculation: Speculation | None = None) -> dict[str, np.ndarray]:
     """The caps on sequences in flight: KV memory (at the mean context I + O/2, or the full I + O when the engine
     reserves whole requests), max_num_seqs, and the token budget."""
     i, o = np.broadcast_arrays(_arr(input_len), _arr(output_len))
-    cap = kv_capacity(d, policy, i + o if policy.admission == "max_length" else i + o / 2, offload)
+    cap = kv_capacity(d, policy, i + o if policy.admission == "max_length" else i + o / 2, offload, speculation)
     out = {"kv": cap.max_sequences.reshape(i.shape), "max_num_seqs": np.full(i.shape, float(policy.max_num_seqs))}
     if policy.chunked_prefill:
         # decodes (q tokens each) plus the prefill that keeps them fed must fit the budget:
@@ -212,7 +219,7 @@ def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, con
     i, o, conc = np.broadcast_arrays(np.atleast_1d(_arr(input_len)), np.atleast_1d(_arr(output_len)), conc)
     gain = speculation.tokens_per_step if speculation else 1.0  # tokens per decode iteration per sequence
     q = float(speculation.k + 1) if speculation else 1.0  # tokens verified per sequence per iteration
-    limits = concurrency_limits(d, policy, i, o, offload, q)
+    limits = concurrency_limits(d, policy, i, o, offload, q, speculation)
     names = list(limits)
     stacked = np.stack([limits[n] for n in names])
     cap = stacked.min(axis=0)
@@ -235,7 +242,7 @@ def steady_state(d: Deployment, policy: EnginePolicy, input_len, output_len, con
     # (about I + O/2 tokens) recomputed as extra prefill work.
     preempted = np.zeros_like(n)
     if policy.admission == "current":
-        full = kv_capacity(d, policy, i + o, offload).max_sequences.reshape(i.shape)
+        full = kv_capacity(d, policy, i + o, offload, speculation).max_sequences.reshape(i.shape)
         preempted = np.clip(1 - full / np.maximum(n, _TINY), 0.0, 1.0)
         prefill_tokens = prefill_tokens + starts * preempted * (i + o / 2)
     if policy.chunked_prefill:
@@ -297,7 +304,7 @@ def draft_memory_bytes(d: Deployment, spec: Speculation | None, context_tokens) 
     ctx = max(float(np.max(context_tokens)), 1.0)
     ops = draft.graph.evaluate({**draft.symbols(), "B": 1.0, "T": 1.0, "C": ctx - 1})
     weights = float((draft.counts @ ops.resident_bytes).max())
-    kv = float((draft.counts @ ops.cache_bytes).max()) / ctx
+    kv = float((draft.counts @ ops.cache_bytes).max()) / ctx  # per token, at the longest context asked
     return weights, kv
 
 

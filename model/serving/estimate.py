@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from model.errors import RidgeplanError
-from model.serving.batching import SteadyState, decode_only_iteration, iteration_cost, kv_capacity, steady_state
+from model.serving.batching import (IterationCost, SteadyState, _add_offload, decode_only_iteration, iteration_cost,
+                                    kv_capacity, steady_state)
 from model.serving.deployment import Deployment
 from model.serving.policy import EnginePolicy, engine_policy
 from model.serving.speculation_offload import Offload, Speculation
@@ -114,7 +115,25 @@ def operating_points(d: Deployment, policy: EnginePolicy, lengths: Lengths, conc
         full = iteration_cost(d, state.decode_seqs, ctx, np.minimum(p99_prompt, room), 1.0, 0.0, **kw).time_s
     else:
         full = dec + float(latency[0, np.argmin(np.abs(computed - p99_prompt))])
+    if offload is not None:
+        latency, full = _offload_in_prefill(d, policy, offload, state.decode_seqs, ctx, computed, latency, full)
     return OperatingPoints(lengths, state, dec, full, np.array(latency), np.array(service), policy.chunked_prefill)
+
+
+def _offload_in_prefill(d, policy, offload, decode_seqs, ctx, computed, latency, full):
+    """Every iteration a prompt's prefill spans also brings the offloaded bytes over the link (weights,
+    experts, KV), so TTFT and the TBT p99 iteration cannot fall below the streaming floor."""
+    budget = float(policy.max_num_batched_tokens)
+    room = np.maximum(budget - decode_seqs, 1.0) if policy.chunked_prefill else np.full_like(decode_seqs, budget)
+    zero = IterationCost(np.zeros(decode_seqs.size), 0.0, 0.0, 0.0, 0.0)
+    t_off = np.asarray(_add_offload(d, policy, zero, offload, decode_seqs, ctx, decode_seqs + room).transfer_s,
+                       dtype=float) * np.ones(decode_seqs.size)
+    chunks = np.ceil(computed[None, :] / room[:, None]) if policy.chunked_prefill else np.ones((room.size, computed.size))
+    floor = chunks * t_off[:, None]
+    full_it = IterationCost(np.asarray(full, dtype=float), 0.0, 0.0, 0.0, 0.0)
+    full = _add_offload(d, policy, full_it, offload, decode_seqs, ctx, decode_seqs + room).time_s
+    latency = np.maximum(latency, floor) if offload.overlap else latency + floor
+    return latency, full
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, p: float) -> float:
@@ -311,7 +330,7 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
     lengths = workload.lengths
     tech = dict(speculation=speculation, offload=offload)
     cap = kv_capacity(d, policy, lengths.mean_input + lengths.mean_output / (1 if policy.admission == "max_length" else 2),
-                      offload)
+                      offload, speculation)
     memory = {"weights_bytes": float(cap.weights_bytes[0]), "activation_bytes": float(cap.activation_bytes[0]),
               "reserved_bytes": cap.reserved_bytes, "kv_pool_bytes": float(cap.kv_pool_bytes[0]),
               "kv_bytes_per_sequence": float(cap.kv_bytes_per_sequence[0]), "capacity_bytes": d.capacity_bytes,

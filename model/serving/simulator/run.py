@@ -30,15 +30,9 @@ def kv_pool_tokens(d: Deployment, policy: EnginePolicy, context_tokens: float,
                    offload: Offload | None = None, speculation: Speculation | None = None) -> float:
     """Tokens the KV pool of one instance holds (per sequence KV is linear in the context)."""
     ctx = max(policy.block_size, math.ceil(context_tokens / policy.block_size) * policy.block_size)
-    cap = kv_capacity(d, policy, ctx, offload)
+    cap = kv_capacity(d, policy, ctx, offload, speculation)
     pool = float(cap.kv_pool_bytes[0])
     per_token = float(cap.kv_bytes_per_sequence[0]) / ctx
-    if speculation is not None and speculation.draft_model is not None:
-        from model.serving.batching import draft_memory_bytes
-
-        weights, kv_per_token = draft_memory_bytes(d, speculation, ctx)
-        pool -= weights
-        per_token += kv_per_token
     if pool <= 0 or per_token <= 0:
         return 0.0
     return pool / per_token
