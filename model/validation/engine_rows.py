@@ -24,6 +24,7 @@ MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "Qwen/Qwen3-32B": "qwen3-
 SYSTEMS = {"b200_sxm": "b200", "gb200": "gb200", "b300_sxm": "b300", "gb300": "gb300"}
 WEIGHTS = {"fp8": "fp8", "fp4": "nvfp4", "bf16": "bf16", "int4": "int4"}
 REQUESTS_PER_CLIENT = 3
+WARMUP_PER_CLIENT = 0
 DENSE = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-NVFP4")
 
 
@@ -85,7 +86,8 @@ def _expressible(r: pd.Series) -> str:
     return ""
 
 
-def _group(rows: pd.DataFrame, max_context: float) -> list[dict]:
+def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PER_CLIENT,
+           warmup_per_client: int = WARMUP_PER_CLIENT) -> list[dict]:
     """Rows sharing model, GPU, precision, layout, engine and lengths: one vectorized steady state over their
     concurrencies, one simulation each over a shared cost table."""
     from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
@@ -114,8 +116,9 @@ def _group(rows: pd.DataFrame, max_context: float) -> list[dict]:
             out["steady_ttft_s"] = lat.ttft_mean_s + float(closed_loop_queue_wait_s(cs[k], cap, float(ops.rates[k])))
             out["steady_tpot_s"] = lat.tpot_mean_s
             c = int(cs[k])
-            sim = simulate(d, lengths, Load("closed", concurrency=c, num_requests=max(REQUESTS_PER_CLIENT * c, 8)),
-                           policy, table=table)
+            n = max(per_client * c, 8)
+            load = Load("closed", concurrency=c, num_requests=n, warmup=min(warmup_per_client * c, n - 1))
+            sim = simulate(d, lengths, load, policy, table=table)
             out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
     except RidgeplanError as e:
         for out in outs:
@@ -131,8 +134,11 @@ def _base(r: pd.Series) -> dict:
             "reason": _expressible(r)}
 
 
-def engine_rows_report(path, sample: int | None = None, seed: int = 0) -> EngineRowsReport:
+def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_client: int = REQUESTS_PER_CLIENT,
+                       warmup_per_client: int = WARMUP_PER_CLIENT, models: tuple[str, ...] | None = None) -> EngineRowsReport:
     df = pd.read_csv(path)
+    if models is not None:
+        df = df[df["model_path"].isin(models)]
     if sample is not None and sample < len(df):
         df = df.sample(sample, random_state=seed)
     longest = float((df["isl"] + df["osl"]).max())
@@ -140,7 +146,7 @@ def engine_rows_report(path, sample: int | None = None, seed: int = 0) -> Engine
     out = [_base(r) for _, r in df[reasons != ""].iterrows()]
     ok = df[reasons == ""]
     for _, g in ok.groupby(["model_path", "system", "precision", "tp_size", "pp_size", "backend", "isl", "osl"]):
-        out.extend(_group(g, longest))
+        out.extend(_group(g, longest, per_client, warmup_per_client))
     rows = pd.DataFrame(out)
     for m in ("steady", "sim"):
         for q in ("ttft", "tpot"):

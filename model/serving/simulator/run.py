@@ -331,3 +331,21 @@ def simulate_disagg(plan, lengths: Lengths, load: Load, policy: EnginePolicy | s
              f"disaggregated: {plan.prefill_instances} prefill and {plan.decode_instances} decode instances, KV "
              "hand-off over the link between them, decode-side admission wait counted in TTFT")
     return _result(run, load, policy.name, seed, notes)
+
+
+def protocol_sensitivity(d: Deployment, lengths: Lengths, concurrency: int, policy: EnginePolicy | str = "vllm",
+                         requests_per_client=(1, 3, 10), warmup_per_client=(0, 1), seed: int = 0) -> list[dict]:
+    """TTFT and TPOT means of a closed loop under different benchmark protocols (N = k x C requests, the first
+    w x C left out as warm-up): how much an unpublished protocol can move a measurement."""
+    policy = engine_policy(policy)
+    table = build_cost_table(d, policy, float((lengths.input_len + lengths.output_len).max()))
+    out = []
+    for k in requests_per_client:
+        for w in warmup_per_client:
+            if w >= k:
+                continue
+            load = Load("closed", concurrency=concurrency, num_requests=k * concurrency, warmup=w * concurrency)
+            r = simulate(d, lengths, load, policy, seed=seed, table=table)
+            out.append({"requests": k * concurrency, "warmup": w * concurrency,
+                        "ttft_mean_s": float(r.ttft_s.mean()), "tpot_mean_s": float(r.tpot_s.mean())})
+    return out
