@@ -33,7 +33,9 @@ class EngineRowsReport:
     rows: pd.DataFrame  # one per row: predictions, errors, or the reason it is not expressible
 
     def summary(self, by: str) -> pd.DataFrame:
-        ok = self.rows[self.rows["reason"] == ""]
+        ok = self.rows[self.rows["reason"] == ""].copy()
+        assumed = ok["workers"].astype(str).str.contains("assumed")
+        ok.loc[assumed, "mode"] = "disagg, workers assumed 1:1"
         out = []
         if ok.empty:
             return pd.DataFrame(columns=["mode", by, "rows"])
@@ -68,22 +70,30 @@ def _setup(key: tuple, max_context: float):
     return _CACHE[key]
 
 
+def _layout_reason(r: pd.Series, prefix: str = "") -> str:
+    adp, mtp, mep = r[f"{prefix}attention_dp_size"], r[f"{prefix}moe_tp_size"], r[f"{prefix}moe_ep_size"]
+    tp = r[f"{prefix}tp_size"]
+    if tp != tp:
+        return f"{prefix}tp_size is empty"
+    if adp != adp or adp == 0:
+        return f"{prefix}attention_dp_size is {adp}: not a layout"
+    if r["model_path"] in DENSE:  # MoE columns mean nothing for a dense model
+        mtp, mep = tp, 1
+    if adp != 1 or (mep == mep and mep > 1) or (mtp == mtp and mtp != tp):
+        return (f"{prefix}attention_dp={adp:g}, moe_tp={mtp:g}, moe_ep={mep:g}: attention-DP and MoE-TP x EP are "
+                "not expressible yet (MoE issue)")
+    return ""
+
+
 def _expressible(r: pd.Series) -> str:
     """Why a row cannot be expressed today ('' when it can)."""
-    if r["mode"] != "agg":
-        return ("disaggregated: not simulated here yet (1,080 of 1,311 rows leave the worker counts empty; "
-                "attention-DP / MoE layouts await the MoE issue)")
     if _concurrency(r["silicon_data_source"]) is None:
         return "no silicon_concurrency in silicon_data_source"
     if r["model_path"] not in MODELS:
         return f"model {r['model_path']} is not in the catalogue (MoE issue adds it)"
-    adp, mtp, mep = r["attention_dp_size"], r["moe_tp_size"], r["moe_ep_size"]
-    if adp != adp or adp == 0:
-        return f"attention_dp_size is {adp}: not a layout"
-    if adp != 1 or (mep == mep and mep > 1) or (mtp == mtp and mtp != r["tp_size"]):
-        return (f"attention_dp={adp:g}, moe_tp={mtp:g}, moe_ep={mep:g}: attention-DP and MoE-TP x EP are not "
-                "expressible yet (MoE issue)")
-    return ""
+    if r["mode"] != "agg":
+        return _layout_reason(r, "prefill_") or _layout_reason(r, "decode_")
+    return _layout_reason(r)
 
 
 def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PER_CLIENT,
@@ -126,12 +136,52 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
     return outs
 
 
+DISAGG_RATIO = (1, 1)  # prefill : decode workers assumed where a disaggregated row leaves the counts empty
+
+
+def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
+    """A disaggregated row: its prefill and decode workers (or the assumed ratio), a closed loop through both
+    pools; the steady state at the throughput the simulation reached."""
+    from model.api import deployment
+    from model.serving.disagg import DisaggPlan, disaggregated
+    from model.serving.policy import ENGINES
+    from model.serving.simulator import Load, simulate_disagg
+    from model.serving.workload import Lengths, Workload
+
+    out = _base(r)
+    if out["reason"]:
+        return out
+    empty = r["prefill_num_workers"] != r["prefill_num_workers"] or r["decode_num_workers"] != r["decode_num_workers"]
+    n_p, n_d = DISAGG_RATIO if empty else (int(r["prefill_num_workers"]), int(r["decode_num_workers"]))
+    out["workers"] = f"{n_p}:{n_d}" + (" (assumed)" if empty else "")
+    i, o, c = int(r["isl"]), int(r["osl"]), int(out["concurrency"])
+    policy = ENGINES[r["backend"]]
+    if r["backend"] == "trtllm":
+        policy = policy.with_(max_num_batched_tokens=max(policy.max_num_batched_tokens, i + 2048))
+    try:
+        kw = dict(weights=WEIGHTS[r["precision"]], kv="fp8" if r["precision"] in ("fp8", "fp4") else None)
+        pre = deployment(MODELS[r["model_path"]], SYSTEMS[r["system"]], tp=int(r["prefill_tp_size"]),
+                         pp=int(r["prefill_pp_size"]), **kw)
+        dec = deployment(MODELS[r["model_path"]], SYSTEMS[r["system"]], tp=int(r["decode_tp_size"]),
+                         pp=int(r["decode_pp_size"]), **kw)
+        plan = DisaggPlan(pre, n_p, dec, n_d)
+        lengths = Lengths.fixed(i, o)
+        n = max(per_client * c, 8)
+        sim = simulate_disagg(plan, lengths, Load("closed", concurrency=c, num_requests=n), policy)
+        out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
+        st = disaggregated(plan, Workload(lengths, rate_per_s=sim.requests_per_s), policy)
+        out["steady_ttft_s"], out["steady_tpot_s"] = st.ttft_mean_s, st.tpot_s
+    except RidgeplanError as e:
+        out["reason"] = e.one_line()
+    return out
+
+
 def _base(r: pd.Series) -> dict:
     return {"id": r["id"], "engine": r["backend"], "gpu": r["system"], "model": r["model_path"], "mode": r["mode"],
             "dense": r["model_path"] in DENSE, "isl": r["isl"], "osl": r["osl"],
             "concurrency": _concurrency(r["silicon_data_source"]),
             "measured_ttft_s": r["silicon_ttft_ms"] / 1e3, "measured_tpot_s": r["silicon_tpot_ms"] / 1e3,
-            "reason": _expressible(r)}
+            "workers": "", "reason": _expressible(r)}
 
 
 def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_client: int = REQUESTS_PER_CLIENT,
@@ -144,9 +194,11 @@ def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_clien
     longest = float((df["isl"] + df["osl"]).max())
     reasons = df.apply(_expressible, axis=1)
     out = [_base(r) for _, r in df[reasons != ""].iterrows()]
-    ok = df[reasons == ""]
+    ok = df[(reasons == "") & (df["mode"] == "agg")]
     for _, g in ok.groupby(["model_path", "system", "precision", "tp_size", "pp_size", "backend", "isl", "osl"]):
         out.extend(_group(g, longest, per_client, warmup_per_client))
+    for _, r in df[(reasons == "") & (df["mode"] != "agg")].iterrows():
+        out.append(_disagg_row(r, longest, per_client))
     rows = pd.DataFrame(out)
     for m in ("steady", "sim"):
         for q in ("ttft", "tpot"):
