@@ -81,7 +81,7 @@ def test_sglang_pauses_decodes_for_a_prefill_batch():
     mixed, mtable = _run("sglang", [100, 200], [5, 2], arrivals=[0.0, 0.015], mixed_chunk=True)
     assert mtable.calls[1] == (1, [(200, 1)])
     assert run.finish[0] > mixed.finish[0]
-    vllm, vtable = _run("vllm", [100, 200], [5, 2], arrivals=[0.0, 0.015])
+    _, vtable = _run("vllm", [100, 200], [5, 2], arrivals=[0.0, 0.015])
     assert vtable.calls[1] == (1, [(200, 1)])  # vLLM: decodes first, the prefill in the same step
 
 
@@ -238,3 +238,17 @@ def test_offloaded_weights_count_in_ttft_and_tbt():
     floor = x["memory_per_gpu"]["weights_bytes"] / off.link_bytes_per_s(d.device)
     assert x["ttft_mean_s"] >= floor * 0.999 and x["tbt_p99_s"] >= floor * 0.999
     assert x["tbt_p99_s"] >= x["tpot_mean_s"] * 0.999
+
+
+def test_speculation_drawn_per_cohort_matches_expected_gain():
+    # acceptance drawn per step per cohort (binomial chain): over a run the mean tokens per step approaches
+    # (1 - a^(k+1)) / (1 - a), so TPOT lands near the steady state's, and every request still gets its tokens
+    from model.serving.speculation_offload import Speculation
+
+    lengths = Lengths.fixed(1000, 300)
+    for alpha in (0.5, 0.8):
+        spec = Speculation(alpha, 4)
+        r = simulate(D8, lengths, Load("closed", concurrency=16, num_requests=160), "vllm", speculation=spec)
+        e = estimate(D8, Workload(lengths, concurrency=16), speculation=spec).to_dict()
+        assert np.array_equal(r.tokens, r.output_len)
+        assert r.tpot_s.mean() == pytest.approx(e["tpot_mean_s"], rel=0.05)

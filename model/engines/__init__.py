@@ -22,4 +22,4 @@ def get_engine(name: str) -> EngineDefaults:
         raise RidgeplanError("engine", f"unknown engine {name!r}", sorted(ENGINE_DEFAULTS)) from None
 
 
-__all__ = ["ENGINE_DEFAULTS", "EngineDefaults", "SGLANG", "TRTLLM", "VLLM", "get_engine"]
+__all__ = ["ENGINE_DEFAULTS", "SGLANG", "TRTLLM", "VLLM", "EngineDefaults", "get_engine"]

@@ -73,13 +73,13 @@ def _setup(key: tuple, max_context: float):
 def _layout_reason(r: pd.Series, prefix: str = "") -> str:
     adp, mtp, mep = r[f"{prefix}attention_dp_size"], r[f"{prefix}moe_tp_size"], r[f"{prefix}moe_ep_size"]
     tp = r[f"{prefix}tp_size"]
-    if tp != tp:
+    if pd.isna(tp):
         return f"{prefix}tp_size is empty"
-    if adp != adp or adp == 0:
+    if pd.isna(adp) or adp == 0:
         return f"{prefix}attention_dp_size is {adp}: not a layout"
     if r["model_path"] in DENSE:  # MoE columns mean nothing for a dense model
         mtp, mep = tp, 1
-    if adp != 1 or (mep == mep and mep > 1) or (mtp == mtp and mtp != tp):
+    if adp != 1 or (not pd.isna(mep) and mep > 1) or (not pd.isna(mtp) and mtp != tp):
         return (f"{prefix}attention_dp={adp:g}, moe_tp={mtp:g}, moe_ep={mep:g}: attention-DP and MoE-TP x EP are "
                 "not expressible yet (MoE issue)")
     return ""
@@ -100,8 +100,8 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
            warmup_per_client: int = WARMUP_PER_CLIENT) -> list[dict]:
     """Rows sharing model, GPU, precision, layout, engine and lengths: one vectorized steady state over their
     concurrencies, one simulation each over a shared cost table."""
-    from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
     from model.serving.batching import steady_state
+    from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
     from model.serving.policy import ENGINES
     from model.serving.simulator import Load, simulate
     from model.serving.workload import Lengths
@@ -159,7 +159,7 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
     if r["backend"] == "trtllm":
         policy = policy.with_(max_num_batched_tokens=max(policy.max_num_batched_tokens, i + 2048))
     try:
-        kw = dict(weights=WEIGHTS[r["precision"]], kv="fp8" if r["precision"] in ("fp8", "fp4") else None)
+        kw = {"weights": WEIGHTS[r["precision"]], "kv": "fp8" if r["precision"] in ("fp8", "fp4") else None}
         pre = deployment(MODELS[r["model_path"]], SYSTEMS[r["system"]], tp=int(r["prefill_tp_size"]),
                          pp=int(r["prefill_pp_size"]), **kw)
         dec = deployment(MODELS[r["model_path"]], SYSTEMS[r["system"]], tp=int(r["decode_tp_size"]),

@@ -5,8 +5,14 @@ metrics (metrics). Public calls: simulate, simulate_pool, simulate_disagg (run, 
 from model.serving.simulator.costtable import CostTable, build_cost_table
 from model.serving.simulator.loadgen import Load, read_trace
 from model.serving.simulator.metrics import SimResult
-from model.serving.simulator.run import (kv_pool_tokens, load_for, protocol_sensitivity, simulate,
-                                         simulate_disagg, simulate_pool)
+from model.serving.simulator.run import (
+                                         kv_pool_tokens,
+                                         load_for,
+                                         protocol_sensitivity,
+                                         simulate,
+                                         simulate_disagg,
+                                         simulate_pool,
+)
 
 __all__ = ["CostTable", "Load", "SimResult", "build_cost_table", "kv_pool_tokens", "load_for", "protocol_sensitivity", "read_trace",
            "simulate", "simulate_disagg", "simulate_pool"]

@@ -155,7 +155,7 @@ def build_cost_table(d: Deployment, policy: EnginePolicy, max_context: float, sp
     seqs = Axis(0.0, max_seqs, context_points)
     ctx = Axis(0.0, max(max_context, 2.0), context_points)
     chunk = Axis(0.0, max(budget, max_context), context_points)
-    kw = dict(step_overhead_s=policy.step_overhead_s)
+    kw = {"step_overhead_s": policy.step_overhead_s}
     t, lg = _grid(tokens, logits)
     lg = np.minimum(lg, t)  # never more LM-head rows than tokens
     lin = iteration_cost(d, 0.0, 0.0, t, np.maximum(lg, 1e-6), 0.0, **kw).linear_s

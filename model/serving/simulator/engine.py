@@ -26,7 +26,7 @@ from model.serving.simulator.costtable import CostTable
 class Group:
     """Identical requests waiting or prefilling together."""
 
-    __slots__ = ("ids", "left", "done", "out_left", "gen", "admitted", "reserved")
+    __slots__ = ("admitted", "done", "gen", "ids", "left", "out_left", "reserved")
 
     def __init__(self, ids: list, left: float, done: float, out_left: float, gen: int = 0):
         self.ids = ids  # request ids
@@ -52,7 +52,7 @@ class Group:
 class Cohort:
     """Requests decoding together: they joined at decode step `start` with `steps` decode iterations to go."""
 
-    __slots__ = ("ids", "start", "steps", "ctx0", "reserved", "progress", "base")
+    __slots__ = ("base", "ctx0", "ids", "progress", "reserved", "start", "steps")
 
     def __init__(self, ids: list, start: int, steps: float, ctx0: float, reserved: float, base: int):
         self.ids, self.start, self.steps, self.ctx0, self.reserved = ids, start, steps, ctx0, reserved

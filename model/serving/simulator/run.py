@@ -121,7 +121,7 @@ class _Run:
             gap = (t - self.start_s[key]) / m if m > 1 else t - self.last_dec[key]
             self.itl.append(gap)
             self.itl_w.append(had_decode * m)
-        if had_decode or inst.n_dec == len(out.first_tokens) or inst.n_dec == 0:
+        if had_decode or inst.n_dec == len(out.first_tokens):  # the decoders' last token came now
             self.last_dec[key] = t
         if inst.role != "prefill":
             for r in out.first_tokens:
@@ -130,9 +130,8 @@ class _Run:
             self._mark_warm(g.ids)
             dt = self.transfer(float(self.reqs.input_len[g.ids[0]]))
             self._push(t + dt, _HANDOFF, g)
-        if inst.role != "prefill":
-            for g_ids in out.first_tokens[:1]:
-                self._mark_warm(out.first_tokens)
+        if inst.role != "prefill" and out.first_tokens:
+            self._mark_warm(out.first_tokens)  # their prompt prefixes are now in the cache
         for ids, ntok in out.finished:
             self.finish[ids] = t
             self.tokens[ids] = ntok
@@ -328,8 +327,8 @@ def simulate_disagg(plan, lengths: Lengths, load: Load, policy: EnginePolicy | s
     run = _Run(pools, reqs, load, transfer)
     run.go()
     notes = (*_notes(policy, load, None, engine_options),
-             f"disaggregated: {plan.prefill_instances} prefill and {plan.decode_instances} decode instances, KV "
-             "hand-off over the link between them, decode-side admission wait counted in TTFT")
+             (f"disaggregated: {plan.prefill_instances} prefill and {plan.decode_instances} decode instances, KV "
+              "hand-off over the link between them, decode-side admission wait counted in TTFT"))
     return _result(run, load, policy.name, seed, notes)
 
 
