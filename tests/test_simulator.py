@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -252,3 +254,20 @@ def test_speculation_drawn_per_cohort_matches_expected_gain():
         e = estimate(D8, Workload(lengths, concurrency=16), speculation=spec).to_dict()
         assert np.array_equal(r.tokens, r.output_len)
         assert r.tpot_s.mean() == pytest.approx(e["tpot_mean_s"], rel=0.05)
+
+
+ENGINE_ROWS = Path(__file__).resolve().parents[1].parent.parent / "shared" / "validation" / "engine_rows_blackwell.csv"
+
+
+@pytest.mark.skipif(not ENGINE_ROWS.is_file(), reason="the Blackwell engine rows are not next to this checkout")
+def test_engine_rows_sample():
+    from model.validation.engine_rows import engine_rows_report
+
+    rep = engine_rows_report(ENGINE_ROWS, sample=24, models=("meta-llama/Llama-3.1-70B",))
+    rows = rep.rows
+    assert len(rows) == 24 and (rows["reason"] == "").all()
+    assert rows["sim_ttft_s"].notna().all() and rows["steady_tpot_s"].notna().all()
+    # nothing fitted per row: the simulator's TTFT is closer to the measurements than the steady state's
+    assert np.median(np.abs(rows["sim_ttft_err"])) < np.median(np.abs(rows["steady_ttft_err"]))
+    odd = engine_rows_report(ENGINE_ROWS, models=("MiniMaxAI/MiniMax-M2.5",), sample=3).rows
+    assert odd["reason"].str.contains("not in the catalogue").all()
