@@ -109,6 +109,7 @@ def estimate(
         dist = Lengths.fixed(input_len, output_len)
     else:
         raise RidgeplanError("lengths", f"unknown length distribution {lengths!r}", ["fixed", "lognormal"])
+    replay = trace is not None and rate is None and concurrency is None  # the trace's own arrival times
     if rate is None and concurrency is None and not max_throughput and disagg is None:
         concurrency = 16.0
     workload = Workload(dist, concurrency=concurrency, rate_per_s=rate, prefix_hit_rate=prefix_hit_rate)
@@ -120,7 +121,8 @@ def estimate(
                    in_place_attention=in_place_attention) if offload else None)
     sim_opts = None
     if not steady_state and not max_throughput:
-        sim_opts = dict(num_requests=num_requests, warmup=warmup, seed=seed, burstiness=burstiness, trace=trace)
+        sim_opts = dict(num_requests=num_requests, warmup=warmup, seed=seed, burstiness=burstiness, trace=trace,
+                        replay=replay)
     if disagg is not None:
         _disagg(d, disagg, decode_gpu, decode_tp, workload, policy, slo, json, sim_opts)
         return
@@ -140,7 +142,7 @@ def _simulated(d, est, out, workload, policy, spec, off, o) -> dict:
     from model.serving.simulator import Load, load_for, simulate
     from model.serving.simulator.report import merge
 
-    if o["trace"] and workload.concurrency is None and workload.rate_per_s is None:
+    if o["replay"] and _has_arrivals(o["trace"]):
         load = Load("trace", num_requests=o["num_requests"], warmup=o["warmup"])
     else:
         rate_wl = workload
@@ -186,6 +188,12 @@ def _static(d, batch, input_len, output_len, json) -> None:
 
 def _pct(values: dict) -> str:
     return ", ".join(f"{k} {ms(v)}" for k, v in values.items())
+
+
+def _has_arrivals(path) -> bool:
+    from model.serving.simulator import read_trace
+
+    return "arrival_s" in read_trace(path)
 
 
 def _print_serving(est, x=None) -> None:

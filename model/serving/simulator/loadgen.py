@@ -155,15 +155,16 @@ def trace_requests(df: pd.DataFrame, load: Load, rng: np.random.Generator, prefi
     i = df["input_len"].to_numpy(float).round()
     o = df["output_len"].to_numpy(float).round()
     n = i.size
-    if "arrival_s" in df:
+    if load.mode == "closed":  # a closed loop sends on completions, whatever the trace's times
+        arrival = np.full(n, np.nan)
+    elif "arrival_s" in df:
         arrival = df["arrival_s"].to_numpy(float)
         arrival = arrival - arrival[0]
-    elif load.concurrency is not None:
-        arrival = np.full(n, np.nan)
     elif load.rate_per_s is not None:
         arrival = np.concatenate([[0.0], np.cumsum(rng.exponential(1.0 / load.rate_per_s, n - 1))])
     else:
-        raise RidgeplanError("trace", "has no arrival_s column: give a rate or a concurrency to replay it with")
+        raise RidgeplanError("trace", "has no arrival_s column: give a rate or a concurrency to replay it with",
+                             TRACE_COLUMNS)
     cached = np.floor(i * prefix_hit_rate)
     pid = np.full(n, -1)
     if "prefix_id" in df:

@@ -210,10 +210,12 @@ def simulate(d: Deployment, lengths: Lengths, load: Load, policy: EnginePolicy |
     rng = np.random.default_rng(seed)
     if trace is not None:
         df = read_trace(trace) if not hasattr(trace, "columns") else trace
+        if load.num_requests is not None:  # the first N requests of the trace
+            df = df.iloc[:load.num_requests]
         reqs = trace_requests(df, load, rng, prefix_hit_rate)
-        if load.num_requests is None:
-            load = replace(load, num_requests=reqs.n) if load.mode != "closed" or reqs.n >= (load.concurrency or 1) \
-                else load
+        if load.mode == "closed" and reqs.n < load.concurrency:
+            raise RidgeplanError("trace", f"has {reqs.n} requests, fewer than the {load.concurrency} clients")
+        load = replace(load, num_requests=reqs.n)  # the trace sets N
     else:
         reqs = make_requests(load, lengths, rng, prefix_hit_rate)
     _check_budget(policy, reqs, engine_options)
