@@ -3,7 +3,8 @@ simulator against measured TTFT and TPOT, median |error| per engine, GPU, model 
 
 Nothing is fitted per row. Each row's deployment: model_path -> catalogue id, system -> hardware_db device,
 precision -> weight/KV format, tp/pp from the row; the client is a closed loop at the row's
-silicon_concurrency with N = 3 x C requests (at least 8) and no warm-up (the protocol is not published: see
+silicon_concurrency (per replica: batch_size x attention_dp when the total is larger) with N = 3 x C
+requests (at least 8) and no warm-up (the protocol is not published: see
 the README's sensitivity note). Rows that cannot be expressed are listed with the reason.
 """
 
@@ -176,10 +177,20 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
     return out
 
 
+def _per_replica(r: pd.Series) -> int | None:
+    """The benchmark's concurrency per aggregated replica: batch_size is per attention-DP rank, so a total
+    above batch_size x attention_dp means that many replicas share the load (Qwen3-32B-NVFP4 on GB200: 32)."""
+    c = _concurrency(r["silicon_data_source"])
+    if c is None or r["mode"] != "agg" or pd.isna(r["batch_size"]) or pd.isna(r["attention_dp_size"]):
+        return c
+    per = int(r["batch_size"] * max(r["attention_dp_size"], 1))
+    return min(c, per) if per >= 1 else c
+
+
 def _base(r: pd.Series) -> dict:
     return {"id": r["id"], "engine": r["backend"], "gpu": r["system"], "model": r["model_path"], "mode": r["mode"],
             "dense": r["model_path"] in DENSE, "isl": r["isl"], "osl": r["osl"],
-            "concurrency": _concurrency(r["silicon_data_source"]),
+            "concurrency": _per_replica(r), "total_concurrency": _concurrency(r["silicon_data_source"]),
             "measured_ttft_s": r["silicon_ttft_ms"] / 1e3, "measured_tpot_s": r["silicon_tpot_ms"] / 1e3,
             "workers": "", "reason": _expressible(r)}
 

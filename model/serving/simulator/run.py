@@ -81,9 +81,19 @@ class _Run:
         return min(pool, key=lambda x: x.running + x.queued + len(x.handoff))
 
     def _arrive(self, ids: list, t: float) -> None:
-        for g in _groups(ids, self.reqs, self.warm):
-            inst = self._route(self.entry)
-            inst.enqueue(g)
+        if len(self.entry) == 1:
+            share = {0: ids}
+        else:  # each request to the least-loaded instance (requests arriving together spread out)
+            load = [i.running + i.queued + len(i.handoff) for i in self.entry]
+            share = {}
+            for r in ids:
+                k = min(range(len(load)), key=load.__getitem__)
+                load[k] += 1
+                share.setdefault(k, []).append(r)
+        for k, part in share.items():
+            inst = self.entry[k]
+            for g in _groups(part, self.reqs, self.warm):
+                inst.enqueue(g)
             self._kick(inst, t)
 
     def _horizon(self, t: float, p: int) -> float:
@@ -172,10 +182,13 @@ class _Run:
                 t, _, kind, obj = heapq.heappop(self.heap)
                 if kind == _ITER:
                     self._iteration_end(obj, t)
-                else:
-                    inst = self._route(self.pools["decode"])
-                    inst.handoff.append(obj)
-                    self._kick(inst, t)
+                else:  # a prefilled group's KV arrives: its requests spread over the decode instances
+                    pool = self.pools["decode"]
+                    parts = [obj] if len(pool) == 1 else [obj.split(1) for _ in range(len(obj.ids) - 1)] + [obj]
+                    for g in parts:
+                        inst = self._route(pool)
+                        inst.handoff.append(g)
+                        self._kick(inst, t)
             elif t_arr < math.inf:
                 j = self.p
                 while j < n and times[j] == t_arr:
