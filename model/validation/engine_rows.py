@@ -143,7 +143,6 @@ DISAGG_RATIO = (1, 1)  # prefill : decode workers assumed where a disaggregated 
 def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
     """A disaggregated row: its prefill and decode workers (or the assumed ratio), a closed loop through both
     pools; the steady state at the throughput the simulation reached."""
-    from model.api import deployment
     from model.serving.disagg import DisaggPlan, disaggregated
     from model.serving.policy import ENGINES
     from model.serving.simulator import Load, simulate_disagg
@@ -160,15 +159,14 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
     if r["backend"] == "trtllm":
         policy = policy.with_(max_num_batched_tokens=max(policy.max_num_batched_tokens, i + 2048))
     try:
-        kw = {"weights": WEIGHTS[r["precision"]], "kv": "fp8" if r["precision"] in ("fp8", "fp4") else None}
-        pre = deployment(MODELS[r["model_path"]], SYSTEMS[r["system"]], tp=int(r["prefill_tp_size"]),
-                         pp=int(r["prefill_pp_size"]), **kw)
-        dec = deployment(MODELS[r["model_path"]], SYSTEMS[r["system"]], tp=int(r["decode_tp_size"]),
-                         pp=int(r["decode_pp_size"]), **kw)
+        base = (r["model_path"], r["system"], r["precision"])
+        pre, t_pre = _setup((*base, int(r["prefill_tp_size"]), int(r["prefill_pp_size"]), policy), max_context)
+        dec, t_dec = _setup((*base, int(r["decode_tp_size"]), int(r["decode_pp_size"]), policy), max_context)
         plan = DisaggPlan(pre, n_p, dec, n_d)
         lengths = Lengths.fixed(i, o)
         n = max(per_client * c, 8)
-        sim = simulate_disagg(plan, lengths, Load("closed", concurrency=c, num_requests=n), policy)
+        sim = simulate_disagg(plan, lengths, Load("closed", concurrency=c, num_requests=n), policy,
+                              tables=(t_pre, t_dec))
         out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
         st = disaggregated(plan, Workload(lengths, rate_per_s=sim.requests_per_s), policy)
         out["steady_ttft_s"], out["steady_tpot_s"] = st.ttft_mean_s, st.tpot_s

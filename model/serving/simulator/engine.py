@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +103,8 @@ class Instance:
         else:
             self.chunked = policy.chunked_prefill
             self.max_length = False
-        self.waiting: list[Group] = []  # FCFS; index 0 is the head
+        self.waiting: deque[Group] = deque()  # FCFS; index 0 is the head
+        self.n_waiting = 0  # requests in `waiting` (kept as a count: the queue can hold many groups)
         self.prefilling: list[Group] = []  # admitted, partly computed
         self.heap: list = []  # (finish step, order, cohort)
         self.cohorts: list[Cohort] = []  # in admission order (the last is preempted first)
@@ -128,16 +130,17 @@ class Instance:
 
     @property
     def queued(self) -> int:
-        return sum(len(g.ids) for g in self.waiting)
+        return self.n_waiting
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.prefilling or self.n_dec or self.handoff)
 
     def enqueue(self, group: Group, front: bool = False) -> None:
         if front:
-            self.waiting.insert(0, group)
+            self.waiting.appendleft(group)
         else:
             self.waiting.append(group)
+        self.n_waiting += len(group.ids)
 
     def _round(self, tokens: float) -> float:
         return math.ceil(tokens / self.block) * self.block
@@ -194,8 +197,9 @@ class Instance:
                 if k == 0:
                     break
                 if k == len(g.ids):
-                    self.waiting.pop(0)
+                    self.waiting.popleft()
                 self._take(g, k, g.left, batch)
+                self.n_waiting -= k
                 budget -= g.left * k
                 slots -= k
                 continue
@@ -208,8 +212,9 @@ class Instance:
             if self._admit_count(g, 1, chunk) == 0:
                 break
             if len(g.ids) == 1:
-                self.waiting.pop(0)
+                self.waiting.popleft()
             self._take(g, 1, chunk, batch)
+            self.n_waiting -= 1
             budget -= chunk
             slots -= 1
             break

@@ -305,7 +305,8 @@ def simulate_pool(d: Deployment, lengths: Lengths, rate_per_s: float, engine: En
 
 
 def simulate_disagg(plan, lengths: Lengths, load: Load, policy: EnginePolicy | str = "vllm", *,
-                    decode_policy: EnginePolicy | str | None = None, seed: int = 0, **engine_options) -> SimResult:
+                    decode_policy: EnginePolicy | str | None = None, seed: int = 0,
+                    tables: tuple[CostTable, CostTable] | None = None, **engine_options) -> SimResult:
     """Disaggregated prefill/decode: the plan's prefill instances run prefill-only iterations and hand each
     prompt's KV to a decode instance over the link (model.serving.disagg.kv_transfer_s); the decode instance
     admits it when memory and slots allow (that wait counts in TTFT: the first token reaches the client when
@@ -320,8 +321,8 @@ def simulate_disagg(plan, lengths: Lengths, load: Load, policy: EnginePolicy | s
     max_ctx = float((reqs.input_len + reqs.output_len).max())
     mean_ctx = float(np.mean(reqs.input_len + reqs.output_len))
     pools: dict[str, list[Instance]] = {}
-    for role, dep, pol, count in (("prefill", plan.prefill, policy, plan.prefill_instances),
-                                  ("decode", plan.decode, dpol, plan.decode_instances)):
+    for k, (role, dep, pol, count) in enumerate((("prefill", plan.prefill, policy, plan.prefill_instances),
+                                                 ("decode", plan.decode, dpol, plan.decode_instances))):
         ctx = float(np.mean(reqs.input_len)) if role == "prefill" else mean_ctx
         pool = kv_pool_tokens(dep, pol, ctx)
         need = float(reqs.input_len.max()) if role == "prefill" else float(reqs.input_len.max()) + 1
@@ -329,7 +330,7 @@ def simulate_disagg(plan, lengths: Lengths, load: Load, policy: EnginePolicy | s
             raise DoesNotFitError(f"{role}", f"the {role} instance ({dep.device.name}, {dep.layout.label()}) holds "
                                   f"{max(pool, 0):,.0f} KV tokens, less than one request needs ({need:,.0f}): it "
                                   "does not fit, so no latency is given")
-        table = build_cost_table(dep, pol, max_ctx)
+        table = tables[k] if tables is not None else build_cost_table(dep, pol, max_ctx)
         pools[role] = [_instance(table, pol, pool, role, rng, None, engine_options if role == "prefill" else {})
                        for _ in range(count)]
     cache: dict[float, float] = {}
