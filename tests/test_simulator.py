@@ -271,3 +271,15 @@ def test_engine_rows_sample():
     assert np.median(np.abs(rows["sim_ttft_err"])) < np.median(np.abs(rows["steady_ttft_err"]))
     odd = engine_rows_report(ENGINE_ROWS, models=("MiniMaxAI/MiniMax-M2.5",), sample=3).rows
     assert odd["reason"].str.contains("not in the catalogue").all()
+
+
+def test_simulated_goodput_brackets_the_slo():
+    from model.serving.simulator.run import simulate_pool, simulated_goodput
+
+    lengths = Lengths.fixed(800, 100)
+    good = simulated_goodput(D8, lengths, "vllm", 0.3, 0.02, 0.9, 60.0, num_requests=150, steps=6)
+    assert 0 < good < 60
+    at = simulate_pool(D8, lengths, good, "vllm", num_requests=150)
+    assert np.quantile(at.ttft_s, 0.9) <= 0.3 and np.quantile(at.tpot_s, 0.9) <= 0.02
+    loose = simulated_goodput(D8, lengths, "vllm", 30.0, 1.0, 0.9, good, num_requests=150)
+    assert loose == good  # every rate up to the bound meets a loose SLO

@@ -153,7 +153,20 @@ def _simulated(d, est, out, workload, policy, spec, off, o) -> dict:
         load = load_for(rate_wl, o["num_requests"], o["warmup"], o["burstiness"])
     sim = simulate(d, workload.lengths, load, policy, prefix_hit_rate=workload.prefix_hit_rate, speculation=spec,
                    offload=off, seed=o["seed"], trace=o["trace"])
-    return merge(out, sim, d.layout.dp)
+    merged = merge(out, sim, d.layout.dp)
+    if "goodput_requests_per_s" in out and not est.slo.empty:  # the goodput search on the simulator too
+        from model.serving.simulator.run import simulated_goodput
+
+        from model.serving.batching import steady_state
+
+        lengths = workload.lengths  # the engine's own maximum rate bounds the search
+        top = steady_state(d, policy, lengths.mean_input, lengths.mean_output, None, workload.prefix_hit_rate,
+                           speculation=spec, offload=off)
+        good = simulated_goodput(d, lengths, policy, est.slo.ttft_s, est.slo.tpot_s, est.slo.attainment,
+                                 float(top.requests_per_s[0]) * 1.05, seed=o["seed"], speculation=spec, offload=off)
+        merged["goodput_requests_per_s"] = good * d.layout.dp
+        merged["steady_state"]["goodput_requests_per_s"] = out["goodput_requests_per_s"]
+    return merged
 
 
 def _static(d, batch, input_len, output_len, json) -> None:

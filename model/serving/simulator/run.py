@@ -364,3 +364,29 @@ def protocol_sensitivity(d: Deployment, lengths: Lengths, concurrency: int, poli
             out.append({"requests": k * concurrency, "warmup": w * concurrency,
                         "ttft_mean_s": float(r.ttft_s.mean()), "tpot_mean_s": float(r.tpot_s.mean())})
     return out
+
+
+def simulated_goodput(d: Deployment, lengths: Lengths, policy: EnginePolicy | str, ttft_s: float | None,
+                      tpot_s: float | None, attainment: float, max_rate_per_s: float, *, num_requests: int = 400,
+                      seed: int = 0, steps: int = 8, **kwargs) -> float:
+    """The highest Poisson rate (one instance) whose simulated TTFT and TPOT at the `attainment` quantile meet
+    the targets, by bisection between 0 and `max_rate_per_s` (the same seed at every rate)."""
+    policy = engine_policy(policy)
+    table = build_cost_table(d, policy, float((lengths.input_len + lengths.output_len).max()),
+                             kwargs.get("speculation"), kwargs.get("offload"))
+
+    def meets(rate: float) -> bool:
+        r = simulate_pool(d, lengths, rate, policy, num_requests=num_requests, seed=seed, table=table, **kwargs)
+        ok = ttft_s is None or float(np.quantile(r.ttft_s, attainment)) <= ttft_s
+        tp = r.tpot_s
+        return ok and (tpot_s is None or not tp.size or float(np.quantile(tp, attainment)) <= tpot_s)
+
+    lo, hi = 0.0, float(max_rate_per_s)
+    if hi <= 0:
+        return 0.0
+    if meets(hi):
+        return hi
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+    return lo
