@@ -102,6 +102,9 @@ def estimate(
         _static(d, batch, input_len, output_len, json)
         return
     if trace:
+        from model.serving.simulator import read_trace
+
+        read_trace(trace)  # checks every column, naming the field and row at fault
         dist = Lengths.from_csv(trace)
     elif lengths == "lognormal":
         dist = Lengths.lognormal(input_len, output_len)
