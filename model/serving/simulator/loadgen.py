@@ -142,7 +142,7 @@ def read_trace(path: str | Path) -> pd.DataFrame:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             need = ">= 1" if col in ("input_len", "output_len") else ">= 0"
-            raise RidgeplanError(f"trace.{col}", f"row {row + 1}: must be a number {need}, got {df[col].iloc[row]!r}")
+            raise RidgeplanError(f"trace.{col}", f"row {row + 1}: must be a number {need}, got {df[col].iloc[row]}")
         df[col] = v
     if "arrival_s" in df and (np.diff(df["arrival_s"].to_numpy()) < 0).any():
         raise RidgeplanError("trace.arrival_s", "arrival times must not decrease")
