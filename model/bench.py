@@ -160,12 +160,15 @@ def bench_simulator() -> dict[str, float]:
     closed = Load("closed", concurrency=64, num_requests=1000)
     result = simulate(d, lengths, closed, policy, table=table)
     loop_s = _best_of(lambda: simulate(d, lengths, closed, policy, table=table))
+    raw_s = _best_of(lambda: simulate(d, lengths, closed, policy, table=table, macro_steps=False))
     opened = Load("poisson", rate_per_s=3.0, num_requests=1000)
     r_open = simulate(d, lengths, opened, policy, table=table)
     open_s = _best_of(lambda: simulate(d, lengths, opened, policy, table=table))
     return {"simulator: 1,000-request closed loop C=64, 70B TP4 H100 (s)": loop_s,
             "simulator: its scheduler iterations": float(result.iterations),
             "simulator: closed-loop iterations/s": result.iterations / loop_s,
+            "simulator: same loop, every iteration scheduled alone (s)": raw_s,
+            "simulator: same loop, every iteration scheduled alone, iterations/s": result.iterations / raw_s,
             "simulator: open loop (Poisson 3 req/s, 1,000 requests) iterations/s": r_open.iterations / open_s,
             "simulator: cost table build (s)": table_s,
             "simulator: cost table max |error| vs direct evaluation (%)": float(np.max(np.abs(approx / direct - 1))) * 100}

@@ -50,8 +50,10 @@ def _groups(ids: list, reqs: Requests, warm: set) -> list[Group]:
 
 
 class _Run:
-    def __init__(self, pools: dict[str, list[Instance]], reqs: Requests, load: Load, transfer=None):
+    def __init__(self, pools: dict[str, list[Instance]], reqs: Requests, load: Load, transfer=None,
+                 macro_steps: bool = True):
         self.pools, self.reqs, self.load = pools, reqs, load
+        self.macro_steps = macro_steps
         self.entry = pools["prefill"] if "prefill" in pools else pools["both"]
         self.instances = [i for p in pools.values() for i in p]
         self.transfer = transfer  # input_len -> KV hand-off seconds (disaggregated)
@@ -97,6 +99,8 @@ class _Run:
             self._kick(inst, t)
 
     def _horizon(self, t: float, p: int) -> float:
+        if not self.macro_steps:
+            return 0.0
         nxt = math.inf
         if self.open_times is not None and p < self.reqs.n:
             nxt = self.open_times[p]
@@ -215,10 +219,12 @@ def _result(run: _Run, load: Load, engine: str, seed: int, notes: tuple) -> SimR
 
 def simulate(d: Deployment, lengths: Lengths, load: Load, policy: EnginePolicy | str = "vllm", *,
              prefix_hit_rate: float = 0.0, speculation: Speculation | None = None, offload: Offload | None = None,
-             seed: int = 0, trace=None, table: CostTable | None = None, **engine_options) -> SimResult:
+             seed: int = 0, trace=None, table: CostTable | None = None, macro_steps: bool = True,
+             **engine_options) -> SimResult:
     """Simulate one engine instance of `d` serving `load` (requests drawn from `lengths`, or a trace CSV).
 
-    `engine_options`: mixed_chunk (SGLang), chunked_context and capacity_policy (TensorRT-LLM)."""
+    `engine_options`: mixed_chunk (SGLang), chunked_context and capacity_policy (TensorRT-LLM).
+    `macro_steps=False` runs every decode-only iteration on its own (for benchmarking the loop)."""
     policy = engine_policy(policy)
     rng = np.random.default_rng(seed)
     if trace is not None:
@@ -239,7 +245,7 @@ def simulate(d: Deployment, lengths: Lengths, load: Load, policy: EnginePolicy |
         raise DoesNotFitError("memory", f"no KV room on {d.device.name} ({d.layout.label()}): the weights "
                               "and activations fill the memory")
     inst = _instance(table, policy, pool, "both", rng, speculation, engine_options)
-    run = _Run({"both": [inst]}, reqs, load)
+    run = _Run({"both": [inst]}, reqs, load, macro_steps=macro_steps)
     run.go()
     return _result(run, load, policy.name, seed, _notes(policy, load, speculation, engine_options))
 
