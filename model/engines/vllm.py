@@ -16,10 +16,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class VLLMDefaults:
     name: str = "vllm"
-    # SchedulerConfig.max_num_seqs = 256 (vllm/config/scheduler.py; flag --max-num-seqs). EngineArgs may raise
-    # it per usage context and GPU in recent releases; pass --max-seqs to match a deployment.
+    # --max-num-seqs 256 and --max-num-batched-tokens 8192: ridgeplan's long-standing policy. vLLM itself picks
+    # per GPU in EngineArgs.get_batch_defaults (vllm/engine/arg_utils.py, v0.9+): see `server_batch_defaults`.
     max_num_seqs: int = 256
-    # --max-num-batched-tokens: 8192 for the OpenAI server with chunked prefill (EngineArgs usage-context default)
     max_num_batched_tokens: int = 8192
     chunked_prefill: bool = True  # --enable-chunked-prefill: always on in the V1 engine
     block_size: int = 16  # --block-size 16 (CacheConfig.block_size on CUDA)
@@ -33,3 +32,15 @@ class VLLMDefaults:
 
 
 VLLM = VLLMDefaults()
+
+
+GIB = 1024**3
+
+
+def server_batch_defaults(device_memory_bytes: float, device_name: str) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) that `vllm serve` picks when neither is given
+    (EngineArgs.get_batch_defaults, OPENAI_API_SERVER context): 8192 and 1024 on GPUs with at least 70 GiB
+    that are not A100s (H100, H200, B200, MI300X), else 2048 and 256."""
+    if device_memory_bytes >= 70 * GIB and "a100" not in device_name.lower():
+        return 8192, 1024
+    return 2048, 256

@@ -97,24 +97,38 @@ def _expressible(r: pd.Series) -> str:
     return _layout_reason(r)
 
 
+def _policy(engine: str, isl: int, system: str):
+    """The engine's policy as the benchmark launched it: vLLM's server defaults for the GPU, TensorRT-LLM with
+    a token budget that holds a prompt beside the decodes (no chunked context by default)."""
+    from model.engines.vllm import server_batch_defaults
+    from model.hardware.db import load_device
+    from model.serving.policy import ENGINES
+
+    policy = ENGINES[engine]
+    if engine == "vllm":
+        dev = load_device(SYSTEMS[system])
+        tokens, seqs = server_batch_defaults(dev.memory.total_bytes, dev.name)
+        policy = policy.with_(max_num_batched_tokens=tokens, max_num_seqs=seqs)
+    if engine == "trtllm":
+        policy = policy.with_(max_num_batched_tokens=max(policy.max_num_batched_tokens, isl + 2048))
+    return policy
+
+
 def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PER_CLIENT,
            warmup_per_client: int = WARMUP_PER_CLIENT) -> list[dict]:
     """Rows sharing model, GPU, precision, layout, engine and lengths: one vectorized steady state over their
     concurrencies, one simulation each over a shared cost table."""
     from model.serving.batching import steady_state
     from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
-    from model.serving.policy import ENGINES
     from model.serving.simulator import Load, simulate
     from model.serving.workload import Lengths
 
     r0 = rows.iloc[0]
     i, o = int(r0["isl"]), int(r0["osl"])
-    policy = ENGINES[r0["backend"]]
-    if r0["backend"] == "trtllm":  # the launch config must hold a prompt beside the decodes (no chunked context)
-        policy = policy.with_(max_num_batched_tokens=max(policy.max_num_batched_tokens, i + 2048))
     outs = [_base(r) for _, r in rows.iterrows()]
-    key = (r0["model_path"], r0["system"], r0["precision"], int(r0["tp_size"]), int(r0["pp_size"]), policy)
     try:
+        policy = _policy(r0["backend"], i, r0["system"])
+        key = (r0["model_path"], r0["system"], r0["precision"], int(r0["tp_size"]), int(r0["pp_size"]), policy)
         d, table = _setup(key, max_context)
         lengths = Lengths.fixed(i, o)
         cap = float(steady_state(d, policy, i, o, None).concurrency[0])
@@ -144,7 +158,6 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
     """A disaggregated row: its prefill and decode workers (or the assumed ratio), a closed loop through both
     pools; the steady state at the throughput the simulation reached."""
     from model.serving.disagg import DisaggPlan, disaggregated
-    from model.serving.policy import ENGINES
     from model.serving.simulator import Load, simulate_disagg
     from model.serving.workload import Lengths, Workload
 
@@ -155,10 +168,8 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
     n_p, n_d = DISAGG_RATIO if empty else (int(r["prefill_num_workers"]), int(r["decode_num_workers"]))
     out["workers"] = f"{n_p}:{n_d}" + (" (assumed)" if empty else "")
     i, o, c = int(r["isl"]), int(r["osl"]), int(out["concurrency"])
-    policy = ENGINES[r["backend"]]
-    if r["backend"] == "trtllm":
-        policy = policy.with_(max_num_batched_tokens=max(policy.max_num_batched_tokens, i + 2048))
     try:
+        policy = _policy(r["backend"], i, r["system"])
         base = (r["model_path"], r["system"], r["precision"])
         pre, t_pre = _setup((*base, int(r["prefill_tp_size"]), int(r["prefill_pp_size"]), policy), max_context)
         dec, t_dec = _setup((*base, int(r["decode_tp_size"]), int(r["decode_pp_size"]), policy), max_context)
