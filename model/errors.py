@@ -35,6 +35,11 @@ class UnknownNameError(RidgeplanError):
     """An id that is not in a catalogue (GPU, model, link, scenario)."""
 
 
+
+class DoesNotFitError(RidgeplanError):
+    """A configuration asked for a latency (simulation, a disaggregated instance) that does not fit in memory."""
+
+
 def require_positive(field: str, value: float, *, integer: bool = False, allow_zero: bool = False) -> None:
     """Reject negative, zero (unless allowed), non-finite or non-integer sizes with a clear message."""
     import math

@@ -77,7 +77,8 @@ def test_estimate_defaults_give_a_meaningful_answer():
     assert m["TPOT (mean)"].endswith("ms") and m["TTFT (mean)"].endswith("ms")
     assert float(m["tok/s per GPU"].replace(",", "")) > 100 and m["$ per M tokens"].startswith("$")
     assert at.selectbox(key="gpu").value == "h100-sxm" and at.selectbox(key="model").value == "llama-3.1-8b"
-    (bar,) = charts(at)  # the memory bar against capacity
+    bar, run = charts(at)  # the memory bar against capacity, the simulated run (TTFT per request, batch, queue)
+    assert "vconcat" in run["spec"]
     segments = bar["data"][0]
     assert {"weights", "KV cache (in use)", "activations"} <= set(segments["component"])
     phases = at.dataframe[0].value

@@ -310,3 +310,20 @@ def coverage_report():
     from model.scenarios.coverage import coverage
 
     return coverage()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def simulated_run(d: DeploymentKey, w: WorkloadKey) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The engine simulator on the scenario (concurrency or rate loads): per-request TTFT, and the running
+    batch and queue over time. None for static batches and offline runs."""
+    from model.serving.simulator import load_for, simulate
+
+    work = workload(w)
+    if w.mode not in ("concurrency", "rate"):
+        return None
+    n = int(min(2000, max(200, 5 * (work.concurrency or 0))))
+    run = simulate(deployment(d), work.lengths, load_for(work, num_requests=n), w.engine)
+    requests = pd.DataFrame({"arrival_s": run.arrival_s, "ttft_s": run.first_token_s - run.arrival_s})
+    series = pd.DataFrame({"t_s": run.series["t_s"], "running": run.series["running"],
+                           "queue": run.series["queue"]})
+    return requests, series

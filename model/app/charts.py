@@ -116,3 +116,14 @@ def pareto(df: pd.DataFrame, target_s: float, x_title: str, height: int = 280) -
     rule = alt.Chart(pd.DataFrame({"target_ms": [target_s * 1e3]})).mark_rule(strokeDash=[4, 4], color="gray").encode(
         x="target_ms:Q", tooltip=[alt.Tooltip("target_ms:Q", format=".3g", title="this plan's target (ms)")])
     return alt.layer(line, rule).properties(height=height)
+
+
+def simulated_run(requests: pd.DataFrame, series: pd.DataFrame) -> alt.VConcatChart:
+    """TTFT of each request against its arrival, above the running batch and the queue over time."""
+    ttft = alt.Chart(requests).mark_circle(size=12).encode(
+        x=alt.X("arrival_s:Q", title="time (s)"), y=alt.Y("ttft_s:Q", title="TTFT (s)"))
+    step = max(1, len(series) // 2000)  # keep the chart light on long runs
+    long = series.iloc[::step].melt("t_s", ["running", "queue"], var_name="requests", value_name="count")
+    lines = alt.Chart(long).mark_line(interpolate="step-after").encode(
+        x=alt.X("t_s:Q", title="time (s)"), y=alt.Y("count:Q", title="requests"), color="requests:N")
+    return alt.vconcat(ttft.properties(height=160), lines.properties(height=120))

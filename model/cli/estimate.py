@@ -81,10 +81,20 @@ def estimate(
     ttft_ms: Optional[float] = typer.Option(None, "--ttft-ms", help="TTFT target for goodput"),
     tpot_ms: Optional[float] = typer.Option(None, "--tpot-ms", help="TPOT target for goodput"),
     attainment: float = typer.Option(0.9, "--attainment", help="share of requests that must meet the targets"),
+    simulate: bool = typer.Option(False, "--simulate", help="simulate the engine (the default for --concurrency, "
+                                  "--rate and --trace loads; kept for scripts)"),
+    steady_state: bool = typer.Option(False, "--steady-state", help="the analytical steady state instead of the simulator"),
+    num_requests: Optional[int] = typer.Option(None, "--num-requests", help="simulated requests (default: 1000, "
+                                               "at least 10 per client in a closed loop)"),
+    warmup: int = typer.Option(0, "--warmup", help="first requests left out of the simulated statistics"),
+    seed: int = typer.Option(0, "--seed", help="simulator random seed"),
+    burstiness: float = typer.Option(1.0, "--burstiness", help="open loop: gamma arrivals (1 = Poisson, < 1 burstier)"),
     attention_flops: str = CONVENTION, json: bool = JSON,
 ) -> None:
     """TTFT/TPOT (mean and percentiles), throughput per GPU and per user, max concurrency, goodput, memory and
-    the breakdown, for continuous batching (default), a static --batch, or disaggregated --disagg P:D."""
+    the breakdown, for continuous batching (default), a static --batch, or disaggregated --disagg P:D.
+    Latencies under a --concurrency, --rate or --trace load come from the engine simulator unless
+    --steady-state; the output's latency_mode says which."""
     from model.serving.estimate import SLO
     from model.serving.estimate import estimate as serve
     from model.serving.policy import engine_policy
@@ -96,6 +106,10 @@ def estimate(
     modes = sum(x is not None for x in (batch, concurrency, rate)) + int(max_throughput)
     if modes > 1:
         raise RidgeplanError("mode", "give one of --batch, --concurrency, --rate or --max")
+    if simulate and steady_state:
+        raise RidgeplanError("mode", "give --simulate or --steady-state, not both")
+    if concurrency is not None and concurrency <= 0:
+        raise RidgeplanError("concurrency", f"must be > 0, got {concurrency:g}")
     d = deployment(model, gpu, weights=weights, activations=activations, kv=kv, experts=experts, tp=tp, pp=pp, ep=ep,
                    dp=dp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep, ep_comm=ep_comm, eplb=eplb,
                    moe_imbalance=moe_imbalance, dispatch_dtype=dispatch, two_batch_overlap=two_batch_overlap,
@@ -103,7 +117,12 @@ def estimate(
     if batch is not None:
         _static(d, batch, input_len, output_len, json)
         return
+    if trace:
+        from model.serving.simulator import read_trace
+
+        read_trace(trace)  # checks every column, naming the field and row at fault
     dist = Lengths.from_input(input_len, output_len, lengths, trace)
+    replay = trace is not None and rate is None and concurrency is None  # the trace's own arrival times
     if rate is None and concurrency is None and not max_throughput and disagg is None:
         concurrency = 16.0
     workload = Workload(dist, concurrency=concurrency, rate_per_s=rate, prefix_hit_rate=prefix_hit_rate)
@@ -116,14 +135,54 @@ def estimate(
         spec = Speculation(spec_alpha, spec_k, draft_model=spec_draft) if spec_alpha is not None else None
     off = (Offload(offload, offload_tier, offload_fraction, offload_devices, expert_hit_rate,
                    in_place_attention=in_place_attention) if offload else None)
+    sim_opts = None
+    if not steady_state and not max_throughput:
+        sim_opts = dict(num_requests=num_requests, warmup=warmup, seed=seed, burstiness=burstiness, trace=trace,
+                        replay=replay)
     if disagg is not None:
-        _disagg(d, disagg, decode_gpu, decode_tp, workload, policy, slo, json)
+        _disagg(d, disagg, decode_gpu, decode_tp, workload, policy, slo, json, sim_opts)
         return
     est = serve(d, workload, policy, slo, speculation=spec, offload=off)
+    out = est.to_dict()
+    if est.fits and sim_opts is not None:
+        out = _simulated(d, est, out, workload, policy, spec, off, sim_opts)
+    else:
+        out["latency_mode"] = "steady_state"
     if json:
-        print_json(est.to_dict())
+        print_json(out)
         return
-    _print_serving(est)
+    _print_serving(est, out)
+
+
+def _simulated(d, est, out, workload, policy, spec, off, o) -> dict:
+    from model.serving.simulator import Load, load_for, simulate
+    from model.serving.simulator.report import merge
+
+    if o["replay"] and _has_arrivals(o["trace"]):
+        load = Load("trace", num_requests=o["num_requests"], warmup=o["warmup"])
+    else:
+        rate_wl = workload
+        if workload.rate_per_s is not None:  # one replica's share of the rate
+            from dataclasses import replace
+
+            rate_wl = replace(workload, rate_per_s=workload.rate_per_s / d.layout.dp)
+        load = load_for(rate_wl, o["num_requests"], o["warmup"], o["burstiness"])
+    sim = simulate(d, workload.lengths, load, policy, prefix_hit_rate=workload.prefix_hit_rate, speculation=spec,
+                   offload=off, seed=o["seed"], trace=o["trace"])
+    merged = merge(out, sim, d.layout.dp)
+    if "goodput_requests_per_s" in out and not est.slo.empty:  # the goodput search on the simulator too
+        from model.serving.simulator.run import simulated_goodput
+
+        from model.serving.batching import steady_state
+
+        lengths = workload.lengths  # the engine's own maximum rate bounds the search
+        top = steady_state(d, policy, lengths.mean_input, lengths.mean_output, None, workload.prefix_hit_rate,
+                           speculation=spec, offload=off)
+        good = simulated_goodput(d, lengths, policy, est.slo.ttft_s, est.slo.tpot_s, est.slo.attainment,
+                                 float(top.requests_per_s[0]) * 1.05, seed=o["seed"], speculation=spec, offload=off)
+        merged["goodput_requests_per_s"] = good * d.layout.dp
+        merged["steady_state"]["goodput_requests_per_s"] = out["goodput_requests_per_s"]
+    return merged
 
 
 def _static(d, batch, input_len, output_len, json) -> None:
@@ -160,8 +219,14 @@ def _pct(values: dict) -> str:
     return ", ".join(f"{k} {ms(v)}" for k, v in values.items())
 
 
-def _print_serving(est) -> None:
-    x = est.to_dict()
+def _has_arrivals(path) -> bool:
+    from model.serving.simulator import read_trace
+
+    return "arrival_s" in read_trace(path)
+
+
+def _print_serving(est, x=None) -> None:
+    x = x or est.to_dict()
     d = est.deployment
     mem = x["memory_per_gpu"]
     head = [("model", d.arch.name), ("gpus", f"{d.device.name} x {est.gpus} ({d.layout.label()})"),
@@ -190,15 +255,21 @@ def _print_serving(est) -> None:
         head.append(("goodput", f"{x['goodput_requests_per_s']:,.2f} req/s meet the SLO at p{int(est.slo.attainment * 100)}"))
     b = x["breakdown_s"]
     head.append(("iteration", f"{ms(x['iteration_s'])}: " + ", ".join(f"{k.replace('_', ' ')} {ms(v)}" for k, v in b.items())))
-    console.print(kv_table("ridgeplan estimate (continuous batching)", head))
+    mode = x.get("latency_mode", "steady_state")
+    if mode == "simulation":
+        head.append(("simulated run", f"{x['simulation']['load']}; {x['iterations']:,} iterations, "
+                                      f"{x['preemptions']} preemptions, queue up to {x['max_queue']}"))
+        st = x["steady_state"]
+        head.append(("steady state (for comparison)", f"TTFT mean {ms(st['ttft_mean_s'])}, TPOT mean {ms(st['tpot_mean_s'])}"))
+    console.print(kv_table(f"ridgeplan estimate (continuous batching; latencies: {mode.replace('_', ' ')})", head))
     s = est.state
     ctx = float(mean_decode_context_tokens(est.workload.lengths.mean_input, est.workload.lengths.mean_output))
     step_result = d.step(max(float(s.decode_seqs[0]), 1.0), 1, ctx)
     console.print(op_table_rich(op_table(step_result), "decode step at the operating point"))
-    _assumptions(est.assumptions)
+    _assumptions(x.get("assumptions", est.assumptions))
 
 
-def _disagg(d, spec: str, decode_gpu, decode_tp, workload, policy, slo, json) -> None:
+def _disagg(d, spec: str, decode_gpu, decode_tp, workload, policy, slo, json, sim_opts=None) -> None:
     from dataclasses import replace
 
     from model.serving.disagg import DisaggPlan, disaggregated
@@ -216,6 +287,18 @@ def _disagg(d, spec: str, decode_gpu, decode_tp, workload, policy, slo, json) ->
     plan = DisaggPlan(replace(d, layout=Layout(tp=d.layout.tp, pp=d.layout.pp)), n_p, dec, n_d)
     est = disaggregated(plan, workload, policy, slo)
     out = est.to_dict()
+    out["latency_mode"] = "steady_state"
+    if sim_opts is not None:
+        from model.serving.simulator import load_for, simulate_disagg
+
+        sim = simulate_disagg(plan, workload.lengths, load_for(workload, sim_opts["num_requests"], sim_opts["warmup"],
+                              sim_opts["burstiness"]), policy, seed=sim_opts["seed"]).to_dict()
+        out["steady_state"] = {k: out[k] for k in ("ttft_mean_s", "ttft_percentiles_s", "tpot_s")}
+        out.update({k: sim[k] for k in ("ttft_mean_s", "ttft_percentiles_s", "tpot_mean_s", "tpot_percentiles_s",
+                                        "confidence_95", "iterations")})
+        out["tpot_s"] = sim["tpot_mean_s"]
+        out["latency_mode"] = "simulation"
+        out["assumptions"] = [*out["assumptions"], *sim["assumptions"]]
     if json:
         print_json(out)
         return

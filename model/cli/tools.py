@@ -15,9 +15,16 @@ from model.cli.output import console, print_json
 @app.command()
 def validate(group: list[str] = typer.Option(["kernels", "serving"], "--group", help="kernels and/or serving"),
              json: bool = typer.Option(False, "--json"),
-             no_calibration: bool = typer.Option(False, "--no-calibration", help="ignore fitted calibration files")) -> None:
+             no_calibration: bool = typer.Option(False, "--no-calibration", help="ignore fitted calibration files"),
+             engine_rows: str = typer.Option(None, "--engine-rows", help="CSV of real-engine rows (aiconfigurator "
+                                             "format): steady state and simulator against measured TTFT/TPOT"),
+             sample: int = typer.Option(None, "--sample", help="with --engine-rows: a random sample of N rows")) -> None:
     """Predict every case of the public reference measurements and print the error per case and group."""
     from model.validation import validate as run
+
+    if engine_rows:
+        _engine_rows(engine_rows, sample, json)
+        return
 
     report = run(tuple(group), calibration=False if no_calibration else None)
     if json:
@@ -54,3 +61,28 @@ def bench(names: list[str] = typer.Argument(None, help="benchmarks to run (defau
     env_args = [sys.executable, "-m", "model.bench", *(names or []), *(["--json"] if json else [])]
     raise typer.Exit(subprocess.call(env_args, env={**__import__("os").environ, "OMP_NUM_THREADS": "1",
                                                     "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}))
+
+
+def _engine_rows(path: str, sample, json: bool) -> None:
+    from model.validation.engine_rows import engine_rows_report
+
+    report = engine_rows_report(path, sample=sample)
+    rows = report.rows
+    bys = ("engine", "gpu", "model", "dense")
+    if json:
+        print_json({"summary": {b: report.summary(b).to_dict(orient="records") for b in bys},
+                    "rows": rows.to_dict(orient="records")})
+        return
+    for by in bys:
+        t = Table(title=f"engine rows: median |error| per {by} (steady state | simulator)")
+        for col in ("mode", by, "rows", "TTFT steady", "TTFT sim", "TPOT steady", "TPOT sim"):
+            t.add_column(col)
+        for _, r in report.summary(by).iterrows():
+            t.add_row(r["mode"], str(r[by]), str(r["rows"]), f"{r['steady_ttft_median_abs_err']:.1%}",
+                      f"{r['sim_ttft_median_abs_err']:.1%}", f"{r['steady_tpot_median_abs_err']:.1%}",
+                      f"{r['sim_tpot_median_abs_err']:.1%}")
+        console.print(t)
+    bad = rows[rows["reason"] != ""]
+    console.print(f"{len(rows) - len(bad)} rows expressed, {len(bad)} not expressible:")
+    for reason, g in bad.groupby("reason"):
+        console.print(f"  {len(g)} rows: {reason} (e.g. {', '.join(g['id'].astype(str).head(2))})")

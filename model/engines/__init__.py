@@ -5,15 +5,33 @@ table).
 
 Layering: engines sit above roofline and below placement; they import only errors, architecture and hardware,
 and their layout rules take plain integers (the degrees of model.placement.layout.Layout).
+Each default names its source (engine version and flag).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 
+from model.engines.sglang import SGLANG, SGLangDefaults
+from model.engines.trtllm import TRTLLM, TRTLLMDefaults
+from model.engines.vllm import VLLM, VLLMDefaults
 from model.errors import RidgeplanError
 
 ENGINES = ("vllm", "sglang", "trtllm")
+
+EngineDefaults = VLLMDefaults | SGLangDefaults | TRTLLMDefaults
+
+ENGINE_DEFAULTS: dict[str, EngineDefaults] = {"vllm": VLLM, "sglang": SGLANG, "trtllm": TRTLLM}
+
+
+def get_engine(name: str) -> EngineDefaults:
+    """The engine's scheduling defaults; an unknown name is refused with the allowed list."""
+    try:
+        return ENGINE_DEFAULTS[str(name).lower()]
+    except KeyError:
+        raise RidgeplanError("engine", f"unknown engine {name!r}", sorted(ENGINE_DEFAULTS)) from None
+
+
 
 
 def engine_module(engine: str):

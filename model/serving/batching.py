@@ -139,7 +139,8 @@ class KVCapacity:
         return self.max_sequences >= 1
 
 
-def kv_capacity(d: CostedDeployment, policy: EnginePolicy, context_tokens, offload: Offload | None = None) -> KVCapacity:
+def kv_capacity(d: CostedDeployment, policy: EnginePolicy, context_tokens, offload: Offload | None = None,
+                speculation: Speculation | None = None) -> KVCapacity:
     """How many sequences of `context_tokens` cached tokens fit in the KV pool (paged, block-rounded).
 
     Offloaded weights or experts free GPU memory for the pool; offloaded KV keeps only (1 - fraction) of each
@@ -173,6 +174,11 @@ def kv_capacity(d: CostedDeployment, policy: EnginePolicy, context_tokens, offlo
 
         weights_stage[-1] = weights_stage[-1] + mtp_resident_bytes(d)
         kv_stage[-1] = kv_stage[-1] + d.mtp_layers * ops.cache_bytes[mtp_cache_rows(d)].sum(axis=0)
+    if speculation is not None and speculation.draft_model is not None:
+        # a separate draft model shares the GPUs: its weights and its own KV cache per sequence
+        draft_w, draft_kv = draft_memory_bytes(d, speculation, rounded)
+        weights_stage = weights_stage + draft_w
+        kv_stage = kv_stage + draft_kv * rounded
     work = d.graph.evaluate({**d.symbols(), "B": 1.0, "T": float(policy.max_num_batched_tokens), "C": 0.0})
     act = work.act_bytes.max(axis=0)  # (S,) the largest live activation set of a full-budget step
     total = d.capacity_bytes
@@ -216,11 +222,12 @@ class SteadyState:
 
 
 def concurrency_limits(d: CostedDeployment, policy: EnginePolicy, input_len, output_len, offload: Offload | None = None,
-                       tokens_per_decode_step: float = 1.0) -> dict[str, np.ndarray]:
+                       tokens_per_decode_step: float = 1.0,
+                       speculation: Speculation | None = None) -> dict[str, np.ndarray]:
     """The caps on sequences in flight: KV memory (at the mean context I + O/2, or the full I + O when the engine
     reserves whole requests), max_num_seqs, and the token budget."""
     i, o = np.broadcast_arrays(_arr(input_len), _arr(output_len))
-    cap = kv_capacity(d, policy, charged_context_tokens(policy.admission, i, o), offload)
+    cap = kv_capacity(d, policy, charged_context_tokens(policy.admission, i, o), offload, speculation)
     out = {"kv": cap.max_sequences.reshape(i.shape), "max_num_seqs": np.full(i.shape, float(policy.max_num_seqs))}
     if policy.chunked_prefill:
         # decodes (q tokens each) plus the prefill that keeps them fed must fit the budget:
@@ -242,7 +249,7 @@ def steady_state(d: CostedDeployment, policy: EnginePolicy, input_len, output_le
     i, o, conc = np.broadcast_arrays(np.atleast_1d(_arr(input_len)), np.atleast_1d(_arr(output_len)), conc)
     gain = speculation.tokens_per_step if speculation else 1.0  # tokens per decode iteration per sequence
     q = float(speculation.k + 1) if speculation else 1.0  # tokens verified per sequence per iteration
-    limits = concurrency_limits(d, policy, i, o, offload, q)
+    limits = concurrency_limits(d, policy, i, o, offload, q, speculation)
     names = list(limits)
     stacked = np.stack([limits[n] for n in names])
     cap = stacked.min(axis=0)
@@ -265,7 +272,7 @@ def steady_state(d: CostedDeployment, policy: EnginePolicy, input_len, output_le
     # (about I + O/2 tokens) recomputed as extra prefill work.
     preempted = np.zeros_like(n)
     if policy.admission == "current":
-        full = kv_capacity(d, policy, i + o, offload).max_sequences.reshape(i.shape)
+        full = kv_capacity(d, policy, i + o, offload, speculation).max_sequences.reshape(i.shape)
         preempted = np.clip(1 - full / np.maximum(n, _TINY), 0.0, 1.0)
         prefill_tokens = prefill_tokens + starts * preempted * charged_context_tokens("current", i, o)
     if policy.chunked_prefill:
@@ -315,6 +322,34 @@ def with_mtp(d: Deployment, speculation: Speculation | None) -> Deployment:
     return replace(d, mtp_layers=max(min(mtp_modules(d.arch), speculation.k), 1))
 
 
+def draft_deployment(d: Deployment, spec: Speculation) -> Deployment:
+    """The draft model on the target's GPUs, split by the target's TP when its heads allow."""
+    from dataclasses import replace
+
+    from model.architecture.catalogue import load_architecture
+    from model.errors import RidgeplanError
+    from model.placement.layout import Layout
+
+    arch = load_architecture(spec.draft_model, field="draft_model")
+    try:
+        return replace(d, arch=arch, layout=Layout(tp=d.layout.tp))
+    except RidgeplanError:
+        return replace(d, arch=arch, layout=Layout())
+
+
+def draft_memory_bytes(d: Deployment, spec: Speculation | None, context_tokens) -> tuple[float, float]:
+    """(draft weights per GPU, draft KV bytes per token per GPU) that share the target's memory; zero for
+    self-drafting or MTP heads (counted in the target's own graph)."""
+    if spec is None or spec.draft_model is None:
+        return 0.0, 0.0
+    draft = draft_deployment(d, spec)
+    ctx = max(float(np.max(context_tokens)), 1.0)
+    ops = draft.graph.evaluate({**draft.symbols(), "B": 1.0, "T": 1.0, "C": ctx - 1})
+    weights = float((draft.counts @ ops.resident_bytes).max())
+    kv = float((draft.counts @ ops.cache_bytes).max()) / ctx  # per token, at the longest context asked
+    return weights, kv
+
+
 def _add_draft(d: Deployment, it: IterationCost, spec: Speculation, decode, ctx, kw) -> IterationCost:
     """k draft decode steps per verification: a draft model's own steps, or a fraction of a target step."""
     if spec.mtp:
@@ -322,18 +357,7 @@ def _add_draft(d: Deployment, it: IterationCost, spec: Speculation, decode, ctx,
 
         one = mtp_draft_step_s(d, decode, ctx)
     elif spec.draft_model is not None:
-        from dataclasses import replace
-
-        from model.architecture.catalogue import load_architecture
-        from model.errors import RidgeplanError
-        from model.placement.layout import Layout
-
-        arch = load_architecture(spec.draft_model, field="draft_model")
-        try:  # the draft shares the target's GPUs; split it the same way when its heads allow
-            draft = replace(d, arch=arch, layout=Layout(tp=d.layout.tp))
-        except RidgeplanError:
-            draft = replace(d, arch=arch, layout=Layout())
-        one = iteration_cost(draft, decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
+        one = iteration_cost(draft_deployment(d, spec), decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
     else:
         one = spec.draft_cost_ratio * iteration_cost(d, decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
     total = speculative_step_s(spec.k, np.where(decode > _TINY, one, 0.0), it.time_s)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from model.errors import RidgeplanError, require_positive
+from model.errors import DoesNotFitError, RidgeplanError, require_positive
 from model.operators.memory import kv_bytes_per_token
 from model.serving.batching import iteration_cost, kv_capacity
 from model.serving.deployment import Deployment
@@ -192,6 +192,13 @@ def disaggregated(plan: DisaggPlan, workload: Workload, policy: EnginePolicy | s
     slo = slo or SLO()
     if workload.rate_per_s is None:
         raise RidgeplanError("rate", "disaggregated serving needs a request rate (requests/s)")
+    longest = float(workload.lengths.input_len.max())
+    room = kv_capacity(plan.prefill, policy, longest)
+    if room.max_sequences[0] < 1:  # an instance that cannot hold one prompt gets no latency
+        short = float(room.kv_bytes_per_sequence[0] - room.kv_pool_bytes[0])
+        raise DoesNotFitError("prefill", f"the prefill instance ({plan.prefill.device.name}, "
+                              f"{plan.prefill.layout.label()}) does not fit a {longest:,.0f}-token prompt beside "
+                              f"its weights: short by {short / 1e9:,.1f} GB per GPU; no latency is reported")
     pre = prefill_pool(plan, workload, policy, workload.rate_per_s, percentiles)
     dec = decode_pool(plan, workload, policy, workload.rate_per_s)
     good = None

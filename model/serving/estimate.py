@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from model.errors import RidgeplanError
-from model.serving.batching import SteadyState, decode_only_iteration, iteration_cost, kv_capacity, steady_state
+from model.serving.batching import (IterationCost, SteadyState, _add_offload, decode_only_iteration, iteration_cost,
+                                    kv_capacity, steady_state)
 from model.serving.deployment import Deployment
 from model.serving.policy import EnginePolicy, engine_policy
 from model.serving.speculation_offload import Offload, Speculation
@@ -120,7 +121,25 @@ def operating_points(d: Deployment, policy: EnginePolicy, lengths: Lengths, conc
         full = iteration_cost(d, state.decode_seqs, ctx, np.minimum(p99_prompt, room), 1.0, 0.0, **kw).time_s
     else:
         full = dec + float(latency[0, np.argmin(np.abs(computed - p99_prompt))])
+    if offload is not None:
+        latency, full = _offload_in_prefill(d, policy, offload, state.decode_seqs, ctx, computed, latency, full)
     return OperatingPoints(lengths, state, dec, full, np.array(latency), np.array(service), policy.chunked_prefill)
+
+
+def _offload_in_prefill(d, policy, offload, decode_seqs, ctx, computed, latency, full):
+    """Every iteration a prompt's prefill spans also brings the offloaded bytes over the link (weights,
+    experts, KV), so TTFT and the TBT p99 iteration cannot fall below the streaming floor."""
+    budget = float(policy.max_num_batched_tokens)
+    room = np.maximum(budget - decode_seqs, 1.0) if policy.chunked_prefill else np.full_like(decode_seqs, budget)
+    zero = IterationCost(np.zeros(decode_seqs.size), 0.0, 0.0, 0.0, 0.0)
+    t_off = np.asarray(_add_offload(d, policy, zero, offload, decode_seqs, ctx, decode_seqs + room).transfer_s,
+                       dtype=float) * np.ones(decode_seqs.size)
+    chunks = np.ceil(computed[None, :] / room[:, None]) if policy.chunked_prefill else np.ones((room.size, computed.size))
+    floor = chunks * t_off[:, None]
+    full_it = IterationCost(np.asarray(full, dtype=float), 0.0, 0.0, 0.0, 0.0)
+    full = _add_offload(d, policy, full_it, offload, decode_seqs, ctx, decode_seqs + room).time_s
+    latency = np.maximum(latency, floor) if offload.overlap else latency + floor
+    return latency, full
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, p: float) -> float:
@@ -158,8 +177,9 @@ def latency_at(op: OperatingPoints, k: int, rate_per_s: float, open_loop: bool,
         wq = float(mg1_wait_s(lam, es, es2))
     else:
         rho, wq = lam * float(w @ service), 0.0
-    # a new request also waits on average half an iteration for the next iteration boundary
-    align = 0.5 * t_it
+    # an open-loop request also waits on average half an iteration for the next iteration boundary; in a
+    # closed loop a client sends its next request when the previous one completes, at a boundary
+    align = 0.5 * t_it if open_loop else 0.0
 
     def ttft_cdf(v: np.ndarray) -> np.ndarray:
         return wait_cdf(v - lat - align, rho, wq) if wq > 0 else (v >= lat + align).astype(float)
@@ -200,6 +220,12 @@ def _quantile(table: dict[float, float], p: float) -> float:
         return table[p]
     keys = sorted(table)
     return table[min(keys, key=lambda q: abs(q - p))]
+
+
+def closed_loop_queue_wait_s(clients, cap, requests_per_s):
+    """Clients beyond the engine's cap wait in its queue: by Little's law each request waits
+    (clients - cap) / throughput before it is admitted (zero at or below the cap)."""
+    return np.maximum(np.asarray(clients, dtype=float) - cap, 0.0) / np.maximum(requests_per_s, 1e-12)
 
 
 def goodput(op: OperatingPoints, slo: SLO) -> tuple[float, int | None]:
@@ -313,7 +339,7 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
     lengths = workload.lengths
     tech = dict(speculation=speculation, offload=offload)
     cap = kv_capacity(d, policy, lengths.mean_input + lengths.mean_output / (1 if policy.admission == "max_length" else 2),
-                      offload)
+                      offload, speculation)
     memory = {"weights_bytes": float(cap.weights_bytes[0]), "activation_bytes": float(cap.activation_bytes[0]),
               "reserved_bytes": cap.reserved_bytes, "kv_pool_bytes": float(cap.kv_pool_bytes[0]),
               "kv_bytes_per_sequence": float(cap.kv_bytes_per_sequence[0]), "capacity_bytes": d.capacity_bytes,
@@ -356,7 +382,12 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
         lat = latency_at(exact, 0, float(exact.rates[0]), False, percentiles)
         state = exact.state
         if workload.mode == "concurrency" and n > max_conc:
-            notes = (*notes, f"asked for {n:g} sequences in flight; only {max_conc:g} fit ({limit}): the rest queue")
+            # the clients beyond the engine's cap wait in its queue: by Little's law each request waits
+            # (n - cap) / throughput before it is admitted
+            wait = float(closed_loop_queue_wait_s(n, max_conc, float(exact.rates[0])))
+            lat = replace(lat, ttft_mean_s=lat.ttft_mean_s + wait, ttft_s={p: v + wait for p, v in lat.ttft_s.items()})
+            notes = (*notes, f"asked for {n:g} sequences in flight; only {max_conc:g} fit ({limit}): the rest queue, "
+                     f"{wait:.3g} s each by Little's law, added to TTFT")
     if workload.mode == "max":
         notes = (*notes, "offline maximum-throughput run: TTFT excludes the time requests wait in the backlog")
     return ServingEstimate(d, policy, workload, slo, True, memory, max_conc, limit, state, 0, lat, good,

@@ -1,16 +1,14 @@
 """Engine policies: how a serving engine batches, budgets tokens and reserves memory.
 
-Predictions depend on these; every estimate names the policy it used. Defaults follow each engine's
-documented defaults (vLLM V1: max_num_seqs 256, max_num_batched_tokens 8192 with chunked prefill,
-gpu_memory_utilization 0.9; TensorRT-LLM's trtllm-bench: max batch 2048, max_num_tokens 8192,
-kv_cache_free_gpu_mem_fraction 0.90-0.95 of the memory left after weights; SGLang: mem_fraction_static ~0.88,
-chunked_prefill_size 8192).
+Predictions depend on these; every estimate names the policy it used. The defaults come from the engine
+modules (model.engines.vllm / sglang / trtllm), the single source of truth with each default's flag and version.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from model.engines import SGLANG, TRTLLM, VLLM
 from model.errors import RidgeplanError, require_positive
 
 MEMORY_MODES = ("fraction_of_total", "fraction_of_free")
@@ -18,19 +16,19 @@ MEMORY_MODES = ("fraction_of_total", "fraction_of_free")
 
 @dataclass(frozen=True)
 class EnginePolicy:
-    name: str = "vllm"
-    max_num_seqs: int = 256  # sequences scheduled together
-    max_num_batched_tokens: int = 8192  # token budget per iteration (the prefill chunk with chunked prefill)
-    chunked_prefill: bool = True  # prefill chunks ride along decodes (Sarathi); False: prefill-prioritising
-    block_size: int = 16  # KV page size in tokens
-    memory_mode: str = "fraction_of_total"  # vLLM: util x total; TRT-LLM: fraction x (free after weights)
-    memory_fraction: float = 0.90
+    name: str = VLLM.name
+    max_num_seqs: int = VLLM.max_num_seqs  # sequences scheduled together
+    max_num_batched_tokens: int = VLLM.max_num_batched_tokens  # token budget per iteration (the prefill chunk)
+    chunked_prefill: bool = VLLM.chunked_prefill  # prefill rides along decodes (Sarathi); False: prefill-prioritising
+    block_size: int = VLLM.block_size  # KV page size in tokens
+    memory_mode: str = VLLM.memory_mode  # vLLM: util x total; TRT-LLM: fraction x (free after weights)
+    memory_fraction: float = VLLM.gpu_memory_utilization
     step_overhead_s: float | None = None  # None: the device class default (efficiency.step_overhead_s)
     cuda_graph_bytes: float = 0.5e9  # memory outside the KV pool and weights (graphs, NCCL buffers)
     # "max_length": admit a request only if KV for its whole input + output is free (TensorRT-LLM's default
     # GUARANTEED_NO_EVICT); "current": admit while blocks for the current context are free, preempting when the
     # pool runs out (vLLM, SGLang), so capacity is set by the mean context I + O/2.
-    admission: str = "current"
+    admission: str = VLLM.admission
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
@@ -56,11 +54,19 @@ class EnginePolicy:
                    else "admits on current context and preempts when the KV pool runs out"))
 
 
+# The steady-state model's `chunked_prefill` means "prefill work shares iterations with decodes": true for
+# vLLM, for TensorRT-LLM's in-flight batching (with or without chunked context), and kept for SGLang as the
+# steady state has always assumed; the simulator follows SGLang's prefill-first batches (model.engines.sglang).
 ENGINES: dict[str, EnginePolicy] = {
-    "vllm": EnginePolicy("vllm"),
-    "sglang": EnginePolicy("sglang", max_num_seqs=1024, memory_fraction=0.88, block_size=1),
-    "trtllm": EnginePolicy("trtllm", max_num_seqs=2048, block_size=32, memory_mode="fraction_of_free",
-                           memory_fraction=0.90, admission="max_length"),
+    "vllm": EnginePolicy(),
+    "sglang": EnginePolicy(SGLANG.name, max_num_seqs=SGLANG.max_running_requests,
+                           max_num_batched_tokens=SGLANG.chunked_prefill_size, memory_mode=SGLANG.memory_mode,
+                           memory_fraction=SGLANG.mem_fraction_static, block_size=SGLANG.page_size,
+                           admission=SGLANG.admission),
+    "trtllm": EnginePolicy(TRTLLM.name, max_num_seqs=TRTLLM.max_batch_size,
+                           max_num_batched_tokens=TRTLLM.max_num_tokens, chunked_prefill=TRTLLM.inflight_batching,
+                           block_size=TRTLLM.tokens_per_block, memory_mode=TRTLLM.memory_mode,
+                           memory_fraction=TRTLLM.free_gpu_memory_fraction, admission=TRTLLM.admission),
 }
 
 

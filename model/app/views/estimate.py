@@ -74,5 +74,12 @@ def render(ctx: Context) -> None:
                                    "TTFT": [fmt.seconds(h["ttft_percentiles_s"][p]) for p in pct],
                                    "TPOT": [fmt.seconds(h["tpot_percentiles_s"][p]) for p in pct]}),
                      hide_index=True)
+    if h["fits"]:
+        sim = cache.simulated_run(d, w)
+        if sim is not None:
+            st.subheader("Simulated run")
+            st.caption("The engine's scheduler simulated one iteration at a time, the clients as benchmark tools send "
+                       "them (a closed loop starts all requests at t = 0)")
+            st.altair_chart(charts.simulated_run(*sim), width="stretch")
     with st.expander("Assumptions"):
         st.markdown("\n".join(f"- {a}" for a in est.assumptions))

@@ -1,0 +1,229 @@
+"""Real-engine rows (aiconfigurator-core 0.12.0, Apache-2.0, NVIDIA; Blackwell systems only): steady state and
+simulator against measured TTFT and TPOT, median |error| per engine, GPU, model and mode.
+
+Nothing is fitted per row. Each row's deployment: model_path -> catalogue id, system -> hardware_db device,
+precision -> weight/KV format, tp/pp from the row; the client is a closed loop at the row's
+silicon_concurrency (per replica: batch_size x attention_dp when the total is larger) with N = 3 x C
+requests (at least 8) and no warm-up (the protocol is not published: see
+the README's sensitivity note). Rows that cannot be expressed are listed with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from model.errors import RidgeplanError
+
+MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "Qwen/Qwen3-32B": "qwen3-32b",
+          "nvidia/Qwen3-32B-NVFP4": "qwen3-32b", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+          "deepseek-ai/DeepSeek-R1": "deepseek-v3", "nvidia/DeepSeek-R1-NVFP4": "deepseek-v3",
+          "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3", "openai/gpt-oss-120b": "gpt-oss-120b"}
+SYSTEMS = {"b200_sxm": "b200", "gb200": "gb200", "b300_sxm": "b300", "gb300": "gb300"}
+WEIGHTS = {"fp8": "fp8", "fp4": "nvfp4", "bf16": "bf16", "int4": "int4"}
+REQUESTS_PER_CLIENT = 3
+WARMUP_PER_CLIENT = 0
+DENSE = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-NVFP4")
+
+
+@dataclass(frozen=True)
+class EngineRowsReport:
+    rows: pd.DataFrame  # one per row: predictions, errors, or the reason it is not expressible
+
+    def summary(self, by: str) -> pd.DataFrame:
+        ok = self.rows[self.rows["reason"] == ""].copy()
+        assumed = ok["workers"].astype(str).str.contains("assumed")
+        ok.loc[assumed, "mode"] = "disagg, workers assumed 1:1"
+        out = []
+        if ok.empty:
+            return pd.DataFrame(columns=["mode", by, "rows"])
+        for key, g in ok.groupby(["mode", by]):
+            rec = {"mode": key[0], by: key[1], "rows": len(g)}
+            for m in ("steady", "sim"):
+                for q in ("ttft", "tpot"):
+                    e = g[f"{m}_{q}_err"].dropna()
+                    rec[f"{m}_{q}_median_abs_err"] = float(np.median(np.abs(e))) if len(e) else float("nan")
+            out.append(rec)
+        return pd.DataFrame(out)
+
+
+def _concurrency(source: str) -> int | None:
+    m = re.search(r"silicon_concurrency=(\d+)", str(source))
+    return int(m.group(1)) if m else None
+
+
+_CACHE: dict = {}
+
+
+def _setup(key: tuple, max_context: float):
+    """The deployment and cost table of a configuration, built once for every row that shares it."""
+    from model.api import deployment
+    from model.serving.simulator import build_cost_table
+
+    if key not in _CACHE:
+        model, system, precision, tp, pp, policy = key
+        d = deployment(MODELS[model], SYSTEMS[system], weights=WEIGHTS[precision],
+                       kv="fp8" if precision in ("fp8", "fp4") else None, tp=tp, pp=pp)
+        _CACHE[key] = (d, build_cost_table(d, policy, max_context))
+    return _CACHE[key]
+
+
+def _layout_reason(r: pd.Series, prefix: str = "") -> str:
+    adp, mtp, mep = r[f"{prefix}attention_dp_size"], r[f"{prefix}moe_tp_size"], r[f"{prefix}moe_ep_size"]
+    tp = r[f"{prefix}tp_size"]
+    if pd.isna(tp):
+        return f"{prefix}tp_size is empty"
+    if pd.isna(adp) or adp == 0:
+        return f"{prefix}attention_dp_size is {adp}: not a layout"
+    if r["model_path"] in DENSE:  # MoE columns mean nothing for a dense model
+        mtp, mep = tp, 1
+    if adp != 1 or (not pd.isna(mep) and mep > 1) or (not pd.isna(mtp) and mtp != tp):
+        return (f"{prefix}attention_dp={adp:g}, moe_tp={mtp:g}, moe_ep={mep:g}: attention-DP and MoE-TP x EP are "
+                "not expressible yet (MoE issue)")
+    return ""
+
+
+def _expressible(r: pd.Series) -> str:
+    """Why a row cannot be expressed today ('' when it can)."""
+    if _concurrency(r["silicon_data_source"]) is None:
+        return "no silicon_concurrency in silicon_data_source"
+    if r["model_path"] not in MODELS:
+        return f"model {r['model_path']} is not in the catalogue (MoE issue adds it)"
+    if r["mode"] != "agg":
+        return _layout_reason(r, "prefill_") or _layout_reason(r, "decode_")
+    return _layout_reason(r)
+
+
+def _policy(engine: str, isl: int, system: str):
+    """The engine's policy as the benchmark launched it: vLLM's server defaults for the GPU, TensorRT-LLM with
+    a token budget that holds a prompt beside the decodes (no chunked context by default)."""
+    from model.engines.vllm import server_batch_defaults
+    from model.hardware.db import load_device
+    from model.serving.policy import ENGINES
+
+    policy = ENGINES[engine]
+    if engine == "vllm":
+        dev = load_device(SYSTEMS[system])
+        tokens, seqs = server_batch_defaults(dev.memory.total_bytes, dev.name)
+        policy = policy.with_(max_num_batched_tokens=tokens, max_num_seqs=seqs)
+    if engine == "trtllm":
+        policy = policy.with_(max_num_batched_tokens=max(policy.max_num_batched_tokens, isl + 2048))
+    return policy
+
+
+def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PER_CLIENT,
+           warmup_per_client: int = WARMUP_PER_CLIENT) -> list[dict]:
+    """Rows sharing model, GPU, precision, layout, engine and lengths: one vectorized steady state over their
+    concurrencies, one simulation each over a shared cost table."""
+    from model.serving.batching import steady_state
+    from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
+    from model.serving.simulator import Load, simulate
+    from model.serving.workload import Lengths
+
+    r0 = rows.iloc[0]
+    i, o = int(r0["isl"]), int(r0["osl"])
+    outs = [_base(r) for _, r in rows.iterrows()]
+    try:
+        policy = _policy(r0["backend"], i, r0["system"])
+        key = (r0["model_path"], r0["system"], r0["precision"], int(r0["tp_size"]), int(r0["pp_size"]), policy)
+        d, table = _setup(key, max_context)
+        lengths = Lengths.fixed(i, o)
+        cap = float(steady_state(d, policy, i, o, None).concurrency[0])
+        if cap < 1:
+            raise RidgeplanError("memory", "does not fit: no sequence fits in the KV pool")
+        cs = np.array([o_["concurrency"] for o_ in outs], dtype=float)
+        ops = operating_points(d, policy, lengths, concurrency=np.minimum(cs, cap))
+        for k, out in enumerate(outs):
+            lat = latency_at(ops, k, float(ops.rates[k]), False, (0.5,))
+            out["steady_ttft_s"] = lat.ttft_mean_s + float(closed_loop_queue_wait_s(cs[k], cap, float(ops.rates[k])))
+            out["steady_tpot_s"] = lat.tpot_mean_s
+            c = int(cs[k])
+            n = max(per_client * c, 8)
+            load = Load("closed", concurrency=c, num_requests=n, warmup=min(warmup_per_client * c, n - 1))
+            sim = simulate(d, lengths, load, policy, table=table)
+            out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
+    except RidgeplanError as e:
+        for out in outs:
+            out["reason"] = e.one_line()
+    return outs
+
+
+DISAGG_RATIO = (1, 1)  # prefill : decode workers assumed where a disaggregated row leaves the counts empty
+
+
+def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
+    """A disaggregated row: its prefill and decode workers (or the assumed ratio), a closed loop through both
+    pools; the steady state at the throughput the simulation reached."""
+    from model.serving.disagg import DisaggPlan, disaggregated
+    from model.serving.simulator import Load, simulate_disagg
+    from model.serving.workload import Lengths, Workload
+
+    out = _base(r)
+    if out["reason"]:
+        return out
+    empty = r["prefill_num_workers"] != r["prefill_num_workers"] or r["decode_num_workers"] != r["decode_num_workers"]
+    n_p, n_d = DISAGG_RATIO if empty else (int(r["prefill_num_workers"]), int(r["decode_num_workers"]))
+    out["workers"] = f"{n_p}:{n_d}" + (" (assumed)" if empty else "")
+    i, o, c = int(r["isl"]), int(r["osl"]), int(out["concurrency"])
+    try:
+        policy = _policy(r["backend"], i, r["system"])
+        base = (r["model_path"], r["system"], r["precision"])
+        pre, t_pre = _setup((*base, int(r["prefill_tp_size"]), int(r["prefill_pp_size"]), policy), max_context)
+        dec, t_dec = _setup((*base, int(r["decode_tp_size"]), int(r["decode_pp_size"]), policy), max_context)
+        plan = DisaggPlan(pre, n_p, dec, n_d)
+        lengths = Lengths.fixed(i, o)
+        n = max(per_client * c, 8)
+        sim = simulate_disagg(plan, lengths, Load("closed", concurrency=c, num_requests=n), policy,
+                              tables=(t_pre, t_dec))
+        out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
+        st = disaggregated(plan, Workload(lengths, rate_per_s=sim.requests_per_s), policy)
+        out["steady_ttft_s"], out["steady_tpot_s"] = st.ttft_mean_s, st.tpot_s
+    except RidgeplanError as e:
+        out["reason"] = e.one_line()
+    return out
+
+
+def _per_replica(r: pd.Series) -> int | None:
+    """The benchmark's concurrency per aggregated replica: batch_size is per attention-DP rank, so a total
+    above batch_size x attention_dp means that many replicas share the load (Qwen3-32B-NVFP4 on GB200: 32)."""
+    c = _concurrency(r["silicon_data_source"])
+    if c is None or r["mode"] != "agg" or pd.isna(r["batch_size"]) or pd.isna(r["attention_dp_size"]):
+        return c
+    per = int(r["batch_size"] * max(r["attention_dp_size"], 1))
+    return min(c, per) if per >= 1 else c
+
+
+def _base(r: pd.Series) -> dict:
+    return {"id": r["id"], "engine": r["backend"], "gpu": r["system"], "model": r["model_path"], "mode": r["mode"],
+            "dense": r["model_path"] in DENSE, "isl": r["isl"], "osl": r["osl"],
+            "concurrency": _per_replica(r), "total_concurrency": _concurrency(r["silicon_data_source"]),
+            "measured_ttft_s": r["silicon_ttft_ms"] / 1e3, "measured_tpot_s": r["silicon_tpot_ms"] / 1e3,
+            "workers": "", "reason": _expressible(r)}
+
+
+def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_client: int = REQUESTS_PER_CLIENT,
+                       warmup_per_client: int = WARMUP_PER_CLIENT, models: tuple[str, ...] | None = None) -> EngineRowsReport:
+    df = pd.read_csv(path)
+    if models is not None:
+        df = df[df["model_path"].isin(models)]
+    if sample is not None and sample < len(df):
+        df = df.sample(sample, random_state=seed)
+    longest = float((df["isl"] + df["osl"]).max())
+    reasons = df.apply(_expressible, axis=1)
+    out = [_base(r) for _, r in df[reasons != ""].iterrows()]
+    ok = df[(reasons == "") & (df["mode"] == "agg")]
+    for _, g in ok.groupby(["model_path", "system", "precision", "tp_size", "pp_size", "backend", "isl", "osl"]):
+        out.extend(_group(g, longest, per_client, warmup_per_client))
+    for _, r in df[(reasons == "") & (df["mode"] != "agg")].iterrows():
+        out.append(_disagg_row(r, longest, per_client))
+    rows = pd.DataFrame(out)
+    for m in ("steady", "sim"):
+        for q in ("ttft", "tpot"):
+            col = f"{m}_{q}_s"
+            if col not in rows:
+                rows[col] = np.nan
+            rows[f"{m}_{q}_err"] = rows[col] / rows[f"measured_{q}_s"] - 1
+    return EngineRowsReport(rows)
