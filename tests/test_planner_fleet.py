@@ -333,8 +333,7 @@ def test_dominance_pruning_stays_inside_a_pair_group():
     assert sol.status == "Optimal" and sol.counts.tolist() == [0, 1, 1]
 
 
-def test_simulator_check_agrees_with_the_plan_when_the_simulator_is_present():
-    pytest.importorskip("model.serving.simulator.run")  # the engine simulator (branch `sim`)
+def test_final_plans_pass_the_engine_simulator():
     from model.planner.check import simulator_check
 
     req = _req(("h100-sxm",), rate=5.0, lengths=Lengths.lognormal(1000, 200), slo=SLO(2.0, 0.1))

@@ -122,8 +122,9 @@ def simulator_check(candidate, lengths: Lengths, rate_per_s: float, request, num
 
 CheckFn = Callable[..., PoolCheck]
 
-# The re-check the planner uses. The one line to change for the engine simulator: check_pool = simulator_check
-check_pool: CheckFn = serving_check
+# The re-check the planner uses: the engine simulator at the SLO percentile (aggregated pools; prefill and decode
+# pools keep the serving model, see simulator_check).
+check_pool: CheckFn = simulator_check
 
 
 def sustained_rate(check: CheckFn, candidate, lengths: Lengths, rate_hi: float, request, steps: int = 6) -> float:
