@@ -21,6 +21,7 @@ import pytest
 
 from model.errors import RidgeplanError
 
+ROOT = Path(__file__).resolve().parents[1]
 SEED = 17
 NAN, INF = float("nan"), float("inf")
 # values a new user (or a mistyped link) passes where a size, a fraction or a name belongs
@@ -281,7 +282,7 @@ def _files(tmp: Path) -> dict[str, Path]:
 
 # Cases whose failure lies in files another engineer owns (issue 17: config.json and device-TOML validation in
 # model/architecture/config.py, model/architecture/catalogue.py and model/hardware/*), fixed in parallel.
-OWNED_ELSEWHERE = {"nan.json", "zeroheads.json", "latin1.json", "latin1.toml", "list.json"}
+OWNED_ELSEWHERE = {"nan.json", "zeroheads.json", "latin1.json", "latin1.toml"}
 
 
 def _cli_cases(rng: random.Random, files: dict[str, Path], n: int):
@@ -350,6 +351,31 @@ def test_fuzz_cli_files_owned_elsewhere(tmp_path, name):
     files = _files(tmp_path)
     flag = {"json": "--model", "toml": "--gpu"}[name.rsplit(".", 1)[1]]
     assert _cli_verdict(["step", flag, str(files[name]), "--json"]) == ""
+
+
+def _nonsense_files(tmp: Path) -> dict[str, tuple[str, Path]]:
+    """Files with accepted nonsense (issue 17): each must be rejected with exit status 2."""
+    base = json.loads((ROOT / "model" / "architecture" / "catalogue" / "llama-3.2-1b.json").read_text())
+    configs = {"vocab0.json": {**base, "vocab_size": 0}, "window.json": {**base, "sliding_window": -5},
+               "bert.json": {**base, "model_type": "bert", "architectures": ["BertModel"]}}
+    out = {}
+    for name, cfg in configs.items():
+        (tmp / name).write_text(json.dumps(cfg))
+        out[name] = ("--model", tmp / name)
+    toml = (ROOT / "hardware_db" / "devices" / "h100-sxm.toml").read_text()
+    (tmp / "domain0.toml").write_text(toml.replace("max_domain_devices = 8", "max_domain_devices = 0")
+                                      .replace('id = "h100-sxm"', 'id = "h100-domain0"'))
+    out["domain0.toml"] = ("--gpu", tmp / "domain0.toml")
+    return out
+
+
+@pytest.mark.parametrize("name", ["vocab0.json", "window.json", "bert.json", "domain0.toml"])
+@pytest.mark.xfail(strict=False, reason="issue 17: accepted nonsense in config.json / device TOML parsing, fixed in "
+                   "parallel in model/architecture/config.py and model/hardware (owned by another engineer)")
+def test_fuzz_cli_nonsense_files_rejected(tmp_path, name):
+    flag, path = _nonsense_files(tmp_path)[name]
+    code, _, err = _cli(["step", flag, str(path), "--tp", "2", "--json"])
+    assert code == 2 and len(err.strip().splitlines()) == 1, (code, err)
 
 
 def test_cli_valid_sample():
