@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from model.api import deployment
@@ -32,7 +32,7 @@ ENGINES = ["vllm", "sglang", "trtllm"]
 SIGNED = ("error", "delta", "change", "saving", "gain", "headroom")
 REL = 1e-9  # float round-off allowance on the floor comparison
 
-SETTINGS = settings(max_examples=8, deadline=None, derandomize=True, print_blob=False,
+SETTINGS = settings(max_examples=6, deadline=None, derandomize=True, print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
@@ -85,13 +85,21 @@ def _ge(value, floor, what):
 
 # ---------------------------------------------------------------------------------------------------------
 
+def test_floor_by_hand():
+    """Llama-3.1-8B bf16 on one H100, one decode token: the floor is the weights read once,
+    8.03e9 params x 2 B = 16.06 GB / 3.35 TB/s = 4.79 ms (embedding rows are gathered, not read whole: less)."""
+    d = deployment("llama-3.1-8b", "h100-sxm", weights="bf16")
+    f = floor_s(d, 1, 1)
+    assert 4.4e-3 < f < 4.8e-3
+    assert float(d.step(1, 1, 0).time_s[0]) >= f
+
+
 @SETTINGS
 @given(spec=deployments, batch=st.integers(1, 512), new_tokens=st.integers(1, 4096),
        context=st.integers(0, 131_072))
 def test_step_time_not_below_floor(spec, batch, new_tokens, context):
     d = build(spec)
-    if d is None:
-        return
+    assume(d is not None)
     r = d.step(batch, new_tokens, context)
     _ge(float(r.time_s[0]), floor_s(d, batch, new_tokens, context), "step time")
 
@@ -102,8 +110,7 @@ def test_static_batch(spec, batch, isl, osl):
     from model.serving.static import static_batch
 
     d = build(spec)
-    if d is None:
-        return
+    assume(d is not None)
     est = static_batch(d, batch, isl, osl)
     out = est.to_dict()
     assert not json_problems(out), json_problems(out)
@@ -138,8 +145,7 @@ def test_continuous_batching(spec, isl, osl, engine, load, tech):
     from model.serving.workload import Lengths, Workload
 
     d = build(spec)
-    if d is None:
-        return
+    assume(d is not None)
     spec, off = tech
     w = Workload(Lengths.fixed(isl, osl), **{"concurrency" if load[0] == "concurrency" else "rate_per_s": load[1]})
     try:
@@ -170,8 +176,7 @@ def test_disaggregated(pspec, dspec, isl, osl, rate, instances):
     from model.serving.workload import Lengths, Workload
 
     p, dec = build(pspec), build({**dspec, "model": pspec["model"]})  # both pools serve the same model
-    if p is None or dec is None:
-        return
+    assume(p is not None and dec is not None)
     try:
         plan = DisaggPlan(p, instances[0], dec, instances[1])
         est = disaggregated(plan, Workload(Lengths.fixed(isl, osl), rate_per_s=rate), slo=SLO(2.0, 0.1))
