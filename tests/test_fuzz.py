@@ -197,8 +197,8 @@ def _plan_cases(rng, n):
                   "budget_usd_per_hour": _any(rng, [None, 100.0]), "objective": rng.choice(["cost", "nope", None])}
             kw = dict(rng.sample(sorted(kw.items(), key=str), rng.randint(1, 3)))
             traffic = (Traffic("llama-3.1-8b", 2.0, Lengths.fixed(128, 16)),)
-            yield f"PlanRequest({kw})", (lambda k=kw: _plan_rejected(PlanRequest(traffic, SLO(1.0, 0.1),
-                                                                                (GpuOption("h100-sxm"),), **k)))
+            yield f"PlanRequest({kw})", (lambda k=kw, t=traffic: _plan_rejected(
+                PlanRequest(t, SLO(1.0, 0.1), (GpuOption("h100-sxm"),), **k)))
 
 
 def _plan_rejected(request):
@@ -223,6 +223,7 @@ def test_fuzz_api_serving(dep):
 
 def test_fuzz_api_planner():
     n, bad = _run(_plan_cases(random.Random(SEED), 150))
+    assert n == 150
     assert not bad, "\n".join(f"{v} x {k}" for k, v in bad.most_common())
 
 

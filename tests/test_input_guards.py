@@ -158,5 +158,5 @@ def test_cli_closed_pipe_is_quiet():
     code = ("import sys; from model.cli import main; sys.argv = ['ridgeplan', 'models', 'list', '--json']; "
             "raise SystemExit(main())")
     proc = subprocess.run(f"{sys.executable} -c \"{code}\" | head -c 10", shell=True, cwd=ROOT, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
+                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120, check=False)
     assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`ridgeplan validate | head -1`): stop quietly
         _silence_stdout()
         return 0
-    except Exception as err:  # noqa: BLE001 - a bug, reported as one line instead of a traceback
+    except Exception as err:  # a bug: reported as one line instead of a traceback
         if os.environ.get("RIDGEPLAN_DEBUG"):
             raise
         print(f"internal error: {type(err).__name__}: {_one_line(str(err))} (a bug in ridgeplan; "

@@ -18,18 +18,17 @@ import numpy as np
 
 from model.architecture.catalogue import load_architecture
 from model.architecture.config import Architecture
-from model.errors import (MAX_SEQUENCES, MAX_TOKENS, RidgeplanError, require_fraction, require_positive,
-                          require_sizes)
+from model.errors import MAX_SEQUENCES, MAX_TOKENS, RidgeplanError, require_fraction, require_positive, require_sizes
 from model.hardware.db import get_node, load_device
 from model.hardware.schema import Device, NodeType
 from model.operators.compiled import CompiledGraph, OpArrays, compile_graph
 from model.operators.memory import MemoryArrays, memory_per_rank
+from model.placement.layout import Layout, stage_counts
+from model.placement.topology import LinkTiers, link_tiers
 from model.precision import Precision, number_format
 from model.roofline.collectives import collective_time
 from model.roofline.efficiency import Efficiency, efficiency_for
 from model.roofline.evaluator import CommGroup, ExecContext, OpTimes, context_for, evaluate, resolve_precision
-from model.placement.layout import Layout, stage_counts
-from model.placement.topology import LinkTiers, link_tiers
 
 CONVENTIONS = ("causal", "square")
 

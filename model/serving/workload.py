@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.errors import MAX_TOKENS, MAX_SEQUENCES, RidgeplanError, require_fraction, require_positive, require_sizes
+from model.errors import MAX_SEQUENCES, MAX_TOKENS, RidgeplanError, require_fraction, require_positive, require_sizes
 
 MAX_SIGMA = 5.0  # log-normal shape: e^5 ~ 150x spread around the median is already far wider than any trace
 MAX_POINTS = 200  # quantile points (or histogram bins) per axis of a distribution (points^2 bins)

@@ -87,7 +87,7 @@ def splitwise():
     for rate in SPLITWISE_RATES_PER_S:
         traffic = (Traffic("llama-3.1-70b", rate, Lengths.fixed(1500, 300)),)
 
-        def best(gpus, roles, objective="cost"):
+        def best(gpus, roles, objective="cost", traffic=traffic):
             return plan(PlanRequest(traffic, SLO(2.0, 0.05), gpus, roles=roles, objective=objective, **common))
 
         split = best(both, ("prefill", "decode"))
