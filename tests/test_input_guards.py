@@ -160,3 +160,11 @@ def test_cli_closed_pipe_is_quiet():
     proc = subprocess.run(f"{sys.executable} -c \"{code}\" | head -c 10", shell=True, cwd=ROOT, capture_output=True,
                           text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120, check=False)
     assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("request_", [None, "llama-3.1-8b", {"traffic": []}])
+def test_plan_rejects_what_is_not_a_request(request_):
+    from model.planner import plan
+
+    with pytest.raises(RidgeplanError, match="^request: "):
+        plan(request_)

@@ -104,6 +104,8 @@ class Plan:
 
 def plan(request: PlanRequest, progress: Callable[[str], None] | None = None) -> Plan:
     """The cheapest (or otherwise optimal) fleet serving `request` within its SLO."""
+    if not isinstance(request, PlanRequest):
+        raise RidgeplanError("request", f"must be a PlanRequest, got {type(request).__name__}")
     cands, dropped = enumerate_candidates(request, progress)
     if not cands:
         return Plan(request, False, explanation="no configuration could be built: " + "; ".join(dropped[:5]))
