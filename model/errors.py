@@ -6,7 +6,11 @@ the app shows it next to the widget. Nothing else should escape to a user as a t
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable
+
+import numpy as np
 
 
 class RidgeplanError(ValueError):
@@ -41,11 +45,6 @@ class DoesNotFitError(RidgeplanError):
 
 def require_positive(field: str, value: float, *, integer: bool = False, allow_zero: bool = False) -> None:
     """Reject negative, zero (unless allowed), non-finite or non-integer sizes with a clear message."""
-    import math
-    import numbers
-
-    import numpy as np
-
     ok_number = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
                  and math.isfinite(value))
     if not ok_number:
@@ -66,8 +65,6 @@ MAX_SEQUENCES = 10_000_000  # sequences in one batch or in flight
 def require_sizes(field: str, value, *, allow_zero: bool = True, upper: float | None = None):
     """A scalar or array of sizes as a float array: every element a finite number >= 0 (> 0 unless allow_zero)
     and at most `upper`; otherwise a RidgeplanError naming the field."""
-    import numpy as np
-
     if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
         raise RidgeplanError(field, f"must be a number or an array of numbers, got {value!r}")
     try:
@@ -89,11 +86,6 @@ def require_sizes(field: str, value, *, allow_zero: bool = True, upper: float | 
 def require_fraction(field: str, value, *, low: float = 0.0, high: float = 1.0, low_open: bool = False,
                      high_open: bool = False) -> float:
     """A finite number in the interval [low, high] (ends open where asked)."""
-    import math
-    import numbers
-
-    import numpy as np
-
     ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
@@ -103,5 +95,6 @@ def require_fraction(field: str, value, *, low: float = 0.0, high: float = 1.0, 
     return float(value)
 
 
-def _show(arr) -> str:
-    return f"{arr.item()!r}" if arr.size == 1 else f"an array containing {arr[~__import__('numpy').isfinite(arr)][0]!r}"
+def _show(arr: np.ndarray) -> str:
+    """The offending value (the first non-finite element of an array)."""
+    return f"{arr.item()!r}" if arr.size == 1 else f"an array containing {arr[~np.isfinite(arr)][0]!r}"
