@@ -89,6 +89,17 @@ def test_overloaded_disaggregated_ttft_is_null_with_a_reason(d):
     assert out["sustainable"] is False and out["ttft_mean_s"] is None and out["ttft_unbounded_reason"]
 
 
+def test_decode_overloaded_disaggregated_ttft_is_null(d):
+    """Found by the property test: with only the decode pool overloaded, TTFT was reported as the prefill pool's
+    finite time beside sustainable = False."""
+    from model.serving.disagg import DisaggPlan, disaggregated
+
+    est = disaggregated(DisaggPlan(d, 1, d, 1), Workload(Lengths.fixed(1, 42), rate_per_s=642.0))
+    out = est.to_dict()
+    assert est.bottleneck == "decode" and out["sustainable"] is False
+    assert out["ttft_mean_s"] is None and "decode pool" in out["ttft_unbounded_reason"]
+
+
 def test_static_operator_table_has_no_infinite_intensity(d):
     """Operators with no memory bytes had intensity inf in the JSON output."""
     from model.serving.static import static_batch

@@ -39,14 +39,15 @@ SETTINGS = settings(max_examples=6, deadline=None, derandomize=True, print_blob=
 # drawn as ids (so a failing example prints in one line), built in the test
 deployments = st.fixed_dictionaries({
     "model": st.sampled_from(MODELS), "gpu": st.sampled_from(GPUS), "weights": st.sampled_from(WEIGHTS),
-    "kv": st.sampled_from(KV), "tp": st.sampled_from([1, 2, 4, 8]), "pp": st.sampled_from([1, 1, 2])})
+    "kv": st.sampled_from(KV), "tp": st.sampled_from([1, 2, 4, 8]), "pp": st.sampled_from([1, 1, 2]),
+    "ep": st.sampled_from([1, 1, 2, 8])})  # EP (with attention DP) only for MoE models: the rest are rejected
 
 
 def build(spec):
     """The deployment, or None where the project rejects the combination (layout, format) with its own error."""
     try:
         return deployment(spec["model"], spec["gpu"], weights=spec["weights"], kv=spec["kv"], tp=spec["tp"],
-                          pp=spec["pp"])
+                          pp=spec["pp"], ep=spec["ep"])
     except RidgeplanError:
         return None
 
@@ -195,14 +196,16 @@ def test_disaggregated(pspec, dspec, isl, osl, rate, instances):
 @given(model=st.sampled_from(MODELS), gpu=st.sampled_from(["h100-sxm", "a100-sxm-80gb", "h200", "mi300x"]),
        gpus=st.sampled_from([8, 16, 64]), tp=st.sampled_from([1, 2, 8]), pp=st.sampled_from([1, 2]),
        zero=st.sampled_from([0, 1, 3]), seq=st.sampled_from([1024, 4096, 32_768]),
-       recompute=st.sampled_from(["none", "selective", "full"]))
-def test_training(model, gpu, gpus, tp, pp, zero, seq, recompute):
+       recompute=st.sampled_from(["none", "selective", "full"]), sp=st.sampled_from([1, 1, 2]),
+       optimizer=st.sampled_from(["adamw", "adamw8bit", "sgd"]), offload=st.sampled_from(["none", "none", "cpu"]))
+def test_training(model, gpu, gpus, tp, pp, zero, seq, recompute, sp, optimizer, offload):
     from model.architecture.catalogue import load_architecture
     from model.hardware.db import load_device
     from model.training.api import estimate_training
 
     try:
-        e = estimate_training(model, gpu, gpus, tp=tp, pp=pp, zero=zero, seq_len=seq, recompute=recompute)
+        e = estimate_training(model, gpu, gpus, tp=tp, pp=pp, zero=zero, seq_len=seq, recompute=recompute, sp=sp,
+                              optimizer=optimizer, offload_optimizer=offload)
     except RidgeplanError:
         return
     out = e.to_dict()

@@ -104,9 +104,12 @@ class DisaggEstimate:
                             "concurrency_per_instance": self.decode_concurrency},
             "gpus": p.gpus, "rate_per_s": self.rate_per_s, "sustainable": self.sustainable,
             "bottleneck": self.bottleneck,
-            # an overloaded pool's queue grows without bound: TTFT is null with the reason, never inf
-            "ttft_mean_s": _bounded(self.ttft_mean_s),
-            "ttft_percentiles_s": {f"p{int(q * 100)}": _bounded(v) for q, v in self.ttft_s.items()},
+            # an overloaded pool's queue grows without bound: TTFT is null with the reason, never inf. An
+            # overloaded decode pool counts too: prefilled requests wait for decode slots holding their KV on the
+            # prefill instances, which then stall
+            "ttft_mean_s": _bounded(self.ttft_mean_s) if self.sustainable else None,
+            "ttft_percentiles_s": {f"p{int(q * 100)}": _bounded(v) if self.sustainable else None
+                                   for q, v in self.ttft_s.items()},
             **({} if self.sustainable else {"ttft_unbounded_reason": (
                 f"the offered {self.rate_per_s:g} requests/s exceed the {self.bottleneck} pool's capacity "
                 f"({min(self.prefill_capacity_per_s, self.decode_capacity_per_s):.4g} requests/s): the queue, and "
