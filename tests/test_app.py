@@ -397,3 +397,47 @@ def test_formulas_bad_input():
     at = app("Formulas", tp=7)
     assert not at.exception and "tp: 7 does not divide" in errors(at)
     assert not at.latex
+
+
+# --- input that cannot be used (issue 17) -----------------------------------------------------------------
+
+def _sidebar_warnings(at: AppTest) -> str:
+    return " | ".join(w.value for w in at.sidebar.warning)
+
+
+@pytest.mark.parametrize("key, value, shown", [("gpu", "nonexistent", "h100-sxm"), ("model", "foo", "llama-3.1-8b"),
+                                               ("tp", "-3", "1"), ("isl", "1e12", "1024")])
+def test_bad_url_parameter_is_named_next_to_the_widget(key, value, shown):
+    """A mistyped shared link must not silently show another scenario: the parameter and what is shown instead
+    are named in the sidebar."""
+    at = app(**{key: value})
+    assert not at.exception
+    text = _sidebar_warnings(at)
+    assert f"URL parameter {key}={value!r} could not be used" in text
+    assert f"showing {key}=" in text and shown in text
+
+
+def test_good_url_parameters_give_no_warning():
+    at = clean(app(gpu="h200", tp=2, isl=2048, kv="fp8"))
+    assert "URL parameter" not in _sidebar_warnings(at)
+
+
+def test_concurrency_above_the_engine_limit_says_it_queues():
+    at = app(conc=99999)
+    assert not at.exception
+    assert "99,999 sequences in flight asked" in _sidebar_warnings(at) and "the rest queue" in _sidebar_warnings(at)
+
+
+@pytest.mark.parametrize("page", ["Roofline", "Breakdown"])
+def test_configuration_that_does_not_fit_gets_no_operator_times(page):
+    at = app(page, model="llama-3.1-405b")
+    assert not at.exception
+    assert not at.dataframe and not at.get("vega_lite_chart")
+    assert any("does not fit" in i.value for i in at.main.info)
+
+
+def test_estimate_phases_table_absent_when_it_does_not_fit():
+    at = app(model="llama-3.1-405b")
+    assert not at.exception
+    assert all("phase" not in df.value.columns for df in at.dataframe)
+    assert any("No phase step times" in c.value for c in at.main.caption)

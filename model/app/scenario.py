@@ -83,7 +83,23 @@ class Context:
                 and self.call(cache.deployment, d) is not None)
 
     def estimate(self):
-        return self.call(cache.scenario, self.deployment_key, self.workload_key) if self.check() else None
+        est = self.call(cache.scenario, self.deployment_key, self.workload_key) if self.check() else None
+        w = self.workload_key
+        if (est is not None and est.fits and w.mode == "concurrency" and w.concurrency > est.max_concurrency
+                and "workload" in self.slots):
+            self.slots["workload"].warning(
+                f"{w.concurrency:,.0f} sequences in flight asked; the engine runs at most {est.max_concurrency:,.0f} "
+                f"per replica (limited by {est.concurrency_limit}): the rest queue, and the numbers are for "
+                f"{est.max_concurrency:,.0f}.", icon="⏳")
+        return est
+
+    def step_times(self, est) -> bool:
+        """Per-operator and per-phase times exist only for a configuration that fits; otherwise say so."""
+        if est.fits:
+            return True
+        st.info("No step or operator times: this configuration does not fit in memory (the Estimate page shows "
+                "by how much).", icon="🚫")
+        return False
 
     @property
     def custom_devices(self) -> dict[str, str]:
@@ -105,11 +121,45 @@ def _model_inputs(sb: DeltaGenerator) -> tuple[str, str]:
     return name, raw.strip() or "{}"
 
 
+def url_parameters() -> dict[str, str]:
+    """The scenario's URL query parameters as given (before the widgets read them)."""
+    return {k: st.query_params.get(k) for k in st.query_params}
+
+
+def unusable(given: dict[str, str], shown: dict[str, Any]) -> list[str]:
+    """One line per URL parameter whose value the widget could not take (unknown name, out of range, not a
+    number), naming what is shown instead."""
+    out = []
+    for key, value in shown.items():
+        raw = given.get(key)
+        if raw is None or _same(raw, value):
+            continue
+        out.append(f"URL parameter {key}={raw!r} could not be used; showing {key}={value!r} instead.")
+    return out
+
+
+def _same(raw: str, value: Any) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(raw) == float(value)
+        except ValueError:
+            return False
+    return str(raw) == str(value)
+
+
+def _note(sb: DeltaGenerator, given: dict[str, str], shown: dict[str, Any]) -> None:
+    for line in unusable(given, shown):
+        sb.warning(line, icon="🔗")
+
+
 def sidebar() -> Context:
     """Draw the scenario widgets; return the page context with their values."""
     sb = st.sidebar
+    given = url_parameters()
     slots: dict[str, DeltaGenerator] = {}
     model, config_json = _model_inputs(sb)
+    if not config_json:
+        _note(sb, given, {"model": model})
     slots["model"] = sb.empty()
 
     customs: dict[str, str] = st.session_state.setdefault(CUSTOM_DEVICES, {})
@@ -118,12 +168,14 @@ def sidebar() -> Context:
     gpu = sb.selectbox("GPU", gpus, index=gpus.index(DEFAULT_GPU), key="gpu", bind="query-params",
                        help="hardware_db device id, or a custom device added on the Hardware page")
     sb.caption(names.get(gpu, ""))
+    _note(sb, given, {"gpu": gpu})
     slots["gpu"] = sb.empty()
 
     c1, c2 = sb.columns(2)
     weights = c1.selectbox("Weights", WEIGHTS, key="weights", bind="query-params",
                            help="checkpoint: the published format (bf16, or FP8/MXFP4 where the checkpoint is)")
     kv = c2.selectbox("KV cache", KV, key="kv", bind="query-params")
+    _note(sb, given, {"weights": weights, "kv": kv})
     slots["precision"] = sb.empty()
 
     c1, c2, c3, c4 = sb.columns(4)
@@ -131,10 +183,12 @@ def sidebar() -> Context:
     pp = c2.number_input("PP", min_value=1, max_value=256, value=1, step=1, key="pp", bind="query-params")
     ep = c3.number_input("EP", min_value=1, max_value=512, value=1, step=1, key="ep", bind="query-params")
     dp = c4.number_input("DP", min_value=1, max_value=1024, value=1, step=1, key="dp", bind="query-params")
+    _note(sb, given, {"tp": tp, "pp": pp, "ep": ep, "dp": dp})
     slots["layout"] = sb.empty()
 
     engine = sb.selectbox("Engine", list(ENGINES), key="engine", bind="query-params",
                           help="batching and memory policy of the serving engine")
+    _note(sb, given, {"engine": engine})
     slots["engine"] = sb.empty()
 
     mode = sb.radio("Workload", list(MODES), key="mode", bind="query-params", horizontal=True,
@@ -158,6 +212,9 @@ def sidebar() -> Context:
                               bind="query-params"))
     dist = sb.selectbox("Lengths", list(LENGTHS), key="dist", bind="query-params",
                         help="fixed: every request has these lengths; lognormal: these are the means")
+    _note(sb, given, {"mode": mode, "isl": isl, "osl": osl, "dist": dist,
+                      **{k: v for k, v in (("conc", conc), ("rate", rate), ("batch", batch)) if k in given
+                         and mode == {"conc": "concurrency", "rate": "rate", "batch": "batch"}[k]}})
     slots["workload"] = sb.empty()
 
     with sb.expander("SLO (goodput)"):
@@ -165,6 +222,7 @@ def sidebar() -> Context:
                                         key="ttft_ms", bind="query-params"))
         tpot_ms = float(st.number_input("TPOT target (ms, 0 = none)", min_value=0.0, value=0.0, step=5.0,
                                         key="tpot_ms", bind="query-params"))
+    _note(sb, given, {"ttft_ms": ttft_ms, "tpot_ms": tpot_ms})
     slots["slo"] = sb.empty()
 
     dkey = DeploymentKey(model, config_json, gpu, customs.get(gpu, ""), None if weights == "checkpoint" else weights,

@@ -5,6 +5,8 @@ Errors in input print one line naming the field and the allowed values and exit 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 import typer
@@ -40,7 +42,9 @@ def _register(args: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app and turns every input error into one line on stderr and exit status 2."""
+    """Entry point: runs the app and turns every input error into one line on stderr and exit status 2.
+
+    Anything else is a bug: one line naming it and exit status 1 (RIDGEPLAN_DEBUG=1 shows the traceback)."""
     args = sys.argv[1:] if argv is None else argv
     _register(args)
     try:
@@ -53,19 +57,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err.option_name}: no such option{_possibilities(err)}", file=sys.stderr)
         return 2
     except cx.BadParameter as err:
-        print(f"error: {err.format_message()}", file=sys.stderr)
+        print(f"error: {_one_line(err.format_message())}", file=sys.stderr)
         return 2
     except cx.UsageError as err:
-        if type(err).__name__ == "NoArgsIsHelpError":
-            print(err.format_message() if hasattr(err, "format_message") else str(err))
+        if isinstance(err, cx.NoArgsIsHelpError):
+            print(err.format_message())
             return 0
-        print(f"error: {err.format_message()}", file=sys.stderr)
+        print(f"error: {_one_line(err.format_message())}", file=sys.stderr)
         return 2
-    except cx.Abort:
+    except cx.ClickException as err:  # FileError and the rest of the installed typer's own errors
+        print(f"error: {_one_line(err.format_message())}", file=sys.stderr)
+        return 2
+    except typer.Abort:
         print("error: aborted", file=sys.stderr)
         return 2
-    except cx.Exit as err:
+    except typer.Exit as err:
         return int(err.exit_code)
+    except BrokenPipeError:  # the reader went away (`ridgeplan validate | head -1`): stop quietly
+        _silence_stdout()
+        return 0
+    except Exception as err:  # a bug: reported as one line instead of a traceback
+        if os.environ.get("RIDGEPLAN_DEBUG"):
+            raise
+        print(f"internal error: {type(err).__name__}: {_one_line(str(err))} (a bug in ridgeplan; "
+              "RIDGEPLAN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _possibilities(err) -> str:

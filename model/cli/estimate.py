@@ -245,7 +245,8 @@ def _print_serving(est, x=None) -> None:
     head += [("max concurrency", f"{x['max_concurrency_per_replica']:,.0f} sequences per replica (limited by {x['concurrency_limited_by']})"),
              ("operating point", f"{x['concurrency_per_replica']:,.1f} sequences in flight per replica"
                                  + ("" if x["sustainable"] else " (OVERLOADED: the rate exceeds capacity)")),
-             ("TTFT", f"mean {ms(x['ttft_mean_s'])}; {_pct(x['ttft_percentiles_s'])}"),
+             ("TTFT", f"unbounded: {x['ttft_unbounded_reason']}" if x.get("ttft_unbounded_reason")
+                      else f"mean {ms(x['ttft_mean_s'])}; {_pct(x['ttft_percentiles_s'])}"),
              ("TPOT", f"mean {ms(x['tpot_mean_s'])}; {_pct(x['tpot_percentiles_s'])}; TBT p99 {ms(x['tbt_p99_s'])}"),
              ("throughput", f"{x['output_tokens_per_s']:,.1f} output tok/s ({x['output_tokens_per_s_per_gpu']:,.1f} per GPU, "
                             f"{x['output_tokens_per_s_per_user'] or 0:,.1f} per user), {x['requests_per_s']:,.2f} req/s")]

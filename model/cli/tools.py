@@ -37,8 +37,13 @@ def validate(group: list[str] = typer.Option(["kernels", "serving"], "--group", 
         table.add_column(col)
     for _, r in report.cases.iterrows():
         err = "-" if r["error"] != r["error"] else f"{r['error']:+.1%}"
+        if r.get("assumed_input_range"):  # the error over the assumed input range, beside the error
+            err += (f" (input {r['assumed_input_range']}: {r['error_at_input_lo']:+.0%} to "
+                    f"{r['error_at_input_hi']:+.0%})")
         if r.get("excluded"):
             err += " (excluded)"
+        if r.get("extra_layout"):
+            err += " (extra layout, not counted)"
         table.add_row(r["subgroup"], r["case"], r["device"], r["metric"], f"{r['predicted']:.4g}",
                       f"{r['measured']:.4g}", err)
     console.print(table)
@@ -52,6 +57,8 @@ def validate(group: list[str] = typer.Option(["kernels", "serving"], "--group", 
         console.print(f"median |error| {g}: {report.median_abs_error(g):.1%}")
     for _, r in report.cases[report.cases["excluded"] != ""].iterrows():
         console.print(f"excluded {r['case']}: {r['excluded']}")
+    for _, r in report.cases[report.cases["extra_layout"] != ""].iterrows():
+        console.print(f"extra layout {r['case']}: {r['extra_layout']}")
 
 
 @app.command()

@@ -62,6 +62,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise RidgeplanError(str(path), f"is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise RidgeplanError(str(path), f"is not UTF-8 text (byte {err.start}): TOML files are UTF-8") from None
     except OSError as err:
         raise RidgeplanError(str(path), f"cannot be read: {err.strerror}") from None
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.architecture.config import Architecture
-from model.errors import RidgeplanError, require_positive
+from model.errors import MAX_PARALLEL, RidgeplanError, require_positive
 from model.operators.formulas import Operator
 
 
@@ -42,6 +42,9 @@ class Layout:
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "ep", "dp"):
             require_positive(name, getattr(self, name), integer=True)
+            if getattr(self, name) > MAX_PARALLEL:
+                raise RidgeplanError(name, f"{getattr(self, name):g} exceeds the bound of {MAX_PARALLEL:,} GPUs")
+            object.__setattr__(self, name, int(getattr(self, name)))
         if self.attention_dp is None:
             adp = self.ep // self.tp if self.ep > self.tp and self.ep % self.tp == 0 else 1
             object.__setattr__(self, "attention_dp", adp)
@@ -145,6 +148,7 @@ class Layout:
 
 
 def _divisors(n: int) -> list[int]:
+    n = int(n)
     return [d for d in range(1, n + 1) if n % d == 0 and d <= 64]
 
 

@@ -156,6 +156,8 @@ def plan(request: PlanRequest, progress: Callable[[str], None] | None = None, *,
     """The cheapest (or otherwise optimal) fleet serving `request` within its SLO, every pool of it passing
     `check` (default model.planner.check.check_pool). `incumbent`: a passing plan of the same traffic and SLO on a
     subset of the offered GPUs (a smaller offer); the answer is never worse than it."""
+    if not isinstance(request, PlanRequest):
+        raise RidgeplanError("request", f"must be a PlanRequest, got {type(request).__name__}")
     check = check or _check_fn()
     check_context(request)
     cands, dropped = enumerate_candidates(request, progress)

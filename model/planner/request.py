@@ -26,7 +26,11 @@ class Traffic:
     lengths: Lengths
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise RidgeplanError("model", f"must be a model id, got {self.model!r}")
         require_positive("rate", self.rate_per_s)
+        if not isinstance(self.lengths, Lengths):
+            raise RidgeplanError("lengths", f"must be a Lengths, got {type(self.lengths).__name__}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class GpuOption:
     available: int | None = None  # at most this many GPUs of this type (None: unlimited)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.gpu, str) or not self.gpu:
+            raise RidgeplanError("gpus", f"must be a device id, got {self.gpu!r}")
         if self.usd_per_hour is not None:
             require_positive("usd_per_hour", self.usd_per_hour)  # a free GPU would make every fleet cost $0
         if self.available is not None:
@@ -78,6 +84,8 @@ class PlanRequest:
     notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        if not isinstance(self.slo, SLO):
+            raise RidgeplanError("slo", f"must be an SLO, got {type(self.slo).__name__}")
         if not self.traffic:
             raise RidgeplanError("model", "need traffic for at least one model")
         if not self.gpus:
@@ -97,8 +105,22 @@ class PlanRequest:
             require_positive("budget", self.budget_usd_per_hour)
         if self.power_cap_w is not None:
             require_positive("power_cap", self.power_cap_w)
-        if not 0 <= self.max_accuracy_risk <= 3:
+        require_positive("max_accuracy_risk", self.max_accuracy_risk, integer=True, allow_zero=True)
+        if self.max_accuracy_risk > 3:
             raise RidgeplanError("max_accuracy_risk", f"must be 0..3, got {self.max_accuracy_risk}")
+        for name, bound in (("max_buckets", 256), ("slices_per_bucket", 64)):
+            require_positive(name, getattr(self, name), integer=True)
+            if getattr(self, name) > bound:
+                raise RidgeplanError(name, f"must be at most {bound}, got {getattr(self, name)!r}")
+        for name in ("gpus_per_instance", "pipeline_depths"):
+            values = getattr(self, name)
+            if not isinstance(values, (tuple, list)) or not values:
+                raise RidgeplanError(name, f"must be a non-empty tuple of whole numbers, got {values!r}")
+            for v in values:
+                require_positive(name, v, integer=True)
+        from model.serving.policy import engine_policy
+
+        engine_policy(self.engine)  # an unknown engine fails here, naming the engines
         for g in self.gpus:
             g.price  # noqa: B018  (fail early with a clear message when a price is missing)
         names = [g.gpu for g in self.gpus]

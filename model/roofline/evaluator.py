@@ -179,6 +179,17 @@ def resolve_precision(precision: Precision, device: Device) -> ResolvedPrecision
     return ResolvedPrecision(precision, act, dense, expert, attention, tuple(notes), expert_act)
 
 
+def embedding_dtype(device: Device) -> str:
+    """The dtype the embeddings and LM head run at: the device's 16-bit path, else fp32."""
+    if not device.peak_flop_per_s:
+        return "fp32"
+    for dtype in ("bf16", "fp16", "fp32"):
+        if dtype in device.peak_flop_per_s:
+            return dtype
+    raise RidgeplanError("peak_flop_per_s", f"{device.name} lists no bf16, fp16 or fp32 peak; the embeddings and "
+                         "the LM head run at one of them", sorted(device.peak_flop_per_s))
+
+
 def context_for(device: Device, precision: Precision | ResolvedPrecision | None = None, *,
                 efficiency: Efficiency | None = None, comm: Mapping[str, CommGroup] | None = None,
                 comm_overlap: float = 0.0) -> ExecContext:
@@ -186,7 +197,7 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
     rp = precision if isinstance(precision, ResolvedPrecision) else resolve_precision(precision or Precision(), device)
     eff = efficiency or efficiency_for(device)
     p = rp.precision
-    emb_dtype = next(d for d in ("bf16", "fp16", "fp32") if d in device.peak_flop_per_s) if device.peak_flop_per_s else "fp32"
+    emb_dtype = embedding_dtype(device)
     peaks = {
         "dense": device.peak(rp.dense_dtype),
         "expert": device.peak(rp.expert_dtype),

@@ -6,6 +6,8 @@ device's links, pipeline stages, the engine's per-step overhead, and memory agai
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,19 +18,19 @@ import numpy as np
 
 from model.architecture.catalogue import load_architecture
 from model.architecture.config import Architecture
-from model.errors import RidgeplanError
+from model.engines import check_layout as check_engine_layout
+from model.errors import MAX_SEQUENCES, MAX_TOKENS, RidgeplanError, require_fraction, require_positive, require_sizes
 from model.hardware.db import get_node, load_device
 from model.hardware.schema import Device, NodeType
 from model.operators.compiled import CompiledGraph, OpArrays, compile_graph
 from model.operators.formulas import FP8_DISPATCH_BYTES, expected_max_normal
 from model.operators.memory import MemoryArrays, memory_per_rank
+from model.placement.layout import Layout, stage_counts
+from model.placement.topology import LinkTiers, link_tiers
 from model.precision import Precision, number_format
 from model.roofline.collectives import collective_time
 from model.roofline.efficiency import Efficiency, efficiency_for
 from model.roofline.evaluator import CommGroup, ExecContext, OpTimes, context_for, evaluate, resolve_precision
-from model.engines import check_layout as check_engine_layout
-from model.placement.layout import Layout, stage_counts
-from model.placement.topology import LinkTiers, link_tiers
 
 CONVENTIONS = ("causal", "square")
 EP_COMM = ("auto", "allgather", "normal", "low_latency")
@@ -94,10 +96,10 @@ class Deployment:
         self.layout.check(self.arch)
         if self.attention_convention not in CONVENTIONS:
             raise RidgeplanError("attention_convention", f"unknown convention {self.attention_convention!r}", CONVENTIONS)
-        if not 0 <= self.comm_overlap <= 1:
-            raise RidgeplanError("comm_overlap", f"must be between 0 and 1, got {self.comm_overlap}")
-        if self.moe_imbalance < 1:
-            raise RidgeplanError("moe_imbalance", f"is max/mean load and must be >= 1, got {self.moe_imbalance}")
+        require_fraction("comm_overlap", self.comm_overlap)
+        if not (isinstance(self.moe_imbalance, numbers.Real) and 1 <= self.moe_imbalance < math.inf):
+            raise RidgeplanError("moe_imbalance", f"is max/mean load and must be a finite number >= 1, got "
+                                 f"{self.moe_imbalance!r}")
         if self.mtp_layers:
             from model.serving.mtp import check_mtp
 
@@ -107,12 +109,9 @@ class Deployment:
         if self.dispatch_dtype is not None and self.dispatch_dtype not in DISPATCH_BYTES:
             raise RidgeplanError("dispatch_dtype", f"unknown dispatch format {self.dispatch_dtype!r}", DISPATCH_BYTES)
         for name in ("kv_rank_fraction", "kv_keep_ratio"):
-            if not 0 < getattr(self, name) <= 1:
-                raise RidgeplanError(name, f"must be in (0, 1], got {getattr(self, name)}")
-        if self.kv_residual_tokens < 0:
-            raise RidgeplanError("kv_residual_tokens", f"must be >= 0, got {self.kv_residual_tokens}")
-        if not 0 < self.memory_utilization <= 1:
-            raise RidgeplanError("memory_utilization", f"must be in (0, 1], got {self.memory_utilization}")
+            require_fraction(name, getattr(self, name), low_open=True)
+        require_positive("kv_residual_tokens", self.kv_residual_tokens, integer=True, allow_zero=True)
+        require_fraction("memory_utilization", self.memory_utilization, low_open=True)
         if self.layout.gpus_per_replica > 1 or self.layout.moe_group > 1:
             tiers = self.tiers
             if max(self.layout.tp * self.layout.pp, self.layout.moe_group) > tiers.domain and tiers.inter is None:
@@ -299,7 +298,11 @@ class Deployment:
     def step(self, batch, new_tokens, context=0, *, n_logit=1.0) -> StepResult:
         """One forward step for `batch` sequences each adding `new_tokens` on top of `context` cached ones.
 
-        Arguments may be numpy arrays (one scenario per element)."""
+        Arguments may be numpy arrays (one scenario per element); each must be finite and >= 0."""
+        batch = require_sizes("batch", batch, upper=MAX_SEQUENCES)
+        new_tokens = require_sizes("new_tokens", new_tokens, upper=MAX_TOKENS)
+        context = require_sizes("context", context, upper=MAX_TOKENS)
+        n_logit = require_sizes("n_logit", n_logit, upper=MAX_SEQUENCES * MAX_TOKENS)
         ops, times, exposed = self.op_seconds(batch, new_tokens, context, n_logit)
         counts = self.counts
         stage_time = counts @ exposed
@@ -371,6 +374,11 @@ def make_layout(*, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, attention
 
     The older form (dp counting the attention-DP ranks of an EP group wider than TP) is refused with one line
     saying that --attention-dp is meant now."""
+    for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("dp", dp), ("attention_dp", attention_dp),
+                        ("moe_tp", moe_tp), ("moe_ep", moe_ep)):
+        if value is not None or name in ("tp", "pp", "ep", "dp"):  # the last three may be left to the rule
+            require_positive(name, value, integer=True)
+    require_positive("redundant_experts", redundant_experts, integer=True, allow_zero=True)
     if moe_ep is not None and ep not in (1, moe_ep):
         raise RidgeplanError("moe_ep", f"--ep {ep} and --moe-ep {moe_ep} disagree (--ep is its short form)")
     e = moe_ep if moe_ep is not None else ep

@@ -105,7 +105,16 @@ class DisaggEstimate:
                             "concurrency_per_instance": self.decode_concurrency},
             "gpus": p.gpus, "rate_per_s": self.rate_per_s, "sustainable": self.sustainable,
             "bottleneck": self.bottleneck,
-            "ttft_mean_s": self.ttft_mean_s, "ttft_percentiles_s": {f"p{int(q * 100)}": v for q, v in self.ttft_s.items()},
+            # an overloaded pool's queue grows without bound: TTFT is null with the reason, never inf. An
+            # overloaded decode pool counts too: prefilled requests wait for decode slots holding their KV on the
+            # prefill instances, which then stall
+            "ttft_mean_s": _bounded(self.ttft_mean_s) if self.sustainable else None,
+            "ttft_percentiles_s": {f"p{int(q * 100)}": _bounded(v) if self.sustainable else None
+                                   for q, v in self.ttft_s.items()},
+            **({} if self.sustainable else {"ttft_unbounded_reason": (
+                f"the offered {self.rate_per_s:g} requests/s exceed the {self.bottleneck} pool's capacity "
+                f"({min(self.prefill_capacity_per_s, self.decode_capacity_per_s):.4g} requests/s): the queue, and "
+                "TTFT, grow without bound")}),
             "tpot_s": self.tpot_s, "kv_transfer_s": self.kv_transfer_s,
             "output_tokens_per_s": self.rate_per_s * o if self.sustainable else None,
             "output_tokens_per_s_per_gpu": self.rate_per_s * o / p.gpus if self.sustainable else None,
@@ -183,6 +192,10 @@ def decode_pool(plan: DisaggPlan, workload: Workload, policy: EnginePolicy, rate
     n = float(np.interp(lam_d, dec_rate, grid)) if stable else float(grid[-1])
     return DecodePoolState(plan.decode_instances * float(dec_rate.max()), float(np.interp(n, grid, t_dec)), n,
                            bool(stable))
+
+
+def _bounded(seconds: float) -> float | None:
+    return float(seconds) if np.isfinite(seconds) else None
 
 
 def disaggregated(plan: DisaggPlan, workload: Workload, policy: EnginePolicy | str = "vllm", slo: SLO | None = None,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from model.errors import RidgeplanError
+from model.errors import RidgeplanError, require_fraction, require_positive
 from model.serving.batching import (IterationCost, SteadyState, _add_offload, decode_only_iteration, iteration_cost,
                                     kv_capacity, steady_state)
 from model.serving.deployment import Deployment
@@ -36,10 +36,9 @@ class SLO:
     def __post_init__(self) -> None:
         for name in ("ttft_s", "tpot_s"):
             v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise RidgeplanError(name, f"must be > 0, got {v}")
-        if not 0 < self.attainment < 1:
-            raise RidgeplanError("attainment", f"must be in (0, 1), got {self.attainment}")
+            if v is not None:
+                require_positive(name, v)
+        require_fraction("attainment", self.attainment, low_open=True, high_open=True)
 
     @classmethod
     def from_ms(cls, ttft_ms: float | None = None, tpot_ms: float | None = None, attainment: float = 0.9) -> SLO:
@@ -303,8 +302,9 @@ class ServingEstimate:
             out.update({
                 "sustainable": self.sustainable,
                 "concurrency_per_replica": float(s.concurrency[k]),
-                "ttft_mean_s": lat.ttft_mean_s, "tpot_mean_s": lat.tpot_mean_s,
-                "ttft_percentiles_s": {f"p{int(p * 100)}": v for p, v in lat.ttft_s.items()},
+                # an overloaded queue grows without bound: its TTFT is null with the reason, never inf
+                "ttft_mean_s": _bounded(lat.ttft_mean_s), "tpot_mean_s": lat.tpot_mean_s,
+                "ttft_percentiles_s": {f"p{int(p * 100)}": _bounded(v) for p, v in lat.ttft_s.items()},
                 "tpot_percentiles_s": {f"p{int(p * 100)}": v for p, v in lat.tpot_s.items()},
                 "tbt_p99_s": lat.tbt_p99_s, "prefill_utilization": lat.prefill_utilization,
                 "iteration_s": float(s.iteration.time_s[k]),
@@ -319,6 +319,11 @@ class ServingEstimate:
                                 "prefill_attention": float(s.iteration.prefill_attention_s[k]),
                                 "overhead_and_handoffs": float(s.iteration.overhead_s[k])},
             })
+            if not self.sustainable:
+                out["ttft_unbounded_reason"] = (
+                    f"the offered {self.workload.rate_per_s:g} requests/s exceed the most this deployment sustains "
+                    f"({float(self.state.requests_per_s[-1]) * self.replicas:.4g} requests/s): the queue, and "
+                    "TTFT, grow without bound")
             if not self.slo.empty:
                 out["slo"] = {"ttft_s": self.slo.ttft_s, "tpot_s": self.slo.tpot_s, "attainment": self.slo.attainment}
                 out["goodput_requests_per_s"] = (None if self.goodput_requests_per_s is None
@@ -327,10 +332,18 @@ class ServingEstimate:
         return out
 
 
+def _bounded(seconds: float) -> float | None:
+    return float(seconds) if np.isfinite(seconds) else None
+
+
 def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vllm", slo: SLO | None = None,
              percentiles=PERCENTILES, speculation: Speculation | None = None,
              offload: Offload | None = None) -> ServingEstimate:
     """Serve `workload` on every replica of `d` with `policy`; rates and throughput are for all replicas."""
+    for name, value, kind in (("deployment", d, Deployment), ("workload", workload, Workload),
+                              ("slo", slo if slo is not None else SLO(), SLO)):
+        if not isinstance(value, kind):
+            raise RidgeplanError(name, f"must be a {kind.__name__}, got {type(value).__name__}")
     from model.serving.batching import with_mtp
 
     d = with_mtp(d, speculation)

@@ -73,6 +73,8 @@ ENGINES: dict[str, EnginePolicy] = {
 def engine_policy(name: str | EnginePolicy) -> EnginePolicy:
     if isinstance(name, EnginePolicy):
         return name
+    if not isinstance(name, str):
+        raise RidgeplanError("engine", f"must be an engine name, got {name!r}", sorted(ENGINES))
     try:
         return ENGINES[name]
     except KeyError:

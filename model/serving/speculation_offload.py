@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.errors import RidgeplanError, require_positive
+from model.errors import RidgeplanError, require_fraction, require_positive
 from model.hardware.db import get_link, load_device
 from model.hardware.schema import Device
 
@@ -61,16 +61,17 @@ class Speculation:
     mtp: bool = False  # draft with the checkpoint's multi-token-prediction modules (model.serving.mtp)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.alpha <= 1:
-            raise RidgeplanError("spec_alpha", f"acceptance rate must be in [0, 1], got {self.alpha}")
+        require_fraction("spec_alpha", self.alpha)
         require_positive("spec_k", self.k, integer=True)
         if self.draft_model == "mtp":
             object.__setattr__(self, "draft_model", None)
             object.__setattr__(self, "mtp", True)
         if self.draft_model is None and self.draft_cost_ratio is None and not self.mtp:
             object.__setattr__(self, "draft_cost_ratio", 0.05)
-        if self.draft_cost_ratio is not None and not 0 <= self.draft_cost_ratio <= 1:
-            raise RidgeplanError("draft_cost_ratio", f"must be in [0, 1], got {self.draft_cost_ratio}")
+        if self.draft_cost_ratio is not None:
+            require_fraction("draft_cost_ratio", self.draft_cost_ratio)
+        if self.draft_model is not None and not isinstance(self.draft_model, str):
+            raise RidgeplanError("spec_draft", f"must be a model id, got {self.draft_model!r}")
 
     @property
     def tokens_per_step(self) -> float:
@@ -111,12 +112,10 @@ class Offload:
     notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if self.target not in OFFLOAD_TARGETS:
+        if not isinstance(self.target, str) or self.target not in OFFLOAD_TARGETS:
             raise RidgeplanError("offload", f"unknown offload target {self.target!r}", OFFLOAD_TARGETS)
-        if not 0 < self.fraction <= 1:
-            raise RidgeplanError("offload_fraction", f"must be in (0, 1], got {self.fraction}")
-        if not 0 <= self.hit_rate < 1:
-            raise RidgeplanError("hit_rate", f"must be in [0, 1), got {self.hit_rate}")
+        require_fraction("offload_fraction", self.fraction, low_open=True)
+        require_fraction("hit_rate", self.hit_rate, high_open=True)
         require_positive("offload_devices", self.devices, integer=True)
         tier = load_device(self.tier, field="offload_tier")
         if tier.kind not in ("cpu", "ssd", "csd"):

@@ -123,7 +123,9 @@ class StaticEstimate:
 
 
 def _records(df) -> list[dict[str, Any]]:
-    return [{k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in row.items()}
+    # an operator with no memory bytes has no FLOP/byte intensity: null in JSON, not inf
+    return [{k: ((float(v) if np.isfinite(v) else None) if isinstance(v, (np.floating, float)) else v)
+             for k, v in row.items()}
             for row in df.drop(columns=["description"]).to_dict(orient="records")]
 
 

@@ -8,7 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from model.errors import RidgeplanError, require_positive
+from model.errors import MAX_SEQUENCES, MAX_TOKENS, RidgeplanError, require_fraction, require_positive, require_sizes
+
+MAX_SIGMA = 5.0  # log-normal shape: e^5 ~ 150x spread around the median is already far wider than any trace
+MAX_POINTS = 200  # quantile points (or histogram bins) per axis of a distribution (points^2 bins)
+
+
+def _numbers(field: str, value, name: str | None = None) -> np.ndarray:
+    """`value` as a float array, or a RidgeplanError naming the field (strings, None, ragged lists)."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise RidgeplanError(name or field, f"{field} must be numbers, got {value!r}")
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise RidgeplanError(name or field, f"{field} must be numbers, got {value!r}") from None
 
 
 def mean_decode_context_tokens(input_len, output_len) -> np.ndarray:
@@ -38,12 +51,16 @@ class Lengths:
     label: str = ""
 
     def __post_init__(self) -> None:
-        i, o, w = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (self.input_len, self.output_len, self.weight))
+        i, o, w = (np.atleast_1d(_numbers(name, x)) for name, x in
+                   (("input_len", self.input_len), ("output_len", self.output_len), ("weight", self.weight)))
         if not (i.shape == o.shape == w.shape) or i.ndim != 1 or i.size == 0:
             raise RidgeplanError("lengths", "input_len, output_len and weight must be equal-length 1-D arrays")
-        if np.any(i < 1) or np.any(o < 1):
-            raise RidgeplanError("lengths", "every input and output length must be >= 1 token")
-        if np.any(w < 0) or w.sum() <= 0:
+        for name, x in (("input_len", i), ("output_len", o)):
+            require_sizes(name, x, upper=MAX_TOKENS)
+            if np.any(x < 1):
+                raise RidgeplanError("lengths", "every input and output length must be >= 1 token")
+        require_sizes("weight", w)
+        if w.sum() <= 0:
             raise RidgeplanError("weight", "weights must be >= 0 and not all zero")
         object.__setattr__(self, "input_len", np.round(i))
         object.__setattr__(self, "output_len", np.round(o))
@@ -58,10 +75,16 @@ class Lengths:
     @classmethod
     def from_samples(cls, input_len, output_len, bins: int = 16, label: str = "trace") -> Lengths:
         """A histogram of observed (input, output) pairs, binned jointly on a log grid (at most bins x bins)."""
-        i = np.asarray(input_len, dtype=float)
-        o = np.asarray(output_len, dtype=float)
+        i = _numbers("input_len", input_len, "trace")
+        o = _numbers("output_len", output_len, "trace")
+        require_positive("bins", bins, integer=True)
+        if bins > MAX_POINTS:
+            raise RidgeplanError("bins", f"must be at most {MAX_POINTS}, got {bins!r}")
+        bins = int(bins)
         if i.size == 0 or i.shape != o.shape:
             raise RidgeplanError("trace", "needs equal numbers of input and output lengths (at least one)")
+        require_sizes("trace input_len", i, upper=MAX_TOKENS)
+        require_sizes("trace output_len", o, upper=MAX_TOKENS)
         if np.any(i < 1) or np.any(o < 1):
             raise RidgeplanError("trace", "lengths must be >= 1 token")
         ei = np.unique(np.geomspace(i.min(), i.max() + 1, bins + 1))
@@ -77,14 +100,23 @@ class Lengths:
     @classmethod
     def lognormal(cls, input_mean: float, output_mean: float, sigma: float = 0.8, points: int = 12) -> Lengths:
         """Independent log-normal input and output lengths with the given means, discretised on quantiles."""
-        require_positive("input_mean", input_mean)
-        require_positive("output_mean", output_mean)
+        require_sizes("input_mean", input_mean, allow_zero=False, upper=MAX_TOKENS)
+        require_sizes("output_mean", output_mean, allow_zero=False, upper=MAX_TOKENS)
+        require_positive("sigma", sigma, allow_zero=True)
+        if sigma > MAX_SIGMA:
+            raise RidgeplanError("sigma", f"must be at most {MAX_SIGMA:g} (a log-normal spread of e^{MAX_SIGMA:g}), "
+                                 f"got {sigma!r}")
+        require_positive("points", points, integer=True)
+        if points > MAX_POINTS:
+            raise RidgeplanError("points", f"must be at most {MAX_POINTS}, got {points!r}")
+        points = int(points)
         q = (np.arange(points) + 0.5) / points
         from scipy.special import ndtri  # the normal quantile (scipy.stats.norm.ppf) without importing scipy.stats
 
         z = ndtri(q)
         shape = np.exp(sigma * z - sigma**2 / 2)
-        ii, oo = np.meshgrid(np.maximum(1, input_mean * shape), np.maximum(1, output_mean * shape), indexing="ij")
+        ii, oo = np.meshgrid(np.clip(input_mean * shape, 1, MAX_TOKENS), np.clip(output_mean * shape, 1, MAX_TOKENS),
+                             indexing="ij")
         return cls(ii.ravel(), oo.ravel(), np.ones(ii.size), f"log-normal (means {input_mean:g}/{output_mean:g})")
 
     @classmethod
@@ -94,10 +126,19 @@ class Lengths:
             raise RidgeplanError("trace", f"no such file {str(path)!r}")
         import pandas as pd
 
-        df = pd.read_csv(path)
+        try:
+            df = pd.read_csv(path)
+        except UnicodeDecodeError as err:
+            raise RidgeplanError("trace", f"{path.name} is not UTF-8 text (byte {err.start}): give a CSV file") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise RidgeplanError("trace", f"{path.name} is not a readable CSV: {str(err).splitlines()[0]}") from None
         for col in ("input_len", "output_len"):
             if col not in df:
                 raise RidgeplanError("trace", f"column {col!r} is missing", ["input_len", "output_len", "timestamp"])
+        for col in ("input_len", "output_len"):
+            if not pd.api.types.is_numeric_dtype(df[col]):
+                bad = df[col][pd.to_numeric(df[col], errors="coerce").isna()].iloc[0]
+                raise RidgeplanError("trace", f"column {col!r} must hold numbers of tokens; found {bad!r}")
         return cls.from_samples(df["input_len"], df["output_len"], bins=bins, label=path.name)
 
     @classmethod
@@ -140,12 +181,13 @@ class Workload:
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.rate_per_s is not None:
             raise RidgeplanError("workload", "give a concurrency or a rate, not both")
+        if not isinstance(self.lengths, Lengths):
+            raise RidgeplanError("lengths", f"must be a Lengths, got {type(self.lengths).__name__}")
         if self.concurrency is not None:
-            require_positive("concurrency", self.concurrency)
+            require_sizes("concurrency", self.concurrency, allow_zero=False, upper=MAX_SEQUENCES)
         if self.rate_per_s is not None:
             require_positive("rate", self.rate_per_s)
-        if not 0 <= self.prefix_hit_rate < 1:
-            raise RidgeplanError("prefix_hit_rate", f"must be in [0, 1), got {self.prefix_hit_rate}")
+        require_fraction("prefix_hit_rate", self.prefix_hit_rate, high_open=True)
 
     @property
     def mode(self) -> str:

@@ -44,8 +44,10 @@ class ValidationReport:
     cases: pd.DataFrame  # one row per case with predicted, measured, error
 
     def included(self) -> pd.DataFrame:
-        """Cases that count in the error statistics (excluded ones are still listed, with the reason)."""
-        return self.cases[(self.cases["excluded"] == "") & self.cases["error"].notna()]
+        """Cases that count in the error statistics (excluded ones and extra layouts are still listed, with the
+        reason or the label)."""
+        return self.cases[(self.cases["excluded"] == "") & (self.cases["extra_layout"] == "")
+                          & self.cases["error"].notna()]
 
     def summary(self) -> pd.DataFrame:
         ok = self.included()
@@ -73,8 +75,10 @@ def validate(groups: tuple[str, ...] = GROUPS, calibration: bool | None = None) 
 
             frames.append(serving_report(calibration))
     cases = pd.concat(frames, ignore_index=True)
-    if "excluded" not in cases:
-        cases["excluded"] = ""
-    cases["excluded"] = cases["excluded"].fillna("")
+    for col in ("excluded", "extra_layout", "assumed_input_range"):
+        cases[col] = cases[col].fillna("") if col in cases else ""
     cases["error"] = cases["predicted"] / cases["measured"] - 1
+    for end in ("lo", "hi"):  # the error at either end of an assumed input length (NaN where none is assumed)
+        col = f"predicted_at_input_{end}"
+        cases[f"error_at_input_{end}"] = (cases[col] / cases["measured"] - 1) if col in cases else float("nan")
     return ValidationReport(cases)

@@ -19,7 +19,7 @@ def _phase_labels(est) -> dict[str, str]:
 
 def render(ctx: Context) -> None:
     est = ctx.estimate()
-    if est is None:
+    if est is None or not ctx.step_times(est):
         return
     d, w = ctx.deployment_key, ctx.workload_key
     ops, bounds = cache.stacks(d, w)

@@ -51,14 +51,17 @@ def render(ctx: Context) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Phases")
-        shapes = report.phase_shapes(est)
-        ph = cache.phases(d, w)
-        st.dataframe(pd.DataFrame({
-            "phase": ph["phase"],
-            "sequences × new tokens @ cached": [f"{b} × {t} @ {c}" for b, t, c in (shapes[p] for p in ph["phase"])],
-            "step time": [fmt.seconds(x) for x in ph["time_s"]],
-            "bound": ph["bound"],
-        }), hide_index=True, width="stretch")
+        if est.fits:  # a configuration that does not fit gets no step times
+            shapes = report.phase_shapes(est)
+            ph = cache.phases(d, w)
+            st.dataframe(pd.DataFrame({
+                "phase": ph["phase"],
+                "sequences × new tokens @ cached": [f"{b} × {t} @ {c}" for b, t, c in (shapes[p] for p in ph["phase"])],
+                "step time": [fmt.seconds(x) for x in ph["time_s"]],
+                "bound": ph["bound"],
+            }), hide_index=True, width="stretch")
+        else:
+            st.caption("No phase step times: the configuration does not fit.")
     with right:
         st.subheader("Operating point")
         rows = {"mode": h["mode"], "concurrency": fmt.count(h["concurrency"]),

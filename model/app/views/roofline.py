@@ -19,7 +19,8 @@ def default_dtypes(ctx: Context) -> list[str]:
 
 
 def render(ctx: Context) -> None:
-    if ctx.estimate() is None:
+    est = ctx.estimate()
+    if est is None or not ctx.step_times(est):
         return
     d, w = ctx.deployment_key, ctx.workload_key
     device = cache.deployment(d).device

@@ -150,15 +150,29 @@ def _b05(r):
                         "all-reduces, W4 = int4 g128 weight-only (W4A16, dequantization in the GEMM)")
 
 
+# The grid of request shapes (input / output tokens) the throughput claim is evaluated on
+B06_INPUTS = (128, 512, 1024, 2048)
+B06_OUTPUTS = (128, 512, 1024, 2048)
+B06_BAND = (1.9, 4.0)
+
+
 @check("SEED-B06", "B", "SmoothQuant+ throughput 1.9-4.0x of FP16 on two A100-40GB: KV room (40 - 17)/(80 - 68) ~1.9x "
-       "times the step-time ratio")
+       "times the step-time ratio; inside [1.9, 4.0] on every shape of a 4 x 4 grid of input/output lengths "
+       "(128-2048 tokens each)",
+       known_gap="the claim holds on 6 of the 16 shapes (128/1024, 512/512, 512/1024, 1024/512, 1024/1024, "
+       "2048/512): W4/FP16 throughput ranges from 0.87x (128/128) to 4.95x (2048/2048). Short outputs fall below "
+       "1.9x (prefill-heavy steps are compute-bound, and one A100 running W4A16 has half the FLOP/s of the two FP16 "
+       "GPUs), long outputs rise above 4.0x (decode-dominated and KV-limited: the KV room ratio 3.9x times the W4 "
+       "step-time ratio); the paper does not state its lengths")
 def _b06(r):
     ratios = r["throughput_ratio"]
-    ok = all(within(v, 1.9, 4.0) for v in ratios.values())
-    return CheckOutcome(ok, ratios, "every stated shape inside [1.9, 4.0]",
-                        "vLLM continuous batching at the KV-limited concurrency; shapes (input/output tokens) "
-                        "512/512, 1024/1024, 2048/512; KV room ratio " + f"{r['kv_room_ratio']:.2f}"
-                        + "; shorter requests saturate max_num_seqs and fall below 1.9x")
+    inside = [k for k, v in ratios.items() if within(v, *B06_BAND)]
+    return CheckOutcome(len(inside) == len(ratios),
+                        {"throughput_ratio": ratios, "inside": inside, "shapes": len(ratios)},
+                        f"every shape of the grid inside [{B06_BAND[0]}, {B06_BAND[1]}]",
+                        f"vLLM continuous batching at the KV-limited concurrency; grid (input/output tokens) "
+                        f"{B06_INPUTS} x {B06_OUTPUTS}; KV room ratio {r['kv_room_ratio']:.2f}; holds on "
+                        f"{len(inside)} of {len(ratios)} shapes: {', '.join(inside) or 'none'}")
 
 
 @scenario("smoothquant-plus-w4-one-gpu", ["SmoothQuant+ (003)"], 4,
@@ -179,7 +193,7 @@ def smoothquant_plus():
     w4 = deployment("codellama-34b", "a100-sxm-40gb", weights="int4")
     out["latency_ratio"] = float(w4.step(1, 1, 1024).time_s[0] / fp16.step(1, 1, 1024).time_s[0])
     out["throughput_ratio"] = {}
-    for i, o in ((512, 512), (1024, 1024), (2048, 512)):
+    for i, o in ((i, o) for i in B06_INPUTS for o in B06_OUTPUTS):
         a = steady_state(fp16, VLLM, i, o).output_tokens_per_s[0]
         b = steady_state(w4, VLLM, i, o).output_tokens_per_s[0]
         out["throughput_ratio"][f"{i}/{o}"] = float(b / a)

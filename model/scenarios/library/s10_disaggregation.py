@@ -45,34 +45,69 @@ def distserve():
     return out
 
 
-@check("SEED-C06", "C", "with per-phase GPU types throughput per $ (and per W) >= homogeneous; decode prefers the "
-       "cheaper or lower-power type")
+# Splitwise: "1.4x higher throughput at 20% lower cost" than the homogeneous design; the margin this check asks
+# of the split fleet is half that saving (10%) up to double it (40%), in at least one rate of the grid
+SPLITWISE_SAVING = 0.20
+SPLITWISE_BAND = (0.10, 0.40)
+SPLITWISE_RATES_PER_S = (8.0, 32.0)
+
+
+@check("SEED-C06", "C", "offered H100 and A100 for separate prefill and decode pools, decode goes on the A100, and "
+       "the split fleet costs 10-40% less (Splitwise: 20%) than the best homogeneous fleet (one GPU type, "
+       "colocated or split) for the same traffic and SLO, in at least one rate of the grid",
+       known_gap="published 20% lower cost (1.4x throughput, 1.75x per $); ridgeplan predicts 6.7% at 8/s and 2.7% at "
+       "32/s. At these prices the A100 gives 1.4x the H100's HBM bandwidth per $ (2.04 TB/s / $1.30 against "
+       "3.35 TB/s / $3.00), so moving decode to it saves at most ~29% of the decode pools' cost, and decode is only "
+       "1/4-1/2 of the GPUs of this fleet (1,500-token prompts keep the H100 prefill pool large): about 7% at best "
+       "before whole-instance rounding. The paper's saving rests on its own machine-level cost and power "
+       "provisioning model, which ridgeplan does not have")
 def _c06(r):
-    ok = (r["cost_mixed"] <= r["cost_homogeneous"] + 1e-9 and r["power_mixed"] <= r["power_homogeneous"] + 1e-9
-          and r["decode_gpu"] in ("a100-sxm-80gb",))
-    return CheckOutcome(ok, pick(r, "cost_mixed", "cost_homogeneous", "power_mixed", "power_homogeneous",
-                                 "decode_gpu"), "mixed <= homogeneous; decode on the A100")
+    best = max((v for v in r["saving_by_rate"].values() if v is not None), default=None)
+    ok = (best is not None and SPLITWISE_BAND[0] <= best <= SPLITWISE_BAND[1]
+          and "a100-sxm-80gb" in r["decode_gpus"])
+    return CheckOutcome(ok, pick(r, "saving_by_rate", "throughput_per_usd_gain_by_rate", "decode_gpus",
+                                 "split_pools", "homogeneous_pools"),
+                        "saving in [10%, 40%] (paper: 20% lower cost with 1.4x throughput, 1.75x per $); decode "
+                        "on the A100",
+                        "the homogeneous baseline may colocate (the split fleet may not), so the split fleet is not "
+                        "cheaper by construction; throughput per $ gain at fixed traffic = homogeneous / split cost")
 
 
 @scenario("splitwise-phase-gpu-types", ["Splitwise (004)"], 10,
-          "Llama-3.1-70B at 8 requests/s, 1,500-token prompts, 300-token outputs, SLO 2 s TTFT / 50 ms TPOT at p90, "
-          "disaggregated pools only. Candidates: H100 SXM ($3.00/h, 700 W) and A100 SXM 80GB ($1.30/h, 400 W), "
-          "FP8/BF16 weights; cheapest and lowest-power fleets. Baseline: the same plans restricted to H100s.",
+          "Llama-3.1-70B at 8 and 32 requests/s, 1,500-token prompts, 300-token outputs, SLO 2 s TTFT / 50 ms TPOT "
+          "at p90. Split fleet: prefill and decode pools over H100 SXM ($3.00/h, 700 W) and A100 SXM 80GB "
+          "($1.30/h, 400 W), FP8/BF16 weights. Baseline: the cheapest fleet of one GPU type (H100 or A100), "
+          "colocated or split. Power-optimal fleets on the same candidates are reported beside.",
           [_c06])
 def splitwise():
-    traffic = (Traffic("llama-3.1-70b", 8.0, Lengths.fixed(1500, 300)),)
-    common = dict(roles=("prefill", "decode"), precisions=(("fp8", "fp8"), ("bf16", "bf16")), pipeline_depths=(1,))
+    common = dict(precisions=(("fp8", "fp8"), ("bf16", "bf16")), pipeline_depths=(1,))
     both = (GpuOption("h100-sxm"), GpuOption("a100-sxm-80gb"))
-    mixed = plan(PlanRequest(traffic, SLO(2.0, 0.05), both, **common))
-    homog = plan(PlanRequest(traffic, SLO(2.0, 0.05), both[:1], **common))
-    # Splitwise designs for cost and for power separately: the power-optimal fleets are compared on watts
-    mixed_w = plan(PlanRequest(traffic, SLO(2.0, 0.05), both, objective="power", **common))
-    homog_w = plan(PlanRequest(traffic, SLO(2.0, 0.05), both[:1], objective="power", **common))
-    decode = [p for p in mixed.pools if p.candidate.role == "decode"]
-    return {"cost_mixed": mixed.cost_per_hour_usd, "cost_homogeneous": homog.cost_per_hour_usd,
-            "power_mixed": mixed_w.power_w, "power_homogeneous": homog_w.power_w,
-            "decode_gpu": decode[0].candidate.gpu if decode else "",
-            "mixed_pools": [f"{p.instances} x {p.candidate.label()}" for p in mixed.pools]}
+    out: dict = {"saving_by_rate": {}, "throughput_per_usd_gain_by_rate": {}, "decode_gpus": [], "split_pools": {},
+                 "homogeneous_pools": {}, "power_split_w": {}, "power_homogeneous_w": {}}
+    for rate in SPLITWISE_RATES_PER_S:
+        traffic = (Traffic("llama-3.1-70b", rate, Lengths.fixed(1500, 300)),)
+
+        def best(gpus, roles, objective="cost", traffic=traffic):
+            return plan(PlanRequest(traffic, SLO(2.0, 0.05), gpus, roles=roles, objective=objective, **common))
+
+        split = best(both, ("prefill", "decode"))
+        homogeneous = [p for p in (best((g,), ("aggregated", "prefill", "decode")) for g in both) if p.feasible]
+        homog = min(homogeneous, key=lambda p: p.cost_per_hour_usd) if homogeneous else None
+        key = f"{rate:g}/s"
+        ok = split.feasible and homog is not None
+        out["saving_by_rate"][key] = (1 - split.cost_per_hour_usd / homog.cost_per_hour_usd) if ok else None
+        out["throughput_per_usd_gain_by_rate"][key] = (homog.cost_per_hour_usd / split.cost_per_hour_usd) if ok else None
+        out["decode_gpus"] += sorted({p.candidate.gpu for p in split.pools if p.candidate.role == "decode"}
+                                     - set(out["decode_gpus"]))
+        out["split_pools"][key] = [f"{p.instances} x {p.candidate.label()}" for p in split.pools]
+        out["homogeneous_pools"][key] = [f"{p.instances} x {p.candidate.label()}" for p in homog.pools] if homog else []
+        # Splitwise designs for power separately: the power-optimal fleets on the same candidates
+        split_w = best(both, ("prefill", "decode"), "power")
+        homog_w = [p.power_w for p in (best((g,), ("aggregated", "prefill", "decode"), "power") for g in both)
+                   if p.feasible]
+        out["power_split_w"][key] = split_w.power_w if split_w.feasible else None
+        out["power_homogeneous_w"][key] = min(homog_w) if homog_w else None
+    return out
 
 
 NOT_EXPRESSIBLE = {

@@ -27,15 +27,16 @@ def _gpt(layers: int, hidden: int, heads: int, positions: int, vocab: int = 5025
 
 GPT_MODELS = {"gpt2-medium (355M)": _gpt(24, 1024, 16, 1024), "gpt2-xl (1.5B)": _gpt(48, 1600, 25, 1024),
               "gpt3-xl (1.3B)": _gpt(24, 2048, 16, 2048)}
+PIM_BAND = (20.0, 275.0)  # CATALOG's tolerance for PIM-GPT's 41-137x: a factor 2 around the claimed range
 PIM_CHIPS = 8  # GDDR6-AiM chips holding the model (one per channel of a x256 GDDR6 system): assumption
 
 
 @check("SEED-B23", "B", "PIM-GPT 41-137x over a GPU for GPT models up to 1.4B: ratio ~ PIM internal BW / effective "
-       "GPU BW for batch-1 GEMVs; within 10x of the claim")
+       "GPU BW for batch-1 GEMVs; every model inside [20, 275]x (CATALOG: 2x around the claim's range)")
 def _b23(r):
     ratios = list(r["speedup"].values())
-    ok = all(within(x, 41 / 10, 137 * 10) for x in ratios)
-    return CheckOutcome(ok, r["speedup"], "every model within 4.1-1,370x",
+    ok = all(within(x, PIM_BAND[0], PIM_BAND[1]) for x in ratios)
+    return CheckOutcome(ok, r["speedup"], f"every model within {PIM_BAND[0]:g}-{PIM_BAND[1]:g}x (claim 41-137x)",
                         f"batch 1, 512 cached tokens, fp16; PIM = {PIM_CHIPS} x GDDR6-AiM (8.2 TB/s internal) "
                         "streaming weights and KV; GPU = one NVIDIA T4 with its kernel floors and engine overhead "
                         "(stand-in GPU)")
