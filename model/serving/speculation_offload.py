@@ -73,9 +73,10 @@ class Speculation:
         return float(expected_tokens_per_step(self.alpha, self.k))
 
     def describe(self) -> str:
-        draft = self.draft_model or f"a draft costing {self.draft_cost_ratio:.0%} of a target step per token"
+        draft = (f"draft model {self.draft_model}" if self.draft_model
+                 else f"a self-draft costing {self.draft_cost_ratio:.0%} of a target step per token")
         return (f"speculative decoding: alpha {self.alpha:.2f}, k {self.k}, {self.tokens_per_step:.2f} tokens per "
-                f"verification, draft {draft}")
+                f"verification, {draft}")
 
 
 @dataclass(frozen=True)
