@@ -15,9 +15,17 @@ from collections.abc import Mapping
 from typing import Any
 
 DASH = "—"
+# the shape of every JSON document ridgeplan writes (CLI --json, the app's downloads, bench); bump it when a key
+# is renamed or removed or changes meaning, and say so in CHANGELOG.md
+SCHEMA_VERSION = 2
 SIG = 3  # significant digits shown by default: the model is not more accurate than that
 
 _PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def with_schema(data: dict) -> dict:
+    """`data` with `schema_version` as its first key."""
+    return {"schema_version": SCHEMA_VERSION, **{k: v for k, v in data.items() if k != "schema_version"}}
 
 
 def missing(reason: str | None = None) -> str:

@@ -14,10 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from model import format as fmt
-from model.format import gb, si  # noqa: F401  (re-exported: the commands format through these names)
-
-# the shape of every --json document; bump it when a key is renamed or removed or changes meaning (CHANGELOG.md)
-SCHEMA_VERSION = 2
+from model.format import SCHEMA_VERSION, gb, si, with_schema  # noqa: F401  (re-exported for the commands)
 
 console = Console(highlight=False, soft_wrap=False, width=160)
 
@@ -37,11 +34,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.bool_):
         return bool(value)
     return value
-
-
-def with_schema(data: dict[str, Any]) -> dict[str, Any]:
-    """`data` with `schema_version` as its first key (every JSON document ridgeplan writes carries it)."""
-    return {"schema_version": SCHEMA_VERSION, **{k: v for k, v in data.items() if k != "schema_version"}}
 
 
 def print_json(data: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from model.app import cache, charts, fmt
+from model import format as fmt
+from model.app import cache, charts
 from model.app.scenario import WEIGHTS, Context
 
 DEFAULT_GPUS = ["h100-sxm", "h200", "a100-sxm-80gb", "mi300x"]

@@ -15,7 +15,8 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from model.app import cache, charts, fmt
+from model import format as fmt
+from model.app import cache, charts
 from model.app.cache import PlanKey
 from model.app.scenario import LENGTHS, Context
 from model.errors import RidgeplanError
@@ -279,7 +280,8 @@ def render(ctx: Context) -> None:
         st.dataframe(pools_table(result["pools"]), hide_index=True, width="stretch")
         _launch(result["pools"])
         c1, c2 = st.columns(2)
-        c1.download_button("Download plan (JSON)", json.dumps(result, indent=2), file_name="ridgeplan-plan.json",
+        c1.download_button("Download plan (JSON)", json.dumps(fmt.with_schema(result), indent=2),
+                           file_name="ridgeplan-plan.json",
                            mime="application/json", on_click="ignore")
         c2.download_button("Download pools (CSV)", pools_csv(result["pools"]), file_name="ridgeplan-pools.csv",
                            mime="text/csv", on_click="ignore")
