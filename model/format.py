@@ -70,7 +70,9 @@ def count(x: float | None, reason: str | None = None) -> str:
     if _absent(x):
         return missing(reason)
     x = float(x)
-    if math.isfinite(x) and (x == round(x) or abs(x) >= 100):
+    if not math.isfinite(x):
+        return number(x)
+    if x == round(x) or abs(x) >= 100:
         return f"{x:,.0f}"
     return number(x)
 
@@ -211,7 +213,7 @@ def by_key(key: str, value: Any) -> str:
     x = float(value)
     if math.isnan(x):
         return DASH
-    return _by_unit(key.lower().split("_"), x) or (count(x) if x == round(x) else number(x))
+    return _by_unit(key.lower().split("_"), x) or (count(x) if math.isfinite(x) and x == round(x) else number(x))
 
 
 def _inherit(sub: str, parent: str) -> str:

@@ -64,7 +64,7 @@ def test_labels_drop_the_unit():
 
 
 _LONG_FLOAT = re.compile(r"\d\.\d{5,}")
-_KEYS = st.sampled_from(["ttft_s", "x", "kv_bytes", "tokens_per_s", "cost_usd", "gain", "share", "layers",
+_KEYS = st.sampled_from(["gains", "ttft_s", "x", "kv_bytes", "tokens_per_s", "cost_usd", "gain", "share", "layers",
                          "flops", "power_w", "total_params", "bw_gb_s"])
 
 

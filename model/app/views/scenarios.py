@@ -9,12 +9,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from model import format as fmt
 from model.app import cache
 from model.app.scenario import Context
 
 
-def _text(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+def numbers_table(result: dict[str, Any]) -> pd.DataFrame:
+    """A scenario's result dict as quantity / value rows, each value with the unit its key names."""
+    return pd.DataFrame({"quantity": [str(k) for k in result],
+                         "value": [fmt.by_key(str(k), v) for k, v in result.items()]})
 
 
 def render(ctx: Context) -> None:
@@ -32,11 +35,10 @@ def render(ctx: Context) -> None:
     if rep["checks"]:
         st.subheader("Headline claims")
         st.dataframe(pd.DataFrame([{"check": c["id"], "tier": c["tier"], "status": c["status"],
-                                    "claim": c["claim"], "expected": c["expected"], "ridgeplan": _text(c["value"]),
+                                    "claim": c["claim"], "expected": c["expected"], "ridgeplan": fmt.by_key(c["id"], c["value"]),
                                     "note": c["note"]} for c in rep["checks"]]), hide_index=True, width="stretch")
     st.subheader("Numbers")
-    st.dataframe(pd.DataFrame({"quantity": list(rep["result"]), "value": [_text(v) for v in rep["result"].values()]}),
-                 hide_index=True, width="stretch")
+    st.dataframe(numbers_table(rep["result"]), hide_index=True, width="stretch")
     with st.expander("Coverage of the whole catalogue"):
         if st.button("Run every scenario (about a minute the first time)", key="run_coverage"):
             with st.spinner("running every scenario"):
