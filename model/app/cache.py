@@ -213,9 +213,23 @@ def batch_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+def largest_batch(d: DeploymentKey, w: WorkloadKey) -> int:
+    return report.largest_static_batch(deployment(d), report.decode_context_tokens(w.input_len, w.output_len))
+
+
+def _curve_concurrency(w: WorkloadKey) -> float:
+    return max(float(w.batch if w.mode == "batch" else w.concurrency if w.mode == "concurrency" else 16), 1.0)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
 def context_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
-    conc = float(w.batch if w.mode == "batch" else w.concurrency if w.mode == "concurrency" else 16)
-    return report.context_sweep(deployment(d), w.engine, w.output_len, max(conc, 1.0))
+    return report.context_sweep(deployment(d), w.engine, w.output_len, _curve_concurrency(w))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def context_limit(d: DeploymentKey, w: WorkloadKey) -> dict | None:
+    """The exact prompt length from which the engine holds fewer sequences than the context curve asks for."""
+    return report.context_limit(deployment(d), w.engine, w.output_len, _curve_concurrency(w))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
