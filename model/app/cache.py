@@ -278,10 +278,11 @@ def fleet_plan(k: PlanKey) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def fleet_frontier(k: PlanKey, metric: str, targets_s: tuple[float, ...]) -> pd.DataFrame:
-    """Cost of the optimal plan per latency target (`metric`: tpot | ttft), one row per target."""
+def fleet_frontier(k: PlanKey, metric: str, targets_s: tuple[float, ...], _progress=None) -> pd.DataFrame:
+    """Cost of the optimal plan per latency target (`metric`: tpot | ttft), one row per target; `_progress`
+    (not part of the cache key) is called after each re-plan."""
     request = plan_request(k)
-    points = pareto_frontier(request, **{f"{metric}_targets_s": list(targets_s)})
+    points = pareto_frontier(request, **{f"{metric}_targets_s": list(targets_s)}, progress=_progress)
     return pd.DataFrame([{**{k2: v for k2, v in pt.items() if k2 != "mix"},
                           "mix": ", ".join(f"{n} × {g}" for g, n in pt["mix"].items())} for pt in points])
 
@@ -321,7 +322,7 @@ def scenario_report(ident: str) -> dict[str, Any]:
 
 
 @st.cache_resource(show_spinner=False)
-def coverage_report():
+def coverage_report(_progress=None):
     from model.scenarios.coverage import coverage
 
-    return coverage()
+    return coverage(progress=_progress)

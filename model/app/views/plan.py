@@ -232,12 +232,18 @@ def _pareto(key: PlanKey) -> None:
     metric = "tpot" if key.tpot_ms else "ttft"
     target_s = (key.tpot_ms if metric == "tpot" else key.ttft_ms) / 1e3
     targets = tuple(float(x) for x in np.geomspace(target_s / 3, target_s * 3, PARETO_POINTS))
-    with st.spinner("Re-planning at each target…"):
-        try:
-            df = cache.fleet_frontier(key, metric, targets)
-        except RidgeplanError as err:
-            st.error(err.one_line(), icon="⚠️")
-            return
+    bar = st.progress(0.0, text=f"Re-planning at each of {len(targets)} targets…")
+
+    def step(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Re-planning at each target: {done} / {total}")
+
+    try:
+        df = cache.fleet_frontier(key, metric, targets, _progress=step)
+    except RidgeplanError as err:
+        st.error(err.one_line(), icon="⚠️")
+        return
+    finally:
+        bar.empty()
     ok = df[df["feasible"]]
     label = metric.upper()
     if ok.empty:

@@ -41,11 +41,18 @@ def render(ctx: Context) -> None:
     st.dataframe(numbers_table(rep["result"]), hide_index=True, width="stretch")
     with st.expander("Coverage of the whole catalogue"):
         if st.button("Run every scenario (about a minute the first time)", key="run_coverage"):
-            with st.spinner("running every scenario"):
-                cov = cache.coverage_report()
+            bar = st.progress(0.0, text="Running every scenario…")
+
+            def step(done: int, total: int, ident: str) -> None:
+                bar.progress(done / total, text=f"Running every scenario: {done} / {total} ({ident})")
+
+            cov = cache.coverage_report(_progress=step)
+            bar.empty()
             done, total = cov.systems_expressed()
             st.markdown(f"**Systems expressed:** {done} / {total}")
-            st.dataframe(cov.tier_summary(), hide_index=True)
+            tiers = cov.tier_summary()
+            st.dataframe(tiers.assign(share=tiers["share"].map(fmt.percent), target=tiers["target"].map(fmt.percent)),
+                         hide_index=True)
             missed = cov.checks[cov.checks["status"] != "reproduced"]
             st.dataframe(missed[["id", "tier", "system", "status", "expected", "value", "note"]], hide_index=True,
                          width="stretch")
