@@ -14,9 +14,10 @@ LOG = alt.Scale(type="log")
 # one hue per operator family (model.serving.report.FAMILIES); the operators of a family are shades of it
 FAMILY_HUES = {"embedding & head": 0.16, "norms": 0.82, "attention projections": 0.5, "attention": 0.6, "MLP": 0.07,
                "MoE": 0.33, "communication": 0.0}
-# a legend's height in the browser (measured by tests/test_app_browser.py: 16 px a row, about 25 px of padding
-# and 40 px more with a title): a chart must be at least that tall or its container cuts the legend off
-LEGEND_ROW_PX, LEGEND_PAD_PX, LEGEND_TITLE_PX = 16, 30, 40
+# a legend's height in the browser (measured in headless Chromium, tests/test_app_browser.py: up to 20 px a row,
+# 10 px from the top, about 30 px more with a title): a chart must be at least that tall or its container cuts
+# the legend off
+LEGEND_ROW_PX, LEGEND_PAD_PX, LEGEND_TITLE_PX = 20, 20, 30
 
 
 def family_colors(families: dict[str, str]) -> dict[str, str]:
@@ -104,8 +105,9 @@ def stacked_bars(df: pd.DataFrame, value: str, category: str, group: str, title:
         if "share" in data:
             tooltip.append(alt.Tooltip("share:Q", format=".1%", title="share of the step"))
     scale = alt.Scale(domain=list(colors), range=list(colors.values())) if colors else alt.Undefined
-    columns = 2 if data[category].nunique() > 12 else 1
-    legend_rows = -(-data[category].nunique() // columns)
+    entries = len(colors) if colors else data[category].nunique()  # the legend lists the scale's whole domain
+    columns = 2 if entries > 12 else 1
+    legend_rows = -(-entries // columns)
     title_text = f"{category} (by {family})" if family else category
     enc = {"y": alt.Y(f"{group}:N", title=None, axis=alt.Axis(labelLimit=320)),
            "x": alt.X("sum(milliseconds):Q", title=title),

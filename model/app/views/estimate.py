@@ -59,7 +59,8 @@ def render(ctx: Context) -> None:
         st.dataframe(pd.DataFrame({
             "phase": ph["phase"],
             "sequences × new tokens @ cached": [f"{b} × {t} @ {c}" for b, t, c in (shapes[p] for p in ph["phase"])],
-            "step time": [fmt.seconds(x) for x in ph["time_s"]],
+            # out of memory is reported as not fitting, never as a latency
+            "step time": [fmt.seconds(x) if h["fits"] else fmt.missing("does not fit") for x in ph["time_s"]],
             "bound": ph["bound"],
         }), hide_index=True, width="stretch")
     with right:
