@@ -33,14 +33,14 @@ def missing(reason: str | None = None) -> str:
     return f"{DASH} ({reason})" if reason else DASH
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
     if isinstance(x, bool):
         return False
     return isinstance(x, (int, float)) or getattr(getattr(x, "dtype", None), "kind", "") in ("i", "u", "f")
 
 
 def _absent(x: Any) -> bool:
-    return x is None or (_is_number(x) and math.isnan(float(x)))
+    return x is None or (is_number(x) and math.isnan(float(x)))
 
 
 def number(x: float | None, sig: int = SIG, reason: str | None = None) -> str:
@@ -208,7 +208,7 @@ def by_key(key: str, value: Any) -> str:
         return "; ".join(f"{label(str(sub))}: {by_key(_inherit(str(sub), key), v)}" for sub, v in value.items())
     if isinstance(value, (list, tuple)):
         return ", ".join(by_key(key, v) for v in value)
-    if not _is_number(value):
+    if not is_number(value):
         return str(value)
     x = float(value)
     if math.isnan(x):
