@@ -112,6 +112,18 @@ def catalogue_devices() -> dict[str, str]:
 
 
 @st.cache_data(show_spinner=False)
+def catalogue_memory() -> dict[str, str]:
+    """id -> its memory named both ways (marketed; runtime total, which fits use) of every device file."""
+    from model.format import memory_capacity
+
+    out = {}
+    for i in file_device_ids():
+        m = load_device(i).memory
+        out[i] = memory_capacity(m.capacity_bytes, m.runtime_total_bytes)
+    return out
+
+
+@st.cache_data(show_spinner=False)
 def devices_frame(custom: tuple[str, ...] = ()) -> pd.DataFrame:
     devices = [load_device(i) for i in file_device_ids()] + [load_device(json.loads(c)) for c in custom]
     return device_table(devices)

@@ -51,7 +51,8 @@ def memory_bar(segments: pd.DataFrame, height: int = 110) -> alt.LayerChart:
     cap = pd.DataFrame({"capacity_gigabytes": [float(df["capacity_bytes"].iloc[0]) / 1e9], "row": "memory"})
     rule = alt.Chart(cap).mark_tick(color="black", thickness=3, size=52).encode(
         x="capacity_gigabytes:Q", y=alt.Y("row:N", axis=None),
-        tooltip=[alt.Tooltip("capacity_gigabytes:Q", format=",.1f", title="capacity GB")])
+        tooltip=[alt.Tooltip("capacity_gigabytes:Q", format=",.1f",
+                             title="device memory, GB (runtime total when known; what fits use)")])
     rows = df["component"].nunique()
     return alt.layer(bar, rule).properties(height=max(height, LEGEND_ROW_PX * rows + LEGEND_PAD_PX))
 
