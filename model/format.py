@@ -10,7 +10,6 @@ a table of special cases per command.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
