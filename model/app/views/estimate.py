@@ -58,7 +58,7 @@ def render(ctx: Context) -> None:
         ph = cache.phases(d, w)
         st.dataframe(pd.DataFrame({
             "phase": ph["phase"],
-            "sequences × new tokens @ cached": [f"{b} × {t} @ {c}" for b, t, c in (shapes[p] for p in ph["phase"])],
+            "seqs × tokens @ cached": [f"{b} × {t} @ {c}" for b, t, c in (shapes[p] for p in ph["phase"])],
             # out of memory is reported as not fitting, never as a latency
             "step time": [fmt.seconds(x) if h["fits"] else fmt.missing("does not fit") for x in ph["time_s"]],
             "bound": ph["bound"],
