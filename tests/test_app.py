@@ -217,6 +217,21 @@ def test_breakdown_defaults_and_change():
     assert "batch" in batch_sweep.columns and set(batch_sweep["memory"]) == {"fits", "does not fit"}
 
 
+def test_breakdown_thresholds_are_exact_and_segments_named_by_family():
+    from model.api import deployment
+    from model.serving import report
+
+    at = clean(app("Breakdown"))
+    exact = report.context_limit(deployment("llama-3.1-8b", "h100-sxm"), "vllm", 256, 16)["context_tokens"]
+    captions = " ".join(c.value for c in at.caption)
+    assert f"From {exact:,} prompt tokens (exact)" in captions  # not the sweep's next point (32,768)
+    ops = charts(at)[0]
+    fields = {t["field"] for t in ops["spec"]["encoding"]["tooltip"]}
+    assert {"operator", "family"} <= fields and "scale" in ops["spec"]["encoding"]["color"]
+    batch = clean(app("Breakdown", mode="batch"))
+    assert any("(exact, by bisection)" in c.value for c in batch.caption)
+
+
 def test_breakdown_bad_input():
     at = app("Breakdown", pp=64)
     assert not at.exception and "pp: 64 stages for 32 layers" in errors(at)
