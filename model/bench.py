@@ -220,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         results.update(BENCHES[name]())
     if as_json:
-        print(json.dumps(results, indent=2))
+        from model.format import with_schema
+
+        print(json.dumps(with_schema(results), indent=2))
     else:
         for key, value in results.items():
             print(f"{key:60s} {value:>16,.1f}" if abs(value) >= 10 else f"{key:60s} {value:>16.4g}")

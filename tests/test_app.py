@@ -4,6 +4,7 @@ numbers, and bad input shows a message next to the widget (never an exception in
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -141,7 +142,7 @@ def test_estimate_pasted_config_is_estimated():
 def test_estimate_shows_a_configuration_that_does_not_fit():
     at = app(model="llama-3.1-405b")
     assert not at.exception
-    assert metrics(at)["Fits"] == "no" and metrics(at)["TPOT (mean)"] == "–"
+    assert metrics(at)["Fits"] == "no" and metrics(at)["TPOT (mean)"].startswith("—")
     assert "DOES NOT FIT" in errors(at, "main")
 
 
@@ -217,6 +218,21 @@ def test_breakdown_defaults_and_change():
     assert "batch" in batch_sweep.columns and set(batch_sweep["memory"]) == {"fits", "does not fit"}
 
 
+def test_breakdown_thresholds_are_exact_and_segments_named_by_family():
+    from model.api import deployment
+    from model.serving import report
+
+    at = clean(app("Breakdown"))
+    exact = report.context_limit(deployment("llama-3.1-8b", "h100-sxm"), "vllm", 256, 16)["context_tokens"]
+    captions = " ".join(c.value for c in at.caption)
+    assert f"From {exact:,} prompt tokens (exact)" in captions  # not the sweep's next point (32,768)
+    ops = charts(at)[0]
+    fields = {t["field"] for t in ops["spec"]["encoding"]["tooltip"]}
+    assert {"operator", "family"} <= fields and "scale" in ops["spec"]["encoding"]["color"]
+    batch = clean(app("Breakdown", mode="batch"))
+    assert any("(exact, by bisection)" in c.value for c in batch.caption)
+
+
 def test_breakdown_bad_input():
     at = app("Breakdown", pp=64)
     assert not at.exception and "pp: 64 stages for 32 layers" in errors(at)
@@ -229,11 +245,22 @@ def test_compare_defaults_and_more_precisions():
     table = at.dataframe[0].value
     assert list(table["variant"]) == ["h100-sxm", "h200", "a100-sxm-80gb", "mi300x"]
     assert (table["fits"] == "yes").all() and table["tok/s per GPU"].nunique() == 4
-    at.multiselect(key="cmp_weights").set_value(["checkpoint", "fp8"]).run()
+    at.multiselect(key="cmp_weights").set_value(["as in the sidebar", "fp8"]).run()
     table2 = clean(at).dataframe[0].value
     assert len(table2) == 8 and "h100-sxm · fp8" in list(table2["variant"])
     fp8 = table2.set_index("variant")
     assert fp8.loc["h100-sxm · fp8", "TPOT"] != fp8.loc["h100-sxm", "TPOT"]
+
+
+def test_compare_honours_the_sidebar_precisions():
+    # the sidebar says fp8 weights and fp8 KV: Compare's default rows are those, so they agree with Estimate
+    for gpu in ("h100-sxm", "mi300x"):
+        est = clean(app("Estimate", gpu=gpu, weights="fp8", kv="fp8"))
+        cmp = clean(app("Compare", gpu=gpu, weights="fp8", kv="fp8")).dataframe[0].value.set_index("variant")
+        assert cmp.loc[gpu, "TPOT"] == metrics(est)["TPOT (mean)"]
+        assert cmp.loc[gpu, "tok/s per GPU"].split()[0] == metrics(est)["tok/s per GPU"]
+    bf16 = clean(app("Compare", gpu="mi300x", weights="bf16", kv="fp8")).dataframe[0].value.set_index("variant")
+    assert bf16.loc["mi300x", "TPOT"] != cmp.loc["mi300x", "TPOT"]  # the sidebar's weights, not the checkpoint's
 
 
 def test_compare_bad_input():
@@ -332,6 +359,10 @@ def test_scenarios_page_runs_a_scenario_from_the_url_and_shows_its_checks():
     checks, numbers = at.dataframe[0].value, at.dataframe[1].value
     assert list(checks["check"]) == ["SEED-C01"] and checks["status"].iloc[0] == "reproduced"
     assert "kv_handoff_s" in set(numbers["quantity"])
+    # numbers with units, never a dict repr or a 16-digit float
+    assert numbers.set_index("quantity").loc["kv_handoff_s", "value"].endswith(("ms", "µs", " s"))
+    text = " ".join(numbers["value"])
+    assert "{'" not in text and not re.search(r"\d\.\d{6,}", text) and "None" not in text
     at.selectbox(key="scenario").set_value("instinfer-csd-attention").run()
     checks = clean(at).dataframe[0].value
     assert checks.set_index("check").loc["SEED-B08", "status"] == "known gap"  # a miss is shown with its reason

@@ -168,3 +168,77 @@ def test_first_result_gpu_change_and_url(server, browser):
     assert timings["first_result_warm_s"] < FIRST_RESULT_LIMIT_S, timings
     assert timings["rerender_new_gpu_s"] < RERENDER_LIMIT_S, timings
     assert timings["rerender_cached_gpu_s"] < RERENDER_LIMIT_S, timings
+
+
+# --- every page, three scenarios, two widths: nothing truncated, no legend cut off ------------------------------
+
+SCENARIOS = {  # the sidebar in the URL
+    "dense": "model=llama-3.1-8b&gpu=h100-sxm",
+    "moe": "model=deepseek-v3&gpu=h200&tp=8&weights=fp8",
+    "no-fit": "model=llama-3.1-70b&gpu=l40s",
+}
+WIDTHS = (1280, 1920)
+
+# every chart has drawn (vega-embed renders asynchronously after the script run ends)
+_CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+    .every(c => c.querySelector('svg, canvas'))"""
+
+# what the eye would call cut off: a metric value (or a part of it) wider than its box, shown with an ellipsis;
+# a chart legend outside its chart's box (the container clips it) or outside the window
+_LAYOUT_PROBLEMS = """() => {
+  const out = [];
+  for (const el of document.querySelectorAll('[data-testid="stMetricValue"], [data-testid="stMetricValue"] *')) {
+    if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+      out.push(`metric value '${el.innerText}' truncated: scrollWidth ${el.scrollWidth} > clientWidth ${el.clientWidth}`);
+  }
+  const vw = document.documentElement.clientWidth;
+  for (const chart of document.querySelectorAll('[data-testid="stVegaLiteChart"]')) {
+    const c = chart.getBoundingClientRect();
+    for (const leg of chart.querySelectorAll('.role-legend')) {
+      const r = leg.getBoundingClientRect();
+      if (r.width === 0) continue;
+      const where = `legend '${leg.textContent.slice(0, 40)}'`;
+      if (r.left < c.left - 1 || r.right > c.right + 1 || r.top < c.top - 1 || r.bottom > c.bottom + 1)
+        out.push(`${where} outside its chart: legend ${JSON.stringify([r.left, r.top, r.right, r.bottom])}, chart ${JSON.stringify([c.left, c.top, c.right, c.bottom])}`);
+      if (r.left < 0 || r.right > vw + 1)
+        out.push(`${where} outside the window (${r.left}..${r.right} of ${vw} px)`);
+    }
+  }
+  return out;
+}"""
+
+
+def _page_titles() -> list[str]:
+    from model.app.pages import PAGES
+
+    return [p.title for p in PAGES]
+
+
+def _settle(page) -> None:
+    page.wait_for_timeout(300)  # let the rerun start before waiting for it to end
+    _wait_idle(page, 60_000)
+    page.wait_for_function(_CHARTS_DRAWN, timeout=30_000)
+    page.wait_for_timeout(200)  # vega's last layout pass
+
+
+def test_every_page_at_two_widths_nothing_truncated_no_legend_cut_off(server, browser):
+    shots = ARTIFACTS / "screens"
+    shots.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    visited = 0
+    for width in WIDTHS:
+        for name, query in SCENARIOS.items():
+            page = browser.new_page(viewport={"width": width, "height": 1100})
+            page.goto(f"{server}/?page=Estimate&{query}")
+            _metric(page, "TPOT").wait_for(state="visible", timeout=60_000)
+            for title in _page_titles():
+                if title != "Estimate":
+                    page.locator('[data-testid="stMain"] [data-testid="stRadio"]').first.get_by_text(title, exact=True).click()
+                _settle(page)
+                visited += 1
+                assert page.locator('[data-testid="stException"]').count() == 0, (width, name, title)
+                problems += [f"{width}px {name} {title}: {p}" for p in page.evaluate(_LAYOUT_PROBLEMS)]
+                page.screenshot(path=str(shots / f"{width}-{name}-{title.lower()}.png"), full_page=True)
+            page.close()
+    assert visited == len(WIDTHS) * len(SCENARIOS) * len(_page_titles())
+    assert not problems, "\n".join(problems)

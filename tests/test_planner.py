@@ -115,7 +115,10 @@ def test_disaggregation_wins_when_slos_conflict_and_not_otherwise_seed_c01():
 
 
 def test_pareto_cost_falls_as_the_target_loosens():
-    points = pareto_frontier(_request(rate=20.0, roles=("aggregated",)), tpot_targets_s=[0.012, 0.02, 0.05, 0.1])
+    seen = []
+    points = pareto_frontier(_request(rate=20.0, roles=("aggregated",)), tpot_targets_s=[0.012, 0.02, 0.05, 0.1],
+                             progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]  # the app's progress bar: one call per re-plan
     costs = [p["cost_per_hour_usd"] for p in points if p["feasible"]]
     assert len(costs) >= 3
     assert all(a >= b - 1e-9 for a, b in zip(costs, costs[1:]))

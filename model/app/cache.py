@@ -113,6 +113,18 @@ def catalogue_devices() -> dict[str, str]:
 
 
 @st.cache_data(show_spinner=False)
+def catalogue_memory() -> dict[str, str]:
+    """id -> its memory named both ways (marketed; runtime total, which fits use) of every device file."""
+    from model.format import memory_capacity
+
+    out = {}
+    for i in file_device_ids():
+        m = load_device(i).memory
+        out[i] = memory_capacity(m.capacity_bytes, m.runtime_total_bytes)
+    return out
+
+
+@st.cache_data(show_spinner=False)
 def devices_frame(custom: tuple[str, ...] = ()) -> pd.DataFrame:
     devices = [load_device(i) for i in file_device_ids()] + [load_device(json.loads(c)) for c in custom]
     return device_table(devices)
@@ -213,9 +225,23 @@ def batch_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+def largest_batch(d: DeploymentKey, w: WorkloadKey) -> int:
+    return report.largest_static_batch(deployment(d), report.decode_context_tokens(w.input_len, w.output_len))
+
+
+def _curve_concurrency(w: WorkloadKey) -> float:
+    return max(float(w.batch if w.mode == "batch" else w.concurrency if w.mode == "concurrency" else 16), 1.0)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
 def context_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
-    conc = float(w.batch if w.mode == "batch" else w.concurrency if w.mode == "concurrency" else 16)
-    return report.context_sweep(deployment(d), w.engine, w.output_len, max(conc, 1.0))
+    return report.context_sweep(deployment(d), w.engine, w.output_len, _curve_concurrency(w))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def context_limit(d: DeploymentKey, w: WorkloadKey) -> dict | None:
+    """The exact prompt length from which the engine holds fewer sequences than the context curve asks for."""
+    return report.context_limit(deployment(d), w.engine, w.output_len, _curve_concurrency(w))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -263,10 +289,11 @@ def fleet_plan(k: PlanKey) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def fleet_frontier(k: PlanKey, metric: str, targets_s: tuple[float, ...]) -> pd.DataFrame:
-    """Cost of the optimal plan per latency target (`metric`: tpot | ttft), one row per target."""
+def fleet_frontier(k: PlanKey, metric: str, targets_s: tuple[float, ...], _progress=None) -> pd.DataFrame:
+    """Cost of the optimal plan per latency target (`metric`: tpot | ttft), one row per target; `_progress`
+    (not part of the cache key) is called after each re-plan."""
     request = plan_request(k)
-    points = pareto_frontier(request, **{f"{metric}_targets_s": list(targets_s)})
+    points = pareto_frontier(request, **{f"{metric}_targets_s": list(targets_s)}, progress=_progress)
     return pd.DataFrame([{**{k2: v for k2, v in pt.items() if k2 != "mix"},
                           "mix": ", ".join(f"{n} × {g}" for g, n in pt["mix"].items())} for pt in points])
 
@@ -306,10 +333,10 @@ def scenario_report(ident: str) -> dict[str, Any]:
 
 
 @st.cache_resource(show_spinner=False)
-def coverage_report():
+def coverage_report(_progress=None):
     from model.scenarios.coverage import coverage
 
-    return coverage()
+    return coverage(progress=_progress)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -3,30 +3,58 @@ except unit scaling for axes labelled in those units)."""
 
 from __future__ import annotations
 
+import colorsys
+
 import altair as alt
 import pandas as pd
 
 BOUND_COLORS = {"compute": "#4c78a8", "memory": "#f58518", "network": "#54a24b", "latency": "#b279a2",
                 "pipeline_p2p": "#9d755d", "overhead": "#bab0ac"}
 LOG = alt.Scale(type="log")
+# one hue per operator family (model.serving.report.FAMILIES); the operators of a family are shades of it
+FAMILY_HUES = {"embedding & head": 0.16, "norms": 0.82, "attention projections": 0.5, "attention": 0.6, "MLP": 0.07,
+               "MoE": 0.33, "communication": 0.0}
+# a legend's height in the browser (measured in headless Chromium, tests/test_app_browser.py: up to 20 px a row,
+# 10 px from the top, about 30 px more with a title): a chart must be at least that tall or its container cuts
+# the legend off
+LEGEND_ROW_PX, LEGEND_PAD_PX, LEGEND_TITLE_PX = 20, 20, 30
 
 
-def memory_bar(segments: pd.DataFrame, height: int = 120) -> alt.LayerChart:
+def family_colors(families: dict[str, str]) -> dict[str, str]:
+    """operator -> colour: each family (`families`: operator -> family) one hue, its operators evenly spaced
+    shades of it from dark to light, so neighbouring segments of a stacked bar never share a colour."""
+    by_family: dict[str, list[str]] = {}
+    for op, fam in families.items():
+        by_family.setdefault(fam, []).append(op)
+    out = {}
+    for fam, ops in by_family.items():
+        hue = FAMILY_HUES.get(fam, 0.0)
+        saturation = 0.12 if fam not in FAMILY_HUES else 0.65
+        for i, op in enumerate(sorted(ops)):
+            light = 0.3 + 0.45 * (i / max(len(ops) - 1, 1)) if len(ops) > 1 else 0.45
+            r, g, b = colorsys.hls_to_rgb(hue, light, saturation)
+            out[op] = f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+    return out
+
+
+def memory_bar(segments: pd.DataFrame, height: int = 110) -> alt.LayerChart:
     """One horizontal bar of per-GPU memory segments (GB) with a rule at the device's capacity."""
     df = segments.assign(gigabytes=segments["bytes"] / 1e9, row="memory")
     bar = alt.Chart(df).mark_bar(size=36).encode(
         x=alt.X("sum(gigabytes):Q", title="GB per GPU", stack="zero"),
         y=alt.Y("row:N", title=None, axis=None),
         color=alt.Color("component:N", sort=list(df["component"]),
-                        legend=alt.Legend(orient="bottom", title=None, columns=6)),
+                        legend=alt.Legend(orient="right", title=None)),
         order=alt.Order("order:Q"),
         tooltip=[alt.Tooltip("component:N"), alt.Tooltip("gigabytes:Q", format=",.2f", title="GB")],
     )
     cap = pd.DataFrame({"capacity_gigabytes": [float(df["capacity_bytes"].iloc[0]) / 1e9], "row": "memory"})
     rule = alt.Chart(cap).mark_tick(color="black", thickness=3, size=52).encode(
         x="capacity_gigabytes:Q", y=alt.Y("row:N", axis=None),
-        tooltip=[alt.Tooltip("capacity_gigabytes:Q", format=",.1f", title="capacity GB")])
-    return alt.layer(bar, rule).properties(height=height)
+        tooltip=[alt.Tooltip("capacity_gigabytes:Q", format=",.1f",
+                             title="device memory, GB (runtime total when known; what fits use)")])
+    rows = df["component"].nunique()
+    return alt.layer(bar, rule).properties(height=max(height, LEGEND_ROW_PX * rows + LEGEND_PAD_PX))
 
 
 def roofline(lines: pd.DataFrame, ridges: pd.DataFrame, points: pd.DataFrame, height: int = 460) -> alt.LayerChart:
@@ -63,17 +91,42 @@ def roofline(lines: pd.DataFrame, ridges: pd.DataFrame, points: pd.DataFrame, he
 
 
 def stacked_bars(df: pd.DataFrame, value: str, category: str, group: str, title: str,
-                 colors: dict[str, str] | None = None, height: int = 160) -> alt.Chart:
-    """Horizontal bars, one per `group`, stacked by `category`; `value` in seconds, drawn in milliseconds."""
+                 colors: dict[str, str] | None = None, family: str | None = None, height: int = 160) -> alt.Chart:
+    """Horizontal bars, one per `group`, stacked by `category`; `value` in seconds, drawn in milliseconds.
+
+    `family`: a column grouping the categories (operator families): segments and legend are ordered by it and
+    coloured one hue per family (family_colors), and the hover names the family too."""
     data = df.assign(milliseconds=df[value] * 1e3)
+    tooltip = [f"{group}:N", f"{category}:N", alt.Tooltip("milliseconds:Q", format=".4g", title="ms")]
+    if family:
+        order = data.drop_duplicates(category).sort_values([family, category], key=_family_key)
+        colors = family_colors(dict(zip(order[category], order[family])))
+        data = data.assign(_order=data[category].map({c: i for i, c in enumerate(colors)}))
+        tooltip.insert(1, f"{family}:N")
+        if "share" in data:
+            tooltip.append(alt.Tooltip("share:Q", format=".1%", title="share of the step"))
     scale = alt.Scale(domain=list(colors), range=list(colors.values())) if colors else alt.Undefined
-    legend_rows = -(-data[category].nunique() // 2)  # two legend columns; the plot must be as tall as the legend
-    return alt.Chart(data).mark_bar().encode(
-        y=alt.Y(f"{group}:N", title=None, axis=alt.Axis(labelLimit=320)),
-        x=alt.X("sum(milliseconds):Q", title=title),
-        color=alt.Color(f"{category}:N", scale=scale, legend=alt.Legend(title=category, columns=2)),
-        tooltip=[f"{group}:N", f"{category}:N", alt.Tooltip("milliseconds:Q", format=".4g", title="ms")],
-    ).properties(height=max(height, 18 * legend_rows + 24))
+    entries = len(colors) if colors else data[category].nunique()  # the legend lists the scale's whole domain
+    columns = 2 if entries > 12 else 1
+    legend_rows = -(-entries // columns)
+    title_text = f"{category} (by {family})" if family else category
+    enc = {"y": alt.Y(f"{group}:N", title=None, axis=alt.Axis(labelLimit=320)),
+           "x": alt.X("sum(milliseconds):Q", title=title),
+           "color": alt.Color(f"{category}:N", scale=scale, sort=list(colors) if colors else alt.Undefined,
+                              legend=alt.Legend(title=title_text, columns=columns, symbolLimit=0)),
+           "tooltip": tooltip}
+    if family:
+        enc["order"] = alt.Order("_order:Q")
+    # the legend (title + rows) must fit in the chart's height, or the container cuts it off
+    return alt.Chart(data).mark_bar().encode(**enc).properties(
+        height=max(height, LEGEND_ROW_PX * legend_rows + LEGEND_PAD_PX + LEGEND_TITLE_PX))
+
+
+def _family_key(col: pd.Series) -> pd.Series:
+    """Sort families in the order a layer runs them (FAMILY_HUES' order); categories alphabetically."""
+    if col.name == "family" or col.isin(list(FAMILY_HUES)).all():
+        return col.map({f: i for i, f in enumerate(FAMILY_HUES)}).fillna(len(FAMILY_HUES))
+    return col
 
 
 def sweep(df: pd.DataFrame, x: str, y: str, x_title: str, y_title: str, y_scale: float = 1.0, log_x: bool = True,

@@ -167,7 +167,8 @@ def sidebar() -> Context:
     gpus = list(names)
     gpu = sb.selectbox("GPU", gpus, index=gpus.index(DEFAULT_GPU), key="gpu", bind="query-params",
                        help="hardware_db device id, or a custom device added on the Hardware page")
-    sb.caption(names.get(gpu, ""))
+    memory = cache.catalogue_memory().get(gpu)
+    sb.caption(names.get(gpu, "") + (f" · memory: {memory}" if memory else ""))
     _note(sb, given, {"gpu": gpu})
     slots["gpu"] = sb.empty()
 

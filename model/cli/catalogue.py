@@ -9,6 +9,8 @@ from rich.table import Table
 
 from model.architecture.catalogue import catalogue_entry, load_architecture, model_ids
 from model.cli import app
+from model import format as fmt
+from model.format import memory_capacity
 from model.cli.output import console, gb, kv_table, print_json, si
 from model.hardware.db import list_devices, list_links, list_nodes, load_device
 from model.operators.latex import formula_latex, operator_names
@@ -33,14 +35,15 @@ def hardware_list(kind: Optional[str] = typer.Option(None, "--kind", help="gpu, 
                     "links": [lk.id for lk in list_links()], "nodes": [n.id for n in list_nodes()]})
         return
     table = Table(title=f"{len(devices)} devices")
-    for col in ("id", "name", "kind", "bf16/fp16 dense", "fp8", "memory", "bandwidth", "$/h"):
+    for col in ("id", "name", "kind", "bf16/fp16 dense", "fp8", "memory (marketed)", "memory fits use", "bandwidth", "$/h"):
         table.add_column(col)
     for d in devices:
         p = d.peak_flop_per_s
         sixteen = p.get("bf16") or p.get("fp16")
         table.add_row(d.id, d.name, d.kind, si(sixteen, "FLOP/s") if sixteen else "-",
-                      si(p["fp8"], "FLOP/s") if "fp8" in p else "-", gb(d.memory.capacity_bytes),
-                      si(d.memory.bandwidth_bytes_per_s, "B/s"), f"{d.price.usd_per_hour:.2f}" if d.price else "-")
+                      si(p["fp8"], "FLOP/s") if "fp8" in p else fmt.DASH, gb(d.memory.capacity_bytes),
+                      gb(d.memory.total_bytes), si(d.memory.bandwidth_bytes_per_s, "B/s"),
+                      fmt.usd(d.price.usd_per_hour) if d.price else fmt.DASH)
     console.print(table)
 
 
@@ -51,18 +54,19 @@ def hardware_show(device_id: str = typer.Argument(..., help="device id"), json: 
     if json:
         print_json(d.model_dump())
         return
-    rows = [("name", d.name), ("kind / arch", f"{d.kind} / {d.arch}"), ("note", d.unit_note or d.notes or "-")]
+    rows = [("name", d.name), ("kind / arch", f"{d.kind} / {d.arch}"), ("note", d.unit_note or d.notes or fmt.DASH)]
     rows += [(f"peak {k}", si(v, "FLOP/s")) for k, v in d.peak_flop_per_s.items()]
-    rows += [("memory", f"{gb(d.memory.capacity_bytes)} {d.memory.type}, {si(d.memory.bandwidth_bytes_per_s, 'B/s')}")]
-    rows += [(f"ridge {k}", f"{v:,.0f} FLOP/B") for k, v in d.ridge_flop_per_byte.items() if k in ("bf16", "fp16", "fp8")]
+    rows += [("memory", f"{d.memory.type or 'memory'}, {si(d.memory.bandwidth_bytes_per_s, 'B/s')}"),
+             ("memory capacity", memory_capacity(d.memory.capacity_bytes, d.memory.runtime_total_bytes))]
+    rows += [(f"ridge {k}", f"{fmt.number(v)} FLOP/B") for k, v in d.ridge_flop_per_byte.items() if k in ("bf16", "fp16", "fp8")]
     for name in ("scale_up", "scale_out", "host_link"):
         a = getattr(d, name)
         if a:
             rows.append((name, f"{a.link}: {si(a.bandwidth_bytes_per_s_per_direction, 'B/s')} per direction"))
     if d.power:
-        rows.append(("TDP", f"{d.power.tdp_w:.0f} W"))
+        rows.append(("TDP", f"{fmt.number(d.power.tdp_w)} W"))
     if d.price:
-        rows.append(("price", f"${d.price.usd_per_hour:.2f}/h ({d.price.date}; {d.price.source})"))
+        rows.append(("price", f"{fmt.usd(d.price.usd_per_hour)}/h ({d.price.date}; {d.price.source})"))
     rows += [(f"source: {k}", v) for k, v in d.sources.items()]
     console.print(kv_table(d.id, rows))
 
@@ -108,9 +112,24 @@ def models_show(model_id: str = typer.Argument(..., help="catalogue id or path t
     if json:
         print_json(data)
         return
-    rows = [(k, str(v)) for k, v in data.items() if k not in ("groups",)]
-    rows += [(f"layer group {i}", str(g)) for i, g in enumerate(groups)]
+    rows = [(fmt.label(k), fmt.count(v) if isinstance(v, int) and not isinstance(v, bool) else fmt.by_key(k, v))
+            for k, v in data.items() if k not in ("groups", "assumptions", "kv_bytes_per_token_bf16")]
+    rows.insert(rows.index(("active params", fmt.params(p.active))) + 1,
+                ("KV per token (bf16)", f"{fmt.count(data['kv_bytes_per_token_bf16'])} B "
+                                        f"({data['kv_bytes_per_token_bf16'] / 1024:,.1f} KiB)"))
+    rows += [("assumptions", "; ".join(a.assumptions) or fmt.DASH)]
     console.print(kv_table(a.name, rows))
+    gt = Table(title="layer groups", title_justify="left")
+    for col in ("layers", "attention", "heads", "KV heads", "head dim", "window", "MLP", "intermediate", "experts",
+                "top-k"):
+        gt.add_column(col, justify="left" if col in ("attention", "MLP") else "right")
+    for g in groups:
+        moe = g["mlp"] != "dense"
+        gt.add_row(fmt.count(g["layers"]), g["attention"], fmt.count(g["heads"]), fmt.count(g["kv_heads"]),
+                   fmt.count(g["head_dim"]), fmt.count(g["window"]) if g["window"] else fmt.missing("full"),
+                   g["mlp"], fmt.count(g["intermediate"]), fmt.count(g["experts"]) if moe else fmt.DASH,
+                   fmt.count(g["top_k"]) if moe else fmt.DASH)
+    console.print(gt)
 
 
 @app.command()

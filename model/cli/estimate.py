@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.text import Text
 
 from model.api import DEFAULT_GPU, DEFAULT_MODEL, deployment
 from model.cli import app
-from model.cli.output import console, gb, kv_table, ms, op_table_rich, print_json, si
+from model import format as fmt
+from model.cli.output import console, dict_table, gb, kv_table, ms, op_table_rich, print_json, si
 from model.errors import RidgeplanError, require_positive
 from model.serving.breakdown import bound_table, op_table
 from model.serving.static import memory_report, static_batch
@@ -199,8 +201,8 @@ def _static(d, batch, input_len, output_len, json) -> None:
         head += [("TTFT (prefill)", ms(est.ttft_s)),
                  ("TPOT (mean decode step)", f"{ms(est.tpot_s)} (first {ms(est.tpot_first_s)}, last {ms(est.tpot_last_s)})"),
                  ("end-to-end latency", ms(est.e2e_latency_s)),
-                 ("throughput", f"{est.throughput_tokens_per_s:,.1f} output tok/s ({est.throughput_per_gpu_tokens_per_s:,.1f} per GPU, "
-                                f"{est.tokens_per_s_per_user or 0:,.1f} per user)")]
+                 ("throughput", f"{fmt.rate(est.throughput_tokens_per_s)} output ({fmt.rate(est.throughput_per_gpu_tokens_per_s)} "
+                                f"per GPU, {fmt.rate(est.tokens_per_s_per_user)} per user)")]
     console.print(kv_table("ridgeplan estimate (static batch)", head))
     if not est.fits:
         console.print("Not fitting: no latency is reported. Try more GPUs (--tp), lower precision (--weights, --kv) or a smaller batch.")
@@ -225,6 +227,10 @@ def _has_arrivals(path) -> bool:
     return "arrival_s" in read_trace(path)
 
 
+def _per_user(x: dict) -> str:
+    return fmt.rate(x["output_tokens_per_s_per_user"], reason="no decode")
+
+
 def _print_serving(est, x=None) -> None:
     x = x or est.to_dict()
     d = est.deployment
@@ -242,18 +248,19 @@ def _print_serving(est, x=None) -> None:
         console.print(kv_table("ridgeplan estimate", head))
         _assumptions(est.assumptions)
         return
-    head += [("max concurrency", f"{x['max_concurrency_per_replica']:,.0f} sequences per replica (limited by {x['concurrency_limited_by']})"),
-             ("operating point", f"{x['concurrency_per_replica']:,.1f} sequences in flight per replica"
+    head += [("max concurrency", f"{fmt.count(x['max_concurrency_per_replica'])} sequences per replica (limited by {x['concurrency_limited_by']})"),
+             ("operating point", f"{fmt.number(x['concurrency_per_replica'])} sequences in flight per replica"
                                  + ("" if x["sustainable"] else " (OVERLOADED: the rate exceeds capacity)")),
              ("TTFT", f"unbounded: {x['ttft_unbounded_reason']}" if x.get("ttft_unbounded_reason")
                       else f"mean {ms(x['ttft_mean_s'])}; {_pct(x['ttft_percentiles_s'])}"),
              ("TPOT", f"mean {ms(x['tpot_mean_s'])}; {_pct(x['tpot_percentiles_s'])}; TBT p99 {ms(x['tbt_p99_s'])}"),
-             ("throughput", f"{x['output_tokens_per_s']:,.1f} output tok/s ({x['output_tokens_per_s_per_gpu']:,.1f} per GPU, "
-                            f"{x['output_tokens_per_s_per_user'] or 0:,.1f} per user), {x['requests_per_s']:,.2f} req/s")]
+             ("throughput", f"{fmt.rate(x['output_tokens_per_s'])} output ({fmt.rate(x['output_tokens_per_s_per_gpu'])} per GPU, "
+                            f"{_per_user(x)} per user), {fmt.rate(x['requests_per_s'], 'req/s')}")]
     if x.get("cost_per_million_output_tokens_usd"):
-        head.append(("cost", f"${x['cost_per_million_output_tokens_usd']:,.3f} per million output tokens"))
+        head.append(("cost", f"{fmt.usd(x['cost_per_million_output_tokens_usd'])} per million output tokens"))
     if "goodput_requests_per_s" in x:
-        head.append(("goodput", f"{x['goodput_requests_per_s']:,.2f} req/s meet the SLO at p{int(est.slo.attainment * 100)}"))
+        head.append(("goodput", f"{fmt.rate(x['goodput_requests_per_s'], 'req/s', reason='no SLO given')} meet the SLO "
+                                f"at p{int(est.slo.attainment * 100)}"))
     b = x["breakdown_s"]
     head.append(("iteration", f"{ms(x['iteration_s'])}: " + ", ".join(f"{k.replace('_', ' ')} {ms(v)}" for k, v in b.items())))
     mode = x.get("latency_mode", "steady_state")
@@ -303,8 +310,10 @@ def _disagg(d, spec: str, decode_gpu, decode_tp, workload, policy, slo, json, si
     if json:
         print_json(out)
         return
-    rows = [(k, str(v)) for k, v in out.items() if k != "assumptions"]
-    console.print(kv_table("ridgeplan estimate (disaggregated prefill/decode)", rows))
+    if slo.ttft_s is None and slo.tpot_s is None:  # goodput needs targets: say so instead of printing None
+        out = {k: v for k, v in out.items() if not k.startswith("goodput")}
+        out["goodput"] = "— (give --ttft-ms and/or --tpot-ms)"
+    console.print(dict_table("ridgeplan estimate (disaggregated prefill/decode)", out))
     _assumptions(est.assumptions)
 
 
@@ -348,8 +357,8 @@ def step(
         ("model / gpu", f"{d.arch.name} on {d.device.name} ({d.layout.label()})"),
         ("step", f"{batch} sequences x {new_tokens} new tokens on {context} cached"),
         ("memory", mem.summary()),
-        ("work", f"{si(total_flops, 'FLOP')}, {si(total_bytes, 'B')} moved ({total_flops / max(total_bytes, 1):.1f} FLOP/B)"),
-        ("step time", ms(float(r.time_s[0])) if mem.fits else "- (does not fit)"),
+        ("work", f"{si(total_flops, 'FLOP')}, {si(total_bytes, 'B')} moved ({fmt.number(total_flops / max(total_bytes, 1))} FLOP/B)"),
+        ("step time", ms(float(r.time_s[0])) if mem.fits else fmt.missing("does not fit")),
     ]))
     if mem.fits:
         console.print(op_table_rich(df, "operators"))
@@ -359,4 +368,4 @@ def step(
 def _assumptions(notes) -> None:
     console.print("[bold]Assumptions[/bold]")
     for n in notes:
-        console.print(f"  - {n}")
+        console.print(Text(f"  - {n}"))

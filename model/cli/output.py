@@ -1,4 +1,5 @@
-"""Printing helpers for the CLI: JSON with units in keys, or rich tables for people."""
+"""Printing helpers for the CLI: JSON with units in keys (raw numbers, a `schema_version` first), or rich tables
+for people with every value formatted by `model.format` (the formatter the app shares)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from model import format as fmt
+from model.format import SCHEMA_VERSION, gb, si, with_schema  # noqa: F401  (re-exported for the commands)
 
 if TYPE_CHECKING:  # pandas costs ~0.5 s to import; only annotations need it here
     import pandas as pd
@@ -34,22 +39,11 @@ def _plain(value: Any) -> Any:
 
 
 def print_json(data: dict[str, Any]) -> None:
-    print(json.dumps(_plain(data), indent=2))
-
-
-def gb(n: float) -> str:
-    return f"{n / 1e9:,.2f} GB"
+    print(json.dumps(_plain(with_schema(data)), indent=2))
 
 
 def ms(s: float | None) -> str:
-    return "-" if s is None else f"{s * 1e3:,.2f} ms"
-
-
-def si(n: float, unit: str = "") -> str:
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:,.2f} {prefix}{unit}"
-    return f"{n:,.2f} {unit}".rstrip()
+    return fmt.seconds(s)
 
 
 def op_table_rich(df: pd.DataFrame, title: str) -> Table:
@@ -59,10 +53,15 @@ def op_table_rich(df: pd.DataFrame, title: str) -> Table:
         table.add_column(col, justify=justify)
     for _, r in df.sort_values("time_s", ascending=False).iterrows():
         inten = r["intensity_flop_per_byte"]
-        table.add_row(r["operator"], str(int(r["layers"])) if r["layers"] else "", si(r["flops"]), si(r["bytes"], "B"),
-                      "-" if not math.isfinite(inten) else f"{inten:,.1f}", ms(r["time_s"]), f"{r['share']:.1%}",
-                      r["bound"])
+        table.add_row(r["operator"], fmt.count(r["layers"]) if r["layers"] else "", si(r["flops"]), si(r["bytes"], "B"),
+                      fmt.DASH if not math.isfinite(inten) else fmt.number(inten), ms(r["time_s"]),
+                      fmt.percent(r["share"]), r["bound"])
     return table
+
+
+def dict_table(title: str, data: dict[str, Any], skip: tuple[str, ...] = ("assumptions",)) -> Table:
+    """A result dict as a two-column table: each key as a label, each value with the unit its key names."""
+    return kv_table(title, fmt.rows(data, skip))
 
 
 def kv_table(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -70,5 +69,5 @@ def kv_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table.add_column("", style="bold")
     table.add_column("")
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(Text(k), Text(v))  # Text: a '[efficiency]' inside a value is not rich markup
     return table

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from model.cli import app
+from model import format as fmt
 from model.cli.output import console, print_json
 
 scenario_app = typer.Typer(help="Research systems as runnable scenarios.", no_args_is_help=True)
@@ -45,17 +46,18 @@ def scenario_run(name: str = typer.Argument(..., help="scenario id"), json: bool
         print_json(rep)
         return
     console.print(f"[bold]{s.id}[/bold] (section {s.section}): {s.summary}")
-    table = Table(title="result")
+    table = Table(title="result", title_justify="left")
     table.add_column("quantity")
     table.add_column("value")
-    for k, v in result.items():
-        table.add_row(str(k), f"{v:.6g}" if isinstance(v, float) else str(v))
+    for k, v in result.items():  # the unit each key names; dicts and lists as 'key: value' lists
+        table.add_row(str(k), fmt.by_key(str(k), v))
     console.print(table)
     ct = Table(title="checks")
     for col in ("id", "tier", "passed", "planner", "expected", "note"):
         ct.add_column(col)
     for c in checks:
-        ct.add_row(c["id"], c["tier"], "yes" if c["passed"] else "NO", str(c["value"]), c["expected"], c["note"])
+        ct.add_row(c["id"], c["tier"], "yes" if c["passed"] else "NO", fmt.by_key(c["id"], c["value"]), c["expected"],
+                   c["note"])
     console.print(ct)
 
 

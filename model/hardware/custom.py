@@ -72,7 +72,8 @@ def custom_device(template: str | Device, *, id: str, name: str | None = None,
 
 def device_table(devices: list[Device]) -> pd.DataFrame:
     """One row per device with its headline numbers in SI units (for browsing): id, name, vendor, kind, arch,
-    release_year, bf16_or_fp16_flop_per_s, fp8_flop_per_s, capacity_bytes, bandwidth_bytes_per_s,
+    release_year, bf16_or_fp16_flop_per_s, fp8_flop_per_s, capacity_bytes (marketed), total_bytes (what fits use:
+    the runtime-reported total when known), bandwidth_bytes_per_s,
     ridge_bf16_flop_per_byte, usd_per_hour."""
     rows = []
     for d in devices:
@@ -82,6 +83,7 @@ def device_table(devices: list[Device]) -> pd.DataFrame:
         rows.append({"id": d.id, "name": d.name, "vendor": d.vendor, "kind": d.kind, "arch": d.arch,
                      "release_year": d.release_year, "bf16_or_fp16_flop_per_s": sixteen,
                      "fp8_flop_per_s": p.get("fp8"), "capacity_bytes": d.memory.capacity_bytes,
+                     "total_bytes": d.memory.total_bytes,
                      "bandwidth_bytes_per_s": d.memory.bandwidth_bytes_per_s,
                      "ridge_bf16_flop_per_byte": ridge.get("bf16", ridge.get("fp16")),
                      "usd_per_hour": d.price.usd_per_hour if d.price else None})

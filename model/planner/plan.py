@@ -467,20 +467,23 @@ def _pools(request: PlanRequest, cands, sl, sol: IlpSolution, info) -> list[Pool
 
 
 def pareto_frontier(request: PlanRequest, tpot_targets_s: list[float] | None = None,
-                    ttft_targets_s: list[float] | None = None) -> list[dict[str, Any]]:
+                    ttft_targets_s: list[float] | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Cost of the optimal plan as the latency target tightens: one re-solve per target, data for a chart.
 
     A plan that meets a target meets every looser one, so each point is the best plan found at its target or
     at a tighter one (`solved_at_s` says which; ties go to the point's own plan): the frontier never rises as
-    the target loosens."""
+    the target loosens. `progress(done, total)` is called after each re-solve (a face's progress bar)."""
     if (tpot_targets_s is None) == (ttft_targets_s is None):
         raise RidgeplanError("pareto", "give TPOT targets or TTFT targets (one of the two)")
     targets = [float(t) for t in (tpot_targets_s or ttft_targets_s)]
     best: tuple[float, Plan] | None = None
     by_target: dict[float, tuple[float, Plan]] = {}
-    for target in sorted(set(targets)):
+    for done, target in enumerate(sorted(set(targets)), 1):
         slo = replace(request.slo, tpot_s=target) if tpot_targets_s else replace(request.slo, ttft_s=target)
         p = plan(replace(request, slo=slo), explain=False)  # an infeasible point needs no explanation
+        if progress is not None:
+            progress(done, len(set(targets)))
         if request.objective == "goodput":  # served traffic is maximised, not a cost: nothing to carry
             by_target[target] = (target, p)
             continue

@@ -195,7 +195,8 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None)
     else:
         eff = replace(ARCH_DEFAULTS["generic"], source=f"generic defaults (no efficiency class for arch {device.arch!r})")
     if device.efficiency:
-        eff = eff.with_overrides(dict(device.efficiency), f"{device.id}.toml [efficiency]")
+        eff = eff.with_overrides(dict(device.efficiency), "the device's own measured "
+                                 + ", ".join(f"{k} {v:g}" for k, v in device.efficiency.items()))
     path: Path | None
     if calibration is False:
         path = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -29,7 +30,9 @@ class Coverage:
         return int((self.systems["status"] == "expressed").sum()), len(self.systems)
 
 
-def coverage() -> Coverage:
+def coverage(progress: Callable[[int, int, str], None] | None = None) -> Coverage:
+    """Every scenario run and every catalogue check matched; `progress(done, total, scenario_id)` after each
+    scenario (a face's progress bar)."""
     from model.scenarios import library
 
     scenarios = load_all()
@@ -53,9 +56,11 @@ def coverage() -> Coverage:
         sys_rows.append({"name": name, "section": row["section"], "status": status,
                          "scenarios": ", ".join(by_system.get(name, [])), "why": why, "missing": missing})
     results = {}
-    for s in scenarios.values():
+    for done, s in enumerate(scenarios.values(), 1):
         for c, outcome in s.evaluate():
             results[c.id] = (s.id, c, outcome)
+        if progress is not None:
+            progress(done, len(scenarios), s.id)
     chk_rows = []
     for row in cat["check"]:
         cid = row["id"]

@@ -210,6 +210,14 @@ class Deployment:
     def usable_bytes(self) -> float:
         return self.capacity_bytes * self.memory_utilization
 
+    def memory_note(self) -> str:
+        """Which capacity the fit uses, in decimal GB and binary GiB, against the marketed figure."""
+        m = self.device.memory
+        source = ("the runtime-reported total" if m.runtime_total_bytes else "the marketed capacity")
+        marketed = (f" (marketed {m.capacity_bytes / 1e9:,.0f} GB)" if m.runtime_total_bytes else "")
+        return (f"usable memory = {self.memory_utilization:.0%} of {source}, {self.capacity_bytes / 1e9:,.1f} GB = "
+                f"{self.capacity_bytes / 2**30:,.1f} GiB{marketed}: {self.usable_bytes / 1e9:,.1f} GB per GPU")
+
     def assumptions(self) -> list[str]:
         notes = [
             f"{self.device.name}: efficiency {self.eff.source}",
@@ -217,7 +225,7 @@ class Deployment:
             f"attention FLOPs use the {self.attention_convention} convention",
             f"engine overhead {self.eff.step_overhead_s * 1e3:.2f} ms per step; kernel floor "
             f"{self.eff.kernel_floor_s * 1e6:.1f} us per kernel (CUDA graphs, fused kernels, paged KV assumed)",
-            f"usable memory = {self.memory_utilization:.0%} of {self.capacity_bytes / 1e9:.1f} GB",
+            self.memory_note(),
             *self.arch.assumptions,
         ]
         if self.layout.gpus_per_replica > 1:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from model.errors import RidgeplanError
 from model.operators.symbols import DEFAULTS
-from model.serving.batching import steady_state
+from model.serving.batching import concurrency_limits, steady_state
 from model.serving.breakdown import bound_table, op_table
 from model.serving.deployment import Deployment, StepResult
 from model.serving.estimate import SLO, ServingEstimate, estimate
@@ -97,8 +97,35 @@ def bound_stack(steps: Mapping[str, StepResult]) -> pd.DataFrame:
     return long[long["seconds"] > 0].reset_index(drop=True)
 
 
+# operator families, in the order a layer runs them; each is one hue in the app's stacked bars
+FAMILIES = ("embedding & head", "norms", "attention projections", "attention", "MLP", "MoE", "communication")
+_ATTENTION_CORE = {"attention", "linear_attention", "short_conv"}
+_ATTENTION_PROJ = {"qkv_proj", "q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj", "o_proj", "in_proj_qkvz", "in_proj_ba",
+                   "out_proj", "attn_gate", "rotary", "qk_norm", "q_a_norm", "kv_a_norm", "gated_norm"}
+_MOE = {"experts", "router", "topk_softmax"}
+_HEAD = {"embedding", "position_embedding", "lm_head", "sampling"}
+
+
+def operator_family(name: str, kind: str) -> str:
+    """The family of an operator, one of FAMILIES: what a reader groups it with in a breakdown."""
+    if kind == "collective" or name.endswith(("all_reduce", "all_gather", "all_to_all", "p2p")):
+        return "communication"
+    if name in _ATTENTION_CORE or kind in ("attention", "linear_attention"):
+        return "attention"
+    if name in _ATTENTION_PROJ:
+        return "attention projections"
+    if name in _MOE or name.startswith("shared_"):
+        return "MoE"
+    if name in _HEAD or kind == "embedding":
+        return "embedding & head"
+    if name.endswith("norm"):
+        return "norms"
+    return "MLP"  # gate_up_proj, up_proj, down_proj, act, fc1/fc2
+
+
 def operator_stack(steps: Mapping[str, StepResult]) -> pd.DataFrame:
-    """Every operator of every phase: phase, operator, kind, time_s, share of the phase, bound (long form)."""
+    """Every operator of every phase: phase, operator, kind, family (operator_family), time_s, share of the
+    phase, bound (long form)."""
     frames = []
     for phase, step in steps.items():
         df = op_table(step)
@@ -106,8 +133,9 @@ def operator_stack(steps: Mapping[str, StepResult]) -> pd.DataFrame:
             continue
         df = df[["operator", "kind", "time_s", "share", "bound", "flops", "bytes"]].copy()
         df.insert(0, "phase", phase)
+        df.insert(3, "family", [operator_family(n, k) for n, k in zip(df["operator"], df["kind"])])
         frames.append(df)
-    cols = ["phase", "operator", "kind", "time_s", "share", "bound", "flops", "bytes"]
+    cols = ["phase", "operator", "kind", "family", "time_s", "share", "bound", "flops", "bytes"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
@@ -202,6 +230,61 @@ def context_sweep(d: Deployment, policy: EnginePolicy | str, output_len: float, 
                          "scheduled_concurrency": s.concurrency, "limited_by": s.limit, "fits": fits,
                          "tpot_s": tpot, "output_tokens_per_s_per_gpu": per_gpu,
                          "output_tokens_per_s_per_user": np.where(fits, 1.0 / tpot, np.nan)})
+
+
+def first_true(predicate: Callable[[int], bool], lo: int, hi: int) -> int | None:
+    """The smallest integer n in (lo, hi] with predicate(n), for a predicate that is False up to some n and True
+    from there on (bisection: about log2(hi - lo) calls); None when predicate(hi) is False. predicate(lo) is
+    taken to be False."""
+    if hi <= lo or not predicate(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if predicate(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def context_limit(d: Deployment, policy: EnginePolicy | str, output_len: float, concurrency: float,
+                  max_context_tokens: float | None = None) -> dict[str, Any] | None:
+    """The exact prompt length from which the engine cannot hold `concurrency` sequences (the same caps as
+    `context_sweep`'s scheduled_concurrency: KV pool, max_num_seqs, token budget), found by bisection on
+    `concurrency_limits`: {'context_tokens': the first such prompt length, 'sequences': how many it holds
+    there, 'limited_by': which cap}; None when every prompt up to `max_context_tokens` (default: the model's
+    context window) keeps `concurrency` in flight, or when not even a 1-token prompt does."""
+    policy = engine_policy(policy)
+    top = int(max_context_tokens or d.arch.max_position_embeddings or 131072)
+
+    def caps(prompt: int) -> dict[str, np.ndarray]:
+        return concurrency_limits(d, policy, float(prompt), float(output_len))
+
+    def short(prompt: int) -> bool:
+        return float(min(v.min() for v in caps(prompt).values())) < concurrency
+
+    if short(1):
+        return None
+    first = first_true(short, 1, top)
+    if first is None:
+        return None
+    limits = {k: float(v.min()) for k, v in caps(first).items()}
+    which = min(limits, key=limits.get)
+    return {"context_tokens": first, "sequences": limits[which], "limited_by": which}
+
+
+def largest_static_batch(d: Deployment, context_tokens: float, max_batch: int = 1 << 20) -> int:
+    """The largest static batch whose decode step at `context_tokens` fits in usable memory (weights, KV and
+    activations, as `batch_sweep`'s `fits`), by bisection; 0 when not even one sequence fits."""
+    def too_big(b: int) -> bool:
+        mem = d.step(float(b), 1, float(context_tokens)).memory
+        total = mem.weights_bytes + mem.kv_cache_bytes + mem.activation_bytes
+        return bool(np.asarray(total).max() > d.usable_bytes)
+
+    if too_big(1):
+        return 0
+    first = first_true(too_big, 1, max_batch)
+    return max_batch if first is None else first - 1
 
 
 def batch_sweep(d: Deployment, context_tokens: float, batches=None, points: int = 16) -> pd.DataFrame:

@@ -92,9 +92,10 @@ class Speculation:
             return (f"speculative decoding with the checkpoint's MTP module(s): alpha {self.alpha:.2f}{src}, k {self.k}, "
                     f"{self.tokens_per_step:.2f} tokens per verification; the MTP weights and their KV layer are "
                     "held on the last stage and each draft token costs one MoE layer, eh_proj and the LM head")
-        draft = self.draft_model or f"a draft costing {self.draft_cost_ratio:.0%} of a target step per token"
+        draft = (f"draft model {self.draft_model}" if self.draft_model
+                 else f"a self-draft costing {self.draft_cost_ratio:.0%} of a target step per token")
         return (f"speculative decoding: alpha {self.alpha:.2f}, k {self.k}, {self.tokens_per_step:.2f} tokens per "
-                f"verification, draft {draft}")
+                f"verification, {draft}")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ def render(ctx: Context) -> None:
     bounds = bounds.assign(phase=bounds["phase"].map(labels))
 
     st.subheader("Step time by operator")
-    st.altair_chart(charts.stacked_bars(ops, "time_s", "operator", "phase", "step time (ms)", height=110),
+    st.altair_chart(charts.stacked_bars(ops, "time_s", "operator", "phase", "step time (ms)", family="family",
+                                        height=110),
                     width="stretch")
     st.subheader("Step time by bound")
     st.altair_chart(charts.stacked_bars(bounds, "seconds", "part", "phase", "step time (ms)",
@@ -41,10 +42,10 @@ def render(ctx: Context) -> None:
         curve = cache.batch_curve(d, w)
         curve = curve.assign(memory=curve["fits"].map({True: "fits", False: "does not fit"}))
         x, x_title, color = "batch", "batch (sequences)", "memory"
-        fitting = curve.loc[curve["fits"], "batch"]
+        largest = cache.largest_batch(d, w)
         st.caption(f"Every sequence at {curve['context_tokens'].iloc[0]:,.0f} cached tokens; "
-                   + (f"the largest batch on the grid that fits in usable memory is {fitting.max():,.0f}."
-                      if len(fitting) else "no batch on the grid fits in usable memory."))
+                   + (f"the largest batch that fits in usable memory is {largest:,} (exact, by bisection)."
+                      if largest else "not even one sequence fits in usable memory."))
         tpot, tput = "tpot_s", "output_tokens_per_s_per_gpu"
     else:
         st.subheader("Continuous batching vs sequences in flight")
@@ -72,7 +73,9 @@ def render(ctx: Context) -> None:
                     width="stretch")
     c2.altair_chart(charts.sweep(ok, "context_tokens", "output_tokens_per_s_per_gpu", "prompt tokens",
                                  "output tok/s per GPU"), width="stretch")
-    capped = ctx_curve[ctx_curve["scheduled_concurrency"] < n]
-    if len(capped):
-        st.caption(f"From {capped['context_tokens'].iloc[0]:,.0f} prompt tokens the KV pool holds fewer than "
-                   f"{n:g} sequences; the engine runs what fits.")
+    limit = cache.context_limit(d, w)
+    if limit is not None:
+        why = {"kv": "the KV pool holds", "max_num_seqs": "max_num_seqs allows",
+               "token_budget": "the token budget feeds"}.get(limit["limited_by"], f"{limit['limited_by']} allows")
+        st.caption(f"From {limit['context_tokens']:,} prompt tokens (exact) {why} fewer than {n:g} sequences "
+                   f"({limit['sequences']:g} there); the engine runs what fits.")

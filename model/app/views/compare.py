@@ -5,10 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from model.app import cache, charts, fmt
+from model import format as fmt
+from model.app import cache, charts
 from model.app.scenario import WEIGHTS, Context
 
 DEFAULT_GPUS = ["h100-sxm", "h200", "a100-sxm-80gb", "mi300x"]
+SIDEBAR = "as in the sidebar"  # the sidebar's weight precision, whatever it is now
 MAX_VARIANTS = 24
 
 
@@ -19,8 +21,9 @@ def render(ctx: Context) -> None:
     gpus = c1.multiselect("GPUs", list(names), default=[g for g in DEFAULT_GPUS if g in names], key="cmp_gpus",
                           bind="query-params")
     gpu_slot = c1.container()
-    precisions = c2.multiselect("Weight precisions", list(WEIGHTS), default=["checkpoint"], key="cmp_weights",
-                                bind="query-params")
+    precisions = c2.multiselect("Weight precisions", [SIDEBAR, *WEIGHTS], default=[SIDEBAR], key="cmp_weights",
+                                bind="query-params",
+                                help=f"'{SIDEBAR}' follows the sidebar's Weights (now {d.weights or 'checkpoint'})")
     precision_slot = c2.container()
     if not gpus:
         gpu_slot.error("Choose at least one GPU to compare.", icon="⚠️")
@@ -28,8 +31,11 @@ def render(ctx: Context) -> None:
         precision_slot.error("Choose at least one weight precision.", icon="⚠️")
     if not gpus or not precisions:
         return
-    variants = [(g if p == "checkpoint" else f"{g} · {p}", ctx.custom_devices.get(g, g),
-                 None if p == "checkpoint" else p) for g in gpus for p in precisions]
+    def weights(p: str) -> str | None:
+        return d.weights if p == SIDEBAR else None if p == "checkpoint" else p
+
+    variants = [(g if p == SIDEBAR else f"{g} · {p}", ctx.custom_devices.get(g, g), weights(p))
+                for g in gpus for p in precisions]
     if len(variants) > MAX_VARIANTS:
         gpu_slot.error(f"{len(variants)} combinations: choose at most {MAX_VARIANTS} (GPUs × precisions).",
                        icon="⚠️")
@@ -37,8 +43,9 @@ def render(ctx: Context) -> None:
     if ctx.call(cache.architecture, d.model, d.config_json, stage="model") is None:
         return
     df = cache.comparison(d, w, tuple(variants))
-    st.caption(f"Model, layout (TP{d.tp} PP{d.pp} EP{d.ep} DP{d.dp}), KV precision, engine and workload from the "
-               "sidebar; one row per GPU × weight precision.")
+    st.caption(f"Model, layout (TP{d.tp} PP{d.pp} EP{d.ep} DP{d.dp}), KV precision ({d.kv or 'bf16'}), weights "
+               f"'{SIDEBAR}' ({d.weights or 'checkpoint'}), engine and workload from the sidebar; one row per GPU × "
+               "weight precision.")
     table = pd.DataFrame({
         "variant": df["label"],
         "fits": ["yes" if f else "no" for f in df["fits"]],

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from model.app import cache, charts, fmt
+from model import format as fmt
+from model.app import cache, charts
 from model.app.scenario import Context
 from model.serving import report
 
@@ -33,7 +34,9 @@ def render(ctx: Context) -> None:
         st.warning(f"{w.rate_per_s:g} requests/s is above what this deployment can serve: the queue grows without "
                    "bound (TTFT ∞). Lower the rate or add replicas (DP).")
 
-    c = st.columns(6)
+    # two rows of three: a value with its unit ('1,234 ms', '$12.34') fits a third of the page from 1,280 px up
+    # (six across truncated them: tests/test_app_browser.py measures it)
+    c = st.columns(3) + st.columns(3)
     c[0].metric("Fits", "yes" if h["fits"] else "no", border=True)
     c[1].metric("TTFT (mean)", fmt.seconds(h["ttft_s"]), border=True, help="time to first token")
     c[2].metric("TPOT (mean)", fmt.seconds(h["tpot_s"]), border=True, help="time per output token after the first")

@@ -8,7 +8,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from model.app import cache, fmt
+from model import format as fmt
+from model.app import cache
 from model.app.scenario import Context
 from model.errors import RidgeplanError
 from model.hardware import register_device, unregister_device
@@ -26,9 +27,10 @@ def _table(ctx: Context) -> pd.DataFrame:
         "id": df["id"], "name": df["name"], "kind": df["kind"], "year": df["release_year"],
         "bf16/fp16": [fmt.si(x, "FLOP/s") for x in df["bf16_or_fp16_flop_per_s"]],
         "fp8": [fmt.si(x, "FLOP/s") for x in df["fp8_flop_per_s"]],
-        "memory": [fmt.gigabytes(x) for x in df["capacity_bytes"]],
+        "memory (marketed)": [fmt.gb(x) for x in df["capacity_bytes"]],
+        "memory fits use": [f"{fmt.gb(x)} = {fmt.gib(x)}" for x in df["total_bytes"]],
         "bandwidth": [fmt.si(x, "B/s") for x in df["bandwidth_bytes_per_s"]],
-        "ridge (bf16)": [fmt.DASH if pd.isna(x) else f"{x:,.0f} FLOP/B" for x in df["ridge_bf16_flop_per_byte"]],
+        "ridge (bf16)": [fmt.DASH if pd.isna(x) else f"{fmt.number(x)} FLOP/B" for x in df["ridge_bf16_flop_per_byte"]],
         "$/h": [fmt.usd(x) for x in df["usd_per_hour"]],
     })
 

@@ -15,7 +15,8 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from model.app import cache, charts, fmt
+from model import format as fmt
+from model.app import cache, charts
 from model.app.cache import PlanKey
 from model.app.scenario import LENGTHS, Context
 from model.errors import RidgeplanError
@@ -249,12 +250,18 @@ def _pareto(key: PlanKey) -> None:
     metric = "tpot" if key.tpot_ms else "ttft"
     target_s = (key.tpot_ms if metric == "tpot" else key.ttft_ms) / 1e3
     targets = tuple(float(x) for x in np.geomspace(target_s / 3, target_s * 3, PARETO_POINTS))
-    with st.spinner("Re-planning at each target…"):
-        try:
-            df = cache.fleet_frontier(key, metric, targets)
-        except RidgeplanError as err:
-            st.error(err.one_line(), icon="⚠️")
-            return
+    bar = st.progress(0.0, text=f"Re-planning at each of {len(targets)} targets…")
+
+    def step(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Re-planning at each target: {done} / {total}")
+
+    try:
+        df = cache.fleet_frontier(key, metric, targets, _progress=step)
+    except RidgeplanError as err:
+        st.error(err.one_line(), icon="⚠️")
+        return
+    finally:
+        bar.empty()
     ok = df[df["feasible"]]
     label = metric.upper()
     if ok.empty:
@@ -298,7 +305,8 @@ def render(ctx: Context) -> None:
         _launch(result["pools"])
         _pairs(result)
         c1, c2 = st.columns(2)
-        c1.download_button("Download plan (JSON)", json.dumps(result, indent=2), file_name="ridgeplan-plan.json",
+        c1.download_button("Download plan (JSON)", json.dumps(fmt.with_schema(result), indent=2),
+                           file_name="ridgeplan-plan.json",
                            mime="application/json", on_click="ignore")
         c2.download_button("Download pools (CSV)", pools_csv(result["pools"]), file_name="ridgeplan-pools.csv",
                            mime="text/csv", on_click="ignore")

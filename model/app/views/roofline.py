@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from model.app import cache, charts, fmt
+from model import format as fmt
+from model.app import cache, charts
 from model.app.scenario import Context
 from model.errors import RidgeplanError
 

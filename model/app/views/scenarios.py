@@ -9,12 +9,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from model import format as fmt
 from model.app import cache
 from model.app.scenario import Context
 
 
-def _text(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+def numbers_table(result: dict[str, Any]) -> pd.DataFrame:
+    """A scenario's result dict as quantity / value rows, each value with the unit its key names."""
+    return pd.DataFrame({"quantity": [str(k) for k in result],
+                         "value": [fmt.by_key(str(k), v) for k, v in result.items()]})
 
 
 def render(ctx: Context) -> None:
@@ -32,18 +35,24 @@ def render(ctx: Context) -> None:
     if rep["checks"]:
         st.subheader("Headline claims")
         st.dataframe(pd.DataFrame([{"check": c["id"], "tier": c["tier"], "status": c["status"],
-                                    "claim": c["claim"], "expected": c["expected"], "ridgeplan": _text(c["value"]),
+                                    "claim": c["claim"], "expected": c["expected"], "ridgeplan": fmt.by_key(c["id"], c["value"]),
                                     "note": c["note"]} for c in rep["checks"]]), hide_index=True, width="stretch")
     st.subheader("Numbers")
-    st.dataframe(pd.DataFrame({"quantity": list(rep["result"]), "value": [_text(v) for v in rep["result"].values()]}),
-                 hide_index=True, width="stretch")
+    st.dataframe(numbers_table(rep["result"]), hide_index=True, width="stretch")
     with st.expander("Coverage of the whole catalogue"):
         if st.button("Run every scenario (about a minute the first time)", key="run_coverage"):
-            with st.spinner("running every scenario"):
-                cov = cache.coverage_report()
+            bar = st.progress(0.0, text="Running every scenario…")
+
+            def step(done: int, total: int, ident: str) -> None:
+                bar.progress(done / total, text=f"Running every scenario: {done} / {total} ({ident})")
+
+            cov = cache.coverage_report(_progress=step)
+            bar.empty()
             done, total = cov.systems_expressed()
             st.markdown(f"**Systems expressed:** {done} / {total}")
-            st.dataframe(cov.tier_summary(), hide_index=True)
+            tiers = cov.tier_summary()
+            st.dataframe(tiers.assign(share=tiers["share"].map(fmt.percent), target=tiers["target"].map(fmt.percent)),
+                         hide_index=True)
             missed = cov.checks[cov.checks["status"] != "reproduced"]
             st.dataframe(missed[["id", "tier", "system", "status", "expected", "value", "note"]], hide_index=True,
                          width="stretch")
