@@ -30,10 +30,10 @@ LAYERS = [
     ["planner", "training"],
     ["calibration", "validation"],
     ["scenarios"],
-    ["bench", "cli", "app", "api", "format"],
+    ["bench", "cli", "app", "api", "format", "notebook"],
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
-FACES = {"bench", "cli", "app", "api", "format", "scenarios", "validation"}
+FACES = {"bench", "cli", "app", "api", "format", "notebook", "scenarios", "validation"}
 
 
 def _package(path: Path) -> str:

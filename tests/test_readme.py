@@ -161,7 +161,22 @@ def _train(args, capsys):
         assert x["fits"] and 0 < x["mfu"] < 1
 
 
+def _simulated(args, capsys):
+    x = _json(args, capsys)  # concurrency and rate loads are simulated by default; --steady-state keeps the model
+    assert x["fits"] and x["latency_mode"] == ("steady_state" if "--steady-state" in args else "simulation")
+    assert x["ttft_mean_s"] > 0 and x["tpot_mean_s"] > 0
+
+
+def _moe_layout(args, capsys):
+    x = _json(args, capsys)  # DeepSeek-V3 on 8 B200s: attention-DP 8 x MoE-EP 8 accepted by SGLang, MTP drafting
+    assert x["fits"] and x["gpus"] == 8 and x["tpot_mean_s"] > 0
+    assert any("MTP" in a for a in x["assumptions"])
+
+
 CLAIMS: dict[str, Claim] = {
+    "--attention-dp 8 --moe-ep 8": _moe_layout,
+    "--concurrency 64 --input-len 2000 --output-len 500": _simulated,
+    "--burstiness 0.5": _simulated,
     "estimate --model llama-3.1-70b --gpu h100-sxm --tp 2 --weights fp8 --kv fp8 --batch 16": _static_fits,
     "ridgeplan step": _step_fits,
     "ridgeplan estimate --gpu h100-sxm": _efficiency_named,

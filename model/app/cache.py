@@ -226,7 +226,7 @@ def batch_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def largest_batch(d: DeploymentKey, w: WorkloadKey) -> int:
-    return report.largest_static_batch(deployment(d), report.decode_context_tokens(w.input_len, w.output_len))
+    return report.largest_static_batch(deployment(d), float(mean_decode_context_tokens(w.input_len, w.output_len)))
 
 
 def _curve_concurrency(w: WorkloadKey) -> float:

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     _register(args)
     try:
         result = app(args=args, standalone_mode=False, prog_name="ridgeplan")
+        sys.stdout.flush()  # a reader that already went away shows here, inside the handler, not at exit
         return int(result or 0)
     except RidgeplanError as err:
         print(f"error: {err.one_line()}", file=sys.stderr)

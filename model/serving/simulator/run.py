@@ -33,9 +33,10 @@ def kv_pool_tokens(d: Deployment, policy: EnginePolicy, context_tokens: float,
     cap = kv_capacity(d, policy, ctx, offload, speculation)
     pool = float(cap.kv_pool_bytes[0])
     per_token = float(cap.kv_bytes_per_sequence[0]) / ctx
-    if pool <= 0 or per_token <= 0:
-        return 0.0
-    return pool / per_token
+    if pool > 0 and per_token > 0:
+        return pool / per_token
+    # KV held off the GPU (offload): the GPU holds no pool, the sequences the tier holds bound admission
+    return float(cap.max_sequences[0]) * ctx
 
 
 def _groups(ids: list, reqs: Requests, warm: set) -> list[Group]:
