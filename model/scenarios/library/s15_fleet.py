@@ -31,7 +31,12 @@ def _request(lengths: Lengths, slo: SLO, gpus=GPUS, rate_per_s: float = 30.0) ->
 
 @check("SEED-C05", "C", "the mixed fleet is >= 9% (and <= 77%) cheaper than the best single GPU type in at least one "
        "rate/SLO regime of the grid; small requests with loose SLOs pick cheap GPUs, large requests with tight SLOs "
-       "pick high-end GPUs")
+       "pick high-end GPUs",
+       known_gap="Mélange reports 9-77% savings; with every request inside Llama-2-7B's 4,096-token context (long "
+       "requests of 3,500 tokens, where the paper's long tail runs past it) and every pool re-checked by the engine "
+       "simulator, ridgeplan's best regime saves 6.8% (2/s, loose SLO) and the others 0-5.4%: a mix beats one type "
+       "only by bin-packing granularity here. The direction holds: short/loose traffic goes to cheap GPUs and "
+       "long/tight traffic to high-end ones")
 def _c05(r):
     best = r["best_saving"]
     ok = (best is not None and CLAIM_SAVING[0] <= best <= CLAIM_SAVING[1]
