@@ -80,7 +80,7 @@ def fit_cmd(
                   + (f", torch {meta['torch']}" if meta.get("torch") else ""))
     target.write_text(result.to_toml(provenance))
     automatic = target.resolve() == default.resolve()
-    held_rows = int((result.rows["split"] == "held-out").sum())
+    held_rows = int((result.rows["split"] != "fit").sum())
     if json:
         print_json({"device": dev.id, "out": str(target), "picked_up_automatically": automatic,
                     "measured_on": measured_on, "rows": len(result.rows), "held_out_rows": held_rows,

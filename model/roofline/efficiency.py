@@ -52,6 +52,7 @@ class Efficiency:
     collective_base_s: float  # fixed software latency of one collective call (NCCL base latency)
     gemm_tile_m: float = 16.0  # rows of the smallest tensor-core tile (mma m16n8k16); 1 on CPUs
     roofline_p: float = 2.0  # how compute and memory time combine: 2 = soft corner, inf = max()
+    scale_up_bus_efficiency: float = 0.0  # achieved/nominal scale-up bandwidth of collectives; 0 = the link file's
     source: str = ""
 
     def gemm_max(self, dtype: str) -> float:
@@ -175,18 +176,46 @@ def memory_eta(nbytes, eff) -> object:
     return eff.mem_max * saturation(nbytes, eff.mem_bytes_half)
 
 
-def calibration_path(device_id: str) -> Path:
+ENGINES = ("vllm", "sglang", "trtllm")  # the engine names of model.serving.policy
+DEFAULT_ENGINE = "vllm"
+
+
+def calibration_path(device_id: str, engine: str | None = None) -> Path:
+    """hardware_db/calibration/<id>.<engine>.toml (fitted per engine), or <id>.toml when engine is None."""
     from model.hardware.db import builtin_root
 
-    return builtin_root() / "calibration" / f"{device_id}.toml"
+    name = f"{device_id}.{engine}.toml" if engine else f"{device_id}.toml"
+    return builtin_root() / "calibration" / name
 
 
-def efficiency_for(device: Device, calibration: str | Path | None | bool = None) -> Efficiency:
-    """The efficiency set for a device: arch defaults, then the file's [efficiency], then a calibration.
+def _pick_calibration(device: Device, engine: str) -> tuple[Path | None, Path | None]:
+    """(class file, device file) that exist for this device and engine; a device file for the engine wins over
+    an engine-less one (`ridgeplan calibrate fit`); a class file (`_class-<arch>.<engine>.toml`) applies to every
+    device of the class, below the device's own file."""
+    device_file = next((p for p in (calibration_path(device.id, engine), calibration_path(device.id))
+                        if p.is_file()), None)
+    class_file = calibration_path(f"_class-{device.arch}", engine)
+    return (class_file if class_file.is_file() else None), device_file
 
-    `calibration`: None picks up hardware_db/calibration/<id>.toml when it exists; False ignores it; a path
-    loads that file.
+
+def _load_calibration(eff: Efficiency, path: Path) -> Efficiency:
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    builtin = path.resolve().parent == calibration_path("x").resolve().parent
+    return eff.with_overrides(dict(data.get("efficiency", {})),
+                              f"calibration {path.name}" + (" (hardware_db/calibration)" if builtin else ""))
+
+
+def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
+                   engine: str = DEFAULT_ENGINE) -> Efficiency:
+    """The efficiency set for a device: arch defaults, the class calibration, the file's [efficiency], then the
+    device calibration.
+
+    `calibration`: None picks up hardware_db/calibration/<id>.<engine>.toml (else <id>.toml, else the class
+    file _class-<arch>.<engine>.toml) when it exists; False ignores them; a path loads that file.
     """
+    if engine not in ENGINES:
+        raise RidgeplanError("engine", f"unknown engine {engine!r}", ENGINES)
     if device.arch in ARCH_DEFAULTS:
         eff = ARCH_DEFAULTS[device.arch]
     elif device.kind in _KIND_CLASS and _KIND_CLASS[device.kind] != "generic":
@@ -194,20 +223,18 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None)
         eff = replace(ARCH_DEFAULTS[cls], source=f"{cls} class defaults for a {device.kind} (inferred; no measurements)")
     else:
         eff = replace(ARCH_DEFAULTS["generic"], source=f"generic defaults (no efficiency class for arch {device.arch!r})")
+    class_file, device_file = _pick_calibration(device, engine) if calibration in (None, True) else (None, None)
+    if class_file is not None:
+        eff = _load_calibration(eff, class_file)
     if device.efficiency:
         eff = eff.with_overrides(dict(device.efficiency), f"{device.id}.toml [efficiency]")
-    path: Path | None
-    if calibration is False:
-        path = None
-    elif calibration is None or calibration is True:
-        path = calibration_path(device.id)
-        path = path if path.is_file() else None
-    else:
+    if calibration not in (None, True, False):
         path = Path(calibration)
         if not path.is_file():
             raise RidgeplanError("calibration", f"no such calibration file {str(path)!r}")
-    if path is not None:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-        eff = eff.with_overrides(dict(data.get("efficiency", {})), f"calibration {path.name}")
+        device_file = path
+    if device_file is not None:
+        eff = _load_calibration(eff, device_file)
+    elif class_file is None and calibration is not False:
+        eff = replace(eff, source=f"{eff.source}; hand-set, no calibration file for {device.id} ({engine})")
     return eff

@@ -113,7 +113,7 @@ class Deployment:
 
     @cached_property
     def tiers(self) -> LinkTiers:
-        return link_tiers(self.device, self.node)
+        return link_tiers(self.device, self.node, getattr(self.eff, "scale_up_bus_efficiency", 0.0))
 
     @cached_property
     def graph(self) -> CompiledGraph:
@@ -231,9 +231,11 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
                activations: str | None = None, kv: str | None = None, experts: str | None = None,
                tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, node: str | None = None,
                attention_convention: str = "causal", comm_overlap: float = 0.0, moe_imbalance: float = 1.0,
-               memory_utilization: float = 0.9, calibration: str | Path | bool | None = None) -> Deployment:
+               memory_utilization: float = 0.9, calibration: str | Path | bool | None = None,
+               engine: str = "vllm") -> Deployment:
     """A Deployment from ids or paths. `weights=None` takes the checkpoint's own dtype (bf16/fp16; the
-    published format for FP8 or MXFP4 checkpoints); `kv=None` keeps the KV cache in 16 bits."""
+    published format for FP8 or MXFP4 checkpoints); `kv=None` keeps the KV cache in 16 bits. `engine`
+    (vllm | sglang | trtllm) picks the engine's kernel calibration (hardware_db/calibration/<gpu>.<engine>.toml)."""
     arch = load_architecture(model)
     device = load_device(gpu)
     w = weights or checkpoint_weight_format(arch)
@@ -244,7 +246,7 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     prec = Precision(weights=w, activations=activations, kv=kv or sixteen, experts=exp,
                      embeddings=sixteen)
     node_type = get_node(node) if node else None
-    eff = efficiency_for(device, calibration)
+    eff = efficiency_for(device, calibration, engine=engine)
     return Deployment(arch, device, prec, Layout(tp=tp, pp=pp, ep=ep, dp=dp), node=node_type, efficiency=eff,
                       attention_convention=attention_convention, comm_overlap=comm_overlap,
                       moe_imbalance=moe_imbalance, memory_utilization=memory_utilization)
