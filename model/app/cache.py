@@ -146,9 +146,10 @@ def device(gpu: str, gpu_json: str) -> Device:
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
-def deployment(key: DeploymentKey) -> Deployment:
+def deployment(key: DeploymentKey, engine: str = "vllm") -> Deployment:
+    """The deployment of the sidebar; `engine` (the sidebar's engine select) picks its kernel calibration."""
     return api.deployment(architecture(key.model, key.config_json), device(key.gpu, key.gpu_json),
-                          weights=key.weights, kv=key.kv, tp=key.tp, pp=key.pp, ep=key.ep, dp=key.dp)
+                          weights=key.weights, kv=key.kv, tp=key.tp, pp=key.pp, ep=key.ep, dp=key.dp, engine=engine)
 
 
 def workload(w: WorkloadKey) -> Workload:
@@ -164,7 +165,7 @@ def slo(w: WorkloadKey) -> SLO:
 
 @st.cache_resource(show_spinner=False, max_entries=256)
 def scenario(d: DeploymentKey, w: WorkloadKey) -> report.Estimate:
-    return report.run_scenario(deployment(d), workload(w), w.engine, slo(w), w.batch if w.mode == "batch" else None)
+    return report.run_scenario(deployment(d, w.engine), workload(w), w.engine, slo(w), w.batch if w.mode == "batch" else None)
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
@@ -203,19 +204,19 @@ def roofline(d: DeploymentKey, w: WorkloadKey, dtypes: tuple[str, ...]) -> tuple
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def concurrency_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
-    return concurrency_sweep(deployment(d), workload(w).lengths, w.engine, points=20)
+    return concurrency_sweep(deployment(d, w.engine), workload(w).lengths, w.engine, points=20)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def batch_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
     ctx = report.decode_context_tokens(w.input_len, w.output_len)
-    return report.batch_sweep(deployment(d), ctx)
+    return report.batch_sweep(deployment(d, w.engine), ctx)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def context_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
     conc = float(w.batch if w.mode == "batch" else w.concurrency if w.mode == "concurrency" else 16)
-    return report.context_sweep(deployment(d), w.engine, w.output_len, max(conc, 1.0))
+    return report.context_sweep(deployment(d, w.engine), w.engine, w.output_len, max(conc, 1.0))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -224,7 +225,7 @@ def comparison(d: DeploymentKey, w: WorkloadKey, variants: tuple[tuple[str, str,
     def make(gpu: str, weights: str | None) -> Deployment:
         custom = gpu.startswith("{")
         gpu_id = json.loads(gpu)["id"] if custom else gpu
-        return deployment(d._replace(gpu=gpu_id, gpu_json=gpu if custom else "", weights=weights))
+        return deployment(d._replace(gpu=gpu_id, gpu_json=gpu if custom else "", weights=weights), w.engine)
 
     rows = [{"label": label, "gpu": gpu, "weights": weights} for label, gpu, weights in variants]
     return report.compare(rows, make, workload(w), w.engine, slo(w), w.batch if w.mode == "batch" else None)

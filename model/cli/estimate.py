@@ -25,11 +25,11 @@ JSON = typer.Option(False, "--json", help="machine-readable output, units in the
 CONVENTION = typer.Option("causal", "--attention-flops", help="causal (triangle) or square attention FLOP count")
 
 
-def _deployment(model, gpu, weights, activations, kv, tp, pp, ep, convention):
+def _deployment(model, gpu, weights, activations, kv, tp, pp, ep, convention, engine="vllm"):
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
         require_positive(name, value, integer=True)
     return deployment(model, gpu, weights=weights, activations=activations, kv=kv, tp=tp, pp=pp, ep=ep,
-                      attention_convention=convention)
+                      attention_convention=convention, engine=engine)
 
 
 @app.command()
@@ -47,7 +47,8 @@ def estimate(
     experts: Optional[str] = typer.Option(None, "--experts", help="MoE expert weight format (default: as the checkpoint)"),
     tp: int = TP, pp: int = PP, ep: int = EP,
     dp: int = typer.Option(1, "--dp", help="data-parallel replicas (with --ep: attention data-parallel ranks)"),
-    engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm (batching and memory policy)"),
+    engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm (batching and memory policy, and the "
+                               "engine's kernel calibration)"),
     chunk: Optional[int] = typer.Option(None, "--chunk", help="token budget per iteration (prefill chunk)"),
     no_chunked_prefill: bool = typer.Option(False, "--no-chunked-prefill", help="prefill-prioritising scheduling"),
     max_seqs: Optional[int] = typer.Option(None, "--max-seqs", help="engine max_num_seqs"),
@@ -83,7 +84,7 @@ def estimate(
     if modes > 1:
         raise RidgeplanError("mode", "give one of --batch, --concurrency, --rate or --max")
     d = deployment(model, gpu, weights=weights, activations=activations, kv=kv, experts=experts, tp=tp, pp=pp, ep=ep,
-                   dp=dp, attention_convention=attention_flops)
+                   dp=dp, attention_convention=attention_flops, engine=engine)
     if batch is not None:
         _static(d, batch, input_len, output_len, json)
         return
@@ -199,7 +200,7 @@ def _disagg(d, spec: str, decode_gpu, decode_tp, workload, policy, slo, json) ->
     dec = d
     if decode_gpu or decode_tp:
         dec = deployment(d.arch, decode_gpu or d.device, weights=d.precision.weights, kv=d.precision.kv,
-                         tp=decode_tp or d.layout.tp)
+                         tp=decode_tp or d.layout.tp, engine=policy.name)
     dec = replace(dec, layout=Layout(tp=dec.layout.tp, pp=dec.layout.pp))
     plan = DisaggPlan(replace(d, layout=Layout(tp=d.layout.tp, pp=d.layout.pp)), n_p, dec, n_d)
     est = disaggregated(plan, workload, policy, slo)
@@ -219,13 +220,15 @@ def step(
     new_tokens: int = typer.Option(1, "--new-tokens", help="new tokens per sequence (1 = decode)"),
     context: int = typer.Option(0, "--context", help="tokens already cached per sequence"),
     weights: Optional[str] = WEIGHTS, activations: Optional[str] = ACTIVATIONS, kv: Optional[str] = KV,
-    tp: int = TP, pp: int = PP, ep: int = EP, attention_flops: str = CONVENTION, json: bool = JSON,
+    tp: int = TP, pp: int = PP, ep: int = EP, attention_flops: str = CONVENTION,
+    engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm: whose kernel calibration to use"),
+    json: bool = JSON,
 ) -> None:
     """One forward step: time, memory and the per-operator roofline breakdown."""
     require_positive("batch", batch, integer=True)
     require_positive("new_tokens", new_tokens, integer=True)
     require_positive("context", context, integer=True, allow_zero=True)
-    d = _deployment(model, gpu, weights, activations, kv, tp, pp, ep, attention_flops)
+    d = _deployment(model, gpu, weights, activations, kv, tp, pp, ep, attention_flops, engine)
     r = d.step(batch, new_tokens, context)
     mem = memory_report(r)
     df = op_table(r)

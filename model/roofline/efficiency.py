@@ -9,7 +9,7 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     (tensor cores work on tiles of `gemm_tile_m` rows: a one-token GEMM pays for a full tile)
 - attention:        eta_a = attention_max * q/(q + attention_q_half)   (q = query rows per KV head)
 - memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half)
-- every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed)
+- every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); attention kernels + attention_floor_s
 - every collective: + collective_base_s on top of its alpha-beta time
 - weight-only GEMMs (W4A16, W8A16) run their compute at (1 - dequant_penalty) of the 16-bit efficiency.
 - a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
@@ -52,6 +52,7 @@ class Efficiency:
     collective_base_s: float  # fixed software latency of one collective call (NCCL base latency)
     gemm_tile_m: float = 16.0  # rows of the smallest tensor-core tile (mma m16n8k16); 1 on CPUs
     roofline_p: float = 2.0  # how compute and memory time combine: 2 = soft corner, inf = max()
+    attention_floor_s: float = 0.0  # extra fixed time of an attention kernel call (metadata, split scheduling)
     scale_up_bus_efficiency: float = 0.0  # achieved/nominal scale-up bandwidth of collectives; 0 = the link file's
     source: str = ""
 

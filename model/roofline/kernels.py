@@ -105,7 +105,8 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
             peak[rows] = device.vector_flop_per_s
             eta[rows] = eff.vector_max
     compute, memory = roofline_terms(w.flops, w.bytes, peak, eta, device.memory.bandwidth_bytes_per_s, eff)
-    return combine_roofline(compute, memory, eff.roofline_p) + eff.kernel_floor_s
+    attention = np.isin(w.kind, ("attention", "decode_attention"))
+    return combine_roofline(compute, memory, eff.roofline_p) + eff.kernel_floor_s + attention * eff.attention_floor_s
 
 
 def achieved(table: pd.DataFrame, seconds: np.ndarray) -> pd.DataFrame:

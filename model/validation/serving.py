@@ -21,7 +21,8 @@ def _cases() -> list[dict]:
 def predict_case(case: dict, calibration: bool | None = None) -> float:
     """The model's number for one reference case, in the case's own metric."""
     d = deployment(case["model"], case["gpu"], weights=case["weights"], kv=case["kv"], tp=case.get("tp", 1),
-                   ep=case.get("ep", 1), dp=case.get("dp", 1), calibration=calibration)
+                   ep=case.get("ep", 1), dp=case.get("dp", 1), calibration=calibration,
+                   engine=case.get("engine", "vllm"))
     if case["kind"] == "max_throughput":
         state = steady_state(d, engine_policy(case["engine"]), case["input_len"], case["output_len"])
         return float(state.output_tokens_per_s[0]) * d.layout.dp
