@@ -123,18 +123,20 @@ def test_shipped_calibration_file_parses_matches_schema_and_names_its_source(pat
 
 
 def test_estimates_name_the_calibration_file_they_use():
-    vllm = deployment("llama-3.1-8b", "h100-sxm")
+    vllm = deployment("llama-3.1-8b", "h100-sxm", engine="vllm")
     assert any("calibration h100-sxm.vllm.toml" in a for a in vllm.assumptions())
     trt = deployment("llama-3.1-8b", "h100-sxm", engine="trtllm")
     assert any("calibration h100-sxm.trtllm.toml" in a for a in trt.assumptions())
     assert trt.eff != vllm.eff
     # a Hopper part without tables gets the class calibration; Ampere without its own file stays hand-set
-    pcie = deployment("llama-3.1-8b", "h100-pcie")
+    pcie = deployment("llama-3.1-8b", "h100-pcie", engine="vllm")
     assert any("_class-hopper.vllm.toml" in a for a in pcie.assumptions())
-    a100 = deployment("llama-3.1-8b", "a100-pcie-40gb")
-    assert any("hand-set" in a for a in a100.assumptions())
-    plain = deployment("llama-3.1-8b", "h100-sxm", calibration=False)
+    a100 = deployment("llama-3.1-8b", "a100-pcie-40gb", engine="vllm")
+    assert any("hand-set, no calibration file for a100-pcie-40gb (vllm)" in a for a in a100.assumptions())
+    # no engine named (library callers, training): the hand-set defaults, said so
+    plain = deployment("llama-3.1-8b", "h100-sxm")
     assert not any("calibration h100" in a for a in plain.assumptions())
+    assert any("no engine named" in a for a in plain.assumptions())
     with pytest.raises(RidgeplanError, match="engine"):
         deployment("llama-3.1-8b", "h100-sxm", engine="tgi")
 
@@ -216,3 +218,16 @@ def test_table_source_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pyarrow)
     with pytest.raises(RidgeplanError, match=r"ridgeplan\[calibrate\]"):
         tables._pyarrow()
+
+
+def test_validate_labels_kernel_cases_and_drops_the_synthetic_rows():
+    from model.validation import validate
+
+    calibrated = validate(("kernels",)).cases.set_index("case")
+    assert "h100-bf16-gemm-8192" not in calibrated.index and "h100-large-copy" not in calibrated.index
+    assert set(calibrated["sample"]) <= {"in-sample", "held-out"}
+    assert calibrated.loc["h100-bf16-gemm-mamf", "sample"] == "held-out"  # fitted to other data: held out
+    assert calibrated.loc["mi300x-bf16-gemm-mamf", "sample"] == "in-sample"  # a source of the hand-set default
+    hand_set = validate(("kernels",), calibration=False)
+    assert set(hand_set.cases["sample"]) == {"in-sample"}
+    assert hand_set.median_abs_error("kernels", "held-out") != hand_set.median_abs_error("kernels", "held-out")  # nan

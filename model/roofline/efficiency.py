@@ -9,7 +9,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     (tensor cores work on tiles of `gemm_tile_m` rows: a one-token GEMM pays for a full tile)
 - attention:        eta_a = attention_max * q/(q + attention_q_half)   (q = query rows per KV head)
 - memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half)
-- every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); attention kernels + attention_floor_s
+- every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); a single attention call timed on its
+                    own + attention_floor_s (its per-call preparation, done once per step in an engine)
 - every collective: + collective_base_s on top of its alpha-beta time
 - weight-only GEMMs (W4A16, W8A16) run their compute at (1 - dequant_penalty) of the 16-bit efficiency.
 - a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
@@ -52,7 +53,9 @@ class Efficiency:
     collective_base_s: float  # fixed software latency of one collective call (NCCL base latency)
     gemm_tile_m: float = 16.0  # rows of the smallest tensor-core tile (mma m16n8k16); 1 on CPUs
     roofline_p: float = 2.0  # how compute and memory time combine: 2 = soft corner, inf = max()
-    attention_floor_s: float = 0.0  # extra fixed time of an attention kernel call (metadata, split scheduling)
+    # extra fixed time of one attention call as the kernel tables time it (metadata, split scheduling: 8-14 us);
+    # engines prepare that once per step for all layers, so single-kernel predictions add it and steps do not
+    attention_floor_s: float = 0.0
     scale_up_bus_efficiency: float = 0.0  # achieved/nominal scale-up bandwidth of collectives; 0 = the link file's
     source: str = ""
 
@@ -178,7 +181,6 @@ def memory_eta(nbytes, eff) -> object:
 
 
 ENGINES = ("vllm", "sglang", "trtllm")  # the engine names of model.serving.policy
-DEFAULT_ENGINE = "vllm"
 
 
 def calibration_path(device_id: str, engine: str | None = None) -> Path:
@@ -189,14 +191,14 @@ def calibration_path(device_id: str, engine: str | None = None) -> Path:
     return builtin_root() / "calibration" / name
 
 
-def _pick_calibration(device: Device, engine: str) -> tuple[Path | None, Path | None]:
+def _pick_calibration(device: Device, engine: str | None) -> tuple[Path | None, Path | None]:
     """(class file, device file) that exist for this device and engine; a device file for the engine wins over
     an engine-less one (`ridgeplan calibrate fit`); a class file (`_class-<arch>.<engine>.toml`) applies to every
-    device of the class, below the device's own file."""
-    device_file = next((p for p in (calibration_path(device.id, engine), calibration_path(device.id))
-                        if p.is_file()), None)
-    class_file = calibration_path(f"_class-{device.arch}", engine)
-    return (class_file if class_file.is_file() else None), device_file
+    device of the class, below the device's own file. Without an engine only <id>.toml is looked for."""
+    names = (calibration_path(device.id, engine), calibration_path(device.id)) if engine else (calibration_path(device.id),)
+    device_file = next((p for p in names if p.is_file()), None)
+    class_file = calibration_path(f"_class-{device.arch}", engine) if engine else None
+    return (class_file if class_file is not None and class_file.is_file() else None), device_file
 
 
 def _load_calibration(eff: Efficiency, path: Path) -> Efficiency:
@@ -208,14 +210,16 @@ def _load_calibration(eff: Efficiency, path: Path) -> Efficiency:
 
 
 def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
-                   engine: str = DEFAULT_ENGINE) -> Efficiency:
+                   engine: str | None = None) -> Efficiency:
     """The efficiency set for a device: arch defaults, the class calibration, the file's [efficiency], then the
     device calibration.
 
     `calibration`: None picks up hardware_db/calibration/<id>.<engine>.toml (else <id>.toml, else the class
     file _class-<arch>.<engine>.toml) when it exists; False ignores them; a path loads that file.
+    `engine`: vllm | sglang | trtllm, whose kernel tables the per-engine files were fitted to; None (callers that
+    model no serving engine: training, kernel checks) uses only an engine-less <id>.toml.
     """
-    if engine not in ENGINES:
+    if engine is not None and engine not in ENGINES:
         raise RidgeplanError("engine", f"unknown engine {engine!r}", ENGINES)
     if device.arch in ARCH_DEFAULTS:
         eff = ARCH_DEFAULTS[device.arch]
@@ -237,5 +241,6 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
     if device_file is not None:
         eff = _load_calibration(eff, device_file)
     elif class_file is None and calibration is not False:
-        eff = replace(eff, source=f"{eff.source}; hand-set, no calibration file for {device.id} ({engine})")
+        eff = replace(eff, source=f"{eff.source}; hand-set, no calibration file for {device.id}"
+                      + (f" ({engine})" if engine else " (no engine named)"))
     return eff

@@ -139,8 +139,7 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
         network[i] = np.where(t > 0, t + eff.collective_base_s, 0.0)
     active = (flops > 0) | (nbytes > 0) | (network > 0)
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
-    attention = np.isin(kinds, ("attention", "linear_attention"))[:, None]
-    floor = np.where(active, kernels * eff.kernel_floor_s + attention * eff.attention_floor_s, 0.0)
+    floor = np.where(active, kernels * eff.kernel_floor_s, 0.0)
     worst = np.maximum(combine_roofline(compute, memory, eff.roofline_p), network)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=compute, memory_s=memory, network_s=network, floor_s=floor,

@@ -232,10 +232,11 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
                tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, node: str | None = None,
                attention_convention: str = "causal", comm_overlap: float = 0.0, moe_imbalance: float = 1.0,
                memory_utilization: float = 0.9, calibration: str | Path | bool | None = None,
-               engine: str = "vllm") -> Deployment:
+               engine: str | None = None) -> Deployment:
     """A Deployment from ids or paths. `weights=None` takes the checkpoint's own dtype (bf16/fp16; the
     published format for FP8 or MXFP4 checkpoints); `kv=None` keeps the KV cache in 16 bits. `engine`
-    (vllm | sglang | trtllm) picks the engine's kernel calibration (hardware_db/calibration/<gpu>.<engine>.toml)."""
+    (vllm | sglang | trtllm) picks the engine's kernel calibration (hardware_db/calibration/<gpu>.<engine>.toml);
+    None keeps the hand-set class defaults (the CLI and the app always name an engine, vllm by default)."""
     arch = load_architecture(model)
     device = load_device(gpu)
     w = weights or checkpoint_weight_format(arch)

@@ -6,6 +6,7 @@ latency for TTFT cases), so +10% means the model is 10% optimistic for rates.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -33,7 +34,7 @@ def kernel_sample(case: dict, eff_source: str) -> str:
     """in-sample when the efficiency used was set from this case (hand-set class defaults whose sources include
     it: docs/efficiency_sources.md) or fitted on it; held-out otherwise. The calibration files are fitted to the
     aiconfigurator-core tables only, so every case here is held-out for a calibrated device."""
-    calibrated = "calibration " in eff_source
+    calibrated = re.search(r"calibration \S+\.toml", eff_source) is not None
     fitted_on = case.get("fitted_on", False)  # a case taken from the tables the calibration was fitted to
     if fitted_on and calibrated:
         return "in-sample"
@@ -45,7 +46,7 @@ def kernel_report(calibration: bool | None = None) -> pd.DataFrame:
     for case in _cases("kernels"):
         device = load_device(case["device"])
         table = pd.DataFrame([case])
-        eff = efficiency_for(device, calibration)
+        eff = efficiency_for(device, calibration, engine="vllm")  # the default engine of the faces
         seconds = predict_kernels(table, device, eff)
         rate = float(achieved(table, seconds)[case["metric"]].iloc[0])
         rows.append({"group": "kernels", "subgroup": case["kernel"], "case": case["id"], "device": case["device"],
