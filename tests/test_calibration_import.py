@@ -231,3 +231,15 @@ def test_validate_labels_kernel_cases_and_drops_the_synthetic_rows():
     hand_set = validate(("kernels",), calibration=False)
     assert set(hand_set.cases["sample"]) == {"in-sample"}
     assert hand_set.median_abs_error("kernels", "held-out") != hand_set.median_abs_error("kernels", "held-out")  # nan
+
+
+def test_cli_step_and_estimate_take_the_engine_and_name_its_calibration(capsys):
+    from model.cli import main
+
+    assert main(["step", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "sglang", "--json"]) in (0, None)
+    step = json.loads(capsys.readouterr().out)
+    assert any("h100-sxm.sglang.toml" in a for a in step["assumptions"])
+    assert main(["estimate", "--model", "llama-3.1-8b", "--gpu", "b200", "--engine", "trtllm", "--json"]) in (0, None)
+    est = json.loads(capsys.readouterr().out)
+    assert any("b200.trtllm.toml" in a for a in est["assumptions"])
+    assert main(["step", "--engine", "tgi", "--json"]) == 2
