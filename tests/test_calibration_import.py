@@ -243,3 +243,16 @@ def test_cli_step_and_estimate_take_the_engine_and_name_its_calibration(capsys):
     est = json.loads(capsys.readouterr().out)
     assert any("b200.trtllm.toml" in a for a in est["assumptions"])
     assert main(["step", "--engine", "tgi", "--json"]) == 2
+
+
+def test_own_calibrate_fit_file_wins_over_the_engine_file(tmp_path, monkeypatch):
+    import model.roofline.efficiency as efficiency_module
+
+    monkeypatch.setattr(efficiency_module, "calibration_path", lambda ident, engine=None: tmp_path / (
+        f"{ident}.{engine}.toml" if engine else f"{ident}.toml"))
+    (tmp_path / "h100-sxm.vllm.toml").write_text("[efficiency]\ngemm_max_16 = 0.5\n")
+    assert efficiency_for(H100, engine="vllm").gemm_max_16 == 0.5
+    assert efficiency_for(H100).gemm_max_16 == 0.80  # no engine: hand-set
+    (tmp_path / "h100-sxm.toml").write_text("[efficiency]\ngemm_max_16 = 0.6\n")
+    assert efficiency_for(H100, engine="vllm").gemm_max_16 == 0.6
+    assert "calibration h100-sxm.toml" in efficiency_for(H100, engine="vllm").source

@@ -192,10 +192,11 @@ def calibration_path(device_id: str, engine: str | None = None) -> Path:
 
 
 def _pick_calibration(device: Device, engine: str | None) -> tuple[Path | None, Path | None]:
-    """(class file, device file) that exist for this device and engine; a device file for the engine wins over
-    an engine-less one (`ridgeplan calibrate fit`); a class file (`_class-<arch>.<engine>.toml`) applies to every
-    device of the class, below the device's own file. Without an engine only <id>.toml is looked for."""
-    names = (calibration_path(device.id, engine), calibration_path(device.id)) if engine else (calibration_path(device.id),)
+    """(class file, device file) that exist for this device and engine. A `ridgeplan calibrate fit` file <id>.toml
+    (measured on the user's own GPU) wins over the public-table file <id>.<engine>.toml; a class file
+    (`_class-<arch>.<engine>.toml`) applies to every device of the class, below the device's own file. Without an
+    engine only <id>.toml is looked for."""
+    names = (calibration_path(device.id), calibration_path(device.id, engine)) if engine else (calibration_path(device.id),)
     device_file = next((p for p in names if p.is_file()), None)
     class_file = calibration_path(f"_class-{device.arch}", engine) if engine else None
     return (class_file if class_file is not None and class_file.is_file() else None), device_file
@@ -214,8 +215,8 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
     """The efficiency set for a device: arch defaults, the class calibration, the file's [efficiency], then the
     device calibration.
 
-    `calibration`: None picks up hardware_db/calibration/<id>.<engine>.toml (else <id>.toml, else the class
-    file _class-<arch>.<engine>.toml) when it exists; False ignores them; a path loads that file.
+    `calibration`: None picks up hardware_db/calibration/<id>.toml (your own `calibrate fit`), else
+    <id>.<engine>.toml, on top of the class file _class-<arch>.<engine>.toml, when they exist; False ignores them; a path loads that file.
     `engine`: vllm | sglang | trtllm, whose kernel tables the per-engine files were fitted to; None (callers that
     model no serving engine: training, kernel checks) uses only an engine-less <id>.toml.
     """
