@@ -256,3 +256,14 @@ def test_own_calibrate_fit_file_wins_over_the_engine_file(tmp_path, monkeypatch)
     (tmp_path / "h100-sxm.toml").write_text("[efficiency]\ngemm_max_16 = 0.6\n")
     assert efficiency_for(H100, engine="vllm").gemm_max_16 == 0.6
     assert "calibration h100-sxm.toml" in efficiency_for(H100, engine="vllm").source
+
+
+def test_a_folder_source_lists_only_the_data_tables(fake_wheel, tmp_path):
+    with zipfile.ZipFile(fake_wheel) as z:
+        z.extractall(tmp_path / "x")
+    source = TableSource(tmp_path / "x")  # found under aiconfigurator_core/systems/data
+    assert source.gpus() == ["h100_sxm"] and all(f.endswith(".parquet") for f in source.files())
+    rel = source.newest("h100_sxm", "gemm", "vllm", "gemm_perf")
+    assert len(source.read(rel)) > 0 and source.opened == [str(tmp_path / "x/aiconfigurator_core/systems/data" / rel)]
+    with pytest.raises(RidgeplanError, match="not a kernel table"):
+        source.read("../silicon_sample.csv")
