@@ -2,7 +2,9 @@
 
 A pure roofline is 1.5-3x optimistic on real engines. Each device architecture class gets one set of
 parameters (documented with sources in docs/efficiency_sources.md); a device file's `[efficiency]` table or a fitted
-calibration file (`hardware_db/calibration/<id>.toml`, see `model.calibration.fit`) overrides them.
+calibration file overrides them: `hardware_db/calibration/<id>.toml` (`ridgeplan calibrate fit`, your own GPU), or,
+when an engine is named, `<id>.<engine>.toml` and the class file `_class-<arch>.<engine>.toml` fitted to NVIDIA's
+public kernel tables (`ridgeplan calibrate import`, docs/calibration.md).
 
 The forms, all saturating in size so that big kernels approach a ceiling and small ones fall far below it:
 - GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
