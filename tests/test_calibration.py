@@ -189,7 +189,8 @@ def test_cli_collect_cpu_then_fit_writes_a_toml_efficiency_for_loads(tmp_path, c
 
 
 def test_fitted_file_is_picked_up_and_named_in_estimate(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(efficiency_module, "calibration_path", lambda ident: tmp_path / "calibration" / f"{ident}.toml")
+    monkeypatch.setattr(efficiency_module, "calibration_path", lambda ident, engine=None: tmp_path / "calibration" / (
+        f"{ident}.{engine}.toml" if engine else f"{ident}.toml"))
     csv = tmp_path / "h100.csv"
     synthetic(noise=0.02).assign(platform="cuda").to_csv(csv, index=False)
     code, out, _ = run(capsys, "calibrate", "fit", csv, "--device", "h100-sxm")

@@ -159,9 +159,10 @@ def device(gpu: str, gpu_json: str) -> Device:
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
-def deployment(key: DeploymentKey) -> Deployment:
+def deployment(key: DeploymentKey, engine: str = "vllm") -> Deployment:
+    """The deployment of the sidebar; `engine` (the sidebar's engine select) picks its kernel calibration."""
     return api.deployment(architecture(key.model, key.config_json), device(key.gpu, key.gpu_json),
-                          weights=key.weights, kv=key.kv, tp=key.tp, pp=key.pp, ep=key.ep, dp=key.dp)
+                          weights=key.weights, kv=key.kv, tp=key.tp, pp=key.pp, ep=key.ep, dp=key.dp, engine=engine)
 
 
 def workload(w: WorkloadKey) -> Workload:
@@ -176,7 +177,7 @@ def slo(w: WorkloadKey) -> SLO:
 
 @st.cache_resource(show_spinner=False, max_entries=256)
 def scenario(d: DeploymentKey, w: WorkloadKey) -> report.Estimate:
-    return report.run_scenario(deployment(d), workload(w), w.engine, slo(w), w.batch if w.mode == "batch" else None)
+    return report.run_scenario(deployment(d, w.engine), workload(w), w.engine, slo(w), w.batch if w.mode == "batch" else None)
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
@@ -215,18 +216,18 @@ def roofline(d: DeploymentKey, w: WorkloadKey, dtypes: tuple[str, ...]) -> tuple
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def concurrency_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
-    return concurrency_sweep(deployment(d), workload(w).lengths, w.engine, points=20)
+    return concurrency_sweep(deployment(d, w.engine), workload(w).lengths, w.engine, points=20)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def batch_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
     ctx = float(mean_decode_context_tokens(w.input_len, w.output_len))
-    return report.batch_sweep(deployment(d), ctx)
+    return report.batch_sweep(deployment(d, w.engine), ctx)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def largest_batch(d: DeploymentKey, w: WorkloadKey) -> int:
-    return report.largest_static_batch(deployment(d), float(mean_decode_context_tokens(w.input_len, w.output_len)))
+    return report.largest_static_batch(deployment(d, w.engine), float(mean_decode_context_tokens(w.input_len, w.output_len)))
 
 
 def _curve_concurrency(w: WorkloadKey) -> float:
@@ -235,13 +236,13 @@ def _curve_concurrency(w: WorkloadKey) -> float:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def context_curve(d: DeploymentKey, w: WorkloadKey) -> pd.DataFrame:
-    return report.context_sweep(deployment(d), w.engine, w.output_len, _curve_concurrency(w))
+    return report.context_sweep(deployment(d, w.engine), w.engine, w.output_len, _curve_concurrency(w))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def context_limit(d: DeploymentKey, w: WorkloadKey) -> dict | None:
     """The exact prompt length from which the engine holds fewer sequences than the context curve asks for."""
-    return report.context_limit(deployment(d), w.engine, w.output_len, _curve_concurrency(w))
+    return report.context_limit(deployment(d, w.engine), w.engine, w.output_len, _curve_concurrency(w))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -250,7 +251,7 @@ def comparison(d: DeploymentKey, w: WorkloadKey, variants: tuple[tuple[str, str,
     def make(gpu: str, weights: str | None) -> Deployment:
         custom = gpu.startswith("{")
         gpu_id = json.loads(gpu)["id"] if custom else gpu
-        return deployment(d._replace(gpu=gpu_id, gpu_json=gpu if custom else "", weights=weights))
+        return deployment(d._replace(gpu=gpu_id, gpu_json=gpu if custom else "", weights=weights), w.engine)
 
     rows = [{"label": label, "gpu": gpu, "weights": weights} for label, gpu, weights in variants]
     return report.compare(rows, make, workload(w), w.engine, slo(w), w.batch if w.mode == "batch" else None)
@@ -349,7 +350,7 @@ def simulated_run(d: DeploymentKey, w: WorkloadKey) -> tuple[pd.DataFrame, pd.Da
     if w.mode not in ("concurrency", "rate"):
         return None
     n = int(min(2000, max(200, 5 * (work.concurrency or 0))))
-    run = simulate(deployment(d), work.lengths, load_for(work, num_requests=n), w.engine)
+    run = simulate(deployment(d, w.engine), work.lengths, load_for(work, num_requests=n), w.engine)
     requests = pd.DataFrame({"arrival_s": run.arrival_s, "ttft_s": run.first_token_s - run.arrival_s})
     series = pd.DataFrame({"t_s": run.series["t_s"], "running": run.series["running"],
                            "queue": run.series["queue"]})

@@ -22,6 +22,7 @@ from scipy.optimize import least_squares
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.roofline.efficiency import Efficiency, efficiency_for
+from model.calibration.collective_rows import COLLECTIVES, predict_collectives
 from model.roofline.kernels import KERNELS, predict_kernels
 
 STEP_COLUMNS = ("model", "batch", "new_tokens", "context")
@@ -31,7 +32,8 @@ BOUNDS = {
     "gemm_m_half": (0.0, 4096.0), "gemm_n_half": (0.0, 4096.0),
     "attention_max": (0.05, 1.0), "attention_q_half": (0.0, 4096.0),
     "mem_max": (0.05, 1.0), "mem_bytes_half": (0.0, 1e9), "vector_max": (0.01, 1.0),
-    "kernel_floor_s": (0.0, 1e-3), "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
+    "kernel_floor_s": (0.0, 1e-3), "attention_floor_s": (0.0, 1e-3), "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
+    "collective_base_s": (0.0, 1e-3), "scale_up_bus_efficiency": (0.05, 1.0),
 }
 
 
@@ -43,15 +45,18 @@ def _informed(table: pd.DataFrame) -> list[str]:
     if "gemm" in kinds or "step" in kinds:
         params += ["gemm_m_half", "gemm_n_half"]
         params += [f"gemm_max_{c}" for c, names in (("16", {"bf16", "fp16"}), ("8", {"fp8", "int8"}),
-                                                     ("32", {"fp32", "tf32"})) if dtypes & names or ("step" in kinds and c == "16")]
+                                                     ("4", {"fp4", "int4"}), ("32", {"fp32", "tf32"}))
+                   if dtypes & names or ("step" in kinds and c == "16")]
     if kinds & {"attention", "decode_attention", "step"}:
-        params += ["attention_max", "attention_q_half"]
+        params += ["attention_max", "attention_q_half", "attention_floor_s"]
     if kinds & {"copy", "elementwise", "decode_attention", "gemm", "step"}:
         params += ["mem_max", "mem_bytes_half"]
     if "elementwise" in kinds:
         params.append("vector_max")
     if "step" in kinds:
         params.append("step_overhead_s")
+    if kinds & set(COLLECTIVES):
+        params += ["collective_base_s", "scale_up_bus_efficiency"]
     return sorted(set(params), key=list(BOUNDS).index)
 
 
@@ -66,7 +71,7 @@ class FitResult:
     unconstrained: tuple[str, ...] = ()  # parameters the measurements do not inform: left at their start value
 
     def held_out_error(self) -> float:
-        held = self.rows[self.rows["split"] == "held-out"]
+        held = self.rows[self.rows["split"] != "fit"]
         return float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) if len(held) else float("nan")
 
     def to_toml(self, provenance: str = "") -> str:
@@ -76,7 +81,7 @@ class FitResult:
         if self.unconstrained:
             lines.append(f"# not informed by the measurements, left at the defaults: {', '.join(self.unconstrained)}")
         lines += ["", "[fit]", f"rows = {len(self.rows)}",
-                  f"held_out_rows = {int((self.rows['split'] == 'held-out').sum())}",
+                  f"held_out_rows = {int((self.rows['split'] != 'fit').sum())}",
                   f"held_out_median_abs_error = {self.held_out_error():.4f}"]
         for _, r in self.errors.iterrows():
             key = f"{r['kernel']}_{r['split'].replace('-', '_')}"
@@ -112,9 +117,9 @@ def check_measurements(table: pd.DataFrame) -> pd.DataFrame:
     for col in ("kernel", "measured_s"):
         if col not in table:
             raise RidgeplanError(col, "column is missing from the measurements", ["kernel", "measured_s", "shape columns"])
-    bad = set(table["kernel"]) - set(KERNELS) - {"step"}
+    bad = set(table["kernel"]) - set(KERNELS) - set(COLLECTIVES) - {"step"}
     if bad:
-        raise RidgeplanError("kernel", f"unknown kernel kind {sorted(bad)[0]!r}", [*KERNELS, "step"])
+        raise RidgeplanError("kernel", f"unknown kernel kind {sorted(bad)[0]!r}", [*KERNELS, *COLLECTIVES, "step"])
     times = pd.to_numeric(table["measured_s"], errors="coerce")
     if times.isna().any() or (times <= 0).any():
         raise RidgeplanError("measured_s", "every measurement must be a positive number of seconds")
@@ -129,9 +134,11 @@ def check_measurements(table: pd.DataFrame) -> pd.DataFrame:
 
 def predictor(table: pd.DataFrame, device: Device):
     """A function eff -> predicted seconds for every row (kernel rows directly, step rows via the graph)."""
-    kernel_rows = table["kernel"] != "step"
+    comm_rows = table["kernel"].isin(COLLECTIVES)
+    kernel_rows = (table["kernel"] != "step") & ~comm_rows
     kernels = table[kernel_rows]
-    steps = table[~kernel_rows]
+    comms = table[comm_rows]
+    steps = table[(table["kernel"] == "step")]
     step_ops = []
     if len(steps):
         from model.serving.deployment import deployment
@@ -147,7 +154,9 @@ def predictor(table: pd.DataFrame, device: Device):
         out = np.zeros(len(table))
         if len(kernels):
             out[kernel_rows.to_numpy()] = predict_kernels(kernels, device, eff)
-        for j, (d, ops) in zip(np.flatnonzero(~kernel_rows.to_numpy()), step_ops):
+        if len(comms):
+            out[comm_rows.to_numpy()] = predict_collectives(comms, device, eff)
+        for j, (d, ops) in zip(np.flatnonzero((table["kernel"] == "step").to_numpy()), step_ops):
             ctx = replace(d.context, eff=eff)
             out[j] = float(evaluate(ops, ctx).step_time_s()[0]) + eff.step_overhead_s
         return out
@@ -156,8 +165,12 @@ def predictor(table: pd.DataFrame, device: Device):
 
 
 def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None = None, *,
-                   params: list[str] | None = None, holdout: float = 0.2, seed: int = 0) -> FitResult:
-    """Fit efficiency parameters to measured times; hold out a random `holdout` fraction for an honest error."""
+                   params: list[str] | None = None, holdout: float = 0.2, seed: int = 0,
+                   split: np.ndarray | None = None, max_nfev: int = 800, loss: str = "linear") -> FitResult:
+    """Fit efficiency parameters to measured times; hold out a random `holdout` fraction for an honest error.
+
+    `split`: a label per row instead of the random hold-out ("fit" rows are fitted on; any other label, e.g.
+    "interpolation" or "extrapolation", is held out and reported under that label)."""
     table = check_measurements(table)
     _check_platform(table, device)
     if not 0 <= holdout < 1:
@@ -167,8 +180,17 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
     unknown = set(names) - set(BOUNDS)
     if unknown:
         raise RidgeplanError("params", f"cannot fit {sorted(unknown)[0]!r}", list(BOUNDS))
-    rng = np.random.default_rng(seed)
-    held = rng.random(len(table)) < holdout if len(table) >= 10 else np.zeros(len(table), bool)
+    if split is not None:
+        labels = np.asarray(split, dtype=object)
+        if len(labels) != len(table):
+            raise RidgeplanError("split", f"needs one label per row ({len(table)}), got {len(labels)}")
+        held = labels != "fit"
+    else:
+        rng = np.random.default_rng(seed)
+        held = rng.random(len(table)) < holdout if len(table) >= 10 else np.zeros(len(table), bool)
+        labels = np.where(held, "held-out", "fit")
+    if held.all():
+        raise RidgeplanError("split", "every row is held out; nothing to fit")
     measured = table["measured_s"].to_numpy(float)
     predict = predictor(table, device)
     names, idle = _responsive(names, start, predict, len(table))
@@ -176,9 +198,11 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
     hi = np.array([BOUNDS[n][1] for n in names])
     # log-scale the size-like parameters so the optimiser moves them in proportion
     logged = np.array([n.endswith("_half") or n.endswith("_s") for n in names])
+    # sizes and latencies span decades: move them in log space, with a scale that keeps log1p informative
+    scale = np.array([_LOG_UNIT.get(n, 1.0) for n in names])
 
     def to_eff(x: np.ndarray) -> Efficiency:
-        values = np.where(logged, np.expm1(x), x)
+        values = np.where(logged, np.expm1(x) * scale, x)
         return replace(start, **{n: float(v) for n, v in zip(names, values)})
 
     def residuals(x: np.ndarray) -> np.ndarray:
@@ -187,15 +211,17 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 
     x0 = np.array([getattr(start, n) for n in names], dtype=float)
     x0 = np.clip(x0, lo, hi)
-    x0 = np.where(logged, np.log1p(x0), x0)
-    lo_t = np.where(logged, np.log1p(lo), lo)
-    hi_t = np.where(logged, np.log1p(hi), hi)
+    x0 = np.where(logged, np.log1p(x0 / scale), x0)
+    lo_t = np.where(logged, np.log1p(lo / scale), lo)
+    hi_t = np.where(logged, np.log1p(hi / scale), hi)
     x0 = np.clip(x0, lo_t + 1e-12, hi_t - 1e-12)
-    result = least_squares(residuals, x0, bounds=(lo_t, hi_t), x_scale="jac", max_nfev=800, xtol=1e-12, ftol=1e-12, gtol=1e-12)
+    # loss "soft_l1" (scale 0.05 = 5% in log time) keeps a few odd shapes from pulling every curve
+    result = least_squares(residuals, x0, bounds=(lo_t, hi_t), x_scale="jac", max_nfev=max_nfev, xtol=1e-12,
+                           ftol=1e-12, gtol=1e-12, loss=loss, f_scale=0.05)
     after = to_eff(result.x)
     after = replace(after, source=f"{start.source}; fitted to {len(table) - int(held.sum())} measurements")
     rows = table.copy()
-    rows["split"] = np.where(held, "held-out", "fit")
+    rows["split"] = labels
     rows["before"] = predict(start)
     rows["after"] = predict(after)
     errors = _error_table(rows)
@@ -203,8 +229,11 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
     return FitResult(device, start, after, fitted, errors, rows, tuple(idle))
 
 
+# unit of the log-scaled parameters: log1p(value / unit) (a latency of 1e-6 s and a size of 1 token alike)
+_LOG_UNIT = {"kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "collective_base_s": 1e-7, "step_overhead_s": 1e-6, "mem_bytes_half": 1e3}
+
 _ZERO_NUDGE = {"gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
-               "kernel_floor_s": 1e-7, "step_overhead_s": 1e-6}
+               "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "step_overhead_s": 1e-6}
 
 
 def _responsive(names: list[str], start: Efficiency, predict, n_rows: int) -> tuple[list[str], list[str]]:

@@ -80,7 +80,7 @@ def fit_cmd(
                   + (f", torch {meta['torch']}" if meta.get("torch") else ""))
     target.write_text(result.to_toml(provenance))
     automatic = target.resolve() == default.resolve()
-    held_rows = int((result.rows["split"] == "held-out").sum())
+    held_rows = int((result.rows["split"] != "fit").sum())
     if json:
         print_json({"device": dev.id, "out": str(target), "picked_up_automatically": automatic,
                     "measured_on": measured_on, "rows": len(result.rows), "held_out_rows": held_rows,
@@ -109,3 +109,56 @@ def fit_cmd(
         console.print(f"not informed by these measurements, left at the defaults: {', '.join(result.unconstrained)}")
     console.print(f"written to {target}: " + (f"picked up automatically for {dev.id}" if automatic else
                                               f"copy it to {default} to have it picked up for {dev.id}"))
+
+
+@calibrate_app.command("import")
+def import_cmd(
+    path: Path = typer.Argument(..., help="the aiconfigurator-core wheel (.whl) or its extracted folder; never downloaded"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for the TOML files (default: hardware_db/calibration)"),
+    gpu: Optional[list[str]] = typer.Option(None, "--gpu", help="table GPU folder(s), e.g. h100_sxm (default: all)"),
+    engine: Optional[list[str]] = typer.Option(None, "--engine", help="vllm | sglang | trtllm (default: all three)"),
+    json: bool = JSON,
+) -> None:
+    """Fit the efficiency model per GPU and engine to NVIDIA's public kernel tables; write calibration files."""
+    from model.calibration.ship import run_import
+    from model.calibration.tables import ENGINES
+    from model.roofline.efficiency import calibration_path
+
+    engines = tuple(engine or ENGINES)
+    for e in engines:
+        if e not in ENGINES:
+            raise RidgeplanError("engine", f"unknown engine {e!r}", ENGINES)
+    target = Path(out) if out else calibration_path("x").parent
+    if out is not None and not target.parent.is_dir():
+        raise RidgeplanError("out", f"folder {str(target.parent)!r} does not exist")
+    report = run_import(path, target, gpus=list(gpu) if gpu else None, engines=engines)
+    errors = report.errors()
+    held = errors[errors["split"] != "fit"] if len(errors) else errors
+    if json:
+        print_json({"source": report.source, "version": report.version, "written": report.written,
+                    "skipped": report.skipped, "tables_read": len(report.opened),
+                    "held_out": held.to_dict(orient="records"),
+                    "leave_one_out": report.leave_one_out.to_dict(orient="records"),
+                    "params": {f"{f.device.id}.{f.engine}": f.params for f in report.fits},
+                    "class_params": report.class_params})
+        return
+    console.print(f"{len(report.fits)} device/engine fits from {report.version} tables ({len(report.opened)} files read)")
+    t = Table(title="held-out median |predicted / measured - 1| (before: hand-set class defaults)")
+    for col in ("device", "engine", "family", "split", "rows", "before", "after", "after, >=100 us"):
+        t.add_column(col, justify="left" if col in ("device", "engine", "family", "split") else "right")
+    for r in held.itertuples():
+        t.add_row(r.device, r.engine, r.family, r.split, str(r.rows), f"{r.median_before:.1%}", f"{r.median_after:.1%}",
+                  f"{r.median_after_long:.1%}" if r.long_rows else "-")
+    console.print(t)
+    if len(report.leave_one_out):
+        loo = Table(title="leave-one-GPU-out within each class: median |error| on all of the GPU's rows")
+        for col in ("class", "device", "engine", "family", "own fit", "from the others"):
+            loo.add_column(col)
+        for r in report.leave_one_out.itertuples():
+            loo.add_row(r.arch, r.device, r.engine, r.family, f"{r.median_own_fit:.1%}", f"{r.median_leave_one_out:.1%}")
+        console.print(loo)
+    for note in report.skipped:
+        console.print(f"  skipped: {note}")
+    console.print("Ampere, Ada and other classes keep their hand-set defaults (one or no GPU with tables per class).")
+    for w in report.written:
+        console.print(f"written {w}")

@@ -63,7 +63,8 @@ def estimate(
     attention_dp: Optional[int] = ADP, moe_tp: Optional[int] = MOE_TP, moe_ep: Optional[int] = MOE_EP,
     ep_comm: str = EP_COMM, eplb: bool = EPLB, moe_imbalance: float = IMBALANCE, dispatch: Optional[str] = DISPATCH,
     two_batch_overlap: bool = TBO, redundant_experts: int = REDUNDANT, node: Optional[str] = NODE,
-    engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm (batching and memory policy)"),
+    engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm (batching and memory policy, layout "
+                               "rules and the engine's kernel calibration)"),
     chunk: Optional[int] = typer.Option(None, "--chunk", help="token budget per iteration (prefill chunk)"),
     no_chunked_prefill: bool = typer.Option(False, "--no-chunked-prefill", help="prefill-prioritising scheduling"),
     max_seqs: Optional[int] = typer.Option(None, "--max-seqs", help="engine max_num_seqs"),
@@ -290,7 +291,7 @@ def _disagg(d, spec: str, decode_gpu, decode_tp, workload, policy, slo, json, si
     dec = d
     if decode_gpu or decode_tp:
         dec = deployment(d.arch, decode_gpu or d.device, weights=d.precision.weights, kv=d.precision.kv,
-                         tp=decode_tp or d.layout.tp)
+                         tp=decode_tp or d.layout.tp, engine=policy.name)
     dec = replace(dec, layout=Layout(tp=dec.layout.tp, pp=dec.layout.pp))
     plan = DisaggPlan(replace(d, layout=Layout(tp=d.layout.tp, pp=d.layout.pp)), n_p, dec, n_d)
     est = disaggregated(plan, workload, policy, slo)
@@ -327,7 +328,9 @@ def step(
     tp: int = TP, pp: int = PP, ep: int = EP, attention_dp: Optional[int] = ADP, moe_tp: Optional[int] = MOE_TP,
     moe_ep: Optional[int] = MOE_EP, ep_comm: str = EP_COMM, eplb: bool = EPLB, moe_imbalance: float = IMBALANCE,
     dispatch: Optional[str] = DISPATCH, two_batch_overlap: bool = TBO, redundant_experts: int = REDUNDANT,
-    node: Optional[str] = NODE, attention_flops: str = CONVENTION, json: bool = JSON,
+    node: Optional[str] = NODE, attention_flops: str = CONVENTION,
+    engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm: layout rules and kernel calibration"),
+    json: bool = JSON,
 ) -> None:
     """One forward step: time, memory and the per-operator roofline breakdown."""
     require_positive("batch", batch, integer=True)
@@ -336,7 +339,7 @@ def step(
     d = _deployment(model, gpu, weights, activations, kv, tp, pp, ep, attention_flops, attention_dp=attention_dp,
                     moe_tp=moe_tp, moe_ep=moe_ep, ep_comm=ep_comm, eplb=eplb, moe_imbalance=moe_imbalance,
                     dispatch_dtype=dispatch, two_batch_overlap=two_batch_overlap,
-                    redundant_experts=redundant_experts, node=node)
+                    redundant_experts=redundant_experts, node=node, engine=engine)
     r = d.step(batch, new_tokens, context)
     mem = memory_report(r)
     df = op_table(r)

@@ -30,10 +30,11 @@ def validate(group: list[str] = typer.Option(["kernels", "serving"], "--group", 
     if json:
         print_json({"cases": report.cases.to_dict(orient="records"),
                     "summary": report.summary().to_dict(orient="records"),
-                    "median_abs_error": {g: report.median_abs_error(g) for g in group}})
+                    "median_abs_error": {g: report.median_abs_error(g) for g in group},
+                    "median_abs_error_held_out": {g: report.median_abs_error(g, "held-out") for g in group}})
         return
     table = Table(title="validation: predicted vs measured (error = predicted / measured - 1)")
-    for col in ("group", "case", "device", "metric", "predicted", "measured", "error"):
+    for col in ("group", "case", "device", "metric", "predicted", "measured", "error", "sample"):
         table.add_column(col)
     for _, r in report.cases.iterrows():
         err = "-" if r["error"] != r["error"] else f"{r['error']:+.1%}"
@@ -45,16 +46,19 @@ def validate(group: list[str] = typer.Option(["kernels", "serving"], "--group", 
         if r.get("extra_layout"):
             err += " (extra layout, not counted)"
         table.add_row(r["subgroup"], r["case"], r["device"], r["metric"], f"{r['predicted']:.4g}",
-                      f"{r['measured']:.4g}", err)
+                      f"{r['measured']:.4g}", err, r["sample"])
     console.print(table)
     summary = Table(title="per group")
-    for col in ("group", "subgroup", "cases", "median |error|", "mean error"):
+    for col in ("group", "subgroup", "sample", "cases", "median |error|", "mean error"):
         summary.add_column(col)
     for _, r in report.summary().iterrows():
-        summary.add_row(r["group"], r["subgroup"], str(r["cases"]), f"{r['median_abs_error']:.1%}", f"{r['mean_error']:+.1%}")
+        summary.add_row(r["group"], r["subgroup"], r["sample"], str(r["cases"]), f"{r['median_abs_error']:.1%}",
+                        f"{r['mean_error']:+.1%}")
     console.print(summary)
     for g in group:
-        console.print(f"median |error| {g}: {report.median_abs_error(g):.1%}")
+        held = report.median_abs_error(g, "held-out")
+        console.print(f"median |error| {g}: {report.median_abs_error(g):.1%}; held-out cases only: "
+                      + ("none" if held != held else f"{held:.1%}"))
     for _, r in report.cases[report.cases["excluded"] != ""].iterrows():
         console.print(f"excluded {r['case']}: {r['excluded']}")
     for _, r in report.cases[report.cases["extra_layout"] != ""].iterrows():

@@ -35,11 +35,15 @@ class LinkTiers:
     inter_name: str
 
 
-def link_tiers(device: Device, node: NodeType | None = None) -> LinkTiers:
-    """Achievable per-direction bandwidth (nominal x bus efficiency) and per-hop latency of each tier."""
+def link_tiers(device: Device, node: NodeType | None = None, scale_up_bus_efficiency: float = 0.0) -> LinkTiers:
+    """Achievable per-direction bandwidth (nominal x bus efficiency) and per-hop latency of each tier.
+
+    `scale_up_bus_efficiency` > 0 (a calibrated Efficiency's) replaces the scale-up link file's bus efficiency."""
     def tier(attachment, fallback_name: str) -> tuple[Tier, str]:
         link = get_link(attachment.link)
-        return Tier(attachment.bandwidth_bytes_per_s_per_direction * link.bus_efficiency, link.latency_s), link.name
+        bus = scale_up_bus_efficiency if (fallback_name == "scale-up" and scale_up_bus_efficiency > 0) \
+            else link.bus_efficiency
+        return Tier(attachment.bandwidth_bytes_per_s_per_direction * bus, link.latency_s), link.name
 
     if node is not None and node.scale_up_topology == "pcie" or device.scale_up is None:
         if device.host_link is None:

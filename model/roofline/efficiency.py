@@ -2,14 +2,17 @@
 
 A pure roofline is 1.5-3x optimistic on real engines. Each device architecture class gets one set of
 parameters (documented with sources in docs/efficiency_sources.md); a device file's `[efficiency]` table or a fitted
-calibration file (`hardware_db/calibration/<id>.toml`, see `model.calibration.fit`) overrides them.
+calibration file overrides them: `hardware_db/calibration/<id>.toml` (`ridgeplan calibrate fit`, your own GPU), or,
+when an engine is named, `<id>.<engine>.toml` and the class file `_class-<arch>.<engine>.toml` fitted to NVIDIA's
+public kernel tables (`ridgeplan calibrate import`, docs/calibration.md).
 
 The forms, all saturating in size so that big kernels approach a ceiling and small ones fall far below it:
 - GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
                     (tensor cores work on tiles of `gemm_tile_m` rows: a one-token GEMM pays for a full tile)
 - attention:        eta_a = attention_max * q/(q + attention_q_half)   (q = query rows per KV head)
 - memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half)
-- every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed)
+- every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); a single attention call timed on its
+                    own + attention_floor_s (its per-call preparation, done once per step in an engine)
 - every collective: + collective_base_s on top of its alpha-beta time
 - weight-only GEMMs (W4A16, W8A16) run their compute at (1 - dequant_penalty) of the 16-bit efficiency.
 - a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
@@ -52,6 +55,10 @@ class Efficiency:
     collective_base_s: float  # fixed software latency of one collective call (NCCL base latency)
     gemm_tile_m: float = 16.0  # rows of the smallest tensor-core tile (mma m16n8k16); 1 on CPUs
     roofline_p: float = 2.0  # how compute and memory time combine: 2 = soft corner, inf = max()
+    # extra fixed time of one attention call as the kernel tables time it (metadata, split scheduling: 8-14 us);
+    # engines prepare that once per step for all layers, so single-kernel predictions add it and steps do not
+    attention_floor_s: float = 0.0
+    scale_up_bus_efficiency: float = 0.0  # achieved/nominal scale-up bandwidth of collectives; 0 = the link file's
     source: str = ""
 
     def gemm_max(self, dtype: str) -> float:
@@ -175,18 +182,48 @@ def memory_eta(nbytes, eff) -> object:
     return eff.mem_max * saturation(nbytes, eff.mem_bytes_half)
 
 
-def calibration_path(device_id: str) -> Path:
+ENGINES = ("vllm", "sglang", "trtllm")  # the engine names of model.serving.policy
+
+
+def calibration_path(device_id: str, engine: str | None = None) -> Path:
+    """hardware_db/calibration/<id>.<engine>.toml (fitted per engine), or <id>.toml when engine is None."""
     from model.hardware.db import builtin_root
 
-    return builtin_root() / "calibration" / f"{device_id}.toml"
+    name = f"{device_id}.{engine}.toml" if engine else f"{device_id}.toml"
+    return builtin_root() / "calibration" / name
 
 
-def efficiency_for(device: Device, calibration: str | Path | None | bool = None) -> Efficiency:
-    """The efficiency set for a device: arch defaults, then the file's [efficiency], then a calibration.
+def _pick_calibration(device: Device, engine: str | None) -> tuple[Path | None, Path | None]:
+    """(class file, device file) that exist for this device and engine. A `ridgeplan calibrate fit` file <id>.toml
+    (measured on the user's own GPU) wins over the public-table file <id>.<engine>.toml; a class file
+    (`_class-<arch>.<engine>.toml`) applies to every device of the class, below the device's own file. Without an
+    engine only <id>.toml is looked for."""
+    names = (calibration_path(device.id), calibration_path(device.id, engine)) if engine else (calibration_path(device.id),)
+    device_file = next((p for p in names if p.is_file()), None)
+    class_file = calibration_path(f"_class-{device.arch}", engine) if engine else None
+    return (class_file if class_file is not None and class_file.is_file() else None), device_file
 
-    `calibration`: None picks up hardware_db/calibration/<id>.toml when it exists; False ignores it; a path
-    loads that file.
+
+def _load_calibration(eff: Efficiency, path: Path) -> Efficiency:
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    builtin = path.resolve().parent == calibration_path("x").resolve().parent
+    return eff.with_overrides(dict(data.get("efficiency", {})),
+                              f"calibration {path.name}" + (" (hardware_db/calibration)" if builtin else ""))
+
+
+def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
+                   engine: str | None = None) -> Efficiency:
+    """The efficiency set for a device: arch defaults, the class calibration, the file's [efficiency], then the
+    device calibration.
+
+    `calibration`: None picks up hardware_db/calibration/<id>.toml (your own `calibrate fit`), else
+    <id>.<engine>.toml, on top of the class file _class-<arch>.<engine>.toml, when they exist; False ignores them; a path loads that file.
+    `engine`: vllm | sglang | trtllm, whose kernel tables the per-engine files were fitted to; None (callers that
+    model no serving engine: training, kernel checks) uses only an engine-less <id>.toml.
     """
+    if engine is not None and engine not in ENGINES:
+        raise RidgeplanError("engine", f"unknown engine {engine!r}", ENGINES)
     if device.arch in ARCH_DEFAULTS:
         eff = ARCH_DEFAULTS[device.arch]
     elif device.kind in _KIND_CLASS and _KIND_CLASS[device.kind] != "generic":
@@ -194,21 +231,20 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None)
         eff = replace(ARCH_DEFAULTS[cls], source=f"{cls} class defaults for a {device.kind} (inferred; no measurements)")
     else:
         eff = replace(ARCH_DEFAULTS["generic"], source=f"generic defaults (no efficiency class for arch {device.arch!r})")
+    class_file, device_file = _pick_calibration(device, engine) if calibration in (None, True) else (None, None)
+    if class_file is not None:
+        eff = _load_calibration(eff, class_file)
     if device.efficiency:
         eff = eff.with_overrides(dict(device.efficiency), "the device's own measured "
                                  + ", ".join(f"{k} {v:g}" for k, v in device.efficiency.items()))
-    path: Path | None
-    if calibration is False:
-        path = None
-    elif calibration is None or calibration is True:
-        path = calibration_path(device.id)
-        path = path if path.is_file() else None
-    else:
+    if calibration not in (None, True, False):
         path = Path(calibration)
         if not path.is_file():
             raise RidgeplanError("calibration", f"no such calibration file {str(path)!r}")
-    if path is not None:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-        eff = eff.with_overrides(dict(data.get("efficiency", {})), f"calibration {path.name}")
+        device_file = path
+    if device_file is not None:
+        eff = _load_calibration(eff, device_file)
+    elif class_file is None and calibration is not False:
+        eff = replace(eff, source=f"{eff.source}; hand-set, no calibration file for {device.id}"
+                      + (f" ({engine})" if engine else " (no engine named)"))
     return eff

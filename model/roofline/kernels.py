@@ -48,7 +48,7 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
     m_rows, n_cols = np.ones(n), np.ones(n)
     kinds = table["kernel"].astype(str).to_numpy()
     dtypes = (table["dtype"].astype(str) if "dtype" in table else pd.Series(["bf16"] * n)).to_numpy()
-    elem = np.array([number_format(d if d in ("fp8", "int8", "fp32", "fp16", "bf16") else "bf16").bytes_per_element
+    elem = np.array([number_format(d if d in ("fp8", "int8", "fp32", "fp16", "bf16", "fp4") else "bf16").bytes_per_element
                      for d in dtypes])
     for kind in set(kinds):
         if kind not in KERNELS:
@@ -66,16 +66,20 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
             m_rows[rows], n_cols[rows] = m, nn
         elif kind in ("attention", "decode_attention"):
             b, h, hk, d = (sub[c].to_numpy(float) for c in ("batch", "heads", "kv_heads", "head_dim"))
+            # optional kv_dim: cached elements per token per KV head (default 2*head_dim, K and V; MLA's shared
+            # latent cache is one 576-wide vector)
+            kv = sub["kv_dim"].fillna(0).to_numpy(float) if "kv_dim" in sub else np.zeros(len(sub))
+            kv = np.where(kv > 0, kv, 2 * d)
             if kind == "attention":
                 s = sub["seq_len"].to_numpy(float)
                 causal = sub["causal"].to_numpy(float) if "causal" in sub else np.ones(len(sub))
                 flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(s, 0.0, causal)
-                nbytes[rows] = b * s * (2 * h + 2 * hk) * d * elem[rows]
+                nbytes[rows] = b * s * (2 * h * d + hk * kv) * elem[rows]
                 m_rows[rows] = s * h / hk
             else:
                 c = sub["context"].to_numpy(float)
                 flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(1.0, c - 1, 1.0)
-                nbytes[rows] = b * c * 2 * hk * d * elem[rows] + 2 * b * h * d * 2
+                nbytes[rows] = b * c * hk * kv * elem[rows] + 2 * b * h * d * 2
                 m_rows[rows] = h / hk
         else:
             size = sub["bytes"].to_numpy(float)
@@ -89,19 +93,22 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     w = kernel_work(table)
     n = len(table)
     peak, eta = np.ones(n), np.ones(n)
-    for i in range(n):
-        kind, dtype = w.kind[i], w.dtype[i]
+    for kind, dtype in sorted(set(zip(w.kind, w.dtype))):  # vectorized per (kind, dtype): tables can be large
+        rows = (w.kind == kind) & (w.dtype == dtype)
         if kind == "gemm":
-            peak[i] = device.peak(dtype)
-            eta[i] = compute_eta("gemm", w.shape_m[i], w.shape_n[i], eff, gemm_max=eff.gemm_max(dtype))
+            peak[rows] = device.peak(dtype)
+            eta[rows] = compute_eta("gemm", w.shape_m[rows], w.shape_n[rows], eff, gemm_max=eff.gemm_max(dtype))
         elif kind in ("attention", "decode_attention"):
-            peak[i] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
-            eta[i] = compute_eta("attention", w.shape_m[i], None, eff)
+            peak[rows] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
+            eta[rows] = compute_eta("attention", w.shape_m[rows], None, eff)
         else:
-            peak[i] = device.vector_flop_per_s
-            eta[i] = compute_eta("elementwise", None, None, eff)
-    return kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
-                       bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff).time_s
+            peak[rows] = device.vector_flop_per_s
+            eta[rows] = compute_eta("elementwise", None, None, eff)
+    attention = np.isin(w.kind, ("attention", "decode_attention"))
+    kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
+                     bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff)
+    # one kernel's own floor, plus attention's per-call preparation (single-kernel timings pay it every call)
+    return kt.time_s + attention * eff.attention_floor_s
 
 
 def achieved(table: pd.DataFrame, seconds: np.ndarray) -> pd.DataFrame:

@@ -132,7 +132,7 @@ class Deployment:
 
     @cached_property
     def tiers(self) -> LinkTiers:
-        return link_tiers(self.device, self.node)
+        return link_tiers(self.device, self.node, getattr(self.eff, "scale_up_bus_efficiency", 0.0))
 
     @cached_property
     def graph(self) -> CompiledGraph:
@@ -347,7 +347,10 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     published format for FP8 or MXFP4 checkpoints); `kv=None` keeps the KV cache in 16 bits.
 
     Layout: attention `tp` x `attention_dp`, MoE `moe_tp` x `moe_ep` (`ep` is its short form), `pp` stages and
-    `dp` independent replicas. With `engine`, a layout that engine rejects is refused quoting its rule."""
+    `dp` independent replicas. `engine` (vllm | sglang | trtllm): a layout that engine rejects is refused quoting its
+    rule, and the engine's kernel calibration is picked up (hardware_db/calibration/<gpu>.<engine>.toml); None keeps
+    the hand-set class defaults and checks no engine rule (the CLI and the app always name an engine, vllm by
+    default)."""
     layout = make_layout(tp=tp, pp=pp, ep=ep, dp=dp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep,
                          redundant_experts=redundant_experts)
     arch = load_architecture(model)
@@ -360,7 +363,7 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     prec = Precision(weights=w, activations=activations, kv=kv or sixteen, experts=exp,
                      embeddings=sixteen)
     node_type = get_node(node) if node else None
-    eff = efficiency_for(device, calibration)
+    eff = efficiency_for(device, calibration, engine=engine)
     d = Deployment(arch, device, prec, layout, node=node_type, efficiency=eff,
                    attention_convention=attention_convention, comm_overlap=comm_overlap,
                    moe_imbalance=moe_imbalance, eplb=eplb, ep_comm=ep_comm, dispatch_dtype=dispatch_dtype,

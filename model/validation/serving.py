@@ -24,7 +24,7 @@ def predict_case(case: dict, calibration: bool | None = None, input_len: int | N
     case = {**case, "input_len": input_len} if input_len is not None else case
     d = deployment(case["model"], case["gpu"], weights=case["weights"], kv=case["kv"], tp=case.get("tp", 1),
                    ep=case.get("ep", 1), dp=case.get("dp", 1), attention_dp=case.get("attention_dp"),
-                   calibration=calibration)
+                   calibration=calibration, engine=case.get("engine", "vllm"))
     if case["kind"] == "max_throughput":
         state = steady_state(d, engine_policy(case["engine"]), case["input_len"], case["output_len"])
         return float(state.output_tokens_per_s[0]) * d.layout.batch_ranks

@@ -1,0 +1,190 @@
+"""`ridgeplan calibrate import`: fit ridgeplan's efficiency parameters to the public kernel tables, per GPU and
+engine, with honest held-out errors, and derive per-class defaults with a leave-one-GPU-out check.
+
+The analytical model stays the predictor: the fit (`model.calibration.fit.fit_efficiency`, scipy least squares
+on the log time ratio) moves the parameters of its formulas (GEMM ceilings per dtype and the m/n half-points,
+attention ceiling and query half-point, memory ceiling and half-size, kernel and collective floors, scale-up bus
+efficiency). The tables themselves are never shipped.
+
+Held-out splits, per op family (shapes ordered by their work: FLOPs, bytes or message bytes):
+- extrapolation: the smallest and the largest `EDGE` share of the shapes (at least one each);
+- interpolation: every `K`-th of the remaining shapes.
+Only the rest is fitted on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from model.calibration.fit import FitResult, fit_efficiency
+from model.calibration.tables import EngineTables, TableSource, engine_rows
+from model.errors import RidgeplanError
+from model.hardware.schema import Device
+from model.roofline.efficiency import Efficiency, efficiency_for
+
+LARGE_GEMM_S = 100e-6  # FP8/FP4 and attention ceilings are fitted on kernels at least this long: shorter FP8/FP4
+# GEMMs carry the engine's activation-quantization kernel, and short prefill attention a per-(head, query tile)
+# start-up cost that the single query-rows curve (m = T*h/hk) cannot follow; the model has no term for either,
+# so their error is reported, not fitted away
+K = 5  # every K-th shape held out (interpolation)
+EDGE = 0.05  # smallest and largest share of shapes held out (extrapolation)
+MAX_ROWS_PER_FAMILY = 600  # evenly spaced over the size order: enough to pin the curves, fast to fit
+SPLITS = ("fit", "interpolation", "extrapolation")
+CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
+# parameters averaged across a class in log space (sizes and latencies); the others arithmetically
+_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "mem_bytes_half", "kernel_floor_s",
+               "collective_base_s")
+
+
+# the fit runs in stages, each on the families that inform its parameters, in order: a stage's parameters are
+# fixed for the later ones (so FP8 GEMMs with their quantization overhead cannot bend the BF16 curve, nor
+# attention the memory ceiling); the shared floors and memory ceiling come from BF16 GEMMs and copies
+STAGES = (
+    (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "mem_max", "mem_bytes_half",
+                             "kernel_floor_s", "roofline_p")),
+    (("gemm_fp8",), ("gemm_max_8",)),  # on large GEMMs only (LARGE_GEMM_S): the ceiling is what they inform
+    (("gemm_fp4",), ("gemm_max_4",)),
+    # decode attention (memory-bound, 1-64 query rows per KV head) informs the floor and the query-rows curve;
+    # long prefill kernels the ceiling
+    (("attention_decode", "mla_decode"), ("attention_floor_s", "attention_q_half")),
+    (("attention_prefill", "mla_prefill"), ("attention_max",)),
+    (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency")),
+)
+
+
+def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
+    """At most `per_family` rows of each family, evenly spaced over its size order (deterministic)."""
+    parts = []
+    for _, g in rows.groupby("family", sort=True):
+        g = g.sort_values(["size", "measured_s"], kind="stable")
+        if len(g) > per_family:
+            g = g.iloc[np.unique(np.linspace(0, len(g) - 1, per_family).round().astype(int))]
+        parts.append(g)
+    return pd.concat(parts, ignore_index=True)
+
+
+def split_labels(rows: pd.DataFrame, k: int = K, edge: float = EDGE) -> np.ndarray:
+    """fit / interpolation / extrapolation per row (see the module docstring)."""
+    labels = np.full(len(rows), "fit", dtype=object)
+    for _, g in rows.groupby("family", sort=False):
+        order = g.sort_values(["size", "measured_s"], kind="stable").index.to_numpy()
+        n = len(order)
+        if n < 3:
+            continue
+        cut = max(1, int(round(edge * n)))
+        labels[order[:cut]] = labels[order[n - cut:]] = "extrapolation"
+        middle = order[cut:n - cut]
+        labels[middle[k - 1::k]] = "interpolation"
+    return labels
+
+
+def family_errors(rows: pd.DataFrame) -> pd.DataFrame:
+    """Median |predicted/measured - 1| per family and split, before (hand-set defaults) and after the fit."""
+    out = []
+    for (family, split), g in rows.groupby(["family", "split"]):
+        long = g[g["measured_s"] >= LARGE_GEMM_S]
+        out.append({"family": family, "split": split, "rows": len(g),
+                    "median_before": float(np.median(np.abs(g["before"] / g["measured_s"] - 1))),
+                    "median_after": float(np.median(np.abs(g["after"] / g["measured_s"] - 1))),
+                    "long_rows": len(long),  # kernels of at least 100 us
+                    "median_after_long": float(np.median(np.abs(long["after"] / long["measured_s"] - 1)))
+                    if len(long) else float("nan")})
+    return pd.DataFrame(out)
+
+
+@dataclass(frozen=True)
+class DeviceFit:
+    device: Device
+    engine: str
+    tables: EngineTables
+    result: FitResult
+    errors: pd.DataFrame  # family x split
+
+    @property
+    def params(self) -> dict[str, float]:
+        return self.result.params
+
+
+def fit_engine(source: TableSource, gpu: str, device: Device, engine: str) -> DeviceFit | None:
+    """Fit one GPU and engine (None when the tables have nothing for that engine)."""
+    tables = engine_rows(source, gpu, engine)
+    if not len(tables.rows):
+        return None
+    rows = tables.rows
+    # copies that fit in L2 twice over run from cache (the benchmark reuses its buffers); a model step streams
+    # its tensors from HBM, so only HBM-sized copies inform the memory ceiling
+    l2 = (device.on_chip.l2_bytes if device.on_chip and device.on_chip.l2_bytes else 50e6)
+    rows = rows[(rows["family"] != "copy") | (rows["size"] * 2 > 2 * l2)]
+    rows = rows[(rows["kernel"] != "gemm") | rows["dtype"].isin(list(device.peak_flop_per_s))]
+    result = fit_rows(sample(rows).reset_index(drop=True), device)
+    return DeviceFit(device, engine, tables, result, family_errors(result.rows))
+
+
+def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None) -> FitResult:
+    """The staged fit (STAGES) of rows with `family`, `size` and `measured_s`, held-out splits by split_labels."""
+    labels = split_labels(rows)
+    start = start or efficiency_for(device, calibration=False)
+    eff, fitted, idle = start, {}, []
+    for families, names in STAGES:
+        part = rows["family"].isin(families).to_numpy()
+        if set(families) & {"gemm_fp8", "gemm_fp4", "attention_prefill"}:  # ceilings: long kernels only
+            part = part & (rows["measured_s"] >= LARGE_GEMM_S).to_numpy()
+        if not part.any() or (labels[part] == "fit").sum() < 3:
+            continue
+        names = [n for n in names if n != "gemm_max_4" or "fp4" in set(rows.loc[part, "dtype"])]
+        stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],
+                               loss="soft_l1")
+        eff, idle = stage.after, idle + list(stage.unconstrained)
+        fitted.update(stage.params)
+    from model.calibration.fit import predictor
+
+    predict = predictor(rows, device)
+    out = rows.assign(split=labels, before=predict(start), after=predict(eff))
+    return FitResult(device, start, eff, fitted, pd.DataFrame(), out, tuple(sorted(set(idle) - set(fitted))))
+
+
+def predict_with(fit: DeviceFit, eff: Efficiency) -> pd.DataFrame:
+    """The fit's rows predicted with another efficiency set (leave-one-GPU-out)."""
+    from model.calibration.fit import predictor
+
+    rows = fit.result.rows.copy()
+    rows["after"] = predictor(rows, fit.device)(eff)
+    return rows
+
+
+def class_parameters(fits: list[DeviceFit]) -> dict[str, float]:
+    """Per-class defaults: the mean of the devices' fitted parameters (geometric for sizes and latencies)."""
+    names = sorted({n for f in fits for n in f.params})
+    out = {}
+    for n in names:
+        values = np.array([f.params[n] for f in fits if n in f.params], dtype=float)
+        out[n] = float(np.exp(np.mean(np.log(np.maximum(values, 1e-30))))) if n in _LOG_PARAMS else float(values.mean())
+    return out
+
+
+def leave_one_out(fits: list[DeviceFit]) -> pd.DataFrame:
+    """For each device of a class: class parameters from the others, error on all of that device's rows."""
+    out = []
+    for f in fits:
+        others = [o for o in fits if o is not f]
+        if not others:
+            continue
+        params = {n: v for n, v in class_parameters(others).items()}
+        eff = efficiency_for(f.device, calibration=False).with_overrides(params, "class fit of the others")
+        rows = predict_with(f, eff)
+        for family, g in rows.groupby("family"):
+            out.append({"device": f.device.id, "engine": f.engine, "family": family, "rows": len(g),
+                        "median_own_fit": float(np.median(np.abs(f.result.rows.loc[g.index, "after"]
+                                                                  / g["measured_s"] - 1))),
+                        "median_leave_one_out": float(np.median(np.abs(g["after"] / g["measured_s"] - 1)))})
+    return pd.DataFrame(out)
+
+
+def check_source(path) -> TableSource:
+    source = TableSource(path)
+    if not set(source.gpus()):
+        raise RidgeplanError("path", "no GPU folders in the tables")
+    return source

@@ -1,0 +1,269 @@
+"""Calibration from the public kernel tables: the staged fit recovers known parameters, shipped files are sound,
+estimates name the file they use, and the importer reads only kernel tables (never silicon_sample.csv)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tomllib
+import zipfile
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.calibration.fit import predictor
+from model.calibration.importer import fit_rows, split_labels
+from model.calibration.tables import ENGINES, PACKAGE, TableSource
+from model.errors import RidgeplanError
+from model.hardware.db import builtin_root, load_device
+from model.roofline.efficiency import Efficiency, efficiency_for
+from model.serving.deployment import deployment
+
+pa = pytest.importorskip("pyarrow")
+import pyarrow.parquet as pq  # noqa: E402
+
+H100 = load_device("h100-sxm")
+CALIBRATION = builtin_root() / "calibration"
+TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m_half=24.0, gemm_n_half=64.0,
+               gemm_max_8=0.6, mem_max=0.88, mem_bytes_half=2e6, kernel_floor_s=3e-6, roofline_p=2.0,
+               attention_max=0.55, attention_q_half=12.0, attention_floor_s=9e-6, collective_base_s=4e-6,
+               scale_up_bus_efficiency=0.72)
+
+
+def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
+    """Kernel and all-reduce rows of every family the import fits, timed by the model with `eff` (+ noise)."""
+    rng = np.random.default_rng(seed)
+    g = [(m, n, k) for m in (1, 4, 16, 64, 256, 1024, 4096, 16384) for n in (128, 1024, 4096, 16384)
+         for k in (1024, 4096, 8192)]
+    rows = [dict(kernel="gemm", dtype=dt, family=f"gemm_{dt}", m=m, n=n, k=k, size=2.0 * m * n * k)
+            for dt in ("bf16", "fp8") for m, n, k in g]
+    rows += [dict(kernel="copy", dtype="bf16", family="copy", bytes=b, size=b) for b in np.geomspace(6e7, 4e9, 40)]
+    for b in (1, 8, 64, 256):
+        for c in (128, 1024, 8192, 32768):
+            for h, hk in ((32, 8), (64, 8), (32, 32), (64, 1)):
+                rows.append(dict(kernel="decode_attention", dtype="bf16", family="attention_decode", batch=b, heads=h,
+                                 kv_heads=hk, head_dim=128, context=c, size=2.0 * b * hk * 128 * c))
+        for s in (512, 2048, 8192):
+            rows.append(dict(kernel="attention", dtype="bf16", family="attention_prefill", batch=b, heads=32,
+                             kv_heads=8, head_dim=128, seq_len=s, size=2.0 * b * 32 * 128 * s * s))
+    rows += [dict(kernel="all_reduce", dtype="bf16", family="all_reduce", message_bytes=mb, ranks=r, size=mb)
+             for r in (2, 4, 8) for mb in np.geomspace(1e3, 5e8, 20)]
+    table = pd.DataFrame(rows)
+    table["measured_s"] = 1.0
+    clean = predictor(table, H100)(eff)
+    return table.assign(measured_s=clean * np.exp(rng.normal(0, noise, len(table))))
+
+
+def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
+    rows = synthetic_rows(TRUE)
+    result = fit_rows(rows, H100)
+    tolerance = {"gemm_max_16": 0.03, "gemm_max_8": 0.03, "mem_max": 0.03, "attention_max": 0.05,
+                 "kernel_floor_s": 0.15, "attention_floor_s": 0.15, "collective_base_s": 0.25,
+                 "scale_up_bus_efficiency": 0.03, "gemm_m_half": 0.25}
+    for name, tol in tolerance.items():
+        assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
+    held = result.rows[result.rows["split"] != "fit"]
+    assert {"interpolation", "extrapolation"} <= set(held["split"])
+    assert float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) < 0.03  # about the noise level
+    assert float(np.median(np.abs(held["before"] / held["measured_s"] - 1))) > 0.1  # the defaults were off
+
+
+def test_split_holds_out_the_smallest_and_largest_and_every_kth_shape():
+    rows = pd.DataFrame({"family": ["a"] * 100 + ["b"] * 10, "size": list(range(100)) + list(range(10)),
+                         "measured_s": 1.0})
+    labels = split_labels(rows, k=5, edge=0.05)
+    a = labels[:100]
+    assert list(a[:5]) == ["extrapolation"] * 5 and list(a[95:100]) == ["extrapolation"] * 5
+    assert (a[5:95] == "interpolation").sum() == 18 and a[9] == "interpolation" and a[5] == "fit"
+    b = labels[100:]
+    assert b[0] == b[9] == "extrapolation" and (b == "fit").sum() >= 6
+
+
+# --- the shipped files ----------------------------------------------------------------------------------
+
+SHIPPED = sorted(CALIBRATION.glob("*.toml"))
+EFF_FIELDS = {f.name for f in fields(Efficiency)} - {"source"}
+
+
+def test_calibration_files_are_shipped_for_the_table_gpus_in_hardware_db():
+    names = {p.name for p in SHIPPED}
+    for dev in ("h100-sxm", "h200", "b200", "gb200", "a100-sxm-80gb", "l40s"):
+        for engine in ENGINES:
+            assert f"{dev}.{engine}.toml" in names
+    for arch in ("hopper", "blackwell"):
+        assert f"_class-{arch}.vllm.toml" in names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_calibration_file_parses_matches_schema_and_names_its_source(path):
+    data = tomllib.loads(path.read_text())
+    assert data["schema_version"] == 1 and data["engine"] in ENGINES and data["date"]
+    assert path.name == f"{data['device']}.{data['engine']}.toml"
+    src = data["source"]
+    assert src["package"] == PACKAGE and src["version"] == "0.12.0" and src["license"] == "Apache-2.0"
+    assert "NVIDIA" in src["credit"] and src["rows_read"] > src["rows_used"] > 0
+    assert src["file_count"] == len(src["files"]) > 0
+    assert all(f.endswith(".parquet") and "silicon_sample" not in f for f in src["files"])
+    assert set(data["efficiency"]) <= EFF_FIELDS and data["efficiency"]
+    if data["device"].startswith("_class-"):
+        assert data["leave_one_out_error"]
+        return
+    device = load_device(data["device"])
+    assert all(s.split("/")[0].replace("_sxm", "") in device.id.replace("-sxm", "").replace("-80gb", "")
+               for s in src["files"])
+    held = data["held_out_error"]
+    assert any(k.endswith("_interpolation") for k in held) and any(k.endswith("_extrapolation") for k in held)
+    assert all(v >= 0 for v in held.values())
+    eff = efficiency_for(device, engine=data["engine"])  # loads and validates every value
+    for name, value in data["efficiency"].items():
+        assert getattr(eff, name) == pytest.approx(value)
+
+
+def test_estimates_name_the_calibration_file_they_use():
+    vllm = deployment("llama-3.1-8b", "h100-sxm", engine="vllm")
+    assert any("calibration h100-sxm.vllm.toml" in a for a in vllm.assumptions())
+    trt = deployment("llama-3.1-8b", "h100-sxm", engine="trtllm")
+    assert any("calibration h100-sxm.trtllm.toml" in a for a in trt.assumptions())
+    assert trt.eff != vllm.eff
+    # a Hopper part without tables gets the class calibration; Ampere without its own file stays hand-set
+    pcie = deployment("llama-3.1-8b", "h100-pcie", engine="vllm")
+    assert any("_class-hopper.vllm.toml" in a for a in pcie.assumptions())
+    a100 = deployment("llama-3.1-8b", "a100-pcie-40gb", engine="vllm")
+    assert any("hand-set, no calibration file for a100-pcie-40gb (vllm)" in a for a in a100.assumptions())
+    # no engine named (library callers, training): the hand-set defaults, said so
+    plain = deployment("llama-3.1-8b", "h100-sxm")
+    assert not any("calibration h100" in a for a in plain.assumptions())
+    assert any("no engine named" in a for a in plain.assumptions())
+    with pytest.raises(RidgeplanError, match="engine"):
+        deployment("llama-3.1-8b", "h100-sxm", engine="tgi")
+
+
+# --- the importer reads only kernel tables ---------------------------------------------------------------
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame), buf)
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def fake_wheel(tmp_path) -> Path:
+    """A wheel-shaped zip with a silicon_sample.csv next to small H100 vLLM GEMM and all-reduce tables."""
+    gemm = synthetic_rows(TRUE, noise=0.0)
+    gemm = gemm[gemm["kernel"] == "gemm"]
+    g = pd.DataFrame({"gemm_dtype": gemm["dtype"].map({"bf16": "bfloat16", "fp8": "fp8"}), "m": gemm["m"],
+                      "n": gemm["n"], "k": gemm["k"], "kernel_source": "x", "latency": gemm["measured_s"] * 1e3})
+    ar = synthetic_rows(TRUE, noise=0.0)
+    ar = ar[ar["kernel"] == "all_reduce"]
+    c = pd.DataFrame({"op_name": "all_reduce", "kernel_source": "vLLM_custom_graph", "num_gpus": ar["ranks"],
+                      "message_size": ar["message_bytes"] / 2, "latency": ar["measured_s"] * 1e3})
+    path = tmp_path / "aiconfigurator_core-0.12.0-cp311-abi3-manylinux_2_28_x86_64.whl"
+    base = "aiconfigurator_core/systems/"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(base + "silicon_sample.csv", "must,never,be,read\n")
+        z.writestr(base + "data/h100_sxm/gemm/vllm/0.24.0/gemm_perf.parquet", _parquet(g))
+        z.writestr(base + "data/h100_sxm/gemm/vllm/0.24.0/collection_meta.yaml", "schema_version: 1\n")
+        z.writestr(base + "data/h100_sxm/comm/vllm/0.24.0/custom_allreduce_perf.parquet", _parquet(c))
+    return path
+
+
+def test_import_never_opens_silicon_sample_and_reads_only_parquet_tables(fake_wheel, tmp_path, monkeypatch):
+    from model.calibration.ship import run_import
+
+    read: list[str] = []
+    original = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):  # every member read goes through ZipFile.open
+        read.append(name if isinstance(name, str) else name.filename)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    report = run_import(fake_wheel, tmp_path / "out", engines=("vllm",))
+    assert read and all(n.endswith(".parquet") and "/systems/data/" in n for n in read)
+    assert not any("silicon_sample" in n for n in read + report.opened)
+    written = tomllib.loads((tmp_path / "out" / "h100-sxm.vllm.toml").read_text())
+    assert written["efficiency"]["gemm_max_16"] == pytest.approx(TRUE.gemm_max_16, rel=0.05)
+    assert written["source"]["file_count"] == 2
+
+
+def test_cli_calibrate_import_writes_files_and_reports_held_out_errors(fake_wheel, tmp_path, capsys):
+    from model.cli import main
+
+    code = main(["calibrate", "import", str(fake_wheel), "--out", str(tmp_path / "o"), "--engine", "vllm", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code in (0, None) and any(w.endswith("h100-sxm.vllm.toml") for w in data["written"])
+    assert {r["split"] for r in data["held_out"]} == {"interpolation", "extrapolation"}
+
+
+def test_table_source_errors_are_one_line(tmp_path, monkeypatch):
+    with pytest.raises(RidgeplanError, match="no such wheel"):
+        TableSource(tmp_path / "missing.whl")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RidgeplanError, match="systems/data"):
+        TableSource(tmp_path / "empty")
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    from model.calibration import tables
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    with pytest.raises(RidgeplanError, match=r"ridgeplan\[calibrate\]"):
+        tables._pyarrow()
+
+
+def test_validate_labels_kernel_cases_and_drops_the_synthetic_rows():
+    from model.validation import validate
+
+    calibrated = validate(("kernels",)).cases.set_index("case")
+    assert "h100-bf16-gemm-8192" not in calibrated.index and "h100-large-copy" not in calibrated.index
+    assert set(calibrated["sample"]) <= {"in-sample", "held-out"}
+    assert calibrated.loc["h100-bf16-gemm-mamf", "sample"] == "held-out"  # fitted to other data: held out
+    assert calibrated.loc["mi300x-bf16-gemm-mamf", "sample"] == "in-sample"  # a source of the hand-set default
+    hand_set = validate(("kernels",), calibration=False)
+    assert set(hand_set.cases["sample"]) == {"in-sample"}
+    assert hand_set.median_abs_error("kernels", "held-out") != hand_set.median_abs_error("kernels", "held-out")  # nan
+
+
+def test_cli_step_and_estimate_take_the_engine_and_name_its_calibration(capsys):
+    from model.cli import main
+
+    assert main(["step", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "sglang", "--json"]) in (0, None)
+    step = json.loads(capsys.readouterr().out)
+    assert any("h100-sxm.sglang.toml" in a for a in step["assumptions"])
+    assert main(["estimate", "--model", "llama-3.1-8b", "--gpu", "b200", "--engine", "trtllm", "--json"]) in (0, None)
+    est = json.loads(capsys.readouterr().out)
+    assert any("b200.trtllm.toml" in a for a in est["assumptions"])
+    assert main(["step", "--engine", "tgi", "--json"]) == 2
+
+
+def test_own_calibrate_fit_file_wins_over_the_engine_file(tmp_path, monkeypatch):
+    import model.roofline.efficiency as efficiency_module
+
+    monkeypatch.setattr(efficiency_module, "calibration_path", lambda ident, engine=None: tmp_path / (
+        f"{ident}.{engine}.toml" if engine else f"{ident}.toml"))
+    (tmp_path / "h100-sxm.vllm.toml").write_text("[efficiency]\ngemm_max_16 = 0.5\n")
+    assert efficiency_for(H100, engine="vllm").gemm_max_16 == 0.5
+    assert efficiency_for(H100).gemm_max_16 == 0.80  # no engine: hand-set
+    (tmp_path / "h100-sxm.toml").write_text("[efficiency]\ngemm_max_16 = 0.6\n")
+    assert efficiency_for(H100, engine="vllm").gemm_max_16 == 0.6
+    assert "calibration h100-sxm.toml" in efficiency_for(H100, engine="vllm").source
+
+
+def test_a_folder_source_lists_only_the_data_tables(fake_wheel, tmp_path):
+    with zipfile.ZipFile(fake_wheel) as z:
+        z.extractall(tmp_path / "x")
+    source = TableSource(tmp_path / "x")  # found under aiconfigurator_core/systems/data
+    assert source.gpus() == ["h100_sxm"] and all(f.endswith(".parquet") for f in source.files())
+    rel = source.newest("h100_sxm", "gemm", "vllm", "gemm_perf")
+    assert len(source.read(rel)) > 0 and source.opened == [str(tmp_path / "x/aiconfigurator_core/systems/data" / rel)]
+    with pytest.raises(RidgeplanError, match="not a kernel table"):
+        source.read("../silicon_sample.csv")
