@@ -283,3 +283,19 @@ def test_simulated_goodput_brackets_the_slo():
     assert np.quantile(at.ttft_s, 0.9) <= 0.3 and np.quantile(at.tpot_s, 0.9) <= 0.02
     loose = simulated_goodput(D8, lengths, "vllm", 30.0, 1.0, 0.9, good, num_requests=150)
     assert loose == good  # every rate up to the bound meets a loose SLO
+
+
+def test_cost_table_prefill_only_steps_on_a_calibrated_gpu():
+    """Regression: a prefill-only step (no decode) sends one row to the LM head; the table once priced a fraction of
+    a row at a vanishing tile efficiency, so with the calibrated H100 (gemm_m_half > 0) a 2,000-token prefill cost
+    24 s instead of 0.11 s and every simulated TTFT at load exploded."""
+    from model.serving.batching import iteration_cost
+    from model.serving.policy import engine_policy
+    from model.serving.simulator.costtable import build_cost_table
+
+    d = deployment("llama-3.1-70b", "h100-sxm", tp=4, weights="fp8", engine="vllm")
+    assert d.eff.gemm_m_half > 0  # the calibrated curve, not the hand-set one
+    table = build_cost_table(d, engine_policy("vllm"), 2300.0, None, None)
+    for tokens, ctx in ((2000, 0), (37, 0), (8000, 500)):
+        direct = float(iteration_cost(d, 0, 0, tokens, 1, ctx).time_s.ravel()[0])
+        assert table.iteration_s(0, 0, [(tokens, ctx, 1)]) == pytest.approx(direct, rel=0.01)

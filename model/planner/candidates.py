@@ -23,6 +23,7 @@ from model.serving.deployment import Deployment
 from model.serving.disagg import DisaggPlan, kv_transfer_s
 from model.serving.estimate import prefill_terms
 from model.placement.layout import Layout
+from model.engines import check_layout as check_engine_layout
 from model.serving.policy import EnginePolicy, engine_policy
 from model.serving.quality import precision_risk
 from model.serving.queueing import mg1_wait_s, tpot_quantile_s, tpot_spread, ttft_quantile_s
@@ -120,9 +121,13 @@ def enumerate_candidates(request: PlanRequest, progress: Callable[[str], None] |
                                scale_out=dev.scale_out is not None):
                 for w, kv in candidate_precisions(request, dev, arch):
                     try:
+                        # the engine's layout rule applies; its kernel calibration does not yet (the planner's
+                        # capacities and claim checks are still on the hand-set efficiency classes)
                         d = deployment(arch, dev, weights=w, kv=kv, tp=lay.tp, pp=lay.pp, ep=lay.ep, dp=lay.dp,
                                        attention_dp=lay.attention_dp, moe_tp=lay.moe_tp,
-                                       redundant_experts=lay.redundant_experts, engine=request.engine)
+                                       redundant_experts=lay.redundant_experts)
+                        check_engine_layout(request.engine, tp=lay.tp, pp=lay.pp, attention_dp=d.layout.attention_dp,
+                                            moe_tp=d.layout.moe_tp, moe_ep=d.layout.ep, is_moe=arch.is_moe)
                     except RidgeplanError as err:
                         dropped.append(f"{opt.gpu} {lay.label()} W{w}/KV{kv}: {err.one_line()}")
                         continue

@@ -151,14 +151,16 @@ def build_cost_table(d: Deployment, policy: EnginePolicy, max_context: float, sp
     budget = float(policy.max_num_batched_tokens)
     tok_hi = max(budget, max_seqs * q) + budget
     tokens = Axis(0.0, tok_hi, points)
-    logits = Axis(0.0, tok_hi, 12)
+    logits = Axis(1.0, tok_hi, 12)  # a step with work sends at least one row to the LM head
     seqs = Axis(0.0, max_seqs, context_points)
     ctx = Axis(0.0, max(max_context, 2.0), context_points)
     chunk = Axis(0.0, max(budget, max_context), context_points)
     kw = {"step_overhead_s": policy.step_overhead_s}
     t, lg = _grid(tokens, logits)
-    lg = np.minimum(lg, t)  # never more LM-head rows than tokens
-    lin = iteration_cost(d, 0.0, 0.0, t, np.maximum(lg, 1e-6), 0.0, **kw).linear_s
+    # never more LM-head rows than tokens, and never fewer than one: a fraction of a row would price the LM-head
+    # GEMM at a vanishing tile efficiency and, interpolated, pollute every step near it
+    lg = np.maximum(np.minimum(lg, t), 1.0)
+    lin = iteration_cost(d, 0.0, 0.0, t, lg, 0.0, **kw).linear_s
     lin = np.where(t > 0, lin, 0.0).reshape(tokens.n, logits.n)
     n, c = _grid(seqs, ctx)
     dec = iteration_cost(d, n, c, 0.0, 0.0, 0.0, decode_tokens=q, **kw).decode_attention_s
