@@ -117,21 +117,21 @@ def test_shipped_calibration_file_parses_matches_schema_and_names_its_source(pat
     held = data["held_out_error"]
     assert any(k.endswith("_interpolation") for k in held) and any(k.endswith("_extrapolation") for k in held)
     assert all(v >= 0 for v in held.values())
-    eff = efficiency_for(device, engine=data["engine"])  # loads and validates every value
+    eff = efficiency_for(device, True, engine=data["engine"])  # loads and validates every value
     for name, value in data["efficiency"].items():
         assert getattr(eff, name) == pytest.approx(value)
 
 
 def test_estimates_name_the_calibration_file_they_use():
-    vllm = deployment("llama-3.1-8b", "h100-sxm", engine="vllm")
+    vllm = deployment("llama-3.1-8b", "h100-sxm", engine="vllm", calibration=True)
     assert any("calibration h100-sxm.vllm.toml" in a for a in vllm.assumptions())
-    trt = deployment("llama-3.1-8b", "h100-sxm", engine="trtllm")
+    trt = deployment("llama-3.1-8b", "h100-sxm", engine="trtllm", calibration=True)
     assert any("calibration h100-sxm.trtllm.toml" in a for a in trt.assumptions())
     assert trt.eff != vllm.eff
     # a Hopper part without tables gets the class calibration; Ampere without its own file stays hand-set
-    pcie = deployment("llama-3.1-8b", "h100-pcie", engine="vllm")
+    pcie = deployment("llama-3.1-8b", "h100-pcie", engine="vllm", calibration=True)
     assert any("_class-hopper.vllm.toml" in a for a in pcie.assumptions())
-    a100 = deployment("llama-3.1-8b", "a100-pcie-40gb", engine="vllm")
+    a100 = deployment("llama-3.1-8b", "a100-pcie-40gb", engine="vllm", calibration=True)
     assert any("hand-set, no calibration file for a100-pcie-40gb (vllm)" in a for a in a100.assumptions())
     # no engine named (library callers, training): the hand-set defaults, said so
     plain = deployment("llama-3.1-8b", "h100-sxm")
@@ -223,7 +223,7 @@ def test_table_source_errors_are_one_line(tmp_path, monkeypatch):
 def test_validate_labels_kernel_cases_and_drops_the_synthetic_rows():
     from model.validation import validate
 
-    calibrated = validate(("kernels",)).cases.set_index("case")
+    calibrated = validate(("kernels",), calibration=True).cases.set_index("case")
     assert "h100-bf16-gemm-8192" not in calibrated.index and "h100-large-copy" not in calibrated.index
     assert set(calibrated["sample"]) <= {"in-sample", "held-out"}
     assert calibrated.loc["h100-bf16-gemm-mamf", "sample"] == "held-out"  # fitted to other data: held out
@@ -236,10 +236,10 @@ def test_validate_labels_kernel_cases_and_drops_the_synthetic_rows():
 def test_cli_step_and_estimate_take_the_engine_and_name_its_calibration(capsys):
     from model.cli import main
 
-    assert main(["step", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "sglang", "--json"]) in (0, None)
+    assert main(["step", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "sglang", "--calibrated", "--json"]) in (0, None)
     step = json.loads(capsys.readouterr().out)
     assert any("h100-sxm.sglang.toml" in a for a in step["assumptions"])
-    assert main(["estimate", "--model", "llama-3.1-8b", "--gpu", "b200", "--engine", "trtllm", "--json"]) in (0, None)
+    assert main(["estimate", "--model", "llama-3.1-8b", "--gpu", "b200", "--engine", "trtllm", "--calibrated", "--json"]) in (0, None)
     est = json.loads(capsys.readouterr().out)
     assert any("b200.trtllm.toml" in a for a in est["assumptions"])
     assert main(["step", "--engine", "tgi", "--json"]) == 2
@@ -251,11 +251,11 @@ def test_own_calibrate_fit_file_wins_over_the_engine_file(tmp_path, monkeypatch)
     monkeypatch.setattr(efficiency_module, "calibration_path", lambda ident, engine=None: tmp_path / (
         f"{ident}.{engine}.toml" if engine else f"{ident}.toml"))
     (tmp_path / "h100-sxm.vllm.toml").write_text("[efficiency]\ngemm_max_16 = 0.5\n")
-    assert efficiency_for(H100, engine="vllm").gemm_max_16 == 0.5
+    assert efficiency_for(H100, True, engine="vllm").gemm_max_16 == 0.5
     assert efficiency_for(H100).gemm_max_16 == 0.80  # no engine: hand-set
     (tmp_path / "h100-sxm.toml").write_text("[efficiency]\ngemm_max_16 = 0.6\n")
-    assert efficiency_for(H100, engine="vllm").gemm_max_16 == 0.6
-    assert "calibration h100-sxm.toml" in efficiency_for(H100, engine="vllm").source
+    assert efficiency_for(H100, True, engine="vllm").gemm_max_16 == 0.6
+    assert "calibration h100-sxm.toml" in efficiency_for(H100, True, engine="vllm").source
 
 
 def test_a_folder_source_lists_only_the_data_tables(fake_wheel, tmp_path):

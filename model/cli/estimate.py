@@ -64,7 +64,9 @@ def estimate(
     ep_comm: str = EP_COMM, eplb: bool = EPLB, moe_imbalance: float = IMBALANCE, dispatch: Optional[str] = DISPATCH,
     two_batch_overlap: bool = TBO, redundant_experts: int = REDUNDANT, node: Optional[str] = NODE,
     engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm (batching and memory policy, layout "
-                               "rules and the engine's kernel calibration)"),
+                               "rules; with --calibrated its kernel calibration)"),
+    calibrated: bool = typer.Option(False, "--calibrated", help="use the engine's calibration fitted to NVIDIA's public "
+                                    "kernel tables (hardware_db/calibration; off by default: see docs/calibration.md)"),
     chunk: Optional[int] = typer.Option(None, "--chunk", help="token budget per iteration (prefill chunk)"),
     no_chunked_prefill: bool = typer.Option(False, "--no-chunked-prefill", help="prefill-prioritising scheduling"),
     max_seqs: Optional[int] = typer.Option(None, "--max-seqs", help="engine max_num_seqs"),
@@ -116,7 +118,8 @@ def estimate(
     d = deployment(model, gpu, weights=weights, activations=activations, kv=kv, experts=experts, tp=tp, pp=pp, ep=ep,
                    dp=dp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep, ep_comm=ep_comm, eplb=eplb,
                    moe_imbalance=moe_imbalance, dispatch_dtype=dispatch, two_batch_overlap=two_batch_overlap,
-                   redundant_experts=redundant_experts, node=node, engine=engine, attention_convention=attention_flops)
+                   redundant_experts=redundant_experts, node=node, engine=engine, attention_convention=attention_flops,
+                   calibration=True if calibrated else None)
     if batch is not None:
         _static(d, batch, input_len, output_len, json)
         return
@@ -329,7 +332,9 @@ def step(
     moe_ep: Optional[int] = MOE_EP, ep_comm: str = EP_COMM, eplb: bool = EPLB, moe_imbalance: float = IMBALANCE,
     dispatch: Optional[str] = DISPATCH, two_batch_overlap: bool = TBO, redundant_experts: int = REDUNDANT,
     node: Optional[str] = NODE, attention_flops: str = CONVENTION,
-    engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm: layout rules and kernel calibration"),
+    engine: str = typer.Option("vllm", "--engine", help="vllm | sglang | trtllm: layout rules (and, with "
+                               "--calibrated, its kernel calibration)"),
+    calibrated: bool = typer.Option(False, "--calibrated", help="use the engine's public-table calibration"),
     json: bool = JSON,
 ) -> None:
     """One forward step: time, memory and the per-operator roofline breakdown."""
@@ -339,7 +344,8 @@ def step(
     d = _deployment(model, gpu, weights, activations, kv, tp, pp, ep, attention_flops, attention_dp=attention_dp,
                     moe_tp=moe_tp, moe_ep=moe_ep, ep_comm=ep_comm, eplb=eplb, moe_imbalance=moe_imbalance,
                     dispatch_dtype=dispatch, two_batch_overlap=two_batch_overlap,
-                    redundant_experts=redundant_experts, node=node, engine=engine)
+                    redundant_experts=redundant_experts, node=node, engine=engine,
+                    calibration=True if calibrated else None)
     r = d.step(batch, new_tokens, context)
     mem = memory_report(r)
     df = op_table(r)

@@ -26,7 +26,7 @@ def validate(group: list[str] = typer.Option(["kernels", "serving"], "--group", 
         _engine_rows(engine_rows, sample, json)
         return
 
-    report = run(tuple(group), calibration=False if no_calibration else None)
+    report = run(tuple(group), calibration=False if no_calibration else True)
     if json:
         print_json({"cases": report.cases.to_dict(orient="records"),
                     "summary": report.summary().to_dict(orient="records"),

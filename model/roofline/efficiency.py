@@ -217,8 +217,9 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
     """The efficiency set for a device: arch defaults, the class calibration, the file's [efficiency], then the
     device calibration.
 
-    `calibration`: None picks up hardware_db/calibration/<id>.toml (your own `calibrate fit`), else
-    <id>.<engine>.toml, on top of the class file _class-<arch>.<engine>.toml, when they exist; False ignores them; a path loads that file.
+    `calibration`: None picks up hardware_db/calibration/<id>.toml (your own `calibrate fit`); True also the
+    public-table files <id>.<engine>.toml on top of the class file _class-<arch>.<engine>.toml, when they exist;
+    False ignores them all; a path loads that file.
     `engine`: vllm | sglang | trtllm, whose kernel tables the per-engine files were fitted to; None (callers that
     model no serving engine: training, kernel checks) uses only an engine-less <id>.toml.
     """
@@ -231,7 +232,10 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
         eff = replace(ARCH_DEFAULTS[cls], source=f"{cls} class defaults for a {device.kind} (inferred; no measurements)")
     else:
         eff = replace(ARCH_DEFAULTS["generic"], source=f"generic defaults (no efficiency class for arch {device.arch!r})")
-    class_file, device_file = _pick_calibration(device, engine) if calibration in (None, True) else (None, None)
+    # the per-engine public-table files apply when asked for (calibration=True): on the Blackwell engine rows they
+    # made simulated TTFT worse (docs/calibration.md), so the default keeps the hand-set classes plus a user's own fit
+    picked = engine if calibration is True else None
+    class_file, device_file = _pick_calibration(device, picked) if calibration in (None, True) else (None, None)
     if class_file is not None:
         eff = _load_calibration(eff, class_file)
     if device.efficiency:

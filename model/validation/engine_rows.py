@@ -58,40 +58,44 @@ def _concurrency(source: str) -> int | None:
 _CACHE: dict = {}
 
 
-def _setup(key: tuple, max_context: float):
-    """The deployment and cost table of a configuration, built once for every row that shares it."""
-    from model.api import deployment
+def _setup(row: pd.Series, pool: str, policy, max_context: float):
+    """The deployment (model.validation.engine_rows_layout.row_deployment: catalogue model, GPU and node, quant
+    modes, TP x attention-DP, MoE-TP x MoE-EP, the engine's layout rule) and its cost table, built once for every
+    row that shares them."""
     from model.serving.simulator import build_cost_table
+    from model.validation.engine_rows_layout import row_deployment
 
+    p = f"{pool}_" if pool else ""
+    key = (row["model_path"], row["system"], row["precision"], row.get("gemm_quant_mode"), row.get("moe_quant_mode"),
+           row["backend"], *(row.get(f"{p}{c}") for c in ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size",
+                                                          "moe_ep_size")), policy)
+    key = tuple("" if (isinstance(k, float) and k != k) else k for k in key)
     if key not in _CACHE:
-        model, system, precision, tp, pp, policy = key
-        d = deployment(MODELS[model], SYSTEMS[system], weights=WEIGHTS[precision],
-                       kv="fp8" if precision in ("fp8", "fp4") else None, tp=tp, pp=pp)
+        d = row_deployment(row, pool)
         _CACHE[key] = (d, build_cost_table(d, policy, max_context))
     return _CACHE[key]
 
 
 def _layout_reason(r: pd.Series, prefix: str = "") -> str:
-    adp, mtp, mep = r[f"{prefix}attention_dp_size"], r[f"{prefix}moe_tp_size"], r[f"{prefix}moe_ep_size"]
-    tp = r[f"{prefix}tp_size"]
+    tp, adp = r[f"{prefix}tp_size"], r[f"{prefix}attention_dp_size"]
     if pd.isna(tp):
         return f"{prefix}tp_size is empty"
     if pd.isna(adp) or adp == 0:
         return f"{prefix}attention_dp_size is {adp}: not a layout"
-    if r["model_path"] in DENSE:  # MoE columns mean nothing for a dense model
-        mtp, mep = tp, 1
-    if adp != 1 or (not pd.isna(mep) and mep > 1) or (not pd.isna(mtp) and mtp != tp):
-        return (f"{prefix}attention_dp={adp:g}, moe_tp={mtp:g}, moe_ep={mep:g}: attention-DP and MoE-TP x EP are "
-                "not expressible yet (MoE issue)")
     return ""
 
 
 def _expressible(r: pd.Series) -> str:
-    """Why a row cannot be expressed today ('' when it can)."""
+    """Why a row cannot be expressed before building it ('' when it may be); the deployment itself refuses the
+    rest (an unknown model, a layout its engine rejects, ...) with its own reason."""
+    from model.validation.engine_rows_layout import row_model
+
     if _concurrency(r["silicon_data_source"]) is None:
         return "no silicon_concurrency in silicon_data_source"
-    if r["model_path"] not in MODELS:
-        return f"model {r['model_path']} is not in the catalogue (MoE issue adds it)"
+    try:
+        row_model(r)
+    except RidgeplanError as err:
+        return err.one_line()
     if r["mode"] != "agg":
         return _layout_reason(r, "prefill_") or _layout_reason(r, "decode_")
     return _layout_reason(r)
@@ -128,8 +132,7 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
     outs = [_base(r) for _, r in rows.iterrows()]
     try:
         policy = _policy(r0["backend"], i, r0["system"])
-        key = (r0["model_path"], r0["system"], r0["precision"], int(r0["tp_size"]), int(r0["pp_size"]), policy)
-        d, table = _setup(key, max_context)
+        d, table = _setup(r0, "", policy, max_context)
         lengths = Lengths.fixed(i, o)
         cap = float(steady_state(d, policy, i, o, None).concurrency[0])
         if cap < 1:
@@ -170,9 +173,8 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
     i, o, c = int(r["isl"]), int(r["osl"]), int(out["concurrency"])
     try:
         policy = _policy(r["backend"], i, r["system"])
-        base = (r["model_path"], r["system"], r["precision"])
-        pre, t_pre = _setup((*base, int(r["prefill_tp_size"]), int(r["prefill_pp_size"]), policy), max_context)
-        dec, t_dec = _setup((*base, int(r["decode_tp_size"]), int(r["decode_pp_size"]), policy), max_context)
+        pre, t_pre = _setup(r, "prefill", policy, max_context)
+        dec, t_dec = _setup(r, "decode", policy, max_context)
         plan = DisaggPlan(pre, n_p, dec, n_d)
         lengths = Lengths.fixed(i, o)
         n = max(per_client * c, 8)
@@ -187,18 +189,32 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
 
 
 def _per_replica(r: pd.Series) -> int | None:
-    """The benchmark's concurrency per aggregated replica: batch_size is per attention-DP rank, so a total
-    above batch_size x attention_dp means that many replicas share the load (Qwen3-32B-NVFP4 on GB200: 32)."""
+    """The benchmark's concurrency per simulated unit, one attention-DP rank of an aggregated replica: batch_size is
+    per attention-DP rank, so the total splits over the ranks (and over replicas beyond batch_size x
+    attention_dp: Qwen3-32B-NVFP4 on GB200 ran 32)."""
     c = _concurrency(r["silicon_data_source"])
-    if c is None or r["mode"] != "agg" or pd.isna(r["batch_size"]) or pd.isna(r["attention_dp_size"]):
+    if c is None or r["mode"] != "agg" or pd.isna(r["attention_dp_size"]):
         return c
-    per = int(r["batch_size"] * max(r["attention_dp_size"], 1))
-    return min(c, per) if per >= 1 else c
+    adp = max(int(r["attention_dp_size"]), 1)
+    per_rank = -(-c // adp)
+    if pd.isna(r["batch_size"]) or r["batch_size"] < 1:
+        return per_rank
+    return min(per_rank, int(r["batch_size"]))
+
+
+def _dense(r: pd.Series) -> bool:
+    from model.architecture.catalogue import load_architecture
+    from model.validation.engine_rows_layout import row_model
+
+    try:
+        return not load_architecture(row_model(r)).is_moe
+    except RidgeplanError:
+        return r["model_path"] in DENSE
 
 
 def _base(r: pd.Series) -> dict:
     return {"id": r["id"], "engine": r["backend"], "gpu": r["system"], "model": r["model_path"], "mode": r["mode"],
-            "dense": r["model_path"] in DENSE, "isl": r["isl"], "osl": r["osl"],
+            "dense": _dense(r), "isl": r["isl"], "osl": r["osl"],
             "concurrency": _per_replica(r), "total_concurrency": _concurrency(r["silicon_data_source"]),
             "measured_ttft_s": r["silicon_ttft_ms"] / 1e3, "measured_tpot_s": r["silicon_tpot_ms"] / 1e3,
             "workers": "", "reason": _expressible(r)}
@@ -215,7 +231,9 @@ def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_clien
     reasons = df.apply(_expressible, axis=1)
     out = [_base(r) for _, r in df[reasons != ""].iterrows()]
     ok = df[(reasons == "") & (df["mode"] == "agg")]
-    for _, g in ok.groupby(["model_path", "system", "precision", "tp_size", "pp_size", "backend", "isl", "osl"]):
+    config = ["model_path", "system", "precision", "gemm_quant_mode", "moe_quant_mode", "tp_size", "pp_size",
+              "attention_dp_size", "moe_tp_size", "moe_ep_size", "backend", "isl", "osl"]
+    for _, g in ok.groupby(config, dropna=False):
         out.extend(_group(g, longest, per_client, warmup_per_client))
     for _, r in df[(reasons == "") & (df["mode"] != "agg")].iterrows():
         out.append(_disagg_row(r, longest, per_client))
