@@ -100,6 +100,13 @@ def test_decode_overloaded_disaggregated_ttft_is_null(d):
     assert out["ttft_mean_s"] is None and "decode pool" in out["ttft_unbounded_reason"]
 
 
+def test_kv_pool_of_a_configuration_that_does_not_fit_is_not_negative():
+    """Found by the property test: Llama-3.1-70B bf16 on one H100 reported kv_pool_bytes = -66 GB."""
+    out = estimate(deployment("llama-3.1-70b", "h100-sxm"), Workload(Lengths.fixed(1, 1), concurrency=1)).to_dict()
+    assert out["fits"] is False
+    assert out["memory_per_gpu"]["kv_pool_bytes"] == 0.0 and out["memory_per_gpu"]["shortfall_bytes"] > 60e9
+
+
 def test_static_operator_table_has_no_infinite_intensity(d):
     """Operators with no memory bytes had intensity inf in the JSON output."""
     from model.serving.static import static_batch
