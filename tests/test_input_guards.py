@@ -34,6 +34,12 @@ def test_step_rejects_bad_sizes(d, args, field):
         d.step(*args)
 
 
+def test_from_samples_takes_one_scalar_sample():
+    """Found by fuzzing with other seeds: two scalars crashed inside pandas."""
+    lengths = Lengths.from_samples(5, 6)
+    assert lengths.input_len.tolist() == [5.0] and lengths.output_len.tolist() == [6.0]
+
+
 def test_step_still_takes_arrays_and_zero_context(d):
     r = d.step(np.array([1, 8]), 1, np.array([0, 512]))
     assert r.time_s.shape == (2,) and np.all(r.time_s > 0)
@@ -57,6 +63,7 @@ def test_deployment_rejects_bad_fields(kw, field):
     lambda: Lengths.lognormal(100, 100, NAN), lambda: Lengths.lognormal(100, 100, INF),
     lambda: Lengths.lognormal(100, 100, -1), lambda: Lengths.lognormal(NAN, 100),
     lambda: Lengths.lognormal(100, 100, 0.8, 2.5), lambda: Lengths.from_samples([1, 2], [1, 2], bins=1e12),
+    lambda: Lengths.from_samples([[1, 2]], [[1, 2]]),
     lambda: Workload(Lengths.fixed(8, 8), prefix_hit_rate=None),
     lambda: Workload(Lengths.fixed(8, 8), concurrency=NAN), lambda: Workload("abc"),
     lambda: SLO("fast"), lambda: SLO(1.0, 0.1, None),
@@ -98,6 +105,13 @@ def test_decode_overloaded_disaggregated_ttft_is_null(d):
     out = est.to_dict()
     assert est.bottleneck == "decode" and out["sustainable"] is False
     assert out["ttft_mean_s"] is None and "decode pool" in out["ttft_unbounded_reason"]
+
+
+def test_kv_pool_of_a_configuration_that_does_not_fit_is_not_negative():
+    """Found by the property test: Llama-3.1-70B bf16 on one H100 reported kv_pool_bytes = -66 GB."""
+    out = estimate(deployment("llama-3.1-70b", "h100-sxm"), Workload(Lengths.fixed(1, 1), concurrency=1)).to_dict()
+    assert out["fits"] is False
+    assert out["memory_per_gpu"]["kv_pool_bytes"] == 0.0 and out["memory_per_gpu"]["shortfall_bytes"] > 60e9
 
 
 def test_static_operator_table_has_no_infinite_intensity(d):

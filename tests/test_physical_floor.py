@@ -32,7 +32,7 @@ ENGINES = ["vllm", "sglang", "trtllm"]
 SIGNED = ("error", "delta", "change", "saving", "gain", "headroom")
 REL = 1e-9  # float round-off allowance on the floor comparison
 
-SETTINGS = settings(max_examples=6, deadline=None, derandomize=True, print_blob=False,
+SETTINGS = settings(max_examples=15, deadline=None, derandomize=True, print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 

@@ -354,7 +354,8 @@ def estimate(d: Deployment, workload: Workload, policy: EnginePolicy | str = "vl
     cap = kv_capacity(d, policy, lengths.mean_input + lengths.mean_output / (1 if policy.admission == "max_length" else 2),
                       offload, speculation)
     memory = {"weights_bytes": float(cap.weights_bytes[0]), "activation_bytes": float(cap.activation_bytes[0]),
-              "reserved_bytes": cap.reserved_bytes, "kv_pool_bytes": float(cap.kv_pool_bytes[0]),
+              # a pool is a size: where the weights alone overflow, it is 0 and the deficit is shortfall_bytes
+              "reserved_bytes": cap.reserved_bytes, "kv_pool_bytes": max(0.0, float(cap.kv_pool_bytes[0])),
               "kv_bytes_per_sequence": float(cap.kv_bytes_per_sequence[0]), "capacity_bytes": d.capacity_bytes,
               "usable_bytes": d.capacity_bytes * policy.memory_fraction,
               "shortfall_bytes": max(0.0, -(float(cap.kv_pool_bytes[0]) - float(cap.kv_bytes_per_sequence[0])))}

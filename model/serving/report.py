@@ -193,7 +193,7 @@ def memory_segments(est: Estimate) -> pd.DataFrame:
         m = est.memory
         w, a, r = m["weights_bytes"], m["activation_bytes"], m["reserved_bytes"]
         pool, per_seq = m["kv_pool_bytes"], m["kv_bytes_per_sequence"]
-        engine_total = w + a + r + pool  # what the engine's memory policy hands out (pool may be negative)
+        engine_total = w + a + r + pool  # what the engine's memory policy hands out (pool 0 when nothing fits)
         if est.fits and est.state is not None:
             used = min(float(est.state.concurrency[est.point]) * per_seq, pool)
             kv = [("KV cache (in use)", used), ("KV pool (free)", max(pool - used, 0.0))]

@@ -75,14 +75,15 @@ class Lengths:
     @classmethod
     def from_samples(cls, input_len, output_len, bins: int = 16, label: str = "trace") -> Lengths:
         """A histogram of observed (input, output) pairs, binned jointly on a log grid (at most bins x bins)."""
-        i = _numbers("input_len", input_len, "trace")
-        o = _numbers("output_len", output_len, "trace")
+        i = np.atleast_1d(_numbers("input_len", input_len, "trace"))
+        o = np.atleast_1d(_numbers("output_len", output_len, "trace"))
         require_positive("bins", bins, integer=True)
         if bins > MAX_POINTS:
             raise RidgeplanError("bins", f"must be at most {MAX_POINTS}, got {bins!r}")
         bins = int(bins)
-        if i.size == 0 or i.shape != o.shape:
-            raise RidgeplanError("trace", "needs equal numbers of input and output lengths (at least one)")
+        if i.size == 0 or i.shape != o.shape or i.ndim != 1:
+            raise RidgeplanError("trace", "needs equal numbers of input and output lengths (at least one, as 1-D "
+                                 "sequences)")
         require_sizes("trace input_len", i, upper=MAX_TOKENS)
         require_sizes("trace output_len", o, upper=MAX_TOKENS)
         if np.any(i < 1) or np.any(o < 1):
