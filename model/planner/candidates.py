@@ -174,6 +174,29 @@ def capacities(cands: list[Candidate], inputs: np.ndarray, outputs: np.ndarray, 
     return Capacities(out["rate"], out["batch"], min_ttft, min_tpot, fits)
 
 
+CACHED_CALLS = 8  # capacity evaluations remembered per process (cached_capacities)
+_remembered: list[tuple[tuple, tuple, Capacities]] = []
+
+
+def cached_capacities(cands: list[Candidate], inputs: np.ndarray, outputs: np.ndarray,
+                      request: PlanRequest) -> Capacities:
+    """`capacities`, remembered for the last CACHED_CALLS evaluations in this process. A capacity depends only on
+    the deployment, role, bucket lengths, SLO, engine and KV placement, never on the rate: re-planning the same
+    traffic shape (another rate, budget, availability or GPU price; the app re-planning as a slider moves) reuses
+    it. A hit needs all of those equal; deployments and the engine policy are compared by value (deployments are
+    rebuilt for every plan)."""
+    key = (tuple((c.model, c.role) for c in cands), inputs.tobytes(), outputs.tobytes(), request.slo,
+           request.engine, request.kv_placement)
+    state = (tuple(c.deployment for c in cands), engine_policy(request.engine))
+    for k, d, caps in _remembered:
+        if k == key and d == state:
+            return caps
+    caps = capacities(cands, inputs, outputs, request, state[1])
+    _remembered.append((key, state, caps))
+    del _remembered[:-CACHED_CALLS]
+    return caps
+
+
 def _targets(request: PlanRequest) -> tuple[float, float, float]:
     slo = request.slo
     return (slo.ttft_s if slo.ttft_s is not None else np.inf, slo.tpot_s if slo.tpot_s is not None else np.inf,
