@@ -167,6 +167,13 @@ def capacities(cands: list[Candidate], inputs: np.ndarray, outputs: np.ndarray, 
     for k, c in enumerate(cands):
         groups.setdefault((c.model, c.deployment.layout.pp, c.role), []).append(k)
     for (_, _, role), rows in groups.items():
+        # a configuration that cannot hold one sequence of the shortest prompt fits no bucket in any role (every
+        # role charges at least the prompt): it keeps capacity 0 and is left out of the stacked evaluation
+        holds = kv_capacity(StackedDeployment.repeat([cands[k].deployment for k in rows], 1), policy,
+                            np.full(len(rows), float(inputs.min()))).max_sequences >= 1
+        rows = [k for k, ok in zip(rows, holds) if ok]
+        if not rows:
+            continue
         fn = {"aggregated": _aggregated, "prefill": _prefill, "decode": _decode}[role]
         rate, batch, t0, p0, fit = fn([cands[k].deployment for k in rows], inputs, outputs, request, policy)
         out["rate"][rows], out["batch"][rows] = rate, batch

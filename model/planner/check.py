@@ -1,12 +1,11 @@
 """The planner's re-check of one pool: does one instance of a candidate, given its bucket mix at a rate, meet the SLO?
 
 `check_pool(candidate, lengths, rate_per_s, request) -> PoolCheck` is the one function the re-check loop calls
-(model.planner.plan looks it up here at call time). Today it is `serving_check`, the serving model proper
-(model.serving.estimate for aggregated instances, prefill_pool / decode_pool for disaggregated ones). To re-check
-with the engine simulator instead, point `check_pool` at a function that calls
-`simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, ...)` and returns a PoolCheck:
-`simulator_check` below does that (once the simulator is merged), and the assignment `check_pool = serving_check`
-at the bottom of this module is the one line to change.
+(model.planner.plan looks it up here at call time). It is `simulator_check`: aggregated instances through the
+engine simulator (model.serving.simulator.run.simulate_pool) at the SLO percentile of 1,000 simulated requests;
+prefill and decode pools through `serving_check`, the serving model (prefill_pool / decode_pool). `plan(check=...)`
+takes any other function of the same signature. `sustained_rate` finds the highest rate a check passes (the
+re-route loop lowers a failing configuration's capacity to it).
 
 The rate is per instance: a pool of n instances behind a balancer carries rate / n on each.
 Every latency is keyed by the statistic it is: 'p50', 'p90', 'p99' (quantiles of the request distribution) or
@@ -151,7 +150,8 @@ def sustained_rate(check: CheckFn, candidate, lengths: Lengths, rate_hi: float, 
     `excess`), which falls about linearly with the rate as a queue fills, reaches 1 (regula falsi); with no
     passing probe yet, on the line through the two lowest failing ones, or at rate_hi / sqrt(excess there) for
     the first; a bisection step when that stalls (two or three probes on one side) or a verdict has no number.
-    `failing`: the check's verdict at rate_hi (not asked again)."""
+    It stops at a passing probe when that line puts the boundary within rate_hi / 64 of it. `failing`: the
+    check's verdict at rate_hi (not asked again)."""
     role = candidate.role
 
     def slack(r):
@@ -179,6 +179,9 @@ def sustained_rate(check: CheckFn, candidate, lengths: Lengths, rate_hi: float, 
         same_side, last = (same_side + 1 if passed == last else 1), passed
         if passed:
             lo, s_lo = x, slack(r)
+            if s_lo is not None and s_hi is not None and s_lo > s_hi and \
+                    (hi - lo) * (s_lo - 1) / (s_lo - s_hi) <= rate_hi / 64:
+                break  # the line through the bracket's ends puts the boundary within the precision of this pass
         else:
             below = (hi, s_hi) if s_hi is not None else None
             hi, s_hi = x, slack(r)

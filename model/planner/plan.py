@@ -1,14 +1,14 @@
 """Plan a fleet: candidates -> SLO capacities -> integer program -> re-check and re-route -> a plan to deploy.
 
-The program fills each configuration to its per-bucket SLO capacity. Every pool of its answer is then re-checked
-(`model.planner.check.check_pool`: the serving model today, the engine simulator when switched) at the rate routed
-to it. When a pool fails, the planner does not buy more of it: it lowers that configuration's capacity for the
-buckets it was given to what the check sustains for that mix, and solves routing and counts again. It stops when
-every pool passes. Each visited fleet that passed (including, as a fallback, the failing fleet with instances
-added until it passes, within the limits) is kept; the answer is the best of them, or of an incumbent plan
-passed in (a plan for a smaller GPU offer). A plan none of whose fleets passed is reported not feasible, with what
-failed. An infeasible request gets the constraint that cannot be met and the smallest relaxation that can
-(model.planner.explain).
+The program fills each configuration to its per-bucket SLO capacity; the re-check loop (model.planner.reroute)
+checks every pool of its answer (`model.planner.check.check_pool`: the engine simulator at the SLO percentile for
+aggregated pools) at the rate routed to it, lowers what fails to what the check sustains and solves again until
+every pool passes. Each visited fleet that passed (including, as a fallback, a failing fleet with instances added
+until it passes, within the limits) is kept; the answer is the best of them, or of an incumbent plan passed in (a
+plan for a smaller GPU offer). When the loop had to re-route, it is also run on each GPU type alone, so that
+offering more types is never worse than offering one. A plan none of whose fleets passed is reported not
+feasible, with what failed. An infeasible request gets the constraint that cannot be met and the smallest
+relaxation that can (model.planner.explain).
 """
 
 from __future__ import annotations
