@@ -32,7 +32,7 @@ from model.planner.prune import undominated
 from model.planner.request import PlanRequest, Slice
 from model.serving.workload import Lengths
 
-MAX_ROUNDS = 8  # re-solves of the re-route loop
+MAX_ROUNDS = 12  # re-solves of the re-route loop
 MAX_RAISE = 6  # instances added to a failing pool for the fallback fleet
 
 
