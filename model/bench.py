@@ -84,35 +84,73 @@ def bench_serving(scenarios: int = 100_000) -> dict[str, float]:
     return out
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (CBC runs as a child): a figure that contention on a
+    shared machine inflates far less than wall time."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _timed(fn: Callable[[], object], repeats: int = 2) -> tuple[float, float]:
+    """(best wall seconds, CPU seconds of that run) over `repeats` runs."""
+    best = (float("inf"), float("inf"))
+    for _ in range(repeats):
+        c0, t0 = _cpu_s(), time.perf_counter()
+        fn()
+        best = min(best, (time.perf_counter() - t0, _cpu_s() - c0))
+    return best
+
+
+BENCH_GPUS = ("h100-sxm", "h200", "a100-sxm-80gb", "l40s", "l4", "a10g")
+
+
+def bench_request(rate: float = 40.0, input_mean: float = 1500, output_mean: float = 300):
+    """The README benchmark: Llama-3.1-8B, 6 GPU types x every layout (1-8 GPUs, TP/PP) x 4 precisions x 3 roles x
+    64 traffic slices (16 request-size buckets x 4 rate slices that may not split), TTFT 1 s / TPOT 50 ms at p90."""
+    from model.planner import GpuOption, PlanRequest, Traffic
+    from model.serving.estimate import SLO
+    from model.serving.workload import Lengths
+
+    return PlanRequest((Traffic("llama-3.1-8b", rate, Lengths.lognormal(input_mean, output_mean)),), SLO(1.0, 0.05),
+                       tuple(GpuOption(g) for g in BENCH_GPUS), max_buckets=16, slices_per_bucket=4,
+                       split_slices=False)
+
+
 def bench_planner() -> dict[str, float]:
-    """Time to plan: 6 GPU types x every layout (1-8 GPUs, TP/PP) x 4 precisions x 3 roles x 64 traffic slices
-    (16 request-size buckets x 4 rate slices that may not split), ILP and re-checks included."""
+    """Time to plan the README benchmark (`bench_request`), ILP and simulator re-checks included: the first call
+    in a process, warm (the same request again: its SLO capacities are remembered, model.planner.candidates.
+    cached_capacities) and warm with new traffic (another rate and lengths: nothing but compiled graphs and
+    loaded tables reused); the README's Python example warm; the README's plan commands as processes."""
     from model.planner import GpuOption, PlanRequest, Traffic, plan
     from model.planner.candidates import capacities, enumerate_candidates
     from model.planner.request import buckets
     from model.serving.estimate import SLO
     from model.serving.workload import Lengths
 
-    gpus = ("h100-sxm", "h200", "a100-sxm-80gb", "l40s", "l4", "a10g")
-    req = PlanRequest((Traffic("llama-3.1-8b", 40.0, Lengths.lognormal(1500, 300)),), SLO(1.0, 0.05),
-                      tuple(GpuOption(g) for g in gpus), max_buckets=16, slices_per_bucket=4, split_slices=False)
-    t0 = time.perf_counter()
+    req = bench_request()
+    c0, t0 = _cpu_s(), time.perf_counter()
     result = plan(req)  # first call: compiles the model's operator graph and loads the devices
-    cold = time.perf_counter() - t0
-    warm = _best_of(lambda: plan(req), repeats=2)
+    cold, cold_cpu = time.perf_counter() - t0, _cpu_s() - c0
+    warm, warm_cpu = _timed(lambda: plan(req))
+    fresh = iter([bench_request(31.0, 1200, 250), bench_request(47.0, 1700, 350)])
+    new, new_cpu = _timed(lambda: plan(next(fresh)))
     cands, _ = enumerate_candidates(req)
     bi, bo, _ = buckets(req.traffic[0].lengths, 16)
     cap_s = _best_of(lambda: capacities(cands, bi, bo, req), repeats=2)
     readme = PlanRequest((Traffic("llama-3.1-8b", 40.0, Lengths.lognormal(1500, 300)),), SLO(1.0, 0.05),
                          (GpuOption("h100-sxm"), GpuOption("l40s"), GpuOption("l4")))
     plan(readme)
-    readme_warm = _best_of(lambda: plan(readme).to_dict(), repeats=2)
-    return {"plan end to end, first call (s)": cold, "plan end to end, warm (s)": warm,
+    readme_warm, _ = _timed(lambda: plan(readme).to_dict())
+    return {"plan end to end, first call in a process (s)": cold, "plan, first call: CPU (s)": cold_cpu,
+            "plan end to end, warm, same request (s)": warm, "plan, warm, same request: CPU (s)": warm_cpu,
+            "plan end to end, warm, new traffic (s)": new, "plan, warm, new traffic: CPU (s)": new_cpu,
             "candidate configurations": float(len(cands)),
             "candidate x bucket capacity evaluations/s": len(cands) * bi.size / cap_s,
             "plan cost ($/h)": result.cost_per_hour_usd,
             "README python plan, warm in one process (s)": readme_warm,
-            **bench_plan_command()}
+            **bench_plan_command(), "load average (1 min) while measuring": os.getloadavg()[0]}
 
 
 PLAN_COMMANDS = {  # the README's `ridgeplan plan` examples (the second without its Pareto sweep)
@@ -121,23 +159,31 @@ PLAN_COMMANDS = {  # the README's `ridgeplan plan` examples (the second without 
     "README plan 2 (llama-3.1-8b, budget)": ["--model", "llama-3.1-8b", "--rate", "40", "--tpot-ms", "50", "--gpus",
                                              "h100-sxm:3.0:16,l40s,l4", "--budget", "40"],
 }
+IMPORT_PLAN_PATH = "import model.cli, model.cli.plan, model.planner.plan, model.serving.simulator.run"
 
 
 def bench_plan_command(repeats: int = 2) -> dict[str, float]:
-    """`ridgeplan plan ... --json` as a command: process start to the JSON on stdout (best of `repeats`)."""
+    """`ridgeplan plan ... --json` as a command: process start to the JSON on stdout (best of `repeats`, with its
+    CPU), and the import of the plan path alone."""
     import subprocess
 
     out: dict[str, float] = {}
     code = "from model.cli import main; raise SystemExit(main())"
     for name, args in PLAN_COMMANDS.items():
-        best = float("inf")
+        best = (float("inf"), float("inf"))
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            c0, t0 = _cpu_s(), time.perf_counter()
             done = subprocess.run([sys.executable, "-c", code, "plan", *args, "--json"], capture_output=True, text=True,
                                   check=True)
-            best = min(best, time.perf_counter() - t0)
-        out[f"{name}: command, process start to JSON (s)"] = best
+            best = min(best, (time.perf_counter() - t0, _cpu_s() - c0))
+        out[f"{name}: command, process start to JSON (s)"] = best[0]
+        out[f"{name}: command CPU (s)"] = best[1]
         out[f"{name}: cost ($/h)"] = float(json.loads(done.stdout)["cost_per_hour_usd"] or float("nan"))
+    timing = (f"import time; t = time.perf_counter(); {IMPORT_PLAN_PATH}; "
+              "print(time.perf_counter() - t)")
+    out["import of the plan path (s)"] = min(
+        float(subprocess.run([sys.executable, "-c", timing], capture_output=True, text=True, check=True).stdout)
+        for _ in range(repeats))
     return out
 
 

@@ -177,6 +177,18 @@ def test_reroute_final_cost_never_exceeds_a_passing_visited_fleet():
         assert _strict(pool.candidate, pool.lengths, pool.rate_per_s / pool.instances, p.request).ok
 
 
+@settings(max_examples=4, deadline=None)
+@given(rate=st.floats(6.0, 30.0), gpus=st.sampled_from([("a100-sxm-80gb",), ("a100-sxm-80gb", "l40s")]))
+def test_final_cost_never_exceeds_a_passing_visited_fleet_property(rate, gpus):
+    # the same invariant over random rates and offers (the loop stops early at its bound, skips fallback fleets
+    # that cannot win and one-type loops that cannot win: none of that may lose a cheaper passing fleet)
+    p = plan(_req(gpus, rate=rate, lengths=Lengths.lognormal(1000, 200)), check=_strict)
+    assert p.feasible
+    assert p.cost_per_hour_usd <= min(v for v, ok in p.visited if ok) + 1e-9
+    for pool in p.pools:
+        assert _strict(pool.candidate, pool.lengths, pool.rate_per_s / pool.instances, p.request).ok
+
+
 @settings(max_examples=3, deadline=None)
 @given(extra=st.sampled_from(["h100-sxm", "l40s", "l4"]), rate=st.floats(4.0, 30.0))
 def test_adding_a_gpu_type_never_raises_the_final_cost(extra, rate):

@@ -167,11 +167,41 @@ def capacities(cands: list[Candidate], inputs: np.ndarray, outputs: np.ndarray, 
     for k, c in enumerate(cands):
         groups.setdefault((c.model, c.deployment.layout.pp, c.role), []).append(k)
     for (_, _, role), rows in groups.items():
+        # a configuration that cannot hold one sequence of the shortest prompt fits no bucket in any role (every
+        # role charges at least the prompt): it keeps capacity 0 and is left out of the stacked evaluation
+        holds = kv_capacity(StackedDeployment.repeat([cands[k].deployment for k in rows], 1), policy,
+                            np.full(len(rows), float(inputs.min()))).max_sequences >= 1
+        rows = [k for k, ok in zip(rows, holds) if ok]
+        if not rows:
+            continue
         fn = {"aggregated": _aggregated, "prefill": _prefill, "decode": _decode}[role]
         rate, batch, t0, p0, fit = fn([cands[k].deployment for k in rows], inputs, outputs, request, policy)
         out["rate"][rows], out["batch"][rows] = rate, batch
         min_ttft[rows], min_tpot[rows], fits[rows] = t0, p0, fit
     return Capacities(out["rate"], out["batch"], min_ttft, min_tpot, fits)
+
+
+CACHED_CALLS = 8  # capacity evaluations remembered per process (cached_capacities)
+_remembered: list[tuple[tuple, tuple, Capacities]] = []
+
+
+def cached_capacities(cands: list[Candidate], inputs: np.ndarray, outputs: np.ndarray,
+                      request: PlanRequest) -> Capacities:
+    """`capacities`, remembered for the last CACHED_CALLS evaluations in this process. A capacity depends only on
+    the deployment, role, bucket lengths, SLO, engine and KV placement, never on the rate: re-planning the same
+    traffic shape (another rate, budget, availability or GPU price; the app re-planning as a slider moves) reuses
+    it. A hit needs all of those equal; deployments and the engine policy are compared by value (deployments are
+    rebuilt for every plan)."""
+    key = (tuple((c.model, c.role) for c in cands), inputs.tobytes(), outputs.tobytes(), request.slo,
+           request.engine, request.kv_placement)
+    state = (tuple(c.deployment for c in cands), engine_policy(request.engine))
+    for k, d, caps in _remembered:
+        if k == key and d == state:
+            return caps
+    caps = capacities(cands, inputs, outputs, request, state[1])
+    _remembered.append((key, state, caps))
+    del _remembered[:-CACHED_CALLS]
+    return caps
 
 
 def _targets(request: PlanRequest) -> tuple[float, float, float]:

@@ -1,12 +1,11 @@
 """The planner's re-check of one pool: does one instance of a candidate, given its bucket mix at a rate, meet the SLO?
 
 `check_pool(candidate, lengths, rate_per_s, request) -> PoolCheck` is the one function the re-check loop calls
-(model.planner.plan looks it up here at call time). Today it is `serving_check`, the serving model proper
-(model.serving.estimate for aggregated instances, prefill_pool / decode_pool for disaggregated ones). To re-check
-with the engine simulator instead, point `check_pool` at a function that calls
-`simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, ...)` and returns a PoolCheck:
-`simulator_check` below does that (once the simulator is merged), and the assignment `check_pool = serving_check`
-at the bottom of this module is the one line to change.
+(model.planner.plan looks it up here at call time). It is `simulator_check`: aggregated instances through the
+engine simulator (model.serving.simulator.run.simulate_pool) at the SLO percentile of 1,000 simulated requests;
+prefill and decode pools through `serving_check`, the serving model (prefill_pool / decode_pool). `plan(check=...)`
+takes any other function of the same signature. `sustained_rate` finds the highest rate a check passes (the
+re-route loop lowers a failing configuration's capacity to it).
 
 The rate is per instance: a pool of n instances behind a balancer carries rate / n on each.
 Every latency is keyed by the statistic it is: 'p50', 'p90', 'p99' (quantiles of the request distribution) or
@@ -16,6 +15,7 @@ on its concurrency grid, is the same for every sequence in the iteration; no per
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -92,9 +92,10 @@ def serving_check(candidate, lengths: Lengths, rate_per_s: float, request) -> Po
 
 
 def simulator_check(candidate, lengths: Lengths, rate_per_s: float, request, num_requests: int = 1000) -> PoolCheck:
-    """One aggregated instance through the engine simulator (`simulate_pool` of model.serving.simulator, from the
-    `sim` branch) at the SLO percentile of its simulated requests. Prefill and decode pools keep `serving_check`:
-    the simulator runs a disaggregated pair as a whole (simulate_disagg), and one pool's check has no partner."""
+    """One aggregated instance through the engine simulator (`simulate_pool` of model.serving.simulator) at the
+    SLO percentile of its `num_requests` simulated requests (Poisson arrivals, fixed seed: deterministic).
+    Prefill and decode pools keep `serving_check`: the simulator runs a disaggregated pair as a whole
+    (simulate_disagg), and one pool's check has no partner."""
     if candidate.role != "aggregated":
         return serving_check(candidate, lengths, rate_per_s, request)
     import numpy as np
@@ -127,17 +128,64 @@ CheckFn = Callable[..., PoolCheck]
 check_pool: CheckFn = simulator_check
 
 
-def sustained_rate(check: CheckFn, candidate, lengths: Lengths, rate_hi: float, request, steps: int = 6) -> float:
-    """Largest per-instance rate in [0, rate_hi] that `check` passes (bisection; 0 when even a trickle fails).
-    Latencies grow with the rate, so the set of passing rates is an interval from 0."""
-    lo, hi = 0.0, rate_hi
-    if check(candidate, lengths, rate_hi * 1e-3, request).ok is False:
-        return 0.0
-    lo = rate_hi * 1e-3
+def excess(r, request, role: str) -> float | None:
+    """How far a verdict's checked statistics are over their targets: the largest value / target (above 1 fails);
+    None when the verdict carries no number for one of them (does not fit, unbounded)."""
+    slo, key = request.slo, _key(request.slo.attainment)
+    ratios = []
+    if slo.ttft_s is not None and role != "decode":
+        ratios.append(r.ttft_s.get(key, math.nan) / slo.ttft_s)
+    if slo.tpot_s is not None and role != "prefill":
+        ratios.append(r.tpot_s.get(key, r.tpot_s.get("mean", math.nan)) / slo.tpot_s)
+    worst = max(ratios, default=math.nan)
+    return worst if math.isfinite(worst) and worst > 0 else None
+
+
+def sustained_rate(check: CheckFn, candidate, lengths: Lengths, rate_hi: float, request, steps: int = 6,
+                   failing=None) -> float:
+    """Largest per-instance rate in [0, rate_hi] that `check` passes, to within rate_hi / 64 or `steps` probes;
+    0 when even a trickle (rate_hi / 1000) fails. Latencies grow with the rate, so the passing rates are an
+    interval from 0 (a passing probe vouches for every lower rate, the trickle included: it is only checked when
+    no probe passed). The search keeps a bracket [passing, failing] and probes where the slack 1 / excess (see
+    `excess`), which falls about linearly with the rate as a queue fills, reaches 1 (regula falsi); with no
+    passing probe yet, on the line through the two lowest failing ones, or at rate_hi / sqrt(excess there) for
+    the first; a bisection step when that stalls (two or three probes on one side) or a verdict has no number.
+    It stops at a passing probe when that line puts the boundary within rate_hi / 64 of it. `failing`: the
+    check's verdict at rate_hi (not asked again)."""
+    role = candidate.role
+
+    def slack(r):
+        e = excess(r, request, role) if r is not None else None
+        return 1 / e if e else None
+
+    lo, hi, s_lo, s_hi = 0.0, rate_hi, None, slack(failing)
+    below: tuple[float, float] | None = None  # the failing probe before the lowest one (for extrapolation)
+    same_side, last = 0, None  # probes in a row that moved the same end of the bracket
     for _ in range(steps):
-        mid = (lo + hi) / 2
-        if check(candidate, lengths, mid, request).ok:
-            lo = mid
+        width = hi - lo
+        if width <= rate_hi / 64:
+            break
+        x = lo + width / 2
+        if s_hi is not None and s_hi < 1:
+            if s_lo is not None and s_lo > s_hi and same_side < 2:
+                x = lo + width * (s_lo - 1) / (s_lo - s_hi)
+            elif lo == 0 and below is not None and below[1] < s_hi and same_side < 3:
+                x = hi - (1 - s_hi) * (below[0] - hi) / (s_hi - below[1])  # the line through the two lowest fails
+            elif lo == 0 and below is None:
+                x = hi * s_hi**0.5
+            x = min(max(x, lo + 0.05 * width), hi - 0.05 * width)
+        r = check(candidate, lengths, x, request)
+        passed = bool(r.ok)
+        same_side, last = (same_side + 1 if passed == last else 1), passed
+        if passed:
+            lo, s_lo = x, slack(r)
+            if s_lo is not None and s_hi is not None and s_lo > s_hi and \
+                    (hi - lo) * (s_lo - 1) / (s_lo - s_hi) <= rate_hi / 64:
+                break  # the line through the bracket's ends puts the boundary within the precision of this pass
         else:
-            hi = mid
+            below = (hi, s_hi) if s_hi is not None else None
+            hi, s_hi = x, slack(r)
+    if lo == 0:
+        trickle = rate_hi * 1e-3
+        return trickle if check(candidate, lengths, trickle, request).ok else 0.0
     return lo

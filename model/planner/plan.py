@@ -1,68 +1,34 @@
 """Plan a fleet: candidates -> SLO capacities -> integer program -> re-check and re-route -> a plan to deploy.
 
-The program fills each configuration to its per-bucket SLO capacity. Every pool of its answer is then re-checked
-(`model.planner.check.check_pool`: the serving model today, the engine simulator when switched) at the rate routed
-to it. When a pool fails, the planner does not buy more of it: it lowers that configuration's capacity for the
-buckets it was given to what the check sustains for that mix, and solves routing and counts again. It stops when
-every pool passes. Each visited fleet that passed (including, as a fallback, the failing fleet with instances
-added until it passes, within the limits) is kept; the answer is the best of them, or of an incumbent plan
-passed in (a plan for a smaller GPU offer). A plan none of whose fleets passed is reported not feasible, with what
-failed. An infeasible request gets the constraint that cannot be met and the smallest relaxation that can
-(model.planner.explain).
+The program fills each configuration to its per-bucket SLO capacity; the re-check loop (model.planner.reroute)
+checks every pool of its answer (`model.planner.check.check_pool`: the engine simulator at the SLO percentile for
+aggregated pools) at the rate routed to it, lowers what fails to what the check sustains and solves again until
+every pool passes. Each visited fleet that passed (including, as a fallback, a failing fleet with instances added
+until it passes, within the limits) is kept; the answer is the best of them, or of an incumbent plan passed in (a
+plan for a smaller GPU offer). When the loop had to re-route, it is also run on each GPU type alone, so that
+offering more types is never worse than offering one. A plan none of whose fleets passed is reported not
+feasible, with what failed. An infeasible request gets the constraint that cannot be met and the smallest
+relaxation that can (model.planner.explain).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from model.errors import RidgeplanError
-from model.planner.candidates import Candidate, capacities, enumerate_candidates
-from model.planner.ilp import IlpSolution, solve_fleet
+from model.planner.candidates import Candidate, cached_capacities, enumerate_candidates
+from model.planner.ilp import IlpSolution
 from model.planner.pairs import describe_key, pair_transfer_s
+from model.planner.prune import lower_bound, undominated
 from model.planner.request import PlanRequest, Slice, buckets, slices
-from model.serving.workload import Lengths
+from model.planner.reroute import Fleet, Pool, memoized, objective_value, reroute, within_limits
 
-MAX_ROUNDS = 8  # re-solves of the re-route loop
-MAX_RAISE = 6  # instances added to a failing pool for the fallback fleet
-
-
-@dataclass(frozen=True)
-class Pool:
-    """Instances of one configuration and the traffic routed to them. Latencies are keyed by their statistic
-    ('p50', 'p90', 'p99' or 'mean'; see model.planner.check)."""
-
-    candidate: Candidate
-    instances: int
-    routed: dict[int, float]  # bucket -> requests/s
-    lengths: Lengths
-    max_batch: int
-    ttft_s: dict[str, float] = field(default_factory=dict)
-    tpot_s: dict[str, float] = field(default_factory=dict)
-    utilization: float = 0.0
-    meets_slo: bool = True
-    placement: str = "across_nodes"  # where this pool's KV hand-offs travel (disaggregated pools)
-    failed: tuple[str, ...] = ()  # what the check found, when it did not pass
-
-    @property
-    def rate_per_s(self) -> float:
-        return float(sum(self.routed.values()))
-
-    def to_dict(self) -> dict[str, Any]:
-        from model.planner.commands import launch_commands
-
-        c = self.candidate
-        d = c.deployment
-        return {"model": c.model, "gpu": c.gpu, "role": c.role, "instances": self.instances,
-                "gpus_per_instance": c.gpus, "layout": d.layout.label(),
-                "precision": {"weights": d.precision.weights, "kv": d.precision.kv, "activations": d.resolved.activations},
-                "max_batch": self.max_batch, "rate_per_s": self.rate_per_s,
-                "cost_per_hour_usd": self.instances * c.cost_per_hour,
-                "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "utilization": self.utilization,
-                "meets_slo": self.meets_slo, "failed": list(self.failed), "launch": launch_commands(c, self.max_batch)}
+__all__ = ["Fleet", "Pair", "Plan", "Pool", "check_context", "objective_value", "pareto_frontier", "plan",
+           "undominated", "within_limits"]
 
 
 @dataclass(frozen=True)
@@ -134,17 +100,6 @@ def _router(pools, pairs) -> dict[str, str]:
     return router_commands(pools, pairs)
 
 
-@dataclass(frozen=True)
-class Fleet:
-    """One fleet the re-check loop visited."""
-
-    sol: IlpSolution
-    pools: tuple[Pool, ...]
-    value: float
-    passed: bool
-    how: str  # 'solved' (the program's routing), 'raised' (failing pools given more instances) or 'one type'
-
-
 def _check_fn():
     from model.planner import check
 
@@ -165,18 +120,25 @@ def plan(request: PlanRequest, progress: Callable[[str], None] | None = None, *,
         return Plan(request, False, explanation="no configuration could be built: " + "; ".join(dropped[:5]))
     sl = slices(request)
     cap_cs, info = _capacity_matrix(request, cands, sl, progress)
-    keep = undominated(request, cands, cap_cs)
-    cap = np.where(keep[:, None], cap_cs, 0.0)
-    visited = reroute(request, cands, sl, cap, info, check)
+    check = memoized(check)
+    usable = _usable_incumbent(request, incumbent)
+    bound = objective_value(request, incumbent.pools) if usable else np.inf
+    visited = reroute(request, cands, sl, cap_cs, info, check, bound)
     found = min((f.value for f in visited if f.passed), default=np.inf)
     if len(request.gpus) > 1 and visited and found > visited[0].value + 1e-9:
         # the loop had to re-route and ended above the program's first optimum (a lower bound for any fleet): also
         # run it on each GPU type alone (same capacities), so that offering more types is never worse than
-        # offering any one of them (their passing fleets are incumbents)
+        # offering any one of them (their passing fleets are incumbents). A type whose program cannot beat the
+        # best passing fleet (its lower bound, model.planner.prune) is skipped; a loop stops once it cannot.
         for opt in request.gpus:
-            alone = np.array([c.gpu == opt.gpu for c in cands])
-            visited += [replace(f, how="one type") for f in reroute(request, cands, sl, np.where(alone[:, None], cap, 0.0),
-                                                                    info, check) if f.passed]
+            alone = np.where(np.array([c.gpu == opt.gpu for c in cands])[:, None], cap_cs, 0.0)
+            best_so_far = min(found, bound)
+            if lower_bound(request, cands, sl, alone) >= best_so_far - 1e-9:
+                continue
+            more = [replace(f, how="one type") for f in reroute(request, cands, sl, alone, info, check, best_so_far)
+                    if f.passed]
+            visited += more
+            found = min([found, *(f.value for f in more)])
     passing = [f for f in visited if f.passed]
     best = min(passing, key=lambda f: (f.value, f.how != "solved")) if passing else None
     base_notes = [f"{len(cands)} candidate configurations evaluated ({len(dropped)} dropped: unsupported or invalid)",
@@ -186,8 +148,7 @@ def plan(request: PlanRequest, progress: Callable[[str], None] | None = None, *,
                   ("latencies name their statistic: p50/p90/p99 over requests, or the mean (a decode pool's TPOT: "
                    "decode-only iteration time at the interpolated concurrency)")]
     trace = tuple((f.value, f.passed) for f in visited)
-    if _usable_incumbent(request, incumbent) and (best is None or objective_value(request, incumbent.pools)
-                                                   < best.value - 1e-9):
+    if usable and (best is None or bound < best.value - 1e-9):
         return replace(incumbent, request=request, candidates_evaluated=len(cands), visited=trace,
                        notes=(*incumbent.notes, ("kept the incumbent (a smaller offer's passing fleet): no fleet "
                                                  "found on this offer passed the re-check at a lower objective")))
@@ -213,12 +174,6 @@ def _explain_fn():
     return explain
 
 
-def _token_budget(request: PlanRequest) -> int:
-    from model.serving.policy import engine_policy
-
-    return engine_policy(request.engine).max_num_batched_tokens
-
-
 def _policy_note(request: PlanRequest) -> str:
     from model.serving.policy import engine_policy
 
@@ -242,30 +197,6 @@ def check_context(request: PlanRequest) -> None:
                                  f"output tokens do not fit (lower the lengths or pick a longer-context model)")
 
 
-def objective_value(request: PlanRequest, pools) -> float:
-    """The objective of a fleet (lower is better; the goodput objective counts served traffic negatively)."""
-    if request.objective == "gpus":
-        return float(sum(p.instances * p.candidate.gpus for p in pools))
-    if request.objective == "power":
-        return float(sum(p.instances * p.candidate.power_w for p in pools))
-    if request.objective == "cost":
-        return float(sum(p.instances * p.candidate.cost_per_hour for p in pools))
-    served = sum(p.rate_per_s for p in pools if p.candidate.role in ("aggregated", "prefill"))
-    return -float(served) + 1e-6 * float(sum(p.instances * p.candidate.cost_per_hour for p in pools))
-
-
-def within_limits(request: PlanRequest, pools) -> bool:
-    """Availability, budget and power of a fleet (the fallback fleet adds instances: it must stay inside)."""
-    for opt in request.gpus:
-        used = sum(p.instances * p.candidate.gpus for p in pools if p.candidate.gpu == opt.gpu)
-        if opt.available is not None and used > opt.available:
-            return False
-    cost = sum(p.instances * p.candidate.cost_per_hour for p in pools)
-    power = sum(p.instances * p.candidate.power_w for p in pools)
-    return not ((request.budget_usd_per_hour is not None and cost > request.budget_usd_per_hour * (1 + 1e-9))
-                or (request.power_cap_w is not None and power > request.power_cap_w * (1 + 1e-9)))
-
-
 def _same_traffic(a, b) -> bool:
     """Equal traffic (Lengths hold arrays: compared element by element, not with ==)."""
     return len(a) == len(b) and all(
@@ -284,71 +215,6 @@ def _usable_incumbent(request: PlanRequest, incumbent: Plan | None) -> bool:
             and all(g.price == next(o.price for o in request.gpus if o.gpu == g.gpu) for g in r.gpus
                     if g.gpu in offered)
             and within_limits(request, incumbent.pools))
-
-
-def reroute(request: PlanRequest, cands: list[Candidate], sl: list[Slice], cap: np.ndarray, info, check) -> list[Fleet]:
-    """Solve, check every pool, lower the failing (configuration, bucket) capacities to what the check sustains
-    for the mix routed there, and solve again, until every pool passes (or MAX_ROUNDS). Capacities only fall,
-    so each round's program is a restriction of the last one. Returns every fleet visited, in order."""
-    cap = cap.copy()
-    visited: list[Fleet] = []
-    for _ in range(MAX_ROUNDS):
-        sol = solve_fleet(request, cands, sl, cap)
-        if sol.status != "Optimal" or (request.objective == "goodput" and sol.counts.sum() == 0):
-            break
-        pools = tuple(_check(p, p.instances, request, check) for p in _pools(request, cands, sl, sol, info))
-        passed = all(p.meets_slo for p in pools)
-        visited.append(Fleet(sol, pools, objective_value(request, pools), passed, "solved"))
-        if passed:
-            break
-        raised = _raise(request, pools, check)
-        if raised is not None:
-            visited.append(Fleet(sol, raised, objective_value(request, raised), True, "raised"))
-        for p in pools:
-            if not p.meets_slo:
-                _lower(request, cands, sl, cap, info, p, check)
-    return visited
-
-
-def _raise(request: PlanRequest, pools, check) -> tuple[Pool, ...] | None:
-    """The fallback: failing pools given more instances (same routing) until they pass, within the limits."""
-    out = []
-    for p in pools:
-        q = p
-        for extra in range(1, MAX_RAISE + 1):
-            if q.meets_slo:
-                break
-            q = _check(p, p.instances + extra, request, check)
-        if not q.meets_slo:
-            return None
-        out.append(q)
-    return tuple(out) if within_limits(request, out) else None
-
-
-def _lower(request, cands, sl, cap, info, pool: Pool, check) -> None:
-    """Lower the capacity of the pool's configuration for the buckets routed to it, so that the program's load
-    for this mix reaches one instance exactly at the per-instance rate the check sustains."""
-    c = next(k for k, cand in enumerate(cands) if cand is pool.candidate)
-    cols = [s for s, slc in enumerate(sl) if slc.model == pool.candidate.model and slc.bucket in pool.routed]
-    lam = pool.rate_per_s / pool.instances
-    sustained = sustained_rate(check, pool.candidate, pool.lengths, lam, request)
-    weights = np.array([pool.routed[b] for b in sorted(pool.routed)]) / pool.rate_per_s
-    by_bucket = {sl[s].bucket: cap[c, s] for s in cols}
-    load_per_request = float(sum(w / by_bucket[b] for w, b in zip(weights, sorted(pool.routed))))
-    factor = min(sustained * load_per_request, 0.98)  # at least 2% lower: the loop always makes progress
-    cap[c, cols] = cap[c, cols] * factor if factor > 1e-3 else 0.0
-
-
-def sustained_rate(check, candidate, lengths, rate_hi, request) -> float:
-    from model.planner.check import sustained_rate as bisect
-
-    return bisect(check, candidate, lengths, rate_hi, request)
-
-
-def _check(pool: Pool, n: int, request: PlanRequest, check) -> Pool:
-    r = check(pool.candidate, pool.lengths, pool.rate_per_s / n, request)
-    return replace(pool, instances=n, ttft_s=dict(r.ttft_s), tpot_s=dict(r.tpot_s), utilization=float(r.utilization),
-                   meets_slo=bool(r.ok), failed=tuple(r.why))
 
 
 def _loop_notes(request: PlanRequest, visited: list[Fleet], best: Fleet) -> list[str]:
@@ -396,38 +262,6 @@ def _key(request, cand):
     return pair_key(cand, request.kv_placement)
 
 
-def undominated(request: PlanRequest, cands: list[Candidate], cap: np.ndarray) -> np.ndarray:
-    """Candidates no other candidate beats: c is dropped when some c' of the same model and role (and pair group)
-    carries at least as much of every slice at no more cost, GPUs and power (and on the same GPU type when
-    availability limits exist). Dropping them cannot change the optimum, and it shrinks the integer program."""
-    n = len(cands)
-    keep = np.ones(n, dtype=bool)
-    limited = any(o.available is not None for o in request.gpus)
-    cost = np.array([c.cost_per_hour for c in cands])
-    gpus = np.array([c.gpus for c in cands], dtype=float)
-    power = np.array([c.power_w for c in cands])
-    useful = cap.max(axis=1) > 0
-    keep &= useful
-    groups: dict[tuple, list[int]] = {}
-    for k, c in enumerate(cands):
-        if useful[k]:
-            # prefill and decode candidates only stand in for one another inside their pair group: a prefill
-            # configuration that pairs with other decode pools is not interchangeable, however fast it is
-            pairing = _key(request, c) if c.role != "aggregated" else None
-            groups.setdefault((c.model, c.role, c.gpu if limited else "", pairing), []).append(k)
-    for rows in groups.values():
-        r = np.array(rows)
-        sub = cap[r]
-        better_cap = (sub[:, None, :] >= sub[None, :, :]).all(axis=2)  # [i, j]: i carries at least j's load
-        cheaper = (cost[r][:, None] <= cost[r][None, :]) & (gpus[r][:, None] <= gpus[r][None, :]) \
-            & (power[r][:, None] <= power[r][None, :])
-        strictly = (sub[:, None, :] > sub[None, :, :]).any(axis=2) | (cost[r][:, None] < cost[r][None, :])
-        dominates = better_cap & cheaper & (strictly | (np.arange(r.size)[:, None] < np.arange(r.size)[None, :]))
-        np.fill_diagonal(dominates, False)
-        keep[r[dominates.any(axis=0)]] = False
-    return keep
-
-
 def _capacity_matrix(request: PlanRequest, cands: list[Candidate], sl: list[Slice], progress):
     """capacity[c, s] for every candidate and slice, plus per-bucket details for explanations."""
     cap = np.zeros((len(cands), len(sl)))
@@ -435,7 +269,7 @@ def _capacity_matrix(request: PlanRequest, cands: list[Candidate], sl: list[Slic
     for t in request.traffic:
         rows = [k for k, c in enumerate(cands) if c.model == t.model]
         bi, bo, _ = buckets(t.lengths, request.max_buckets)
-        caps = capacities([cands[k] for k in rows], bi, bo, request)
+        caps = cached_capacities([cands[k] for k in rows], bi, bo, request)
         info[t.model] = (rows, bi, bo, caps)
         for j, s in enumerate(sl):
             if s.model == t.model:
@@ -443,27 +277,6 @@ def _capacity_matrix(request: PlanRequest, cands: list[Candidate], sl: list[Slic
         if progress:
             progress(f"capacities for {t.model}")
     return cap, info
-
-
-def _pools(request: PlanRequest, cands, sl, sol: IlpSolution, info) -> list[Pool]:
-    pools = []
-    for c in np.flatnonzero(sol.counts > 0):
-        cand = cands[c]
-        routed: dict[int, float] = {}
-        for s, slc in enumerate(sl):
-            if sol.share[s, c] > 1e-9:
-                routed[slc.bucket] = routed.get(slc.bucket, 0.0) + slc.rate_per_s * sol.share[s, c]
-        if not routed:
-            continue
-        rows, bi, bo, caps = info[cand.model]
-        local = rows.index(c)
-        keys = sorted(routed)
-        lengths = Lengths(bi[keys], bo[keys], np.array([routed[k] for k in keys]), "routed traffic")
-        batch = int(max(caps.batch[local, k] for k in keys))
-        if cand.role == "prefill":  # prefill instances batch waiting prompts up to the token budget per step
-            batch = int(max(np.floor(_token_budget(request) / max(bi[k], 1.0)) for k in keys))
-        pools.append(Pool(cand, int(sol.counts[c]), routed, lengths, max(batch, 1), placement=request.kv_placement))
-    return pools
 
 
 def pareto_frontier(request: PlanRequest, tpot_targets_s: list[float] | None = None,

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from model.errors import RidgeplanError, require_positive
 from model.serving.workload import Lengths
+
+if TYPE_CHECKING:  # pandas only for traces: importing it costs ~0.5 s, more than the plan's re-checks
+    import pandas as pd
 
 LOAD_MODES = ("closed", "poisson", "gamma", "trace")
 TRACE_COLUMNS = ("input_len", "output_len", "arrival_s", "prefix_id", "prefix_len", "timestamp")
@@ -125,6 +128,8 @@ def make_requests(load: Load, lengths: Lengths, rng: np.random.Generator, prefix
 
 def read_trace(path: str | Path) -> pd.DataFrame:
     """Read and check a trace CSV (see the module docstring for its columns)."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise RidgeplanError("trace", f"no such file {str(path)!r}")
@@ -152,6 +157,8 @@ def read_trace(path: str | Path) -> pd.DataFrame:
 def trace_requests(df: pd.DataFrame, load: Load, rng: np.random.Generator, prefix_hit_rate: float = 0.0) -> Requests:
     """Requests from a trace: arrival_s replayed when present, else Poisson at the load's rate (or a closed
     loop at its concurrency)."""
+    import pandas as pd
+
     i = df["input_len"].to_numpy(float).round()
     o = df["output_len"].to_numpy(float).round()
     n = i.size
