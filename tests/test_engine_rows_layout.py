@@ -118,3 +118,13 @@ def test_multinode_totals_are_refused_with_the_reason():
     assert multinode_total_reason(twin)
     assert multinode_total_reason(dict(row, system="b200_sxm")) == ""  # not a GB200/GB300 rack
     assert multinode_total_reason(dict(twin, decode_tp_size=8)) == ""  # the pools are recorded apart
+
+
+def test_mtp_runs_are_known_by_their_image():
+    from model.validation.engine_rows_layout import speculative_reason
+
+    row = {"backend": "trtllm", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm",
+           "silicon_data_source": "source_file=2026-04-06.csv; image=nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3"}
+    assert "MTP" in speculative_reason(row)
+    assert speculative_reason(dict(row, silicon_data_source=row["silicon_data_source"].replace("post3", "post2"))) == ""
+    assert speculative_reason(dict(row, system="gb200")) == ""

@@ -88,12 +88,12 @@ def _layout_reason(r: pd.Series, prefix: str = "") -> str:
 def _expressible(r: pd.Series) -> str:
     """Why a row cannot be expressed before building it ('' when it may be); the deployment itself refuses the
     rest (an unknown model, a layout its engine rejects, ...) with its own reason."""
-    from model.validation.engine_rows_layout import multinode_total_reason, row_model
+    from model.validation.engine_rows_layout import multinode_total_reason, row_model, speculative_reason
 
     if _concurrency(r["silicon_data_source"]) is None:
         return "no silicon_concurrency in silicon_data_source"
-    if multinode_total_reason(r):
-        return multinode_total_reason(r)
+    if multinode_total_reason(r) or speculative_reason(r):
+        return multinode_total_reason(r) or speculative_reason(r)
     try:
         row_model(r)
     except RidgeplanError as err:

@@ -77,6 +77,24 @@ def multinode_total_reason(row: Mapping[str, Any]) -> str:
     return ""
 
 
+# Container images that identify multi-token-prediction (speculative) runs the rows do not mark. InferenceX
+# perf-changelog.yaml: "dsr1-fp8-b200-trt / dsr1-fp8-b200-trt-mtp ... (off: v1.2.0rc6.post2 / mtp:
+# v1.2.0rc6.post3)" and "dsr1-fp4-b200-trt-mtp: ... release:1.2.0rc6.post3"; the MTP script
+# (benchmarks/single_node/fixed_seq_len/dsr1_fp8_b200_trt_mtp.sh) drafts 3 tokens (1 with attention DP). The same
+# launch at the same concurrency runs about 2x faster in those rows (5.4 against 10.3 ms at 1k/1k, c4, TP8).
+MTP_IMAGES = {("trtllm", "deepseek-ai/DeepSeek-R1", "b200_sxm"): "tensorrt-llm/release:1.2.0rc6.post3"}
+
+
+def speculative_reason(row: Mapping[str, Any]) -> str:
+    """Why a row measured with MTP speculative decoding (known from its container image) is not compared with
+    plain decoding ('' otherwise)."""
+    image = MTP_IMAGES.get((str(row.get("backend")), str(row.get("model_path")), str(row.get("system"))))
+    if image and image in str(row.get("silicon_data_source", "")):
+        return (f"an MTP speculative-decoding run ({image}: InferenceX's MTP image for this model and GPU; draft "
+                "depth not recorded) and the simulator decodes one token per step")
+    return ""
+
+
 NODE_GPUS = {"b200_sxm": 8, "b300_sxm": 8}  # DGX/HGX B200 and B300: 8 GPUs per NVLink node
 
 
