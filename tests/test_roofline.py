@@ -24,8 +24,7 @@ def _ideal(eff):
     """Efficiency with every derate removed: the pure roofline."""
     return replace(eff, gemm_max_16=1.0, gemm_max_8=1.0, gemm_m_half=0.0, gemm_n_half=0.0, attention_max=1.0,
                    attention_q_half=0.0, mem_max=1.0, mem_bytes_half=0.0, vector_max=1.0, kernel_floor_s=0.0,
-                   collective_base_s=0.0, attention_floor_s=0.0, gemm_tile_m=1.0, roofline_p=float("inf"),
-                   expert_mem_max=0.0)
+                   collective_base_s=0.0, attention_floor_s=0.0, gemm_tile_m=1.0, roofline_p=float("inf"))
 
 
 def test_pure_roofline_decode_is_weights_over_bandwidth():

@@ -59,11 +59,6 @@ class Efficiency:
     # engines prepare that once per step for all layers, so single-kernel predictions add it and steps do not
     attention_floor_s: float = 0.0
     scale_up_bus_efficiency: float = 0.0  # achieved/nominal scale-up bandwidth of collectives; 0 = the link file's
-    # routed experts (grouped GEMMs) stream their weights at expert_mem_max x s / (s + expert_bytes_half) of peak
-    # bandwidth, s = one expert's gate/up slice on the GPU: each expert is its own small GEMM inside the launch
-    # (short K loops at narrow MoE-TP slices, per-expert scale loads). 0 = like any kernel (mem_max, mem_bytes_half)
-    expert_mem_max: float = 0.0
-    expert_bytes_half: float = 0.0
     source: str = ""
 
     def gemm_max(self, dtype: str) -> float:
@@ -100,15 +95,10 @@ def _eff(arch: str, **values: float) -> Efficiency:
 
 
 ARCH_DEFAULTS: dict[str, Efficiency] = {
-    # expert_*: fitted to NVIDIA's measured MoE-module tables (aiconfigurator-core 0.12.0, systems/data/<gpu>/moe,
-    # balanced routing, <= 256 tokens, >= 50 MB streamed; docs/efficiency_sources.md 2.3): B200 TensorRT-LLM
-    # 1.3.0rc20 0.49 / 1.0 MB, SGLang 0.5.14 0.48 / 0.4 MB (all formats); H200 TensorRT-LLM 0.55 / 0.7 MB
     "hopper": _eff("hopper", gemm_max_16=0.80, gemm_max_8=0.71, gemm_m_half=0, attention_max=0.70,
-                   linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6, expert_mem_max=0.55,
-                   expert_bytes_half=0.7e6),
+                   linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6),
     "blackwell": _eff("blackwell", gemm_max_16=0.78, gemm_max_8=0.76, gemm_max_4=0.7, gemm_m_half=0,
-                      attention_max=0.71, linear_attention_max=0.35, mem_max=0.74, kernel_floor_s=3.0e-6,
-                      expert_mem_max=0.50, expert_bytes_half=1.0e6),
+                      attention_max=0.71, linear_attention_max=0.35, mem_max=0.74, kernel_floor_s=3.0e-6),
     "ampere": _eff("ampere", gemm_max_16=0.87, gemm_max_8=0.75, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
                    attention_max=0.70, linear_attention_max=0.35, mem_max=0.87, kernel_floor_s=2.6e-6),
     "ada": _eff("ada", gemm_max_16=0.75, gemm_max_8=0.70, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
@@ -190,18 +180,6 @@ def attention_eta(query_rows, top, eff) -> object:
 def memory_eta(nbytes, eff) -> object:
     """Fraction of peak bandwidth a kernel moving `nbytes` reaches."""
     return eff.mem_max * saturation(nbytes, eff.mem_bytes_half)
-
-
-def expert_memory_eta(nbytes, slice_bytes, eff) -> object:
-    """Fraction of peak bandwidth routed experts' grouped GEMMs reach: set by one expert's gate/up slice on the
-    GPU (`slice_bytes`), never above what any kernel moving `nbytes` reaches; `memory_eta` when the class has no
-    expert terms."""
-    plain = memory_eta(nbytes, eff)
-    cap = np.asarray(eff.expert_mem_max, dtype=float)
-    half = np.asarray(eff.expert_bytes_half, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fill = np.where(half > 0, slice_bytes / (slice_bytes + half), 1.0)
-    return np.where(cap > 0, np.minimum(plain, cap * fill), plain)
 
 
 ENGINES = ("vllm", "sglang", "trtllm")  # the engine names of model.serving.policy

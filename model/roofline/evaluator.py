@@ -18,7 +18,7 @@ from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time
-from model.roofline.efficiency import Efficiency, efficiency_for, expert_memory_eta
+from model.roofline.efficiency import Efficiency, efficiency_for
 from model.roofline.kernel import compute_eta, kernel_time
 
 BOUNDS = ("compute", "memory", "network", "latency")
@@ -128,25 +128,10 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                     extra_busy_s=network, eta_memory=_expert_eta_memory(ops, kinds, roles, eff))
+                     extra_busy_s=network)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)
-
-
-def _expert_eta_memory(ops: OpArrays, kinds: np.ndarray, roles: np.ndarray, eff) -> np.ndarray | None:
-    """Bandwidth fraction of the routed-expert GEMMs (NaN elsewhere), from one expert's gate/up slice on the GPU:
-    s = n k x bytes per weight, the bytes per weight being weight_bytes / (touched experts x weights per expert)
-    = 2 m weight_bytes / flops (m = pairs per touched expert, flops = 2 x pairs x weights per expert)."""
-    rows = (kinds == "gemm") & (roles == "expert")
-    if not rows.any() or not np.any(np.asarray(eff.expert_mem_max) > 0):
-        return None
-    out = np.full(ops.flops.shape, np.nan)
-    f, w = ops.flops[rows], ops.weight_bytes[rows]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slice_bytes = np.where(f > 0, ops.n[rows] * ops.k[rows] * 2 * ops.m[rows] * w / f, np.inf)
-    out[rows] = expert_memory_eta(ops.bytes[rows], slice_bytes, eff) * np.ones_like(slice_bytes)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -36,27 +36,21 @@ class KernelTime:
         return self.busy_s + self.floor_s
 
 
-def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, eta_memory=None):
-    """(compute_s, memory_s): FLOPs at eta_compute of peak, bytes at the size-dependent eta_m of bandwidth (or at
-    `eta_memory` where it is given and finite: routed experts)."""
+def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff):
+    """(compute_s, memory_s): FLOPs at eta_compute of peak, bytes at the size-dependent eta_m of bandwidth."""
     flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
-    eta_m = memory_eta(nbytes, eff)
-    if eta_memory is not None:
-        eta_m = np.where(np.isfinite(eta_memory), eta_memory, eta_m)
     with np.errstate(divide="ignore", invalid="ignore"):
         compute = np.where(flops > 0, flops / (peak_flop_per_s * eta_compute), 0.0)
-        memory = np.where(nbytes > 0, nbytes / (bandwidth_bytes_per_s * eta_m), 0.0)
+        memory = np.where(nbytes > 0, nbytes / (bandwidth_bytes_per_s * memory_eta(nbytes, eff)), 0.0)
     return compute, memory
 
 
 def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, kernels=1.0,
-                extra_busy_s=0.0, eta_memory=None) -> KernelTime:
+                extra_busy_s=0.0) -> KernelTime:
     """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
 
-    `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max.
-    `eta_memory`: a bandwidth fraction replacing the size-dependent one where finite (routed experts)."""
-    compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff,
-                                     eta_memory)
+    `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max."""
+    compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff)
     extra = np.asarray(extra_busy_s, dtype=float)
     busy = np.maximum(combine_roofline(compute, memory, eff.roofline_p), extra)
     active = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0) | (extra > 0)
