@@ -128,3 +128,13 @@ def test_mtp_runs_are_known_by_their_image():
     assert "MTP" in speculative_reason(row)
     assert speculative_reason(dict(row, silicon_data_source=row["silicon_data_source"].replace("post3", "post2"))) == ""
     assert speculative_reason(dict(row, system="gb200")) == ""
+
+
+@pytest.mark.skipif(not ROWS.exists(), reason="engine rows not available")
+def test_no_aggregated_b200_or_b300_row_is_read_as_more_than_one_node():
+    """The aggregated B200/B300 runs are single-node (8 GPUs): after reading the launch, none spans more."""
+    pd = pytest.importorskip("pandas")
+    rows = pd.read_csv(ROWS)
+    agg = rows[(rows["mode"] == "agg") & rows["system"].isin(["b200_sxm", "b300_sxm"])]
+    gpus = [row_layout(r).gpus for _, r in agg.iterrows()]
+    assert len(gpus) > 1500 and max(gpus) <= 8
