@@ -35,10 +35,12 @@ def test_row_mapping_by_hand():
     row = {"model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "backend": "trtllm",
            "gemm_quant_mode": "nvfp4", "moe_quant_mode": "nvfp4", "tp_size": 1, "pp_size": 1,
            "attention_dp_size": 16, "moe_tp_size": 4, "moe_ep_size": 4}
-    d = row_deployment(row)
-    assert d.layout.label() == "TP1xADP16xEP4xMoETP4" and d.layout.gpus == 16
+    d = row_deployment(row)  # 16 GPUs on one 8-GPU B200 node: the export's TP4 x EP4 launch (4 GPUs)
+    assert d.layout.label() == "TP1xADP4xEP4" and d.layout.gpus == 4
     assert (d.precision.weights, d.precision.kv, d.device.id, d.node.id) == ("nvfp4", "fp8", "b200", "dgx-b200")
-    vllm = dict(row, backend="vllm")
+    nvl = row_deployment(dict(row, system="gb200"))  # one NVL72 domain holds 16 GPUs: as written
+    assert nvl.layout.label() == "TP1xADP16xEP4xMoETP4" and nvl.layout.gpus == 16
+    vllm = dict(row, backend="vllm", system="gb200")
     with pytest.raises(RidgeplanError, match="vLLM"):
         row_deployment(vllm)  # vLLM has no MoE-TP x EP split
     with pytest.raises(RidgeplanError, match="held-out"):
@@ -59,3 +61,80 @@ def test_moe_tpot_report_on_a_few_rows():
     rep = moe_tpot_report(pick)
     assert len(rep) == 3 and rep["error"].notna().all()
     assert (rep["error"].abs() < 0.5).all()  # wide-EP decode pools on NVL72 (attention-DP 32 x EP 32 rows)
+
+
+def test_export_that_multiplied_gpus_by_ep_is_read_as_the_launch():
+    """One InferenceMAX export wrote `--tp 8 --ep-size 8` (8 GPUs, InferenceX: GPU count = tp x pp) as tp_size 64
+    with MoE-TP 8 x MoE-EP 8; the launch is 8 GPUs, MoE-EP 8, MoE-TP 8 / 8 = 1."""
+    base = {"model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "backend": "sglang", "pp_size": 1}
+    tagged = dict(base, id="2026_04_06_deepseek_r1_b200_sxm_sglang_fp8_agg_1024x1024_c4_tp8_ep8_920", tp_size=64,
+                  attention_dp_size=1, moe_tp_size=8, moe_ep_size=8)
+    lay = row_layout(tagged)
+    assert (lay.tp, lay.attention_dp, lay.moe_tp, lay.ep, lay.gpus) == (8, 1, 1, 8, 8)
+    # TensorRT-LLM with enable_attention_dp: attention_dp_size 64 -> 8 attention-DP ranks of TP 1
+    dp = dict(tagged, backend="trtllm", tp_size=1, attention_dp_size=64)
+    assert (row_layout(dp).tp, row_layout(dp).attention_dp, row_layout(dp).ep) == (1, 8, 8)
+    # the `tp4_0_ep4_0` tag of the other export, whose columns are already the launch: unchanged
+    other = dict(base, id="2026_03_25_x_agg_1024x1024_c4_tp4_0_ep4_0_7", tp_size=4, attention_dp_size=1,
+                 moe_tp_size=1, moe_ep_size=4)
+    assert (row_layout(other).tp, row_layout(other).moe_tp, row_layout(other).ep) == (4, 1, 4)
+    # no tag: more GPUs than one 8-GPU B200 node split MoE-TP 4 x MoE-EP 4 -> the launch is TP 4, EP 4
+    untagged = dict(base, id="cfg12", tp_size=16, attention_dp_size=1, moe_tp_size=4, moe_ep_size=4)
+    assert (row_layout(untagged).gpus, row_layout(untagged).moe_tp, row_layout(untagged).ep) == (4, 1, 4)
+    # no tag, vLLM DP attention written as tp = attention_dp = 4 with EP 16: 4 GPUs, DP 4, EP 4
+    vllm = dict(base, backend="vllm", id="cfg13", tp_size=4, attention_dp_size=4, moe_tp_size=1, moe_ep_size=16)
+    assert (row_layout(vllm).tp, row_layout(vllm).attention_dp, row_layout(vllm).ep) == (1, 4, 4)
+    # a GB200 NVL72 pool is not one 8-GPU node: a 16-GPU MoE-TP 4 x EP 4 layout stays as written
+    nvl = dict(untagged, system="gb200")
+    assert row_layout(nvl).gpus == 16
+    # a disaggregated pool is never rebuilt from the (prefill) tag
+    assert row_layout(dict(tagged, prefill_tp_size=8, prefill_moe_tp_size=1, prefill_moe_ep_size=8), "prefill").tp == 8
+
+
+def test_glm5_hub_id_of_the_old_organisation_maps_to_the_catalogue():
+    from model.validation.engine_rows_layout import row_model
+
+    assert row_model({"model_path": "zhipuai/GLM-5"}) == "glm-5"
+
+
+def test_empty_attention_dp_is_off_when_the_moe_columns_close_the_rule():
+    pd = pytest.importorskip("pandas")
+    from model.validation.engine_rows import _layout_reason
+
+    row = pd.Series({"tp_size": 8, "attention_dp_size": float("nan"), "moe_tp_size": 2, "moe_ep_size": 4})
+    assert _layout_reason(row) == ""  # 2 x 4 = TP 8: attention DP off
+    assert _layout_reason(row.copy().replace({2: 1})) != ""  # 1 x 4 != 8: the split is not recorded
+    dense = pd.Series({"tp_size": 2, "attention_dp_size": 0, "moe_tp_size": 0, "moe_ep_size": 0})
+    assert _layout_reason(dense) == ""
+
+
+def test_multinode_totals_are_refused_with_the_reason():
+    from model.validation.engine_rows_layout import multinode_total_reason
+
+    row = {"id": "2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_1024x1024_c2252_tp12_ep1_27", "system": "gb200",
+           "mode": "agg", "tp_size": 12}
+    assert "GPU total of a multi-node disaggregated run" in multinode_total_reason(row)
+    twin = dict(row, mode="disagg", tp_size=float("nan"), prefill_tp_size=12, decode_tp_size=12)
+    assert multinode_total_reason(twin)
+    assert multinode_total_reason(dict(row, system="b200_sxm")) == ""  # not a GB200/GB300 rack
+    assert multinode_total_reason(dict(twin, decode_tp_size=8)) == ""  # the pools are recorded apart
+
+
+def test_mtp_runs_are_known_by_their_image():
+    from model.validation.engine_rows_layout import speculative_reason
+
+    row = {"backend": "trtllm", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm",
+           "silicon_data_source": "source_file=2026-04-06.csv; image=nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3"}
+    assert "MTP" in speculative_reason(row)
+    assert speculative_reason(dict(row, silicon_data_source=row["silicon_data_source"].replace("post3", "post2"))) == ""
+    assert speculative_reason(dict(row, system="gb200")) == ""
+
+
+@pytest.mark.skipif(not ROWS.exists(), reason="engine rows not available")
+def test_no_aggregated_b200_or_b300_row_is_read_as_more_than_one_node():
+    """The aggregated B200/B300 runs are single-node (8 GPUs): after reading the launch, none spans more."""
+    pd = pytest.importorskip("pandas")
+    rows = pd.read_csv(ROWS)
+    agg = rows[(rows["mode"] == "agg") & rows["system"].isin(["b200_sxm", "b300_sxm"])]
+    gpus = [row_layout(r).gpus for _, r in agg.iterrows()]
+    assert len(gpus) > 1500 and max(gpus) <= 8

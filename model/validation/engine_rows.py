@@ -71,21 +71,29 @@ def _setup(row: pd.Series, pool: str, policy, max_context: float):
 
 
 def _layout_reason(r: pd.Series, prefix: str = "") -> str:
+    """An empty or 0 attention_dp_size means attention DP is off (the rows write 0/NaN for 'not used') when the
+    MoE columns close MoE-TP x MoE-EP = TP on their own (or are empty: a dense model); otherwise the row does not
+    say how its GPUs are split."""
     tp, adp = r[f"{prefix}tp_size"], r[f"{prefix}attention_dp_size"]
     if pd.isna(tp):
         return f"{prefix}tp_size is empty"
     if pd.isna(adp) or adp == 0:
-        return f"{prefix}attention_dp_size is {adp}: not a layout"
+        moe = [r.get(f"{prefix}moe_tp_size"), r.get(f"{prefix}moe_ep_size")]
+        moe = [1 if pd.isna(v) or v <= 0 else int(v) for v in moe]
+        if moe[0] * moe[1] not in (1, int(tp)):
+            return f"{prefix}attention_dp_size is {adp} and MoE-TP x MoE-EP ({moe[0]}x{moe[1]}) is not TP {int(tp)}"
     return ""
 
 
 def _expressible(r: pd.Series) -> str:
     """Why a row cannot be expressed before building it ('' when it may be); the deployment itself refuses the
     rest (an unknown model, a layout its engine rejects, ...) with its own reason."""
-    from model.validation.engine_rows_layout import row_model
+    from model.validation.engine_rows_layout import multinode_total_reason, row_model, speculative_reason
 
     if _concurrency(r["silicon_data_source"]) is None:
         return "no silicon_concurrency in silicon_data_source"
+    if multinode_total_reason(r) or speculative_reason(r):
+        return multinode_total_reason(r) or speculative_reason(r)
     try:
         row_model(r)
     except RidgeplanError as err:
@@ -189,7 +197,9 @@ def _per_replica(r: pd.Series) -> int | None:
     c = _concurrency(r["silicon_data_source"])
     if c is None or r["mode"] != "agg" or pd.isna(r["attention_dp_size"]):
         return c
-    adp = max(int(r["attention_dp_size"]), 1)
+    from model.validation.engine_rows_layout import row_layout
+
+    adp = row_layout(r).attention_dp  # the launch's attention-DP ranks (row_layout corrects one export's columns)
     per_rank = -(-c // adp)
     if pd.isna(r["batch_size"]) or r["batch_size"] < 1:
         return per_rank

@@ -13,6 +13,7 @@ DeepSeek-R1 and the NVIDIA NVFP4 re-quantizations share DeepSeek-V3's architectu
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -30,7 +31,9 @@ QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "nvfp4", "int4_wo": "int4", 
          "bf16": "bf16", "float16": "fp16", "fp16": "fp16", "fp4": "nvfp4", "int4": "int4"}
 # checkpoints that are another catalogue model's architecture
 ALIASES = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "nvidia/DeepSeek-R1-NVFP4": "deepseek-v3",
-           "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b"}
+           "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
+           # Zhipu AI's hub organisation was renamed zhipuai -> zai-org; the catalogue holds zai-org/GLM-5
+           "zhipuai/GLM-5": "glm-5"}
 
 
 def _int(value: Any) -> int:
@@ -42,11 +45,95 @@ def _int(value: Any) -> int:
     return 1 if math.isnan(v) or v <= 0 else int(v)
 
 
+# The InferenceMAX/InferenceX rows name their launch in the id: `..._tp{T}_ep{E}_{n}` (or `tp{T}_0_ep{E}_0`), the
+# engine's --tp / --tp_size / --tensor-parallel-size (every GPU of the instance) and its --ep-size / --ep_size.
+# InferenceX docs/results-and-ingestion.md: "Single-node GPU count is tp * pp * pcp_size" (EP lies inside TP), and
+# its launch scripts (benchmarks/single_node/fixed_seq_len/dsr1_fp8_b200_trt.sh: `--tp_size=$TP --ep_size=$EP_SIZE`
+# with enable_attention_dp; kimik2.5_fp4_b200.sh: DP attention as `--tensor-parallel-size 1 --data-parallel-size
+# $TP`) run T GPUs with MoE-EP E and MoE-TP T / E.
+_LAUNCH_TAG = re.compile(r"_tp(\d+)(?:_0)?_ep(\d+)(?:_0)?_\d+$")
+
+
+def launch_tag(row: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(T, E) of an InferenceMAX row id's `tp{T}_ep{E}` launch tag, or None when the id carries none."""
+    m = _LAUNCH_TAG.search(str(row.get("id", "")))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def multinode_total_reason(row: Mapping[str, Any]) -> str:
+    """Why a GB200/GB300 InferenceMAX row whose launch tag tp{T}_ep1 names more GPUs than an 8-GPU node, all in
+    one pool, is not a layout ('' otherwise). These are multi-node disaggregated runs (T = prefill + decode GPUs,
+    e.g. 12 = 4 + 8): every such aggregated row duplicates a disaggregated row of the same export with the same
+    concurrency, lengths and TPOT (median difference 0.1%), and both record T for each pool, so the split is
+    lost. Read as one pool they would be attention TP T, which no engine runs for an MLA model whose 128 heads T
+    does not divide (SGLang DeepseekV2AttentionMLA and TensorRT-LLM's MLA shard heads evenly over attention TP)."""
+    tag = launch_tag(row)
+    if tag is None or tag[1] != 1 or tag[0] <= 8 or str(row.get("system")) not in ("gb200", "gb300"):
+        return ""
+    pools = ["tp_size"] if str(row.get("mode")) == "agg" else ["prefill_tp_size", "decode_tp_size"]
+    if all(_int(row.get(c)) == tag[0] for c in pools):
+        return (f"tp_size {tag[0]} is the GPU total of a multi-node disaggregated run (launch tag tp{tag[0]}_ep1; "
+                "the prefill/decode split is not recorded)")
+    return ""
+
+
+# Container images that identify multi-token-prediction (speculative) runs the rows do not mark. InferenceX
+# perf-changelog.yaml: "dsr1-fp8-b200-trt / dsr1-fp8-b200-trt-mtp ... (off: v1.2.0rc6.post2 / mtp:
+# v1.2.0rc6.post3)" and "dsr1-fp4-b200-trt-mtp: ... release:1.2.0rc6.post3"; the MTP script
+# (benchmarks/single_node/fixed_seq_len/dsr1_fp8_b200_trt_mtp.sh) drafts 3 tokens (1 with attention DP). The same
+# launch at the same concurrency runs about 2x faster in those rows (5.4 against 10.3 ms at 1k/1k, c4, TP8).
+MTP_IMAGES = {("trtllm", "deepseek-ai/DeepSeek-R1", "b200_sxm"): "tensorrt-llm/release:1.2.0rc6.post3"}
+
+
+def speculative_reason(row: Mapping[str, Any]) -> str:
+    """Why a row measured with MTP speculative decoding (known from its container image) is not compared with
+    plain decoding ('' otherwise)."""
+    image = MTP_IMAGES.get((str(row.get("backend")), str(row.get("model_path")), str(row.get("system"))))
+    if image and image in str(row.get("silicon_data_source", "")):
+        return (f"an MTP speculative-decoding run ({image}: InferenceX's MTP image for this model and GPU; draft "
+                "depth not recorded) and the simulator decodes one token per step")
+    return ""
+
+
+NODE_GPUS = {"b200_sxm": 8, "b300_sxm": 8}  # DGX/HGX B200 and B300: 8 GPUs per NVLink node
+
+
+def _export_launch(row: Mapping[str, Any], tp: int, adp: int, moe_tp: int, moe_ep: int) -> tuple[int, int] | None:
+    """(GPUs T, MoE-EP E) of an aggregated InferenceMAX launch whose export multiplied the GPU count by E, or None
+    when the columns are the launch. Three signatures of that export:
+    - the id's launch tag tp{T}_ep{E} with E > 1 and T x E GPUs in the columns;
+    - vLLM's DP attention (`--tensor-parallel-size 1 --data-parallel-size T --enable-expert-parallel`) written as
+      tp_size = attention_dp_size = T with MoE-EP T x T and MoE-TP 1;
+    - more GPUs than one 8-GPU B200/B300 node (the aggregated runs are single-node) split as MoE-TP T x MoE-EP E
+      with T x E = the columns' GPUs (tp_size T x E, or attention_dp_size T x E with tp_size 1)."""
+    gpus = tp * adp
+    tag = launch_tag(row)
+    if tag is not None:
+        t, e = tag
+        return (t, e) if e > 1 and gpus == t * e and t % e == 0 else None
+    if moe_tp == 1 and tp == adp > 1 and moe_ep == gpus:
+        return tp, tp
+    node = NODE_GPUS.get(str(row.get("system")))
+    if node and gpus > node and moe_ep > 1 and moe_tp * moe_ep == gpus and moe_tp % moe_ep == 0 and moe_tp <= node:
+        return moe_tp, moe_ep
+    return None
+
+
 def row_layout(row: Mapping[str, Any], pool: str = "") -> Layout:
-    """The Layout of a row's pool ("" aggregated, "prefill" or "decode")."""
+    """The Layout of a row's pool ("" aggregated, "prefill" or "decode").
+
+    One export of the aggregated InferenceMAX rows (source_file 2026-04-06) multiplied the GPU count by the EP
+    size: its `tp8_ep8` launch (8 GPUs) is recorded as tp_size 64 (or attention_dp_size 64) with MoE-TP 8 x
+    MoE-EP 8, where the other export (2026-03-25) of the same launches records 8 GPUs. When the columns' GPU
+    count is T x E of the id's launch tag (E > 1), the layout is rebuilt from the launch: T GPUs, MoE-EP E,
+    MoE-TP T / E, attention data-parallel over the T GPUs when the row records attention DP, else TP T."""
     p = f"{pool}_" if pool else ""
     tp, adp = _int(row.get(f"{p}tp_size")), _int(row.get(f"{p}attention_dp_size"))
     moe_tp, moe_ep = _int(row.get(f"{p}moe_tp_size")), _int(row.get(f"{p}moe_ep_size"))
+    launch = None if pool else _export_launch(row, tp, adp, moe_tp, moe_ep)
+    if launch is not None:
+        gpus, moe_ep = launch
+        tp, adp, moe_tp = (1, gpus, gpus // moe_ep) if adp > 1 else (gpus, 1, gpus // moe_ep)
     if moe_tp * moe_ep != tp * adp and moe_tp == moe_ep == 1:
         moe_tp = tp * adp  # a dense model's row leaves the MoE columns empty
     return Layout(tp=tp, pp=_int(row.get(f"{p}pp_size")), ep=moe_ep, attention_dp=adp, moe_tp=moe_tp)
@@ -84,6 +171,8 @@ def row_deployment(row: Mapping[str, Any], pool: str = ""):
     # the quant-mode columns, else the row's precision column (bf16 rows leave the quant modes empty)
     weights = QUANT.get(str(row.get("gemm_quant_mode"))) or QUANT.get(str(row.get("precision")))
     experts = QUANT.get(str(row.get("moe_quant_mode"))) or weights
+    if weights is None and all(str(row.get(c)) in ("nan", "None", "") for c in ("gemm_quant_mode", "precision")):
+        raise RidgeplanError("precision", "the row records no precision (precision and gemm_quant_mode are empty)")
     if weights is None:
         raise RidgeplanError("gemm_quant_mode", f"unknown quant mode {row.get('gemm_quant_mode')!r}", sorted(QUANT))
     kv = "fp8" if weights in ("fp8", "nvfp4") else None
