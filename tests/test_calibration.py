@@ -149,7 +149,9 @@ def test_step_stack_matches_the_expanded_gqa_reference():
 def test_fit_recovers_known_parameters_exactly_without_noise():
     result = fit_efficiency(synthetic(noise=0.0), H100, holdout=0.2)
     for name, value in result.params.items():
-        assert value == pytest.approx(getattr(TRUE, name), rel=1e-3), name
+        # attention_kv_half is 0 (no KV-length term) in TRUE: recovered as a length far below one key
+        tolerance = dict(abs=1e-2) if name == "attention_kv_half" else {}
+        assert value == pytest.approx(getattr(TRUE, name), rel=1e-3, **tolerance), name
     assert result.held_out_error() < 1e-6
     # the design's attention rows have long query blocks, so attention_q_half (the small-query fall-off) is not
     # informed, nor is vector_max (element-wise rows are memory-bound): both stay at their defaults

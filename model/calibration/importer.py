@@ -14,7 +14,7 @@ Only the rest is fitted on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -35,8 +35,9 @@ MAX_ROWS_PER_FAMILY = 600  # evenly spaced over the size order: enough to pin th
 SPLITS = ("fit", "interpolation", "extrapolation")
 CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
-_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "mem_bytes_half", "kernel_floor_s",
-               "collective_base_s")
+_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "mem_bytes_half",
+               "kernel_floor_s", "attention_floor_s", "collective_base_s", "gemm_quant_s_8", "gemm_quant_s_4",
+               "gemm_tile_m_8", "gemm_tile_m_4")
 
 
 # the fit runs in stages, each on the families that inform its parameters, in order: a stage's parameters are
@@ -45,14 +46,21 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "mem_bytes_half
 STAGES = (
     (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "mem_max", "mem_bytes_half",
                              "kernel_floor_s", "roofline_p")),
-    (("gemm_fp8",), ("gemm_max_8",)),  # on large GEMMs only (LARGE_GEMM_S): the ceiling is what they inform
-    (("gemm_fp4",), ("gemm_max_4",)),
-    # decode attention (memory-bound, 1-64 query rows per KV head) informs the floor and the query-rows curve;
-    # long prefill kernels the ceiling
-    (("attention_decode", "mla_decode"), ("attention_floor_s", "attention_q_half")),
-    (("attention_prefill", "mla_prefill"), ("attention_max",)),
+    # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
+    (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8")),
+    (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4")),
+    # one attention curve for prefill and decode: ceiling, query rows and KV length half-points, call floor
+    (("attention_decode", "mla_decode", "attention_prefill", "mla_prefill"),
+     ("attention_floor_s", "attention_q_half", "attention_kv_half", "attention_max")),
     (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency")),
 )
+
+
+# where a stage starts the parameters the hand-set classes leave at "no such term" (a start at zero sits where the
+# log-time loss is flat in them): an FP8 tile of 64 rows, a 2 us quantization call moving 3 bytes per element
+# (read 2, write 1), a 1k-key attention half-point
+STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2e-6, "gemm_quant_s_4": 2e-6,
+               "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "attention_kv_half": 1000.0}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -130,11 +138,10 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
     eff, fitted, idle = start, {}, []
     for families, names in STAGES:
         part = rows["family"].isin(families).to_numpy()
-        if set(families) & {"gemm_fp8", "gemm_fp4", "attention_prefill"}:  # ceilings: long kernels only
-            part = part & (rows["measured_s"] >= LARGE_GEMM_S).to_numpy()
         if not part.any() or (labels[part] == "fit").sum() < 3:
             continue
-        names = [n for n in names if n != "gemm_max_4" or "fp4" in set(rows.loc[part, "dtype"])]
+        names = [n for n in names if not n.endswith("_4") or "fp4" in set(rows.loc[part, "dtype"])]
+        eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],
                                loss="soft_l1")
         eff, idle = stage.after, idle + list(stage.unconstrained)
