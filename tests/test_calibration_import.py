@@ -285,6 +285,7 @@ def test_attention_efficiency_saturates_in_kv_length_by_hand():
 def test_fp8_gemm_pays_its_tile_and_activation_quantization_by_hand():
     from model.roofline.efficiency import gemm_quant_s
     from model.roofline.kernel import gemm_time
+    from model.roofline.kernels import predict_kernels
 
     eff = replace(efficiency_for(H100, calibration=False), mem_max=0.85, gemm_tile_m_8=64.0, gemm_quant_s_8=2e-6,
                   gemm_quant_bytes_8=3.0)
@@ -294,10 +295,14 @@ def test_fp8_gemm_pays_its_tile_and_activation_quantization_by_hand():
     bw = H100.memory.bandwidth_bytes_per_s
     assert bw == pytest.approx(3.35e12)
     assert float(gemm_quant_s(16384, 1024, 2e-6, 3.0, bw, eff)) == pytest.approx(19.676e-6, rel=1e-3)
-    fp8 = gemm_time(16384, 1024, 1024, device=H100, dtype="fp8", eff=eff, bytes_per_weight=1.0)
-    bare = gemm_time(16384, 1024, 1024, device=H100, dtype="fp8", eff=replace(eff, gemm_quant_s_8=0.0,
-                     gemm_quant_bytes_8=0.0), bytes_per_weight=1.0)
-    assert float(fp8.time_s - bare.time_s) == pytest.approx(19.676e-6, rel=1e-3)
+    # a kernel-table row pays it on top of the GEMM; the GEMM inside a model (gemm_time, the step) does not
+    table = pd.DataFrame({"kernel": ["gemm"] * 2, "dtype": ["fp8", "bf16"], "m": 16384, "n": 1024, "k": 1024})
+    bare_eff = replace(eff, gemm_quant_s_8=0.0, gemm_quant_bytes_8=0.0)
+    added = predict_kernels(table, H100, eff) - predict_kernels(table, H100, bare_eff)
+    assert added[0] == pytest.approx(19.676e-6, rel=1e-3) and added[1] == 0.0
+    inside = gemm_time(16384, 1024, 1024, device=H100, dtype="fp8", eff=eff, bytes_per_weight=1.0)
+    assert float(inside.time_s) == float(gemm_time(16384, 1024, 1024, device=H100, dtype="fp8", eff=bare_eff,
+                                                   bytes_per_weight=1.0).time_s)
     # a one-token FP8 GEMM fills 1 of 64 tile rows (a BF16 one 1 of 16); n = 8192 at n_half 128: 8192/8320
     eff = replace(eff, gemm_m_half=0.0, gemm_n_half=128.0)
     one = gemm_time(1, 8192, 8192, device=H100, dtype="fp8", eff=eff, bytes_per_weight=1.0)
@@ -305,16 +310,20 @@ def test_fp8_gemm_pays_its_tile_and_activation_quantization_by_hand():
     assert float(one.compute_s) == pytest.approx(2 * 8192 * 8192 / (H100.peak("fp8") * eta), rel=1e-9)
 
 
-def test_step_adds_the_quantization_call_of_every_fp8_gemm():
+def test_step_uses_the_fp8_tile_but_not_the_tables_quantization_call():
     from model.roofline.evaluator import evaluate
 
     d = deployment("llama-3.1-8b", H100, weights="fp8", calibration=False)
     ops = d.graph.evaluate({**d.symbols(), "B": 4, "T": 1, "C": 1024})
     base = d.context
-    quant = replace(base, eff=replace(base.eff, gemm_quant_s_8=1e-6),
-                    gemm_quant_s={"dense": 1e-6, "expert": 1e-6})
-    gemms = np.array([op.kind == "gemm" and op.weight_role in ("dense", "expert") for op in ops.ops])
-    kernels = np.array([op.kernels for op in ops.ops], dtype=float)
-    calls = float((ops.counts * kernels * gemms * (ops.m[:, 0] > 0)).sum())
-    added = float(evaluate(ops, quant).step_time_s()[0] - evaluate(ops, base).step_time_s()[0])
-    assert calls > 0 and added == pytest.approx(calls * 1e-6, rel=1e-9)
+    step = float(evaluate(ops, base).step_time_s()[0])
+    # engines fuse the activation quantization into the kernel before the GEMM: a step does not pay the call the
+    # kernel tables time with each FP8 GEMM
+    quant = replace(base, eff=replace(base.eff, gemm_quant_s_8=1e-3, gemm_quant_bytes_8=8.0))
+    assert float(evaluate(ops, quant).step_time_s()[0]) == pytest.approx(step, rel=1e-12)
+    # the FP8 tile height does reach the step's dense GEMMs (4 decode rows fill 4 of 128 rows, not 4 of 16)
+    assert base.gemm_tile["dense"] == base.eff.gemm_tile_m_8 == 16.0
+    wide = replace(base, gemm_tile={**base.gemm_tile, "dense": 128.0})
+    dense = np.array([op.kind == "gemm" and op.weight_role == "dense" for op in ops.ops])
+    slower = evaluate(ops, wide)
+    assert np.all(slower.compute_s[dense] == pytest.approx(8 * evaluate(ops, base).compute_s[dense], rel=1e-9))

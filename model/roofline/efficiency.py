@@ -10,8 +10,10 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile[dtype]) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
                     (tensor cores work on tiles of `gemm_tile_m` rows, FP8 `gemm_tile_m_8`, FP4 `gemm_tile_m_4`:
                     a one-token GEMM pays for a full tile)
-- FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_bytes[dtype] * m * k / (bandwidth * mem_max): the engine's
-                    activation-quantization kernel before the GEMM (0 in the hand-set classes)
+- FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_bytes[dtype] * m * k / (bandwidth * mem_max): the
+                    activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
+                    classes); single-kernel predictions add it, steps do not (engines fuse it into the norm or
+                    activation kernel before the GEMM), as with attention_floor_s
 - attention:        eta_a = attention_max * q/(q + attention_q_half) * L/(L + attention_kv_half)
                     (q = query rows per KV head, L = KV length the queries run over; attention_kv_half = 0 in the
                     hand-set classes: no KV-length term. In time this is a per-query-tile start-up cost: at short

@@ -18,7 +18,7 @@ from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time
-from model.roofline.efficiency import Efficiency, efficiency_for, gemm_quant_s
+from model.roofline.efficiency import Efficiency, efficiency_for
 from model.roofline.kernel import compute_eta, kernel_time
 
 BOUNDS = ("compute", "memory", "network", "latency")
@@ -48,11 +48,10 @@ class ExecContext:
     comm: Mapping[str, CommGroup] = field(default_factory=dict)
     comm_overlap: np.ndarray | float = 0.0  # fraction of collective time hidden behind compute
     assumptions: tuple[str, ...] = ()
-    # role -> rows of the dtype's smallest GEMM tile, and the activation quantization before an FP8/FP4 GEMM
-    # (fixed seconds, bytes per activation element); absent: the 16-bit tile and no quantization
+    # role -> rows of the dtype's smallest GEMM tile (absent: the 16-bit gemm_tile_m). The activation quantization
+    # that the kernel tables time with each FP8/FP4 GEMM (Efficiency.gemm_quant) is not added to steps: engines fuse
+    # it into the norm or activation kernel before the GEMM
     gemm_tile: Mapping[str, np.ndarray | float] = field(default_factory=dict)
-    gemm_quant_s: Mapping[str, np.ndarray | float] = field(default_factory=dict)
-    gemm_quant_bytes: Mapping[str, np.ndarray | float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,6 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
 
     peak = np.zeros((n_ops, n))
     eta = np.ones((n_ops, n))
-    quant = np.zeros((n_ops, n))
     with np.errstate(divide="ignore", invalid="ignore"):
         for role in ("dense", "expert", "embedding"):
             rows = (kinds == "gemm") & (roles == role)
@@ -111,10 +109,6 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
                                         weight_only=ctx.weight_only.get(role, False),
                                         tile=ctx.gemm_tile.get(role, eff.gemm_tile_m))
                 peak[rows] = ctx.peak_flop_per_s[role]
-                q_s, q_bytes = ctx.gemm_quant_s.get(role, 0.0), ctx.gemm_quant_bytes.get(role, 0.0)
-                if np.any(q_s) or np.any(q_bytes):
-                    quant[rows] = gemm_quant_s(ops.m[rows], ops.k[rows], q_s, q_bytes,
-                                               ctx.mem_bandwidth_bytes_per_s, eff)
         for kind in ("attention", "linear_attention"):
             rows = kinds == kind
             if rows.any():  # m = query rows per KV head (decode tiles are mostly padding), n = KV length
@@ -139,7 +133,7 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                     extra_busy_s=network, extra_floor_s=kernels * quant)
+                     extra_busy_s=network)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)
@@ -223,8 +217,6 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
                   "embedding": eff.gemm_max(emb_dtype)},
         gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "expert": eff.gemm_tile(rp.expert_dtype),
                    "embedding": eff.gemm_tile(emb_dtype)},
-        gemm_quant_s={"dense": eff.gemm_quant(rp.dense_dtype)[0], "expert": eff.gemm_quant(rp.expert_dtype)[0]},
-        gemm_quant_bytes={"dense": eff.gemm_quant(rp.dense_dtype)[1], "expert": eff.gemm_quant(rp.expert_dtype)[1]},
         weight_only={"dense": is_weight_only(p.weights, rp.activations),
                      "expert": is_weight_only(p.expert_weights, rp.expert_activations or rp.activations),
                      "embedding": False},
@@ -263,7 +255,6 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         gemm_max={r: pick([c.gemm_max[r] for c in contexts]) for r in ("dense", "expert", "embedding")},
         weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in ("dense", "expert", "embedding")},
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in ("dense", "expert", "embedding")},
-        gemm_quant_s={r: pick([c.gemm_quant_s.get(r, 0.0) for c in contexts]) for r in ("dense", "expert")},
-        gemm_quant_bytes={r: pick([c.gemm_quant_bytes.get(r, 0.0) for c in contexts]) for r in ("dense", "expert")},
+
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
     )

@@ -17,7 +17,7 @@ import numpy as np
 
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
-from model.roofline.efficiency import attention_eta, combine_roofline, gemm_eta, gemm_quant_s, memory_eta
+from model.roofline.efficiency import attention_eta, combine_roofline, gemm_eta, memory_eta
 
 KINDS = ("gemm", "attention", "linear_attention", "elementwise", "embedding", "copy")
 
@@ -50,8 +50,8 @@ def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_
     """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
 
     `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max.
-    `extra_floor_s`: seconds of a serial companion kernel (an FP8 GEMM's activation quantization), counted with
-    the floor of the kernels that do work."""
+    `extra_floor_s`: seconds of a serial companion kernel (the activation quantization a kernel table times with
+    each FP8 GEMM), counted with the floor of the kernels that do work."""
     compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff)
     extra = np.asarray(extra_busy_s, dtype=float)
     busy = np.maximum(combine_roofline(compute, memory, eff.roofline_p), extra)
@@ -85,10 +85,9 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
     nbytes = k * n * bytes_per_weight + m * (k + n) * bytes_per_activation
     eta = compute_eta("gemm", m, n, eff, gemm_max=eff.gemm_max(dtype), weight_only=weight_only,
                       tile=eff.gemm_tile(dtype))
-    bandwidth = device.memory.bandwidth_bytes_per_s
-    quant = gemm_quant_s(m, k, *eff.gemm_quant(dtype), bandwidth, eff) * np.asarray(kernels, dtype=float)
+    # no activation-quantization call (Efficiency.gemm_quant): inside a model engines fuse it into the kernel before
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
-                       bandwidth_bytes_per_s=bandwidth, eff=eff, kernels=kernels, extra_floor_s=quant)
+                       bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels)
 
 
 def memory_time(nbytes, *, bandwidth_bytes_per_s: float, eff, kernels=1.0) -> KernelTime:
