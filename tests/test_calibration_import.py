@@ -327,3 +327,13 @@ def test_step_uses_the_fp8_tile_but_not_the_tables_quantization_call():
     dense = np.array([op.kind == "gemm" and op.weight_role == "dense" for op in ops.ops])
     slower = evaluate(ops, wide)
     assert np.all(slower.compute_s[dense] == pytest.approx(8 * evaluate(ops, base).compute_s[dense], rel=1e-9))
+
+
+def test_fp8_tile_reaches_dense_gemms_but_not_the_grouped_expert_kernels():
+    from model.precision import Precision
+    from model.roofline.evaluator import context_for
+
+    eff = replace(efficiency_for(H100, calibration=False), gemm_tile_m_8=64.0)
+    ctx = context_for(H100, Precision(weights="fp8"), efficiency=eff)
+    # the tile is fitted to dense GEMM tables; MoE grouped kernels are not in them and keep the 16-row tile
+    assert ctx.gemm_tile == {"dense": 64.0, "expert": 16.0, "embedding": 16.0}

@@ -215,7 +215,9 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
         peak_flop_per_s=peaks,
         gemm_max={"dense": eff.gemm_max(rp.dense_dtype), "expert": eff.gemm_max(rp.expert_dtype),
                   "embedding": eff.gemm_max(emb_dtype)},
-        gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "expert": eff.gemm_tile(rp.expert_dtype),
+        # the FP8/FP4 tile heights are fitted to dense GEMM tables; experts run grouped MoE kernels that those tables
+        # do not time, so they keep the 16-bit tile
+        gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "expert": eff.gemm_tile_m,
                    "embedding": eff.gemm_tile(emb_dtype)},
         weight_only={"dense": is_weight_only(p.weights, rp.activations),
                      "expert": is_weight_only(p.expert_weights, rp.expert_activations or rp.activations),
