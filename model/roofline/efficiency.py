@@ -124,7 +124,9 @@ _BASE = dict(gemm_max_4=0.5, gemm_max_32=0.6, gemm_n_half=128.0, attention_q_hal
 
 
 def _eff(arch: str, **values: float) -> Efficiency:
-    return Efficiency(**{**_BASE, **values}, source=f"{arch} class defaults (docs/efficiency_sources.md)")
+    # hand-set classes give FP8/FP4 GEMMs the tile of their 16-bit GEMMs (only a calibration fits their own)
+    tiles = {f"gemm_tile_m_{c}": values["gemm_tile_m"] for c in ("8", "4") if "gemm_tile_m" in values}
+    return Efficiency(**{**_BASE, **tiles, **values}, source=f"{arch} class defaults (docs/efficiency_sources.md)")
 
 
 ARCH_DEFAULTS: dict[str, Efficiency] = {
