@@ -285,7 +285,8 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
     else:
         eff = replace(ARCH_DEFAULTS["generic"], source=f"generic defaults (no efficiency class for arch {device.arch!r})")
     # the per-engine public-table files apply when asked for (calibration=True): on the Blackwell engine rows they
-    # made simulated TTFT worse (docs/calibration.md), so the default keeps the hand-set classes plus a user's own fit
+    # make simulated dense TTFT and disaggregated TPOT worse (docs/calibration.md), so the default keeps the hand-set
+    # classes plus a user's own fit
     picked = engine if calibration is True else None
     class_file, device_file = _pick_calibration(device, picked) if calibration in (None, True) else (None, None)
     if class_file is not None:
