@@ -3,8 +3,9 @@ engine, with honest held-out errors, and derive per-class defaults with a leave-
 
 The analytical model stays the predictor: the fit (`model.calibration.fit.fit_efficiency`, scipy least squares
 on the log time ratio) moves the parameters of its formulas (GEMM ceilings per dtype and the m/n half-points,
-attention ceiling and query half-point, memory ceiling and half-size, kernel and collective floors, scale-up bus
-efficiency). The tables themselves are never shipped.
+FP8/FP4 tile heights and activation-quantization cost, attention ceiling and its query-rows and KV-length
+half-points, memory ceiling and half-size, kernel, attention and collective floors, scale-up bus efficiency). The
+tables themselves are never shipped.
 
 Held-out splits, per op family (shapes ordered by their work: FLOPs, bytes or message bytes):
 - extrapolation: the smallest and the largest `EDGE` share of the shapes (at least one each);
@@ -25,10 +26,8 @@ from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.roofline.efficiency import Efficiency, efficiency_for
 
-LARGE_GEMM_S = 100e-6  # FP8/FP4 and attention ceilings are fitted on kernels at least this long: shorter FP8/FP4
-# GEMMs carry the engine's activation-quantization kernel, and short prefill attention a per-(head, query tile)
-# start-up cost that the single query-rows curve (m = T*h/hk) cannot follow; the model has no term for either,
-# so their error is reported, not fitted away
+LARGE_GEMM_S = 100e-6  # the error of kernels at least this long is also reported on its own (held_out_error_long);
+# every stage fits all shapes: the FP8/FP4 quantization call and the attention KV-length term model the short ones
 K = 5  # every K-th shape held out (interpolation)
 EDGE = 0.05  # smallest and largest share of shapes held out (extrapolation)
 MAX_ROWS_PER_FAMILY = 600  # evenly spaced over the size order: enough to pin the curves, fast to fit
