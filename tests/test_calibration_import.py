@@ -31,7 +31,7 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                gemm_max_8=0.6, mem_max=0.88, mem_bytes_half=2e6, kernel_floor_s=3e-6, roofline_p=2.0,
                attention_max=0.55, attention_q_half=12.0, attention_floor_s=9e-6, collective_base_s=4e-6,
                scale_up_bus_efficiency=0.72, attention_kv_half=900.0, gemm_tile_m_8=64.0, gemm_quant_s_8=1.5e-6,
-               gemm_quant_bytes_8=8.0)
+               gemm_quant_bytes_8=8.0, gemm_k_s=3e-10)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -64,7 +64,7 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
     tolerance = {"gemm_max_16": 0.03, "gemm_max_8": 0.03, "mem_max": 0.03, "attention_max": 0.05,
                  "kernel_floor_s": 0.15, "attention_floor_s": 0.15, "collective_base_s": 0.25,
                  "scale_up_bus_efficiency": 0.03, "gemm_m_half": 0.25, "attention_kv_half": 0.15,
-                 "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3}
+                 "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     held = result.rows[result.rows["split"] != "fit"]
@@ -337,3 +337,29 @@ def test_fp8_tile_reaches_dense_gemms_but_not_the_grouped_expert_kernels():
     ctx = context_for(H100, Precision(weights="fp8"), efficiency=eff)
     # the tile is fitted to dense GEMM tables; MoE grouped kernels are not in them and keep the 16-row tile
     assert ctx.gemm_tile == {"dense": 64.0, "expert": 16.0, "embedding": 16.0}
+
+
+def test_a_gemm_waits_for_one_tiles_serial_loop_over_k_by_hand():
+    from model.roofline.kernel import gemm_time
+
+    eff = replace(efficiency_for(H100, calibration=False), gemm_k_s=5e-10)
+    # n = 32, k = 7168, one token: the roofline is 32 x 7168 x 2 bytes / 3.35 TB/s ~ 0.2 us; the k loop 3.584 us
+    t = gemm_time(1, 32, 7168, device=H100, dtype="bf16", eff=eff, bytes_per_weight=2.0)
+    assert float(t.busy_s) == pytest.approx(7168 * 5e-10)
+    assert float(t.time_s) == pytest.approx(7168 * 5e-10 + eff.kernel_floor_s)
+    # a large GEMM is far above it: unchanged
+    big = dict(device=H100, dtype="bf16", bytes_per_weight=2.0)
+    assert float(gemm_time(8192, 8192, 8192, eff=eff, **big).time_s) == float(
+        gemm_time(8192, 8192, 8192, eff=replace(eff, gemm_k_s=0.0), **big).time_s)
+    # the step evaluator applies the same bound to its GEMMs
+    from model.roofline.evaluator import evaluate
+
+    d = deployment("llama-3.1-8b", H100, calibration=False)
+    ops = d.graph.evaluate({**d.symbols(), "B": 1, "T": 1, "C": 128})
+    slow = replace(d.context, eff=replace(d.context.eff, gemm_k_s=1e-8))  # 10 ns per k element: binds every GEMM
+    times = evaluate(ops, slow)
+    gemm = np.array([op.kind == "gemm" for op in ops.ops]) & (ops.m[:, 0] > 0)
+    busy = times.time_s[gemm, 0] - times.floor_s[gemm, 0]
+    k_loop = ops.k[gemm, 0] * 1e-8
+    assert np.all(busy >= k_loop * (1 - 1e-12)) and np.sum(np.isclose(busy, k_loop, rtol=1e-9)) >= 3
+    assert np.all(times.network_s[gemm, 0] == 0)  # a latency of the GEMM itself, not network time

@@ -35,7 +35,7 @@ SPLITS = ("fit", "interpolation", "extrapolation")
 CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "mem_bytes_half",
-               "kernel_floor_s", "attention_floor_s", "collective_base_s", "gemm_quant_s_8", "gemm_quant_s_4",
+               "kernel_floor_s", "attention_floor_s", "collective_base_s", "gemm_k_s", "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4")
 
 
@@ -43,8 +43,8 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
 # fixed for the later ones (so FP8 GEMMs with their quantization overhead cannot bend the BF16 curve, nor
 # attention the memory ceiling); the shared floors and memory ceiling come from BF16 GEMMs and copies
 STAGES = (
-    (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "mem_max", "mem_bytes_half",
-                             "kernel_floor_s", "roofline_p")),
+    (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "mem_max",
+                             "mem_bytes_half", "kernel_floor_s", "roofline_p")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
     (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8")),
     (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4")),
@@ -59,7 +59,7 @@ STAGES = (
 # log-time loss is flat in them): an FP8 tile of 64 rows, a 2 us quantization call moving 3 bytes per element
 # (read 2, write 1), a 1k-key attention half-point
 STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2e-6, "gemm_quant_s_4": 2e-6,
-               "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "attention_kv_half": 1000.0}
+               "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "attention_kv_half": 1000.0, "gemm_k_s": 3e-10}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:

@@ -10,6 +10,7 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile[dtype]) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
                     (tensor cores work on tiles of `gemm_tile_m` rows, FP8 `gemm_tile_m_8`, FP4 `gemm_tile_m_4`:
                     a one-token GEMM pays for a full tile)
+- GEMM k loop:      busy >= k * gemm_k_s   (one output tile's serial loop over k)
 - FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_bytes[dtype] * m * k / (bandwidth * mem_max): the
                     activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
                     classes); single-kernel predictions add it, steps do not (engines fuse it into the norm or
@@ -73,6 +74,9 @@ class Efficiency:
     # FP8/INT8 and FP4 GEMMs run larger tiles than 16-bit ones (a one-token FP8 GEMM pays for up to 64-128 rows),
     # and an engine's FP8/FP4 linear layer first quantizes its activations: a separate kernel with a fixed time
     # plus `gemm_quant_bytes_*` bytes moved per activation element (m x k) at the streaming bandwidth
+    # seconds per element of k in one output tile's serial main loop: a GEMM cannot finish before one tile has run
+    # over all of k (what binds narrow, deep GEMMs: n = 32, k = 7168 takes twice its roofline); 0 = no such bound
+    gemm_k_s: float = 0.0
     gemm_tile_m_8: float = 16.0
     gemm_tile_m_4: float = 16.0
     gemm_quant_s_8: float = 0.0

@@ -131,9 +131,11 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
                             algorithm=group.algorithm)
         network[i] = np.where(t > 0, t + eff.collective_base_s, 0.0)
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
+    # a GEMM waits at least for one output tile's serial loop over k (Efficiency.gemm_k_s)
+    k_loop = np.where((kinds == "gemm")[:, None] & (ops.m > 0), ops.k * eff.gemm_k_s, 0.0)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                     extra_busy_s=network)
+                     extra_busy_s=np.maximum(network, k_loop))
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)

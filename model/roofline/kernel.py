@@ -87,7 +87,8 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
                       tile=eff.gemm_tile(dtype))
     # no activation-quantization call (Efficiency.gemm_quant): inside a model engines fuse it into the kernel before
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
-                       bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels)
+                       bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels,
+                       extra_busy_s=k * eff.gemm_k_s)
 
 
 def memory_time(nbytes, *, bandwidth_bytes_per_s: float, eff, kernels=1.0) -> KernelTime:

@@ -110,7 +110,8 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
             eta[rows] = compute_eta("elementwise", None, None, eff)
     attention = np.isin(w.kind, ("attention", "decode_attention"))
     kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
-                     bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra)
+                     bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
+                     extra_busy_s=np.where(w.kind == "gemm", w.shape_k * eff.gemm_k_s, 0.0))
     # one kernel's own floor, plus attention's per-call preparation and an FP8/FP4 GEMM's activation quantization
     # (single-kernel timings pay both every call; inside a step engines do them once per step or fuse them)
     return kt.time_s + attention * eff.attention_floor_s
