@@ -30,7 +30,8 @@ CALIBRATION = builtin_root() / "calibration"
 TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m_half=24.0, gemm_n_half=64.0,
                gemm_max_8=0.6, mem_max=0.88, mem_bytes_half=2e6, kernel_floor_s=3e-6, roofline_p=2.0,
                attention_max=0.55, attention_q_half=12.0, attention_floor_s=9e-6, collective_base_s=4e-6,
-               scale_up_bus_efficiency=0.72)
+               scale_up_bus_efficiency=0.72, attention_kv_half=900.0, gemm_tile_m_8=64.0, gemm_quant_s_8=1.5e-6,
+               gemm_quant_bytes_8=8.0, gemm_k_s=3e-10)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -46,7 +47,7 @@ def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.Da
             for h, hk in ((32, 8), (64, 8), (32, 32), (64, 1)):
                 rows.append(dict(kernel="decode_attention", dtype="bf16", family="attention_decode", batch=b, heads=h,
                                  kv_heads=hk, head_dim=128, context=c, size=2.0 * b * hk * 128 * c))
-        for s in (512, 2048, 8192):
+        for s in (16, 128, 512, 2048, 8192):
             rows.append(dict(kernel="attention", dtype="bf16", family="attention_prefill", batch=b, heads=32,
                              kv_heads=8, head_dim=128, seq_len=s, size=2.0 * b * 32 * 128 * s * s))
     rows += [dict(kernel="all_reduce", dtype="bf16", family="all_reduce", message_bytes=mb, ranks=r, size=mb)
@@ -62,7 +63,8 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
     result = fit_rows(rows, H100)
     tolerance = {"gemm_max_16": 0.03, "gemm_max_8": 0.03, "mem_max": 0.03, "attention_max": 0.05,
                  "kernel_floor_s": 0.15, "attention_floor_s": 0.15, "collective_base_s": 0.25,
-                 "scale_up_bus_efficiency": 0.03, "gemm_m_half": 0.25}
+                 "scale_up_bus_efficiency": 0.03, "gemm_m_half": 0.25, "attention_kv_half": 0.15,
+                 "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     held = result.rows[result.rows["split"] != "fit"]
@@ -90,7 +92,7 @@ EFF_FIELDS = {f.name for f in fields(Efficiency)} - {"source"}
 
 def test_calibration_files_are_shipped_for_the_table_gpus_in_hardware_db():
     names = {p.name for p in SHIPPED}
-    for dev in ("h100-sxm", "h200", "b200", "gb200", "a100-sxm-80gb", "l40s"):
+    for dev in ("h100-sxm", "h200", "b200", "gb200", "b300", "gb300", "a100-sxm-80gb", "l40s"):
         for engine in ENGINES:
             assert f"{dev}.{engine}.toml" in names
     for arch in ("hopper", "blackwell"):
@@ -267,3 +269,97 @@ def test_a_folder_source_lists_only_the_data_tables(fake_wheel, tmp_path):
     assert len(source.read(rel)) > 0 and source.opened == [str(tmp_path / "x/aiconfigurator_core/systems/data" / rel)]
     with pytest.raises(RidgeplanError, match="not a kernel table"):
         source.read("../silicon_sample.csv")
+
+
+def test_attention_efficiency_saturates_in_kv_length_by_hand():
+    from model.roofline.efficiency import attention_eta
+
+    eff = replace(efficiency_for(H100, calibration=False), attention_q_half=0.0, attention_kv_half=1000.0)
+    # 0.6 * 1000 / (1000 + 1000) = 0.3; unknown KV length (None or 0): no KV term
+    assert float(attention_eta(8.0, 0.6, eff, 1000.0)) == pytest.approx(0.3)
+    assert float(attention_eta(8.0, 0.6, eff, 9000.0)) == pytest.approx(0.54)
+    assert float(attention_eta(8.0, 0.6, eff)) == pytest.approx(0.6)
+    assert float(attention_eta(8.0, 0.6, eff, 0.0)) == pytest.approx(0.6)
+
+
+def test_fp8_gemm_pays_its_tile_and_activation_quantization_by_hand():
+    from model.roofline.efficiency import gemm_quant_s
+    from model.roofline.kernel import gemm_time
+    from model.roofline.kernels import predict_kernels
+
+    eff = replace(efficiency_for(H100, calibration=False), mem_max=0.85, gemm_tile_m_8=64.0, gemm_quant_s_8=2e-6,
+                  gemm_quant_bytes_8=3.0)
+    assert eff.gemm_tile("fp8") == 64.0 and eff.gemm_tile("bf16") == eff.gemm_tile_m
+    assert eff.gemm_quant("bf16") == (0.0, 0.0) and eff.gemm_quant("fp8") == (2e-6, 3.0)
+    # 2 us + 3 bytes x 16384 x 1024 elements / (3.35 TB/s x 0.85) = 2 us + 17.676 us
+    bw = H100.memory.bandwidth_bytes_per_s
+    assert bw == pytest.approx(3.35e12)
+    assert float(gemm_quant_s(16384, 1024, 2e-6, 3.0, bw, eff)) == pytest.approx(19.676e-6, rel=1e-3)
+    # a kernel-table row pays it on top of the GEMM; the GEMM inside a model (gemm_time, the step) does not
+    table = pd.DataFrame({"kernel": ["gemm"] * 2, "dtype": ["fp8", "bf16"], "m": 16384, "n": 1024, "k": 1024})
+    bare_eff = replace(eff, gemm_quant_s_8=0.0, gemm_quant_bytes_8=0.0)
+    added = predict_kernels(table, H100, eff) - predict_kernels(table, H100, bare_eff)
+    assert added[0] == pytest.approx(19.676e-6, rel=1e-3) and added[1] == 0.0
+    inside = gemm_time(16384, 1024, 1024, device=H100, dtype="fp8", eff=eff, bytes_per_weight=1.0)
+    assert float(inside.time_s) == float(gemm_time(16384, 1024, 1024, device=H100, dtype="fp8", eff=bare_eff,
+                                                   bytes_per_weight=1.0).time_s)
+    # a one-token FP8 GEMM fills 1 of 64 tile rows (a BF16 one 1 of 16); n = 8192 at n_half 128: 8192/8320
+    eff = replace(eff, gemm_m_half=0.0, gemm_n_half=128.0)
+    one = gemm_time(1, 8192, 8192, device=H100, dtype="fp8", eff=eff, bytes_per_weight=1.0)
+    eta = eff.gemm_max_8 / 64 * 8192 / 8320
+    assert float(one.compute_s) == pytest.approx(2 * 8192 * 8192 / (H100.peak("fp8") * eta), rel=1e-9)
+
+
+def test_step_uses_the_fp8_tile_but_not_the_tables_quantization_call():
+    from model.roofline.evaluator import evaluate
+
+    d = deployment("llama-3.1-8b", H100, weights="fp8", calibration=False)
+    ops = d.graph.evaluate({**d.symbols(), "B": 4, "T": 1, "C": 1024})
+    base = d.context
+    step = float(evaluate(ops, base).step_time_s()[0])
+    # engines fuse the activation quantization into the kernel before the GEMM: a step does not pay the call the
+    # kernel tables time with each FP8 GEMM
+    quant = replace(base, eff=replace(base.eff, gemm_quant_s_8=1e-3, gemm_quant_bytes_8=8.0))
+    assert float(evaluate(ops, quant).step_time_s()[0]) == pytest.approx(step, rel=1e-12)
+    # the FP8 tile height does reach the step's dense GEMMs (4 decode rows fill 4 of 128 rows, not 4 of 16)
+    assert base.gemm_tile["dense"] == base.eff.gemm_tile_m_8 == 16.0
+    wide = replace(base, gemm_tile={**base.gemm_tile, "dense": 128.0})
+    dense = np.array([op.kind == "gemm" and op.weight_role == "dense" for op in ops.ops])
+    slower = evaluate(ops, wide)
+    assert np.all(slower.compute_s[dense] == pytest.approx(8 * evaluate(ops, base).compute_s[dense], rel=1e-9))
+
+
+def test_fp8_tile_reaches_dense_gemms_but_not_the_grouped_expert_kernels():
+    from model.precision import Precision
+    from model.roofline.evaluator import context_for
+
+    eff = replace(efficiency_for(H100, calibration=False), gemm_tile_m_8=64.0)
+    ctx = context_for(H100, Precision(weights="fp8"), efficiency=eff)
+    # the tile is fitted to dense GEMM tables; MoE grouped kernels are not in them and keep the 16-row tile
+    assert ctx.gemm_tile == {"dense": 64.0, "expert": 16.0, "embedding": 16.0}
+
+
+def test_a_gemm_waits_for_one_tiles_serial_loop_over_k_by_hand():
+    from model.roofline.kernel import gemm_time
+
+    eff = replace(efficiency_for(H100, calibration=False), gemm_k_s=5e-10)
+    # n = 32, k = 7168, one token: the roofline is 32 x 7168 x 2 bytes / 3.35 TB/s ~ 0.2 us; the k loop 3.584 us
+    t = gemm_time(1, 32, 7168, device=H100, dtype="bf16", eff=eff, bytes_per_weight=2.0)
+    assert float(t.busy_s) == pytest.approx(7168 * 5e-10)
+    assert float(t.time_s) == pytest.approx(7168 * 5e-10 + eff.kernel_floor_s)
+    # a large GEMM is far above it: unchanged
+    big = dict(device=H100, dtype="bf16", bytes_per_weight=2.0)
+    assert float(gemm_time(8192, 8192, 8192, eff=eff, **big).time_s) == float(
+        gemm_time(8192, 8192, 8192, eff=replace(eff, gemm_k_s=0.0), **big).time_s)
+    # the step evaluator applies the same bound to its GEMMs
+    from model.roofline.evaluator import evaluate
+
+    d = deployment("llama-3.1-8b", H100, calibration=False)
+    ops = d.graph.evaluate({**d.symbols(), "B": 1, "T": 1, "C": 128})
+    slow = replace(d.context, eff=replace(d.context.eff, gemm_k_s=1e-8))  # 10 ns per k element: binds every GEMM
+    times = evaluate(ops, slow)
+    gemm = np.array([op.kind == "gemm" for op in ops.ops]) & (ops.m[:, 0] > 0)
+    busy = times.time_s[gemm, 0] - times.floor_s[gemm, 0]
+    k_loop = ops.k[gemm, 0] * 1e-8
+    assert np.all(busy >= k_loop * (1 - 1e-12)) and np.sum(np.isclose(busy, k_loop, rtol=1e-9)) >= 3
+    assert np.all(times.network_s[gemm, 0] == 0)  # a latency of the GEMM itself, not network time

@@ -33,7 +33,9 @@ BOUNDS = {
     "attention_max": (0.05, 1.0), "attention_q_half": (0.0, 4096.0),
     "mem_max": (0.05, 1.0), "mem_bytes_half": (0.0, 1e9), "vector_max": (0.01, 1.0),
     "kernel_floor_s": (0.0, 1e-3), "attention_floor_s": (0.0, 1e-3), "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
-    "collective_base_s": (0.0, 1e-3), "scale_up_bus_efficiency": (0.05, 1.0),
+    "collective_base_s": (0.0, 1e-3), "scale_up_bus_efficiency": (0.05, 1.0), "attention_kv_half": (0.0, 1e6), "gemm_k_s": (0.0, 1e-8),
+    "gemm_tile_m_8": (1.0, 256.0), "gemm_tile_m_4": (1.0, 256.0), "gemm_quant_s_8": (0.0, 1e-3),
+    "gemm_quant_s_4": (0.0, 1e-3), "gemm_quant_bytes_8": (0.0, 64.0), "gemm_quant_bytes_4": (0.0, 64.0),
 }
 
 
@@ -43,12 +45,12 @@ def _informed(table: pd.DataFrame) -> list[str]:
     dtypes = set(table.get("dtype", pd.Series(dtype=str)).dropna().astype(str))
     params: list[str] = ["kernel_floor_s"]
     if "gemm" in kinds or "step" in kinds:
-        params += ["gemm_m_half", "gemm_n_half"]
+        params += ["gemm_m_half", "gemm_n_half", "gemm_k_s"]
         params += [f"gemm_max_{c}" for c, names in (("16", {"bf16", "fp16"}), ("8", {"fp8", "int8"}),
                                                      ("4", {"fp4", "int4"}), ("32", {"fp32", "tf32"}))
                    if dtypes & names or ("step" in kinds and c == "16")]
     if kinds & {"attention", "decode_attention", "step"}:
-        params += ["attention_max", "attention_q_half", "attention_floor_s"]
+        params += ["attention_max", "attention_q_half", "attention_kv_half", "attention_floor_s"]
     if kinds & {"copy", "elementwise", "decode_attention", "gemm", "step"}:
         params += ["mem_max", "mem_bytes_half"]
     if "elementwise" in kinds:
@@ -230,10 +232,13 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 
 
 # unit of the log-scaled parameters: log1p(value / unit) (a latency of 1e-6 s and a size of 1 token alike)
-_LOG_UNIT = {"kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "collective_base_s": 1e-7, "step_overhead_s": 1e-6, "mem_bytes_half": 1e3}
+_LOG_UNIT = {"kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
+             "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7}
 
 _ZERO_NUDGE = {"gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
-               "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "step_overhead_s": 1e-6}
+               "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "step_overhead_s": 1e-6, "attention_kv_half": 16.0, "gemm_k_s": 1e-11,
+               "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7, "gemm_quant_bytes_8": 0.5,
+               "gemm_quant_bytes_4": 0.5}
 
 
 def _responsive(names: list[str], start: Efficiency, predict, n_rows: int) -> tuple[list[str], list[str]]:

@@ -3,8 +3,9 @@ engine, with honest held-out errors, and derive per-class defaults with a leave-
 
 The analytical model stays the predictor: the fit (`model.calibration.fit.fit_efficiency`, scipy least squares
 on the log time ratio) moves the parameters of its formulas (GEMM ceilings per dtype and the m/n half-points,
-attention ceiling and query half-point, memory ceiling and half-size, kernel and collective floors, scale-up bus
-efficiency). The tables themselves are never shipped.
+FP8/FP4 tile heights and activation-quantization cost, attention ceiling and its query-rows and KV-length
+half-points, memory ceiling and half-size, kernel, attention and collective floors, scale-up bus efficiency). The
+tables themselves are never shipped.
 
 Held-out splits, per op family (shapes ordered by their work: FLOPs, bytes or message bytes):
 - extrapolation: the smallest and the largest `EDGE` share of the shapes (at least one each);
@@ -14,7 +15,7 @@ Only the rest is fitted on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -25,34 +26,40 @@ from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.roofline.efficiency import Efficiency, efficiency_for
 
-LARGE_GEMM_S = 100e-6  # FP8/FP4 and attention ceilings are fitted on kernels at least this long: shorter FP8/FP4
-# GEMMs carry the engine's activation-quantization kernel, and short prefill attention a per-(head, query tile)
-# start-up cost that the single query-rows curve (m = T*h/hk) cannot follow; the model has no term for either,
-# so their error is reported, not fitted away
+LARGE_GEMM_S = 100e-6  # the error of kernels at least this long is also reported on its own (held_out_error_long);
+# every stage fits all shapes: the FP8/FP4 quantization call and the attention KV-length term model the short ones
 K = 5  # every K-th shape held out (interpolation)
 EDGE = 0.05  # smallest and largest share of shapes held out (extrapolation)
 MAX_ROWS_PER_FAMILY = 600  # evenly spaced over the size order: enough to pin the curves, fast to fit
 SPLITS = ("fit", "interpolation", "extrapolation")
 CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
-_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "mem_bytes_half", "kernel_floor_s",
-               "collective_base_s")
+_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "mem_bytes_half",
+               "kernel_floor_s", "attention_floor_s", "collective_base_s", "gemm_k_s", "gemm_quant_s_8", "gemm_quant_s_4",
+               "gemm_tile_m_8", "gemm_tile_m_4")
 
 
 # the fit runs in stages, each on the families that inform its parameters, in order: a stage's parameters are
 # fixed for the later ones (so FP8 GEMMs with their quantization overhead cannot bend the BF16 curve, nor
 # attention the memory ceiling); the shared floors and memory ceiling come from BF16 GEMMs and copies
 STAGES = (
-    (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "mem_max", "mem_bytes_half",
-                             "kernel_floor_s", "roofline_p")),
-    (("gemm_fp8",), ("gemm_max_8",)),  # on large GEMMs only (LARGE_GEMM_S): the ceiling is what they inform
-    (("gemm_fp4",), ("gemm_max_4",)),
-    # decode attention (memory-bound, 1-64 query rows per KV head) informs the floor and the query-rows curve;
-    # long prefill kernels the ceiling
-    (("attention_decode", "mla_decode"), ("attention_floor_s", "attention_q_half")),
-    (("attention_prefill", "mla_prefill"), ("attention_max",)),
+    (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "mem_max",
+                             "mem_bytes_half", "kernel_floor_s", "roofline_p")),
+    # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
+    (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8")),
+    (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4")),
+    # one attention curve for prefill and decode: ceiling, query rows and KV length half-points, call floor
+    (("attention_decode", "mla_decode", "attention_prefill", "mla_prefill"),
+     ("attention_floor_s", "attention_q_half", "attention_kv_half", "attention_max")),
     (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency")),
 )
+
+
+# where a stage starts the parameters the hand-set classes leave at "no such term" (a start at zero sits where the
+# log-time loss is flat in them): an FP8 tile of 64 rows, a 2 us quantization call moving 3 bytes per element
+# (read 2, write 1), a 1k-key attention half-point, a 0.3 ns step of the k loop
+STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2e-6, "gemm_quant_s_4": 2e-6,
+               "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "attention_kv_half": 1000.0, "gemm_k_s": 3e-10}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -130,11 +137,10 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
     eff, fitted, idle = start, {}, []
     for families, names in STAGES:
         part = rows["family"].isin(families).to_numpy()
-        if set(families) & {"gemm_fp8", "gemm_fp4", "attention_prefill"}:  # ceilings: long kernels only
-            part = part & (rows["measured_s"] >= LARGE_GEMM_S).to_numpy()
         if not part.any() or (labels[part] == "fit").sum() < 3:
             continue
-        names = [n for n in names if n != "gemm_max_4" or "fp4" in set(rows.loc[part, "dtype"])]
+        names = [n for n in names if not n.endswith("_4") or "fp4" in set(rows.loc[part, "dtype"])]
+        eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],
                                loss="soft_l1")
         eff, idle = stage.after, idle + list(stage.unconstrained)

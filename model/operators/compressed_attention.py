@@ -82,6 +82,7 @@ def compressed_attention_block(a: Attention, d: int) -> list[Operator]:
                     kv_write_bytes=N / m * di * b_kv,
                     cache_bytes=B * entries * di * b_kv,
                     m=T * hi,
+                    n=entries,
                     description=f"indexer scores every compressed entry, keeps the top {a.sparse_topk} per query",
                 ),
             ]
@@ -101,6 +102,7 @@ def compressed_attention_block(a: Attention, d: int) -> list[Operator]:
         kv_write_bytes=kv_write * D * b_kv,
         cache_bytes=B * cache * D * b_kv,
         m=T * h,  # every head shares the one K = V head
+        n=read,  # KV length the queries run over
         params=h, active_params=sp.Integer(H),
         description=f"shared-KV MQA over a {W}-token window" + (f" plus 1/{m} compressed entries ({kind})" if m else ""),
     ))

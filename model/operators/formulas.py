@@ -202,6 +202,7 @@ def softmax_attention_core(name: str, heads: int, kv_heads: int, d_qk: int, d_v:
         kv_write_bytes=N * kv_elems_per_token * b_kv,
         cache_bytes=B * kv_cached_positions(window) * kv_elems_per_token * b_kv,
         m=T * h / hk,  # query rows sharing one KV head (GQA packing): the kernel's tile height
+        n=read,  # KV length (keys a sequence's queries run over): attention efficiency grows with it
         params=h if sinks else ZERO, active_params=sp.Integer(heads) if sinks else ZERO,
         description=("fused (flash) attention over the KV cache" + (f", sliding window {window}" if window else "")),
     )

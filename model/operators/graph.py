@@ -109,6 +109,7 @@ def _mla_block(a: Attention, d: int) -> list[Operator]:
         kv_write_bytes=N * latent * b_kv,
         cache_bytes=B * (C + T) * latent * b_kv,
         m=sp.Piecewise((T * h, absorbed), (T, True)),  # absorbed: all heads share the one latent KV head
+        n=read,  # KV length the queries run over
         description="MLA attention: over the latent cache (absorbed, T <= %d) or decompressed MHA" % MLA_ABSORB_MAX_T,
     ))
     ops.append(gemm("o_proj", N, d, h * dv, full_params=sp.Integer(a.num_heads * dv * d)))
@@ -135,6 +136,7 @@ def _indexer(a: Attention, d: int) -> list[Operator]:
             kv_write_bytes=N * di * b_kv,
             cache_bytes=B * (C + T) * di * b_kv,
             m=T * hi,
+            n=keys_read(None),
             description=f"indexer scores over every cached key, keeps the top {a.sparse_topk} per query",
         ),
     ]

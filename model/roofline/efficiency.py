@@ -7,9 +7,18 @@ when an engine is named, `<id>.<engine>.toml` and the class file `_class-<arch>.
 public kernel tables (`ridgeplan calibrate import`, docs/calibration.md).
 
 The forms, all saturating in size so that big kernels approach a ceiling and small ones fall far below it:
-- GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
-                    (tensor cores work on tiles of `gemm_tile_m` rows: a one-token GEMM pays for a full tile)
-- attention:        eta_a = attention_max * q/(q + attention_q_half)   (q = query rows per KV head)
+- GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile[dtype]) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
+                    (tensor cores work on tiles of `gemm_tile_m` rows, FP8 `gemm_tile_m_8`, FP4 `gemm_tile_m_4`:
+                    a one-token GEMM pays for a full tile)
+- GEMM k loop:      busy >= k * gemm_k_s   (one output tile's serial loop over k)
+- FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_bytes[dtype] * m * k / (bandwidth * mem_max): the
+                    activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
+                    classes); single-kernel predictions add it, steps do not (engines fuse it into the norm or
+                    activation kernel before the GEMM), as with attention_floor_s
+- attention:        eta_a = attention_max * q/(q + attention_q_half) * L/(L + attention_kv_half)
+                    (q = query rows per KV head, L = KV length the queries run over; attention_kv_half = 0 in the
+                    hand-set classes: no KV-length term. In time this is a per-query-tile start-up cost: at short
+                    L the compute time tends to FLOPs/L * attention_kv_half / (peak * ceiling), not to 0)
 - memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half)
 - every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); a single attention call timed on its
                     own + attention_floor_s (its per-call preparation, done once per step in an engine)
@@ -59,10 +68,38 @@ class Efficiency:
     # engines prepare that once per step for all layers, so single-kernel predictions add it and steps do not
     attention_floor_s: float = 0.0
     scale_up_bus_efficiency: float = 0.0  # achieved/nominal scale-up bandwidth of collectives; 0 = the link file's
+    # keys per query (KV length) at which attention reaches half its ceiling: flash kernels pay a per-(query tile,
+    # head) start-up and, for decode, a per-sequence split/reduce cost that only long KV rows amortise; 0 = no term
+    attention_kv_half: float = 0.0
+    # FP8/INT8 and FP4 GEMMs run larger tiles than 16-bit ones (a one-token FP8 GEMM pays for up to 64-128 rows),
+    # and an engine's FP8/FP4 linear layer first quantizes its activations: a separate kernel with a fixed time
+    # plus `gemm_quant_bytes_*` bytes moved per activation element (m x k) at the streaming bandwidth
+    # seconds per element of k in one output tile's serial main loop: a GEMM cannot finish before one tile has run
+    # over all of k (what binds narrow, deep GEMMs: n = 32, k = 7168 takes twice its roofline); 0 = no such bound
+    gemm_k_s: float = 0.0
+    gemm_tile_m_8: float = 16.0
+    gemm_tile_m_4: float = 16.0
+    gemm_quant_s_8: float = 0.0
+    gemm_quant_s_4: float = 0.0
+    gemm_quant_bytes_8: float = 0.0
+    gemm_quant_bytes_4: float = 0.0
     source: str = ""
 
     def gemm_max(self, dtype: str) -> float:
         return getattr(self, f"gemm_max_{DTYPE_CLASSES.get(dtype, '16')}")
+
+    def gemm_tile(self, dtype: str) -> float:
+        """Rows of the smallest tensor-core tile of this dtype's GEMMs (gemm_tile_m for 16- and 32-bit)."""
+        cls = DTYPE_CLASSES.get(dtype, "16")
+        return getattr(self, f"gemm_tile_m_{cls}") if cls in ("8", "4") else self.gemm_tile_m
+
+    def gemm_quant(self, dtype: str) -> tuple[float, float]:
+        """(fixed seconds, bytes per activation element) of the activation quantization before a GEMM of this
+        dtype: FP8/INT8 and FP4 only, (0, 0) otherwise."""
+        cls = DTYPE_CLASSES.get(dtype, "16")
+        if cls not in ("8", "4"):
+            return 0.0, 0.0
+        return getattr(self, f"gemm_quant_s_{cls}"), getattr(self, f"gemm_quant_bytes_{cls}")
 
     def with_overrides(self, values: dict[str, float], source: str) -> Efficiency:
         known = {f.name for f in fields(self)} - {"source"}
@@ -91,7 +128,9 @@ _BASE = dict(gemm_max_4=0.5, gemm_max_32=0.6, gemm_n_half=128.0, attention_q_hal
 
 
 def _eff(arch: str, **values: float) -> Efficiency:
-    return Efficiency(**{**_BASE, **values}, source=f"{arch} class defaults (docs/efficiency_sources.md)")
+    # hand-set classes give FP8/FP4 GEMMs the tile of their 16-bit GEMMs (only a calibration fits their own)
+    tiles = {f"gemm_tile_m_{c}": values["gemm_tile_m"] for c in ("8", "4") if "gemm_tile_m" in values}
+    return Efficiency(**{**_BASE, **tiles, **values}, source=f"{arch} class defaults (docs/efficiency_sources.md)")
 
 
 ARCH_DEFAULTS: dict[str, Efficiency] = {
@@ -157,9 +196,19 @@ def tile_fill(m, tile) -> object:
     return np.where(m > 0, m / np.maximum(m, tile), 1.0)
 
 
-def gemm_eta(m, n, gemm_max, eff) -> object:
-    """Fraction of the dense peak a GEMM with m rows (tokens) and n output columns reaches."""
-    return gemm_max * tile_fill(m, eff.gemm_tile_m) * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
+def gemm_eta(m, n, gemm_max, eff, tile=None) -> object:
+    """Fraction of the dense peak a GEMM with m rows (tokens) and n output columns reaches; `tile`: rows of the
+    dtype's smallest tile (Efficiency.gemm_tile; default gemm_tile_m)."""
+    tile = eff.gemm_tile_m if tile is None else tile
+    return gemm_max * tile_fill(m, tile) * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
+
+
+def gemm_quant_s(m, k, quant_s, quant_bytes, bandwidth_bytes_per_s, eff) -> object:
+    """Seconds of the activation-quantization kernel before an FP8/FP4 GEMM of m x k activations: a fixed time
+    plus quant_bytes per element at the streaming ceiling; 0 where the GEMM has no rows."""
+    m, k = np.asarray(m, dtype=float), np.asarray(k, dtype=float)
+    stream = quant_bytes * m * k / (np.asarray(bandwidth_bytes_per_s, dtype=float) * eff.mem_max)
+    return np.where(m > 0, quant_s + stream, 0.0)
 
 
 def combine_roofline(compute_s, memory_s, p) -> object:
@@ -172,9 +221,16 @@ def combine_roofline(compute_s, memory_s, p) -> object:
     return np.where(np.isfinite(p) & (hi > 0), soft, hi)
 
 
-def attention_eta(query_rows, top, eff) -> object:
-    """Fraction of peak an attention kernel reaches with `query_rows` queries per KV head (GQA packing)."""
-    return top * saturation(query_rows, eff.attention_q_half)
+def attention_eta(query_rows, top, eff, kv_len=None) -> object:
+    """Fraction of peak an attention kernel reaches with `query_rows` queries per KV head (GQA packing) over
+    `kv_len` keys per query (None or 0: a kernel whose KV length is not known, e.g. linear attention, has no such
+    term)."""
+    eta = top * saturation(query_rows, eff.attention_q_half)
+    if kv_len is None:
+        return eta
+    kv = np.asarray(kv_len, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return eta * np.where(kv > 0, saturation(kv, eff.attention_kv_half), 1.0)
 
 
 def memory_eta(nbytes, eff) -> object:
@@ -233,7 +289,8 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
     else:
         eff = replace(ARCH_DEFAULTS["generic"], source=f"generic defaults (no efficiency class for arch {device.arch!r})")
     # the per-engine public-table files apply when asked for (calibration=True): on the Blackwell engine rows they
-    # made simulated TTFT worse (docs/calibration.md), so the default keeps the hand-set classes plus a user's own fit
+    # make simulated dense TTFT and disaggregated TPOT worse (docs/calibration.md), so the default keeps the hand-set
+    # classes plus a user's own fit
     picked = engine if calibration is True else None
     class_file, device_file = _pick_calibration(device, picked) if calibration in (None, True) else (None, None)
     if class_file is not None:

@@ -48,6 +48,10 @@ class ExecContext:
     comm: Mapping[str, CommGroup] = field(default_factory=dict)
     comm_overlap: np.ndarray | float = 0.0  # fraction of collective time hidden behind compute
     assumptions: tuple[str, ...] = ()
+    # role -> rows of the dtype's smallest GEMM tile (absent: the 16-bit gemm_tile_m). The activation quantization
+    # that the kernel tables time with each FP8/FP4 GEMM (Efficiency.gemm_quant) is not added to steps: engines fuse
+    # it into the norm or activation kernel before the GEMM
+    gemm_tile: Mapping[str, np.ndarray | float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,12 +106,13 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
             rows = (kinds == "gemm") & (roles == role)
             if rows.any():
                 eta[rows] = compute_eta("gemm", ops.m[rows], ops.n[rows], eff, gemm_max=ctx.gemm_max[role],
-                                        weight_only=ctx.weight_only.get(role, False))
+                                        weight_only=ctx.weight_only.get(role, False),
+                                        tile=ctx.gemm_tile.get(role, eff.gemm_tile_m))
                 peak[rows] = ctx.peak_flop_per_s[role]
         for kind in ("attention", "linear_attention"):
             rows = kinds == kind
-            if rows.any():  # m = query rows per KV head: decode tiles are mostly padding
-                eta[rows] = compute_eta(kind, ops.m[rows], None, eff)
+            if rows.any():  # m = query rows per KV head (decode tiles are mostly padding), n = KV length
+                eta[rows] = compute_eta(kind, ops.m[rows], ops.n[rows] if kind == "attention" else None, eff)
                 peak[rows] = ctx.peak_flop_per_s["attention"]
         rows = (kinds == "elementwise") | (kinds == "embedding")
         if rows.any():
@@ -126,9 +131,11 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
                             algorithm=group.algorithm)
         network[i] = np.where(t > 0, t + eff.collective_base_s, 0.0)
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
+    # a GEMM waits at least for one output tile's serial loop over k (Efficiency.gemm_k_s)
+    k_loop = np.where((kinds == "gemm")[:, None] & (ops.m > 0), ops.k * eff.gemm_k_s, 0.0)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                     extra_busy_s=network)
+                     extra_busy_s=np.maximum(network, k_loop))
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)
@@ -210,6 +217,10 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
         peak_flop_per_s=peaks,
         gemm_max={"dense": eff.gemm_max(rp.dense_dtype), "expert": eff.gemm_max(rp.expert_dtype),
                   "embedding": eff.gemm_max(emb_dtype)},
+        # the FP8/FP4 tile heights are fitted to dense GEMM tables; experts run grouped MoE kernels that those tables
+        # do not time, so they keep the 16-bit tile
+        gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "expert": eff.gemm_tile_m,
+                   "embedding": eff.gemm_tile(emb_dtype)},
         weight_only={"dense": is_weight_only(p.weights, rp.activations),
                      "expert": is_weight_only(p.expert_weights, rp.expert_activations or rp.activations),
                      "embedding": False},
@@ -247,5 +258,7 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         peak_flop_per_s={r: pick([c.peak_flop_per_s[r] for c in contexts]) for r in ROLES},
         gemm_max={r: pick([c.gemm_max[r] for c in contexts]) for r in ("dense", "expert", "embedding")},
         weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in ("dense", "expert", "embedding")},
+        gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in ("dense", "expert", "embedding")},
+
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
     )

@@ -46,26 +46,30 @@ def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_
 
 
 def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, kernels=1.0,
-                extra_busy_s=0.0) -> KernelTime:
+                extra_busy_s=0.0, extra_floor_s=0.0) -> KernelTime:
     """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
 
-    `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max."""
+    `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max.
+    `extra_floor_s`: seconds of a serial companion kernel (the activation quantization a kernel table times with
+    each FP8 GEMM), counted with the floor of the kernels that do work."""
     compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff)
     extra = np.asarray(extra_busy_s, dtype=float)
     busy = np.maximum(combine_roofline(compute, memory, eff.roofline_p), extra)
     active = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0) | (extra > 0)
-    floor = np.where(active, np.asarray(kernels, dtype=float) * eff.kernel_floor_s, 0.0)
+    kernels = np.asarray(kernels, dtype=float)
+    floor = np.where(active, kernels * eff.kernel_floor_s + np.asarray(extra_floor_s, dtype=float), 0.0)
     return KernelTime(compute, memory, busy, floor)
 
 
-def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False) -> np.ndarray:
-    """eta_c of one kernel kind: GEMMs by (m, n) and dtype ceiling (less the dequantisation penalty for weight-only
-    formats), attention by query rows per KV head, element-wise kernels at the vector ceiling."""
+def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None) -> np.ndarray:
+    """eta_c of one kernel kind: GEMMs by (m, n), dtype ceiling and tile rows `tile` (less the dequantisation
+    penalty for weight-only formats), attention by query rows per KV head m and keys per query n (None or 0 when
+    not known), element-wise kernels at the vector ceiling."""
     if kind == "gemm":
-        eta = gemm_eta(m, n, gemm_max, eff)
+        eta = gemm_eta(m, n, gemm_max, eff, tile)
         return np.where(weight_only, eta * (1 - eff.dequant_penalty), eta)
     if kind == "attention":
-        return attention_eta(m, eff.attention_max, eff)
+        return attention_eta(m, eff.attention_max, eff, n)
     if kind == "linear_attention":
         return attention_eta(m, eff.linear_attention_max, eff)
     if kind in ("elementwise", "embedding", "copy"):
@@ -79,9 +83,12 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
     m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
     flops = 2 * m * n * k
     nbytes = k * n * bytes_per_weight + m * (k + n) * bytes_per_activation
-    eta = compute_eta("gemm", m, n, eff, gemm_max=eff.gemm_max(dtype), weight_only=weight_only)
+    eta = compute_eta("gemm", m, n, eff, gemm_max=eff.gemm_max(dtype), weight_only=weight_only,
+                      tile=eff.gemm_tile(dtype))
+    # no activation-quantization call (Efficiency.gemm_quant): inside a model engines fuse it into the kernel before
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
-                       bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels)
+                       bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels,
+                       extra_busy_s=k * eff.gemm_k_s)
 
 
 def memory_time(nbytes, *, bandwidth_bytes_per_s: float, eff, kernels=1.0) -> KernelTime:

@@ -15,7 +15,7 @@ from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.precision import number_format
 from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
-from model.roofline.efficiency import Efficiency
+from model.roofline.efficiency import Efficiency, gemm_quant_s
 from model.roofline.kernel import compute_eta, kernel_time
 
 KERNELS = ("gemm", "attention", "decode_attention", "copy", "elementwise")
@@ -36,7 +36,8 @@ class KernelWork:
     kind: np.ndarray  # kernel kind per row
     dtype: np.ndarray
     shape_m: np.ndarray  # rows for GEMM efficiency, query rows per KV head for attention
-    shape_n: np.ndarray
+    shape_n: np.ndarray  # output columns for GEMM efficiency, keys per query (KV length) for attention
+    shape_k: np.ndarray  # GEMM inner dimension (activation columns the FP8/FP4 quantization reads)
 
 
 def kernel_work(table: pd.DataFrame) -> KernelWork:
@@ -45,7 +46,7 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
         raise RidgeplanError("kernel", "the table needs a 'kernel' column", KERNELS)
     n = len(table)
     flops, nbytes = np.zeros(n), np.zeros(n)
-    m_rows, n_cols = np.ones(n), np.ones(n)
+    m_rows, n_cols, k_cols = np.ones(n), np.ones(n), np.zeros(n)
     kinds = table["kernel"].astype(str).to_numpy()
     dtypes = (table["dtype"].astype(str) if "dtype" in table else pd.Series(["bf16"] * n)).to_numpy()
     elem = np.array([number_format(d if d in ("fp8", "int8", "fp32", "fp16", "bf16", "fp4") else "bf16").bytes_per_element
@@ -63,7 +64,7 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
             flops[rows] = gemm_flops(m, nn, k)
             out_bytes = np.where(elem[rows] < 2, 2.0, elem[rows])  # FP8/INT8 GEMMs write 16-bit outputs
             nbytes[rows] = (m * k + k * nn) * elem[rows] + m * nn * out_bytes
-            m_rows[rows], n_cols[rows] = m, nn
+            m_rows[rows], n_cols[rows], k_cols[rows] = m, nn, k
         elif kind in ("attention", "decode_attention"):
             b, h, hk, d = (sub[c].to_numpy(float) for c in ("batch", "heads", "kv_heads", "head_dim"))
             # optional kv_dim: cached elements per token per KV head (default 2*head_dim, K and V; MLA's shared
@@ -75,39 +76,44 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
                 causal = sub["causal"].to_numpy(float) if "causal" in sub else np.ones(len(sub))
                 flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(s, 0.0, causal)
                 nbytes[rows] = b * s * (2 * h * d + hk * kv) * elem[rows]
-                m_rows[rows] = s * h / hk
+                m_rows[rows], n_cols[rows] = s * h / hk, s
             else:
                 c = sub["context"].to_numpy(float)
                 flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(1.0, c - 1, 1.0)
                 nbytes[rows] = b * c * hk * kv * elem[rows] + 2 * b * h * d * 2
-                m_rows[rows] = h / hk
+                m_rows[rows], n_cols[rows] = h / hk, c
         else:
             size = sub["bytes"].to_numpy(float)
             nbytes[rows] = 2 * size  # read + write
             flops[rows] = 0.0 if kind == "copy" else size / elem[rows]
-    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols)
+    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols)
 
 
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
     w = kernel_work(table)
     n = len(table)
-    peak, eta = np.ones(n), np.ones(n)
+    peak, eta, extra = np.ones(n), np.ones(n), np.zeros(n)
     for kind, dtype in sorted(set(zip(w.kind, w.dtype))):  # vectorized per (kind, dtype): tables can be large
         rows = (w.kind == kind) & (w.dtype == dtype)
         if kind == "gemm":
             peak[rows] = device.peak(dtype)
-            eta[rows] = compute_eta("gemm", w.shape_m[rows], w.shape_n[rows], eff, gemm_max=eff.gemm_max(dtype))
+            eta[rows] = compute_eta("gemm", w.shape_m[rows], w.shape_n[rows], eff, gemm_max=eff.gemm_max(dtype),
+                                    tile=eff.gemm_tile(dtype))
+            extra[rows] = gemm_quant_s(w.shape_m[rows], w.shape_k[rows], *eff.gemm_quant(dtype),
+                                       device.memory.bandwidth_bytes_per_s, eff)
         elif kind in ("attention", "decode_attention"):
             peak[rows] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
-            eta[rows] = compute_eta("attention", w.shape_m[rows], None, eff)
+            eta[rows] = compute_eta("attention", w.shape_m[rows], w.shape_n[rows], eff)
         else:
             peak[rows] = device.vector_flop_per_s
             eta[rows] = compute_eta("elementwise", None, None, eff)
     attention = np.isin(w.kind, ("attention", "decode_attention"))
     kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
-                     bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff)
-    # one kernel's own floor, plus attention's per-call preparation (single-kernel timings pay it every call)
+                     bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
+                     extra_busy_s=np.where(w.kind == "gemm", w.shape_k * eff.gemm_k_s, 0.0))
+    # one kernel's own floor, plus attention's per-call preparation and an FP8/FP4 GEMM's activation quantization
+    # (single-kernel timings pay both every call; inside a step engines do them once per step or fuse them)
     return kt.time_s + attention * eff.attention_floor_s
 
 

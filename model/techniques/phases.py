@@ -30,8 +30,10 @@ from model.roofline.kernel import gemm_time
 def peak_efficiency(device: Device) -> Efficiency:
     """An efficiency set with every kernel at peak: ceilings 1, no size fall-off, no floors or overheads."""
     base = efficiency_for(device, calibration=False)
-    ideal = {"gemm_tile_m": 1.0, "roofline_p": math.inf}  # no tile padding; the hard max(compute, memory)
-    zero = ("_half", "_floor_s", "_overhead_s", "_base_s", "dequant_penalty")
+    # no tile padding (any dtype); the hard max(compute, memory)
+    ideal = {"gemm_tile_m": 1.0, "gemm_tile_m_8": 1.0, "gemm_tile_m_4": 1.0, "roofline_p": math.inf}
+    zero = ("_half", "_floor_s", "_overhead_s", "_base_s", "dequant_penalty", "gemm_quant_s_8", "gemm_quant_s_4",
+            "gemm_quant_bytes_8", "gemm_quant_bytes_4")
     values = {}
     for f in fields(Efficiency):
         if f.name == "source":
