@@ -75,16 +75,48 @@ def test_chunking_arithmetic():
 def test_sglang_pauses_decodes_for_a_prefill_batch():
     # r0 arrives at 0 and decodes; r1 arrives at 15 ms. SGLang's next iteration is r1's prefill alone (no
     # decode), so r0 sees a gap of a whole prefill; with --enable-mixed-chunk the decode rides along.
-    run, table = _run("sglang", [100, 200], [5, 2], arrivals=[0.0, 0.015], role="both")
+    # (overlap scheduling off here: test_overlap_scheduler_sees_arrivals_one_iteration_late has it on)
+    run, table = _run("sglang", [100, 200], [5, 2], arrivals=[0.0, 0.015], role="both", overlap=False)
     assert table.calls[0] == (0, [(100, 1)])  # 0 -> 20 ms, r0's first token; r1 arrives meanwhile
     assert table.calls[1] == (0, [(200, 1)])  # the prefill batch pauses r0's decode: 20 -> 50 ms
     assert table.calls[2] == (2, [])  # then both decode
     assert run.first[0] == pytest.approx(0.020) and run.first[1] == pytest.approx(0.050)
-    mixed, mtable = _run("sglang", [100, 200], [5, 2], arrivals=[0.0, 0.015], mixed_chunk=True)
+    mixed, mtable = _run("sglang", [100, 200], [5, 2], arrivals=[0.0, 0.015], mixed_chunk=True, overlap=False)
     assert mtable.calls[1] == (1, [(200, 1)])
     assert run.finish[0] > mixed.finish[0]
     _, vtable = _run("vllm", [100, 200], [5, 2], arrivals=[0.0, 0.015])
     assert vtable.calls[1] == (1, [(200, 1)])  # vLLM: decodes first, the prefill in the same step
+
+
+def test_overlap_scheduler_sees_arrivals_one_iteration_late():
+    # TensorRT-LLM (overlap scheduler on by default): r0 (100 in, 5 out) arrives at 0 on an idle engine and
+    # starts at once: it1 = r0's prefill, 10 + 0.1 x 100 = 20 ms. r1 (200 in, 2 out) arrives at 15 ms, after it2
+    # was formed (at it1's start, t = 0), so it2 is r0's decode alone (10.1 ms, to 30.1 ms) and r1's prefill
+    # rides in it3 (formed at 20 ms): 10 + 0.1 x 201 = 30.1 ms, so r1's first token comes at 60.2 ms, against
+    # 20 + 30.1 = 50.1 ms without overlap (vLLM's default: --async-scheduling off).
+    run, table = _run("trtllm", [100, 200], [5, 2], arrivals=[0.0, 0.015])
+    assert table.calls[:3] == [(0, [(100, 1)]), (1, []), (1, [(200, 1)])]
+    assert run.first[0] == pytest.approx(0.020) and run.first[1] == pytest.approx(0.0602)
+    off, otable = _run("trtllm", [100, 200], [5, 2], arrivals=[0.0, 0.015], overlap=False)
+    assert otable.calls[:2] == [(0, [(100, 1)]), (1, [(200, 1)])]
+    assert off.first[1] == pytest.approx(0.0501)
+    vllm, _ = _run("vllm", [100, 200], [5, 2], arrivals=[0.0, 0.015])
+    assert vllm.first[1] == pytest.approx(0.0501)
+    # a closed loop: the next request is sent when one finishes, so it always arrives after the batch that
+    # follows was formed and waits one iteration more (a lone client: prefill, 2 decodes, then a decode-less
+    # iteration would be empty, so an idle engine takes the new request at once: no lag without other work)
+    solo, stable = _run("trtllm", [100, 100], [3, 3], concurrency=1)
+    assert stable.calls == [(0, [(100, 1)]), (1, []), (1, []), (0, [(100, 1)]), (1, []), (1, [])]
+
+
+def test_trtllm_aggregated_limits_as_aiconfigurator_launches_them():
+    from model.engines.trtllm import aic_agg_limits
+
+    # max_num_tokens = bs + ISL + 1500 rounded up to 32-token blocks: 64 + 1024 + 1500 = 2588 -> 81 x 32 = 2592
+    assert aic_agg_limits(1024, 64) == (2592, 64)
+    assert aic_agg_limits(8192, 4) == (9696, 4)  # 9696 = 303 x 32 already
+    assert aic_agg_limits(1024, None) == (8192, 2048)  # no batch size: the engine's defaults
+    assert aic_agg_limits(15000, float("nan")) == (17048, 2048)  # raised to hold a prompt beside the decodes
 
 
 def test_trtllm_admission_guaranteed_no_evict_vs_max_utilization():

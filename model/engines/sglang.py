@@ -37,6 +37,10 @@ class SGLangDefaults:
     prefill_first: bool = True  # get_next_batch_to_run prefers a new prefill batch over decoding
     init_new_token_ratio: float = 0.7  # SGLANG_INIT_NEW_TOKEN_RATIO (schedule_batch / global_config)
     admission: str = "current"
+    # --disable-overlap-schedule False (ServerArgs): event_loop_overlap receives requests and forms batch n+1
+    # while batch n runs, so a request that arrives during batch n enters batch n+2. SGLang turns it off for
+    # speculative decoding without spec v2 (server_args._handle_speculative_decoding)
+    overlap_scheduler: bool = True
     radix_cache: bool = True  # --disable-radix-cache off: prefix sharing on
     source: str = "SGLang v0.4-v0.5 (python/sglang/srt/server_args.py, managers/scheduler.py)"
 

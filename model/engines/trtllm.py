@@ -35,6 +35,10 @@ class TRTLLMDefaults:
     tokens_per_block: int = 32  # KvCacheConfig tokens_per_block 32
     free_gpu_memory_fraction: float = 0.90  # KvCacheConfig.free_gpu_memory_fraction 0.9 of memory after weights
     memory_mode: str = "fraction_of_free"
+    # disable_overlap_scheduler False (TorchLlmArgs, llm_args.py; aiconfigurator's generator keeps it on for
+    # aggregated workers): PyExecutor._executor_loop_overlap forms and launches batch n+1 before batch n's
+    # results are processed, so a request that arrives while batch n runs enters batch n+2
+    overlap_scheduler: bool = True
     source: str = "TensorRT-LLM 0.20-1.3 PyTorch backend (tensorrt_llm/llmapi/llm_args.py, _torch/pyexecutor/scheduler.py)"
 
     @property
@@ -44,6 +48,23 @@ class TRTLLMDefaults:
 
 
 CAPACITY_POLICIES = ("GUARANTEED_NO_EVICT", "MAX_UTILIZATION")
+
+
+AIC_AGG_EXTRA_TOKENS = 1500  # aiconfigurator's generator: max_num_tokens = bs + ISL + 1500 (aggregated worker)
+
+
+def aic_agg_limits(isl: int, batch_size: int | None = None) -> tuple[int, int]:
+    """(max_num_tokens, max_batch_size) of an aggregated worker as aiconfigurator's generator launches it:
+    max_batch_size = the configured batch size, max_num_tokens = batch size + ISL + 1500 rounded up to
+    tokens_per_block, chunked context off (aiconfigurator generator/backends/trtllm.py, Oct 2025:
+    `agg_cfg["max_num_tokens"] = agg_cfg["bs"] + ctx.runtime.isl + 1500`; the same rule in
+    generator/rule_plugin/trtllm.rule through 2026). Without a batch size: the engine's default
+    max_batch_size and max_num_tokens, raised to hold a prompt beside the decodes."""
+    if not batch_size or batch_size != batch_size or batch_size < 1:
+        return max(TRTLLM.max_num_tokens, int(isl) + 2048), TRTLLM.max_batch_size
+    bs = int(batch_size)
+    block = TRTLLM.tokens_per_block
+    return -(-(bs + int(isl) + AIC_AGG_EXTRA_TOKENS) // block) * block, bs
 
 TRTLLM = TRTLLMDefaults()
 

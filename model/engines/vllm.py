@@ -35,6 +35,9 @@ class VLLMDefaults:
     preemption: str = "recompute"  # V1: PreemptionMode.RECOMPUTE; the last admitted request is preempted first
     admission: str = "current"  # blocks for the tokens being scheduled now, not the whole request
     enable_prefix_caching: bool = True  # --enable-prefix-caching: on by default in V1
+    # --async-scheduling off by default (SchedulerConfig.async_scheduling, v0.10-v0.11): a step's batch is
+    # formed after the previous step's outputs, so a request that arrives during a step enters the next one
+    overlap_scheduler: bool = False
     source: str = "vLLM v0.8-v0.19 V1 engine (vllm/config/scheduler.py, vllm/engine/arg_utils.py)"
 
 

@@ -3,9 +3,15 @@ simulator against measured TTFT and TPOT, median |error| per engine, GPU, model 
 
 Nothing is fitted per row. Each row's deployment: model_path -> catalogue id, system -> hardware_db device,
 precision -> weight/KV format, tp/pp from the row; the client is a closed loop at the row's
-silicon_concurrency (per replica: batch_size x attention_dp when the total is larger) with N = 3 x C
-requests (at least 8) and no warm-up (the protocol is not published: see
-the README's sensitivity note). Rows that cannot be expressed are listed with the reason.
+silicon_concurrency (per replica: batch_size x attention_dp when the total is larger) with N = 10 x C
+requests (at least 8), all C clients starting together, none left out. That is aiconfigurator's own benchmark
+runner when the first of these rows were measured (src/aiconfigurator/eval/benchmarks/genai_perf_runner.py,
+Oct 2025: `aiperf profile --concurrency C --request-count 10C --warmup-request-count 2C`, fixed ISL/OSL,
+ignore_eos); aiperf waits for every warm-up response before profiling starts, so the profiled run opens with
+all C requests at once, like a cold start, and the warm-up only removes cold-start effects this model has
+not got. Its later generated scripts send 50C (Feb-Mar 2026) and 20C (from Apr 2026) after the same 2C warm-up
+(generator/config/backend_templates/benchmark/bench_run.sh.j2); the README shows the sensitivity.
+Rows that cannot be expressed are listed with the reason.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ import pandas as pd
 from model.errors import RidgeplanError
 from model.validation.engine_rows_layout import SYSTEMS
 
-REQUESTS_PER_CLIENT = 3
-WARMUP_PER_CLIENT = 0
+REQUESTS_PER_CLIENT = 10  # aiperf --request-count 10C (aiconfigurator eval runner, see the module docstring)
+WARMUP_PER_CLIENT = 0  # aiperf's 2C warm-up drains before profiling: the profiled run still starts cold
 
 
 @dataclass(frozen=True)
@@ -103,9 +109,11 @@ def _expressible(r: pd.Series) -> str:
     return _layout_reason(r)
 
 
-def _policy(engine: str, isl: int, system: str):
-    """The engine's policy as the benchmark launched it: vLLM's server defaults for the GPU, TensorRT-LLM with
-    a token budget that holds a prompt beside the decodes (no chunked context by default)."""
+def _policy(engine: str, isl: int, system: str, batch_size: int | None = None):
+    """The engine's policy as the benchmark launched it: vLLM's server defaults for the GPU; TensorRT-LLM as
+    aiconfigurator's generator launches an aggregated worker (model.engines.trtllm.aic_agg_limits: max_batch_size
+    = the row's batch size, max_num_tokens = batch size + ISL + 1500, no chunked context)."""
+    from model.engines.trtllm import aic_agg_limits
     from model.engines.vllm import server_batch_defaults
     from model.hardware.db import load_device
     from model.serving.policy import ENGINES
@@ -116,7 +124,8 @@ def _policy(engine: str, isl: int, system: str):
         tokens, seqs = server_batch_defaults(dev.memory.total_bytes, dev.name)
         policy = policy.with_(max_num_batched_tokens=tokens, max_num_seqs=seqs)
     if engine == "trtllm":
-        policy = policy.with_(max_num_batched_tokens=max(policy.max_num_batched_tokens, isl + 2048))
+        tokens, seqs = aic_agg_limits(isl, batch_size)
+        policy = policy.with_(max_num_batched_tokens=tokens, max_num_seqs=seqs)
     return policy
 
 
@@ -133,7 +142,7 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
     i, o = int(r0["isl"]), int(r0["osl"])
     outs = [_base(r) for _, r in rows.iterrows()]
     try:
-        policy = _policy(r0["backend"], i, r0["system"])
+        policy = _policy(r0["backend"], i, r0["system"], r0["batch_size"])
         d, table = _setup(r0, "", policy, max_context)
         lengths = Lengths.fixed(i, o)
         cap = float(steady_state(d, policy, i, o, None).concurrency[0])
@@ -180,8 +189,11 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
         plan = DisaggPlan(pre, n_p, dec, n_d)
         lengths = Lengths.fixed(i, o)
         n = max(per_client * c, 8)
+        # aiconfigurator's generator launches TensorRT-LLM prefill workers with disable_overlap_scheduler: true
+        # (generator/rule_plugin/trtllm.rule, `prefill disable_overlap_scheduler = true`; decode keeps it on)
+        opts = {"overlap": False} if r["backend"] == "trtllm" else {}
         sim = simulate_disagg(plan, lengths, Load("closed", concurrency=c, num_requests=n), policy,
-                              tables=(t_pre, t_dec))
+                              tables=(t_pre, t_dec), **opts)
         out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
         st = disaggregated(plan, Workload(lengths, rate_per_s=sim.requests_per_s), policy)
         out["steady_ttft_s"], out["steady_tpot_s"] = st.ttft_mean_s, st.tpot_s
@@ -236,7 +248,7 @@ def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_clien
     out = [_base(r) for _, r in df[reasons != ""].iterrows()]
     ok = df[(reasons == "") & (df["mode"] == "agg")]
     config = ["model_path", "system", "precision", "gemm_quant_mode", "moe_quant_mode", "tp_size", "pp_size",
-              "attention_dp_size", "moe_tp_size", "moe_ep_size", "backend", "isl", "osl"]
+              "attention_dp_size", "moe_tp_size", "moe_ep_size", "backend", "isl", "osl", "batch_size"]
     for _, g in ok.groupby(config, dropna=False):
         out.extend(_group(g, longest, per_client, warmup_per_client))
     for _, r in df[(reasons == "") & (df["mode"] != "agg")].iterrows():

@@ -28,7 +28,7 @@ from model.serving.workload import mean_decode_context_tokens
 class Group:
     """Identical requests waiting or prefilling together."""
 
-    __slots__ = ("admitted", "done", "gen", "ids", "left", "out_left", "reserved")
+    __slots__ = ("admitted", "done", "gen", "ids", "left", "out_left", "reserved", "t_arr")
 
     def __init__(self, ids: list, left: float, done: float, out_left: float, gen: int = 0):
         self.ids = ids  # request ids
@@ -38,6 +38,7 @@ class Group:
         self.gen = gen  # tokens generated before (a request recomputed after preemption); 0: fresh
         self.admitted = False
         self.reserved = 0.0  # KV tokens reserved per request (max-length admission)
+        self.t_arr = 0.0  # when the requests reached the engine (an overlap scheduler sees them a step late)
 
     @property
     def resumed(self) -> bool:
@@ -46,7 +47,7 @@ class Group:
     def split(self, k: int) -> Group:
         """Take the first k requests off into a new group with the same state."""
         g = Group(self.ids[:k], self.left, self.done, self.out_left, self.gen)
-        g.admitted, g.reserved = self.admitted, self.reserved
+        g.admitted, g.reserved, g.t_arr = self.admitted, self.reserved, self.t_arr
         self.ids = self.ids[k:]
         return g
 
@@ -77,7 +78,7 @@ class Instance:
     def __init__(self, table: CostTable, policy: EnginePolicy, kv_pool_tokens: float, *, role: str = "both",
                  rng: np.random.Generator | None = None, alpha: float | None = None, spec_k: int = 0,
                  mixed_chunk: bool | None = None, chunked_context: bool | None = None,
-                 capacity_policy: str | None = None):
+                 capacity_policy: str | None = None, overlap: bool | None = None):
         self.table, self.policy = table, policy
         self.engine = get_engine(policy.name)
         self.name = self.engine.name
@@ -88,6 +89,12 @@ class Instance:
         self.block = float(policy.block_size)
         self.q = table.decode_tokens
         self.rng, self.alpha, self.k = rng, alpha, spec_k
+        # overlap scheduler (TensorRT-LLM, SGLang): the next batch is formed while the current one runs, so a
+        # request that arrives during an iteration waits for the one after it (model.engines.*.overlap_scheduler)
+        self.overlap = self.engine.overlap_scheduler if overlap is None else overlap
+        if overlap is None and self.name == "sglang" and alpha is not None:
+            self.overlap = False  # SGLang turns overlap off for speculative decoding (model.engines.sglang)
+        self.cutoff_s = math.inf  # requests that arrived after this moment are not seen by the next plan
         if self.name == "sglang":
             self.mixed = self.engine.enable_mixed_chunk if mixed_chunk is None else mixed_chunk
             self.ratio = self.engine.init_new_token_ratio
@@ -192,6 +199,8 @@ class Instance:
             budget -= chunk * k
         while self.waiting and budget >= 1 and slots > 0:
             g = self.waiting[0]
+            if g.t_arr > self.cutoff_s:
+                break  # arrived after this batch was formed (overlap scheduler)
             if g.left <= budget:
                 k = min(len(g.ids), slots, int(budget // g.left) if g.left > 0 else len(g.ids))
                 k = self._admit_count(g, k, g.left)
@@ -222,8 +231,12 @@ class Instance:
         return batch
 
     # -- one iteration ----------------------------------------------------------------------------------
-    def plan(self, horizon_s: float = math.inf) -> float | None:
+    def plan(self, horizon_s: float = math.inf, formed_s: float = math.inf) -> float | None:
         """Choose the next iteration's batch; return its duration (seconds), or None when nothing can run.
+
+        `formed_s`: when the batch was formed. With an overlap scheduler that is the start of the iteration
+        that just ended, and requests that arrived after it wait one more iteration; an engine with nothing
+        else to run picks them up at once.
 
         When only decodes run and nothing can arrive within `horizon_s`, the iterations up to the next
         finishing cohort are identical but for the growing context: they run as one macro step whose cost is
@@ -231,6 +244,9 @@ class Instance:
         self.admitted_now = []
         if self.handoff:
             self._admit_handoffs()
+        self.cutoff_s = math.inf
+        if self.overlap and (self.n_dec or self.prefilling or self.waiting and self.waiting[0].t_arr <= formed_s):
+            self.cutoff_s = formed_s
         decode = self.n_dec > 0
         batch = None
         if self.name == "sglang":  # a prefill batch first, apart from decodes unless mixed chunks are on

@@ -96,6 +96,7 @@ class _Run:
         for k, part in share.items():
             inst = self.entry[k]
             for g in _groups(part, self.reqs, self.warm):
+                g.t_arr = t
                 inst.enqueue(g)
             self._kick(inst, t)
 
@@ -109,10 +110,10 @@ class _Run:
             nxt = min(nxt, self.heap[0][0])
         return nxt - t
 
-    def _kick(self, inst: Instance, t: float) -> None:
+    def _kick(self, inst: Instance, t: float, formed_s: float | None = None) -> None:
         if self.busy[id(inst)] or not inst.has_work():
             return
-        dt = inst.plan(self._horizon(t, self.p))
+        dt = inst.plan(self._horizon(t, self.p), t if formed_s is None else formed_s)
         if dt is None:
             if inst.handoff and inst.role == "decode" and inst.n_dec == 0:
                 raise DoesNotFitError("memory", "a request's KV does not fit the decode instance's pool")
@@ -127,7 +128,8 @@ class _Run:
         self._push(t + dt, _ITER, inst)
 
     def _iteration_end(self, inst: Instance, t: float) -> None:
-        self.busy[id(inst)] = False
+        # the instance stays busy until its next batch is planned below, so the requests that arrive now (a
+        # closed loop's next ones) are planned with the batch's formation time (overlap schedulers)
         had_decode = inst.last_decode
         out = inst.complete(t)
         key = id(inst)
@@ -163,7 +165,8 @@ class _Run:
         s["running"].append(inst.running)
         s["decoding"].append(inst.n_dec)
         s["kv_fraction"].append(inst.kv_used / inst.pool if inst.pool else 0.0)
-        self._kick(inst, t)
+        self.busy[key] = False
+        self._kick(inst, t, self.start_s[key])
 
     def _mark_warm(self, ids) -> None:
         pid = self.reqs.prefix_id
@@ -224,7 +227,8 @@ def simulate(d: Deployment, lengths: Lengths, load: Load, policy: EnginePolicy |
              **engine_options) -> SimResult:
     """Simulate one engine instance of `d` serving `load` (requests drawn from `lengths`, or a trace CSV).
 
-    `engine_options`: mixed_chunk (SGLang), chunked_context and capacity_policy (TensorRT-LLM).
+    `engine_options`: mixed_chunk (SGLang), chunked_context and capacity_policy (TensorRT-LLM), overlap (the
+    overlap scheduler: on by default in TensorRT-LLM and SGLang, off in vLLM; model.engines.*).
     `macro_steps=False` runs every decode-only iteration on its own (for benchmarking the loop)."""
     policy = engine_policy(policy)
     rng = np.random.default_rng(seed)
