@@ -120,14 +120,24 @@ def test_multinode_totals_are_refused_with_the_reason():
     assert multinode_total_reason(dict(twin, decode_tp_size=8)) == ""  # the pools are recorded apart
 
 
-def test_mtp_runs_are_known_by_their_image():
-    from model.validation.engine_rows_layout import speculative_reason
+def test_mtp_runs_are_known_by_their_image_and_run_with_the_scripts_draft_depth():
+    from model.serving.mtp import MTP_ACCEPTANCE
+    from model.validation.engine_rows_layout import mtp_image, mtp_max_num_tokens, row_speculation
 
-    row = {"backend": "trtllm", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm",
+    row = {"backend": "trtllm", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "mode": "agg",
+           "tp_size": 8, "pp_size": 1, "attention_dp_size": 1, "moe_tp_size": 1, "moe_ep_size": 8,
            "silicon_data_source": "source_file=2026-04-06.csv; image=nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3"}
-    assert "MTP" in speculative_reason(row)
-    assert speculative_reason(dict(row, silicon_data_source=row["silicon_data_source"].replace("post3", "post2"))) == ""
-    assert speculative_reason(dict(row, system="gb200")) == ""
+    assert mtp_image(row) == "tensorrt-llm/release:1.2.0rc6.post3"
+    assert mtp_image(dict(row, silicon_data_source=row["silicon_data_source"].replace("post3", "post2"))) == ""
+    assert mtp_image(dict(row, system="gb200")) == ""
+    spec = row_speculation(row)  # InferenceX dsr1_fp8_b200_trt_mtp.sh: MTP=3 without attention DP
+    assert (spec.k, spec.alpha, spec.mtp) == (3, MTP_ACCEPTANCE, True)
+    adp = dict(row, tp_size=1, attention_dp_size=8, moe_tp_size=1, moe_ep_size=8)
+    assert row_speculation(adp).k == 1  # MTP=1 with DP_ATTENTION
+    assert row_speculation(dict(row, silicon_data_source="x")) is None
+    # ((MTP+1) x MAX_BATCH_SIZE + ISL + 64 + 63) // 64 x 64: (4 x 32 + 1024 + 127) // 64 x 64 = 1279 // 64 x 64 = 1216
+    assert mtp_max_num_tokens(3, 32, 1024) == 1216
+    assert mtp_max_num_tokens(1, 4, 8192) == (2 * 4 + 8192 + 127) // 64 * 64 == 8320
 
 
 @pytest.mark.skipif(not ROWS.exists(), reason="engine rows not available")

@@ -18,12 +18,14 @@ def validate(group: list[str] = typer.Option(["kernels", "serving"], "--group", 
              no_calibration: bool = typer.Option(False, "--no-calibration", help="ignore fitted calibration files"),
              engine_rows: str = typer.Option(None, "--engine-rows", help="CSV of real-engine rows (aiconfigurator "
                                              "format): steady state and simulator against measured TTFT/TPOT"),
-             sample: int = typer.Option(None, "--sample", help="with --engine-rows: a random sample of N rows")) -> None:
+             sample: int = typer.Option(None, "--sample", help="with --engine-rows: a random sample of N rows"),
+             calibrated: bool = typer.Option(False, "--calibrated", help="with --engine-rows: each engine's "
+                                             "public-table calibration instead of the hand-set efficiency")) -> None:
     """Predict every case of the public reference measurements and print the error per case and group."""
     from model.validation import validate as run
 
     if engine_rows:
-        _engine_rows(engine_rows, sample, json)
+        _engine_rows(engine_rows, sample, json, calibrated)
         return
 
     report = run(tuple(group), calibration=False if no_calibration else True)
@@ -74,10 +76,10 @@ def bench(names: list[str] = typer.Argument(None, help="benchmarks to run (defau
                                                     "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}))
 
 
-def _engine_rows(path: str, sample, json: bool) -> None:
+def _engine_rows(path: str, sample, json: bool, calibrated: bool = False) -> None:
     from model.validation.engine_rows import engine_rows_report
 
-    report = engine_rows_report(path, sample=sample)
+    report = engine_rows_report(path, sample=sample, calibration=calibrated)
     rows = report.rows
     bys = ("engine", "gpu", "model", "dense")
     if json:
@@ -85,7 +87,8 @@ def _engine_rows(path: str, sample, json: bool) -> None:
                     "rows": rows.to_dict(orient="records")})
         return
     for by in bys:
-        t = Table(title=f"engine rows: median |error| per {by} (steady state | simulator)")
+        t = Table(title=f"engine rows: median |error| per {by} (steady state | simulator; "
+                        f"{'calibrated' if calibrated else 'hand-set efficiency'})")
         for col in ("mode", by, "rows", "TTFT steady", "TTFT sim", "TPOT steady", "TPOT sim"):
             t.add_column(col)
         for _, r in report.summary(by).iterrows():

@@ -58,7 +58,7 @@ def _concurrency(source: str) -> int | None:
 _CACHE: dict = {}
 
 
-def _setup(row: pd.Series, pool: str, policy, max_context: float):
+def _setup(row: pd.Series, pool: str, policy, max_context: float, speculation=None, calibration: bool = False):
     """The deployment (model.validation.engine_rows_layout.row_deployment: catalogue model, GPU and node, quant
     modes, TP x attention-DP, MoE-TP x MoE-EP, the engine's layout rule) and its cost table, built once for every
     row that shares them."""
@@ -68,11 +68,11 @@ def _setup(row: pd.Series, pool: str, policy, max_context: float):
     p = f"{pool}_" if pool else ""
     key = (row["model_path"], row["system"], row["precision"], row.get("gemm_quant_mode"), row.get("moe_quant_mode"),
            row["backend"], *(row.get(f"{p}{c}") for c in ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size",
-                                                          "moe_ep_size")), policy)
+                                                          "moe_ep_size")), policy, speculation, calibration)
     key = tuple("" if (isinstance(k, float) and k != k) else k for k in key)
     if key not in _CACHE:
-        d = row_deployment(row, pool)
-        _CACHE[key] = (d, build_cost_table(d, policy, max_context))
+        d = row_deployment(row, pool, calibration=calibration)
+        _CACHE[key] = (d, build_cost_table(d, policy, max_context, speculation))
     return _CACHE[key]
 
 
@@ -94,12 +94,12 @@ def _layout_reason(r: pd.Series, prefix: str = "") -> str:
 def _expressible(r: pd.Series) -> str:
     """Why a row cannot be expressed before building it ('' when it may be); the deployment itself refuses the
     rest (an unknown model, a layout its engine rejects, ...) with its own reason."""
-    from model.validation.engine_rows_layout import multinode_total_reason, row_model, speculative_reason
+    from model.validation.engine_rows_layout import multinode_total_reason, row_model
 
     if _concurrency(r["silicon_data_source"]) is None:
         return "no silicon_concurrency in silicon_data_source"
-    if multinode_total_reason(r) or speculative_reason(r):
-        return multinode_total_reason(r) or speculative_reason(r)
+    if multinode_total_reason(r):
+        return multinode_total_reason(r)
     try:
         row_model(r)
     except RidgeplanError as err:
@@ -109,10 +109,13 @@ def _expressible(r: pd.Series) -> str:
     return _layout_reason(r)
 
 
-def _policy(engine: str, isl: int, system: str, batch_size: int | None = None):
+def _policy(engine: str, isl: int, system: str, batch_size: int | None = None, speculation=None):
     """The engine's policy as the benchmark launched it: vLLM's server defaults for the GPU; TensorRT-LLM as
     aiconfigurator's generator launches an aggregated worker (model.engines.trtllm.aic_agg_limits: max_batch_size
-    = the row's batch size, max_num_tokens = batch size + ISL + 1500, no chunked context)."""
+    = the row's batch size, max_num_tokens = batch size + ISL + 1500, no chunked context), or, for a run in
+    InferenceX's MTP image, as its MTP script does (engine_rows_layout.mtp_max_num_tokens)."""
+    from model.validation.engine_rows_layout import mtp_max_num_tokens
+
     from model.engines.trtllm import aic_agg_limits
     from model.engines.vllm import server_batch_defaults
     from model.hardware.db import load_device
@@ -125,31 +128,35 @@ def _policy(engine: str, isl: int, system: str, batch_size: int | None = None):
         policy = policy.with_(max_num_batched_tokens=tokens, max_num_seqs=seqs)
     if engine == "trtllm":
         tokens, seqs = aic_agg_limits(isl, batch_size)
+        if speculation is not None and seqs is not None:
+            tokens = mtp_max_num_tokens(speculation.k, seqs, isl)
         policy = policy.with_(max_num_batched_tokens=tokens, max_num_seqs=seqs)
     return policy
 
 
 def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PER_CLIENT,
-           warmup_per_client: int = WARMUP_PER_CLIENT) -> list[dict]:
+           warmup_per_client: int = WARMUP_PER_CLIENT, calibration: bool = False) -> list[dict]:
     """Rows sharing model, GPU, precision, layout, engine and lengths: one vectorized steady state over their
     concurrencies, one simulation each over a shared cost table."""
     from model.serving.batching import steady_state
     from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
     from model.serving.simulator import Load, simulate
     from model.serving.workload import Lengths
+    from model.validation.engine_rows_layout import row_speculation
 
     r0 = rows.iloc[0]
     i, o = int(r0["isl"]), int(r0["osl"])
     outs = [_base(r) for _, r in rows.iterrows()]
     try:
-        policy = _policy(r0["backend"], i, r0["system"], r0["batch_size"])
-        d, table = _setup(r0, "", policy, max_context)
+        spec = row_speculation(r0)
+        policy = _policy(r0["backend"], i, r0["system"], r0["batch_size"], spec)
+        d, table = _setup(r0, "", policy, max_context, spec, calibration)
         lengths = Lengths.fixed(i, o)
-        cap = float(steady_state(d, policy, i, o, None).concurrency[0])
+        cap = float(steady_state(d, policy, i, o, None, speculation=spec).concurrency[0])
         if cap < 1:
             raise RidgeplanError("memory", "does not fit: no sequence fits in the KV pool")
         cs = np.array([o_["concurrency"] for o_ in outs], dtype=float)
-        ops = operating_points(d, policy, lengths, concurrency=np.minimum(cs, cap))
+        ops = operating_points(d, policy, lengths, concurrency=np.minimum(cs, cap), speculation=spec)
         for k, out in enumerate(outs):
             lat = latency_at(ops, k, float(ops.rates[k]), False, (0.5,))
             out["steady_ttft_s"] = lat.ttft_mean_s + float(closed_loop_queue_wait_s(cs[k], cap, float(ops.rates[k])))
@@ -157,7 +164,7 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
             c = int(cs[k])
             n = max(per_client * c, 8)
             load = Load("closed", concurrency=c, num_requests=n, warmup=min(warmup_per_client * c, n - 1))
-            sim = simulate(d, lengths, load, policy, table=table)
+            sim = simulate(d, lengths, load, policy, table=table, speculation=spec)
             out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
     except RidgeplanError as e:
         for out in outs:
@@ -168,7 +175,7 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
 DISAGG_RATIO = (1, 1)  # prefill : decode workers assumed where a disaggregated row leaves the counts empty
 
 
-def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
+def _disagg_row(r: pd.Series, max_context: float, per_client: int, calibration: bool = False) -> dict:
     """A disaggregated row: its prefill and decode workers (or the assumed ratio), a closed loop through both
     pools; the steady state at the throughput the simulation reached."""
     from model.serving.disagg import DisaggPlan, disaggregated
@@ -184,8 +191,8 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int) -> dict:
     i, o, c = int(r["isl"]), int(r["osl"]), int(out["concurrency"])
     try:
         policy = _policy(r["backend"], i, r["system"])
-        pre, t_pre = _setup(r, "prefill", policy, max_context)
-        dec, t_dec = _setup(r, "decode", policy, max_context)
+        pre, t_pre = _setup(r, "prefill", policy, max_context, calibration=calibration)
+        dec, t_dec = _setup(r, "decode", policy, max_context, calibration=calibration)
         plan = DisaggPlan(pre, n_p, dec, n_d)
         lengths = Lengths.fixed(i, o)
         n = max(per_client * c, 8)
@@ -233,11 +240,20 @@ def _base(r: pd.Series) -> dict:
             "dense": _dense(r), "isl": r["isl"], "osl": r["osl"],
             "concurrency": _per_replica(r), "total_concurrency": _concurrency(r["silicon_data_source"]),
             "measured_ttft_s": r["silicon_ttft_ms"] / 1e3, "measured_tpot_s": r["silicon_tpot_ms"] / 1e3,
-            "workers": "", "reason": _expressible(r)}
+            "workers": "", "speculation": "MTP" if _mtp(r) else "", "reason": _expressible(r)}
+
+
+def _mtp(r: pd.Series) -> bool:
+    from model.validation.engine_rows_layout import mtp_image
+
+    return bool(mtp_image(r))
 
 
 def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_client: int = REQUESTS_PER_CLIENT,
-                       warmup_per_client: int = WARMUP_PER_CLIENT, models: tuple[str, ...] | None = None) -> EngineRowsReport:
+                       warmup_per_client: int = WARMUP_PER_CLIENT, models: tuple[str, ...] | None = None,
+                       calibration: bool = False) -> EngineRowsReport:
+    """Every row against the model; `calibration=True` builds each deployment with its engine's public-table
+    calibration (hardware_db/calibration/<gpu>.<engine>.toml) instead of the hand-set efficiency."""
     df = pd.read_csv(path)
     if models is not None:
         df = df[df["model_path"].isin(models)]
@@ -247,12 +263,13 @@ def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_clien
     reasons = df.apply(_expressible, axis=1)
     out = [_base(r) for _, r in df[reasons != ""].iterrows()]
     ok = df[(reasons == "") & (df["mode"] == "agg")]
+    ok = ok.assign(mtp=ok.apply(_mtp, axis=1))  # an MTP run shares its launch with a plain one
     config = ["model_path", "system", "precision", "gemm_quant_mode", "moe_quant_mode", "tp_size", "pp_size",
-              "attention_dp_size", "moe_tp_size", "moe_ep_size", "backend", "isl", "osl", "batch_size"]
+              "attention_dp_size", "moe_tp_size", "moe_ep_size", "backend", "isl", "osl", "batch_size", "mtp"]
     for _, g in ok.groupby(config, dropna=False):
-        out.extend(_group(g, longest, per_client, warmup_per_client))
+        out.extend(_group(g, longest, per_client, warmup_per_client, calibration))
     for _, r in df[(reasons == "") & (df["mode"] != "agg")].iterrows():
-        out.append(_disagg_row(r, longest, per_client))
+        out.append(_disagg_row(r, longest, per_client, calibration))
     rows = pd.DataFrame(out)
     for m in ("steady", "sim"):
         for q in ("ttft", "tpot"):

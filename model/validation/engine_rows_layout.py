@@ -79,20 +79,39 @@ def multinode_total_reason(row: Mapping[str, Any]) -> str:
 
 # Container images that identify multi-token-prediction (speculative) runs the rows do not mark. InferenceX
 # perf-changelog.yaml: "dsr1-fp8-b200-trt / dsr1-fp8-b200-trt-mtp ... (off: v1.2.0rc6.post2 / mtp:
-# v1.2.0rc6.post3)" and "dsr1-fp4-b200-trt-mtp: ... release:1.2.0rc6.post3"; the MTP script
-# (benchmarks/single_node/fixed_seq_len/dsr1_fp8_b200_trt_mtp.sh) drafts 3 tokens (1 with attention DP). The same
-# launch at the same concurrency runs about 2x faster in those rows (5.4 against 10.3 ms at 1k/1k, c4, TP8).
+# v1.2.0rc6.post3)" and "dsr1-fp4-b200-trt-mtp: ... release:1.2.0rc6.post3". The same launch at the same
+# concurrency runs about 2x faster in those rows (5.4 against 10.3 ms at 1k/1k, c4, TP8). These rows are run with
+# MTP drafting as the launch script sets it (row_speculation), not compared with one-token decoding.
 MTP_IMAGES = {("trtllm", "deepseek-ai/DeepSeek-R1", "b200_sxm"): "tensorrt-llm/release:1.2.0rc6.post3"}
+# InferenceX benchmarks/single_node/fixed_seq_len/dsr1_fp{4,8}_b200_trt_mtp.sh: `MTP=3`, and `MTP=1` when
+# DP_ATTENTION is true (speculative_config: decoding_type MTP, num_nextn_predict_layers ${MTP});
+# MAX_NUM_TOKENS=$(( ((MTP+1)*MAX_BATCH_SIZE+ISL+64+63)/64*64 )).
+MTP_DRAFT_TOKENS, MTP_DRAFT_TOKENS_ATTENTION_DP = 3, 1
 
 
-def speculative_reason(row: Mapping[str, Any]) -> str:
-    """Why a row measured with MTP speculative decoding (known from its container image) is not compared with
-    plain decoding ('' otherwise)."""
+def mtp_image(row: Mapping[str, Any]) -> str:
+    """The MTP container image a row was measured in ('' when it is not a known MTP run)."""
     image = MTP_IMAGES.get((str(row.get("backend")), str(row.get("model_path")), str(row.get("system"))))
-    if image and image in str(row.get("silicon_data_source", "")):
-        return (f"an MTP speculative-decoding run ({image}: InferenceX's MTP image for this model and GPU; draft "
-                "depth not recorded) and the simulator decodes one token per step")
-    return ""
+    return image if image and image in str(row.get("silicon_data_source", "")) else ""
+
+
+def row_speculation(row: Mapping[str, Any]):
+    """MTP speculative decoding of a row measured in an MTP image (None otherwise): the launch script's draft
+    depth, the checkpoint's MTP module reused for every draft token, and the sourced default acceptance
+    (model.serving.mtp.MTP_ACCEPTANCE; the rows do not record the measured one)."""
+    if not mtp_image(row):
+        return None
+    from model.serving.mtp import MTP_ACCEPTANCE
+    from model.serving.speculation_offload import Speculation
+
+    k = MTP_DRAFT_TOKENS_ATTENTION_DP if row_layout(row).attention_dp > 1 else MTP_DRAFT_TOKENS
+    return Speculation(alpha=MTP_ACCEPTANCE, k=k, mtp=True)
+
+
+def mtp_max_num_tokens(draft_tokens: int, max_batch_size: int, isl: int) -> int:
+    """TensorRT-LLM's token budget in InferenceX's MTP launch: ((MTP+1) x MAX_BATCH_SIZE + ISL + 64) rounded
+    up to a multiple of 64."""
+    return ((draft_tokens + 1) * max_batch_size + isl + 64 + 63) // 64 * 64
 
 
 NODE_GPUS = {"b200_sxm": 8, "b300_sxm": 8}  # DGX/HGX B200 and B300: 8 GPUs per NVLink node
@@ -158,8 +177,9 @@ def row_model(row: Mapping[str, Any]) -> str:
     return ident
 
 
-def row_deployment(row: Mapping[str, Any], pool: str = ""):
-    """A validated Deployment for a row's pool; raises RidgeplanError when the row cannot be expressed."""
+def row_deployment(row: Mapping[str, Any], pool: str = "", calibration: bool = False):
+    """A validated Deployment for a row's pool; raises RidgeplanError when the row cannot be expressed.
+    `calibration=True`: the engine's public-table calibration instead of the hand-set efficiency."""
     from model.serving.deployment import deployment
 
     system = str(row["system"])
@@ -179,7 +199,7 @@ def row_deployment(row: Mapping[str, Any], pool: str = ""):
     lay = row_layout(row, pool)
     return deployment(row_model(row), gpu, weights=weights, experts=experts, kv=kv, node=node, tp=lay.tp,
                       pp=lay.pp, ep=lay.ep, attention_dp=lay.attention_dp, moe_tp=lay.moe_tp,
-                      engine=str(row["backend"]))
+                      engine=str(row["backend"]), calibration=True if calibration else None)
 
 
 def predict_agg_tpot_s(row: Mapping[str, Any]) -> float:
