@@ -148,3 +148,32 @@ def test_no_aggregated_b200_or_b300_row_is_read_as_more_than_one_node():
     agg = rows[(rows["mode"] == "agg") & rows["system"].isin(["b200_sxm", "b300_sxm"])]
     gpus = [row_layout(r).gpus for _, r in agg.iterrows()]
     assert len(gpus) > 1500 and max(gpus) <= 8
+
+
+ENGINE_ROWS = Path(__file__).resolve().parents[1].parent / "shared" / "validation" / "engine_rows_blackwell.csv"
+
+
+@pytest.mark.skipif(not ENGINE_ROWS.is_file(), reason="the Blackwell engine rows are not next to this checkout")
+def test_mtp_rows_simulated_with_drafting_and_calibration_on_request(tmp_path):
+    import pandas as pd
+
+    from model.validation.engine_rows import engine_rows_report
+    from model.validation.engine_rows_layout import mtp_image, row_deployment
+
+    df = pd.read_csv(ENGINE_ROWS)
+    mtp = df[df.apply(lambda r: bool(mtp_image(r)), axis=1)]
+    row = mtp[mtp["silicon_data_source"].str.contains("silicon_concurrency=4;")].iloc[0]
+    plain = df[(df["silicon_data_source"].str.contains("1.2.0rc6.post2")) & (df["id"] != row["id"])]
+    twin = plain[(plain["isl"] == row["isl"]) & (plain["osl"] == row["osl"]) & (plain["tp_size"] == row["tp_size"])
+                 & (plain["moe_ep_size"] == row["moe_ep_size"]) & (plain["precision"] == row["precision"])
+                 & plain["silicon_data_source"].str.contains("silicon_concurrency=4;")]
+    path = tmp_path / "rows.csv"
+    pd.concat([row.to_frame().T, twin.head(1)]).to_csv(path, index=False)
+    rows = engine_rows_report(path).rows.set_index("id")
+    assert (rows["reason"] == "").all()
+    assert rows.loc[row["id"], "speculation"] == "MTP"
+    if len(twin):  # the same launch without drafting decodes one token per step: slower per output token
+        assert rows.loc[row["id"], "sim_tpot_s"] < rows.loc[twin.iloc[0]["id"], "sim_tpot_s"]
+    d = row_deployment(row, calibration=True)
+    assert "b200.trtllm.toml" in d.eff.source
+    assert "b200.trtllm.toml" not in row_deployment(row).eff.source

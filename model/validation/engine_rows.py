@@ -214,10 +214,12 @@ def _per_replica(r: pd.Series) -> int | None:
     per attention-DP rank, so the total splits over the ranks (and over replicas beyond batch_size x
     attention_dp: Qwen3-32B-NVFP4 on GB200 ran 32)."""
     c = _concurrency(r["silicon_data_source"])
-    if c is None or r["mode"] != "agg" or pd.isna(r["attention_dp_size"]):
+    if c is None or r["mode"] != "agg":
         return c
     from model.validation.engine_rows_layout import row_layout
 
+    # an empty attention_dp_size reads as one rank (row_layout), and the batch-size cap still holds: a total of
+    # c448 at batch_size 56 is not 448 clients queued on one rank (nvidia/DeepSeek-V3.1-NVFP4 TRT rows)
     adp = row_layout(r).attention_dp  # the launch's attention-DP ranks (row_layout corrects one export's columns)
     per_rank = -(-c // adp)
     if pd.isna(r["batch_size"]) or r["batch_size"] < 1:
