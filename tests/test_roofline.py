@@ -185,3 +185,21 @@ def test_experts_in_their_own_format_run_their_own_gemm_path():
     assert any("experts: W4A4" in n for n in b200.resolved.assumptions)
     h200 = deployment("deepseek-v3.1-nvfp4", "h200", tp=8)
     assert h200.resolved.expert_dtype == "bf16" and h200.context.weight_only["expert"]
+
+
+def test_vllm_nvfp4_step_pays_one_activation_quantization_kernel_per_dense_gemm():
+    """vLLM's NVFP4 linear layer quantizes its input in a kernel of its own (scaled_fp4_quant, then the FP4 GEMM);
+    TensorRT-LLM fuses it. Llama-3.1-8B, one token: 32 layers x 4 dense GEMMs (qkv k=4096, o k=4096, gate_up
+    k=4096, down k=14336) = 128 calls of 4.86 us plus 2.58 B per activation element at the streaming bandwidth
+    (Blackwell class: B200 8 TB/s x 0.74); the LM head and experts are not dense linear layers."""
+    from model.serving.deployment import deployment
+
+    steps = {e: deployment("llama-3.1-8b", "b200", weights="nvfp4", kv="fp8", engine=e) for e in ("vllm", "trtllm")}
+    gap = float(steps["vllm"].step(1, 1, 1024).time_s[0] - steps["trtllm"].step(1, 1, 1024).time_s[0])
+    bw = steps["vllm"].device.memory.bandwidth_bytes_per_s
+    by_hand = 128 * 4.86e-6 + 32 * 2.58 * (4096 * 3 + 14336) / (bw * 0.74)
+    assert gap == pytest.approx(by_hand, rel=1e-6)
+    assert steps["trtllm"].context.dense_quant == (0.0, 0.0)
+    # bf16 weights and activations: no quantization kernel on either engine
+    plain = {e: deployment("llama-3.1-8b", "b200", engine=e).step(1, 1, 1024).time_s[0] for e in ("vllm", "trtllm")}
+    assert plain["vllm"] == pytest.approx(plain["trtllm"])

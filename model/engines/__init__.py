@@ -34,6 +34,13 @@ def get_engine(name: str) -> EngineDefaults:
 
 
 
+def step_quant_flags(engine: str | None) -> dict[str, float]:
+    """Efficiency.step_quant_* for an engine: 1 for the activation dtypes it quantizes in a kernel of their own
+    before each dense GEMM (its `unfused_activation_quant`), 0 otherwise; no engine: all 0 (fused)."""
+    unfused = get_engine(engine).unfused_activation_quant if engine else ()
+    return {f"step_quant_{cls}": float(dtype in unfused) for cls, dtype in (("8", "fp8"), ("4", "fp4"))}
+
+
 def engine_module(engine: str):
     """The module of one engine (model.engines.vllm, .sglang, .trtllm)."""
     if engine not in ENGINES:

@@ -41,6 +41,8 @@ class SGLangDefaults:
     # while batch n runs, so a request that arrives during batch n enters batch n+2. SGLang turns it off for
     # speculative decoding without spec v2 (server_args._handle_speculative_decoding)
     overlap_scheduler: bool = True
+    # not modelled as unfused for SGLang: its FP8/FP4 linear paths were not read for this
+    unfused_activation_quant: tuple[str, ...] = ()
     radix_cache: bool = True  # --disable-radix-cache off: prefix sharing on
     source: str = "SGLang v0.4-v0.5 (python/sglang/srt/server_args.py, managers/scheduler.py)"
 

@@ -39,6 +39,9 @@ class TRTLLMDefaults:
     # aggregated workers): PyExecutor._executor_loop_overlap forms and launches batch n+1 before batch n's
     # results are processed, so a request that arrives while batch n runs enters batch n+2
     overlap_scheduler: bool = True
+    # TensorRT-LLM fuses FP8/FP4 activation quantization into the norm, activation and
+    # attention-output kernels before its quantized GEMMs (fused RMSNorm+quant, SwiGLU+quant, FMHA output quant)
+    unfused_activation_quant: tuple[str, ...] = ()
     source: str = "TensorRT-LLM 0.20-1.3 PyTorch backend (tensorrt_llm/llmapi/llm_args.py, _torch/pyexecutor/scheduler.py)"
 
     @property

@@ -38,6 +38,12 @@ class VLLMDefaults:
     # --async-scheduling off by default (SchedulerConfig.async_scheduling, v0.10-v0.11): a step's batch is
     # formed after the previous step's outputs, so a request that arrives during a step enters the next one
     overlap_scheduler: bool = False
+    # activation dtypes whose quantization runs as its own kernel before each linear layer's GEMM: NVFP4.
+    # ModelOptNvFp4LinearMethod.apply (vllm/model_executor/layers/quantization/modelopt.py) calls
+    # `scaled_fp4_quant(x, layer.input_scale_inv)` and then `cutlass_scaled_fp4_mm`, as do the compressed-tensors
+    # W4A4 scheme and the FlashInfer backends; FP8 activation quantization is a torch op that torch.compile fuses
+    # into the preceding norm or activation, so FP8 is not listed
+    unfused_activation_quant: tuple[str, ...] = ("fp4",)
     source: str = "vLLM v0.8-v0.19 V1 engine (vllm/config/scheduler.py, vllm/engine/arg_utils.py)"
 
 

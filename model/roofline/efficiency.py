@@ -83,6 +83,11 @@ class Efficiency:
     gemm_quant_s_4: float = 0.0
     gemm_quant_bytes_8: float = 0.0
     gemm_quant_bytes_4: float = 0.0
+    # 1 where the engine runs that activation quantization as its own kernel inside a model step (vLLM's NVFP4
+    # linear layers), 0 where it is fused into the norm or activation kernel before the GEMM; set per engine by
+    # model.engines.step_quant_flags
+    step_quant_8: float = 0.0
+    step_quant_4: float = 0.0
     source: str = ""
 
     def gemm_max(self, dtype: str) -> float:
@@ -100,6 +105,15 @@ class Efficiency:
         if cls not in ("8", "4"):
             return 0.0, 0.0
         return getattr(self, f"gemm_quant_s_{cls}"), getattr(self, f"gemm_quant_bytes_{cls}")
+
+    def step_quant(self, dtype: str) -> tuple[float, float]:
+        """gemm_quant where a step pays it (the engine runs the quantization as its own kernel), else (0, 0)."""
+        cls = DTYPE_CLASSES.get(dtype, "16")
+        if cls not in ("8", "4"):
+            return 0.0, 0.0
+        on = getattr(self, f"step_quant_{cls}")
+        quant_s, quant_bytes = self.gemm_quant(dtype)
+        return quant_s * on, quant_bytes * on
 
     def with_overrides(self, values: dict[str, float], source: str) -> Efficiency:
         known = {f.name for f in fields(self)} - {"source"}
@@ -136,8 +150,11 @@ def _eff(arch: str, **values: float) -> Efficiency:
 ARCH_DEFAULTS: dict[str, Efficiency] = {
     "hopper": _eff("hopper", gemm_max_16=0.80, gemm_max_8=0.71, gemm_m_half=0, attention_max=0.70,
                    linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6),
+    # FP4 activation quantization: 4.86 us + 2.58 B per element, the Blackwell class fit of NVIDIA's FP4 GEMM tables
+    # (hardware_db/calibration/_class-blackwell.vllm.toml, from B200/B300/GB200/GB300; aiconfigurator-core 0.12.0)
     "blackwell": _eff("blackwell", gemm_max_16=0.78, gemm_max_8=0.76, gemm_max_4=0.7, gemm_m_half=0,
-                      attention_max=0.71, linear_attention_max=0.35, mem_max=0.74, kernel_floor_s=3.0e-6),
+                      attention_max=0.71, linear_attention_max=0.35, mem_max=0.74, kernel_floor_s=3.0e-6,
+                      gemm_quant_s_4=4.86e-6, gemm_quant_bytes_4=2.58),
     "ampere": _eff("ampere", gemm_max_16=0.87, gemm_max_8=0.75, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
                    attention_max=0.70, linear_attention_max=0.35, mem_max=0.87, kernel_floor_s=2.6e-6),
     "ada": _eff("ada", gemm_max_16=0.75, gemm_max_8=0.70, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,

@@ -18,7 +18,7 @@ from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time
-from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.efficiency import Efficiency, efficiency_for, gemm_quant_s
 from model.roofline.kernel import compute_eta, kernel_time
 
 BOUNDS = ("compute", "memory", "network", "latency")
@@ -48,10 +48,11 @@ class ExecContext:
     comm: Mapping[str, CommGroup] = field(default_factory=dict)
     comm_overlap: np.ndarray | float = 0.0  # fraction of collective time hidden behind compute
     assumptions: tuple[str, ...] = ()
-    # role -> rows of the dtype's smallest GEMM tile (absent: the 16-bit gemm_tile_m). The activation quantization
-    # that the kernel tables time with each FP8/FP4 GEMM (Efficiency.gemm_quant) is not added to steps: engines fuse
-    # it into the norm or activation kernel before the GEMM
+    # role -> rows of the dtype's smallest GEMM tile (absent: the 16-bit gemm_tile_m)
     gemm_tile: Mapping[str, np.ndarray | float] = field(default_factory=dict)
+    # (seconds, bytes per activation element) of the activation quantization a dense FP8/FP4 GEMM pays as its own
+    # kernel inside a step (Efficiency.step_quant: the engine does not fuse it); (0, 0) where it is fused
+    dense_quant: tuple = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,14 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
                      extra_busy_s=np.maximum(network, k_loop))
+    time_s = kt.time_s
+    dense = (kinds == "gemm") & (roles == "dense")
+    if dense.any() and np.any(np.asarray(ctx.dense_quant[0]) > 0):  # the unfused quantization kernel, per GEMM
+        time_s = time_s.copy()
+        time_s[dense] += gemm_quant_s(ops.m[dense], ops.k[dense], *ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
-                   time_s=kt.time_s, comm_overlap=overlap)
+                   time_s=time_s, comm_overlap=overlap)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -221,6 +227,7 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
         # do not time, so they keep the 16-bit tile
         gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "expert": eff.gemm_tile_m,
                    "embedding": eff.gemm_tile(emb_dtype)},
+        dense_quant=eff.step_quant(rp.dense_dtype),
         weight_only={"dense": is_weight_only(p.weights, rp.activations),
                      "expert": is_weight_only(p.expert_weights, rp.expert_activations or rp.activations),
                      "embedding": False},
@@ -259,6 +266,7 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         gemm_max={r: pick([c.gemm_max[r] for c in contexts]) for r in ("dense", "expert", "embedding")},
         weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in ("dense", "expert", "embedding")},
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in ("dense", "expert", "embedding")},
+        dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in (0, 1)),
 
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
     )

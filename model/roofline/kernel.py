@@ -85,7 +85,8 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
     nbytes = k * n * bytes_per_weight + m * (k + n) * bytes_per_activation
     eta = compute_eta("gemm", m, n, eff, gemm_max=eff.gemm_max(dtype), weight_only=weight_only,
                       tile=eff.gemm_tile(dtype))
-    # no activation-quantization call (Efficiency.gemm_quant): inside a model engines fuse it into the kernel before
+    # no activation-quantization call here (Efficiency.gemm_quant): a step adds it where its engine does not fuse it
+    # into the kernel before (evaluator.ExecContext.dense_quant; model.engines.step_quant_flags)
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
                        bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels,
                        extra_busy_s=k * eff.gemm_k_s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import numpy as np
 
 from model.architecture.catalogue import load_architecture
 from model.architecture.config import Architecture
-from model.engines import check_layout as check_engine_layout
+from model.engines import check_layout as check_engine_layout, step_quant_flags
 from model.errors import MAX_SEQUENCES, MAX_TOKENS, RidgeplanError, require_fraction, require_positive, require_sizes
 from model.hardware.db import get_node, load_device
 from model.hardware.schema import Device, NodeType
@@ -363,7 +363,7 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     prec = Precision(weights=w, activations=activations, kv=kv or sixteen, experts=exp,
                      embeddings=sixteen)
     node_type = get_node(node) if node else None
-    eff = efficiency_for(device, calibration, engine=engine)
+    eff = replace(efficiency_for(device, calibration, engine=engine), **step_quant_flags(engine))
     d = Deployment(arch, device, prec, layout, node=node_type, efficiency=eff,
                    attention_convention=attention_convention, comm_overlap=comm_overlap,
                    moe_imbalance=moe_imbalance, eplb=eplb, ep_comm=ep_comm, dispatch_dtype=dispatch_dtype,
