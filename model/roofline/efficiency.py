@@ -13,8 +13,9 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - GEMM k loop:      busy >= k * gemm_k_s   (one output tile's serial loop over k)
 - FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_bytes[dtype] * m * k / (bandwidth * mem_max): the
                     activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
-                    classes); single-kernel predictions add it, steps do not (engines fuse it into the norm or
-                    activation kernel before the GEMM), as with attention_floor_s
+                    classes but Blackwell FP4); single-kernel predictions add it, steps only for dense GEMMs whose
+                    engine runs it as a kernel of its own (step_quant_*: vLLM NVFP4); others fuse it into the norm
+                    or activation kernel before the GEMM
 - attention:        eta_a = attention_max * q/(q + attention_q_half) * L/(L + attention_kv_half)
                     (q = query rows per KV head, L = KV length the queries run over; attention_kv_half = 0 in the
                     hand-set classes: no KV-length term. In time this is a per-query-tile start-up cost: at short
@@ -108,10 +109,7 @@ class Efficiency:
 
     def step_quant(self, dtype: str) -> tuple[float, float]:
         """gemm_quant where a step pays it (the engine runs the quantization as its own kernel), else (0, 0)."""
-        cls = DTYPE_CLASSES.get(dtype, "16")
-        if cls not in ("8", "4"):
-            return 0.0, 0.0
-        on = getattr(self, f"step_quant_{cls}")
+        on = getattr(self, f"step_quant_{DTYPE_CLASSES.get(dtype, '16')}", 0.0)
         quant_s, quant_bytes = self.gemm_quant(dtype)
         return quant_s * on, quant_bytes * on
 

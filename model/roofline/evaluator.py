@@ -134,17 +134,17 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
     # a GEMM waits at least for one output tile's serial loop over k (Efficiency.gemm_k_s)
     k_loop = np.where((kinds == "gemm")[:, None] & (ops.m > 0), ops.k * eff.gemm_k_s, 0.0)
+    # the activation-quantization kernel a dense FP8/FP4 GEMM runs on its own where the engine does not fuse it
+    # (ExecContext.dense_quant), a serial companion counted with the floor as in single-kernel predictions
+    quant = np.zeros((n_ops, n))
+    dense = (kinds == "gemm") & (roles == "dense")
+    quant[dense] = gemm_quant_s(ops.m[dense], ops.k[dense], *ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                     extra_busy_s=np.maximum(network, k_loop))
-    time_s = kt.time_s
-    dense = (kinds == "gemm") & (roles == "dense")
-    if dense.any() and np.any(np.asarray(ctx.dense_quant[0]) > 0):  # the unfused quantization kernel, per GEMM
-        time_s = time_s.copy()
-        time_s[dense] += gemm_quant_s(ops.m[dense], ops.k[dense], *ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
+                     extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
-                   time_s=time_s, comm_overlap=overlap)
+                   time_s=kt.time_s, comm_overlap=overlap)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -267,6 +267,5 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in ("dense", "expert", "embedding")},
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in ("dense", "expert", "embedding")},
         dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in (0, 1)),
-
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
     )

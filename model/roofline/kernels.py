@@ -113,7 +113,8 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
                      extra_busy_s=np.where(w.kind == "gemm", w.shape_k * eff.gemm_k_s, 0.0))
     # one kernel's own floor, plus attention's per-call preparation and an FP8/FP4 GEMM's activation quantization
-    # (single-kernel timings pay both every call; inside a step engines do them once per step or fuse them)
+    # (single-kernel timings pay both every call; inside a step engines prepare attention once per step and fuse
+    # the quantization, except where evaluator.ExecContext.dense_quant says the engine does not)
     return kt.time_s + attention * eff.attention_floor_s
 
 
