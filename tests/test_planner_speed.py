@@ -211,3 +211,16 @@ def test_the_plan_command_imports_neither_scipy_stats_nor_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert '"feasible": true' in out.stdout
+
+
+# --- the solver ------------------------------------------------------------------------------------------------------
+
+def test_the_fleet_program_is_solved_by_cbc_even_when_highs_is_installed(monkeypatch):
+    """highspy 1.16.0 reported a wrong optimum on the README benchmark's program (model.planner.ilp.solver): the
+    planner must not switch solver because another one is installed."""
+    import pulp
+
+    from model.planner.ilp import solver
+
+    monkeypatch.setattr(pulp, "listSolvers", lambda onlyAvailable=False: ["PULP_CBC_CMD", "HiGHS"])
+    assert isinstance(solver(), pulp.PULP_CBC_CMD)
