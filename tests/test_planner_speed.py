@@ -224,3 +224,54 @@ def test_the_fleet_program_is_solved_by_cbc_even_when_highs_is_installed(monkeyp
 
     monkeypatch.setattr(pulp, "listSolvers", lambda onlyAvailable=False: ["PULP_CBC_CMD", "HiGHS"])
     assert isinstance(solver(), pulp.PULP_CBC_CMD)
+
+
+# --- remembered simulations: cost tables per deployment, verdicts per process ------------------------------------
+
+def test_one_cost_table_serves_every_rate_of_a_deployment_and_gives_the_same_run(monkeypatch):
+    from model.serving.simulator import run as sim_run
+
+    cand = _agg(_req(roles=("aggregated",)))[0]
+    mix = Lengths(np.array([800.0, 1600.0]), np.array([150.0, 300.0]), np.array([1.0, 1.0]))
+    built = []
+    real = sim_run.build_cost_table
+
+    def counting(*a, **kw):
+        built.append(a[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sim_run, "build_cost_table", counting)
+    tables: dict = {}
+    shared = [sim_run.simulate_pool(cand.deployment, mix, r, "vllm", num_requests=200, tables=tables) for r in (2.0, 4.0)]
+    assert len(built) == 1 and len(tables) == 1  # the lengths are drawn before the arrivals: one longest context
+    alone = sim_run.simulate_pool(cand.deployment, mix, 4.0, "vllm", num_requests=200)
+    assert len(built) == 2
+    assert np.array_equal(shared[1].ttft_s, alone.ttft_s) and np.array_equal(shared[1].tpot_s, alone.tpot_s)
+
+
+def test_a_simulated_verdict_is_remembered_across_plans_for_equal_deployments(monkeypatch):
+    from model.planner import check
+    from model.serving.simulator import run as sim_run
+
+    runs = []
+    real = sim_run.simulate_pool
+
+    def counting(*a, **kw):
+        runs.append(a[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sim_run, "simulate_pool", counting)
+    monkeypatch.setattr(check, "_memory", {})
+    req = _req(roles=("aggregated",))
+    mix = Lengths(np.array([800.0, 1600.0]), np.array([150.0, 300.0]), np.array([1.0, 1.0]))
+    first = check.simulator_check(_agg(req)[0], mix, 3.0, req, num_requests=200)
+    rebuilt = _agg(req)[0]  # another plan builds its candidates anew: equal by value, not the same objects
+    assert rebuilt is not _agg(req)[0]
+    assert check.simulator_check(rebuilt, mix, 3.0, req, num_requests=200) is first and runs == [3.0]
+    # anything the verdict depends on asks again: the rate, the mix, the SLO
+    check.simulator_check(rebuilt, mix, 3.5, req, num_requests=200)
+    check.simulator_check(rebuilt, Lengths(mix.input_len, mix.output_len, np.array([3.0, 1.0])), 3.0, req,
+                          num_requests=200)
+    tighter = replace(req, slo=SLO(1.0, 0.03))
+    again = check.simulator_check(rebuilt, mix, 3.0, tighter, num_requests=200)
+    assert runs == [3.0, 3.5, 3.0, 3.0] and again.ok == (again.tpot_s["p90"] <= 0.03 * 1.001)
