@@ -275,3 +275,45 @@ def test_a_simulated_verdict_is_remembered_across_plans_for_equal_deployments(mo
     tighter = replace(req, slo=SLO(1.0, 0.03))
     again = check.simulator_check(rebuilt, mix, 3.0, tighter, num_requests=200)
     assert runs == [3.0, 3.5, 3.0, 3.0] and again.ok == (again.tpot_s["p90"] <= 0.03 * 1.001)
+
+
+# --- pruning whole pair groups (exact) -------------------------------------------------------------------------------
+
+def _pair_cands():
+    req = _req(roles=("prefill", "decode"), gpus_per_instance=(1,), precisions=(("fp8", "fp8"), ("bf16", "bf16")))
+    cands, _ = enumerate_candidates(req)
+    pick = {(c.deployment.precision.weights, c.role): c for c in cands if c.deployment.layout.tp == 1}
+    return req, [pick["fp8", "prefill"], pick["fp8", "decode"], pick["bf16", "prefill"], pick["bf16", "decode"]]
+
+
+def test_a_pair_group_beaten_on_both_sides_by_a_kept_group_is_dropped():
+    req, four = _pair_cands()  # fp8 prefill, fp8 decode, bf16 prefill, bf16 decode: one GPU each, same price
+    beaten = np.array([[4.0, 4.0], [3.0, 3.0], [2.0, 2.0], [2.0, 2.0]])
+    assert undominated(req, four, beaten).tolist() == [True, True, False, False]
+    # the bf16 decode carries more than the fp8 one: the bf16 group has a side nothing beats, it stays
+    one_side = np.array([[4.0, 4.0], [3.0, 3.0], [2.0, 2.0], [5.0, 5.0]])
+    assert undominated(req, four, one_side).tolist() == [True, True, True, True]
+    # equal groups: one of them stays
+    equal = np.array([[4.0, 4.0], [3.0, 3.0], [4.0, 4.0], [3.0, 3.0]])
+    assert sorted(undominated(req, four, equal).tolist()) == [False, False, True, True]
+
+
+def test_pruning_pair_groups_keeps_the_optimum_on_random_instances():
+    req, four = _pair_cands()
+    agg = _agg(_req(roles=("aggregated",), gpus_per_instance=(1,)))[0]
+    cands = [*four, agg]
+    req = replace(req, roles=("aggregated", "prefill", "decode"), split_slices=False, slices_per_bucket=2)
+    rng = np.random.default_rng(7)
+    dropped = 0
+    for _ in range(12):
+        fp8 = rng.uniform(1.0, 5.0, (2, 2))
+        bf16 = fp8 * rng.uniform(0.6, 1.1, (2, 2))  # often beaten on both sides, sometimes not
+        cap_b = np.vstack([fp8, bf16, rng.uniform(0.5, 2.0, (1, 2))])
+        sl = [Slice("llama-3.1-8b", b, 1000.0, 100.0, float(r)) for b in range(2) for r in rng.uniform(0.5, 3, 2)]
+        cap = cap_b[:, [s.bucket for s in sl]]
+        keep = undominated(req, cands, cap)
+        full = solve_fleet(req, cands, sl, cap)
+        small = solve_fleet(req, cands, sl, np.where(keep[:, None], cap, 0.0))
+        assert full.status == small.status == "Optimal" and small.objective == pytest.approx(full.objective)
+        dropped += int(not keep[2] and not keep[3])
+    assert 0 < dropped < 12
