@@ -317,3 +317,21 @@ def test_pruning_pair_groups_keeps_the_optimum_on_random_instances():
         assert full.status == small.status == "Optimal" and small.objective == pytest.approx(full.objective)
         dropped += int(not keep[2] and not keep[3])
     assert 0 < dropped < 12
+
+
+def test_capping_cbcs_root_cut_passes_keeps_the_optimum(monkeypatch):
+    from model.planner import ilp
+
+    req, four = _pair_cands()
+    cands = [*four, _agg(_req(roles=("aggregated",), gpus_per_instance=(1,)))[0]]
+    req = replace(req, roles=("aggregated", "prefill", "decode"), split_slices=False, slices_per_bucket=2)
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        sl = [Slice("llama-3.1-8b", b, 1000.0, 100.0, float(r)) for b in range(3) for r in rng.uniform(0.5, 3, 2)]
+        cap = rng.uniform(0.5, 5.0, (len(cands), 3))[:, [s.bucket for s in sl]]
+        capped = solve_fleet(req, cands, sl, cap)
+        monkeypatch.setattr(ilp, "ROOT_CUT_PASSES", None)
+        default = solve_fleet(req, cands, sl, cap)
+        monkeypatch.setattr(ilp, "ROOT_CUT_PASSES", 10)
+        assert capped.status == default.status == "Optimal"
+        assert capped.objective == pytest.approx(default.objective)
