@@ -128,7 +128,7 @@ def _tallied(fn: Callable[[], object], repeats: int = 2) -> tuple[float, float, 
     for _ in range(repeats):
         tally = {"solves": [0, 0.0], "simulations": [0, 0.0]}
 
-        def counted(real, name):
+        def counted(real, name, tally=tally):
             def run(*args, **kwargs):
                 c0 = _cpu_s()
                 try:
