@@ -118,11 +118,52 @@ def bench_request(rate: float = 40.0, input_mean: float = 1500, output_mean: flo
                        split_slices=False)
 
 
+def _tallied(fn: Callable[[], object], repeats: int = 2) -> tuple[float, float, dict[str, list[float]]]:
+    """`_timed`, with the fleet-program solves and the re-check's simulations of the best run counted and their
+    CPU seconds (CBC's included): {'solves': [count, cpu_s], 'simulations': [count, cpu_s]}."""
+    from model.planner import check, ilp
+
+    best: tuple[float, float, dict[str, list[float]]] = (float("inf"), float("inf"), {})
+    saved = ilp.solve, check._simulated
+    for _ in range(repeats):
+        tally = {"solves": [0, 0.0], "simulations": [0, 0.0]}
+
+        def counted(real, name, tally=tally):
+            def run(*args, **kwargs):
+                c0 = _cpu_s()
+                try:
+                    return real(*args, **kwargs)
+                finally:
+                    tally[name][0] += 1
+                    tally[name][1] += _cpu_s() - c0
+            return run
+
+        ilp.solve, check._simulated = counted(saved[0], "solves"), counted(saved[1], "simulations")
+        try:
+            c0, t0 = _cpu_s(), time.perf_counter()
+            fn()
+            best = min(best, (time.perf_counter() - t0, _cpu_s() - c0, tally), key=lambda b: b[0])
+        finally:
+            ilp.solve, check._simulated = saved
+    return best
+
+
+def _tally_rows(name: str, tally: dict[str, list[float]]) -> dict[str, float]:
+    return {f"{name}: integer-program solves": float(tally["solves"][0]),
+            f"{name}: solve CPU (s)": tally["solves"][1],
+            f"{name}: simulations (1,000 requests each)": float(tally["simulations"][0]),
+            f"{name}: simulation CPU (s)": tally["simulations"][1]}
+
+
 def bench_planner() -> dict[str, float]:
     """Time to plan the README benchmark (`bench_request`), ILP and simulator re-checks included: the first call
-    in a process, warm (the same request again: its SLO capacities are remembered, model.planner.candidates.
-    cached_capacities) and warm with new traffic (another rate and lengths: nothing but compiled graphs and
-    loaded tables reused); the README's Python example warm; the README's plan commands as processes."""
+    in a process, warm (the same request again: its SLO capacities and simulated verdicts are remembered,
+    model.planner.candidates.cached_capacities, model.planner.check.simulator_check) and warm with new traffic
+    (another rate and lengths: nothing but compiled graphs, loaded tables and a deployment's simulator cost table
+    reused); the README's Python example warm, again and at another rate (capacities remembered, verdicts not);
+    the README's plan commands as processes. The warm runs count their integer-program solves and simulations."""
+    from dataclasses import replace
+
     from model.planner import GpuOption, PlanRequest, Traffic, plan
     from model.planner.candidates import capacities, enumerate_candidates
     from model.planner.request import buckets
@@ -133,23 +174,33 @@ def bench_planner() -> dict[str, float]:
     c0, t0 = _cpu_s(), time.perf_counter()
     result = plan(req)  # first call: compiles the model's operator graph and loads the devices
     cold, cold_cpu = time.perf_counter() - t0, _cpu_s() - c0
-    warm, warm_cpu = _timed(lambda: plan(req))
+    warm, warm_cpu, warm_n = _tallied(lambda: plan(req))
     fresh = iter([bench_request(31.0, 1200, 250), bench_request(47.0, 1700, 350)])
-    new, new_cpu = _timed(lambda: plan(next(fresh)))
+    new, new_cpu, new_n = _tallied(lambda: plan(next(fresh)))
     cands, _ = enumerate_candidates(req)
     bi, bo, _ = buckets(req.traffic[0].lengths, 16)
     cap_s = _best_of(lambda: capacities(cands, bi, bo, req), repeats=2)
     readme = PlanRequest((Traffic("llama-3.1-8b", 40.0, Lengths.lognormal(1500, 300)),), SLO(1.0, 0.05),
                          (GpuOption("h100-sxm"), GpuOption("l40s"), GpuOption("l4")))
-    plan(readme)
-    readme_warm, _ = _timed(lambda: plan(readme).to_dict())
+    readme_cost = plan(readme).cost_per_hour_usd
+    readme_warm, readme_cpu, readme_n = _tallied(lambda: plan(readme).to_dict())
+    rates = iter([35.0, 45.0])
+    other, other_cpu, other_n = _tallied(lambda: plan(replace(readme, traffic=(
+        Traffic("llama-3.1-8b", next(rates), Lengths.lognormal(1500, 300)),))).to_dict())
     return {"plan end to end, first call in a process (s)": cold, "plan, first call: CPU (s)": cold_cpu,
             "plan end to end, warm, same request (s)": warm, "plan, warm, same request: CPU (s)": warm_cpu,
+            **_tally_rows("plan, warm, same request", warm_n),
             "plan end to end, warm, new traffic (s)": new, "plan, warm, new traffic: CPU (s)": new_cpu,
+            **_tally_rows("plan, warm, new traffic", new_n),
             "candidate configurations": float(len(cands)),
             "candidate x bucket capacity evaluations/s": len(cands) * bi.size / cap_s,
             "plan cost ($/h)": result.cost_per_hour_usd,
-            "README python plan, warm in one process (s)": readme_warm,
+            "README python plan, warm in one process (s)": readme_warm, "README python plan, warm: CPU (s)": readme_cpu,
+            **_tally_rows("README python plan, warm", readme_n),
+            "README python plan at 35 or 45 req/s, warm (s)": other,
+            "README python plan at another rate: CPU (s)": other_cpu,
+            **_tally_rows("README python plan at another rate", other_n),
+            "README python plan cost ($/h)": readme_cost,
             **bench_plan_command(), "load average (1 min) while measuring": os.getloadavg()[0]}
 
 

@@ -316,7 +316,9 @@ def test_the_issues_infeasible_reported_feasible_example_now_passes_every_pool()
     p = plan(req)
     assert p.feasible
     for pool in p.pools:
-        assert pool.meets_slo and np.isfinite(pool.ttft_s.get("p90", 0.0)) and pool.utilization < 1
+        # a simulated pool's utilisation is its rate over the run's completion rate, capped at 1: a stable open-loop
+        # run ends by draining, so it sits at ~1 (0.999 or 1.0); passing and a finite TTFT rule out the unstable pool
+        assert pool.meets_slo and np.isfinite(pool.ttft_s.get("p90", 0.0)) and pool.utilization <= 1
         assert check_pool(pool.candidate, pool.lengths, pool.rate_per_s / pool.instances, req).ok
 
 

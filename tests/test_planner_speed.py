@@ -211,3 +211,127 @@ def test_the_plan_command_imports_neither_scipy_stats_nor_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert '"feasible": true' in out.stdout
+
+
+# --- the solver ------------------------------------------------------------------------------------------------------
+
+def test_the_fleet_program_is_solved_by_cbc_even_when_highs_is_installed(monkeypatch):
+    """highspy 1.16.0 reported a wrong optimum on the README benchmark's program (model.planner.ilp.solver): the
+    planner must not switch solver because another one is installed."""
+    import pulp
+
+    from model.planner.ilp import solver
+
+    monkeypatch.setattr(pulp, "listSolvers", lambda onlyAvailable=False: ["PULP_CBC_CMD", "HiGHS"])
+    assert isinstance(solver(), pulp.PULP_CBC_CMD)
+
+
+# --- remembered simulations: cost tables per deployment, verdicts per process ------------------------------------
+
+def test_one_cost_table_serves_every_rate_of_a_deployment_and_gives_the_same_run(monkeypatch):
+    from model.serving.simulator import run as sim_run
+
+    cand = _agg(_req(roles=("aggregated",)))[0]
+    mix = Lengths(np.array([800.0, 1600.0]), np.array([150.0, 300.0]), np.array([1.0, 1.0]))
+    built = []
+    real = sim_run.build_cost_table
+
+    def counting(*a, **kw):
+        built.append(a[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sim_run, "build_cost_table", counting)
+    tables: dict = {}
+    shared = [sim_run.simulate_pool(cand.deployment, mix, r, "vllm", num_requests=200, tables=tables) for r in (2.0, 4.0)]
+    assert len(built) == 1 and len(tables) == 1  # the lengths are drawn before the arrivals: one longest context
+    alone = sim_run.simulate_pool(cand.deployment, mix, 4.0, "vllm", num_requests=200)
+    assert len(built) == 2
+    assert np.array_equal(shared[1].ttft_s, alone.ttft_s) and np.array_equal(shared[1].tpot_s, alone.tpot_s)
+
+
+def test_a_simulated_verdict_is_remembered_across_plans_for_equal_deployments(monkeypatch):
+    from model.planner import check
+    from model.serving.simulator import run as sim_run
+
+    runs = []
+    real = sim_run.simulate_pool
+
+    def counting(*a, **kw):
+        runs.append(a[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sim_run, "simulate_pool", counting)
+    monkeypatch.setattr(check, "_memory", {})
+    req = _req(roles=("aggregated",))
+    mix = Lengths(np.array([800.0, 1600.0]), np.array([150.0, 300.0]), np.array([1.0, 1.0]))
+    first = check.simulator_check(_agg(req)[0], mix, 3.0, req, num_requests=200)
+    rebuilt = _agg(req)[0]  # another plan builds its candidates anew: equal by value, not the same objects
+    assert rebuilt is not _agg(req)[0]
+    assert check.simulator_check(rebuilt, mix, 3.0, req, num_requests=200) is first and runs == [3.0]
+    # anything the verdict depends on asks again: the rate, the mix, the SLO
+    check.simulator_check(rebuilt, mix, 3.5, req, num_requests=200)
+    check.simulator_check(rebuilt, Lengths(mix.input_len, mix.output_len, np.array([3.0, 1.0])), 3.0, req,
+                          num_requests=200)
+    tighter = replace(req, slo=SLO(1.0, 0.03))
+    again = check.simulator_check(rebuilt, mix, 3.0, tighter, num_requests=200)
+    assert runs == [3.0, 3.5, 3.0, 3.0] and again.ok == (again.tpot_s["p90"] <= 0.03 * 1.001)
+
+
+# --- pruning whole pair groups (exact) -------------------------------------------------------------------------------
+
+def _pair_cands():
+    req = _req(roles=("prefill", "decode"), gpus_per_instance=(1,), precisions=(("fp8", "fp8"), ("bf16", "bf16")))
+    cands, _ = enumerate_candidates(req)
+    pick = {(c.deployment.precision.weights, c.role): c for c in cands if c.deployment.layout.tp == 1}
+    return req, [pick["fp8", "prefill"], pick["fp8", "decode"], pick["bf16", "prefill"], pick["bf16", "decode"]]
+
+
+def test_a_pair_group_beaten_on_both_sides_by_a_kept_group_is_dropped():
+    req, four = _pair_cands()  # fp8 prefill, fp8 decode, bf16 prefill, bf16 decode: one GPU each, same price
+    beaten = np.array([[4.0, 4.0], [3.0, 3.0], [2.0, 2.0], [2.0, 2.0]])
+    assert undominated(req, four, beaten).tolist() == [True, True, False, False]
+    # the bf16 decode carries more than the fp8 one: the bf16 group has a side nothing beats, it stays
+    one_side = np.array([[4.0, 4.0], [3.0, 3.0], [2.0, 2.0], [5.0, 5.0]])
+    assert undominated(req, four, one_side).tolist() == [True, True, True, True]
+    # equal groups: one of them stays
+    equal = np.array([[4.0, 4.0], [3.0, 3.0], [4.0, 4.0], [3.0, 3.0]])
+    assert sorted(undominated(req, four, equal).tolist()) == [False, False, True, True]
+
+
+def test_pruning_pair_groups_keeps_the_optimum_on_random_instances():
+    req, four = _pair_cands()
+    agg = _agg(_req(roles=("aggregated",), gpus_per_instance=(1,)))[0]
+    cands = [*four, agg]
+    req = replace(req, roles=("aggregated", "prefill", "decode"), split_slices=False, slices_per_bucket=2)
+    rng = np.random.default_rng(7)
+    dropped = 0
+    for _ in range(12):
+        fp8 = rng.uniform(1.0, 5.0, (2, 2))
+        bf16 = fp8 * rng.uniform(0.6, 1.1, (2, 2))  # often beaten on both sides, sometimes not
+        cap_b = np.vstack([fp8, bf16, rng.uniform(0.5, 2.0, (1, 2))])
+        sl = [Slice("llama-3.1-8b", b, 1000.0, 100.0, float(r)) for b in range(2) for r in rng.uniform(0.5, 3, 2)]
+        cap = cap_b[:, [s.bucket for s in sl]]
+        keep = undominated(req, cands, cap)
+        full = solve_fleet(req, cands, sl, cap)
+        small = solve_fleet(req, cands, sl, np.where(keep[:, None], cap, 0.0))
+        assert full.status == small.status == "Optimal" and small.objective == pytest.approx(full.objective)
+        dropped += int(not keep[2] and not keep[3])
+    assert 0 < dropped < 12
+
+
+def test_capping_cbcs_root_cut_passes_keeps_the_optimum(monkeypatch):
+    from model.planner import ilp
+
+    req, four = _pair_cands()
+    cands = [*four, _agg(_req(roles=("aggregated",), gpus_per_instance=(1,)))[0]]
+    req = replace(req, roles=("aggregated", "prefill", "decode"), split_slices=False, slices_per_bucket=2)
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        sl = [Slice("llama-3.1-8b", b, 1000.0, 100.0, float(r)) for b in range(3) for r in rng.uniform(0.5, 3, 2)]
+        cap = rng.uniform(0.5, 5.0, (len(cands), 3))[:, [s.bucket for s in sl]]
+        capped = solve_fleet(req, cands, sl, cap)
+        monkeypatch.setattr(ilp, "ROOT_CUT_PASSES", None)
+        default = solve_fleet(req, cands, sl, cap)
+        monkeypatch.setattr(ilp, "ROOT_CUT_PASSES", 10)
+        assert capped.status == default.status == "Optimal"
+        assert capped.objective == pytest.approx(default.objective)

@@ -91,13 +91,53 @@ def serving_check(candidate, lengths: Lengths, rate_per_s: float, request) -> Po
     return PoolCheck(ttft, tpot, not why, float(util), tuple(why))
 
 
+REMEMBERED_DEPLOYMENTS = 64  # deployments whose simulator cost tables and verdicts a process remembers
+REMEMBERED_VERDICTS = 256  # per deployment, oldest forgotten first
+_memory: dict[tuple, list] = {}  # (device, layout, engine policy) -> [(deployment, tables, verdicts)], oldest first
+
+
+def _remembered(d, policy) -> tuple[dict, dict]:
+    """The cost tables and verdicts remembered for deployment `d` under `policy` (compared by value: the planner
+    rebuilds its deployments for every plan). Least recently used deployments are forgotten first."""
+    key = (d.device.name, d.layout, policy)
+    entries = _memory.pop(key, [])
+    hit = next((e for e in entries if e[0] is d or e[0] == d), None)
+    if hit is None:
+        hit = (d, {}, {})
+    else:
+        entries.remove(hit)
+    _memory[key] = [*entries, hit]  # re-inserted: the dict's order is the use order
+    while sum(len(v) for v in _memory.values()) > REMEMBERED_DEPLOYMENTS:
+        oldest = next(iter(_memory))
+        del _memory[oldest][0]
+        if not _memory[oldest]:
+            del _memory[oldest]
+    return hit[1], hit[2]
+
+
 def simulator_check(candidate, lengths: Lengths, rate_per_s: float, request, num_requests: int = 1000) -> PoolCheck:
     """One aggregated instance through the engine simulator (`simulate_pool` of model.serving.simulator) at the
     SLO percentile of its `num_requests` simulated requests (Poisson arrivals, fixed seed: deterministic).
     Prefill and decode pools keep `serving_check`: the simulator runs a disaggregated pair as a whole
-    (simulate_disagg), and one pool's check has no partner."""
+    (simulate_disagg), and one pool's check has no partner.
+    Being deterministic, a verdict is remembered per process (`_remembered`: same deployment and engine policy,
+    mix, rate, SLO and request count; re-planning with another budget, price or availability asks again), and so
+    is each deployment's iteration-cost table (the re-route loop simulates one deployment at several rates)."""
     if candidate.role != "aggregated":
         return serving_check(candidate, lengths, rate_per_s, request)
+    from model.serving.policy import engine_policy
+
+    tables, verdicts = _remembered(candidate.deployment, engine_policy(request.engine))
+    key = (float(rate_per_s), lengths.input_len.tobytes(), lengths.output_len.tobytes(), lengths.weight.tobytes(),
+           request.slo, num_requests)
+    if key not in verdicts:
+        verdicts[key] = _simulated(candidate, lengths, rate_per_s, request, num_requests, tables)
+        if len(verdicts) > REMEMBERED_VERDICTS:
+            del verdicts[next(iter(verdicts))]
+    return verdicts[key]
+
+
+def _simulated(candidate, lengths: Lengths, rate_per_s: float, request, num_requests: int, tables: dict) -> PoolCheck:
     import numpy as np
 
     from model.errors import RidgeplanError
@@ -105,7 +145,8 @@ def simulator_check(candidate, lengths: Lengths, rate_per_s: float, request, num
 
     slo, key = request.slo, _key(request.slo.attainment)
     try:
-        run = simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, num_requests=num_requests)
+        run = simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, num_requests=num_requests,
+                            tables=tables)
     except RidgeplanError as err:  # does not fit, or the budget cannot hold a prompt
         return PoolCheck({}, {}, False, 1.0, (err.one_line(),))
     qs = sorted({0.5, slo.attainment, 0.99})

@@ -46,7 +46,7 @@ def round_robin(experts: int, gpus: int) -> np.ndarray:
 
 def place_experts(load_a, load_b, affinity, gpus: int, slots: int | None = None, traffic_weight: float = 1.0,
                   time_limit_s: float = 30.0) -> Placement:
-    """Solve the placement ILP (CBC or HiGHS)."""
+    """Solve the placement ILP (CBC: model.planner.ilp.solver)."""
     load_a, load_b = np.asarray(load_a, dtype=float), np.asarray(load_b, dtype=float)
     aff = np.asarray(affinity, dtype=float)
     e_a, e_b = load_a.size, load_b.size

@@ -6,6 +6,12 @@
   serving the same shares (load per instance rate / capacity is at most m times smaller on c'), at no more cost,
   GPUs or power and inside every limit, so the optimum is unchanged. With m = 1 only this is plain dominance;
   larger m also drops, e.g., a TP2 instance that carries less than two TP1 instances for twice their price.
+  A whole pair group (its prefill and decode candidates, model.planner.pairs) is dropped when another group
+  still kept beats each of its prefill candidates with one of its own prefill candidates and each of its decode
+  candidates with one of its decode candidates, in the same sense. Exchange argument: each instance is replaced
+  as above and the group's disaggregated share moves to the other group with them (both sides move, so the
+  pairing constraint still holds). A group is only dropped for one that is kept, so a chain or two equal groups
+  never drop each other.
 - `lower_bound`: the objective of the program with continuous instance counts: every slice goes, on its own, to
   the option (an aggregated configuration, or the cheapest prefill plus the cheapest decode of one pair group)
   with the lowest objective per request/s. No fleet the program can give, and so no fleet the re-check loop can
@@ -45,22 +51,53 @@ def undominated(request, cands, cap: np.ndarray) -> np.ndarray:
             # configuration that pairs with other decode pools is not interchangeable, however fast it is
             pairing = pair_key(c, request.kv_placement) if c.role != "aggregated" else None
             groups.setdefault((c.model, c.role, c.gpu if limited else "", pairing), []).append(k)
+    prices = (cost, gpus, power)
     for rows in groups.values():
         r = np.array(rows)
-        sub = cap[r]
-        # m[i, j]: the most instances of i that cost, use and draw no more than one instance of j
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.min([np.where(v[r][:, None] > 0, v[r][None, :] / v[r][:, None], np.inf)
-                            for v in (cost, gpus, power)], axis=0)
-        m = np.floor(np.where(np.isfinite(ratio), ratio, 1.0) * (1 + 1e-12))
-        carries = (m[:, :, None] * sub[:, None, :] >= sub[None, :, :]).all(axis=2)  # [i, j]: m x i carry j's load
-        beats = (m >= 1) & carries
+        beats = _beats(prices, cap, r, r)
         np.fill_diagonal(beats, False)
         idx = np.arange(r.size)
         # two candidates that beat each other are interchangeable (m = 1, equal prices and capacities): keep the first
         mutual = beats & beats.T & (idx[:, None] > idx[None, :])
         keep[r[(beats & ~mutual).any(axis=0)]] = False
+    _drop_beaten_pair_groups(request, cands, cap, keep, prices, limited)
     return keep
+
+
+def _beats(prices, cap: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[i, j]: some m >= 1 instances of candidate a[i] cost, use and draw no more than one instance of b[j] and
+    carry at least its load on every slice."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.min([np.where(v[a][:, None] > 0, v[b][None, :] / v[a][:, None], np.inf) for v in prices], axis=0)
+    m = np.floor(np.where(np.isfinite(ratio), ratio, 1.0) * (1 + 1e-12))  # the most instances of a[i] for one b[j]
+    return (m >= 1) & (m[:, :, None] * cap[a][:, None, :] >= cap[b][None, :, :]).all(axis=2)
+
+
+def _drop_beaten_pair_groups(request, cands, cap: np.ndarray, keep: np.ndarray, prices, limited: bool) -> None:
+    """Drop (in `keep`) each pair group that a kept group beats on both sides (module docstring). With limited
+    availability a candidate only stands in for one on the same GPU type."""
+    sides: dict[tuple, tuple[list[int], list[int]]] = {}
+    for k in np.flatnonzero(keep):
+        c = cands[k]
+        if c.role != "aggregated":
+            sides.setdefault((c.model, pair_key(c, request.kv_placement)), ([], []))[c.role == "decode"].append(k)
+    gpu = np.array([c.gpu for c in cands])
+
+    def covered(by: list[int], rows: list[int]) -> bool:
+        if not rows:
+            return True
+        if not by:
+            return False
+        a, b = np.array(by), np.array(rows)
+        beats = _beats(prices, cap, a, b) & ((gpu[a][:, None] == gpu[b][None, :]) if limited else True)
+        return bool(beats.any(axis=0).all())
+
+    alive = sorted(sides)
+    for key in list(alive):
+        if any(other != key and other[0] == key[0] and covered(sides[other][0], sides[key][0])
+               and covered(sides[other][1], sides[key][1]) for other in alive):
+            alive.remove(key)
+            keep[sides[key][0] + sides[key][1]] = False
 
 
 def lower_bound(request, cands, slices, cap: np.ndarray) -> float:

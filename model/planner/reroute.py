@@ -9,9 +9,11 @@ fallback, the failing fleet with instances added until it passes, within the lim
 
 What keeps it fast without weakening the check:
 - only the pools of the program's answers are checked, never the other candidates;
-- the program is pruned each round to the candidates no multiple of another beats (model.planner.prune, exact);
-  a candidate pruned because of a faster one comes back when that one's capacity is lowered;
-- a verdict is remembered for the rest of the plan (`memoized`: the simulator is deterministic, fixed seed);
+- the program is pruned each round to the candidates no multiple of another beats, and to the pair groups no
+  other group beats on both sides (model.planner.prune, exact); a candidate pruned because of a faster one comes
+  back when that one's capacity is lowered;
+- a verdict is remembered for the rest of the plan (`memoized`: the simulator is deterministic, fixed seed), and a
+  simulated one for the process (model.planner.check.simulator_check), with each deployment's cost table;
 - a loop stops as soon as the program's own optimum reaches the best fleet that already passed (`bound`):
   capacities only fall, so no later round can be cheaper;
 - a fallback fleet is only built (checked) when it could still be the cheapest;

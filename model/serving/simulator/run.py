@@ -223,13 +223,16 @@ def _result(run: _Run, load: Load, engine: str, seed: int, notes: tuple) -> SimR
 
 def simulate(d: Deployment, lengths: Lengths, load: Load, policy: EnginePolicy | str = "vllm", *,
              prefix_hit_rate: float = 0.0, speculation: Speculation | None = None, offload: Offload | None = None,
-             seed: int = 0, trace=None, table: CostTable | None = None, macro_steps: bool = True,
-             **engine_options) -> SimResult:
+             seed: int = 0, trace=None, table: CostTable | None = None, tables: dict | None = None,
+             macro_steps: bool = True, **engine_options) -> SimResult:
     """Simulate one engine instance of `d` serving `load` (requests drawn from `lengths`, or a trace CSV).
 
     `engine_options`: mixed_chunk (SGLang), chunked_context and capacity_policy (TensorRT-LLM), overlap (the
     overlap scheduler: on by default in TensorRT-LLM and SGLang, off in vLLM; model.engines.*).
-    `macro_steps=False` runs every decode-only iteration on its own (for benchmarking the loop)."""
+    `macro_steps=False` runs every decode-only iteration on its own (for benchmarking the loop).
+    `tables`: a store the caller keeps for one deployment and policy: the cost table a run builds is kept there
+    under what it depends on besides them (the longest context, speculation, offload), and a later run that needs
+    the same one reuses it (the planner's re-check simulates one deployment at several rates)."""
     policy = engine_policy(policy)
     rng = np.random.default_rng(seed)
     if trace is not None:
@@ -244,7 +247,13 @@ def simulate(d: Deployment, lengths: Lengths, load: Load, policy: EnginePolicy |
         reqs = make_requests(load, lengths, rng, prefix_hit_rate)
     _check_budget(policy, reqs, engine_options)
     max_ctx = float((reqs.input_len + reqs.output_len).max())
-    table = table or build_cost_table(d, policy, max_ctx, speculation, offload)
+    if table is None:
+        key = (max_ctx, speculation, offload)
+        table = tables.get(key) if tables is not None else None
+        if table is None:
+            table = build_cost_table(d, policy, max_ctx, speculation, offload)
+            if tables is not None:
+                tables[key] = table
     pool = kv_pool_tokens(d, policy, float(np.mean(reqs.input_len + reqs.output_len)), offload, speculation)
     if pool < 1:
         raise DoesNotFitError("memory", f"no KV room on {d.device.name} ({d.layout.label()}): the weights "
