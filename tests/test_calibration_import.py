@@ -31,7 +31,8 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                gemm_max_8=0.6, mem_max=0.88, mem_bytes_half=2e6, kernel_floor_s=3e-6, roofline_p=2.0,
                attention_max=0.55, attention_q_half=12.0, attention_floor_s=9e-6, collective_base_s=4e-6,
                scale_up_bus_efficiency=0.72, attention_kv_half=900.0, gemm_tile_m_8=64.0, gemm_quant_s_8=1.5e-6,
-               gemm_quant_bytes_8=8.0, gemm_k_s=3e-10)
+               gemm_quant_bytes_8=8.0, gemm_k_s=3e-10, gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
+               decode_attention_floor_s=6e-6)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -48,8 +49,9 @@ def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.Da
                 rows.append(dict(kernel="decode_attention", dtype="bf16", family="attention_decode", batch=b, heads=h,
                                  kv_heads=hk, head_dim=128, context=c, size=2.0 * b * hk * 128 * c))
         for s in (16, 128, 512, 2048, 8192):
-            rows.append(dict(kernel="attention", dtype="bf16", family="attention_prefill", batch=b, heads=32,
-                             kv_heads=8, head_dim=128, seq_len=s, size=2.0 * b * 32 * 128 * s * s))
+            for d in (64, 128, 256):  # head dimensions inform attention_d_half
+                rows.append(dict(kernel="attention", dtype="bf16", family="attention_prefill", batch=b, heads=32,
+                                 kv_heads=8, head_dim=d, seq_len=s, size=2.0 * b * 32 * d * s * s))
     rows += [dict(kernel="all_reduce", dtype="bf16", family="all_reduce", message_bytes=mb, ranks=r, size=mb)
              for r in (2, 4, 8) for mb in np.geomspace(1e3, 5e8, 20)]
     table = pd.DataFrame(rows)
@@ -64,7 +66,8 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
     tolerance = {"gemm_max_16": 0.03, "gemm_max_8": 0.03, "mem_max": 0.03, "attention_max": 0.05,
                  "kernel_floor_s": 0.15, "attention_floor_s": 0.15, "collective_base_s": 0.25,
                  "scale_up_bus_efficiency": 0.03, "gemm_m_half": 0.25, "attention_kv_half": 0.15,
-                 "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2}
+                 "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2,
+                 "gemm_quant_row_s_8": 0.3, "attention_d_half": 0.15, "decode_attention_floor_s": 0.15}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     held = result.rows[result.rows["split"] != "fit"]
@@ -290,11 +293,11 @@ def test_fp8_gemm_pays_its_tile_and_activation_quantization_by_hand():
     eff = replace(efficiency_for(H100, calibration=False), mem_max=0.85, gemm_tile_m_8=64.0, gemm_quant_s_8=2e-6,
                   gemm_quant_bytes_8=3.0)
     assert eff.gemm_tile("fp8") == 64.0 and eff.gemm_tile("bf16") == eff.gemm_tile_m
-    assert eff.gemm_quant("bf16") == (0.0, 0.0) and eff.gemm_quant("fp8") == (2e-6, 3.0)
+    assert eff.gemm_quant("bf16") == (0.0, 0.0, 0.0) and eff.gemm_quant("fp8") == (2e-6, 3.0, 0.0)
     # 2 us + 3 bytes x 16384 x 1024 elements / (3.35 TB/s x 0.85) = 2 us + 17.676 us
     bw = H100.memory.bandwidth_bytes_per_s
     assert bw == pytest.approx(3.35e12)
-    assert float(gemm_quant_s(16384, 1024, 2e-6, 3.0, bw, eff)) == pytest.approx(19.676e-6, rel=1e-3)
+    assert float(gemm_quant_s(16384, 1024, (2e-6, 3.0, 0.0), bw, eff)) == pytest.approx(19.676e-6, rel=1e-3)
     # a kernel-table row pays it on top of the GEMM; the GEMM inside a model (gemm_time, the step) does not
     table = pd.DataFrame({"kernel": ["gemm"] * 2, "dtype": ["fp8", "bf16"], "m": 16384, "n": 1024, "k": 1024})
     bare_eff = replace(eff, gemm_quant_s_8=0.0, gemm_quant_bytes_8=0.0)

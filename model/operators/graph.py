@@ -15,7 +15,7 @@ from model.operators.compressed_attention import compressed_attention_block, hyp
 from model.operators.formulas import (
     LINEAR_CHUNK, MLA_ABSORB_MAX_T, ONE, ZERO, N, Operator, busiest_assignments, busiest_touched, collective,
     elementwise, gemm, heads_per_rank, keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, ranks_hit,
-    softmax_attention_core, sparse_keys_read,
+    attention_depth, softmax_attention_core, sparse_keys_read,
 )
 from model.operators.symbols import (
     B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_w, e_red, ep, ep_nodes, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
@@ -110,6 +110,8 @@ def _mla_block(a: Attention, d: int) -> list[Operator]:
         cache_bytes=B * (C + T) * latent * b_kv,
         m=sp.Piecewise((T * h, absorbed), (T, True)),  # absorbed: all heads share the one latent KV head
         n=read,  # KV length the queries run over
+        k=sp.Piecewise((attention_depth(latent, r_kv), absorbed),
+                       (attention_depth(nope + rope, dv), True)),  # head dimension
         description="MLA attention: over the latent cache (absorbed, T <= %d) or decompressed MHA" % MLA_ABSORB_MAX_T,
     ))
     ops.append(gemm("o_proj", N, d, h * dv, full_params=sp.Integer(a.num_heads * dv * d)))
@@ -137,6 +139,7 @@ def _indexer(a: Attention, d: int) -> list[Operator]:
             cache_bytes=B * (C + T) * di * b_kv,
             m=T * hi,
             n=keys_read(None),
+            k=attention_depth(di, 0),  # scores only: 2 * di FLOPs per pair
             description=f"indexer scores over every cached key, keeps the top {a.sparse_topk} per query",
         ),
     ]

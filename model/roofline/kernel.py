@@ -61,15 +61,15 @@ def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_
     return KernelTime(compute, memory, busy, floor)
 
 
-def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None) -> np.ndarray:
+def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None, depth=None) -> np.ndarray:
     """eta_c of one kernel kind: GEMMs by (m, n), dtype ceiling and tile rows `tile` (less the dequantisation
-    penalty for weight-only formats), attention by query rows per KV head m and keys per query n (None or 0 when
-    not known), element-wise kernels at the vector ceiling."""
+    penalty for weight-only formats), attention by query rows per KV head m, keys per query n and head dimension
+    `depth` (None or 0 when not known), element-wise kernels at the vector ceiling."""
     if kind == "gemm":
         eta = gemm_eta(m, n, gemm_max, eff, tile)
         return np.where(weight_only, eta * (1 - eff.dequant_penalty), eta)
     if kind == "attention":
-        return attention_eta(m, eff.attention_max, eff, n)
+        return attention_eta(m, eff.attention_max, eff, n, depth)
     if kind == "linear_attention":
         return attention_eta(m, eff.linear_attention_max, eff)
     if kind in ("elementwise", "embedding", "copy"):
