@@ -34,7 +34,7 @@ MAX_ROWS_PER_FAMILY = 600  # evenly spaced over the size order: enough to pin th
 SPLITS = ("fit", "interpolation", "extrapolation")
 CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
-_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half", "mem_bytes_half",
+_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half", "mla_d_half_scale", "mem_bytes_half",
                "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s", "gemm_k_s", "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4")
@@ -50,9 +50,11 @@ STAGES = (
     (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8")),
     (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4", "gemm_quant_row_s_4")),
     # one attention curve for prefill and decode: ceiling, query rows and KV length half-points, call floor
-    (("attention_decode", "mla_decode", "attention_prefill", "mla_prefill"),
+    (("attention_decode", "attention_prefill"),
      ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
-      "attention_max")),
+      "attention_max", "attention_mem_scale")),
+    # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
+    (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale")),
     (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency")),
 )
 

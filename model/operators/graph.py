@@ -101,7 +101,7 @@ def _mla_block(a: Attention, d: int) -> list[Operator]:
     seen = keys_seen(a.sparse_topk)  # DSA: a query attends to min(position, k) keys, as a window of k would
     read = keys_read(None) if not a.sparse_topk else sparse_keys_read(None, a.sparse_topk)
     ops.append(Operator(
-        name="attention", kind="attention", weight_role="none", tags=("per_sequence",),
+        name="attention", kind="attention", weight_role="none", tags=("per_sequence", "mla"),  # MLA kernels
         flops=sp.Piecewise((B * h * (2 * latent + 2 * r_kv) * seen, absorbed),
                            (B * h * (2 * (nope + rope) + 2 * dv) * seen, True)),
         act_bytes=sp.Piecewise((N * h * (latent + r_kv) * b_a, absorbed), (N * h * (nope + rope + dv) * b_a, True)),

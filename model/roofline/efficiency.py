@@ -23,7 +23,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     attention_d_half = 0 in the
                     hand-set classes: no KV-length term. In time this is a per-query-tile start-up cost: at short
                     L the compute time tends to FLOPs/L * attention_kv_half / (peak * ceiling), not to 0)
-- memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half)
+                    MLA attention: eta_a * mla_attention_scale, with attention_d_half * mla_d_half_scale
+- memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half); attention kernels * attention_mem_scale
 - every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); a single attention call timed on its
                     own + attention_floor_s, a decode attention call + decode_attention_floor_s (its per-call
                     preparation, done once per step in an engine)
@@ -83,6 +84,16 @@ class Efficiency:
     # tensor-core FLOPs but a fixed amount of softmax work (max, exp, rescale) on the slower vector/SFU units, so
     # time ~ scores x (4 d / tensor peak + c): eta ~ d / (d + attention_d_half); 0 = no such term
     attention_d_half: float = 0.0
+    # MLA attention (DeepSeek's latent KV: one 576-wide latent shared by every head, 192-wide queries against
+    # 128-wide values) runs kernels of its own (FlashMLA, FlashInfer/CUTLASS MLA) whose ceiling is this share of
+    # attention_max; 1 = the same as other attention (the hand-set classes)
+    mla_attention_scale: float = 1.0
+    # and their head-dimension half-point is this multiple of attention_d_half (their softmax and rescale work per
+    # score differs: one latent shared by all heads, 512-wide values); 1 = the same
+    mla_d_half_scale: float = 1.0
+    # the KV-cache reads of attention kernels reach this share of the streaming ceiling mem_max: a paged cache is
+    # gathered block by block through a block table, not streamed contiguously as a copy is; 1 = mem_max
+    attention_mem_scale: float = 1.0
     # FP8/INT8 and FP4 GEMMs run larger tiles than 16-bit ones (a one-token FP8 GEMM pays for up to 64-128 rows),
     # and an engine's FP8/FP4 linear layer first quantizes its activations: a separate kernel with a fixed time
     # plus `gemm_quant_bytes_*` bytes moved per activation element (m x k) at the streaming bandwidth
@@ -253,13 +264,15 @@ def combine_roofline(compute_s, memory_s, p) -> object:
     return np.where(np.isfinite(p) & (hi > 0), soft, hi)
 
 
-def attention_eta(query_rows, top, eff, kv_len=None, head_dim=None) -> object:
+def attention_eta(query_rows, top, eff, kv_len=None, head_dim=None, d_half=None) -> object:
     """Fraction of peak an attention kernel reaches with `query_rows` queries per KV head (GQA packing) over
     `kv_len` keys per query and `head_dim` (formulas.attention_depth) per head (None or 0: a kernel whose KV length
-    or head dimension is not known, e.g. linear attention, has no such term)."""
+    or head dimension is not known, e.g. linear attention, has no such term); `d_half` defaults to
+    attention_d_half."""
     eta = top * saturation(query_rows, eff.attention_q_half)
+    d_half = eff.attention_d_half if d_half is None else d_half
     with np.errstate(divide="ignore", invalid="ignore"):
-        for size, half in ((kv_len, eff.attention_kv_half), (head_dim, eff.attention_d_half)):
+        for size, half in ((kv_len, eff.attention_kv_half), (head_dim, d_half)):
             if size is not None:
                 size = np.asarray(size, dtype=float)
                 eta = eta * np.where(size > 0, saturation(size, half), 1.0)

@@ -114,8 +114,9 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
             rows = kinds == kind
             if rows.any():  # m = query rows per KV head (decode tiles are mostly padding), n = KV length, k = head dim
                 softmax = kind == "attention"
+                mla = np.array([softmax and "mla" in op.tags for op in ops.ops])[rows][:, None]
                 eta[rows] = compute_eta(kind, ops.m[rows], ops.n[rows] if softmax else None, eff,
-                                        depth=ops.k[rows] if softmax else None)
+                                        depth=ops.k[rows] if softmax else None, mla=mla)
                 peak[rows] = ctx.peak_flop_per_s["attention"]
         rows = (kinds == "elementwise") | (kinds == "embedding")
         if rows.any():
@@ -141,9 +142,11 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     quant = np.zeros((n_ops, n))
     dense = (kinds == "gemm") & (roles == "dense")
     quant[dense] = gemm_quant_s(ops.m[dense], ops.k[dense], ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
+    # attention kernels gather their KV cache at attention_mem_scale of the streaming ceiling
+    mem_scale = np.where((kinds == "attention")[:, None], eff.attention_mem_scale, 1.0)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                     extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant)
+                     extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)
