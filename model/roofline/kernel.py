@@ -42,7 +42,10 @@ def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_
     flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         compute = np.where(flops > 0, flops / (peak_flop_per_s * eta_compute), 0.0)
-        memory = np.where(nbytes > 0, nbytes / (bandwidth_bytes_per_s * memory_eta(nbytes, eff) * eta_memory_scale), 0.0)
+        # a scaled memory ceiling (attention_mem_scale > 1 where attention reads stream better than copies) stops at
+        # the nominal bandwidth
+        eta_m = np.minimum(memory_eta(nbytes, eff) * eta_memory_scale, 1.0)
+        memory = np.where(nbytes > 0, nbytes / (bandwidth_bytes_per_s * eta_m), 0.0)
     return compute, memory
 
 
@@ -74,7 +77,8 @@ def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None, 
     if kind == "attention":
         top = eff.attention_max * np.where(mla, eff.mla_attention_scale, 1.0)
         d_half = eff.attention_d_half * np.where(mla, eff.mla_d_half_scale, 1.0)
-        return attention_eta(m, top, eff, n, depth, d_half)
+        # no kernel beats the peak: an MLA scale above 1 (with its larger head-dimension half-point) stops there
+        return np.minimum(attention_eta(m, top, eff, n, depth, d_half), 1.0)
     if kind == "linear_attention":
         return attention_eta(m, eff.linear_attention_max, eff)
     if kind in ("elementwise", "embedding", "copy"):
