@@ -366,3 +366,35 @@ def test_a_gemm_waits_for_one_tiles_serial_loop_over_k_by_hand():
     k_loop = ops.k[gemm, 0] * 1e-8
     assert np.all(busy >= k_loop * (1 - 1e-12)) and np.sum(np.isclose(busy, k_loop, rtol=1e-9)) >= 3
     assert np.all(times.network_s[gemm, 0] == 0)  # a latency of the GEMM itself, not network time
+
+
+def test_quantization_rows_head_dimension_mla_and_caps_by_hand():
+    from model.roofline.efficiency import attention_eta, gemm_quant_s
+    from model.roofline.kernel import compute_eta, roofline_terms
+    from model.roofline.kernels import predict_kernels
+
+    eff = replace(efficiency_for(H100, calibration=False), mem_max=0.85, attention_q_half=0.0, attention_kv_half=0.0,
+                  attention_d_half=64.0, mla_attention_scale=0.5, mla_d_half_scale=2.0)
+    # per-row quantization: 2 us + 3 B x 16384 x 1024 / (3.35 TB/s x 0.85) + 5 ns x 16384 rows = 2 + 17.676 + 81.92 us
+    assert float(gemm_quant_s(16384, 1024, (2e-6, 3.0, 5e-9), 3.35e12, eff)) == pytest.approx(101.596e-6, rel=1e-4)
+    # head dimension at d_half 64: d = 64 halves the ceiling, d = 192 keeps 3/4 of it
+    assert float(attention_eta(8.0, 0.6, eff, 1000.0, 64.0)) == pytest.approx(0.3)
+    assert float(attention_eta(8.0, 0.6, eff, 1000.0, 192.0)) == pytest.approx(0.45)
+    # MLA: ceiling 0.5 x attention_max (0.70), half-point 2 x 64 = 128: d = 128 -> 0.70 x 0.5 x 0.5 = 0.175
+    assert float(compute_eta("attention", 8.0, 1000.0, eff, depth=128.0, mla=True)) == pytest.approx(0.175)
+    assert float(compute_eta("attention", 8.0, 1000.0, eff, depth=128.0)) == pytest.approx(0.70 * 128 / 192)
+    # no kernel beats the peak: 0.70 x 4 = 2.8 stops at 1
+    big = replace(eff, mla_attention_scale=4.0, attention_d_half=0.0)
+    assert float(compute_eta("attention", 8.0, 1000.0, big, depth=544.0, mla=True)) == 1.0
+    # attention KV reads at attention_mem_scale of the streaming ceiling (mem_bytes_half 0.5 MB): 1 GB at
+    # 0.5 x 0.85 x 1e9/(1e9 + 5e5) of 3.35 TB/s; a scale of 2 stops at the nominal bandwidth
+    _, half = roofline_terms(0.0, 1e9, 1.0, 1.0, 3.35e12, eff, 0.5)
+    assert float(half) == pytest.approx(1e9 / (3.35e12 * 0.5 * 0.85 * 1e9 / (1e9 + 5e5)))
+    _, capped = roofline_terms(0.0, 1e9, 1.0, 1.0, 3.35e12, eff, 2.0)
+    assert float(capped) == pytest.approx(1e9 / 3.35e12)
+    # a decode call pays decode_attention_floor_s, a prefill call attention_floor_s, each only its own
+    table = pd.DataFrame({"kernel": ["decode_attention", "attention"], "dtype": "bf16", "batch": 1, "heads": 8,
+                          "kv_heads": 8, "head_dim": 128, "context": [8192, None], "seq_len": [None, 512]})
+    floors = replace(eff, decode_attention_floor_s=5e-6, attention_floor_s=7e-6)
+    added = predict_kernels(table, H100, floors) - predict_kernels(table, H100, eff)
+    assert added == pytest.approx([5e-6, 7e-6])
