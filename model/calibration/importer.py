@@ -34,8 +34,10 @@ MAX_ROWS_PER_FAMILY = 600  # evenly spaced over the size order: enough to pin th
 SPLITS = ("fit", "interpolation", "extrapolation")
 CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
-_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half", "mla_d_half_scale", "mem_bytes_half",
-               "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s", "gemm_k_s", "gemm_quant_s_8", "gemm_quant_s_4",
+_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
+               "mla_d_half_scale",
+               "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
+               "gemm_k_s", "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4")
 
@@ -49,7 +51,8 @@ STAGES = (
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
     (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8")),
     (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4", "gemm_quant_row_s_4")),
-    # one attention curve for prefill and decode: ceiling, query rows and KV length half-points, call floor
+    # one attention curve for prefill and decode: ceiling, query rows, KV length and head dimension half-points,
+    # call floors, KV-read bandwidth
     (("attention_decode", "attention_prefill"),
      ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
       "attention_max", "attention_mem_scale")),
@@ -61,9 +64,12 @@ STAGES = (
 
 # where a stage starts the parameters the hand-set classes leave at "no such term" (a start at zero sits where the
 # log-time loss is flat in them): an FP8 tile of 64 rows, a 2 us quantization call moving 3 bytes per element
-# (read 2, write 1), a 1k-key attention half-point, a 0.3 ns step of the k loop
+# (read 2, write 1) and 1 ns per row, a 1k-key and a 32-wide head-dimension attention half-point, a 0.3 ns step of
+# the k loop
 STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2e-6, "gemm_quant_s_4": 2e-6,
-               "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "gemm_quant_row_s_8": 1e-9, "gemm_quant_row_s_4": 1e-9, "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 3e-10}
+               "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "gemm_quant_row_s_8": 1e-9,
+               "gemm_quant_row_s_4": 1e-9,
+               "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 3e-10}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:

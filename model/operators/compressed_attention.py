@@ -18,7 +18,9 @@ from __future__ import annotations
 import sympy as sp
 
 from model.architecture.blocks import Attention
-from model.operators.formulas import ZERO, N, Operator, attention_depth, elementwise, gemm, heads_per_rank, keys_read, keys_seen
+from model.operators.formulas import (
+    ZERO, N, Operator, attention_depth, elementwise, gemm, heads_per_rank, keys_read, keys_seen,
+)
 from model.operators.symbols import B, C, T, b_a, b_kv, tp
 
 MIX_FLOPS_PER_ELEMENT = 4  # pooling: gate add, softmax and weighted sum per projected element

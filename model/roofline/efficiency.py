@@ -17,7 +17,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     classes but Blackwell FP4); single-kernel predictions add it, steps only for dense GEMMs whose
                     engine runs it as a kernel of its own (step_quant_*: vLLM NVFP4); others fuse it into the norm
                     or activation kernel before the GEMM
-- attention:        eta_a = attention_max * q/(q + attention_q_half) * L/(L + attention_kv_half) * d/(d + attention_d_half)
+- attention:        eta_a = attention_max * q/(q + attention_q_half) * L/(L + attention_kv_half)
+                            * d/(d + attention_d_half)
                     (q = query rows per KV head, L = KV length the queries run over, d = head dimension, the
                     operator's k: softmax work per score is fixed, MMA work grows with d; attention_kv_half = 0 and
                     attention_d_half = 0 in the
