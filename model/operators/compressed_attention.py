@@ -19,7 +19,15 @@ import sympy as sp
 
 from model.architecture.blocks import Attention
 from model.operators.formulas import (
-    ZERO, N, Operator, attention_depth, elementwise, gemm, heads_per_rank, keys_read, keys_seen,
+    ZERO,
+    N,
+    Operator,
+    attention_depth,
+    elementwise,
+    gemm,
+    heads_per_rank,
+    keys_read,
+    keys_seen,
 )
 from model.operators.symbols import B, C, T, b_a, b_kv, tp
 
