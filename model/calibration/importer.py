@@ -3,9 +3,10 @@ engine, with honest held-out errors, and derive per-class defaults with a leave-
 
 The analytical model stays the predictor: the fit (`model.calibration.fit.fit_efficiency`, scipy least squares
 on the log time ratio) moves the parameters of its formulas (GEMM ceilings per dtype and the m/n half-points,
-FP8/FP4 tile heights and activation-quantization cost, attention ceiling and its query-rows and KV-length
-half-points, memory ceiling and half-size, kernel, attention and collective floors, scale-up bus efficiency). The
-tables themselves are never shipped.
+FP8/FP4 tile heights and activation-quantization cost: fixed, per element and per row; attention ceiling and its
+query-rows, KV-length and head-dimension half-points, its KV-read bandwidth and MLA kernels' own ceiling and
+head-dimension half-point; memory ceiling and half-size; kernel, prefill and decode attention and collective
+floors; scale-up bus efficiency). The tables themselves are never shipped.
 
 Held-out splits, per op family (shapes ordered by their work: FLOPs, bytes or message bytes):
 - extrapolation: the smallest and the largest `EDGE` share of the shapes (at least one each);
