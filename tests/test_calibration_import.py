@@ -31,7 +31,8 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                gemm_max_8=0.6, mem_max=0.88, mem_bytes_half=2e6, kernel_floor_s=3e-6, roofline_p=2.0,
                attention_max=0.55, attention_q_half=12.0, attention_floor_s=9e-6, collective_base_s=4e-6,
                scale_up_bus_efficiency=0.72, attention_kv_half=900.0, gemm_tile_m_8=64.0, gemm_quant_s_8=1.5e-6,
-               gemm_quant_bytes_8=8.0, gemm_k_s=3e-10)
+               gemm_quant_bytes_8=8.0, gemm_k_s=3e-10, gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
+               decode_attention_floor_s=6e-6)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -48,8 +49,9 @@ def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.Da
                 rows.append(dict(kernel="decode_attention", dtype="bf16", family="attention_decode", batch=b, heads=h,
                                  kv_heads=hk, head_dim=128, context=c, size=2.0 * b * hk * 128 * c))
         for s in (16, 128, 512, 2048, 8192):
-            rows.append(dict(kernel="attention", dtype="bf16", family="attention_prefill", batch=b, heads=32,
-                             kv_heads=8, head_dim=128, seq_len=s, size=2.0 * b * 32 * 128 * s * s))
+            for d in (64, 128, 256):  # head dimensions inform attention_d_half
+                rows.append(dict(kernel="attention", dtype="bf16", family="attention_prefill", batch=b, heads=32,
+                                 kv_heads=8, head_dim=d, seq_len=s, size=2.0 * b * 32 * d * s * s))
     rows += [dict(kernel="all_reduce", dtype="bf16", family="all_reduce", message_bytes=mb, ranks=r, size=mb)
              for r in (2, 4, 8) for mb in np.geomspace(1e3, 5e8, 20)]
     table = pd.DataFrame(rows)
@@ -64,7 +66,8 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
     tolerance = {"gemm_max_16": 0.03, "gemm_max_8": 0.03, "mem_max": 0.03, "attention_max": 0.05,
                  "kernel_floor_s": 0.15, "attention_floor_s": 0.15, "collective_base_s": 0.25,
                  "scale_up_bus_efficiency": 0.03, "gemm_m_half": 0.25, "attention_kv_half": 0.15,
-                 "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2}
+                 "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2,
+                 "gemm_quant_row_s_8": 0.3, "attention_d_half": 0.15, "decode_attention_floor_s": 0.15}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     held = result.rows[result.rows["split"] != "fit"]
@@ -290,11 +293,11 @@ def test_fp8_gemm_pays_its_tile_and_activation_quantization_by_hand():
     eff = replace(efficiency_for(H100, calibration=False), mem_max=0.85, gemm_tile_m_8=64.0, gemm_quant_s_8=2e-6,
                   gemm_quant_bytes_8=3.0)
     assert eff.gemm_tile("fp8") == 64.0 and eff.gemm_tile("bf16") == eff.gemm_tile_m
-    assert eff.gemm_quant("bf16") == (0.0, 0.0) and eff.gemm_quant("fp8") == (2e-6, 3.0)
+    assert eff.gemm_quant("bf16") == (0.0, 0.0, 0.0) and eff.gemm_quant("fp8") == (2e-6, 3.0, 0.0)
     # 2 us + 3 bytes x 16384 x 1024 elements / (3.35 TB/s x 0.85) = 2 us + 17.676 us
     bw = H100.memory.bandwidth_bytes_per_s
     assert bw == pytest.approx(3.35e12)
-    assert float(gemm_quant_s(16384, 1024, 2e-6, 3.0, bw, eff)) == pytest.approx(19.676e-6, rel=1e-3)
+    assert float(gemm_quant_s(16384, 1024, (2e-6, 3.0, 0.0), bw, eff)) == pytest.approx(19.676e-6, rel=1e-3)
     # a kernel-table row pays it on top of the GEMM; the GEMM inside a model (gemm_time, the step) does not
     table = pd.DataFrame({"kernel": ["gemm"] * 2, "dtype": ["fp8", "bf16"], "m": 16384, "n": 1024, "k": 1024})
     bare_eff = replace(eff, gemm_quant_s_8=0.0, gemm_quant_bytes_8=0.0)
@@ -363,3 +366,35 @@ def test_a_gemm_waits_for_one_tiles_serial_loop_over_k_by_hand():
     k_loop = ops.k[gemm, 0] * 1e-8
     assert np.all(busy >= k_loop * (1 - 1e-12)) and np.sum(np.isclose(busy, k_loop, rtol=1e-9)) >= 3
     assert np.all(times.network_s[gemm, 0] == 0)  # a latency of the GEMM itself, not network time
+
+
+def test_quantization_rows_head_dimension_mla_and_caps_by_hand():
+    from model.roofline.efficiency import attention_eta, gemm_quant_s
+    from model.roofline.kernel import compute_eta, roofline_terms
+    from model.roofline.kernels import predict_kernels
+
+    eff = replace(efficiency_for(H100, calibration=False), mem_max=0.85, attention_q_half=0.0, attention_kv_half=0.0,
+                  attention_d_half=64.0, mla_attention_scale=0.5, mla_d_half_scale=2.0)
+    # per-row quantization: 2 us + 3 B x 16384 x 1024 / (3.35 TB/s x 0.85) + 5 ns x 16384 rows = 2 + 17.676 + 81.92 us
+    assert float(gemm_quant_s(16384, 1024, (2e-6, 3.0, 5e-9), 3.35e12, eff)) == pytest.approx(101.596e-6, rel=1e-4)
+    # head dimension at d_half 64: d = 64 halves the ceiling, d = 192 keeps 3/4 of it
+    assert float(attention_eta(8.0, 0.6, eff, 1000.0, 64.0)) == pytest.approx(0.3)
+    assert float(attention_eta(8.0, 0.6, eff, 1000.0, 192.0)) == pytest.approx(0.45)
+    # MLA: ceiling 0.5 x attention_max (0.70), half-point 2 x 64 = 128: d = 128 -> 0.70 x 0.5 x 0.5 = 0.175
+    assert float(compute_eta("attention", 8.0, 1000.0, eff, depth=128.0, mla=True)) == pytest.approx(0.175)
+    assert float(compute_eta("attention", 8.0, 1000.0, eff, depth=128.0)) == pytest.approx(0.70 * 128 / 192)
+    # no kernel beats the peak: 0.70 x 4 = 2.8 stops at 1
+    big = replace(eff, mla_attention_scale=4.0, attention_d_half=0.0)
+    assert float(compute_eta("attention", 8.0, 1000.0, big, depth=544.0, mla=True)) == 1.0
+    # attention KV reads at attention_mem_scale of the streaming ceiling (mem_bytes_half 0.5 MB): 1 GB at
+    # 0.5 x 0.85 x 1e9/(1e9 + 5e5) of 3.35 TB/s; a scale of 2 stops at the nominal bandwidth
+    _, half = roofline_terms(0.0, 1e9, 1.0, 1.0, 3.35e12, eff, 0.5)
+    assert float(half) == pytest.approx(1e9 / (3.35e12 * 0.5 * 0.85 * 1e9 / (1e9 + 5e5)))
+    _, capped = roofline_terms(0.0, 1e9, 1.0, 1.0, 3.35e12, eff, 2.0)
+    assert float(capped) == pytest.approx(1e9 / 3.35e12)
+    # a decode call pays decode_attention_floor_s, a prefill call attention_floor_s, each only its own
+    table = pd.DataFrame({"kernel": ["decode_attention", "attention"], "dtype": "bf16", "batch": 1, "heads": 8,
+                          "kv_heads": 8, "head_dim": 128, "context": [8192, None], "seq_len": [None, 512]})
+    floors = replace(eff, decode_attention_floor_s=5e-6, attention_floor_s=7e-6)
+    added = predict_kernels(table, H100, floors) - predict_kernels(table, H100, eff)
+    assert added == pytest.approx([5e-6, 7e-6])

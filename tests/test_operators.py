@@ -210,3 +210,21 @@ def test_formula_renders_latex_with_substitution():
     assert "B" in tex and "T" in tex
     # 2 x (2 x 3 tokens) x 4096 x (4096 + 2 x 1024) = 301,989,888
     assert tex.endswith(r"3.02 \times 10^{8}")
+
+
+def test_attention_operators_carry_their_head_dimension_as_k():
+    """The attention efficiency's head-dimension term (roofline.efficiency.attention_eta) reads k = FLOPs per
+    (query, key) pair per head / 4 = (d_qk + d_v) / 2: Llama-3.1-8B 128; DeepSeek-V3 MLA absorbed (decode) over
+    the 576-wide latent with 512-wide values (576 + 512) / 2 = 544, decompressed (prefill)
+    (128 + 64 + 128) / 2 = 160."""
+    def attention(model, **scenario):
+        ops = _ops(model, **scenario)
+        rows = [i for i, op in enumerate(ops.ops) if op.kind == "attention"]
+        return [(ops.ops[i], float(ops.k[i, 0])) for i in rows]
+
+    assert {k for _, k in attention("llama-3.1-8b", B=1, T=1, C=1024)} == {128.0}
+    decode = attention("deepseek-v3", B=1, T=1, C=1024)
+    prefill = attention("deepseek-v3", B=1, T=4096, C=0)
+    assert {k for _, k in decode} == {544.0} and {k for _, k in prefill} == {160.0}
+    assert all("mla" in op.tags for op, _ in decode)
+    assert not any("mla" in op.tags for op, _ in attention("llama-3.1-8b", B=1, T=1, C=1024))

@@ -199,7 +199,7 @@ def test_vllm_nvfp4_step_pays_one_activation_quantization_kernel_per_dense_gemm(
     bw = steps["vllm"].device.memory.bandwidth_bytes_per_s
     by_hand = 128 * 4.86e-6 + 32 * 2.58 * (4096 * 3 + 14336) / (bw * 0.74)
     assert gap == pytest.approx(by_hand, rel=1e-6)
-    assert steps["trtllm"].context.dense_quant == (0.0, 0.0)
+    assert steps["trtllm"].context.dense_quant == (0.0, 0.0, 0.0)
     # bf16 weights and activations: no quantization kernel on either engine
     plain = {e: deployment("llama-3.1-8b", "b200", engine=e).step(1, 1, 1024).time_s[0] for e in ("vllm", "trtllm")}
     assert plain["vllm"] == pytest.approx(plain["trtllm"])

@@ -32,10 +32,14 @@ BOUNDS = {
     "gemm_m_half": (0.0, 4096.0), "gemm_n_half": (0.0, 4096.0),
     "attention_max": (0.05, 1.0), "attention_q_half": (0.0, 4096.0),
     "mem_max": (0.05, 1.0), "mem_bytes_half": (0.0, 1e9), "vector_max": (0.01, 1.0),
-    "kernel_floor_s": (0.0, 1e-3), "attention_floor_s": (0.0, 1e-3), "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
-    "collective_base_s": (0.0, 1e-3), "scale_up_bus_efficiency": (0.05, 1.0), "attention_kv_half": (0.0, 1e6), "gemm_k_s": (0.0, 1e-8),
+    "kernel_floor_s": (0.0, 1e-3), "attention_floor_s": (0.0, 1e-3), "decode_attention_floor_s": (0.0, 1e-3),
+    "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
+    "collective_base_s": (0.0, 1e-3), "scale_up_bus_efficiency": (0.05, 1.0), "attention_kv_half": (0.0, 1e6),
+    "attention_d_half": (0.0, 4096.0), "mla_attention_scale": (0.05, 4.0), "mla_d_half_scale": (0.01, 100.0),
+    "attention_mem_scale": (0.05, 2.0), "gemm_k_s": (0.0, 1e-8),
     "gemm_tile_m_8": (1.0, 256.0), "gemm_tile_m_4": (1.0, 256.0), "gemm_quant_s_8": (0.0, 1e-3),
     "gemm_quant_s_4": (0.0, 1e-3), "gemm_quant_bytes_8": (0.0, 64.0), "gemm_quant_bytes_4": (0.0, 64.0),
+    "gemm_quant_row_s_8": (0.0, 1e-6), "gemm_quant_row_s_4": (0.0, 1e-6),
 }
 
 
@@ -50,7 +54,14 @@ def _informed(table: pd.DataFrame) -> list[str]:
                                                      ("4", {"fp4", "int4"}), ("32", {"fp32", "tf32"}))
                    if dtypes & names or ("step" in kinds and c == "16")]
     if kinds & {"attention", "decode_attention", "step"}:
-        params += ["attention_max", "attention_q_half", "attention_kv_half", "attention_floor_s"]
+        params += ["attention_max", "attention_q_half", "attention_kv_half", "attention_floor_s",
+                   "decode_attention_floor_s", "attention_mem_scale"]
+        if "mla" in table and (table["mla"].fillna(0) > 0).any():
+            params += ["mla_attention_scale", "mla_d_half_scale"]
+        # the head-dimension term needs more than one head dimension (with one it is the ceiling under another name)
+        attention = table["kernel"].isin(["attention", "decode_attention"])
+        if "head_dim" in table and table.loc[attention, "head_dim"].nunique() > 1:
+            params.append("attention_d_half")
     if kinds & {"copy", "elementwise", "decode_attention", "gemm", "step"}:
         params += ["mem_max", "mem_bytes_half"]
     if "elementwise" in kinds:
@@ -232,13 +243,17 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 
 
 # unit of the log-scaled parameters: log1p(value / unit) (a latency of 1e-6 s and a size of 1 token alike)
-_LOG_UNIT = {"kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
-             "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7}
+_LOG_UNIT = {"kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
+             "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
+             "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
+             "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}
 
 _ZERO_NUDGE = {"gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
-               "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "step_overhead_s": 1e-6, "attention_kv_half": 16.0, "gemm_k_s": 1e-11,
+               "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
+               "step_overhead_s": 1e-6,
+               "attention_kv_half": 16.0, "attention_d_half": 8.0, "gemm_k_s": 1e-11,
                "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7, "gemm_quant_bytes_8": 0.5,
-               "gemm_quant_bytes_4": 0.5}
+               "gemm_quant_bytes_4": 0.5, "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}
 
 
 def _responsive(names: list[str], start: Efficiency, predict, n_rows: int) -> tuple[list[str], list[str]]:

@@ -3,9 +3,10 @@ engine, with honest held-out errors, and derive per-class defaults with a leave-
 
 The analytical model stays the predictor: the fit (`model.calibration.fit.fit_efficiency`, scipy least squares
 on the log time ratio) moves the parameters of its formulas (GEMM ceilings per dtype and the m/n half-points,
-FP8/FP4 tile heights and activation-quantization cost, attention ceiling and its query-rows and KV-length
-half-points, memory ceiling and half-size, kernel, attention and collective floors, scale-up bus efficiency). The
-tables themselves are never shipped.
+FP8/FP4 tile heights and activation-quantization cost: fixed, per element and per row; attention ceiling and its
+query-rows, KV-length and head-dimension half-points, its KV-read bandwidth and MLA kernels' own ceiling and
+head-dimension half-point; memory ceiling and half-size; kernel, prefill and decode attention and collective
+floors; scale-up bus efficiency). The tables themselves are never shipped.
 
 Held-out splits, per op family (shapes ordered by their work: FLOPs, bytes or message bytes):
 - extrapolation: the smallest and the largest `EDGE` share of the shapes (at least one each);
@@ -34,8 +35,11 @@ MAX_ROWS_PER_FAMILY = 600  # evenly spaced over the size order: enough to pin th
 SPLITS = ("fit", "interpolation", "extrapolation")
 CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
-_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "mem_bytes_half",
-               "kernel_floor_s", "attention_floor_s", "collective_base_s", "gemm_k_s", "gemm_quant_s_8", "gemm_quant_s_4",
+_LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
+               "mla_d_half_scale",
+               "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
+               "gemm_k_s", "gemm_quant_s_8", "gemm_quant_s_4",
+               "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4")
 
 
@@ -46,20 +50,27 @@ STAGES = (
     (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "mem_max",
                              "mem_bytes_half", "kernel_floor_s", "roofline_p")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
-    (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8")),
-    (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4")),
-    # one attention curve for prefill and decode: ceiling, query rows and KV length half-points, call floor
-    (("attention_decode", "mla_decode", "attention_prefill", "mla_prefill"),
-     ("attention_floor_s", "attention_q_half", "attention_kv_half", "attention_max")),
+    (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8")),
+    (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4", "gemm_quant_row_s_4")),
+    # one attention curve for prefill and decode: ceiling, query rows, KV length and head dimension half-points,
+    # call floors, KV-read bandwidth
+    (("attention_decode", "attention_prefill"),
+     ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
+      "attention_max", "attention_mem_scale")),
+    # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
+    (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale")),
     (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency")),
 )
 
 
 # where a stage starts the parameters the hand-set classes leave at "no such term" (a start at zero sits where the
 # log-time loss is flat in them): an FP8 tile of 64 rows, a 2 us quantization call moving 3 bytes per element
-# (read 2, write 1), a 1k-key attention half-point, a 0.3 ns step of the k loop
+# (read 2, write 1) and 1 ns per row, a 1k-key and a 32-wide head-dimension attention half-point, a 0.3 ns step of
+# the k loop
 STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2e-6, "gemm_quant_s_4": 2e-6,
-               "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "attention_kv_half": 1000.0, "gemm_k_s": 3e-10}
+               "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "gemm_quant_row_s_8": 1e-9,
+               "gemm_quant_row_s_4": 1e-9,
+               "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 3e-10}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -140,6 +151,8 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
         if not part.any() or (labels[part] == "fit").sum() < 3:
             continue
         names = [n for n in names if not n.endswith("_4") or "fp4" in set(rows.loc[part, "dtype"])]
+        if "head_dim" not in rows or rows.loc[part, "head_dim"].nunique() < 2:  # one head dim: no d term to see
+            names = [n for n in names if n != "attention_d_half"]
         eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],
                                loss="soft_l1")

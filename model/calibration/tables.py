@@ -152,12 +152,13 @@ def _mla(t: pd.DataFrame, decode: bool) -> pd.DataFrame:
         out = pd.DataFrame({"kernel": "decode_attention", "dtype": "bf16", "family": "mla_decode",
                             "batch": t["batch_size"], "heads": t["num_heads"], "kv_heads": 1.0,
                             "head_dim": MLA_DECODE_HEAD_DIM, "kv_dim": MLA_DECODE_KV_DIM, "context": t["step"] + 1,
-                            "measured_s": t["latency"] * 1e-3})
+                            "mla": 1.0, "measured_s": t["latency"] * 1e-3})
         return out.assign(size=out["batch"] * out["context"] * MLA_DECODE_KV_DIM)
     t = _fastest(t, ["batch_size", "isl", "num_heads"])
     out = pd.DataFrame({"kernel": "attention", "dtype": "bf16", "family": "mla_prefill", "batch": t["batch_size"],
                         "heads": t["num_heads"], "kv_heads": t["num_heads"], "head_dim": MLA_PREFILL_HEAD_DIM,
-                        "kv_dim": MLA_PREFILL_KV_DIM, "seq_len": t["isl"], "measured_s": t["latency"] * 1e-3})
+                        "kv_dim": MLA_PREFILL_KV_DIM, "seq_len": t["isl"], "mla": 1.0,
+                        "measured_s": t["latency"] * 1e-3})
     return out.assign(size=out["batch"] * out["heads"] * out["seq_len"] ** 2)
 
 

@@ -18,7 +18,17 @@ from __future__ import annotations
 import sympy as sp
 
 from model.architecture.blocks import Attention
-from model.operators.formulas import ZERO, N, Operator, elementwise, gemm, heads_per_rank, keys_read, keys_seen
+from model.operators.formulas import (
+    ZERO,
+    N,
+    Operator,
+    attention_depth,
+    elementwise,
+    gemm,
+    heads_per_rank,
+    keys_read,
+    keys_seen,
+)
 from model.operators.symbols import B, C, T, b_a, b_kv, tp
 
 MIX_FLOPS_PER_ELEMENT = 4  # pooling: gate add, softmax and weighted sum per projected element
@@ -83,6 +93,7 @@ def compressed_attention_block(a: Attention, d: int) -> list[Operator]:
                     cache_bytes=B * entries * di * b_kv,
                     m=T * hi,
                     n=entries,
+                    k=attention_depth(di, 0),  # scores only: 2 * di FLOPs per pair
                     description=f"indexer scores every compressed entry, keeps the top {a.sparse_topk} per query",
                 ),
             ]
@@ -103,6 +114,7 @@ def compressed_attention_block(a: Attention, d: int) -> list[Operator]:
         cache_bytes=B * cache * D * b_kv,
         m=T * h,  # every head shares the one K = V head
         n=read,  # KV length the queries run over
+        k=sp.Integer(D),  # head dimension (4 * D FLOPs per pair)
         params=h, active_params=sp.Integer(H),
         description=f"shared-KV MQA over a {W}-token window" + (f" plus 1/{m} compressed entries ({kind})" if m else ""),
     ))

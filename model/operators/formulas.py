@@ -84,6 +84,13 @@ def attention_flops_per_pair(d_qk, d_v):
     return 2 * d_qk + 2 * d_v
 
 
+def attention_depth(d_qk, d_v):
+    """The head dimension an attention kernel's efficiency sees: tensor-core FLOPs per (query, key) pair per head
+    over 4, i.e. (d_qk + d_v) / 2 (= head_dim when Q, K and V share it; 160 for DeepSeek MLA's 192-wide queries and
+    128-wide values). The attention operators carry it as their `k` (roofline.efficiency.attention_eta)."""
+    return sp.Rational(attention_flops_per_pair(int(d_qk), int(d_v)), 4)
+
+
 def keys_seen_full(t, c, causal):
     """Σ over t new queries on top of c cached positions of the keys each attends to, without a window:
     causal t*c + t(t+1)/2 (the triangle), square t*(c + t)."""
@@ -203,6 +210,7 @@ def softmax_attention_core(name: str, heads: int, kv_heads: int, d_qk: int, d_v:
         cache_bytes=B * kv_cached_positions(window) * kv_elems_per_token * b_kv,
         m=T * h / hk,  # query rows sharing one KV head (GQA packing): the kernel's tile height
         n=read,  # KV length (keys a sequence's queries run over): attention efficiency grows with it
+        k=attention_depth(d_qk, d_v),  # head dimension: tensor-core work per softmax element
         params=h if sinks else ZERO, active_params=sp.Integer(heads) if sinks else ZERO,
         description=("fused (flash) attention over the KV cache" + (f", sliding window {window}" if window else "")),
     )

@@ -15,7 +15,7 @@ from model.operators.compressed_attention import compressed_attention_block, hyp
 from model.operators.formulas import (
     LINEAR_CHUNK, MLA_ABSORB_MAX_T, ONE, ZERO, N, Operator, busiest_assignments, busiest_touched, collective,
     elementwise, gemm, heads_per_rank, keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, ranks_hit,
-    softmax_attention_core, sparse_keys_read,
+    attention_depth, softmax_attention_core, sparse_keys_read,
 )
 from model.operators.symbols import (
     B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_w, e_red, ep, ep_nodes, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
@@ -101,7 +101,7 @@ def _mla_block(a: Attention, d: int) -> list[Operator]:
     seen = keys_seen(a.sparse_topk)  # DSA: a query attends to min(position, k) keys, as a window of k would
     read = keys_read(None) if not a.sparse_topk else sparse_keys_read(None, a.sparse_topk)
     ops.append(Operator(
-        name="attention", kind="attention", weight_role="none", tags=("per_sequence",),
+        name="attention", kind="attention", weight_role="none", tags=("per_sequence", "mla"),  # MLA kernels
         flops=sp.Piecewise((B * h * (2 * latent + 2 * r_kv) * seen, absorbed),
                            (B * h * (2 * (nope + rope) + 2 * dv) * seen, True)),
         act_bytes=sp.Piecewise((N * h * (latent + r_kv) * b_a, absorbed), (N * h * (nope + rope + dv) * b_a, True)),
@@ -110,6 +110,8 @@ def _mla_block(a: Attention, d: int) -> list[Operator]:
         cache_bytes=B * (C + T) * latent * b_kv,
         m=sp.Piecewise((T * h, absorbed), (T, True)),  # absorbed: all heads share the one latent KV head
         n=read,  # KV length the queries run over
+        k=sp.Piecewise((attention_depth(latent, r_kv), absorbed),
+                       (attention_depth(nope + rope, dv), True)),  # head dimension
         description="MLA attention: over the latent cache (absorbed, T <= %d) or decompressed MHA" % MLA_ABSORB_MAX_T,
     ))
     ops.append(gemm("o_proj", N, d, h * dv, full_params=sp.Integer(a.num_heads * dv * d)))
@@ -137,6 +139,7 @@ def _indexer(a: Attention, d: int) -> list[Operator]:
             cache_bytes=B * (C + T) * di * b_kv,
             m=T * hi,
             n=keys_read(None),
+            k=attention_depth(di, 0),  # scores only: 2 * di FLOPs per pair
             description=f"indexer scores over every cached key, keeps the top {a.sparse_topk} per query",
         ),
     ]

@@ -11,18 +11,24 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     (tensor cores work on tiles of `gemm_tile_m` rows, FP8 `gemm_tile_m_8`, FP4 `gemm_tile_m_4`:
                     a one-token GEMM pays for a full tile)
 - GEMM k loop:      busy >= k * gemm_k_s   (one output tile's serial loop over k)
-- FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_bytes[dtype] * m * k / (bandwidth * mem_max): the
+- FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_row_s[dtype] * m + gemm_quant_bytes[dtype] * m * k /
+                    (bandwidth * mem_max): the
                     activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
                     classes but Blackwell FP4); single-kernel predictions add it, steps only for dense GEMMs whose
                     engine runs it as a kernel of its own (step_quant_*: vLLM NVFP4); others fuse it into the norm
                     or activation kernel before the GEMM
 - attention:        eta_a = attention_max * q/(q + attention_q_half) * L/(L + attention_kv_half)
-                    (q = query rows per KV head, L = KV length the queries run over; attention_kv_half = 0 in the
+                            * d/(d + attention_d_half)
+                    (q = query rows per KV head, L = KV length the queries run over, d = head dimension, the
+                    operator's k: softmax work per score is fixed, MMA work grows with d; attention_kv_half = 0 and
+                    attention_d_half = 0 in the
                     hand-set classes: no KV-length term. In time this is a per-query-tile start-up cost: at short
                     L the compute time tends to FLOPs/L * attention_kv_half / (peak * ceiling), not to 0)
-- memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half)
+                    MLA attention: eta_a * mla_attention_scale, with attention_d_half * mla_d_half_scale
+- memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half); attention kernels * attention_mem_scale
 - every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); a single attention call timed on its
-                    own + attention_floor_s (its per-call preparation, done once per step in an engine)
+                    own + attention_floor_s, a decode attention call + decode_attention_floor_s (its per-call
+                    preparation, done once per step in an engine)
 - every collective: + collective_base_s on top of its alpha-beta time
 - weight-only GEMMs (W4A16, W8A16) run their compute at (1 - dequant_penalty) of the 16-bit efficiency.
 - a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
@@ -68,10 +74,27 @@ class Efficiency:
     # extra fixed time of one attention call as the kernel tables time it (metadata, split scheduling: 8-14 us);
     # engines prepare that once per step for all layers, so single-kernel predictions add it and steps do not
     attention_floor_s: float = 0.0
+    # the same for a decode (generation) attention call, a kernel of its own (split-KV with a reduction pass, paged
+    # block tables) whose preparation differs from the prefill kernel's; single-kernel predictions only, as above
+    decode_attention_floor_s: float = 0.0
     scale_up_bus_efficiency: float = 0.0  # achieved/nominal scale-up bandwidth of collectives; 0 = the link file's
     # keys per query (KV length) at which attention reaches half its ceiling: flash kernels pay a per-(query tile,
     # head) start-up and, for decode, a per-sequence split/reduce cost that only long KV rows amortise; 0 = no term
     attention_kv_half: float = 0.0
+    # head dimension at which attention reaches half its ceiling: per score element a flash kernel does 4 x head_dim
+    # tensor-core FLOPs but a fixed amount of softmax work (max, exp, rescale) on the slower vector/SFU units, so
+    # time ~ scores x (4 d / tensor peak + c): eta ~ d / (d + attention_d_half); 0 = no such term
+    attention_d_half: float = 0.0
+    # MLA attention (DeepSeek's latent KV: one 576-wide latent shared by every head, 192-wide queries against
+    # 128-wide values) runs kernels of its own (FlashMLA, FlashInfer/CUTLASS MLA) whose ceiling is this share of
+    # attention_max; 1 = the same as other attention (the hand-set classes)
+    mla_attention_scale: float = 1.0
+    # and their head-dimension half-point is this multiple of attention_d_half (their softmax and rescale work per
+    # score differs: one latent shared by all heads, 512-wide values); 1 = the same
+    mla_d_half_scale: float = 1.0
+    # the KV-cache reads of attention kernels reach this share of the streaming ceiling mem_max: a paged cache is
+    # gathered block by block through a block table, not streamed contiguously as a copy is; 1 = mem_max
+    attention_mem_scale: float = 1.0
     # FP8/INT8 and FP4 GEMMs run larger tiles than 16-bit ones (a one-token FP8 GEMM pays for up to 64-128 rows),
     # and an engine's FP8/FP4 linear layer first quantizes its activations: a separate kernel with a fixed time
     # plus `gemm_quant_bytes_*` bytes moved per activation element (m x k) at the streaming bandwidth
@@ -89,6 +112,11 @@ class Efficiency:
     # model.engines.step_quant_flags
     step_quant_8: float = 0.0
     step_quant_4: float = 0.0
+    # seconds per activation row (token) of that quantization: dynamic per-token scaling runs one thread block per
+    # row (a max-reduction over k, then the scaled write), so its time grows with the rows even when k is small
+    # (vLLM's CUTLASS FP8 call on H100: ~8 ns per row, 37 us at m = 4096, n = 1024, k = 128 against 6 us in BF16)
+    gemm_quant_row_s_8: float = 0.0
+    gemm_quant_row_s_4: float = 0.0
     source: str = ""
 
     def gemm_max(self, dtype: str) -> float:
@@ -99,19 +127,18 @@ class Efficiency:
         cls = DTYPE_CLASSES.get(dtype, "16")
         return getattr(self, f"gemm_tile_m_{cls}") if cls in ("8", "4") else self.gemm_tile_m
 
-    def gemm_quant(self, dtype: str) -> tuple[float, float]:
-        """(fixed seconds, bytes per activation element) of the activation quantization before a GEMM of this
-        dtype: FP8/INT8 and FP4 only, (0, 0) otherwise."""
+    def gemm_quant(self, dtype: str) -> tuple[float, float, float]:
+        """(fixed seconds, bytes per activation element, seconds per activation row) of the activation quantization
+        before a GEMM of this dtype: FP8/INT8 and FP4 only, (0, 0, 0) otherwise."""
         cls = DTYPE_CLASSES.get(dtype, "16")
         if cls not in ("8", "4"):
-            return 0.0, 0.0
-        return getattr(self, f"gemm_quant_s_{cls}"), getattr(self, f"gemm_quant_bytes_{cls}")
+            return 0.0, 0.0, 0.0
+        return tuple(getattr(self, f"gemm_quant_{p}_{cls}") for p in ("s", "bytes", "row_s"))
 
-    def step_quant(self, dtype: str) -> tuple[float, float]:
-        """gemm_quant where a step pays it (the engine runs the quantization as its own kernel), else (0, 0)."""
+    def step_quant(self, dtype: str) -> tuple[float, float, float]:
+        """gemm_quant where a step pays it (the engine runs the quantization as its own kernel), else (0, 0, 0)."""
         on = getattr(self, f"step_quant_{DTYPE_CLASSES.get(dtype, '16')}", 0.0)
-        quant_s, quant_bytes = self.gemm_quant(dtype)
-        return quant_s * on, quant_bytes * on
+        return tuple(v * on for v in self.gemm_quant(dtype))
 
     def with_overrides(self, values: dict[str, float], source: str) -> Efficiency:
         known = {f.name for f in fields(self)} - {"source"}
@@ -218,12 +245,14 @@ def gemm_eta(m, n, gemm_max, eff, tile=None) -> object:
     return gemm_max * tile_fill(m, tile) * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
 
 
-def gemm_quant_s(m, k, quant_s, quant_bytes, bandwidth_bytes_per_s, eff) -> object:
-    """Seconds of the activation-quantization kernel before an FP8/FP4 GEMM of m x k activations: a fixed time
-    plus quant_bytes per element at the streaming ceiling; 0 where the GEMM has no rows."""
+def gemm_quant_s(m, k, quant, bandwidth_bytes_per_s, eff) -> object:
+    """Seconds of the activation-quantization kernel before an FP8/FP4 GEMM of m x k activations, `quant` =
+    Efficiency.gemm_quant (fixed s, bytes per element, s per row): the fixed time, plus the bytes of every element
+    at the streaming ceiling, plus the per-row time; 0 where the GEMM has no rows."""
+    quant_s, quant_bytes, quant_row_s = quant
     m, k = np.asarray(m, dtype=float), np.asarray(k, dtype=float)
     stream = quant_bytes * m * k / (np.asarray(bandwidth_bytes_per_s, dtype=float) * eff.mem_max)
-    return np.where(m > 0, quant_s + stream, 0.0)
+    return np.where(m > 0, quant_s + stream + quant_row_s * m, 0.0)
 
 
 def combine_roofline(compute_s, memory_s, p) -> object:
@@ -236,16 +265,19 @@ def combine_roofline(compute_s, memory_s, p) -> object:
     return np.where(np.isfinite(p) & (hi > 0), soft, hi)
 
 
-def attention_eta(query_rows, top, eff, kv_len=None) -> object:
+def attention_eta(query_rows, top, eff, kv_len=None, head_dim=None, d_half=None) -> object:
     """Fraction of peak an attention kernel reaches with `query_rows` queries per KV head (GQA packing) over
-    `kv_len` keys per query (None or 0: a kernel whose KV length is not known, e.g. linear attention, has no such
-    term)."""
+    `kv_len` keys per query and `head_dim` (formulas.attention_depth) per head (None or 0: a kernel whose KV length
+    or head dimension is not known, e.g. linear attention, has no such term); `d_half` defaults to
+    attention_d_half."""
     eta = top * saturation(query_rows, eff.attention_q_half)
-    if kv_len is None:
-        return eta
-    kv = np.asarray(kv_len, dtype=float)
+    d_half = eff.attention_d_half if d_half is None else d_half
     with np.errstate(divide="ignore", invalid="ignore"):
-        return eta * np.where(kv > 0, saturation(kv, eff.attention_kv_half), 1.0)
+        for size, half in ((kv_len, eff.attention_kv_half), (head_dim, d_half)):
+            if size is not None:
+                size = np.asarray(size, dtype=float)
+                eta = eta * np.where(size > 0, saturation(size, half), 1.0)
+    return eta
 
 
 def memory_eta(nbytes, eff) -> object:

@@ -50,9 +50,9 @@ class ExecContext:
     assumptions: tuple[str, ...] = ()
     # role -> rows of the dtype's smallest GEMM tile (absent: the 16-bit gemm_tile_m)
     gemm_tile: Mapping[str, np.ndarray | float] = field(default_factory=dict)
-    # (seconds, bytes per activation element) of the activation quantization a dense FP8/FP4 GEMM pays as its own
-    # kernel inside a step (Efficiency.step_quant: the engine does not fuse it); (0, 0) where it is fused
-    dense_quant: tuple = (0.0, 0.0)
+    # (seconds, bytes per activation element, seconds per row) of the activation quantization a dense FP8/FP4 GEMM
+    # pays as its own kernel inside a step (Efficiency.step_quant: the engine does not fuse it); zeros where fused
+    dense_quant: tuple = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,11 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
                 peak[rows] = ctx.peak_flop_per_s[role]
         for kind in ("attention", "linear_attention"):
             rows = kinds == kind
-            if rows.any():  # m = query rows per KV head (decode tiles are mostly padding), n = KV length
-                eta[rows] = compute_eta(kind, ops.m[rows], ops.n[rows] if kind == "attention" else None, eff)
+            if rows.any():  # m = query rows per KV head (decode tiles are mostly padding), n = KV length, k = head dim
+                softmax = kind == "attention"
+                mla = np.array([softmax and "mla" in op.tags for op in ops.ops])[rows][:, None]
+                eta[rows] = compute_eta(kind, ops.m[rows], ops.n[rows] if softmax else None, eff,
+                                        depth=ops.k[rows] if softmax else None, mla=mla)
                 peak[rows] = ctx.peak_flop_per_s["attention"]
         rows = (kinds == "elementwise") | (kinds == "embedding")
         if rows.any():
@@ -138,10 +141,12 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     # (ExecContext.dense_quant), a serial companion counted with the floor as in single-kernel predictions
     quant = np.zeros((n_ops, n))
     dense = (kinds == "gemm") & (roles == "dense")
-    quant[dense] = gemm_quant_s(ops.m[dense], ops.k[dense], *ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
+    quant[dense] = gemm_quant_s(ops.m[dense], ops.k[dense], ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
+    # attention kernels gather their KV cache at attention_mem_scale of the streaming ceiling
+    mem_scale = np.where((kinds == "attention")[:, None], eff.attention_mem_scale, 1.0)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                     extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant)
+                     extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale)
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)
@@ -266,6 +271,6 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         gemm_max={r: pick([c.gemm_max[r] for c in contexts]) for r in ("dense", "expert", "embedding")},
         weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in ("dense", "expert", "embedding")},
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in ("dense", "expert", "embedding")},
-        dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in (0, 1)),
+        dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in range(3)),
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
     )

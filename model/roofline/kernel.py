@@ -36,23 +36,28 @@ class KernelTime:
         return self.busy_s + self.floor_s
 
 
-def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff):
-    """(compute_s, memory_s): FLOPs at eta_compute of peak, bytes at the size-dependent eta_m of bandwidth."""
+def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, eta_memory_scale=1.0):
+    """(compute_s, memory_s): FLOPs at eta_compute of peak, bytes at the size-dependent eta_m of bandwidth (times
+    `eta_memory_scale`: Efficiency.attention_mem_scale for attention kernels)."""
     flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         compute = np.where(flops > 0, flops / (peak_flop_per_s * eta_compute), 0.0)
-        memory = np.where(nbytes > 0, nbytes / (bandwidth_bytes_per_s * memory_eta(nbytes, eff)), 0.0)
+        # a scaled memory ceiling (attention_mem_scale > 1 where attention reads stream better than copies) stops at
+        # the nominal bandwidth
+        eta_m = np.minimum(memory_eta(nbytes, eff) * eta_memory_scale, 1.0)
+        memory = np.where(nbytes > 0, nbytes / (bandwidth_bytes_per_s * eta_m), 0.0)
     return compute, memory
 
 
 def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, kernels=1.0,
-                extra_busy_s=0.0, extra_floor_s=0.0) -> KernelTime:
+                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0) -> KernelTime:
     """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
 
     `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max.
     `extra_floor_s`: seconds of a serial companion kernel (the activation quantization a kernel table times with
-    each FP8 GEMM), counted with the floor of the kernels that do work."""
-    compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff)
+    each FP8 GEMM), counted with the floor of the kernels that do work. `eta_memory_scale`: see roofline_terms."""
+    compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff,
+                                     eta_memory_scale)
     extra = np.asarray(extra_busy_s, dtype=float)
     busy = np.maximum(combine_roofline(compute, memory, eff.roofline_p), extra)
     active = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0) | (extra > 0)
@@ -61,15 +66,19 @@ def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_
     return KernelTime(compute, memory, busy, floor)
 
 
-def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None) -> np.ndarray:
+def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None, depth=None, mla=False) -> np.ndarray:
     """eta_c of one kernel kind: GEMMs by (m, n), dtype ceiling and tile rows `tile` (less the dequantisation
-    penalty for weight-only formats), attention by query rows per KV head m and keys per query n (None or 0 when
-    not known), element-wise kernels at the vector ceiling."""
+    penalty for weight-only formats), attention by query rows per KV head m, keys per query n and head dimension
+    `depth` (None or 0 when not known), MLA attention (`mla`) at mla_attention_scale of that ceiling and
+    mla_d_half_scale of the head-dimension half-point, element-wise kernels at the vector ceiling."""
     if kind == "gemm":
         eta = gemm_eta(m, n, gemm_max, eff, tile)
         return np.where(weight_only, eta * (1 - eff.dequant_penalty), eta)
     if kind == "attention":
-        return attention_eta(m, eff.attention_max, eff, n)
+        top = eff.attention_max * np.where(mla, eff.mla_attention_scale, 1.0)
+        d_half = eff.attention_d_half * np.where(mla, eff.mla_d_half_scale, 1.0)
+        # no kernel beats the peak: an MLA scale above 1 (with its larger head-dimension half-point) stops there
+        return np.minimum(attention_eta(m, top, eff, n, depth, d_half), 1.0)
     if kind == "linear_attention":
         return attention_eta(m, eff.linear_attention_max, eff)
     if kind in ("elementwise", "embedding", "copy"):

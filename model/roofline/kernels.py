@@ -37,7 +37,8 @@ class KernelWork:
     dtype: np.ndarray
     shape_m: np.ndarray  # rows for GEMM efficiency, query rows per KV head for attention
     shape_n: np.ndarray  # output columns for GEMM efficiency, keys per query (KV length) for attention
-    shape_k: np.ndarray  # GEMM inner dimension (activation columns the FP8/FP4 quantization reads)
+    shape_k: np.ndarray  # GEMM inner dimension (activation columns the FP8/FP4 quantization reads); attention: head dim
+    mla: np.ndarray  # attention rows of MLA kernels (optional table column `mla` = 1)
 
 
 def kernel_work(table: pd.DataFrame) -> KernelWork:
@@ -67,6 +68,7 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
             m_rows[rows], n_cols[rows], k_cols[rows] = m, nn, k
         elif kind in ("attention", "decode_attention"):
             b, h, hk, d = (sub[c].to_numpy(float) for c in ("batch", "heads", "kv_heads", "head_dim"))
+            k_cols[rows] = d  # (d_qk + d_v) / 2 as formulas.attention_depth: FLOPs per pair are 4 d
             # optional kv_dim: cached elements per token per KV head (default 2*head_dim, K and V; MLA's shared
             # latent cache is one 576-wide vector)
             kv = sub["kv_dim"].fillna(0).to_numpy(float) if "kv_dim" in sub else np.zeros(len(sub))
@@ -86,7 +88,8 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
             size = sub["bytes"].to_numpy(float)
             nbytes[rows] = 2 * size  # read + write
             flops[rows] = 0.0 if kind == "copy" else size / elem[rows]
-    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols)
+    mla = (table["mla"].fillna(0).to_numpy(float) > 0) if "mla" in table else np.zeros(n, dtype=bool)
+    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols, mla)
 
 
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
@@ -100,22 +103,26 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
             peak[rows] = device.peak(dtype)
             eta[rows] = compute_eta("gemm", w.shape_m[rows], w.shape_n[rows], eff, gemm_max=eff.gemm_max(dtype),
                                     tile=eff.gemm_tile(dtype))
-            extra[rows] = gemm_quant_s(w.shape_m[rows], w.shape_k[rows], *eff.gemm_quant(dtype),
+            extra[rows] = gemm_quant_s(w.shape_m[rows], w.shape_k[rows], eff.gemm_quant(dtype),
                                        device.memory.bandwidth_bytes_per_s, eff)
         elif kind in ("attention", "decode_attention"):
             peak[rows] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
-            eta[rows] = compute_eta("attention", w.shape_m[rows], w.shape_n[rows], eff)
+            eta[rows] = compute_eta("attention", w.shape_m[rows], w.shape_n[rows], eff, depth=w.shape_k[rows],
+                                    mla=w.mla[rows])
         else:
             peak[rows] = device.vector_flop_per_s
             eta[rows] = compute_eta("elementwise", None, None, eff)
-    attention = np.isin(w.kind, ("attention", "decode_attention"))
+    call_floor_s = np.select([w.kind == "attention", w.kind == "decode_attention"],
+                             [eff.attention_floor_s, eff.decode_attention_floor_s], 0.0)
     kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
-                     extra_busy_s=np.where(w.kind == "gemm", w.shape_k * eff.gemm_k_s, 0.0))
+                     extra_busy_s=np.where(w.kind == "gemm", w.shape_k * eff.gemm_k_s, 0.0),
+                     eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
+                                               eff.attention_mem_scale, 1.0))
     # one kernel's own floor, plus attention's per-call preparation and an FP8/FP4 GEMM's activation quantization
     # (single-kernel timings pay both every call; inside a step engines prepare attention once per step and fuse
     # the quantization, except where evaluator.ExecContext.dense_quant says the engine does not)
-    return kt.time_s + attention * eff.attention_floor_s
+    return kt.time_s + call_floor_s
 
 
 def achieved(table: pd.DataFrame, seconds: np.ndarray) -> pd.DataFrame:
