@@ -68,7 +68,8 @@ def _setup(row: pd.Series, pool: str, policy, max_context: float, speculation=No
     p = f"{pool}_" if pool else ""
     key = (row["model_path"], row["system"], row["precision"], row.get("gemm_quant_mode"), row.get("moe_quant_mode"),
            row["backend"], *(row.get(f"{p}{c}") for c in ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size",
-                                                          "moe_ep_size")), policy, speculation, calibration)
+                                                          "moe_ep_size", "redundant_experts")),
+           policy, speculation, calibration)
     key = tuple("" if (isinstance(k, float) and k != k) else k for k in key)
     if key not in _CACHE:
         d = row_deployment(row, pool, calibration=calibration)
@@ -242,7 +243,8 @@ def _base(r: pd.Series) -> dict:
             "dense": _dense(r), "isl": r["isl"], "osl": r["osl"],
             "concurrency": _per_replica(r), "total_concurrency": _concurrency(r["silicon_data_source"]),
             "measured_ttft_s": r["silicon_ttft_ms"] / 1e3, "measured_tpot_s": r["silicon_tpot_ms"] / 1e3,
-            "workers": "", "speculation": "MTP" if _mtp(r) else "", "reason": _expressible(r)}
+            "workers": "", "speculation": "MTP" if _mtp(r) else "", "split": r.get("split_source", "") or "",
+            "reason": _expressible(r)}
 
 
 def _mtp(r: pd.Series) -> bool:
@@ -256,11 +258,15 @@ def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_clien
                        calibration: bool = False) -> EngineRowsReport:
     """Every row against the model; `calibration=True` builds each deployment with its engine's public-table
     calibration (hardware_db/calibration/<gpu>.<engine>.toml) instead of the hand-set efficiency."""
+    from model.validation.engine_rows_multinode import with_multinode_split
+
     df = pd.read_csv(path)
     if models is not None:
         df = df[df["model_path"].isin(models)]
     if sample is not None and sample < len(df):
         df = df.sample(sample, random_state=seed)
+    # multi-node runs whose columns lose the prefill/decode split get it from InferenceX's launch configs
+    df = pd.DataFrame([with_multinode_split(r) for r in df.to_dict("records")], index=df.index)
     longest = float((df["isl"] + df["osl"]).max())
     reasons = df.apply(_expressible, axis=1)
     out = [_base(r) for _, r in df[reasons != ""].iterrows()]
