@@ -239,3 +239,24 @@ def with_multinode_split(row: Mapping[str, Any]) -> dict:
                     f"{name}_moe_ep_size": lay.ep, f"{name}_redundant_experts": lay.redundant_experts})
     out["split_source"] = f"{run.label()} ({run.source})"
     return out
+
+
+_PLACEHOLDER_TAG = re.compile(r"_tp1_ep1_\d+$")
+PLACEHOLDER_SOURCE = ("InferenceX .github/configs/nvidia-master.yaml @ 93e1b3ca1 and @ c040b5cf2, "
+                      "dsr1-fp8/fp4-gb200-dynamo-sglang: `tp: 1`, `ep: 1` under 'tp, ep, and dp-attn do nothing because "
+                      "they are hardcoded'")
+
+
+def placeholder_reason(row: Mapping[str, Any]) -> str:
+    """Why a GB200 SGLang DeepSeek-R1 row tagged `tp1_ep1` with every pool at TP1 is not a layout ('' otherwise): the
+    December 2025 configs write tp 1 / ep 1 as placeholders (the worker split is set by node counts in the launch
+    script), so TP1 is not the run (DeepSeek-R1 does not fit one GPU); these rows are not mapped to a launch here."""
+    if (not _PLACEHOLDER_TAG.search(str(row.get("id", ""))) or str(row.get("backend")) != "sglang"
+            or str(row.get("system")) != "gb200" or "DeepSeek" not in str(row.get("model_path"))):
+        return ""
+    cols = [f"{p}_{c}" for p in ("prefill", "decode") for c in ("tp_size", "attention_dp_size", "moe_tp_size",
+                                                                  "moe_ep_size")]
+    if any((_num(row.get(c)) or 1) > 1 for c in cols):
+        return ""
+    return (f"the pools' TP1 is the launch config's placeholder ({PLACEHOLDER_SOURCE}); the run's split is set by "
+            "node counts the row does not record, and is not mapped here")
