@@ -193,3 +193,29 @@ def test_sglang_dep48_decode_worker_of_a_february_row():
     # the same columns at a concurrency the config does not list: unchanged
     other = dict(row, silicon_data_source="silicon_concurrency=999")
     assert with_multinode_split(other)["decode_tp_size"] == 48
+
+
+def test_a_disaggregated_worker_is_one_simulator_instance_per_attention_dp_rank():
+    """A Deployment's batch, step cost and KV pool are one attention-DP rank's (the aggregated rows split their
+    concurrency per rank): 2 prefill workers of DEP4 are 2 x 4 = 8 instances, 1 decode worker of DEP16 is 16, and a
+    TP8 worker (no attention DP) is 1."""
+    from model.placement.layout import Layout
+    from model.validation.engine_rows import rank_instances
+
+    assert rank_instances(2, Layout(tp=1, attention_dp=4, ep=4)) == (8,)
+    assert rank_instances(1, Layout(tp=1, attention_dp=16, ep=16)) == (16,)
+    assert rank_instances(3, Layout(tp=8, ep=8)) == (3,)
+
+
+def test_tp1_placeholder_rows_are_refused_with_the_reason():
+    """December 2025 SGLang GB200 configs write `tp: 1, ep: 1` as placeholders: a tp1_ep1 row is not DeepSeek-R1 on
+    one GPU; a row whose pools record real degrees is not touched."""
+    from model.validation.engine_rows_multinode import placeholder_reason
+
+    row = _row(backend="sglang", precision="fp8", mode="disagg",
+               id="2026_04_06_deepseek_r1_gb200_sglang_fp8_disagg_1024x1024_c64_tp1_ep1_1149",
+               prefill_tp_size=1, prefill_attention_dp_size=1, prefill_moe_tp_size=1, prefill_moe_ep_size=1,
+               decode_tp_size=1, decode_attention_dp_size=1, decode_moe_tp_size=1, decode_moe_ep_size=1)
+    assert "placeholder" in placeholder_reason(row) and "93e1b3ca1" in placeholder_reason(row)
+    assert placeholder_reason(dict(row, decode_attention_dp_size=4)) == ""
+    assert placeholder_reason(dict(row, backend="trtllm")) == ""

@@ -96,11 +96,12 @@ def _expressible(r: pd.Series) -> str:
     """Why a row cannot be expressed before building it ('' when it may be); the deployment itself refuses the
     rest (an unknown model, a layout its engine rejects, ...) with its own reason."""
     from model.validation.engine_rows_layout import multinode_total_reason, row_model
+    from model.validation.engine_rows_multinode import placeholder_reason
 
     if _concurrency(r["silicon_data_source"]) is None:
         return "no silicon_concurrency in silicon_data_source"
-    if multinode_total_reason(r):
-        return multinode_total_reason(r)
+    if multinode_total_reason(r) or placeholder_reason(r):
+        return multinode_total_reason(r) or placeholder_reason(r)
     try:
         row_model(r)
     except RidgeplanError as err:
@@ -176,6 +177,15 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
 DISAGG_RATIO = (1, 1)  # prefill : decode workers assumed where a disaggregated row leaves the counts empty
 
 
+def rank_instances(workers: int, layout) -> tuple[int]:
+    """Simulator instances of `workers` workers of a pool: one per attention-DP rank. A Deployment's batch, step cost
+    and KV pool are one rank's (as the aggregated rows' _per_replica splits the concurrency), so a worker of A
+    attention-DP ranks serves as A instances, each sent its own requests (the engines spread a worker's requests
+    over its DP ranks); the per-rank step cost already takes every rank as loaded like this one at the MoE layers,
+    where the ranks meet."""
+    return (workers * layout.attention_dp,)
+
+
 def _disagg_row(r: pd.Series, max_context: float, per_client: int, calibration: bool = False) -> dict:
     """A disaggregated row: its prefill and decode workers (or the assumed ratio), a closed loop through both
     pools; the steady state at the throughput the simulation reached."""
@@ -194,7 +204,7 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int, calibration: 
         policy = _policy(r["backend"], i, r["system"])
         pre, t_pre = _setup(r, "prefill", policy, max_context, calibration=calibration)
         dec, t_dec = _setup(r, "decode", policy, max_context, calibration=calibration)
-        plan = DisaggPlan(pre, n_p, dec, n_d)
+        plan = DisaggPlan(pre, *rank_instances(n_p, pre.layout), dec, *rank_instances(n_d, dec.layout))
         lengths = Lengths.fixed(i, o)
         n = max(per_client * c, 8)
         # aiconfigurator's generator launches TensorRT-LLM prefill workers with disable_overlap_scheduler: true
