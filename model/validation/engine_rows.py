@@ -68,7 +68,8 @@ def _setup(row: pd.Series, pool: str, policy, max_context: float, speculation=No
     p = f"{pool}_" if pool else ""
     key = (row["model_path"], row["system"], row["precision"], row.get("gemm_quant_mode"), row.get("moe_quant_mode"),
            row["backend"], *(row.get(f"{p}{c}") for c in ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size",
-                                                          "moe_ep_size")), policy, speculation, calibration)
+                                                          "moe_ep_size", "redundant_experts")),
+           policy, speculation, calibration)
     key = tuple("" if (isinstance(k, float) and k != k) else k for k in key)
     if key not in _CACHE:
         d = row_deployment(row, pool, calibration=calibration)
@@ -95,11 +96,12 @@ def _expressible(r: pd.Series) -> str:
     """Why a row cannot be expressed before building it ('' when it may be); the deployment itself refuses the
     rest (an unknown model, a layout its engine rejects, ...) with its own reason."""
     from model.validation.engine_rows_layout import multinode_total_reason, row_model
+    from model.validation.engine_rows_multinode import placeholder_reason
 
     if _concurrency(r["silicon_data_source"]) is None:
         return "no silicon_concurrency in silicon_data_source"
-    if multinode_total_reason(r):
-        return multinode_total_reason(r)
+    if multinode_total_reason(r) or placeholder_reason(r):
+        return multinode_total_reason(r) or placeholder_reason(r)
     try:
         row_model(r)
     except RidgeplanError as err:
@@ -175,6 +177,15 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
 DISAGG_RATIO = (1, 1)  # prefill : decode workers assumed where a disaggregated row leaves the counts empty
 
 
+def rank_instances(workers: int, layout) -> tuple[int]:
+    """Simulator instances of `workers` workers of a pool: one per attention-DP rank. A Deployment's batch, step cost
+    and KV pool are one rank's (as the aggregated rows' _per_replica splits the concurrency), so a worker of A
+    attention-DP ranks serves as A instances, each sent its own requests (the engines spread a worker's requests
+    over its DP ranks); the per-rank step cost already takes every rank as loaded like this one at the MoE layers,
+    where the ranks meet."""
+    return (workers * layout.attention_dp,)
+
+
 def _disagg_row(r: pd.Series, max_context: float, per_client: int, calibration: bool = False) -> dict:
     """A disaggregated row: its prefill and decode workers (or the assumed ratio), a closed loop through both
     pools; the steady state at the throughput the simulation reached."""
@@ -193,7 +204,7 @@ def _disagg_row(r: pd.Series, max_context: float, per_client: int, calibration: 
         policy = _policy(r["backend"], i, r["system"])
         pre, t_pre = _setup(r, "prefill", policy, max_context, calibration=calibration)
         dec, t_dec = _setup(r, "decode", policy, max_context, calibration=calibration)
-        plan = DisaggPlan(pre, n_p, dec, n_d)
+        plan = DisaggPlan(pre, *rank_instances(n_p, pre.layout), dec, *rank_instances(n_d, dec.layout))
         lengths = Lengths.fixed(i, o)
         n = max(per_client * c, 8)
         # aiconfigurator's generator launches TensorRT-LLM prefill workers with disable_overlap_scheduler: true
@@ -242,7 +253,8 @@ def _base(r: pd.Series) -> dict:
             "dense": _dense(r), "isl": r["isl"], "osl": r["osl"],
             "concurrency": _per_replica(r), "total_concurrency": _concurrency(r["silicon_data_source"]),
             "measured_ttft_s": r["silicon_ttft_ms"] / 1e3, "measured_tpot_s": r["silicon_tpot_ms"] / 1e3,
-            "workers": "", "speculation": "MTP" if _mtp(r) else "", "reason": _expressible(r)}
+            "workers": "", "speculation": "MTP" if _mtp(r) else "", "split": r.get("split_source", "") or "",
+            "reason": _expressible(r)}
 
 
 def _mtp(r: pd.Series) -> bool:
@@ -256,11 +268,15 @@ def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_clien
                        calibration: bool = False) -> EngineRowsReport:
     """Every row against the model; `calibration=True` builds each deployment with its engine's public-table
     calibration (hardware_db/calibration/<gpu>.<engine>.toml) instead of the hand-set efficiency."""
+    from model.validation.engine_rows_multinode import with_multinode_split
+
     df = pd.read_csv(path)
     if models is not None:
         df = df[df["model_path"].isin(models)]
     if sample is not None and sample < len(df):
         df = df.sample(sample, random_state=seed)
+    # multi-node runs whose columns lose the prefill/decode split get it from InferenceX's launch configs
+    df = pd.DataFrame([with_multinode_split(r) for r in df.to_dict("records")], index=df.index)
     longest = float((df["isl"] + df["osl"]).max())
     reasons = df.apply(_expressible, axis=1)
     out = [_base(r) for _, r in df[reasons != ""].iterrows()]

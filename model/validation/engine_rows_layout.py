@@ -66,14 +66,20 @@ def multinode_total_reason(row: Mapping[str, Any]) -> str:
     e.g. 12 = 4 + 8): every such aggregated row duplicates a disaggregated row of the same export with the same
     concurrency, lengths and TPOT (median difference 0.1%), and both record T for each pool, so the split is
     lost. Read as one pool they would be attention TP T, which no engine runs for an MLA model whose 128 heads T
-    does not divide (SGLang DeepseekV2AttentionMLA and TensorRT-LLM's MLA shard heads evenly over attention TP)."""
+    does not divide (SGLang DeepseekV2AttentionMLA and TensorRT-LLM's MLA shard heads evenly over attention TP).
+    InferenceX's launch configs give the split of most of them (engine_rows_multinode, applied to the rows before
+    this check); the rest are refused here: ambiguous between launches, decoded with MTP, or in no config."""
     tag = launch_tag(row)
     if tag is None or tag[1] != 1 or tag[0] <= 8 or str(row.get("system")) not in ("gb200", "gb300"):
         return ""
     pools = ["tp_size"] if str(row.get("mode")) == "agg" else ["prefill_tp_size", "decode_tp_size"]
     if all(_int(row.get(c)) == tag[0] for c in pools):
-        return (f"tp_size {tag[0]} is the GPU total of a multi-node disaggregated run (launch tag tp{tag[0]}_ep1; "
-                "the prefill/decode split is not recorded)")
+        from model.validation.engine_rows_multinode import multinode_run
+
+        run, why = multinode_run(row)  # InferenceX's launch configs give the split of most (rows rewritten first)
+        return why or ("" if run else (f"tp_size {tag[0]} is the GPU total of a multi-node disaggregated run (launch "
+                                       f"tag tp{tag[0]}_ep1; the prefill/decode split is not recorded, and no "
+                                       "InferenceX launch config in engine_rows_multinode gives it)"))
     return ""
 
 
@@ -155,7 +161,10 @@ def row_layout(row: Mapping[str, Any], pool: str = "") -> Layout:
         tp, adp, moe_tp = (1, gpus, gpus // moe_ep) if adp > 1 else (gpus, 1, gpus // moe_ep)
     if moe_tp * moe_ep != tp * adp and moe_tp == moe_ep == 1:
         moe_tp = tp * adp  # a dense model's row leaves the MoE columns empty
-    return Layout(tp=tp, pp=_int(row.get(f"{p}pp_size")), ep=moe_ep, attention_dp=adp, moe_tp=moe_tp)
+    spare = row.get(f"{p}redundant_experts")  # written by engine_rows_multinode only
+    spare = 0 if spare is None or math.isnan(float(spare)) else int(spare)
+    return Layout(tp=tp, pp=_int(row.get(f"{p}pp_size")), ep=moe_ep, attention_dp=adp, moe_tp=moe_tp,
+                  redundant_experts=spare)
 
 
 @lru_cache(maxsize=1)
@@ -199,6 +208,7 @@ def row_deployment(row: Mapping[str, Any], pool: str = "", calibration: bool = F
     lay = row_layout(row, pool)
     return deployment(row_model(row), gpu, weights=weights, experts=experts, kv=kv, node=node, tp=lay.tp,
                       pp=lay.pp, ep=lay.ep, attention_dp=lay.attention_dp, moe_tp=lay.moe_tp,
+                      redundant_experts=lay.redundant_experts,
                       engine=str(row["backend"]), calibration=True if calibration else None)
 
 
@@ -244,7 +254,10 @@ def moe_tpot_report(rows):
     (predicted / measured - 1; NaN where not predicted) and `why` (the refusal, or the batch not fitting)."""
     import pandas as pd
 
+    from model.validation.engine_rows_multinode import with_multinode_split
+
     out = []
+    rows = pd.DataFrame([with_multinode_split(r) for r in rows.to_dict("records")], index=rows.index)
     moe = rows[rows["model_path"].astype(str).str.contains("|".join(MOE_MODELS))
                & ~rows["system"].isin(HELD_OUT_SYSTEMS)]
     for _, r in moe.iterrows():
