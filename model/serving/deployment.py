@@ -266,12 +266,19 @@ class Deployment:
         """Operators whose cost depends on each sequence's own context (attention, recurrent state)."""
         return np.array(["per_sequence" in op.tags for op in self.graph.ops])
 
-    def op_seconds(self, batch, new_tokens, context, n_logit=1.0) -> tuple[OpArrays, OpTimes, np.ndarray]:
-        """Operator arrays, roofline times and exposed seconds per instance (n_ops, S) of a uniform step."""
-        ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
-        times = evaluate(ops, self.context)
+    def op_seconds(self, batch, new_tokens, context, n_logit=1.0, *, rows=None) -> tuple[OpArrays, OpTimes, np.ndarray]:
+        """Operator arrays, roofline times and exposed seconds per instance (n_ops, S) of a uniform step.
+
+        `rows` (mask or indices over the graph's operators): only those operators are evaluated and returned (each
+        operator's time depends on its own quantities only). With two-batch overlap, whose MoE layers pair
+        communication with compute, every operator is evaluated and the exposed seconds are cut to `rows`."""
         if self.two_batch_overlap and self.arch.is_moe:
-            return ops, times, self._two_batch_exposed(batch, new_tokens, context, n_logit)
+            ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
+            exposed = self._two_batch_exposed(batch, new_tokens, context, n_logit)
+            return ops, evaluate(ops, self.context), exposed if rows is None else exposed[rows]
+        ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit},
+                                  rows=rows)
+        times = evaluate(ops, self.context)
         return ops, times, times.time_s - times.comm_overlap * times.network_s
 
     def _two_batch_exposed(self, batch, new_tokens, context, n_logit) -> np.ndarray:

@@ -101,8 +101,9 @@ class StackedDeployment:
     def symbols(self) -> dict[str, np.ndarray]:
         return dict(self._symbols)
 
-    def op_seconds(self, batch, new_tokens, context, n_logit=1.0):
-        ops = self.graph.evaluate({**self._symbols, "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
+    def op_seconds(self, batch, new_tokens, context, n_logit=1.0, *, rows=None):
+        ops = self.graph.evaluate({**self._symbols, "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit},
+                                  rows=rows)
         times = evaluate(ops, self.context)
         return ops, times, times.time_s - times.comm_overlap * times.network_s
 
