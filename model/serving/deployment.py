@@ -183,6 +183,11 @@ class Deployment:
 
     def symbols(self) -> dict[str, float]:
         """Scenario-symbol values fixed by the deployment (bytes per element, parallel degrees)."""
+        return dict(self._symbols)
+
+    @cached_property
+    def _symbols(self) -> dict[str, float]:
+        """`symbols`, worked out once (the deployment is frozen; callers get a copy)."""
         p, lay = self.precision, self.layout
         act_bytes = 4.0 if str(self.arch.torch_dtype).endswith("32") else 2.0
         mode = self.moe_comm_mode
@@ -299,6 +304,13 @@ class Deployment:
             hidden = np.where(moe_comm > 0, np.minimum(compute / np.maximum(moe_comm, 1e-30), 1.0), 0.0)
             out[rows & comm] = 2 * e[rows & comm] * (1 - hidden)
         return out
+
+    @cached_property
+    def p2p_affine_s(self) -> tuple[float, float]:
+        """(seconds of an empty hand-off, seconds per token): `p2p_seconds` is affine in the message size (alpha-
+        beta), so stacked deployments evaluate it from these two numbers."""
+        base = float(self.p2p_seconds(0.0))
+        return base, float(self.p2p_seconds(1.0)) - base
 
     def p2p_seconds(self, tokens) -> np.ndarray:
         """One pipeline hand-off of `tokens` hidden states between stages (zero without PP)."""

@@ -112,6 +112,5 @@ class StackedDeployment:
         tokens = np.asarray(tokens, dtype=float)
         if self.deployments[0].layout.pp == 1:
             return np.zeros_like(tokens)
-        one = np.array([float(d.p2p_seconds(1.0)) - float(d.p2p_seconds(0.0)) for d in self.deployments])[self.index]
-        base = np.array([float(d.p2p_seconds(0.0)) for d in self.deployments])[self.index]
+        base, one = np.array([d.p2p_affine_s for d in self.deployments]).T[:, self.index]
         return base + one * tokens  # the alpha-beta hand-off is affine in the message size
