@@ -382,7 +382,7 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     prec = Precision(weights=w, activations=activations, kv=kv or sixteen, experts=exp,
                      embeddings=sixteen)
     node_type = get_node(node) if node else None
-    eff = replace(efficiency_for(device, calibration, engine=engine), **step_quant_flags(engine))
+    eff = deployment_efficiency(device, calibration, engine)
     d = Deployment(arch, device, prec, layout, node=node_type, efficiency=eff,
                    attention_convention=attention_convention, comm_overlap=comm_overlap,
                    moe_imbalance=moe_imbalance, eplb=eplb, ep_comm=ep_comm, dispatch_dtype=dispatch_dtype,
@@ -392,6 +392,13 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
         check_engine_layout(engine, tp=layout.tp, pp=layout.pp, attention_dp=layout.attention_dp,
                             moe_tp=layout.moe_tp, moe_ep=layout.ep, is_moe=arch.is_moe, ep_comm=ep_comm)
     return d
+
+
+def deployment_efficiency(device: Device, calibration: str | Path | bool | None = None,
+                          engine: str | None = None) -> Efficiency:
+    """The efficiency set `deployment` gives a deployment on `device`: the class defaults and calibration files
+    (`efficiency_for`) with the engine's unfused activation quantization."""
+    return replace(efficiency_for(device, calibration, engine=engine), **step_quant_flags(engine))
 
 
 DP_WITH_EP = ("--dp now counts independent replicas; the attention data-parallel ranks of an EP group are "
