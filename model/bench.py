@@ -161,7 +161,8 @@ def bench_planner() -> dict[str, float]:
     model.planner.candidates.cached_capacities, model.planner.check.simulator_check) and warm with new traffic
     (another rate and lengths: nothing but compiled graphs, loaded tables and a deployment's simulator cost table
     reused); the README's Python example warm, again and at another rate (capacities remembered, verdicts not);
-    the README's plan commands as processes. The warm runs count their integer-program solves and simulations."""
+    the README's plan commands as processes. The warm runs count their integer-program solves and simulations;
+    the SLO capacities of a new traffic shape (new rate and lengths) are timed on their own as well."""
     from dataclasses import replace
 
     from model.planner import GpuOption, PlanRequest, Traffic, plan
@@ -180,6 +181,14 @@ def bench_planner() -> dict[str, float]:
     cands, _ = enumerate_candidates(req)
     bi, bo, _ = buckets(req.traffic[0].lengths, 16)
     cap_s = _best_of(lambda: capacities(cands, bi, bo, req), repeats=2)
+    shape_cpu = []  # the SLO capacities of a new traffic shape, as a warm plan computes them (fresh candidates)
+    for shape in ((31.0, 1200, 250), (47.0, 1700, 350), (40.0, 2500, 300)):
+        new_req = bench_request(*shape)
+        new_cands, _ = enumerate_candidates(new_req)
+        nbi, nbo, _ = buckets(new_req.traffic[0].lengths, 16)
+        c0 = _cpu_s()
+        capacities(new_cands, nbi, nbo, new_req)
+        shape_cpu.append(_cpu_s() - c0)
     readme = PlanRequest((Traffic("llama-3.1-8b", 40.0, Lengths.lognormal(1500, 300)),), SLO(1.0, 0.05),
                          (GpuOption("h100-sxm"), GpuOption("l40s"), GpuOption("l4")))
     readme_cost = plan(readme).cost_per_hour_usd
@@ -194,6 +203,8 @@ def bench_planner() -> dict[str, float]:
             **_tally_rows("plan, warm, new traffic", new_n),
             "candidate configurations": float(len(cands)),
             "candidate x bucket capacity evaluations/s": len(cands) * bi.size / cap_s,
+            "SLO capacities of a new traffic shape, warm: CPU (s, best of 3 shapes)": min(shape_cpu),
+            "SLO capacities of a new traffic shape, warm: CPU (s, worst of 3 shapes)": max(shape_cpu),
             "plan cost ($/h)": result.cost_per_hour_usd,
             "README python plan, warm in one process (s)": readme_warm, "README python plan, warm: CPU (s)": readme_cpu,
             **_tally_rows("README python plan, warm", readme_n),

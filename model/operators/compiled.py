@@ -57,8 +57,11 @@ class CompiledGraph:
         exprs = [sp.sympify(op.resident if q == "resident_bytes" else getattr(op, q)) for q in QUANTITIES for op in self.ops]
         self._fn = sp.lambdify(SCENARIO_SYMBOLS, exprs, modules="numpy", cse=True)
 
-    def evaluate(self, scenario: Mapping[str, object] | None = None, **values: object) -> OpArrays:
-        """Evaluate every operator for the scenario(s): values are scalars or 1-D arrays of equal length."""
+    def evaluate(self, scenario: Mapping[str, object] | None = None, *, rows=None, **values: object) -> OpArrays:
+        """Evaluate every operator for the scenario(s): values are scalars or 1-D arrays of equal length.
+
+        `rows` (a boolean mask or indices over `ops`): return only those operators, in graph order (a caller that
+        reads a few rows, e.g. the per-sequence attention of an iteration, skips copying and timing the rest)."""
         merged = dict(DEFAULTS)
         for name, value in {**(scenario or {}), **values}.items():
             if name not in merged:
@@ -73,10 +76,14 @@ class CompiledGraph:
         with np.errstate(divide="ignore", invalid="ignore"):
             flat = self._fn(*arrays)
         n_ops = len(self.ops)
-        out = np.empty((len(QUANTITIES), n_ops, n))
-        for i, value in enumerate(flat):
-            out[i // n_ops, i % n_ops] = value
-        return OpArrays(self.ops, self.counts, out)
+        keep = np.arange(n_ops) if rows is None else np.arange(n_ops)[rows]
+        out = np.empty((len(QUANTITIES), keep.size, n))
+        for q in range(len(QUANTITIES)):
+            for j, op in enumerate(keep):
+                out[q, j] = flat[q * n_ops + op]
+        if rows is None:
+            return OpArrays(self.ops, self.counts, out)
+        return OpArrays(tuple(self.ops[k] for k in keep), self.counts[keep], out)
 
 
 @lru_cache(maxsize=128)

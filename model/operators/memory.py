@@ -7,6 +7,7 @@ weight or a cache line is defined once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -48,7 +49,13 @@ def kv_cache_bytes(arch: Architecture, context_tokens, *, batch=1, b_kv=2.0, tp=
 
 
 def kv_bytes_per_token(arch: Architecture, *, b_kv=2.0, tp=1) -> float:
-    """KV bytes one new token adds across all layers (window and linear layers included at short context)."""
+    """KV bytes one new token adds across all layers (window and linear layers included at short context).
+    Remembered per (model, KV width, TP): the planner asks it for every candidate of every traffic shape."""
+    return _kv_bytes_per_token(arch, float(b_kv), float(tp))
+
+
+@lru_cache(maxsize=1024)
+def _kv_bytes_per_token(arch: Architecture, b_kv: float, tp: float) -> float:
     ops = compile_graph(arch).evaluate(B=1, T=1, C=0, b_kv=b_kv, tp=tp)
     return float(ops.counts @ ops.kv_write_bytes[:, 0] - _state_writes(ops))
 

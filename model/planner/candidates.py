@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.serving.deployment import deployment
+from model.serving.deployment import deployment, deployment_efficiency
 from model.errors import RidgeplanError
 from model.planner.request import PlanRequest
 from model.serving.batching import concurrency_limits, decode_only_iteration, kv_capacity, steady_state
@@ -117,15 +117,14 @@ def enumerate_candidates(request: PlanRequest, progress: Callable[[str], None] |
 
             arch = load_architecture(t.model)
             experts = {g.mlp.num_experts for g in arch.groups if g.mlp.kind == "moe"}
+            eff = deployment_efficiency(dev)  # read once per GPU type and plan (calibration files may change)
             for lay in layouts(domain, request.gpus_per_instance, request.pipeline_depths, experts,
                                scale_out=dev.scale_out is not None):
                 for w, kv in candidate_precisions(request, dev, arch):
                     try:
                         # the engine's layout rule applies; its kernel calibration does not yet (the planner's
                         # capacities and claim checks are still on the hand-set efficiency classes)
-                        d = deployment(arch, dev, weights=w, kv=kv, tp=lay.tp, pp=lay.pp, ep=lay.ep, dp=lay.dp,
-                                       attention_dp=lay.attention_dp, moe_tp=lay.moe_tp,
-                                       redundant_experts=lay.redundant_experts)
+                        d = _candidate_deployment(arch, dev, eff, w, kv, lay)
                         check_engine_layout(request.engine, tp=lay.tp, pp=lay.pp, attention_dp=d.layout.attention_dp,
                                             moe_tp=d.layout.moe_tp, moe_ep=d.layout.ep, is_moe=arch.is_moe)
                     except RidgeplanError as err:
@@ -141,6 +140,27 @@ def enumerate_candidates(request: PlanRequest, progress: Callable[[str], None] |
             if progress:
                 progress(f"{t.model} on {opt.gpu}")
     return cands, dropped
+
+
+BUILT_DEPLOYMENTS = 4096  # candidate deployments kept per process (_candidate_deployment)
+_built: dict[tuple, Deployment] = {}
+
+
+def _candidate_deployment(arch, dev, eff, weights: str, kv: str, lay: Layout) -> Deployment:
+    """`deployment(...)` of one candidate; the same object again while the model and device (the same loaded
+    objects), the efficiency set (re-read each plan), the precision and the layout are the same. A warm plan then
+    keeps each deployment's worked-out context, symbols and stacked columns instead of rebuilding them."""
+    key = (id(arch), id(dev), weights, kv, lay)
+    hit = _built.get(key)
+    if hit is not None and hit.arch is arch and hit.device is dev and hit.efficiency == eff:
+        return hit
+    d = deployment(arch, dev, weights=weights, kv=kv, tp=lay.tp, pp=lay.pp, ep=lay.ep, dp=lay.dp,
+                   attention_dp=lay.attention_dp, moe_tp=lay.moe_tp, redundant_experts=lay.redundant_experts)
+    _built.pop(key, None)
+    _built[key] = d
+    while len(_built) > BUILT_DEPLOYMENTS:
+        del _built[next(iter(_built))]
+    return d
 
 
 @dataclass(frozen=True)

@@ -244,10 +244,9 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
     """One ExecContext whose fields are arrays: scenario s uses contexts[index[s]] (index defaults to range)."""
     if not contexts:
         raise RidgeplanError("contexts", "need at least one")
-    idx = np.arange(len(contexts)) if index is None else np.asarray(index, dtype=int)
 
     def pick(values: list) -> np.ndarray:
-        return np.asarray(values, dtype=float)[idx]
+        return np.asarray(values, dtype=float)
 
     eff_fields = [f for f in Efficiency.__dataclass_fields__ if f != "source"]
     sources = dict.fromkeys(c.eff.source for c in contexts)  # ordered, unique
@@ -265,7 +264,7 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
             intra=Tier(pick([g.intra.bandwidth_bytes_per_s for g in gs]), pick([g.intra.latency_s for g in gs])),
             inter=inter, algorithm=gs[0].algorithm,
         )
-    return ExecContext(
+    stacked = ExecContext(
         mem_bandwidth_bytes_per_s=pick([c.mem_bandwidth_bytes_per_s for c in contexts]),
         peak_flop_per_s={r: pick([c.peak_flop_per_s[r] for c in contexts]) for r in ROLES},
         gemm_max={r: pick([c.gemm_max[r] for c in contexts]) for r in ("dense", "expert", "embedding")},
@@ -273,4 +272,30 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in ("dense", "expert", "embedding")},
         dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in range(3)),
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
+    )
+    return stacked if index is None else take_context(stacked, index)
+
+
+def take_context(stacked: ExecContext, index: np.ndarray) -> ExecContext:
+    """A stacked context (`stack_contexts(contexts)`, one entry per context) with scenario s on entry index[s]:
+    stacking once and indexing many times is what the planner does for each scenario grid of its candidates."""
+    idx = np.asarray(index, dtype=int)
+
+    def tier(t: Tier) -> Tier:
+        return Tier(t.bandwidth_bytes_per_s[idx], t.latency_s[idx])
+
+    eff = stacked.eff
+    groups = {name: CommGroup(size=g.size[idx], ranks_per_node=g.ranks_per_node[idx], intra=tier(g.intra),
+                              inter=None if g.inter is None else tier(g.inter), algorithm=g.algorithm)
+              for name, g in stacked.comm.items()}
+    return ExecContext(
+        mem_bandwidth_bytes_per_s=stacked.mem_bandwidth_bytes_per_s[idx],
+        peak_flop_per_s={r: v[idx] for r, v in stacked.peak_flop_per_s.items()},
+        gemm_max={r: v[idx] for r, v in stacked.gemm_max.items()},
+        weight_only={r: v[idx] for r, v in stacked.weight_only.items()},
+        gemm_tile={r: v[idx] for r, v in stacked.gemm_tile.items()},
+        dense_quant=tuple(v[idx] for v in stacked.dense_quant),
+        eff=Efficiency(**{f: getattr(eff, f)[idx] for f in Efficiency.__dataclass_fields__ if f != "source"},
+                       source=eff.source),
+        comm=groups, comm_overlap=stacked.comm_overlap[idx],
     )

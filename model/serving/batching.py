@@ -73,25 +73,35 @@ def iteration_cost(d: CostedDeployment, decode_seqs, decode_context, prefill_tok
     q = float(decode_tokens)
     n_ops = len(d.graph.ops)
     zeros = np.zeros((n_ops, nd.size))
+    per_seq, token_parallel = mask[:, 0], ~mask[:, 0]
+
+    def exposed_s(rows, *args, **kw):
+        """d.op_seconds' exposed seconds with only `rows` evaluated, zero on the other operators (which the
+        caller never reads: attention comes from per-sequence steps, everything else from token-parallel ones)."""
+        out = np.zeros((n_ops, nd.size))
+        if rows.any():
+            out[rows] = d.op_seconds(*args, rows=rows, **kw)[2]
+        return out
+
     if has_dec.any():
-        _, _, dec = d.op_seconds(np.maximum(nd_mb, _TINY), q, cd, n_logit=q)
+        dec = exposed_s(per_seq, np.maximum(nd_mb, _TINY), q, cd, n_logit=q)
         dec = np.where(has_dec, dec, 0.0)
     else:
         dec = zeros
     if has_pf.any():
         chunk = np.where(has_pf, pt_mb / np.maximum(ps_mb, _TINY), 1.0)
-        _, _, pf = d.op_seconds(np.maximum(ps_mb, _TINY), chunk, pc)
+        pf = exposed_s(per_seq, np.maximum(ps_mb, _TINY), chunk, pc)
         pf = np.where(has_pf, pf, 0.0)
     else:
         pf = zeros
 
     def linear_ops(pt_mb, ps_mb):
         if separate_prefill:
-            _, _, lin_d = d.op_seconds(1.0, np.maximum(nd_mb * q, _TINY), 0.0, n_logit=np.maximum(nd_mb * q, _TINY))
-            _, _, lin_p = d.op_seconds(1.0, np.maximum(pt_mb, _TINY), 0.0, n_logit=np.maximum(ps_mb, _TINY))
+            lin_d = exposed_s(token_parallel, 1.0, np.maximum(nd_mb * q, _TINY), 0.0, n_logit=np.maximum(nd_mb * q, _TINY))
+            lin_p = exposed_s(token_parallel, 1.0, np.maximum(pt_mb, _TINY), 0.0, n_logit=np.maximum(ps_mb, _TINY))
             return np.where(has_dec, lin_d, 0.0) + np.where(pt_mb > _TINY, lin_p, 0.0)
         total = np.maximum(nd_mb * q + pt_mb, _TINY)
-        return d.op_seconds(1.0, total, 0.0, n_logit=np.maximum(nd_mb * q + ps_mb, _TINY))[2]
+        return exposed_s(token_parallel, 1.0, total, 0.0, n_logit=np.maximum(nd_mb * q + ps_mb, _TINY))
 
     lin = linear_ops(pt_mb, ps_mb)
     if np.any(pt != pt_mean):  # the experts and the attention-DP gathers see every rank's mean load

@@ -183,6 +183,11 @@ class Deployment:
 
     def symbols(self) -> dict[str, float]:
         """Scenario-symbol values fixed by the deployment (bytes per element, parallel degrees)."""
+        return dict(self._symbols)
+
+    @cached_property
+    def _symbols(self) -> dict[str, float]:
+        """`symbols`, worked out once (the deployment is frozen; callers get a copy)."""
         p, lay = self.precision, self.layout
         act_bytes = 4.0 if str(self.arch.torch_dtype).endswith("32") else 2.0
         mode = self.moe_comm_mode
@@ -266,12 +271,19 @@ class Deployment:
         """Operators whose cost depends on each sequence's own context (attention, recurrent state)."""
         return np.array(["per_sequence" in op.tags for op in self.graph.ops])
 
-    def op_seconds(self, batch, new_tokens, context, n_logit=1.0) -> tuple[OpArrays, OpTimes, np.ndarray]:
-        """Operator arrays, roofline times and exposed seconds per instance (n_ops, S) of a uniform step."""
-        ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
-        times = evaluate(ops, self.context)
+    def op_seconds(self, batch, new_tokens, context, n_logit=1.0, *, rows=None) -> tuple[OpArrays, OpTimes, np.ndarray]:
+        """Operator arrays, roofline times and exposed seconds per instance (n_ops, S) of a uniform step.
+
+        `rows` (mask or indices over the graph's operators): only those operators are evaluated and returned (each
+        operator's time depends on its own quantities only). With two-batch overlap, whose MoE layers pair
+        communication with compute, every operator is evaluated and the exposed seconds are cut to `rows`."""
         if self.two_batch_overlap and self.arch.is_moe:
-            return ops, times, self._two_batch_exposed(batch, new_tokens, context, n_logit)
+            ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
+            exposed = self._two_batch_exposed(batch, new_tokens, context, n_logit)
+            return ops, evaluate(ops, self.context), exposed if rows is None else exposed[rows]
+        ops = self.graph.evaluate({**self.symbols(), "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit},
+                                  rows=rows)
+        times = evaluate(ops, self.context)
         return ops, times, times.time_s - times.comm_overlap * times.network_s
 
     def _two_batch_exposed(self, batch, new_tokens, context, n_logit) -> np.ndarray:
@@ -292,6 +304,13 @@ class Deployment:
             hidden = np.where(moe_comm > 0, np.minimum(compute / np.maximum(moe_comm, 1e-30), 1.0), 0.0)
             out[rows & comm] = 2 * e[rows & comm] * (1 - hidden)
         return out
+
+    @cached_property
+    def p2p_affine_s(self) -> tuple[float, float]:
+        """(seconds of an empty hand-off, seconds per token): `p2p_seconds` is affine in the message size (alpha-
+        beta), so stacked deployments evaluate it from these two numbers."""
+        base = float(self.p2p_seconds(0.0))
+        return base, float(self.p2p_seconds(1.0)) - base
 
     def p2p_seconds(self, tokens) -> np.ndarray:
         """One pipeline hand-off of `tokens` hidden states between stages (zero without PP)."""
@@ -363,7 +382,7 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     prec = Precision(weights=w, activations=activations, kv=kv or sixteen, experts=exp,
                      embeddings=sixteen)
     node_type = get_node(node) if node else None
-    eff = replace(efficiency_for(device, calibration, engine=engine), **step_quant_flags(engine))
+    eff = deployment_efficiency(device, calibration, engine)
     d = Deployment(arch, device, prec, layout, node=node_type, efficiency=eff,
                    attention_convention=attention_convention, comm_overlap=comm_overlap,
                    moe_imbalance=moe_imbalance, eplb=eplb, ep_comm=ep_comm, dispatch_dtype=dispatch_dtype,
@@ -373,6 +392,13 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
         check_engine_layout(engine, tp=layout.tp, pp=layout.pp, attention_dp=layout.attention_dp,
                             moe_tp=layout.moe_tp, moe_ep=layout.ep, is_moe=arch.is_moe, ep_comm=ep_comm)
     return d
+
+
+def deployment_efficiency(device: Device, calibration: str | Path | bool | None = None,
+                          engine: str | None = None) -> Efficiency:
+    """The efficiency set `deployment` gives a deployment on `device`: the class defaults and calibration files
+    (`efficiency_for`) with the engine's unfused activation quantization."""
+    return replace(efficiency_for(device, calibration, engine=engine), **step_quant_flags(engine))
 
 
 DP_WITH_EP = ("--dp now counts independent replicas; the attention data-parallel ranks of an EP group are "

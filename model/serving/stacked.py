@@ -16,7 +16,7 @@ import numpy as np
 from model.errors import RidgeplanError
 from model.operators.compiled import CompiledGraph
 from model.roofline.efficiency import Efficiency
-from model.roofline.evaluator import ExecContext, evaluate, stack_contexts
+from model.roofline.evaluator import ExecContext, evaluate, stack_contexts, take_context
 from model.serving.deployment import Deployment
 
 
@@ -70,24 +70,27 @@ class StackedDeployment:
     @property
     def layout(self) -> StackedLayout:
         return StackedLayout(pp=self.deployments[0].layout.pp, gpus_per_replica=self.gpus_per_replica,
-                             attention_dp=np.array([d.layout.attention_dp for d in self.deployments],
-                                                   dtype=float)[self.index])
+                             attention_dp=self._columns.attention_dp[self.index])
 
     @property
     def kv_residual_tokens(self) -> int:
         return 0
 
     @cached_property
+    def _columns(self) -> _Columns:
+        return _columns(self.deployments)
+
+    @cached_property
     def gpus_per_replica(self) -> np.ndarray:
-        return np.array([d.layout.gpus_per_replica for d in self.deployments], dtype=float)[self.index]
+        return self._columns.gpus_per_replica[self.index]
 
     @cached_property
     def capacity_bytes(self) -> np.ndarray:
-        return np.array([d.capacity_bytes for d in self.deployments])[self.index]
+        return self._columns.capacity_bytes[self.index]
 
     @cached_property
     def context(self) -> ExecContext:
-        return stack_contexts([d.context for d in self.deployments], self.index)
+        return take_context(self._columns.context, self.index)
 
     @cached_property
     def eff(self) -> Efficiency:
@@ -95,14 +98,14 @@ class StackedDeployment:
 
     @cached_property
     def _symbols(self) -> dict[str, np.ndarray]:
-        per = [d.symbols() for d in self.deployments]
-        return {k: np.array([p[k] for p in per], dtype=float)[self.index] for k in per[0]}
+        return {k: v[self.index] for k, v in self._columns.symbols.items()}
 
     def symbols(self) -> dict[str, np.ndarray]:
         return dict(self._symbols)
 
-    def op_seconds(self, batch, new_tokens, context, n_logit=1.0):
-        ops = self.graph.evaluate({**self._symbols, "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit})
+    def op_seconds(self, batch, new_tokens, context, n_logit=1.0, *, rows=None):
+        ops = self.graph.evaluate({**self._symbols, "B": batch, "T": new_tokens, "C": context, "n_logit": n_logit},
+                                  rows=rows)
         times = evaluate(ops, self.context)
         return ops, times, times.time_s - times.comm_overlap * times.network_s
 
@@ -111,6 +114,40 @@ class StackedDeployment:
         tokens = np.asarray(tokens, dtype=float)
         if self.deployments[0].layout.pp == 1:
             return np.zeros_like(tokens)
-        one = np.array([float(d.p2p_seconds(1.0)) - float(d.p2p_seconds(0.0)) for d in self.deployments])[self.index]
-        base = np.array([float(d.p2p_seconds(0.0)) for d in self.deployments])[self.index]
+        base, one = np.array([d.p2p_affine_s for d in self.deployments]).T[:, self.index]
         return base + one * tokens  # the alpha-beta hand-off is affine in the message size
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """What stacking reads of each deployment, one entry per deployment (indexed by scenario afterwards)."""
+
+    context: ExecContext
+    symbols: dict[str, np.ndarray]
+    gpus_per_replica: np.ndarray
+    capacity_bytes: np.ndarray
+    attention_dp: np.ndarray
+
+
+COLUMN_SETS = 8  # deployment lists whose columns are remembered (the planner stacks each list many times)
+_column_sets: list[tuple[tuple[Deployment, ...], _Columns]] = []
+
+
+def _columns(deployments: tuple[Deployment, ...]) -> _Columns:
+    """Each deployment's context, symbols and sizes as arrays, built once per list of deployment objects: the
+    planner evaluates the same candidates on several scenario grids (coarse, fine, each role's), each a new
+    StackedDeployment. A hit needs the very same objects (frozen), so nothing stale is reused."""
+    for deps, cols in _column_sets:
+        if len(deps) == len(deployments) and all(a is b for a, b in zip(deps, deployments)):
+            return cols
+    per = [d.symbols() for d in deployments]
+    cols = _Columns(
+        context=stack_contexts([d.context for d in deployments]),
+        symbols={k: np.array([p[k] for p in per], dtype=float) for k in per[0]},
+        gpus_per_replica=np.array([d.layout.gpus_per_replica for d in deployments], dtype=float),
+        capacity_bytes=np.array([d.capacity_bytes for d in deployments]),
+        attention_dp=np.array([d.layout.attention_dp for d in deployments], dtype=float),
+    )
+    _column_sets.append((deployments, cols))
+    del _column_sets[:-COLUMN_SETS]
+    return cols
