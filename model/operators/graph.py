@@ -18,9 +18,10 @@ from model.operators.formulas import (
     softmax_attention_core, sparse_keys_read,
 )
 from model.operators.symbols import (
-    B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_w, e_red, ep, ep_nodes, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
+    B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_u, b_w, e_red, ep, ep_nodes, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
     moe_imbalance, n_logit, tp,
 )
+from model.precision import QUANT_MODULES
 
 
 def _with(op: Operator, **changes) -> Operator:
@@ -233,8 +234,11 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
     i_rank = sp.Integer(di) / etp
     expert_weights_rank = matrices * d * i_rank
     ops = [
-        gemm("router", N, sp.Integer(E), d_model, bias=m.router_bias, replicated=True,
-             description="router logits over all experts (replicated)"),
+        # the router stays 16-bit in a quantized model: vLLM builds it with quant_config=None ("Gate always runs at
+        # half / full precision", vllm/model_executor/layers: the MoE models' `self.gate = ReplicatedLinear(...)`),
+        # and the checkpoints exclude it (MiniMax `gate`, gpt-oss `mlp.router`, ModelOpt `block_sparse_moe.gate`)
+        gemm("router", N, sp.Integer(E), d_model, role="unquantized", bias=m.router_bias, replicated=True,
+             description="router logits over all experts (replicated, 16-bit)"),
         elementwise("topk_softmax", N * E, flops_per_element=4, description="top-k selection and routing weights"),
         Operator(
             name="experts", kind="gemm", weight_role="expert",
@@ -383,13 +387,35 @@ def _model_ops(arch: Architecture) -> list[Operator]:
     return ops
 
 
+# The dense linear layers of a layer, by the module a checkpoint's exclude list names (model.architecture.quant):
+# the attention block's input projections (MLA, GQA, sparse-attention indexer, linear attention), its output
+# projection, the shared experts, and the MLP of the dense layers.
+MODULE_OPERATORS: dict[str, tuple[str, ...]] = {
+    "attention": ("qkv_proj", "q_proj", "q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj", "kv_proj",
+                  "indexer_q_proj", "indexer_k_proj", "indexer_weights_proj", "in_proj_qkvz", "in_proj_ba"),
+    "attention_out": ("o_proj", "out_proj"),
+    "shared_experts": ("shared_gate_up_proj", "shared_up_proj", "shared_down_proj", "shared_gate"),
+    "dense_mlp": ("gate_up_proj", "up_proj", "down_proj"),
+}
+assert tuple(MODULE_OPERATORS) == QUANT_MODULES
+
+
+def _unquantize(op: Operator) -> Operator:
+    """A dense GEMM whose weights the checkpoint keeps in 16 bits: bytes at b_u, role "unquantized" (the 16-bit
+    tensor-core path, no activation quantization)."""
+    return _with(op, weight_role="unquantized", weight_bytes=op.weight_bytes.subs(b_w, b_u),
+                 resident_bytes=None if op.resident_bytes is None else op.resident_bytes.subs(b_w, b_u))
+
+
 @lru_cache(maxsize=256)
-def build_graph(arch: Architecture) -> tuple[Operator, ...]:
-    """Operators of one forward step, in execution order: embedding, each layer group, head."""
+def build_graph(arch: Architecture, unquantized: tuple[str, ...] = ()) -> tuple[Operator, ...]:
+    """Operators of one forward step, in execution order: embedding, each layer group, head. `unquantized`:
+    the modules (model.precision.QUANT_MODULES) whose dense GEMMs the checkpoint leaves in its 16-bit dtype."""
     model_ops = _model_ops(arch)
     head_start = 2 if arch.learned_positions else 1
     ops: list[Operator] = model_ops[:head_start]
     for i, g in enumerate(arch.groups):
         ops += _layer_ops(g, arch, i)
     ops += model_ops[head_start:]
-    return tuple(ops)
+    names = {n for m in unquantized for n in MODULE_OPERATORS[m]}
+    return tuple(_unquantize(op) if op.weight_role == "dense" and op.name in names else op for op in ops)
