@@ -129,16 +129,32 @@ def _indexer(a: Attention, d: int) -> list[Operator]:
         gemm("indexer_k_proj", N, sp.Integer(di), d, replicated=True, description="indexer key projection"),
         elementwise("indexer_k_norm", N * di, params=sp.Integer(2 * di), description="LayerNorm of the index key"),
         gemm("indexer_weights_proj", N, sp.Integer(hi), d, replicated=True, description="per-head index weights"),
+        # DeepSeek-V3.2's Indexer.forward (deepseek-ai/DeepSeek-V3.2-Exp inference/model.py), as SGLang runs it
+        # (srt/layers/attention/nsa/nsa_indexer.py, forward_cuda): rotary on the rope slice of q and k (one call),
+        # a Hadamard transform of q and of k (rotate_activation), FP8 quantization of q and of k with one scale per
+        # 128 (act_quant), the q scales folded into the head weights: seven kernels, then the scores, then top-k
+        _with(elementwise("indexer_rotate", N * (hi + 1) * di, flops_per_element=10,
+                          description="rotary on the rope slice of q and k, then a Hadamard transform of each"),
+              kernels=3),
+        _with(elementwise("indexer_quant", N * (hi + 1) * di, flops_per_element=3,
+                          description="FP8 quantization of q and k (one scale per 128), q scales folded into the "
+                          "head weights"), kernels=3),
         Operator(
             name="indexer", kind="attention", weight_role="none", tags=("per_sequence",),
-            flops=B * hi * 2 * di * keys_seen(None) + N * (C + T) * 2,  # scores, then the top-k selection
-            act_bytes=N * (hi * di + hi) * b_a,
+            flops=B * hi * 2 * di * keys_seen(None),
+            act_bytes=N * (hi * di + hi) * b_a + N * (C + T) * 4,  # q, weights in; fp32 scores out
             kv_read_bytes=B * keys_read(None) * di * b_kv,
             kv_write_bytes=N * di * b_kv,
             cache_bytes=B * (C + T) * di * b_kv,
             m=T * hi,
             n=keys_read(None),
-            description=f"indexer scores over every cached key, keeps the top {a.sparse_topk} per query",
+            description="indexer scores (fp32) of every cached key",
+        ),
+        Operator(
+            name="indexer_topk", kind="elementwise", weight_role="none", tags=("per_sequence",),
+            flops=N * (C + T) * 2,
+            act_bytes=N * (C + T) * 4 + N * a.sparse_topk * 4,  # fp32 scores in, int32 indices out
+            description=f"top-{a.sparse_topk} selection over the index scores (its own kernel)",
         ),
     ]
 
