@@ -98,3 +98,23 @@ def test_rows_serve_the_checkpoint_exclude_lists():
 def test_unknown_module_is_refused():
     with pytest.raises(RidgeplanError, match="unquantized"):
         Precision(weights="nvfp4", unquantized=("mlp",))
+
+
+def test_moe_layer_kernels_and_fp8_activation_quantization_by_hand():
+    """A grouped MoE layer runs five kernels (vLLM fused_experts_impl: align, w1 GEMM, silu_and_mul, w2 GEMM,
+    moe_sum); vLLM's and SGLang's Triton MoE quantize FP8 activations per token group in two kernels of their own
+    (before each grouped GEMM); TensorRT-LLM fuses them. MiniMax-M2.5 on TP4 (MoE-TP 4), 4 decode tokens: the
+    tokens 4 x 3072 plus the 4 x 8 token-expert pairs x 1536 / 4 = 12,288 + 12,288 = 24,576 elements, read and
+    written in 16 bits = 98,304 bytes."""
+    for engine, quantized in (("vllm", True), ("sglang", True), ("trtllm", False)):
+        d = deployment("minimax-m2.5", "b200", weights="fp8", experts="fp8", tp=4, engine=engine)
+        ops = d.graph.evaluate({**d.symbols(), "B": 4.0, "T": 1.0, "C": 1000.0})
+        names = [op.name for op in ops.ops]
+        e, q = names.index("experts"), names.index("experts_quant")
+        assert ops.ops[e].kernels == 5 and ops.ops[q].kernels == 2 and q == e - 1
+        assert ops.act_bytes[q, 0] == (98_304 if quantized else 0)
+        floor = d.step(4.0, 1, 1000.0).times.floor_s[q, 0]
+        assert (floor == 2 * d.eff.kernel_floor_s) if quantized else floor == 0  # no work, no kernel
+    # NVFP4 experts keep their quantization inside the MoE kernels on every engine
+    d = deployment("minimax-m2.5", "b200", weights="nvfp4", experts="nvfp4", tp=4, engine="vllm")
+    assert d.symbols()["q_e"] == 0.0

@@ -19,7 +19,7 @@ from model.operators.formulas import (
 )
 from model.operators.symbols import (
     B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_u, b_w, e_red, ep, ep_nodes, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
-    moe_imbalance, n_logit, tp,
+    moe_imbalance, n_logit, q_e, tp,
 )
 from model.precision import QUANT_MODULES
 
@@ -266,7 +266,11 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
             params=held * (expert_weights_rank + ((2 * i_rank + d) if m.expert_bias else 0)),
             resident_bytes=held * (expert_weights_rank * b_e + ((2 * i_rank + d) * b_a if m.expert_bias else 0)),
             active_params=sp.Integer(k * per_expert),
-            kernels=3,
+            # five kernels per MoE layer: vLLM's fused_experts_impl (model_executor/layers/fused_moe/fused_moe.py)
+            # runs moe_align_block_size, the w1 grouped GEMM, silu_and_mul, the w2 grouped GEMM and moe_sum;
+            # SGLang's fused_moe_triton the same; TensorRT-LLM's CUTLASS MoE expandInputRows, GEMM1, the
+            # activation, GEMM2 and finalizeMoeRouting
+            kernels=5,
             description="routed experts (grouped GEMMs): only touched experts' weights are read",
         ),
     ]
@@ -275,6 +279,13 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
                            description="latent MoE: hidden state to the experts' latent width (replicated)"))
         ops.insert(4, gemm("latent_up_proj", N, sp.Integer(d_model), d, replicated=True,
                            description="latent MoE: expert output back to the hidden width (replicated)"))
+    # FP8 experts in vLLM's and SGLang's Triton MoE quantize their activations per token group in kernels of
+    # their own before each grouped GEMM (vLLM fused_experts_impl: moe_kernel_quantize_input for the hidden
+    # states and for the activated intermediate; SGLang invoke_fused_moe_kernel: sglang_per_token_group_quant_fp8):
+    # the tokens at this rank x d, then the busiest rank's token-expert pairs x its intermediate slice
+    quant = elementwise("experts_quant", q_e * (tokens * d + assignments * i_rank),
+                        description="activation quantization before each grouped GEMM (kernels of their own)")
+    ops.insert(next(n for n, op in enumerate(ops) if op.name == "experts"), _with(quant, kernels=2))
     if m.shared_intermediate_size:
         shared = _dense_mlp(m, d_model, width=m.shared_intermediate_size, prefix="shared_")
         ops += shared

@@ -89,6 +89,10 @@ class Efficiency:
     # model.engines.step_quant_flags
     step_quant_8: float = 0.0
     step_quant_4: float = 0.0
+    # 1 where the engine's MoE layer quantizes the experts' activations in kernels of their own (vLLM's and SGLang's
+    # Triton MoE for FP8): the graph's `experts_quant` operator (symbol q_e)
+    step_expert_quant_8: float = 0.0
+    step_expert_quant_4: float = 0.0
     source: str = ""
 
     def gemm_max(self, dtype: str) -> float:
