@@ -88,6 +88,12 @@ ACTIVATION_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 KV_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4", "int2")
 
 
+# Modules of a layer a quantized checkpoint may leave in its 16-bit dtype (its exclude / ignore list): the attention
+# block's input projections, its output projection, the shared experts, the MLP of the dense layers
+# (model.operators.graph.MODULE_OPERATORS names their operators)
+QUANT_MODULES = ("attention", "attention_out", "shared_experts", "dense_mlp")
+
+
 @dataclass(frozen=True)
 class Precision:
     """Separate precisions for dense weights, MoE expert weights, embeddings, GEMM activations and KV.
@@ -102,6 +108,8 @@ class Precision:
     kv: str = "bf16"
     experts: str | None = None  # None: same as weights
     embeddings: str = "bf16"  # engines keep embeddings and the LM head in 16 bits by default
+    # modules (QUANT_MODULES) whose dense layers stay 16-bit while the other dense layers use `weights`
+    unquantized: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +120,12 @@ class Precision:
             _check_choice("experts", self.experts, WEIGHT_FORMATS)
         if self.activations is not None:
             _check_choice("activations", self.activations, ACTIVATION_DTYPES)
+        if not isinstance(self.unquantized, tuple):
+            raise RidgeplanError("unquantized", f"must be a tuple of module names, got {self.unquantized!r}",
+                                 QUANT_MODULES)
+        for module in self.unquantized:
+            if module not in QUANT_MODULES:
+                raise RidgeplanError("unquantized", f"unknown module {module!r}", QUANT_MODULES)
 
     @property
     def expert_weights(self) -> str:
@@ -120,7 +134,8 @@ class Precision:
     def label(self) -> str:
         act = self.activations or "auto"
         exp = f", experts {self.experts}" if self.experts else ""
-        return f"W {self.weights}{exp} / A {act} / KV {self.kv}"
+        unq = f", 16-bit {'+'.join(self.unquantized)}" if self.unquantized else ""
+        return f"W {self.weights}{exp}{unq} / A {act} / KV {self.kv}"
 
 
 def _check_choice(field_name: str, value: object, allowed: tuple[str, ...]) -> None:

@@ -43,3 +43,11 @@ def test_fp4_formats_carry_their_block_scales():
     assert number_format("nvfp4").bits_per_element == 4 + 8 / 16
     assert number_format("mxfp4").bits_per_element == 4 + 8 / 32
     assert number_format("nvfp4").compute_dtype == number_format("mxfp4").compute_dtype == "fp4"
+
+
+def test_b200_fit_checks_use_the_driver_reported_total():
+    """nvidia-smi reports 183,359 MiB per B200 (marketed 180 GB): 183,359 x 2^20 = 192,265,846,784 bytes, of which
+    vLLM's 90% is 173.0 GB."""
+    m = load_device("b200").memory
+    assert m.runtime_total_bytes == 183_359 * 2**20 == 192_265_846_784
+    assert m.total_bytes == m.runtime_total_bytes and m.capacity_bytes == 180e9

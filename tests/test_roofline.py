@@ -175,14 +175,19 @@ def test_step_time_never_falls_with_context(batch, context):
 
 
 def test_experts_in_their_own_format_run_their_own_gemm_path():
-    """NVFP4 experts beside 16-bit dense layers (DeepSeek-V3.1-NVFP4) run W4A4 on Blackwell's FP4 tensor cores
-    (not weight-only at the dense layers' bf16 rate); on Hopper, without FP4 tensor cores, W4A16 weight-only."""
+    """DeepSeek-V3.1-NVFP4 keeps its MLA input projections in bf16 (hf_quant_config exclude list) and its experts,
+    o_proj, shared experts and dense MLPs in NVFP4: those run W4A4 on Blackwell's FP4 tensor cores, the
+    projections on the bf16 path (role "unquantized"); on Hopper, without FP4 tensor cores, W4A16 weight-only."""
     from model.serving.deployment import deployment
 
     b200 = deployment("deepseek-v3.1-nvfp4", "b200", tp=8)
-    assert (b200.resolved.dense_dtype, b200.resolved.expert_dtype) == ("bf16", "fp4")
+    assert b200.precision.unquantized == ("attention",)
+    assert (b200.resolved.dense_dtype, b200.resolved.expert_dtype) == ("fp4", "fp4")
     assert not b200.context.weight_only["expert"]
-    assert any("experts: W4A4" in n for n in b200.resolved.assumptions)
+    assert any("W4A4" in n for n in b200.resolved.assumptions)
+    roles = {op.name: op.weight_role for op in b200.graph.ops}
+    assert (roles["q_a_proj"], roles["kv_b_proj"], roles["o_proj"], roles["experts"]) == (
+        "unquantized", "unquantized", "dense", "expert")
     h200 = deployment("deepseek-v3.1-nvfp4", "h200", tp=8)
     assert h200.resolved.expert_dtype == "bf16" and h200.context.weight_only["expert"]
 

@@ -7,10 +7,12 @@ the checkpoint says; a key left out means "the checkpoint's 16-bit dtype".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from model.architecture.fields import Cfg
+from model.precision import QUANT_MODULES
 
 _ALGOS = {"nvfp4": "nvfp4", "w4a16_nvfp4": "nvfp4", "fp8": "fp8", "mxfp4": "mxfp4", "mxfp8": "fp8",
           "w4a16_awq": "int4", "w4a8_awq": "int4", "int8_sq": "int8"}
@@ -48,9 +50,16 @@ def checkpoint_quantization(c: Cfg, sidecar: Mapping[str, Any] | None) -> tuple[
         fmt = _compressed_tensors(q)
     if fmt is None:
         return q, (f"checkpoint quantization {method or algo!r} not recognised; weights taken as 16-bit",)
+    groups = excluded_modules(excluded)
     if fmt == "mxfp4" and method == "mxfp4":  # gpt-oss: MXFP4 experts, everything else bf16
         q["experts"] = "mxfp4"
-    elif fmt in ("nvfp4", "int4", "mxfp4") and (attention_excluded or "re:.*shared_experts.*" in excluded):
+    elif fmt in ("nvfp4", "int4", "mxfp4") and groups:
+        q["experts"] = fmt
+        q.setdefault("weights", fmt)
+        q["unquantized"] = groups
+        notes.append(f"{fmt.upper()} checkpoint: routed experts {fmt}; {', '.join(groups)} excluded from "
+                     "quantization (kept at the checkpoint's 16-bit dtype); the other dense layers " + fmt)
+    elif fmt in ("nvfp4", "int4", "mxfp4") and attention_excluded:
         q["experts"] = fmt
         q.setdefault("weights", None)
         notes.append(f"{fmt.upper()} checkpoint: routed experts {fmt}; attention (excluded from quantization) "
@@ -68,6 +77,30 @@ def checkpoint_quantization(c: Cfg, sidecar: Mapping[str, Any] | None) -> tuple[
     if str(q.get("kv_cache_quant_algo") or "").upper() == "FP8":
         notes.append("the checkpoint ships FP8 KV-cache scales (choose kv='fp8' to use them)")
     return q, tuple(notes)
+
+
+def excluded_modules(excluded: list[str]) -> tuple[str, ...]:
+    """The modules (model.precision.QUANT_MODULES) an exclude / ignore list keeps out of quantization. The lists
+    name modules per layer (`model.layers.7.self_attn*`), by regular expression (`re:.*shared_experts.*`) or by
+    glob; a module excluded in any layer is taken as excluded in every layer (the checkpoints exclude the same
+    modules in each layer of a kind: Qwen3.5 lists self_attn for its full-attention layers and linear_attn for the
+    others). Whole-layer entries (`model.layers.0*`, MTP layers) and routers (`mlp.gate`) are not module kinds
+    here; routers are never quantized by the engines (model.operators.graph)."""
+    found: set[str] = set()
+    for entry in excluded:
+        e = entry.lower().replace("\\", "")
+        whole = re.search(r"(self_attn|linear_attn)(\*|\.\*|$)", e)
+        if whole:
+            found |= {"attention", "attention_out"}
+        elif re.search(r"self_attn\.(o_proj)", e):
+            found.add("attention_out")
+        elif re.search(r"self_attn\.(q_|kv_|k_|v_|qkv|indexer|wq|wk|weights_proj)", e):
+            found.add("attention")
+        if "shared_expert" in e:
+            found.add("shared_experts")
+        elif re.search(r"mlp\.\(?(gate_up|gate|up|down)[|_)]", e) and "expert" not in e:
+            found.add("dense_mlp")
+    return tuple(m for m in QUANT_MODULES if m in found)
 
 
 def _compressed_tensors(q: Mapping[str, Any]) -> str | None:

@@ -36,9 +36,13 @@ def get_engine(name: str) -> EngineDefaults:
 
 def step_quant_flags(engine: str | None) -> dict[str, float]:
     """Efficiency.step_quant_* for an engine: 1 for the activation dtypes it quantizes in a kernel of their own
-    before each dense GEMM (its `unfused_activation_quant`), 0 otherwise; no engine: all 0 (fused)."""
+    before each dense GEMM (its `unfused_activation_quant`), 0 otherwise; step_expert_quant_*: the same for the
+    experts' grouped GEMMs (its `unfused_expert_quant`); no engine: all 0 (fused)."""
     unfused = get_engine(engine).unfused_activation_quant if engine else ()
-    return {f"step_quant_{cls}": float(dtype in unfused) for cls, dtype in (("8", "fp8"), ("4", "fp4"))}
+    experts = get_engine(engine).unfused_expert_quant if engine else ()
+    classes = (("8", "fp8"), ("4", "fp4"))
+    return {**{f"step_quant_{cls}": float(dtype in unfused) for cls, dtype in classes},
+            **{f"step_expert_quant_{cls}": float(dtype in experts) for cls, dtype in classes}}
 
 
 def engine_module(engine: str):

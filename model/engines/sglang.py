@@ -43,6 +43,9 @@ class SGLangDefaults:
     overlap_scheduler: bool = True
     # not modelled as unfused for SGLang: its FP8/FP4 linear paths were not read for this
     unfused_activation_quant: tuple[str, ...] = ()
+    # FP8 experts: fused_moe_triton's invoke_fused_moe_kernel quantizes A per token group
+    # (sglang_per_token_group_quant_fp8) before each of the two grouped GEMMs, as vLLM's Triton MoE does
+    unfused_expert_quant: tuple[str, ...] = ("fp8",)
     radix_cache: bool = True  # --disable-radix-cache off: prefix sharing on
     source: str = "SGLang v0.4-v0.5 (python/sglang/srt/server_args.py, managers/scheduler.py)"
 

@@ -42,6 +42,8 @@ class TRTLLMDefaults:
     # TensorRT-LLM fuses FP8/FP4 activation quantization into the norm, activation and
     # attention-output kernels before its quantized GEMMs (fused RMSNorm+quant, SwiGLU+quant, FMHA output quant)
     unfused_activation_quant: tuple[str, ...] = ()
+    # not modelled as unfused: its CUTLASS MoE quantizes inside expandInputRows and the activation kernel
+    unfused_expert_quant: tuple[str, ...] = ()
     source: str = "TensorRT-LLM 0.20-1.3 PyTorch backend (tensorrt_llm/llmapi/llm_args.py, _torch/pyexecutor/scheduler.py)"
 
     @property

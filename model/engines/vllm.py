@@ -44,6 +44,10 @@ class VLLMDefaults:
     # W4A4 scheme and the FlashInfer backends; FP8 activation quantization is a torch op that torch.compile fuses
     # into the preceding norm or activation, so FP8 is not listed
     unfused_activation_quant: tuple[str, ...] = ("fp4",)
+    # expert activation dtypes its MoE layer quantizes in kernels of their own before each grouped GEMM: FP8
+    # (fused_moe.py fused_experts_impl: moe_kernel_quantize_input for the hidden states, then for the activated
+    # intermediate, around the Triton fused_moe_kernel calls)
+    unfused_expert_quant: tuple[str, ...] = ("fp8",)
     source: str = "vLLM v0.8-v0.19 V1 engine (vllm/config/scheduler.py, vllm/engine/arg_utils.py)"
 
 

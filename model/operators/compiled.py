@@ -50,9 +50,9 @@ class OpArrays:
 class CompiledGraph:
     """An architecture's operator graph with every quantity lambdified to one numpy function."""
 
-    def __init__(self, arch: Architecture):
+    def __init__(self, arch: Architecture, unquantized: tuple[str, ...] = ()):
         self.arch = arch
-        self.ops = build_graph(arch)
+        self.ops = build_graph(arch, unquantized)
         self.counts = np.array([op.count for op in self.ops], dtype=float)
         exprs = [sp.sympify(op.resident if q == "resident_bytes" else getattr(op, q)) for q in QUANTITIES for op in self.ops]
         self._fn = sp.lambdify(SCENARIO_SYMBOLS, exprs, modules="numpy", cse=True)
@@ -87,5 +87,6 @@ class CompiledGraph:
 
 
 @lru_cache(maxsize=128)
-def compile_graph(arch: Architecture) -> CompiledGraph:
-    return CompiledGraph(arch)
+def compile_graph(arch: Architecture, unquantized: tuple[str, ...] = ()) -> CompiledGraph:
+    """`unquantized`: the modules the checkpoint leaves in 16 bits (model.operators.graph.MODULES)."""
+    return CompiledGraph(arch, unquantized)

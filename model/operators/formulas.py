@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from model.operators.symbols import (
-    B, C, T, b_a, b_e, b_emb, b_kv, b_w, causal, dp_attn, ep, tp, z_ep,
+    B, C, T, b_a, b_e, b_emb, b_kv, b_u, b_w, causal, dp_attn, ep, tp, z_ep,
 )
 
 ZERO = sp.Integer(0)
@@ -40,7 +40,7 @@ class Operator:
 
     name: str
     kind: str  # gemm | attention | linear_attention | elementwise | embedding | collective
-    weight_role: str = "none"  # dense | expert | embedding | none: which weight format applies
+    weight_role: str = "none"  # dense | unquantized | expert | embedding | none: which weight format applies
     flops: sp.Expr = ZERO
     weight_bytes: sp.Expr = ZERO  # weights read from memory
     act_bytes: sp.Expr = ZERO  # activations read + written
@@ -104,7 +104,7 @@ def gemm(name: str, m: sp.Expr, n: sp.Expr, k: sp.Expr, *, role: str = "dense", 
          bytes_per_weight: sp.Expr | None = None, replicated: bool = False, full_params: sp.Expr | None = None,
          description: str = "") -> Operator:
     """A dense linear layer y = x W (+ b) with W of shape (k, n) on this rank."""
-    bpw = bytes_per_weight if bytes_per_weight is not None else {"dense": b_w, "expert": b_e, "embedding": b_emb}[role]
+    bpw = bytes_per_weight if bytes_per_weight is not None else {"dense": b_w, "unquantized": b_u, "expert": b_e, "embedding": b_emb}[role]
     weights = k * n
     bias_params = n if bias else ZERO
     per_rank = weights + bias_params

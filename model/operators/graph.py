@@ -18,9 +18,10 @@ from model.operators.formulas import (
     attention_depth, softmax_attention_core, sparse_keys_read,
 )
 from model.operators.symbols import (
-    B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_w, e_red, ep, ep_nodes, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
-    moe_imbalance, n_logit, tp,
+    B, C, T, b_a, b_disp, b_e, b_emb, b_kv, b_state, b_u, b_w, e_red, ep, ep_nodes, etp, ll_decode, ll_prefill, moe_a2a, moe_ag,
+    moe_imbalance, n_logit, q_e, tp,
 )
+from model.precision import QUANT_MODULES
 
 
 def _with(op: Operator, **changes) -> Operator:
@@ -130,17 +131,33 @@ def _indexer(a: Attention, d: int) -> list[Operator]:
         gemm("indexer_k_proj", N, sp.Integer(di), d, replicated=True, description="indexer key projection"),
         elementwise("indexer_k_norm", N * di, params=sp.Integer(2 * di), description="LayerNorm of the index key"),
         gemm("indexer_weights_proj", N, sp.Integer(hi), d, replicated=True, description="per-head index weights"),
+        # DeepSeek-V3.2's Indexer.forward (deepseek-ai/DeepSeek-V3.2-Exp inference/model.py), as SGLang runs it
+        # (srt/layers/attention/nsa/nsa_indexer.py, forward_cuda): rotary on the rope slice of q and k (one call),
+        # a Hadamard transform of q and of k (rotate_activation), FP8 quantization of q and of k with one scale per
+        # 128 (act_quant), the q scales folded into the head weights: seven kernels, then the scores, then top-k
+        _with(elementwise("indexer_rotate", N * (hi + 1) * di, flops_per_element=10,
+                          description="rotary on the rope slice of q and k, then a Hadamard transform of each"),
+              kernels=3),
+        _with(elementwise("indexer_quant", N * (hi + 1) * di, flops_per_element=3,
+                          description="FP8 quantization of q and k (one scale per 128), q scales folded into the "
+                          "head weights"), kernels=3),
         Operator(
             name="indexer", kind="attention", weight_role="none", tags=("per_sequence",),
-            flops=B * hi * 2 * di * keys_seen(None) + N * (C + T) * 2,  # scores, then the top-k selection
-            act_bytes=N * (hi * di + hi) * b_a,
+            flops=B * hi * 2 * di * keys_seen(None),
+            act_bytes=N * (hi * di + hi) * b_a + N * (C + T) * 4,  # q, weights in; fp32 scores out
             kv_read_bytes=B * keys_read(None) * di * b_kv,
             kv_write_bytes=N * di * b_kv,
             cache_bytes=B * (C + T) * di * b_kv,
             m=T * hi,
             n=keys_read(None),
             k=attention_depth(di, 0),  # scores only: 2 * di FLOPs per pair
-            description=f"indexer scores over every cached key, keeps the top {a.sparse_topk} per query",
+            description="indexer scores (fp32) of every cached key",
+        ),
+        Operator(
+            name="indexer_topk", kind="elementwise", weight_role="none", tags=("per_sequence",),
+            flops=N * (C + T) * 2,
+            act_bytes=N * (C + T) * 4 + N * a.sparse_topk * 4,  # fp32 scores in, int32 indices out
+            description=f"top-{a.sparse_topk} selection over the index scores (its own kernel)",
         ),
     ]
 
@@ -236,8 +253,11 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
     i_rank = sp.Integer(di) / etp
     expert_weights_rank = matrices * d * i_rank
     ops = [
-        gemm("router", N, sp.Integer(E), d_model, bias=m.router_bias, replicated=True,
-             description="router logits over all experts (replicated)"),
+        # the router stays 16-bit in a quantized model: vLLM builds it with quant_config=None ("Gate always runs at
+        # half / full precision", vllm/model_executor/layers: the MoE models' `self.gate = ReplicatedLinear(...)`),
+        # and the checkpoints exclude it (MiniMax `gate`, gpt-oss `mlp.router`, ModelOpt `block_sparse_moe.gate`)
+        gemm("router", N, sp.Integer(E), d_model, role="unquantized", bias=m.router_bias, replicated=True,
+             description="router logits over all experts (replicated, 16-bit)"),
         elementwise("topk_softmax", N * E, flops_per_element=4, description="top-k selection and routing weights"),
         Operator(
             name="experts", kind="gemm", weight_role="expert",
@@ -249,7 +269,11 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
             params=held * (expert_weights_rank + ((2 * i_rank + d) if m.expert_bias else 0)),
             resident_bytes=held * (expert_weights_rank * b_e + ((2 * i_rank + d) * b_a if m.expert_bias else 0)),
             active_params=sp.Integer(k * per_expert),
-            kernels=3,
+            # five kernels per MoE layer: vLLM's fused_experts_impl (model_executor/layers/fused_moe/fused_moe.py)
+            # runs moe_align_block_size, the w1 grouped GEMM, silu_and_mul, the w2 grouped GEMM and moe_sum;
+            # SGLang's fused_moe_triton the same; TensorRT-LLM's CUTLASS MoE expandInputRows, GEMM1, the
+            # activation, GEMM2 and finalizeMoeRouting
+            kernels=5,
             description="routed experts (grouped GEMMs): only touched experts' weights are read",
         ),
     ]
@@ -258,6 +282,13 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
                            description="latent MoE: hidden state to the experts' latent width (replicated)"))
         ops.insert(4, gemm("latent_up_proj", N, sp.Integer(d_model), d, replicated=True,
                            description="latent MoE: expert output back to the hidden width (replicated)"))
+    # FP8 experts in vLLM's and SGLang's Triton MoE quantize their activations per token group in kernels of
+    # their own before each grouped GEMM (vLLM fused_experts_impl: moe_kernel_quantize_input for the hidden
+    # states and for the activated intermediate; SGLang invoke_fused_moe_kernel: sglang_per_token_group_quant_fp8):
+    # the tokens at this rank x d, then the busiest rank's token-expert pairs x its intermediate slice
+    quant = elementwise("experts_quant", q_e * (tokens * d + assignments * i_rank),
+                        description="activation quantization before each grouped GEMM (kernels of their own)")
+    ops.insert(next(n for n, op in enumerate(ops) if op.name == "experts"), _with(quant, kernels=2))
     if m.shared_intermediate_size:
         shared = _dense_mlp(m, d_model, width=m.shared_intermediate_size, prefix="shared_")
         ops += shared
@@ -386,13 +417,35 @@ def _model_ops(arch: Architecture) -> list[Operator]:
     return ops
 
 
+# The dense linear layers of a layer, by the module a checkpoint's exclude list names (model.architecture.quant):
+# the attention block's input projections (MLA, GQA, sparse-attention indexer, linear attention), its output
+# projection, the shared experts, and the MLP of the dense layers.
+MODULE_OPERATORS: dict[str, tuple[str, ...]] = {
+    "attention": ("qkv_proj", "q_proj", "q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj", "kv_proj",
+                  "indexer_q_proj", "indexer_k_proj", "indexer_weights_proj", "in_proj_qkvz", "in_proj_ba"),
+    "attention_out": ("o_proj", "out_proj"),
+    "shared_experts": ("shared_gate_up_proj", "shared_up_proj", "shared_down_proj", "shared_gate"),
+    "dense_mlp": ("gate_up_proj", "up_proj", "down_proj"),
+}
+assert tuple(MODULE_OPERATORS) == QUANT_MODULES
+
+
+def _unquantize(op: Operator) -> Operator:
+    """A dense GEMM whose weights the checkpoint keeps in 16 bits: bytes at b_u, role "unquantized" (the 16-bit
+    tensor-core path, no activation quantization)."""
+    return _with(op, weight_role="unquantized", weight_bytes=op.weight_bytes.subs(b_w, b_u),
+                 resident_bytes=None if op.resident_bytes is None else op.resident_bytes.subs(b_w, b_u))
+
+
 @lru_cache(maxsize=256)
-def build_graph(arch: Architecture) -> tuple[Operator, ...]:
-    """Operators of one forward step, in execution order: embedding, each layer group, head."""
+def build_graph(arch: Architecture, unquantized: tuple[str, ...] = ()) -> tuple[Operator, ...]:
+    """Operators of one forward step, in execution order: embedding, each layer group, head. `unquantized`:
+    the modules (model.precision.QUANT_MODULES) whose dense GEMMs the checkpoint leaves in its 16-bit dtype."""
     model_ops = _model_ops(arch)
     head_start = 2 if arch.learned_positions else 1
     ops: list[Operator] = model_ops[:head_start]
     for i, g in enumerate(arch.groups):
         ops += _layer_ops(g, arch, i)
     ops += model_ops[head_start:]
-    return tuple(ops)
+    names = {n for m in unquantized for n in MODULE_OPERATORS[m]}
+    return tuple(_unquantize(op) if op.weight_role == "dense" and op.name in names else op for op in ops)

@@ -35,6 +35,8 @@ ep_nodes = sp.Symbol("ep_nodes", positive=True)  # scale-up domains (nodes) the 
 # bytes per element
 b_w = sp.Symbol("b_w", positive=True)  # dense linear weights
 b_e = sp.Symbol("b_e", positive=True)  # MoE expert weights
+b_u = sp.Symbol("b_u", positive=True)  # linear layers a quantized checkpoint leaves in its 16-bit dtype
+q_e = sp.Symbol("q_e", nonnegative=True)  # 1: the MoE layer quantizes its activations in kernels of their own
 b_emb = sp.Symbol("b_emb", positive=True)  # embedding and LM head
 b_a = sp.Symbol("b_a", positive=True)  # activations between kernels (and biases, norm weights)
 b_kv = sp.Symbol("b_kv", positive=True)  # KV cache element
@@ -42,7 +44,7 @@ b_state = sp.Symbol("b_state", positive=True)  # recurrent state element of line
 
 SCENARIO_SYMBOLS: tuple[sp.Symbol, ...] = (
     B, T, C, n_logit, causal, tp, ep, etp, dp_attn, moe_imbalance, b_w, b_e, b_emb, b_a, b_kv, b_state,
-    z_ep, moe_ag, moe_a2a, ll_decode, ll_prefill, b_disp, e_red, ep_nodes,
+    z_ep, moe_ag, moe_a2a, ll_decode, ll_prefill, b_disp, e_red, ep_nodes, b_u, q_e,
 )
 SYMBOL_NAMES: tuple[str, ...] = tuple(s.name for s in SCENARIO_SYMBOLS)
 
@@ -67,6 +69,8 @@ DESCRIPTIONS: dict[str, str] = {
     "e_red": "redundant expert copies over the EP group (held in memory, (E + e_red) / ep per rank)",
     "b_w": "bytes per dense weight",
     "b_e": "bytes per expert weight",
+    "b_u": "bytes per weight of the linear layers a quantized checkpoint excludes (kept in 16 bits)",
+    "q_e": "1 when the engine's MoE layer quantizes the experts' activations in kernels of their own",
     "b_emb": "bytes per embedding / LM-head weight",
     "b_a": "bytes per activation element",
     "b_kv": "bytes per KV-cache element",
@@ -78,4 +82,5 @@ DEFAULTS: dict[str, float] = {
     "B": 1.0, "T": 1.0, "C": 0.0, "n_logit": 1.0, "causal": 1.0, "tp": 1.0, "ep": 1.0, "etp": 1.0,
     "dp_attn": 1.0, "gamma_moe": 1.0, "b_w": 2.0, "b_e": 2.0, "b_emb": 2.0, "b_a": 2.0, "b_kv": 2.0,
     "b_state": 4.0, "z_ep": 0.0, "moe_ag": 0.0, "moe_a2a": 0.0, "ll_decode": 0.0, "ll_prefill": 0.0, "b_disp": 2.0, "e_red": 0.0, "ep_nodes": 1.0,
+    "b_u": 2.0, "q_e": 0.0,
 }

@@ -117,6 +117,10 @@ class Efficiency:
     # (vLLM's CUTLASS FP8 call on H100: ~8 ns per row, 37 us at m = 4096, n = 1024, k = 128 against 6 us in BF16)
     gemm_quant_row_s_8: float = 0.0
     gemm_quant_row_s_4: float = 0.0
+    # 1 where the engine's MoE layer quantizes the experts' activations in kernels of their own (vLLM's and SGLang's
+    # Triton MoE for FP8): the graph's `experts_quant` operator (symbol q_e)
+    step_expert_quant_8: float = 0.0
+    step_expert_quant_4: float = 0.0
     source: str = ""
 
     def gemm_max(self, dtype: str) -> float:

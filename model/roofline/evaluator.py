@@ -22,7 +22,8 @@ from model.roofline.efficiency import Efficiency, efficiency_for, gemm_quant_s
 from model.roofline.kernel import compute_eta, kernel_time
 
 BOUNDS = ("compute", "memory", "network", "latency")
-ROLES = ("dense", "expert", "embedding", "attention", "vector")
+ROLES = ("dense", "unquantized", "expert", "embedding", "attention", "vector")
+GEMM_ROLES = ("dense", "unquantized", "expert", "embedding")
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     peak = np.zeros((n_ops, n))
     eta = np.ones((n_ops, n))
     with np.errstate(divide="ignore", invalid="ignore"):
-        for role in ("dense", "expert", "embedding"):
+        for role in GEMM_ROLES:
             rows = (kinds == "gemm") & (roles == role)
             if rows.any():
                 eta[rows] = compute_eta("gemm", ops.m[rows], ops.n[rows], eff, gemm_max=ctx.gemm_max[role],
@@ -216,8 +217,11 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
     eff = efficiency or efficiency_for(device)
     p = rp.precision
     emb_dtype = embedding_dtype(device)
+    # "unquantized": the dense layers a quantized checkpoint leaves in 16 bits (Precision.unquantized) run on the
+    # 16-bit path the embeddings use, with no activation quantization
     peaks = {
         "dense": device.peak(rp.dense_dtype),
+        "unquantized": device.peak(emb_dtype),
         "expert": device.peak(rp.expert_dtype),
         "embedding": device.peak(emb_dtype),
         "attention": device.peak(rp.attention_dtype),
@@ -226,14 +230,14 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
     return ExecContext(
         mem_bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s,
         peak_flop_per_s=peaks,
-        gemm_max={"dense": eff.gemm_max(rp.dense_dtype), "expert": eff.gemm_max(rp.expert_dtype),
-                  "embedding": eff.gemm_max(emb_dtype)},
+        gemm_max={"dense": eff.gemm_max(rp.dense_dtype), "unquantized": eff.gemm_max(emb_dtype),
+                  "expert": eff.gemm_max(rp.expert_dtype), "embedding": eff.gemm_max(emb_dtype)},
         # the FP8/FP4 tile heights are fitted to dense GEMM tables; experts run grouped MoE kernels that those tables
         # do not time, so they keep the 16-bit tile
-        gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "expert": eff.gemm_tile_m,
-                   "embedding": eff.gemm_tile(emb_dtype)},
+        gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "unquantized": eff.gemm_tile(emb_dtype),
+                   "expert": eff.gemm_tile_m, "embedding": eff.gemm_tile(emb_dtype)},
         dense_quant=eff.step_quant(rp.dense_dtype),
-        weight_only={"dense": is_weight_only(p.weights, rp.activations),
+        weight_only={"dense": is_weight_only(p.weights, rp.activations), "unquantized": False,
                      "expert": is_weight_only(p.expert_weights, rp.expert_activations or rp.activations),
                      "embedding": False},
         eff=eff, comm=dict(comm or {}), comm_overlap=comm_overlap, assumptions=rp.assumptions,
@@ -267,9 +271,9 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
     stacked = ExecContext(
         mem_bandwidth_bytes_per_s=pick([c.mem_bandwidth_bytes_per_s for c in contexts]),
         peak_flop_per_s={r: pick([c.peak_flop_per_s[r] for c in contexts]) for r in ROLES},
-        gemm_max={r: pick([c.gemm_max[r] for c in contexts]) for r in ("dense", "expert", "embedding")},
-        weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in ("dense", "expert", "embedding")},
-        gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in ("dense", "expert", "embedding")},
+        gemm_max={r: pick([c.gemm_max[r] for c in contexts]) for r in GEMM_ROLES},
+        weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in GEMM_ROLES},
+        gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in GEMM_ROLES},
         dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in range(3)),
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
     )

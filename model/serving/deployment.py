@@ -29,8 +29,8 @@ from model.placement.layout import Layout, stage_counts
 from model.placement.topology import LinkTiers, link_tiers
 from model.precision import Precision, number_format
 from model.roofline.collectives import collective_time
-from model.roofline.efficiency import Efficiency, efficiency_for
-from model.roofline.evaluator import CommGroup, ExecContext, OpTimes, context_for, evaluate, resolve_precision
+from model.roofline.efficiency import DTYPE_CLASSES, Efficiency, efficiency_for
+from model.roofline.evaluator import CommGroup, ExecContext, OpTimes, context_for, embedding_dtype, evaluate, resolve_precision
 
 CONVENTIONS = ("causal", "square")
 EP_COMM = ("auto", "allgather", "normal", "low_latency")
@@ -136,7 +136,7 @@ class Deployment:
 
     @cached_property
     def graph(self) -> CompiledGraph:
-        return compile_graph(self.arch)
+        return compile_graph(self.arch, self.precision.unquantized)
 
     @cached_property
     def moe_comm_mode(self) -> str:
@@ -202,6 +202,9 @@ class Deployment:
             "b_w": number_format(p.weights).bytes_per_element,
             "b_e": number_format(p.expert_weights).bytes_per_element,
             "b_emb": number_format(p.embeddings).bytes_per_element,
+            "b_u": number_format(embedding_dtype(self.device)).bytes_per_element,
+            "q_e": float(getattr(self.eff, f"step_expert_quant_{DTYPE_CLASSES.get(self.resolved.expert_dtype, '16')}",
+                                 0.0)),
             "b_a": act_bytes, "b_state": 4.0,
             "b_kv": number_format(p.kv).bytes_per_element * self.kv_rank_fraction * self.kv_keep_ratio,
         }
@@ -361,6 +364,7 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
                attention_convention: str = "causal", comm_overlap: float = 0.0, moe_imbalance: float = 1.0,
                eplb: bool = False, ep_comm: str = "auto", dispatch_dtype: str | None = None,
                two_batch_overlap: bool = False, mtp_layers: int = 0, engine: str | None = None,
+               unquantized: tuple[str, ...] | None = None,
                memory_utilization: float = 0.9, calibration: str | Path | bool | None = None) -> Deployment:
     """A Deployment from ids or paths. `weights=None` takes the checkpoint's own dtype (bf16/fp16; the
     published format for FP8 or MXFP4 checkpoints); `kv=None` keeps the KV cache in 16 bits.
@@ -369,7 +373,8 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     `dp` independent replicas. `engine` (vllm | sglang | trtllm): a layout that engine rejects is refused quoting its
     rule, and the engine's kernel calibration is picked up (hardware_db/calibration/<gpu>.<engine>.toml); None keeps
     the hand-set class defaults and checks no engine rule (the CLI and the app always name an engine, vllm by
-    default)."""
+    default). `unquantized`: the modules (model.precision.QUANT_MODULES) kept in 16 bits while the other dense
+    layers use `weights`; None takes the checkpoint's exclude list when `weights` is None too, else none."""
     layout = make_layout(tp=tp, pp=pp, ep=ep, dp=dp, attention_dp=attention_dp, moe_tp=moe_tp, moe_ep=moe_ep,
                          redundant_experts=redundant_experts)
     arch = load_architecture(model)
@@ -379,8 +384,10 @@ def deployment(model: str | Path | Mapping[str, Any] | Architecture = DEFAULT_MO
     if w in ("bf16", "fp16") and not device.supports(w) and weights is None:
         w = sixteen  # the checkpoint's 16-bit dtype is not native here: engines cast (e.g. bf16 -> fp16 on V100)
     exp = experts if experts is not None else checkpoint_expert_format(arch, w)
+    if unquantized is None:
+        unquantized = tuple((arch.quantization or {}).get("unquantized", ())) if weights is None else ()
     prec = Precision(weights=w, activations=activations, kv=kv or sixteen, experts=exp,
-                     embeddings=sixteen)
+                     embeddings=sixteen, unquantized=tuple(unquantized))
     node_type = get_node(node) if node else None
     eff = deployment_efficiency(device, calibration, engine)
     d = Deployment(arch, device, prec, layout, node=node_type, efficiency=eff,

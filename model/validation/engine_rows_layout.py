@@ -186,6 +186,32 @@ def row_model(row: Mapping[str, Any]) -> str:
     return ident
 
 
+# The checkpoint a row serves, where its quant mode is not the catalogue model's own checkpoint: its exclude list
+# says which modules stay 16-bit (model.architecture.quant.excluded_modules). The NVFP4 rows serve NVIDIA's
+# ModelOpt checkpoints (InferenceX launch scripts: nvidia/DeepSeek-R1-0528-NVFP4-v2, nvidia/Kimi-K2.5-NVFP4, ...);
+# DeepSeek-R1/V3's follow ModelOpt's one DeepSeek recipe (examples/deepseek/README.md: "DeepSeek V3, R1 and
+# V3.1"), whose copy here is nvidia/DeepSeek-V3.1-NVFP4. gpt-oss-120b is published only as OpenAI's MXFP4
+# checkpoint (experts MXFP4, attention and router bf16: its quantization_config), whatever the row's label.
+SERVED_CHECKPOINTS = {("deepseek-v3", "nvfp4"): "nvidia/DeepSeek-V3.1-NVFP4", ("glm-5", "nvfp4"): "nvidia/GLM-5-NVFP4",
+                      ("minimax-m2.5", "nvfp4"): "nvidia/MiniMax-M2.5-NVFP4",
+                      ("qwen3.5-397b-a17b", "nvfp4"): "nvidia/Qwen3.5-397B-A17B-NVFP4",
+                      ("kimi-k2.5", "nvfp4"): "nvidia/Kimi-K2.5-NVFP4", ("kimi-k2.5", "int4"): "moonshotai/Kimi-K2.5",
+                      ("gpt-oss-120b", "nvfp4"): "openai/gpt-oss-120b", ("gpt-oss-120b", "mxfp4"): "openai/gpt-oss-120b"}
+
+
+def served_formats(model: str, weights: str, experts: str) -> tuple[str, str, tuple[str, ...]]:
+    """(dense weights, experts, modules kept 16-bit) as the checkpoint a row serves stores them; the row's quant
+    modes unchanged (nothing kept 16-bit) when SERVED_CHECKPOINTS has no entry."""
+    from model.architecture.catalogue import load_architecture
+
+    hub = SERVED_CHECKPOINTS.get((model, weights))
+    if hub is None:
+        return weights, experts, ()
+    q = load_architecture(hub).quantization or {}
+    dense = q.get("weights") or "bf16"  # a key left out: the checkpoint's 16-bit dtype (model.architecture.quant)
+    return dense, q.get("experts") or dense, tuple(q.get("unquantized") or ())
+
+
 def row_deployment(row: Mapping[str, Any], pool: str = "", calibration: bool = False):
     """A validated Deployment for a row's pool; raises RidgeplanError when the row cannot be expressed.
     `calibration=True`: the engine's public-table calibration instead of the hand-set efficiency."""
@@ -206,8 +232,10 @@ def row_deployment(row: Mapping[str, Any], pool: str = "", calibration: bool = F
         raise RidgeplanError("gemm_quant_mode", f"unknown quant mode {row.get('gemm_quant_mode')!r}", sorted(QUANT))
     kv = "fp8" if weights in ("fp8", "nvfp4") else None
     lay = row_layout(row, pool)
-    return deployment(row_model(row), gpu, weights=weights, experts=experts, kv=kv, node=node, tp=lay.tp,
-                      pp=lay.pp, ep=lay.ep, attention_dp=lay.attention_dp, moe_tp=lay.moe_tp,
+    model = row_model(row)
+    weights, experts, unquantized = served_formats(model, weights, experts)
+    return deployment(model, gpu, weights=weights, experts=experts, unquantized=unquantized, kv=kv, node=node,
+                      tp=lay.tp, pp=lay.pp, ep=lay.ep, attention_dp=lay.attention_dp, moe_tp=lay.moe_tp,
                       redundant_experts=lay.redundant_experts,
                       engine=str(row["backend"]), calibration=True if calibration else None)
 
