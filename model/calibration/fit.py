@@ -40,6 +40,7 @@ BOUNDS = {
     "gemm_tile_m_8": (1.0, 256.0), "gemm_tile_m_4": (1.0, 256.0), "gemm_quant_s_8": (0.0, 1e-3),
     "gemm_quant_s_4": (0.0, 1e-3), "gemm_quant_bytes_8": (0.0, 64.0), "gemm_quant_bytes_4": (0.0, 64.0),
     "gemm_quant_row_s_8": (0.0, 1e-6), "gemm_quant_row_s_4": (0.0, 1e-6),
+    "nvls_bus_efficiency": (0.0, 1.0), "nvls_latency_s": (0.0, 1e-3), "collective_floor_s": (0.0, 1e-3),
 }
 
 
@@ -69,7 +70,8 @@ def _informed(table: pd.DataFrame) -> list[str]:
     if "step" in kinds:
         params.append("step_overhead_s")
     if kinds & set(COLLECTIVES):
-        params += ["collective_base_s", "scale_up_bus_efficiency"]
+        params += ["collective_base_s", "scale_up_bus_efficiency", "nvls_bus_efficiency", "nvls_latency_s",
+                   "collective_floor_s"]
     return sorted(set(params), key=list(BOUNDS).index)
 
 
@@ -244,11 +246,12 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 
 # unit of the log-scaled parameters: log1p(value / unit) (a latency of 1e-6 s and a size of 1 token alike)
 _LOG_UNIT = {"kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
+             "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7,
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}
 
-_ZERO_NUDGE = {"gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
+_ZERO_NUDGE = {"collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "nvls_bus_efficiency": 0.5, "gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
                "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
                "step_overhead_s": 1e-6,
                "attention_kv_half": 16.0, "attention_d_half": 8.0, "gemm_k_s": 1e-11,

@@ -29,7 +29,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); a single attention call timed on its
                     own + attention_floor_s, a decode attention call + decode_attention_floor_s (its per-call
                     preparation, done once per step in an engine)
-- every collective: + collective_base_s on top of its alpha-beta time
+- every collective: + collective_base_s on top of its alpha-beta time (in-switch all-reduce at nvls_bus_efficiency
+                    where > 0), and its own launch floor collective_floor_s (0 = kernel_floor_s)
 - weight-only GEMMs (W4A16, W8A16) run their compute at (1 - dequant_penalty) of the 16-bit efficiency.
 - a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
   ridge overlap their loads and math imperfectly (measured GEMMs at the crossover take ~1.3-1.6x max(t_c, t_m));
@@ -117,7 +118,22 @@ class Efficiency:
     # (vLLM's CUTLASS FP8 call on H100: ~8 ns per row, 37 us at m = 4096, n = 1024, k = 128 against 6 us in BF16)
     gemm_quant_row_s_8: float = 0.0
     gemm_quant_row_s_4: float = 0.0
+    # achieved/nominal scale-up bandwidth of an all-reduce reduced inside the switch (NVLink SHARP, NCCL's NVLS
+    # algorithm on NVSwitch 3+: each rank moves (N+1)/N x M per direction instead of a ring's 2(N-1)/N x M);
+    # 0 = no in-switch reduction (the hand-set classes), so "auto" never picks it
+    nvls_bus_efficiency: float = 0.0
+    # its start-up time: NVLS sets up multicast objects and runs two switch round trips, so it wins only large
+    # messages (NCCL's tuner has a far larger base latency for NVLS than for ring or tree)
+    nvls_latency_s: float = 0.0
+    # the launch floor of one collective kernel, in place of kernel_floor_s: an engine's custom all-reduce is a
+    # small kernel that starts and ends faster than a GEMM (2.2-2.5 us for a 2-GPU 1 kB all-reduce under SGLang
+    # and TensorRT-LLM on H100, where a GEMM's fitted floor is 3 us); 0 = kernel_floor_s
+    collective_floor_s: float = 0.0
     source: str = ""
+
+    def collective_floor(self):
+        """Launch floor of one collective kernel: collective_floor_s where set (> 0), else kernel_floor_s."""
+        return np.where(np.asarray(self.collective_floor_s) > 0, self.collective_floor_s, self.kernel_floor_s)
 
     def gemm_max(self, dtype: str) -> float:
         return getattr(self, f"gemm_max_{DTYPE_CLASSES.get(dtype, '16')}")

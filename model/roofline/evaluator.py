@@ -146,7 +146,8 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     mem_scale = np.where((kinds == "attention")[:, None], eff.attention_mem_scale, 1.0)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                     extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale)
+                     extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale,
+                     floor_s=np.where((kinds == "collective")[:, None], eff.collective_floor(), eff.kernel_floor_s))
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)
@@ -262,7 +263,9 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         groups[name] = CommGroup(
             size=pick([g.size for g in gs]),
             ranks_per_node=pick([g.size if g.ranks_per_node is None else g.ranks_per_node for g in gs]),
-            intra=Tier(pick([g.intra.bandwidth_bytes_per_s for g in gs]), pick([g.intra.latency_s for g in gs])),
+            intra=Tier(pick([g.intra.bandwidth_bytes_per_s for g in gs]), pick([g.intra.latency_s for g in gs]),
+                       pick([g.intra.switch_reduce_bytes_per_s for g in gs]),
+                       pick([g.intra.switch_reduce_latency_s for g in gs])),
             inter=inter, algorithm=gs[0].algorithm,
         )
     return ExecContext(

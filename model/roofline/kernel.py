@@ -50,19 +50,22 @@ def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_
 
 
 def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, kernels=1.0,
-                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0) -> KernelTime:
+                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0, floor_s=None) -> KernelTime:
     """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
 
     `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max.
     `extra_floor_s`: seconds of a serial companion kernel (the activation quantization a kernel table times with
-    each FP8 GEMM), counted with the floor of the kernels that do work. `eta_memory_scale`: see roofline_terms."""
+    each FP8 GEMM), counted with the floor of the kernels that do work. `eta_memory_scale`: see roofline_terms.
+    `floor_s`: each kernel's launch floor where it is not eff.kernel_floor_s (collectives:
+    Efficiency.collective_floor)."""
     compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff,
                                      eta_memory_scale)
     extra = np.asarray(extra_busy_s, dtype=float)
     busy = np.maximum(combine_roofline(compute, memory, eff.roofline_p), extra)
     active = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0) | (extra > 0)
     kernels = np.asarray(kernels, dtype=float)
-    floor = np.where(active, kernels * eff.kernel_floor_s + np.asarray(extra_floor_s, dtype=float), 0.0)
+    per_kernel = eff.kernel_floor_s if floor_s is None else np.asarray(floor_s, dtype=float)
+    floor = np.where(active, kernels * per_kernel + np.asarray(extra_floor_s, dtype=float), 0.0)
     return KernelTime(compute, memory, busy, floor)
 
 
