@@ -39,7 +39,7 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
                "mla_d_half_scale",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s",
-               "gemm_k_s", "gemm_quant_s_8", "gemm_quant_s_4",
+               "gemm_k_s", "gemm_k_split", "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4")
 
@@ -48,7 +48,7 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
 # fixed for the later ones (so FP8 GEMMs with their quantization overhead cannot bend the BF16 curve, nor
 # attention the memory ceiling); the shared floors and memory ceiling come from BF16 GEMMs and copies
 STAGES = (
-    (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "mem_max",
+    (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split", "mem_max",
                              "mem_bytes_half", "kernel_floor_s", "roofline_p")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
     (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8")),
@@ -73,7 +73,7 @@ STAGES = (
 STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2e-6, "gemm_quant_s_4": 2e-6,
                "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "gemm_quant_row_s_8": 1e-9,
                "gemm_quant_row_s_4": 1e-9,
-               "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 3e-10,
+               "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 1e-9, "gemm_k_split": 3072.0,
                "nvls_bus_efficiency": 0.6, "nvls_latency_s": 20e-6, "collective_floor_s": 2e-6}
 
 

@@ -10,7 +10,9 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile[dtype]) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
                     (tensor cores work on tiles of `gemm_tile_m` rows, FP8 `gemm_tile_m_8`, FP4 `gemm_tile_m_4`:
                     a one-token GEMM pays for a full tile)
-- GEMM k loop:      busy >= k * gemm_k_s   (one output tile's serial loop over k)
+- GEMM k loop:      busy >= min(k, gemm_k_split) * gemm_k_s   (one output tile's serial loop over k; past
+                    gemm_k_split elements the GEMM library splits k over more CTAs, so the loop stops growing;
+                    gemm_k_split = 0: no split, the hand-set classes)
 - FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_row_s[dtype] * m + gemm_quant_bytes[dtype] * m * k /
                     (bandwidth * mem_max): the
                     activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
@@ -102,6 +104,11 @@ class Efficiency:
     # seconds per element of k in one output tile's serial main loop: a GEMM cannot finish before one tile has run
     # over all of k (what binds narrow, deep GEMMs: n = 32, k = 7168 takes twice its roofline); 0 = no such bound
     gemm_k_s: float = 0.0
+    # elements of k beyond which the serial loop stops growing: for deep, narrow GEMMs (few output tiles, far fewer
+    # than SMs) cuBLAS/CUTLASS split k over CTAs (split-K, stream-K) with a reduction, so one tile's serial loop is
+    # about this many elements whatever k is (H100 vLLM BF16 tables: n = 32-512, m < 200: 2.6 us at k <= 128, rising
+    # ~1.1 ns per k to ~6 us at k ~ 3k, then flat to k = 16k); 0 = never split (the hand-set classes)
+    gemm_k_split: float = 0.0
     gemm_tile_m_8: float = 16.0
     gemm_tile_m_4: float = 16.0
     gemm_quant_s_8: float = 0.0
@@ -259,6 +266,14 @@ def gemm_eta(m, n, gemm_max, eff, tile=None) -> object:
     dtype's smallest tile (Efficiency.gemm_tile; default gemm_tile_m)."""
     tile = eff.gemm_tile_m if tile is None else tile
     return gemm_max * tile_fill(m, tile) * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
+
+
+def gemm_k_loop_s(k, eff) -> object:
+    """Seconds of one output tile's serial loop over k (a lower bound on a GEMM's busy time): gemm_k_s per element
+    of k, up to gemm_k_split elements where the library splits k (0: no split)."""
+    k = np.asarray(k, dtype=float)
+    split = np.asarray(eff.gemm_k_split, dtype=float)
+    return np.where(split > 0, np.minimum(k, split), k) * eff.gemm_k_s
 
 
 def gemm_quant_s(m, k, quant, bandwidth_bytes_per_s, eff) -> object:

@@ -18,7 +18,7 @@ from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time
-from model.roofline.efficiency import Efficiency, efficiency_for, gemm_quant_s
+from model.roofline.efficiency import Efficiency, efficiency_for, gemm_k_loop_s, gemm_quant_s
 from model.roofline.kernel import compute_eta, kernel_time
 
 BOUNDS = ("compute", "memory", "network", "latency")
@@ -136,7 +136,7 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
         network[i] = np.where(t > 0, t + eff.collective_base_s, 0.0)
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
     # a GEMM waits at least for one output tile's serial loop over k (Efficiency.gemm_k_s)
-    k_loop = np.where((kinds == "gemm")[:, None] & (ops.m > 0), ops.k * eff.gemm_k_s, 0.0)
+    k_loop = np.where((kinds == "gemm")[:, None] & (ops.m > 0), gemm_k_loop_s(ops.k, eff), 0.0)
     # the activation-quantization kernel a dense FP8/FP4 GEMM runs on its own where the engine does not fuse it
     # (ExecContext.dense_quant), a serial companion counted with the floor as in single-kernel predictions
     quant = np.zeros((n_ops, n))

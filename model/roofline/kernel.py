@@ -17,7 +17,7 @@ import numpy as np
 
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
-from model.roofline.efficiency import attention_eta, combine_roofline, gemm_eta, memory_eta
+from model.roofline.efficiency import attention_eta, combine_roofline, gemm_eta, gemm_k_loop_s, memory_eta
 
 KINDS = ("gemm", "attention", "linear_attention", "elementwise", "embedding", "copy")
 
@@ -101,7 +101,7 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
     # into the kernel before (evaluator.ExecContext.dense_quant; model.engines.step_quant_flags)
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
                        bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                       extra_busy_s=k * eff.gemm_k_s)
+                       extra_busy_s=gemm_k_loop_s(k, eff))
 
 
 def memory_time(nbytes, *, bandwidth_bytes_per_s: float, eff, kernels=1.0) -> KernelTime:

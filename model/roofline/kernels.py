@@ -15,7 +15,7 @@ from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.precision import number_format
 from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
-from model.roofline.efficiency import Efficiency, gemm_quant_s
+from model.roofline.efficiency import Efficiency, gemm_k_loop_s, gemm_quant_s
 from model.roofline.kernel import compute_eta, kernel_time
 
 KERNELS = ("gemm", "attention", "decode_attention", "copy", "elementwise")
@@ -116,7 +116,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
                              [eff.attention_floor_s, eff.decode_attention_floor_s], 0.0)
     kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
-                     extra_busy_s=np.where(w.kind == "gemm", w.shape_k * eff.gemm_k_s, 0.0),
+                     extra_busy_s=np.where(w.kind == "gemm", gemm_k_loop_s(w.shape_k, eff), 0.0),
                      eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
                                                eff.attention_mem_scale, 1.0))
     # one kernel's own floor, plus attention's per-call preparation and an FP8/FP4 GEMM's activation quantization
