@@ -39,7 +39,7 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
                "mla_d_half_scale",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s",
-               "gemm_k_s", "gemm_k_split", "gemm_quant_s_8", "gemm_quant_s_4",
+               "gemm_k_s", "gemm_k_split", "gemm_k_scale_8", "gemm_k_scale_4", "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4")
 
@@ -51,8 +51,10 @@ STAGES = (
     (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split", "mem_max",
                              "mem_bytes_half", "kernel_floor_s", "roofline_p")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
-    (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8")),
-    (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4", "gemm_quant_row_s_4")),
+    (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8",
+                     "gemm_k_scale_8")),
+    (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4", "gemm_quant_row_s_4",
+                     "gemm_k_scale_4")),
     # one attention curve for prefill and decode: ceiling, query rows, KV length and head dimension half-points,
     # call floors, KV-read bandwidth
     (("attention_decode", "attention_prefill"),

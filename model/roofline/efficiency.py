@@ -109,6 +109,11 @@ class Efficiency:
     # about this many elements whatever k is (H100 vLLM BF16 tables: n = 32-512, m < 200: 2.6 us at k <= 128, rising
     # ~1.1 ns per k to ~6 us at k ~ 3k, then flat to k = 16k); 0 = never split (the hand-set classes)
     gemm_k_split: float = 0.0
+    # that loop's time per element of k in FP8/INT8 and FP4 GEMMs, relative to 16-bit ones: their kernels step
+    # through k in deeper tiles (an FP8 k tile holds 128 elements in the bytes of a 16-bit tile's 64) with their own
+    # pipelines and split-K choices; 1 = the 16-bit loop (the hand-set classes, where gemm_k_s = 0 anyway)
+    gemm_k_scale_8: float = 1.0
+    gemm_k_scale_4: float = 1.0
     gemm_tile_m_8: float = 16.0
     gemm_tile_m_4: float = 16.0
     gemm_quant_s_8: float = 0.0
@@ -149,6 +154,11 @@ class Efficiency:
         """Rows of the smallest tensor-core tile of this dtype's GEMMs (gemm_tile_m for 16- and 32-bit)."""
         cls = DTYPE_CLASSES.get(dtype, "16")
         return getattr(self, f"gemm_tile_m_{cls}") if cls in ("8", "4") else self.gemm_tile_m
+
+    def gemm_k_scale(self, dtype: str) -> float:
+        """The k loop's time per element for this dtype's GEMMs relative to 16-bit ones (1 for 16- and 32-bit)."""
+        cls = DTYPE_CLASSES.get(dtype, "16")
+        return getattr(self, f"gemm_k_scale_{cls}") if cls in ("8", "4") else 1.0
 
     def gemm_quant(self, dtype: str) -> tuple[float, float, float]:
         """(fixed seconds, bytes per activation element, seconds per activation row) of the activation quantization
@@ -268,12 +278,13 @@ def gemm_eta(m, n, gemm_max, eff, tile=None) -> object:
     return gemm_max * tile_fill(m, tile) * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
 
 
-def gemm_k_loop_s(k, eff) -> object:
+def gemm_k_loop_s(k, eff, scale=1.0) -> object:
     """Seconds of one output tile's serial loop over k (a lower bound on a GEMM's busy time): gemm_k_s per element
-    of k, up to gemm_k_split elements where the library splits k (0: no split)."""
+    of k, up to gemm_k_split elements where the library splits k (0: no split), times `scale`
+    (Efficiency.gemm_k_scale of the GEMM's dtype)."""
     k = np.asarray(k, dtype=float)
     split = np.asarray(eff.gemm_k_split, dtype=float)
-    return np.where(split > 0, np.minimum(k, split), k) * eff.gemm_k_s
+    return np.where(split > 0, np.minimum(k, split), k) * eff.gemm_k_s * np.asarray(scale, dtype=float)
 
 
 def gemm_quant_s(m, k, quant, bandwidth_bytes_per_s, eff) -> object:

@@ -53,6 +53,8 @@ class ExecContext:
     # (seconds, bytes per activation element, seconds per row) of the activation quantization a dense FP8/FP4 GEMM
     # pays as its own kernel inside a step (Efficiency.step_quant: the engine does not fuse it); zeros where fused
     dense_quant: tuple = (0.0, 0.0, 0.0)
+    # role -> the k loop's time per element relative to 16-bit GEMMs (Efficiency.gemm_k_scale; absent: 1)
+    gemm_k_scale: Mapping[str, np.ndarray | float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,10 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
         network[i] = np.where(t > 0, t + eff.collective_base_s, 0.0)
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
     # a GEMM waits at least for one output tile's serial loop over k (Efficiency.gemm_k_s)
-    k_loop = np.where((kinds == "gemm")[:, None] & (ops.m > 0), gemm_k_loop_s(ops.k, eff), 0.0)
+    k_scale = np.ones((n_ops, 1))
+    for role, scale in ctx.gemm_k_scale.items():
+        k_scale = np.where(((kinds == "gemm") & (roles == role))[:, None], scale, k_scale)
+    k_loop = np.where((kinds == "gemm")[:, None] & (ops.m > 0), gemm_k_loop_s(ops.k, eff, k_scale), 0.0)
     # the activation-quantization kernel a dense FP8/FP4 GEMM runs on its own where the engine does not fuse it
     # (ExecContext.dense_quant), a serial companion counted with the floor as in single-kernel predictions
     quant = np.zeros((n_ops, n))
@@ -234,6 +239,9 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
         gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "expert": eff.gemm_tile_m,
                    "embedding": eff.gemm_tile(emb_dtype)},
         dense_quant=eff.step_quant(rp.dense_dtype),
+        # like the tiles: the FP8/FP4 k loop is fitted to dense GEMM tables, experts keep the 16-bit loop
+        gemm_k_scale={"dense": eff.gemm_k_scale(rp.dense_dtype), "expert": 1.0,
+                      "embedding": eff.gemm_k_scale(emb_dtype)},
         weight_only={"dense": is_weight_only(p.weights, rp.activations),
                      "expert": is_weight_only(p.expert_weights, rp.expert_activations or rp.activations),
                      "embedding": False},
@@ -275,5 +283,6 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in ("dense", "expert", "embedding")},
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in ("dense", "expert", "embedding")},
         dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in range(3)),
+        gemm_k_scale={r: pick([c.gemm_k_scale.get(r, 1.0) for c in contexts]) for r in ("dense", "expert", "embedding")},
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
     )

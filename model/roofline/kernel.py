@@ -101,7 +101,7 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
     # into the kernel before (evaluator.ExecContext.dense_quant; model.engines.step_quant_flags)
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
                        bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                       extra_busy_s=gemm_k_loop_s(k, eff))
+                       extra_busy_s=gemm_k_loop_s(k, eff, eff.gemm_k_scale(dtype)))
 
 
 def memory_time(nbytes, *, bandwidth_bytes_per_s: float, eff, kernels=1.0) -> KernelTime:
