@@ -31,7 +31,7 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                gemm_max_8=0.6, mem_max=0.88, mem_bytes_half=2e6, kernel_floor_s=3e-6, roofline_p=2.0,
                attention_max=0.55, attention_q_half=12.0, attention_floor_s=9e-6, collective_base_s=4e-6,
                scale_up_bus_efficiency=0.72, attention_kv_half=900.0, gemm_tile_m_8=64.0, gemm_quant_s_8=1.5e-6,
-               gemm_quant_bytes_8=8.0, gemm_k_s=1.2e-9, gemm_k_split=3000.0, gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
+               gemm_quant_bytes_8=8.0, gemm_k_s=1.2e-9, gemm_k_split=3000.0, gemm_k_scale_8=0.7, gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
                decode_attention_floor_s=6e-6, nvls_bus_efficiency=0.62, nvls_latency_s=25e-6,
                collective_floor_s=2e-6)
 
@@ -69,7 +69,8 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
                  "scale_up_bus_efficiency": 0.03, "gemm_m_half": 0.25, "attention_kv_half": 0.15,
                  "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2,
                  "gemm_quant_row_s_8": 0.3, "attention_d_half": 0.15, "decode_attention_floor_s": 0.15,
-                 "nvls_bus_efficiency": 0.05, "nvls_latency_s": 0.25, "gemm_k_split": 0.2}
+                 "nvls_bus_efficiency": 0.05, "nvls_latency_s": 0.25, "gemm_k_split": 0.2,
+                 "gemm_k_scale_8": 0.2}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     # an all-reduce row pays collective_base_s + collective_floor_s alike (both fixed per call): only their sum is
@@ -346,6 +347,9 @@ def test_fp8_tile_reaches_dense_gemms_but_not_the_grouped_expert_kernels():
     ctx = context_for(H100, Precision(weights="fp8"), efficiency=eff)
     # the tile is fitted to dense GEMM tables; MoE grouped kernels are not in them and keep the 16-row tile
     assert ctx.gemm_tile == {"dense": 64.0, "expert": 16.0, "embedding": 16.0}
+    # so does the FP8 k loop's scale
+    ctx = context_for(H100, Precision(weights="fp8"), efficiency=replace(eff, gemm_k_scale_8=0.7))
+    assert ctx.gemm_k_scale == {"dense": 0.7, "expert": 1.0, "embedding": 1.0}
 
 
 def test_the_k_loop_stops_growing_where_the_library_splits_k_by_hand():
@@ -361,6 +365,12 @@ def test_the_k_loop_stops_growing_where_the_library_splits_k_by_hand():
     t = gemm_time(1, 32, 7168, device=H100, dtype="bf16", eff=eff, bytes_per_weight=2.0)
     assert float(t.busy_s) == pytest.approx(3.6e-6)
     assert float(efficiency_for(H100, calibration=False).gemm_k_split) == 0.0
+    # an FP8 GEMM's loop at gemm_k_scale_8 of the 16-bit one: 0.7 x 3.6 us = 2.52 us (16-bit GEMMs keep 1)
+    fp8 = replace(eff, gemm_k_scale_8=0.7)
+    assert float(gemm_time(1, 32, 7168, device=H100, dtype="fp8", eff=fp8, bytes_per_weight=1.0).busy_s) \
+        == pytest.approx(2.52e-6)
+    assert float(gemm_time(1, 32, 7168, device=H100, dtype="bf16", eff=fp8, bytes_per_weight=2.0).busy_s) \
+        == pytest.approx(3.6e-6)
 
 
 def test_a_gemm_waits_for_one_tiles_serial_loop_over_k_by_hand():
