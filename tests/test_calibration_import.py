@@ -31,7 +31,8 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                gemm_max_8=0.6, mem_max=0.88, mem_bytes_half=2e6, kernel_floor_s=3e-6, roofline_p=2.0,
                attention_max=0.55, attention_q_half=12.0, attention_floor_s=9e-6, collective_base_s=4e-6,
                scale_up_bus_efficiency=0.72, attention_kv_half=900.0, gemm_tile_m_8=64.0, gemm_quant_s_8=1.5e-6,
-               gemm_quant_bytes_8=8.0, gemm_k_s=1.2e-9, gemm_k_split=3000.0, gemm_k_scale_8=0.7, gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
+               gemm_quant_bytes_8=8.0, gemm_k_s=1.2e-9, gemm_k_split=3000.0, gemm_k_scale_8=0.7,
+               gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
                decode_attention_floor_s=6e-6, nvls_bus_efficiency=0.62, nvls_latency_s=25e-6,
                collective_floor_s=2e-6)
 

@@ -36,8 +36,8 @@ BOUNDS = {
     "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
     "collective_base_s": (0.0, 1e-3), "scale_up_bus_efficiency": (0.05, 1.0), "attention_kv_half": (0.0, 1e6),
     "attention_d_half": (0.0, 4096.0), "mla_attention_scale": (0.05, 4.0), "mla_d_half_scale": (0.01, 100.0),
-    "attention_mem_scale": (0.05, 2.0), "gemm_k_s": (0.0, 1e-8), "gemm_k_split": (0.0, 1e6), "gemm_k_scale_8": (0.02, 20.0),
-    "gemm_k_scale_4": (0.02, 20.0),
+    "attention_mem_scale": (0.05, 2.0), "gemm_k_s": (0.0, 1e-8), "gemm_k_split": (0.0, 1e6),
+    "gemm_k_scale_8": (0.02, 20.0), "gemm_k_scale_4": (0.02, 20.0),
     "gemm_tile_m_8": (1.0, 256.0), "gemm_tile_m_4": (1.0, 256.0), "gemm_quant_s_8": (0.0, 1e-3),
     "gemm_quant_s_4": (0.0, 1e-3), "gemm_quant_bytes_8": (0.0, 64.0), "gemm_quant_bytes_4": (0.0, 64.0),
     "gemm_quant_row_s_8": (0.0, 1e-6), "gemm_quant_row_s_4": (0.0, 1e-6),
@@ -246,13 +246,15 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 
 
 # unit of the log-scaled parameters: log1p(value / unit) (a latency of 1e-6 s and a size of 1 token alike)
-_LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0, "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
+_LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0,
+             "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
              "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "gemm_k_split": 64.0,
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}
 
-_ZERO_NUDGE = {"gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "nvls_bus_efficiency": 0.5, "gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
+_ZERO_NUDGE = {"gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "nvls_bus_efficiency": 0.5,
+               "gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
                "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
                "step_overhead_s": 1e-6,
                "attention_kv_half": 16.0, "attention_d_half": 8.0, "gemm_k_s": 1e-11,

@@ -283,6 +283,7 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in ("dense", "expert", "embedding")},
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in ("dense", "expert", "embedding")},
         dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in range(3)),
-        gemm_k_scale={r: pick([c.gemm_k_scale.get(r, 1.0) for c in contexts]) for r in ("dense", "expert", "embedding")},
+        gemm_k_scale={r: pick([c.gemm_k_scale.get(r, 1.0) for c in contexts])
+                      for r in ("dense", "expert", "embedding")},
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
     )
