@@ -12,7 +12,7 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     a one-token GEMM pays for a full tile)
 - GEMM k loop:      busy >= min(k, gemm_k_split) * gemm_k_s   (one output tile's serial loop over k; past
                     gemm_k_split elements the GEMM library splits k over more CTAs, so the loop stops growing;
-                    gemm_k_split = 0: no split, the hand-set classes)
+                    gemm_k_split = 0: no split, the hand-set classes; FP8/FP4 GEMMs x gemm_k_scale_8/4)
 - FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_row_s[dtype] * m + gemm_quant_bytes[dtype] * m * k /
                     (bandwidth * mem_max): the
                     activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
