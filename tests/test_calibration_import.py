@@ -31,8 +31,10 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                gemm_max_8=0.6, mem_max=0.88, mem_bytes_half=2e6, kernel_floor_s=3e-6, roofline_p=2.0,
                attention_max=0.55, attention_q_half=12.0, attention_floor_s=9e-6, collective_base_s=4e-6,
                scale_up_bus_efficiency=0.72, attention_kv_half=900.0, gemm_tile_m_8=64.0, gemm_quant_s_8=1.5e-6,
-               gemm_quant_bytes_8=8.0, gemm_k_s=3e-10, gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
-               decode_attention_floor_s=6e-6)
+               gemm_quant_bytes_8=8.0, gemm_k_s=1.2e-9, gemm_k_split=3000.0, gemm_k_scale_8=0.7,
+               gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
+               decode_attention_floor_s=6e-6, nvls_bus_efficiency=0.62, nvls_latency_s=25e-6,
+               collective_floor_s=2e-6)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -64,12 +66,18 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
     rows = synthetic_rows(TRUE)
     result = fit_rows(rows, H100)
     tolerance = {"gemm_max_16": 0.03, "gemm_max_8": 0.03, "mem_max": 0.03, "attention_max": 0.05,
-                 "kernel_floor_s": 0.15, "attention_floor_s": 0.15, "collective_base_s": 0.25,
+                 "kernel_floor_s": 0.15, "attention_floor_s": 0.15,
                  "scale_up_bus_efficiency": 0.03, "gemm_m_half": 0.25, "attention_kv_half": 0.15,
                  "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2,
-                 "gemm_quant_row_s_8": 0.3, "attention_d_half": 0.15, "decode_attention_floor_s": 0.15}
+                 "gemm_quant_row_s_8": 0.3, "attention_d_half": 0.15, "decode_attention_floor_s": 0.15,
+                 "nvls_bus_efficiency": 0.05, "nvls_latency_s": 0.25, "gemm_k_split": 0.2,
+                 "gemm_k_scale_8": 0.2}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
+    # an all-reduce row pays collective_base_s + collective_floor_s alike (both fixed per call): only their sum is
+    # identified by all-reduce rows (steps differ: the base overlaps compute, the floor does not)
+    fixed = result.params["collective_base_s"] + result.params["collective_floor_s"]
+    assert fixed == pytest.approx(TRUE.collective_base_s + TRUE.collective_floor_s, rel=0.1)
     held = result.rows[result.rows["split"] != "fit"]
     assert {"interpolation", "extrapolation"} <= set(held["split"])
     assert float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) < 0.03  # about the noise level
@@ -341,6 +349,30 @@ def test_fp8_tile_reaches_dense_gemms_but_not_the_grouped_expert_kernels():
     # the tile is fitted to dense GEMM tables; MoE grouped kernels are not in them and keep the 16-row tile, as do
     # the 16-bit layers (embeddings, the modules a quantized checkpoint leaves unquantized)
     assert ctx.gemm_tile == {"dense": 64.0, "unquantized": 16.0, "expert": 16.0, "embedding": 16.0}
+    # so does the FP8 k loop's scale
+    ctx = context_for(H100, Precision(weights="fp8"), efficiency=replace(eff, gemm_k_scale_8=0.7))
+    assert ctx.gemm_k_scale == {"dense": 0.7, "unquantized": 1.0, "expert": 1.0, "embedding": 1.0}
+
+
+def test_the_k_loop_stops_growing_where_the_library_splits_k_by_hand():
+    from model.roofline.efficiency import gemm_k_loop_s
+    from model.roofline.kernel import gemm_time
+
+    eff = replace(efficiency_for(H100, calibration=False), gemm_k_s=1.2e-9, gemm_k_split=3000.0)
+    # k = 1024 < 3000: 1024 x 1.2 ns = 1.2288 us; k = 7168 and 16384: capped at 3000 x 1.2 ns = 3.6 us
+    assert gemm_k_loop_s(np.array([1024.0, 7168.0, 16384.0]), eff) == pytest.approx([1.2288e-6, 3.6e-6, 3.6e-6])
+    # gemm_k_split = 0 (the hand-set classes): no cap, k x gemm_k_s
+    assert float(gemm_k_loop_s(16384.0, replace(eff, gemm_k_split=0.0))) == pytest.approx(16384 * 1.2e-9)
+    # n = 32, k = 7168, one token: the roofline ~0.2 us, so the capped loop sets the busy time
+    t = gemm_time(1, 32, 7168, device=H100, dtype="bf16", eff=eff, bytes_per_weight=2.0)
+    assert float(t.busy_s) == pytest.approx(3.6e-6)
+    assert float(efficiency_for(H100, calibration=False).gemm_k_split) == 0.0
+    # an FP8 GEMM's loop at gemm_k_scale_8 of the 16-bit one: 0.7 x 3.6 us = 2.52 us (16-bit GEMMs keep 1)
+    fp8 = replace(eff, gemm_k_scale_8=0.7)
+    assert float(gemm_time(1, 32, 7168, device=H100, dtype="fp8", eff=fp8, bytes_per_weight=1.0).busy_s) \
+        == pytest.approx(2.52e-6)
+    assert float(gemm_time(1, 32, 7168, device=H100, dtype="bf16", eff=fp8, bytes_per_weight=2.0).busy_s) \
+        == pytest.approx(3.6e-6)
 
 
 def test_a_gemm_waits_for_one_tiles_serial_loop_over_k_by_hand():
@@ -399,3 +431,20 @@ def test_quantization_rows_head_dimension_mla_and_caps_by_hand():
     floors = replace(eff, decode_attention_floor_s=5e-6, attention_floor_s=7e-6)
     added = predict_kernels(table, H100, floors) - predict_kernels(table, H100, eff)
     assert added == pytest.approx([5e-6, 7e-6])
+
+
+def test_indexing_a_stacked_context_keeps_every_per_role_field():
+    # the planner stacks its candidates' contexts once and indexes them per scenario grid (take_context): a field
+    # the indexing forgot would silently fall back to its default (here the FP8 k-loop scale back to 1)
+    from model.precision import Precision
+    from model.roofline.evaluator import ExecContext, context_for, stack_contexts, take_context
+
+    eff = replace(efficiency_for(H100, calibration=False), gemm_k_scale_8=0.7, gemm_tile_m_8=64.0)
+    contexts = [context_for(H100, Precision(weights="fp8"), efficiency=eff), context_for(H100, efficiency=eff)]
+    taken = take_context(stack_contexts(contexts), np.array([0, 1, 0]))
+    for f in fields(ExecContext):
+        value = getattr(taken, f.name)
+        if isinstance(value, dict) and f.name != "comm":
+            assert set(value) == set(getattr(contexts[0], f.name)), f.name
+    assert list(taken.gemm_k_scale["dense"]) == [0.7, 1.0, 0.7]
+    assert list(taken.gemm_tile["dense"]) == [64.0, 16.0, 64.0]

@@ -116,6 +116,27 @@ def test_star_all_reduce_hand_formula():
     assert float(t) == pytest.approx(10e-3 + 3 * 16e3 / 100e6)
 
 
+def test_in_switch_all_reduce_hand_formula():
+    # NVLS: alpha_sw + (N+1)/N M / beta_sw. N = 8, M = 64 MB, alpha_sw = 20 us, beta_sw = 300 GB/s:
+    # 20 us + 9/8 x 64e6 / 300e9 = 20 us + 240 us = 260 us; a ring at 360 GB/s, 0.6 us per step:
+    # 14 x 0.6 us + 2 x 7/8 x 64e6 / 360e9 = 8.4 us + 311.1 us, so auto picks the switch
+    tier = Tier(360e9, 0.6e-6, 300e9, 20e-6)
+    assert float(collective_time("all_reduce", 64e6, 8, intra=tier, algorithm="switch")) == pytest.approx(260e-6)
+    assert float(collective_time("all_reduce", 64e6, 8, intra=tier)) == pytest.approx(260e-6)
+    # a small message stays on the ring/one-shot (20 us start-up), and a tier without switch reduction never uses it
+    assert float(collective_time("all_reduce", 8e3, 8, intra=tier)) < 20e-6
+    plain = Tier(360e9, 0.6e-6)
+    assert float(collective_time("all_reduce", 64e6, 8, intra=plain)) == pytest.approx(8.4e-6 + 1.75 * 64e6 / 360e9)
+    assert np.isinf(float(collective_time("all_reduce", 64e6, 8, intra=plain, algorithm="switch")))
+
+
+def test_collective_floor_replaces_the_kernel_floor_only_when_set():
+    eff = efficiency_for(H100, calibration=False)
+    assert eff.nvls_bus_efficiency == 0 and eff.collective_floor_s == 0  # neutral in the hand-set classes
+    assert float(eff.collective_floor()) == eff.kernel_floor_s
+    assert float(replace(eff, collective_floor_s=1.5e-6).collective_floor()) == 1.5e-6
+
+
 def test_small_messages_latency_bound_large_bandwidth_bound():
     tier = Tier(360e9, 0.6e-6)
     assert dominant_term("all_reduce", 8e3, 8, tier) == "latency"

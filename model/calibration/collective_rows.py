@@ -2,8 +2,9 @@
 collective tables can be fitted with the same formulas the step evaluator uses.
 
 A collective op in a step costs collective_time(alpha-beta over the link tier) + collective_base_s, plus one
-kernel floor (`model.roofline.evaluator.evaluate`); the scale-up tier is the device file's link, with its bus
-efficiency replaced by a calibrated `scale_up_bus_efficiency` when one is set.
+collective kernel floor (Efficiency.collective_floor; `model.roofline.evaluator.evaluate`); the scale-up tier is
+the device file's link, with its bus efficiency replaced by a calibrated `scale_up_bus_efficiency` when one is set
+and an in-switch all-reduce where `nvls_bus_efficiency` > 0.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def predict_collectives(table: pd.DataFrame, device: Device, eff) -> np.ndarray:
     for col in COLUMNS:
         if col not in table or table[col].isna().any():
             raise RidgeplanError(col, "is needed for collective rows", COLUMNS)
-    tier = link_tiers(device, None, float(eff.scale_up_bus_efficiency)).intra
+    tier = link_tiers(device, None, float(eff.scale_up_bus_efficiency), float(eff.nvls_bus_efficiency),
+                      float(eff.nvls_latency_s)).intra
     out = np.zeros(len(table))
     kinds = table["kernel"].astype(str).to_numpy()
     for kind in set(kinds):
@@ -34,5 +36,5 @@ def predict_collectives(table: pd.DataFrame, device: Device, eff) -> np.ndarray:
         rows = kinds == kind
         t = collective_time(kind, table.loc[rows, "message_bytes"].to_numpy(float),
                             table.loc[rows, "ranks"].to_numpy(float), intra=tier)
-        out[rows] = np.where(t > 0, t + eff.collective_base_s, 0.0) + eff.kernel_floor_s
+        out[rows] = np.where(t > 0, t + eff.collective_base_s, 0.0) + eff.collective_floor()
     return out

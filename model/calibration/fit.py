@@ -36,10 +36,12 @@ BOUNDS = {
     "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
     "collective_base_s": (0.0, 1e-3), "scale_up_bus_efficiency": (0.05, 1.0), "attention_kv_half": (0.0, 1e6),
     "attention_d_half": (0.0, 4096.0), "mla_attention_scale": (0.05, 4.0), "mla_d_half_scale": (0.01, 100.0),
-    "attention_mem_scale": (0.05, 2.0), "gemm_k_s": (0.0, 1e-8),
+    "attention_mem_scale": (0.05, 2.0), "gemm_k_s": (0.0, 1e-8), "gemm_k_split": (0.0, 1e6),
+    "gemm_k_scale_8": (0.02, 20.0), "gemm_k_scale_4": (0.02, 20.0),
     "gemm_tile_m_8": (1.0, 256.0), "gemm_tile_m_4": (1.0, 256.0), "gemm_quant_s_8": (0.0, 1e-3),
     "gemm_quant_s_4": (0.0, 1e-3), "gemm_quant_bytes_8": (0.0, 64.0), "gemm_quant_bytes_4": (0.0, 64.0),
     "gemm_quant_row_s_8": (0.0, 1e-6), "gemm_quant_row_s_4": (0.0, 1e-6),
+    "nvls_bus_efficiency": (0.0, 1.0), "nvls_latency_s": (0.0, 1e-3), "collective_floor_s": (0.0, 1e-3),
 }
 
 
@@ -49,7 +51,7 @@ def _informed(table: pd.DataFrame) -> list[str]:
     dtypes = set(table.get("dtype", pd.Series(dtype=str)).dropna().astype(str))
     params: list[str] = ["kernel_floor_s"]
     if "gemm" in kinds or "step" in kinds:
-        params += ["gemm_m_half", "gemm_n_half", "gemm_k_s"]
+        params += ["gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split"]
         params += [f"gemm_max_{c}" for c, names in (("16", {"bf16", "fp16"}), ("8", {"fp8", "int8"}),
                                                      ("4", {"fp4", "int4"}), ("32", {"fp32", "tf32"}))
                    if dtypes & names or ("step" in kinds and c == "16")]
@@ -69,7 +71,8 @@ def _informed(table: pd.DataFrame) -> list[str]:
     if "step" in kinds:
         params.append("step_overhead_s")
     if kinds & set(COLLECTIVES):
-        params += ["collective_base_s", "scale_up_bus_efficiency"]
+        params += ["collective_base_s", "scale_up_bus_efficiency", "nvls_bus_efficiency", "nvls_latency_s",
+                   "collective_floor_s"]
     return sorted(set(params), key=list(BOUNDS).index)
 
 
@@ -210,7 +213,7 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
     lo = np.array([BOUNDS[n][0] for n in names])
     hi = np.array([BOUNDS[n][1] for n in names])
     # log-scale the size-like parameters so the optimiser moves them in proportion
-    logged = np.array([n.endswith("_half") or n.endswith("_s") for n in names])
+    logged = np.array([n.endswith("_half") or n.endswith("_s") or n in _LOG_UNIT for n in names])
     # sizes and latencies span decades: move them in log space, with a scale that keeps log1p informative
     scale = np.array([_LOG_UNIT.get(n, 1.0) for n in names])
 
@@ -243,12 +246,15 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 
 
 # unit of the log-scaled parameters: log1p(value / unit) (a latency of 1e-6 s and a size of 1 token alike)
-_LOG_UNIT = {"kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
+_LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0,
+             "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
+             "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "gemm_k_split": 64.0,
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}
 
-_ZERO_NUDGE = {"gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
+_ZERO_NUDGE = {"gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "nvls_bus_efficiency": 0.5,
+               "gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
                "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
                "step_overhead_s": 1e-6,
                "attention_kv_half": 16.0, "attention_d_half": 8.0, "gemm_k_s": 1e-11,

@@ -35,15 +35,20 @@ class LinkTiers:
     inter_name: str
 
 
-def link_tiers(device: Device, node: NodeType | None = None, scale_up_bus_efficiency: float = 0.0) -> LinkTiers:
+def link_tiers(device: Device, node: NodeType | None = None, scale_up_bus_efficiency: float = 0.0,
+               switch_reduce_bus_efficiency: float = 0.0, switch_reduce_latency_s: float = 0.0) -> LinkTiers:
     """Achievable per-direction bandwidth (nominal x bus efficiency) and per-hop latency of each tier.
 
-    `scale_up_bus_efficiency` > 0 (a calibrated Efficiency's) replaces the scale-up link file's bus efficiency."""
+    `scale_up_bus_efficiency` > 0 (a calibrated Efficiency's) replaces the scale-up link file's bus efficiency;
+    `switch_reduce_bus_efficiency` > 0 (Efficiency.nvls_bus_efficiency) gives the scale-up tier an in-switch
+    all-reduce at that share of the nominal bandwidth (0: none) with start-up `switch_reduce_latency_s`."""
     def tier(attachment, fallback_name: str) -> tuple[Tier, str]:
         link = get_link(attachment.link)
-        bus = scale_up_bus_efficiency if (fallback_name == "scale-up" and scale_up_bus_efficiency > 0) \
-            else link.bus_efficiency
-        return Tier(attachment.bandwidth_bytes_per_s_per_direction * bus, link.latency_s), link.name
+        scale_up = fallback_name == "scale-up"
+        bus = scale_up_bus_efficiency if (scale_up and scale_up_bus_efficiency > 0) else link.bus_efficiency
+        nominal = attachment.bandwidth_bytes_per_s_per_direction
+        switch = nominal * switch_reduce_bus_efficiency if scale_up else 0.0
+        return Tier(nominal * bus, link.latency_s, switch, switch_reduce_latency_s), link.name
 
     if node is not None and node.scale_up_topology == "pcie" or device.scale_up is None:
         if device.host_link is None:

@@ -5,6 +5,10 @@ bandwidth per direction (nominal x bus efficiency):
 - ring all-reduce:      2(N-1)*alpha + 2(N-1)/N * M/beta
 - tree all-reduce:      2*log2(N)*alpha + 2*M/beta            (double binary tree: latency-optimal)
 - one-shot all-reduce:  alpha + (N-1)*M/beta                    (each rank reads all peers; switch fabrics)
+- in-switch all-reduce: alpha_sw + (N+1)/N * M/beta_switch         (NVLS: the NVSwitch reduces; each rank sends M and
+                                                                 receives M/N in the reduce phase, sends M/N and
+                                                                 receives M in the multicast phase; only a tier
+                                                                 whose switch_reduce_bytes_per_s > 0)
 - star all-reduce:      2*alpha + (N-1)*M/beta_hub              (hub gathers and broadcasts)
 - all-gather / reduce-scatter / all-to-all: (N-1)*alpha + (N-1)/N * M/beta
 - direct all-to-all:    alpha + (N-1)/N * M/beta                (every peer written at once: DeepEP low-latency
@@ -13,7 +17,7 @@ bandwidth per direction (nominal x bus efficiency):
 Several tiers (ranks spread over nodes): `hierarchical_time` (each tier runs the single-tier collective on the
 share of the message left by the faster tiers; an all-to-all reaches each tier's peers over that tier's link,
 the tiers running concurrently); a flat ring over the slowest tier competes for all-reduce. "auto" takes the
-fastest algorithm, as NCCL's tuner does.
+fastest algorithm (in-switch reduction included where the tier has it), as NCCL's tuner does.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 
 from model.errors import RidgeplanError
 
-ALGORITHMS = ("auto", "ring", "tree", "one_shot", "star", "hierarchical", "direct")
+ALGORITHMS = ("auto", "ring", "tree", "one_shot", "star", "switch", "hierarchical", "direct")
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p")
 
 
@@ -34,6 +38,10 @@ class Tier:
 
     bandwidth_bytes_per_s: np.ndarray | float
     latency_s: np.ndarray | float
+    # achievable bytes/s per direction of an all-reduce reduced inside the switch (NVLink SHARP / NVLS on
+    # NVSwitch 3+); 0 = the switch does not reduce (the hand-set default), so "auto" never picks it
+    switch_reduce_bytes_per_s: np.ndarray | float = 0.0
+    switch_reduce_latency_s: np.ndarray | float = 0.0  # its start-up (multicast objects, switch round trips)
 
 
 def _ring_ar(m, n, t: Tier):
@@ -48,6 +56,12 @@ def _one_shot_ar(m, n, t: Tier):
     return t.latency_s + (n - 1) * m / t.bandwidth_bytes_per_s
 
 
+def _switch_ar(m, n, t: Tier):
+    bw = np.asarray(t.switch_reduce_bytes_per_s, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(bw > 0, t.switch_reduce_latency_s + (n + 1) / n * m / bw, np.inf)
+
+
 def _star_ar(m, n, t: Tier):
     return 2 * t.latency_s + (n - 1) * m / t.bandwidth_bytes_per_s
 
@@ -56,7 +70,8 @@ def _gather_like(m, n, t: Tier):
     return (n - 1) * t.latency_s + (n - 1) / n * m / t.bandwidth_bytes_per_s
 
 
-_SINGLE_TIER_AR = {"ring": _ring_ar, "tree": _tree_ar, "one_shot": _one_shot_ar, "star": _star_ar}
+_SINGLE_TIER_AR = {"ring": _ring_ar, "tree": _tree_ar, "one_shot": _one_shot_ar, "star": _star_ar,
+                   "switch": _switch_ar}
 
 
 def collective_time(kind: str, message_bytes, ranks, *, intra: Tier, inter: Tier | None = None,
@@ -94,7 +109,7 @@ def _single_tier(kind, m, n, tier: Tier, algorithm: str):
     if kind != "all_reduce":
         return _gather_like(m, n, tier)
     if algorithm in ("auto", "hierarchical", "direct"):
-        return np.minimum.reduce([f(m, n, tier) for f in (_ring_ar, _tree_ar, _one_shot_ar)])
+        return np.minimum.reduce([f(m, n, tier) for f in (_ring_ar, _tree_ar, _one_shot_ar, _switch_ar)])
     return _SINGLE_TIER_AR[algorithm](m, n, tier)
 
 

@@ -10,7 +10,9 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile[dtype]) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
                     (tensor cores work on tiles of `gemm_tile_m` rows, FP8 `gemm_tile_m_8`, FP4 `gemm_tile_m_4`:
                     a one-token GEMM pays for a full tile)
-- GEMM k loop:      busy >= k * gemm_k_s   (one output tile's serial loop over k)
+- GEMM k loop:      busy >= min(k, gemm_k_split) * gemm_k_s   (one output tile's serial loop over k; past
+                    gemm_k_split elements the GEMM library splits k over more CTAs, so the loop stops growing;
+                    gemm_k_split = 0: no split, the hand-set classes; FP8/FP4 GEMMs x gemm_k_scale_8/4)
 - FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_row_s[dtype] * m + gemm_quant_bytes[dtype] * m * k /
                     (bandwidth * mem_max): the
                     activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
@@ -29,7 +31,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); a single attention call timed on its
                     own + attention_floor_s, a decode attention call + decode_attention_floor_s (its per-call
                     preparation, done once per step in an engine)
-- every collective: + collective_base_s on top of its alpha-beta time
+- every collective: + collective_base_s on top of its alpha-beta time (in-switch all-reduce at nvls_bus_efficiency
+                    where > 0), and its own launch floor collective_floor_s (0 = kernel_floor_s)
 - weight-only GEMMs (W4A16, W8A16) run their compute at (1 - dequant_penalty) of the 16-bit efficiency.
 - a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
   ridge overlap their loads and math imperfectly (measured GEMMs at the crossover take ~1.3-1.6x max(t_c, t_m));
@@ -101,6 +104,16 @@ class Efficiency:
     # seconds per element of k in one output tile's serial main loop: a GEMM cannot finish before one tile has run
     # over all of k (what binds narrow, deep GEMMs: n = 32, k = 7168 takes twice its roofline); 0 = no such bound
     gemm_k_s: float = 0.0
+    # elements of k beyond which the serial loop stops growing: for deep, narrow GEMMs (few output tiles, far fewer
+    # than SMs) cuBLAS/CUTLASS split k over CTAs (split-K, stream-K) with a reduction, so one tile's serial loop is
+    # about this many elements whatever k is (H100 vLLM BF16 tables: n = 32-512, m < 200: 2.6 us at k <= 128, rising
+    # ~1.1 ns per k to ~6 us at k ~ 3k, then flat to k = 16k); 0 = never split (the hand-set classes)
+    gemm_k_split: float = 0.0
+    # that loop's time per element of k in FP8/INT8 and FP4 GEMMs, relative to 16-bit ones: their kernels step
+    # through k in deeper tiles (an FP8 k tile holds 128 elements in the bytes of a 16-bit tile's 64) with their own
+    # pipelines and split-K choices; 1 = the 16-bit loop (the hand-set classes, where gemm_k_s = 0 anyway)
+    gemm_k_scale_8: float = 1.0
+    gemm_k_scale_4: float = 1.0
     gemm_tile_m_8: float = 16.0
     gemm_tile_m_4: float = 16.0
     gemm_quant_s_8: float = 0.0
@@ -121,7 +134,22 @@ class Efficiency:
     # Triton MoE for FP8): the graph's `experts_quant` operator (symbol q_e)
     step_expert_quant_8: float = 0.0
     step_expert_quant_4: float = 0.0
+    # achieved/nominal scale-up bandwidth of an all-reduce reduced inside the switch (NVLink SHARP, NCCL's NVLS
+    # algorithm on NVSwitch 3+: each rank moves (N+1)/N x M per direction instead of a ring's 2(N-1)/N x M);
+    # 0 = no in-switch reduction (the hand-set classes), so "auto" never picks it
+    nvls_bus_efficiency: float = 0.0
+    # its start-up time: NVLS sets up multicast objects and runs two switch round trips, so it wins only large
+    # messages (NCCL's tuner has a far larger base latency for NVLS than for ring or tree)
+    nvls_latency_s: float = 0.0
+    # the launch floor of one collective kernel, in place of kernel_floor_s: an engine's custom all-reduce is a
+    # small kernel that starts and ends faster than a GEMM (2.2-2.5 us for a 2-GPU 1 kB all-reduce under SGLang
+    # and TensorRT-LLM on H100, where a GEMM's fitted floor is 3 us); 0 = kernel_floor_s
+    collective_floor_s: float = 0.0
     source: str = ""
+
+    def collective_floor(self):
+        """Launch floor of one collective kernel: collective_floor_s where set (> 0), else kernel_floor_s."""
+        return np.where(np.asarray(self.collective_floor_s) > 0, self.collective_floor_s, self.kernel_floor_s)
 
     def gemm_max(self, dtype: str) -> float:
         return getattr(self, f"gemm_max_{DTYPE_CLASSES.get(dtype, '16')}")
@@ -130,6 +158,11 @@ class Efficiency:
         """Rows of the smallest tensor-core tile of this dtype's GEMMs (gemm_tile_m for 16- and 32-bit)."""
         cls = DTYPE_CLASSES.get(dtype, "16")
         return getattr(self, f"gemm_tile_m_{cls}") if cls in ("8", "4") else self.gemm_tile_m
+
+    def gemm_k_scale(self, dtype: str) -> float:
+        """The k loop's time per element for this dtype's GEMMs relative to 16-bit ones (1 for 16- and 32-bit)."""
+        cls = DTYPE_CLASSES.get(dtype, "16")
+        return getattr(self, f"gemm_k_scale_{cls}") if cls in ("8", "4") else 1.0
 
     def gemm_quant(self, dtype: str) -> tuple[float, float, float]:
         """(fixed seconds, bytes per activation element, seconds per activation row) of the activation quantization
@@ -247,6 +280,15 @@ def gemm_eta(m, n, gemm_max, eff, tile=None) -> object:
     dtype's smallest tile (Efficiency.gemm_tile; default gemm_tile_m)."""
     tile = eff.gemm_tile_m if tile is None else tile
     return gemm_max * tile_fill(m, tile) * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
+
+
+def gemm_k_loop_s(k, eff, scale=1.0) -> object:
+    """Seconds of one output tile's serial loop over k (a lower bound on a GEMM's busy time): gemm_k_s per element
+    of k, up to gemm_k_split elements where the library splits k (0: no split), times `scale`
+    (Efficiency.gemm_k_scale of the GEMM's dtype)."""
+    k = np.asarray(k, dtype=float)
+    split = np.asarray(eff.gemm_k_split, dtype=float)
+    return np.where(split > 0, np.minimum(k, split), k) * eff.gemm_k_s * np.asarray(scale, dtype=float)
 
 
 def gemm_quant_s(m, k, quant, bandwidth_bytes_per_s, eff) -> object:

@@ -18,7 +18,7 @@ from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time
-from model.roofline.efficiency import Efficiency, efficiency_for, gemm_quant_s
+from model.roofline.efficiency import Efficiency, efficiency_for, gemm_k_loop_s, gemm_quant_s
 from model.roofline.kernel import compute_eta, kernel_time
 
 BOUNDS = ("compute", "memory", "network", "latency")
@@ -54,6 +54,8 @@ class ExecContext:
     # (seconds, bytes per activation element, seconds per row) of the activation quantization a dense FP8/FP4 GEMM
     # pays as its own kernel inside a step (Efficiency.step_quant: the engine does not fuse it); zeros where fused
     dense_quant: tuple = (0.0, 0.0, 0.0)
+    # role -> the k loop's time per element relative to 16-bit GEMMs (Efficiency.gemm_k_scale; absent: 1)
+    gemm_k_scale: Mapping[str, np.ndarray | float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,10 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
         network[i] = np.where(t > 0, t + eff.collective_base_s, 0.0)
     kernels = np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
     # a GEMM waits at least for one output tile's serial loop over k (Efficiency.gemm_k_s)
-    k_loop = np.where((kinds == "gemm")[:, None] & (ops.m > 0), ops.k * eff.gemm_k_s, 0.0)
+    k_scale = np.ones((n_ops, 1))
+    for role, scale in ctx.gemm_k_scale.items():
+        k_scale = np.where(((kinds == "gemm") & (roles == role))[:, None], scale, k_scale)
+    k_loop = np.where((kinds == "gemm")[:, None] & (ops.m > 0), gemm_k_loop_s(ops.k, eff, k_scale), 0.0)
     # the activation-quantization kernel a dense FP8/FP4 GEMM runs on its own where the engine does not fuse it
     # (ExecContext.dense_quant), a serial companion counted with the floor as in single-kernel predictions
     quant = np.zeros((n_ops, n))
@@ -147,7 +152,8 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     mem_scale = np.where((kinds == "attention")[:, None], eff.attention_mem_scale, 1.0)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                     extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale)
+                     extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale,
+                     floor_s=np.where((kinds == "collective")[:, None], eff.collective_floor(), eff.kernel_floor_s))
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)
@@ -237,6 +243,9 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
         gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "unquantized": eff.gemm_tile(emb_dtype),
                    "expert": eff.gemm_tile_m, "embedding": eff.gemm_tile(emb_dtype)},
         dense_quant=eff.step_quant(rp.dense_dtype),
+        # like the tiles: the FP8/FP4 k loop is fitted to dense GEMM tables, experts keep the 16-bit loop
+        gemm_k_scale={"dense": eff.gemm_k_scale(rp.dense_dtype), "unquantized": eff.gemm_k_scale(emb_dtype),
+                      "expert": 1.0, "embedding": eff.gemm_k_scale(emb_dtype)},
         weight_only={"dense": is_weight_only(p.weights, rp.activations), "unquantized": False,
                      "expert": is_weight_only(p.expert_weights, rp.expert_activations or rp.activations),
                      "embedding": False},
@@ -265,7 +274,9 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         groups[name] = CommGroup(
             size=pick([g.size for g in gs]),
             ranks_per_node=pick([g.size if g.ranks_per_node is None else g.ranks_per_node for g in gs]),
-            intra=Tier(pick([g.intra.bandwidth_bytes_per_s for g in gs]), pick([g.intra.latency_s for g in gs])),
+            intra=Tier(pick([g.intra.bandwidth_bytes_per_s for g in gs]), pick([g.intra.latency_s for g in gs]),
+                       pick([g.intra.switch_reduce_bytes_per_s for g in gs]),
+                       pick([g.intra.switch_reduce_latency_s for g in gs])),
             inter=inter, algorithm=gs[0].algorithm,
         )
     stacked = ExecContext(
@@ -275,6 +286,7 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         weight_only={r: pick([c.weight_only[r] for c in contexts]).astype(bool) for r in GEMM_ROLES},
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in GEMM_ROLES},
         dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in range(3)),
+        gemm_k_scale={r: pick([c.gemm_k_scale.get(r, 1.0) for c in contexts]) for r in GEMM_ROLES},
         eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
     )
     return stacked if index is None else take_context(stacked, index)
@@ -298,6 +310,7 @@ def take_context(stacked: ExecContext, index: np.ndarray) -> ExecContext:
         gemm_max={r: v[idx] for r, v in stacked.gemm_max.items()},
         weight_only={r: v[idx] for r, v in stacked.weight_only.items()},
         gemm_tile={r: v[idx] for r, v in stacked.gemm_tile.items()},
+        gemm_k_scale={r: v[idx] for r, v in stacked.gemm_k_scale.items()},
         dense_quant=tuple(v[idx] for v in stacked.dense_quant),
         eff=Efficiency(**{f: getattr(eff, f)[idx] for f in Efficiency.__dataclass_fields__ if f != "source"},
                        source=eff.source),

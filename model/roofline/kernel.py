@@ -17,7 +17,7 @@ import numpy as np
 
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
-from model.roofline.efficiency import attention_eta, combine_roofline, gemm_eta, memory_eta
+from model.roofline.efficiency import attention_eta, combine_roofline, gemm_eta, gemm_k_loop_s, memory_eta
 
 KINDS = ("gemm", "attention", "linear_attention", "elementwise", "embedding", "copy")
 
@@ -50,19 +50,22 @@ def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_
 
 
 def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, kernels=1.0,
-                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0) -> KernelTime:
+                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0, floor_s=None) -> KernelTime:
     """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
 
     `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max.
     `extra_floor_s`: seconds of a serial companion kernel (the activation quantization a kernel table times with
-    each FP8 GEMM), counted with the floor of the kernels that do work. `eta_memory_scale`: see roofline_terms."""
+    each FP8 GEMM), counted with the floor of the kernels that do work. `eta_memory_scale`: see roofline_terms.
+    `floor_s`: each kernel's launch floor where it is not eff.kernel_floor_s (collectives:
+    Efficiency.collective_floor)."""
     compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff,
                                      eta_memory_scale)
     extra = np.asarray(extra_busy_s, dtype=float)
     busy = np.maximum(combine_roofline(compute, memory, eff.roofline_p), extra)
     active = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0) | (extra > 0)
     kernels = np.asarray(kernels, dtype=float)
-    floor = np.where(active, kernels * eff.kernel_floor_s + np.asarray(extra_floor_s, dtype=float), 0.0)
+    per_kernel = eff.kernel_floor_s if floor_s is None else np.asarray(floor_s, dtype=float)
+    floor = np.where(active, kernels * per_kernel + np.asarray(extra_floor_s, dtype=float), 0.0)
     return KernelTime(compute, memory, busy, floor)
 
 
@@ -98,7 +101,7 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
     # into the kernel before (evaluator.ExecContext.dense_quant; model.engines.step_quant_flags)
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
                        bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels,
-                       extra_busy_s=k * eff.gemm_k_s)
+                       extra_busy_s=gemm_k_loop_s(k, eff, eff.gemm_k_scale(dtype)))
 
 
 def memory_time(nbytes, *, bandwidth_bytes_per_s: float, eff, kernels=1.0) -> KernelTime:

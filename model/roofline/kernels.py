@@ -15,7 +15,7 @@ from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.precision import number_format
 from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
-from model.roofline.efficiency import Efficiency, gemm_quant_s
+from model.roofline.efficiency import Efficiency, gemm_k_loop_s, gemm_quant_s
 from model.roofline.kernel import compute_eta, kernel_time
 
 KERNELS = ("gemm", "attention", "decode_attention", "copy", "elementwise")
@@ -96,7 +96,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
     w = kernel_work(table)
     n = len(table)
-    peak, eta, extra = np.ones(n), np.ones(n), np.zeros(n)
+    peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     for kind, dtype in sorted(set(zip(w.kind, w.dtype))):  # vectorized per (kind, dtype): tables can be large
         rows = (w.kind == kind) & (w.dtype == dtype)
         if kind == "gemm":
@@ -105,6 +105,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
                                     tile=eff.gemm_tile(dtype))
             extra[rows] = gemm_quant_s(w.shape_m[rows], w.shape_k[rows], eff.gemm_quant(dtype),
                                        device.memory.bandwidth_bytes_per_s, eff)
+            k_loop[rows] = gemm_k_loop_s(w.shape_k[rows], eff, eff.gemm_k_scale(dtype))
         elif kind in ("attention", "decode_attention"):
             peak[rows] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
             eta[rows] = compute_eta("attention", w.shape_m[rows], w.shape_n[rows], eff, depth=w.shape_k[rows],
@@ -116,7 +117,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
                              [eff.attention_floor_s, eff.decode_attention_floor_s], 0.0)
     kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
-                     extra_busy_s=np.where(w.kind == "gemm", w.shape_k * eff.gemm_k_s, 0.0),
+                     extra_busy_s=k_loop,
                      eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
                                                eff.attention_mem_scale, 1.0))
     # one kernel's own floor, plus attention's per-call preparation and an FP8/FP4 GEMM's activation quantization

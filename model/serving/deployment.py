@@ -132,7 +132,8 @@ class Deployment:
 
     @cached_property
     def tiers(self) -> LinkTiers:
-        return link_tiers(self.device, self.node, getattr(self.eff, "scale_up_bus_efficiency", 0.0))
+        return link_tiers(self.device, self.node, getattr(self.eff, "scale_up_bus_efficiency", 0.0),
+                          getattr(self.eff, "nvls_bus_efficiency", 0.0), getattr(self.eff, "nvls_latency_s", 0.0))
 
     @cached_property
     def graph(self) -> CompiledGraph:
