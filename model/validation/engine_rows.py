@@ -16,7 +16,6 @@ Rows that cannot be expressed are listed with the reason.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ import pandas as pd
 
 from model.errors import RidgeplanError
 from model.validation.engine_rows_layout import SYSTEMS
+from model.validation.engine_rows_layout import silicon_concurrency as _concurrency  # one reader of the column
 
 REQUESTS_PER_CLIENT = 10  # aiperf --request-count 10C (aiconfigurator eval runner, see the module docstring)
 WARMUP_PER_CLIENT = 0  # aiperf's 2C warm-up drains before profiling: the profiled run still starts cold
@@ -50,9 +50,6 @@ class EngineRowsReport:
         return pd.DataFrame(out)
 
 
-def _concurrency(source: str) -> int | None:
-    m = re.search(r"silicon_concurrency=(\d+)", str(source))
-    return int(m.group(1)) if m else None
 
 
 _CACHE: dict = {}

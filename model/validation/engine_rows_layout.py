@@ -54,6 +54,12 @@ def _int(value: Any) -> int:
 _LAUNCH_TAG = re.compile(r"_tp(\d+)(?:_0)?_ep(\d+)(?:_0)?_\d+$")
 
 
+def silicon_concurrency(source: Any) -> int | None:
+    """The benchmark's total concurrency, `silicon_concurrency=N` inside a row's silicon_data_source (None if absent)."""
+    m = re.search(r"silicon_concurrency=(\d+)", str(source))
+    return int(m.group(1)) if m else None
+
+
 def launch_tag(row: Mapping[str, Any]) -> tuple[int, int] | None:
     """(T, E) of an InferenceMAX row id's `tp{T}_ep{E}` launch tag, or None when the id carries none."""
     m = _LAUNCH_TAG.search(str(row.get("id", "")))

@@ -42,7 +42,6 @@ is named in each such row's `split_source`.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -170,8 +169,6 @@ RUNS: tuple[MultinodeRun, ...] = (
     _yaml("gb300", "fp8", 8192, (2048, 4096), _sgl_dep(6, 8), _sgl_dep(1, 24), "37f353be2"),
 )
 
-_LAUNCH_TOTAL = re.compile(r"_tp(\d+)(?:_0)?_ep1(?:_0)?_\d+$")
-_CONCURRENCY = re.compile(r"silicon_concurrency=(\d+)")
 
 
 def _num(value: Any) -> int | None:
@@ -183,12 +180,13 @@ def _num(value: Any) -> int | None:
 
 
 def _candidates(row: Mapping[str, Any]) -> list[MultinodeRun]:
-    m = _CONCURRENCY.search(str(row.get("silicon_data_source", "")))
-    if m is None:
+    from model.validation.engine_rows_layout import launch_tag, silicon_concurrency
+
+    conc = silicon_concurrency(row.get("silicon_data_source", ""))
+    if conc is None:
         return []
-    conc = int(m.group(1))
-    tag = _LAUNCH_TOTAL.search(str(row.get("id", "")))
-    total = int(tag.group(1)) if tag else None
+    tag = launch_tag(row)
+    total = tag[0] if tag and tag[1] == 1 else None
     pre, dec = _num(row.get("prefill_tp_size")), _num(row.get("decode_tp_size"))
     out = []
     for run in RUNS:
@@ -241,7 +239,6 @@ def with_multinode_split(row: Mapping[str, Any]) -> dict:
     return out
 
 
-_PLACEHOLDER_TAG = re.compile(r"_tp1_ep1_\d+$")
 PLACEHOLDER_SOURCE = ("InferenceX .github/configs/nvidia-master.yaml @ 93e1b3ca1 and @ c040b5cf2, "
                       "dsr1-fp8/fp4-gb200-dynamo-sglang: `tp: 1`, `ep: 1` under 'tp, ep, and dp-attn do nothing because "
                       "they are hardcoded'")
@@ -251,7 +248,9 @@ def placeholder_reason(row: Mapping[str, Any]) -> str:
     """Why a GB200 SGLang DeepSeek-R1 row tagged `tp1_ep1` with every pool at TP1 is not a layout ('' otherwise): the
     December 2025 configs write tp 1 / ep 1 as placeholders (the worker split is set by node counts in the launch
     script), so TP1 is not the run (DeepSeek-R1 does not fit one GPU); these rows are not mapped to a launch here."""
-    if (not _PLACEHOLDER_TAG.search(str(row.get("id", ""))) or str(row.get("backend")) != "sglang"
+    from model.validation.engine_rows_layout import launch_tag
+
+    if (launch_tag(row) != (1, 1) or str(row.get("backend")) != "sglang"
             or str(row.get("system")) != "gb200" or "DeepSeek" not in str(row.get("model_path"))):
         return ""
     cols = [f"{p}_{c}" for p in ("prefill", "decode") for c in ("tp_size", "attention_dp_size", "moe_tp_size",
