@@ -177,6 +177,10 @@ class Efficiency:
         on = getattr(self, f"step_quant_{DTYPE_CLASSES.get(dtype, '16')}", 0.0)
         return tuple(v * on for v in self.gemm_quant(dtype))
 
+    def step_expert_quant(self, dtype: str) -> float:
+        """1 where the engine's MoE layer quantizes experts of this dtype in kernels of their own, else 0."""
+        return float(getattr(self, f"step_expert_quant_{DTYPE_CLASSES.get(dtype, '16')}", 0.0))
+
     def with_overrides(self, values: dict[str, float], source: str) -> Efficiency:
         known = {f.name for f in fields(self)} - {"source"}
         unknown = set(values) - known

@@ -29,7 +29,7 @@ from model.placement.layout import Layout, stage_counts
 from model.placement.topology import LinkTiers, link_tiers
 from model.precision import Precision, number_format
 from model.roofline.collectives import collective_time
-from model.roofline.efficiency import DTYPE_CLASSES, Efficiency, efficiency_for
+from model.roofline.efficiency import Efficiency, efficiency_for
 from model.roofline.evaluator import CommGroup, ExecContext, OpTimes, context_for, embedding_dtype, evaluate, resolve_precision
 
 CONVENTIONS = ("causal", "square")
@@ -204,8 +204,7 @@ class Deployment:
             "b_e": number_format(p.expert_weights).bytes_per_element,
             "b_emb": number_format(p.embeddings).bytes_per_element,
             "b_u": number_format(embedding_dtype(self.device)).bytes_per_element,
-            "q_e": float(getattr(self.eff, f"step_expert_quant_{DTYPE_CLASSES.get(self.resolved.expert_dtype, '16')}",
-                                 0.0)),
+            "q_e": self.eff.step_expert_quant(self.resolved.expert_dtype),
             "b_a": act_bytes, "b_state": 4.0,
             "b_kv": number_format(p.kv).bytes_per_element * self.kv_rank_fraction * self.kv_keep_ratio,
         }
