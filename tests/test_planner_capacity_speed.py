@@ -12,6 +12,7 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 
+from model.lru import LRU
 from model.operators.memory import _kv_bytes_per_token, kv_bytes_per_token
 from model.planner import GpuOption, PlanRequest, Traffic
 from model.planner import candidates as cand_mod
@@ -43,8 +44,7 @@ def _every_row(monkeypatch):
             return ops, times, exposed if rows is None else exposed[rows]
 
         monkeypatch.setattr(cls, "op_seconds", full)
-    monkeypatch.setattr(stacked_mod, "COLUMN_SETS", 0)
-    stacked_mod._column_sets.clear()
+    monkeypatch.setattr(stacked_mod, "_column_sets", LRU(0))
     cand_mod._built.clear()
     _kv_bytes_per_token.cache_clear()
 

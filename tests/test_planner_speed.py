@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from model.lru import LRU
 from model.planner import GpuOption, PlanRequest, Traffic, plan
 from model.planner.candidates import cached_capacities, enumerate_candidates
 from model.planner.check import PoolCheck, serving_check, sustained_rate
@@ -261,7 +262,7 @@ def test_a_simulated_verdict_is_remembered_across_plans_for_equal_deployments(mo
         return real(*a, **kw)
 
     monkeypatch.setattr(sim_run, "simulate_pool", counting)
-    monkeypatch.setattr(check, "_memory", {})
+    monkeypatch.setattr(check, "_memory", LRU(check.REMEMBERED_DEPLOYMENTS))
     req = _req(roles=("aggregated",))
     mix = Lengths(np.array([800.0, 1600.0]), np.array([150.0, 300.0]), np.array([1.0, 1.0]))
     first = check.simulator_check(_agg(req)[0], mix, 3.0, req, num_requests=200)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.lru import LRU
 from model.serving.deployment import deployment, deployment_efficiency
 from model.errors import RidgeplanError
 from model.planner.request import PlanRequest
@@ -143,7 +144,7 @@ def enumerate_candidates(request: PlanRequest, progress: Callable[[str], None] |
 
 
 BUILT_DEPLOYMENTS = 4096  # candidate deployments kept per process (_candidate_deployment)
-_built: dict[tuple, Deployment] = {}
+_built: LRU[tuple, Deployment] = LRU(BUILT_DEPLOYMENTS)
 
 
 def _candidate_deployment(arch, dev, eff, weights: str, kv: str, lay: Layout) -> Deployment:
@@ -156,10 +157,7 @@ def _candidate_deployment(arch, dev, eff, weights: str, kv: str, lay: Layout) ->
         return hit
     d = deployment(arch, dev, weights=weights, kv=kv, tp=lay.tp, pp=lay.pp, ep=lay.ep, dp=lay.dp,
                    attention_dp=lay.attention_dp, moe_tp=lay.moe_tp, redundant_experts=lay.redundant_experts)
-    _built.pop(key, None)
-    _built[key] = d
-    while len(_built) > BUILT_DEPLOYMENTS:
-        del _built[next(iter(_built))]
+    _built.put(key, d)
     return d
 
 
@@ -202,7 +200,7 @@ def capacities(cands: list[Candidate], inputs: np.ndarray, outputs: np.ndarray, 
 
 
 CACHED_CALLS = 8  # capacity evaluations remembered per process (cached_capacities)
-_remembered: list[tuple[tuple, tuple, Capacities]] = []
+_remembered: LRU[tuple, tuple[tuple, Capacities]] = LRU(CACHED_CALLS)
 
 
 def cached_capacities(cands: list[Candidate], inputs: np.ndarray, outputs: np.ndarray,
@@ -215,9 +213,12 @@ def cached_capacities(cands: list[Candidate], inputs: np.ndarray, outputs: np.nd
     key = (tuple((c.model, c.role) for c in cands), inputs.tobytes(), outputs.tobytes(), request.slo,
            request.engine, request.kv_placement)
     state = (tuple(c.deployment for c in cands), engine_policy(request.engine))
-    for k, d, caps in _remembered:
-        if k == key and d == state:
-            return caps
+    hit = _remembered.get(key)
+    if hit is not None and hit[0] == state:
+        return hit[1]
+    caps = capacities(cands, inputs, outputs, request, state[1])
+    _remembered.put(key, (state, caps))
+    return caps
     caps = capacities(cands, inputs, outputs, request, state[1])
     _remembered.append((key, state, caps))
     del _remembered[:-CACHED_CALLS]

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from model.lru import LRU
 from model.serving.workload import Lengths, Workload
 
 TOLERANCE = 1.001  # a latency within 0.1% of its target passes (the capacities are bisected to that precision)
@@ -91,27 +92,21 @@ def serving_check(candidate, lengths: Lengths, rate_per_s: float, request) -> Po
     return PoolCheck(ttft, tpot, not why, float(util), tuple(why))
 
 
-REMEMBERED_DEPLOYMENTS = 64  # deployments whose simulator cost tables and verdicts a process remembers
+REMEMBERED_DEPLOYMENTS = 64  # device/layout/engine groups whose simulator cost tables and verdicts are remembered
+REMEMBERED_VARIANTS = 4  # deployments per group that differ by value (precision, efficiency), oldest forgotten first
 REMEMBERED_VERDICTS = 256  # per deployment, oldest forgotten first
-_memory: dict[tuple, list] = {}  # (device, layout, engine policy) -> [(deployment, tables, verdicts)], oldest first
+# (device, layout, engine policy) -> [(deployment, tables, verdicts)]: deployments are compared by value (they are
+# not hashable), so each group keeps a short list
+_memory: LRU[tuple, list] = LRU(REMEMBERED_DEPLOYMENTS)
 
 
 def _remembered(d, policy) -> tuple[dict, dict]:
     """The cost tables and verdicts remembered for deployment `d` under `policy` (compared by value: the planner
-    rebuilds its deployments for every plan). Least recently used deployments are forgotten first."""
-    key = (d.device.name, d.layout, policy)
-    entries = _memory.pop(key, [])
-    hit = next((e for e in entries if e[0] is d or e[0] == d), None)
-    if hit is None:
-        hit = (d, {}, {})
-    else:
-        entries.remove(hit)
-    _memory[key] = [*entries, hit]  # re-inserted: the dict's order is the use order
-    while sum(len(v) for v in _memory.values()) > REMEMBERED_DEPLOYMENTS:
-        oldest = next(iter(_memory))
-        del _memory[oldest][0]
-        if not _memory[oldest]:
-            del _memory[oldest]
+    rebuilds its deployments for every plan). Least recently used groups are forgotten first."""
+    entries = _memory.get((d.device.name, d.layout, policy)) or []
+    hit = next((e for e in entries if e[0] is d or e[0] == d), None) or (d, {}, {})
+    rest = [e for e in entries if e is not hit]
+    _memory.put((d.device.name, d.layout, policy), [*rest, hit][-REMEMBERED_VARIANTS:])
     return hit[1], hit[2]
 
 

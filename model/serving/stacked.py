@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from model.lru import LRU
 from model.errors import RidgeplanError
 from model.operators.compiled import CompiledGraph
 from model.roofline.efficiency import Efficiency
@@ -130,16 +131,18 @@ class _Columns:
 
 
 COLUMN_SETS = 8  # deployment lists whose columns are remembered (the planner stacks each list many times)
-_column_sets: list[tuple[tuple[Deployment, ...], _Columns]] = []
+# keyed by the objects' ids; the entry keeps the objects themselves alive, so an id is not reused while remembered
+_column_sets: LRU[tuple[int, ...], tuple[tuple[Deployment, ...], _Columns]] = LRU(COLUMN_SETS)
 
 
 def _columns(deployments: tuple[Deployment, ...]) -> _Columns:
     """Each deployment's context, symbols and sizes as arrays, built once per list of deployment objects: the
     planner evaluates the same candidates on several scenario grids (coarse, fine, each role's), each a new
     StackedDeployment. A hit needs the very same objects (frozen), so nothing stale is reused."""
-    for deps, cols in _column_sets:
-        if len(deps) == len(deployments) and all(a is b for a, b in zip(deps, deployments)):
-            return cols
+    key = tuple(map(id, deployments))
+    hit = _column_sets.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], deployments)):
+        return hit[1]
     per = [d.symbols() for d in deployments]
     cols = _Columns(
         context=stack_contexts([d.context for d in deployments]),
@@ -148,6 +151,5 @@ def _columns(deployments: tuple[Deployment, ...]) -> _Columns:
         capacity_bytes=np.array([d.capacity_bytes for d in deployments]),
         attention_dp=np.array([d.layout.attention_dp for d in deployments], dtype=float),
     )
-    _column_sets.append((deployments, cols))
-    del _column_sets[:-COLUMN_SETS]
+    _column_sets.put(key, (deployments, cols))
     return cols
