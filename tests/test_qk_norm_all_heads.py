@@ -86,3 +86,10 @@ def test_all_reduce_bytes_do_not_depend_on_tp_and_scale_with_tokens(tp, batch):
     ops = compile_graph(load_architecture("MiniMaxAI/MiniMax-M2.5")).evaluate(B=batch, T=1, C=100, tp=tp)
     assert ops.comm_bytes[_row(ops, "qk_norm_all_reduce"), 0] == pytest.approx(8.0 * batch)
     assert np.all(ops.act_bytes[_row(ops, "qk_norm_sumsq")] > 0)
+
+
+def test_breakdown_families_of_the_new_operators():
+    from model.serving.report import operator_family
+
+    assert operator_family("qk_norm_sumsq", "elementwise") == operator_family("qk_norm", "elementwise")
+    assert operator_family("qk_norm_all_reduce", "collective") == "communication"
