@@ -1,5 +1,5 @@
 """The q/k RMSNorm over all heads (MiniMax-M2 qk_norm_type per_layer) and its TP all-reduce, against hand
-derivations; the per-head qk norm of nested Qwen3.5 text configs."""
+derivations; the per-head qk norm and the partial rotary of nested Qwen3.5 text configs."""
 
 from __future__ import annotations
 
@@ -93,3 +93,12 @@ def test_breakdown_families_of_the_new_operators():
 
     assert operator_family("qk_norm_sumsq", "elementwise") == operator_family("qk_norm", "elementwise")
     assert operator_family("qk_norm_all_reduce", "collective") == "communication"
+
+
+def test_qwen35_partial_rotary_read_from_rope_parameters():
+    # transformers v5 nests partial_rotary_factor in rope_parameters: 0.25 x head_dim 256 = 64 rotated dims.
+    # One token at TP 1: q and k hold 32 + 2 heads, rotary reads and writes 34 x 64 values of 2 bytes = 8,704 B
+    (a,) = _softmax_attention("Qwen/Qwen3.5-397B-A17B")
+    assert (a.head_dim, a.rotary_dim) == (256, 64)
+    ops = compile_graph(load_architecture("Qwen/Qwen3.5-397B-A17B")).evaluate(B=1, T=1, C=100, tp=1)
+    assert ops.act_bytes[_row(ops, "rotary"), 0] == 2 * 34 * 64 * 2 == 8_704

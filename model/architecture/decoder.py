@@ -108,6 +108,10 @@ def _softmax(c: Cfg, hidden: int, model_type: str, kind: str) -> Attention:
     rotary = c.opt_int("rotary_dim")
     if rotary is None and c.has("partial_rotary_factor"):
         rotary = int(hd * c.float("partial_rotary_factor", 1.0, low=0.0, high=1.0))
+    rope = Cfg(c.mapping("rope_parameters"), f"{c.origin}: rope_parameters")
+    if rotary is None and rope.has("partial_rotary_factor"):
+        # transformers v5 configs keep the factor inside rope_parameters (Qwen3.5: 0.25 of head_dim 256 = 64)
+        rotary = int(hd * rope.float("partial_rotary_factor", 1.0, low=0.0, high=1.0))
     window = None
     if kind == "sliding":
         window = c.int("sliding_window", "sliding_window_size")
