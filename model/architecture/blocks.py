@@ -26,6 +26,9 @@ class Attention:
     o_bias: bool = False
     output_gate: bool = False  # q_proj also emits a sigmoid gate for the attention output (Qwen3-Next)
     qk_norm: bool = False  # per-head RMSNorm on q and k (Qwen3, Gemma-3)
+    # the q/k RMSNorm runs over all heads at once (MiniMax-M2 qk_norm_type "per_layer": weights of heads x head_dim);
+    # under TP each rank holds some heads, so the engines all-reduce the squared sums across the TP ranks
+    qk_norm_all_heads: bool = False
     sinks: bool = False  # learned per-head attention sink logits (gpt-oss)
     rotary_dim: int | None = None
     # MLA (DeepSeek-V2/V3)

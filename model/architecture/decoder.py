@@ -108,6 +108,10 @@ def _softmax(c: Cfg, hidden: int, model_type: str, kind: str) -> Attention:
     rotary = c.opt_int("rotary_dim")
     if rotary is None and c.has("partial_rotary_factor"):
         rotary = int(hd * c.float("partial_rotary_factor", 1.0, low=0.0, high=1.0))
+    rope = Cfg(c.mapping("rope_parameters"), f"{c.origin}: rope_parameters")
+    if rotary is None and rope.has("partial_rotary_factor"):
+        # transformers v5 configs keep the factor inside rope_parameters (Qwen3.5: 0.25 of head_dim 256 = 64)
+        rotary = int(hd * rope.float("partial_rotary_factor", 1.0, low=0.0, high=1.0))
     window = None
     if kind == "sliding":
         window = c.int("sliding_window", "sliding_window_size")
@@ -118,11 +122,23 @@ def _softmax(c: Cfg, hidden: int, model_type: str, kind: str) -> Attention:
     sinks = model_type == "gpt_oss" or (kind == "sliding" and c.bool("add_swa_attention_sink_bias", False)) or (
         kind == "full" and c.bool("add_full_attention_sink_bias", False))
     gate = c.bool("attn_output_gate", c.bool("attention_output_gate", model_type == "qwen3_next"))
+    # a nested text config names its own model_type (qwen3_5_moe_text inside qwen3_5_moe): same attention class
+    qk_norm = c.bool("use_qk_norm", model_type.removesuffix("_text") in _QK_NORM_TYPES)
     return Attention(
         kind="softmax", num_heads=heads, num_kv_heads=kv, head_dim=hd, v_head_dim=vd, window=window,
         qkv_bias=bias, o_bias=False if qwen2 else bias, output_gate=gate,
-        qk_norm=c.bool("use_qk_norm", model_type in _QK_NORM_TYPES), sinks=sinks, rotary_dim=rotary,
+        qk_norm=qk_norm, qk_norm_all_heads=qk_norm and _qk_norm_type(c) == "per_layer",
+        sinks=sinks, rotary_dim=rotary,
     )
+
+
+def _qk_norm_type(c: Cfg) -> str:
+    """MiniMax-M2's qk_norm_type: per_head (one head_dim weight, Qwen3 style) or per_layer (one weight of
+    heads x head_dim over the whole q, and of kv_heads x head_dim over k: modeling_minimax_m2.py)."""
+    kind = c.str("qk_norm_type", "per_head")
+    if kind not in ("per_head", "per_layer"):
+        raise c.err("qk_norm_type", f"must be per_head or per_layer, got {kind!r}", ["per_head", "per_layer"])
+    return kind
 
 
 def _mla(c: Cfg) -> Attention:

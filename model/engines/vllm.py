@@ -10,6 +10,15 @@ cannot get a KV block the most recently admitted running request is preempted an
 Layout rules and launch flags follow the scheduling defaults. Launch flags: The flags `ridgeplan plan` emits for `vllm serve`, for vLLM 0.10 (source: https://docs.vllm.ai/en/v0.10.0/cli/serve.html
 and `vllm serve --help`), the quantization methods per weight format, the MoE/DP rules, ROCm support, and the
 prefill/decode proxy (NIXL connector; proxy from vLLM's tests/v1/kv_connector/nixl_integration/toy_proxy_server.py).
+
+Per-model kernels read for the engine-row check (v0.17-v0.19, the MiniMax-M2.5 rows' images):
+- MiniMax-M2 (vllm/model_executor/models/minimax_m2.py): q and k are RMS-normalised over all heads
+  (MiniMaxText01RMSNormTP, weights of heads x head_dim, sharded by TP); with TP > 1 `forward_qk` all-reduces the fp32
+  mean squares of q and k in one tensor_model_parallel_all_reduce per layer (PR #31493, Dec 2025), between the kernel
+  that forms them and the kernel that scales. The fused all-reduce + norm kernel is the opt-in compilation pass
+  `fuse_minimax_qk_norm` (PR #39782, Apr 2026), which InferenceX's B200/B300 MiniMax-M2.5 launches do not set
+  (benchmarks/single_node/fixed_seq_len/deprecated/minimaxm2.5_fp{4,8}_b{200,300}.sh). Modelled in
+  model.operators.graph._qk_norm_all_heads; partial rotary (rotary_dim 64 of head_dim 128) in the graph's rotary.
 """
 
 from __future__ import annotations

@@ -44,7 +44,9 @@ def _softmax_block(a: Attention, d: int, norm_bias: bool) -> list[Operator]:
              bias=a.qkv_bias, full_params=sp.Integer(full_qkv),
              description="fused Q, K, V projection (column-parallel over heads)"),
     ]
-    if a.qk_norm:
+    if a.qk_norm and a.qk_norm_all_heads:
+        ops += _qk_norm_all_heads(a, h, hk)
+    elif a.qk_norm:
         ops.append(elementwise("qk_norm", N * (h + hk) * a.head_dim, params=2 * sp.Integer(a.head_dim),
                                description="per-head RMSNorm of q and k"))
     rot = a.rotary_dim if a.rotary_dim is not None else a.head_dim
@@ -61,6 +63,31 @@ def _softmax_block(a: Attention, d: int, norm_bias: bool) -> list[Operator]:
                     full_params=sp.Integer(a.num_heads * a.v_head_dim * d + (d if a.o_bias else 0)),
                     description="attention output projection (row-parallel)"))
     return ops
+
+
+QK_NORM_STAT_BYTES = 4  # the mean squares are all-reduced in fp32 (q.to(torch.float32).pow(2).mean(...))
+
+
+def _qk_norm_all_heads(a: Attention, h: sp.Expr, hk: sp.Expr) -> list[Operator]:
+    """RMSNorm of the whole q (all heads) and of the whole k (MiniMax-M2, qk_norm_type per_layer). A TP rank holds
+    h of the heads, so each token's mean square needs every rank's partial one: a kernel for the partial mean
+    squares, one all-reduce of two fp32 numbers per token (q's and k's, concatenated), then the scaling kernel.
+    vLLM MiniMaxText01RMSNormTP.forward_qk (vllm/model_executor/layers/mamba/linear_attn.py; one all-reduce for
+    q and k since PR #31493, Dec 2025; the fused all-reduce + norm kernel is the opt-in pass_config
+    fuse_minimax_qk_norm, PR #39782) and SGLang's RMSNormTP (PR #14416: "summation, all_reduce, and the remaining
+    norm operation") run the same three steps. On one rank nothing is reduced and the two passes are one kernel
+    (the partial pass and the all-reduce vanish at tp = 1)."""
+    width = (h + hk) * a.head_dim
+    split = sp.Min(tp - 1, 1)  # 0 on one rank, 1 on several
+    return [
+        elementwise("qk_norm_sumsq", split * N * width, writes=0, flops_per_element=2,
+                    description="partial mean squares of q and k over this rank's heads (fp32)"),
+        collective("qk_norm_all_reduce", "all_reduce", "tp", split * N * 2 * QK_NORM_STAT_BYTES,
+                   "all-reduce of the q and k mean squares across the TP ranks (norm over all heads)"),
+        elementwise("qk_norm", N * width, params=width, full_params=sp.Integer((a.num_heads + a.num_kv_heads)
+                                                                                * a.head_dim),
+                    description="RMSNorm of q and k over all heads: scale by the reduced mean squares"),
+    ]
 
 
 def _mla_block(a: Attention, d: int) -> list[Operator]:

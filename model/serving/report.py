@@ -101,7 +101,8 @@ def bound_stack(steps: Mapping[str, StepResult]) -> pd.DataFrame:
 FAMILIES = ("embedding & head", "norms", "attention projections", "attention", "MLP", "MoE", "communication")
 _ATTENTION_CORE = {"attention", "linear_attention", "short_conv"}
 _ATTENTION_PROJ = {"qkv_proj", "q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj", "o_proj", "in_proj_qkvz", "in_proj_ba",
-                   "out_proj", "attn_gate", "rotary", "qk_norm", "q_a_norm", "kv_a_norm", "gated_norm"}
+                   "out_proj", "attn_gate", "rotary", "qk_norm", "qk_norm_sumsq", "q_a_norm", "kv_a_norm",
+                   "gated_norm"}
 _MOE = {"experts", "router", "topk_softmax"}
 _HEAD = {"embedding", "position_embedding", "lm_head", "sampling"}
 
