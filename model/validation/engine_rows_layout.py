@@ -110,14 +110,13 @@ def mtp_image(row: Mapping[str, Any]) -> str:
 def row_speculation(row: Mapping[str, Any]):
     """MTP speculative decoding of a row measured in an MTP image (None otherwise): the launch script's draft
     depth, the checkpoint's MTP module reused for every draft token, and the sourced default acceptance
-    (model.serving.mtp.MTP_ACCEPTANCE; the rows do not record the measured one)."""
+    for that depth (model.serving.mtp.mtp_acceptance; the rows do not record the measured one)."""
     if not mtp_image(row):
         return None
-    from model.serving.mtp import MTP_ACCEPTANCE
     from model.serving.speculation_offload import Speculation
 
     k = MTP_DRAFT_TOKENS_ATTENTION_DP if row_layout(row).attention_dp > 1 else MTP_DRAFT_TOKENS
-    return Speculation(alpha=MTP_ACCEPTANCE, k=k, mtp=True)
+    return Speculation.multi_token_prediction(k)
 
 
 def mtp_max_num_tokens(draft_tokens: int, max_batch_size: int, isl: int) -> int:
@@ -148,6 +147,26 @@ def _export_launch(row: Mapping[str, Any], tp: int, adp: int, moe_tp: int, moe_e
     if node and gpus > node and moe_ep > 1 and moe_tp * moe_ep == gpus and moe_tp % moe_ep == 0 and moe_tp <= node:
         return moe_tp, moe_ep
     return None
+
+
+def row_batch_size(row: Mapping[str, Any]) -> float:
+    """The aggregated launch's batch size per attention-DP rank (NaN when the row records none).
+
+    The export that multiplied the GPU count by the EP size (row_layout) also wrote batch_size per *recorded*
+    attention-DP rank: its tp8_ep8 c64 launch reads attention_dp_size 64, batch_size 1, where the other export of
+    the same launch (same TPOT to the last digit, 12.289 ms) reads attention_dp_size 8, batch_size 8; in all 37
+    such rows batch_size x the recorded ranks is the benchmark concurrency. When the launch is rebuilt, the batch
+    size is rescaled to the launch's ranks: batch_size x recorded ranks / launch ranks."""
+    bs = row.get("batch_size")
+    try:
+        bs = float(bs)
+    except (TypeError, ValueError):
+        return float("nan")
+    tp, adp = _int(row.get("tp_size")), _int(row.get("attention_dp_size"))
+    launch = _export_launch(row, tp, adp, _int(row.get("moe_tp_size")), _int(row.get("moe_ep_size")))
+    if launch is None or adp <= 1 or bs != bs:
+        return bs
+    return bs * adp / launch[0]
 
 
 def row_layout(row: Mapping[str, Any], pool: str = "") -> Layout:
@@ -256,7 +275,7 @@ def predict_agg_tpot_s(row: Mapping[str, Any]) -> float:
 
     d = row_deployment(row)
     st = steady_state(d, engine_policy(str(row["backend"])), float(row["isl"]), float(row["osl"]),
-                      concurrency=float(row["batch_size"]))
+                      concurrency=row_batch_size(row))
     t = float(st.tpot_s[0])
     return t if math.isfinite(t) and t > 0 and str(st.limit[0]) == "asked" else float("nan")
 
