@@ -98,14 +98,33 @@ def mtp_cache_rows(d) -> np.ndarray:
     return np.array([op.group == g for op in d.graph.ops])
 
 
-def mtp_draft_step_s(d, decode_seqs, context) -> np.ndarray:
-    """Seconds of one draft token for `decode_seqs` sequences at `context`: one MoE-layer instance, eh_proj
-    (weight-streaming) and the shared head."""
-    decode = np.maximum(np.asarray(decode_seqs, dtype=float), 1e-9)
-    _, _, exposed = d.op_seconds(decode, 1.0, context)
+def _draft_forward_s(d, decode, tokens_per_seq, context) -> np.ndarray:
+    """One forward of the MTP module for `decode` sequences of `tokens_per_seq` tokens each at `context`: its
+    MoE-layer instance and eh_proj over those tokens, then the shared head (final norm, LM head, sampling) on one
+    row per sequence (TensorRT-LLM gathers the last accepted position before shared_head)."""
+    _, _, layer_s = d.op_seconds(decode, tokens_per_seq, context, 1.0)
     g = mtp_group(d.arch)
     layer = np.array([op.group == g for op in d.graph.ops])
     head = np.array([op.name in HEAD_OPS for op in d.graph.ops])
     eh = eh_proj_bytes(d)
     eh_s = eh / (d.device.memory.bandwidth_bytes_per_s * memory_eta(eh, d.eff)) + d.eff.kernel_floor_s
-    return exposed[layer].sum(axis=0) + exposed[head].sum(axis=0) + eh_s
+    return layer_s[layer].sum(axis=0) + layer_s[head].sum(axis=0) + eh_s
+
+
+def mtp_draft_step_s(d, decode_seqs, context) -> np.ndarray:
+    """Seconds of one one-token draft forward for `decode_seqs` sequences at `context`: one MoE-layer instance,
+    eh_proj (weight-streaming) and the shared head."""
+    decode = np.maximum(np.asarray(decode_seqs, dtype=float), 1e-9)
+    return _draft_forward_s(d, decode, 1.0, context)
+
+
+def mtp_draft_s(d, decode_seqs, context, k: int) -> np.ndarray:
+    """Seconds of the k draft forwards of one MTP verification round, as TensorRT-LLM's MTPEagleWorker.forward
+    runs them (tensorrt_llm/_torch/speculative/mtp.py): the first forward takes every verified position of each
+    generation request (`input_ids_gen = accepted_tokens[num_contexts:, :].flatten()`, k + 1 tokens per
+    sequence, the rejected ones masked by the gather), the next k - 1 one token each (`All of the seq_len are
+    1`); each ends in the shared head on one row per sequence. SGLang's EAGLE worker likewise runs its draft over
+    the accepted tokens (forward_draft_extend_after_decode) besides its single-token draft steps."""
+    decode = np.maximum(np.asarray(decode_seqs, dtype=float), 1e-9)
+    first = _draft_forward_s(d, decode, float(k + 1), context)
+    return first + (k - 1) * mtp_draft_step_s(d, decode, context)
