@@ -132,6 +132,10 @@ def test_mtp_runs_are_known_by_their_image_and_run_with_the_scripts_draft_depth(
     assert mtp_image(row) == "tensorrt-llm/release:1.2.0rc6.post3"
     assert mtp_image(dict(row, silicon_data_source=row["silicon_data_source"].replace("post3", "post2"))) == ""
     assert mtp_image(dict(row, system="gb200")) == ""
+    # InferenceX PR #392's MTP sweep in the plain runs' image: only its 2026-01-14 rows
+    jan = "source_file=2026-04-06.csv; measured=2026-01-14T00:00:00.000Z; image=nvcr.io/nvidia/tensorrt-llm/release:1.1.0rc2.post2"
+    assert mtp_image(dict(row, silicon_data_source=jan)) == "tensorrt-llm/release:1.1.0rc2.post2"
+    assert mtp_image(dict(row, silicon_data_source=jan.replace("2026-01-14", "2025-12-15"))) == ""
     spec = row_speculation(row)  # InferenceX dsr1_fp8_b200_trt_mtp.sh: MTP=3 without attention DP
     assert (spec.k, spec.alpha, spec.mtp) == (3, mtp_acceptance(3), True) and spec.tokens_per_step == pytest.approx(2.82)
     adp = dict(row, tp_size=1, attention_dp_size=8, moe_tp_size=1, moe_ep_size=8)
