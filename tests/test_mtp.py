@@ -72,3 +72,17 @@ def test_mtp_acceptance_reproduces_the_measured_acceptance_lengths_by_hand():
     assert Speculation.multi_token_prediction(3, alpha=0.9).alpha == 0.9  # a given acceptance is kept
     with pytest.raises(RidgeplanError):
         mtp_acceptance(0)
+
+
+def test_mtp_draft_round_runs_its_first_forward_over_the_verified_positions():
+    from model.serving.mtp import _draft_forward_s, mtp_draft_s
+
+    d = deployment("deepseek-v3", "b200", weights="fp8", kv="fp8", tp=8, mtp_layers=1)
+    b, ctx = 64.0, 2048.0
+    one = float(mtp_draft_step_s(d, b, ctx)[0])
+    # TensorRT-LLM MTPEagleWorker: k = 3 drafts = one forward over 4 tokens per sequence + 2 single-token forwards
+    first = float(_draft_forward_s(d, b, 4.0, ctx)[0])
+    assert float(mtp_draft_s(d, b, ctx, 3)[0]) == pytest.approx(first + 2 * one, rel=1e-12)
+    assert first > one  # four tokens per sequence through the MoE layer and attention cost more than one
+    # k = 1: the one forward over both verified positions
+    assert float(mtp_draft_s(d, b, ctx, 1)[0]) == pytest.approx(float(_draft_forward_s(d, b, 2.0, ctx)[0]), rel=1e-12)

@@ -92,7 +92,8 @@ class Speculation:
             src = f" (default from {MTP_ACCEPTANCE_SOURCE})" if self.alpha == mtp_acceptance(self.k) else ""
             return (f"speculative decoding with the checkpoint's MTP module(s): alpha {self.alpha:.2f}{src}, k {self.k}, "
                     f"{self.tokens_per_step:.2f} tokens per verification; the MTP weights and their KV layer are "
-                    "held on the last stage and each draft token costs one MoE layer, eh_proj and the LM head")
+                    "held on the last stage; each draft forward costs one MoE layer, eh_proj and the LM head, the first "
+                    "over the k + 1 verified positions per sequence (TensorRT-LLM MTPEagleWorker)")
         draft = (f"draft model {self.draft_model}" if self.draft_model
                  else f"a self-draft costing {self.draft_cost_ratio:.0%} of a target step per token")
         return (f"speculative decoding: alpha {self.alpha:.2f}, k {self.k}, {self.tokens_per_step:.2f} tokens per "
