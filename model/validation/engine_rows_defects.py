@@ -28,7 +28,7 @@ DEFECTS = (
         "both TP4 and TP8, where TPOT must grow with batch and fall with TP; 7-12x the plain (no MTP) "
         "deepseek-ai/DeepSeek-R1 fp4 TensorRT-LLM B200 rows of the same architecture and format at batch 4-16 (TP8 "
         "batch 4, 8k/1k: 7.5 ms; TP4 batch 8, 8k/1k: 10.5 ms; TP8 batch 16: 11.6-11.9 ms) and 4x the same harness's nvidia/DeepSeek-V3.1-NVFP4 B200 row at batch 56, "
-        "TP8 (21.2 ms); and over 7x the time to read every weight a TP8 GPU holds once (about 50 GB at "
+        "TP8 (21.2 ms); and over 13x the time to read every weight a TP8 GPU holds once (about 50 GB at "
         "8 TB/s: 6.3 ms, ridgeplan's resident weights of this TP8 x EP8 launch)"),
 )
 
