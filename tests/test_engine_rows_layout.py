@@ -3,8 +3,10 @@ accepted by that engine's rule; rows map to validated Deployments."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from model.engines import check_layout
@@ -121,7 +123,7 @@ def test_multinode_totals_are_refused_with_the_reason():
 
 
 def test_mtp_runs_are_known_by_their_image_and_run_with_the_scripts_draft_depth():
-    from model.serving.mtp import MTP_ACCEPTANCE
+    from model.serving.mtp import mtp_acceptance
     from model.validation.engine_rows_layout import mtp_image, mtp_max_num_tokens, row_speculation
 
     row = {"backend": "trtllm", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "mode": "agg",
@@ -130,8 +132,12 @@ def test_mtp_runs_are_known_by_their_image_and_run_with_the_scripts_draft_depth(
     assert mtp_image(row) == "tensorrt-llm/release:1.2.0rc6.post3"
     assert mtp_image(dict(row, silicon_data_source=row["silicon_data_source"].replace("post3", "post2"))) == ""
     assert mtp_image(dict(row, system="gb200")) == ""
+    # InferenceX PR #392's MTP sweep in the plain runs' image: only its 2026-01-14 rows
+    jan = "source_file=2026-04-06.csv; measured=2026-01-14T00:00:00.000Z; image=nvcr.io/nvidia/tensorrt-llm/release:1.1.0rc2.post2"
+    assert mtp_image(dict(row, silicon_data_source=jan)) == "tensorrt-llm/release:1.1.0rc2.post2"
+    assert mtp_image(dict(row, silicon_data_source=jan.replace("2026-01-14", "2025-12-15"))) == ""
     spec = row_speculation(row)  # InferenceX dsr1_fp8_b200_trt_mtp.sh: MTP=3 without attention DP
-    assert (spec.k, spec.alpha, spec.mtp) == (3, MTP_ACCEPTANCE, True)
+    assert (spec.k, spec.alpha, spec.mtp) == (3, mtp_acceptance(3), True) and spec.tokens_per_step == pytest.approx(2.82)
     adp = dict(row, tp_size=1, attention_dp_size=8, moe_tp_size=1, moe_ep_size=8)
     assert row_speculation(adp).k == 1  # MTP=1 with DP_ATTENTION
     assert row_speculation(dict(row, silicon_data_source="x")) is None
@@ -177,3 +183,43 @@ def test_mtp_rows_simulated_with_drafting_and_calibration_on_request(tmp_path):
     d = row_deployment(row, calibration=True)
     assert "b200.trtllm.toml" in d.eff.source
     assert "b200.trtllm.toml" not in row_deployment(row).eff.source
+
+
+def test_the_export_that_multiplied_gpus_by_ep_also_divided_the_batch_size():
+    from model.validation.engine_rows import _per_replica
+    from model.validation.engine_rows_layout import row_batch_size, row_layout
+
+    # the 2026-04-06 export of the tp8_ep8 c64 launch: attention_dp_size 64, batch_size 1 (= 64 / 64); the
+    # 2026-03-25 export of the same launch: attention_dp_size 8, batch_size 8. Rebuilt: 8 ranks of 1 x 64 / 8 = 8.
+    row = {"id": "2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_1024x1024_c64_tp8_ep8_937", "backend": "trtllm",
+           "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "mode": "agg", "tp_size": 1.0,
+           "pp_size": 1.0, "attention_dp_size": 64.0, "moe_tp_size": 8.0, "moe_ep_size": 8.0, "batch_size": 1.0,
+           "silicon_data_source": "source_file=2026-04-06.csv; silicon_concurrency=64"}
+    assert row_layout(row).attention_dp == 8 and row_batch_size(row) == 8.0
+    assert _per_replica(pd.Series(row)) == 8  # min(64 / 8 ranks, batch 8)
+    # tp4_ep4 c256: attention_dp_size 16, batch_size 16 -> 4 ranks of 16 x 16 / 4 = 64
+    tp4 = dict(row, id=row["id"].replace("c64_tp8_ep8", "c256_tp4_ep4"), attention_dp_size=16.0, moe_tp_size=4.0,
+               moe_ep_size=4.0, batch_size=16.0)
+    assert row_layout(tp4).attention_dp == 4 and row_batch_size(tp4) == 64.0
+    # the other export's columns are the launch: unchanged
+    other = dict(row, id="2026_03_25_deepseek_r1_b200_sxm_trtllm_fp4_agg_1024x1024_c64_tp8_0_ep8_0_976",
+                 attention_dp_size=8.0, moe_tp_size=1.0, batch_size=8.0)
+    assert row_batch_size(other) == 8.0
+    assert math.isnan(row_batch_size(dict(other, batch_size=float("nan"))))
+
+
+def test_data_defects_are_reported_with_their_evidence():
+    from model.validation.engine_rows import _expressible
+    from model.validation.engine_rows_defects import data_defect_reason, source_file
+
+    src = ("source_file=/Users/x/data/b200_sxm/trtllm/1.3.0rc1/nvidia_DeepSeek-R1-NVFP4.csv; gtl_job_id=1; "
+           "silicon_concurrency=40; measured=2026-03-17")
+    row = {"id": "r", "backend": "trtllm", "model_path": "nvidia/DeepSeek-R1-NVFP4", "system": "b200_sxm",
+           "mode": "agg", "tp_size": 8.0, "pp_size": 1.0, "attention_dp_size": float("nan"), "moe_tp_size": 1.0,
+           "moe_ep_size": 8.0, "batch_size": 5.0, "silicon_data_source": src}
+    assert source_file(row).endswith("trtllm/1.3.0rc1/nvidia_DeepSeek-R1-NVFP4.csv")
+    why = data_defect_reason(row)
+    assert "data defect" in why and "85-92 ms at every batch" in why
+    assert _expressible(pd.Series(row)) == why
+    assert data_defect_reason(dict(row, model_path="nvidia/DeepSeek-V3.1-NVFP4")) == ""
+    assert data_defect_reason(dict(row, silicon_data_source="source_file=2026-04-06.csv")) == ""

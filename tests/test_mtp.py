@@ -7,7 +7,7 @@ import pytest
 from model.api import deployment
 from model.errors import RidgeplanError
 from model.serving.batching import steady_state
-from model.serving.mtp import MTP_ACCEPTANCE, mtp_draft_step_s, mtp_modules, mtp_resident_bytes
+from model.serving.mtp import MTP_ACCEPTED_TOKENS, mtp_acceptance, mtp_draft_step_s, mtp_modules, mtp_resident_bytes
 from model.serving.policy import engine_policy
 from model.serving.speculation_offload import Speculation
 
@@ -38,13 +38,14 @@ def test_mtp_is_refused_where_the_checkpoint_has_none():
 def test_mtp_costs_memory_and_buys_time_at_small_batch():
     d = deployment("deepseek-v3", "b200", weights="fp8", kv="fp8", tp=8)
     spec = Speculation.multi_token_prediction(k=1)
-    assert spec.alpha == MTP_ACCEPTANCE == 0.85 and spec.tokens_per_step == pytest.approx(1.85)
-    assert "arXiv:2412.19437" in spec.describe()
+    # one draft: acceptance length 1.92 (TensorRT-LLM blog 1) = 1 + a, so a = 0.92
+    assert spec.alpha == pytest.approx(0.92) and spec.tokens_per_step == pytest.approx(1.92)
+    assert "TensorRT-LLM tech blog 1" in spec.describe()
     pol = engine_policy("sglang")
     base = steady_state(d, pol, 1024, 512, concurrency=4)
     mtp = steady_state(d, pol, 1024, 512, concurrency=4, speculation=spec)
     gain = float(base.tpot_s[0] / mtp.tpot_s[0])
-    assert 1.3 < gain < 1.85  # under the 1.85 tokens per verification: the draft and the 2-token verify cost
+    assert 1.3 < gain < 1.92  # under the 1.92 tokens per verification: the draft and the 2-token verify cost
     # the draft token: one MoE layer of 58 plus the head, a small share of a target step
     step = float(d.step(4, 1, 1500).time_s[0])
     draft = float(mtp_draft_step_s(d, 4, 1500)[0])
@@ -53,3 +54,35 @@ def test_mtp_costs_memory_and_buys_time_at_small_batch():
     big = steady_state(d, pol, 1024, 512)
     big_mtp = steady_state(d, pol, 1024, 512, speculation=spec)
     assert float(big_mtp.concurrency[0]) <= float(big.concurrency[0])
+
+
+def test_mtp_acceptance_reproduces_the_measured_acceptance_lengths_by_hand():
+    # TensorRT-LLM blog 1, "Autoregressive MTP Layers": 1.92 / 2.58 / 2.82 / 2.99 / 3.01 tokens per step
+    assert MTP_ACCEPTED_TOKENS == {1: 1.92, 2: 2.58, 3: 2.82, 4: 2.99, 5: 3.01}
+    # k = 2: 1 + a + a^2 = 2.58 -> a = (-1 + sqrt(1 + 4 x 1.58)) / 2 = (-1 + sqrt(7.32)) / 2 = 0.852776
+    assert mtp_acceptance(2) == pytest.approx((-1 + 7.32 ** 0.5) / 2, rel=1e-9)
+    # k = 3: 1 + a + a^2 + a^3 = 2.82 at a = 0.77006 (0.77006 + 0.59299 + 0.45664 = 1.81969 ~ 1.82)
+    a3 = mtp_acceptance(3)
+    assert 1 + a3 + a3 ** 2 + a3 ** 3 == pytest.approx(2.82, rel=1e-9) and a3 == pytest.approx(0.77006, abs=1e-4)
+    # the per-draft rate falls with depth (a module trained for depth 1 reused deeper), and beyond five drafts
+    # the length stays at the five-draft measurement
+    rates = [mtp_acceptance(k) for k in range(1, 8)]
+    assert all(x > y for x, y in zip(rates, rates[1:]))
+    assert Speculation.multi_token_prediction(7).tokens_per_step == pytest.approx(3.01)
+    assert Speculation.multi_token_prediction(3, alpha=0.9).alpha == 0.9  # a given acceptance is kept
+    with pytest.raises(RidgeplanError):
+        mtp_acceptance(0)
+
+
+def test_mtp_draft_round_runs_its_first_forward_over_the_verified_positions():
+    from model.serving.mtp import _draft_forward_s, mtp_draft_s
+
+    d = deployment("deepseek-v3", "b200", weights="fp8", kv="fp8", tp=8, mtp_layers=1)
+    b, ctx = 64.0, 2048.0
+    one = float(mtp_draft_step_s(d, b, ctx)[0])
+    # TensorRT-LLM MTPEagleWorker: k = 3 drafts = one forward over 4 tokens per sequence + 2 single-token forwards
+    first = float(_draft_forward_s(d, b, 4.0, ctx)[0])
+    assert float(mtp_draft_s(d, b, ctx, 3)[0]) == pytest.approx(first + 2 * one, rel=1e-12)
+    assert first > one  # four tokens per sequence through the MoE layer and attention cost more than one
+    # k = 1: the one forward over both verified positions
+    assert float(mtp_draft_s(d, b, ctx, 1)[0]) == pytest.approx(float(_draft_forward_s(d, b, 2.0, ctx)[0]), rel=1e-12)

@@ -363,14 +363,16 @@ def draft_memory_bytes(d: Deployment, spec: Speculation | None, context_tokens) 
 def _add_draft(d: Deployment, it: IterationCost, spec: Speculation, decode, ctx, kw) -> IterationCost:
     """k draft decode steps per verification: a draft model's own steps, or a fraction of a target step."""
     if spec.mtp:
-        from model.serving.mtp import mtp_draft_step_s
+        from model.serving.mtp import mtp_draft_s
 
-        one = mtp_draft_step_s(d, decode, ctx)
-    elif spec.draft_model is not None:
-        one = iteration_cost(draft_deployment(d, spec), decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
+        # the k MTP forwards as the engine runs them (the first over the k + 1 verified positions)
+        total = np.where(decode > _TINY, mtp_draft_s(d, decode, ctx, spec.k), 0.0) + it.time_s
     else:
-        one = spec.draft_cost_ratio * iteration_cost(d, decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
-    total = speculative_step_s(spec.k, np.where(decode > _TINY, one, 0.0), it.time_s)
+        if spec.draft_model is not None:
+            one = iteration_cost(draft_deployment(d, spec), decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
+        else:
+            one = spec.draft_cost_ratio * iteration_cost(d, decode, ctx, 0.0, 0.0, 0.0, **kw).time_s
+        total = speculative_step_s(spec.k, np.where(decode > _TINY, one, 0.0), it.time_s)
     return IterationCost(total, it.linear_s, it.decode_attention_s, it.prefill_attention_s,
                          it.overhead_s, it.draft_s + total - it.time_s, it.transfer_s)
 

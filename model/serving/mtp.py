@@ -12,7 +12,15 @@ Here the module is what it is in memory and in time:
   sampling) at the current batch and context, from the same roofline as the target step.
 
 Acceptance: DeepSeek reports 85-90% acceptance of the second token across generation topics (arXiv:2412.19437,
-section 5.4.3, "Multi-Token Prediction Evaluation"); the default takes the low end, 0.85.
+section 5.4.3, "Multi-Token Prediction Evaluation"), for its one MTP module predicting one draft. Engines reuse
+that module for every draft (TensorRT-LLM's "MTP Eagle", its default for DeepSeek-V3/R1; SGLang's EAGLE-style
+MTP), and a module trained for depth 1 is right less often at depth 2 and 3: TensorRT-LLM measured DeepSeek-R1's
+mean accepted tokens per step (the acceptance length) at 1.92, 2.58, 2.82, 2.99 and 3.01 with 1 to 5 drafts
+(strict top-1 acceptance, DeepSeek-R1-FP4 on 8xB200, ISL/OSL 1k/2k; TensorRT-LLM tech blog 1, "Pushing Latency
+Boundaries: Optimizing DeepSeek-R1 Performance on NVIDIA B200 GPUs", table "Autoregressive MTP Layers"). With a
+constant per-draft acceptance the chain gains (1 - a^(k+1)) / (1 - a) tokens, so a flat 0.85 at k = 3 would
+claim 3.19 where 2.82 was measured. The default acceptance for k drafts is therefore the per-draft rate whose
+chain gains the measured length at that k (mtp_acceptance); beyond five drafts the length measured at five.
 """
 
 from __future__ import annotations
@@ -23,9 +31,25 @@ from model.architecture.config import Architecture
 from model.errors import RidgeplanError
 from model.roofline.efficiency import memory_eta
 
-MTP_ACCEPTANCE = 0.85  # DeepSeek-V3 technical report, section 5.4.3: 85-90% acceptance of the second token
-MTP_ACCEPTANCE_SOURCE = "DeepSeek-V3 technical report (arXiv:2412.19437) section 5.4.3: 85-90% acceptance"
+# TensorRT-LLM tech blog 1 (docs/source/blogs/tech_blog/blog1_Pushing_Latency_Boundaries_Optimizing_DeepSeek-R1_
+# Performance_on_NVIDIA_B200_GPUs.md, "Autoregressive MTP Layers"): tokens gained per step with k MTP drafts
+MTP_ACCEPTED_TOKENS = {1: 1.92, 2: 2.58, 3: 2.82, 4: 2.99, 5: 3.01}
+MTP_ACCEPTANCE_SOURCE = ("TensorRT-LLM tech blog 1 (DeepSeek-R1 on B200), measured acceptance lengths 1.92/2.58/"
+                         "2.82/2.99/3.01 tokens per step for 1-5 MTP drafts")
 HEAD_OPS = ("final_norm", "lm_head", "logits_all_gather", "sampling", "embedding")
+
+
+def mtp_acceptance(k: int) -> float:
+    """Default per-draft acceptance for k MTP drafts: the constant rate a whose chain gains the measured
+    acceptance length L(k) (MTP_ACCEPTED_TOKENS; L(5) beyond five drafts), i.e. (1 - a^(k+1)) / (1 - a) = L(k)."""
+    from scipy.optimize import brentq
+
+    from model.serving.speculation_offload import expected_tokens_per_step
+
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise RidgeplanError("spec_k", f"MTP needs at least one draft token, got {k!r}")
+    length = MTP_ACCEPTED_TOKENS[min(int(k), max(MTP_ACCEPTED_TOKENS))]
+    return float(brentq(lambda a: float(expected_tokens_per_step(a, k)) - length, 0.0, 1.0 - 1e-12, xtol=1e-12))
 
 
 def mtp_modules(arch: Architecture) -> int:
@@ -74,14 +98,33 @@ def mtp_cache_rows(d) -> np.ndarray:
     return np.array([op.group == g for op in d.graph.ops])
 
 
-def mtp_draft_step_s(d, decode_seqs, context) -> np.ndarray:
-    """Seconds of one draft token for `decode_seqs` sequences at `context`: one MoE-layer instance, eh_proj
-    (weight-streaming) and the shared head."""
-    decode = np.maximum(np.asarray(decode_seqs, dtype=float), 1e-9)
-    _, _, exposed = d.op_seconds(decode, 1.0, context)
+def _draft_forward_s(d, decode, tokens_per_seq, context) -> np.ndarray:
+    """One forward of the MTP module for `decode` sequences of `tokens_per_seq` tokens each at `context`: its
+    MoE-layer instance and eh_proj over those tokens, then the shared head (final norm, LM head, sampling) on one
+    row per sequence (TensorRT-LLM gathers the last accepted position before shared_head)."""
+    _, _, layer_s = d.op_seconds(decode, tokens_per_seq, context, 1.0)
     g = mtp_group(d.arch)
     layer = np.array([op.group == g for op in d.graph.ops])
     head = np.array([op.name in HEAD_OPS for op in d.graph.ops])
     eh = eh_proj_bytes(d)
     eh_s = eh / (d.device.memory.bandwidth_bytes_per_s * memory_eta(eh, d.eff)) + d.eff.kernel_floor_s
-    return exposed[layer].sum(axis=0) + exposed[head].sum(axis=0) + eh_s
+    return layer_s[layer].sum(axis=0) + layer_s[head].sum(axis=0) + eh_s
+
+
+def mtp_draft_step_s(d, decode_seqs, context) -> np.ndarray:
+    """Seconds of one one-token draft forward for `decode_seqs` sequences at `context`: one MoE-layer instance,
+    eh_proj (weight-streaming) and the shared head."""
+    decode = np.maximum(np.asarray(decode_seqs, dtype=float), 1e-9)
+    return _draft_forward_s(d, decode, 1.0, context)
+
+
+def mtp_draft_s(d, decode_seqs, context, k: int) -> np.ndarray:
+    """Seconds of the k draft forwards of one MTP verification round, as TensorRT-LLM's MTPEagleWorker.forward
+    runs them (tensorrt_llm/_torch/speculative/mtp.py): the first forward takes every verified position of each
+    generation request (`input_ids_gen = accepted_tokens[num_contexts:, :].flatten()`, k + 1 tokens per
+    sequence, the rejected ones masked by the gather), the next k - 1 one token each (`All of the seq_len are
+    1`); each ends in the shared head on one row per sequence. SGLang's EAGLE worker likewise runs its draft over
+    the accepted tokens (forward_draft_extend_after_decode) besides its single-token draft steps."""
+    decode = np.maximum(np.asarray(decode_seqs, dtype=float), 1e-9)
+    first = _draft_forward_s(d, decode, float(k + 1), context)
+    return first + (k - 1) * mtp_draft_step_s(d, decode, context)

@@ -79,19 +79,21 @@ class Speculation:
 
     @classmethod
     def multi_token_prediction(cls, k: int = 1, alpha: float | None = None) -> Speculation:
-        """MTP drafting at the sourced default acceptance (model.serving.mtp.MTP_ACCEPTANCE) unless given."""
-        from model.serving.mtp import MTP_ACCEPTANCE
+        """MTP drafting at the sourced default acceptance for k drafts (model.serving.mtp.mtp_acceptance) unless
+        given."""
+        from model.serving.mtp import mtp_acceptance
 
-        return cls(MTP_ACCEPTANCE if alpha is None else alpha, k, mtp=True)
+        return cls(mtp_acceptance(k) if alpha is None else alpha, k, mtp=True)
 
     def describe(self) -> str:
         if self.mtp:
-            from model.serving.mtp import MTP_ACCEPTANCE, MTP_ACCEPTANCE_SOURCE
+            from model.serving.mtp import MTP_ACCEPTANCE_SOURCE, mtp_acceptance
 
-            src = f" (default from {MTP_ACCEPTANCE_SOURCE})" if self.alpha == MTP_ACCEPTANCE else ""
+            src = f" (default from {MTP_ACCEPTANCE_SOURCE})" if self.alpha == mtp_acceptance(self.k) else ""
             return (f"speculative decoding with the checkpoint's MTP module(s): alpha {self.alpha:.2f}{src}, k {self.k}, "
                     f"{self.tokens_per_step:.2f} tokens per verification; the MTP weights and their KV layer are "
-                    "held on the last stage and each draft token costs one MoE layer, eh_proj and the LM head")
+                    "held on the last stage; each draft forward costs one MoE layer, eh_proj and the LM head, the first "
+                    "over the k + 1 verified positions per sequence (TensorRT-LLM MTPEagleWorker)")
         draft = (f"draft model {self.draft_model}" if self.draft_model
                  else f"a self-draft costing {self.draft_cost_ratio:.0%} of a target step per token")
         return (f"speculative decoding: alpha {self.alpha:.2f}, k {self.k}, {self.tokens_per_step:.2f} tokens per "

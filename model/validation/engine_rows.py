@@ -93,10 +93,13 @@ def _expressible(r: pd.Series) -> str:
     """Why a row cannot be expressed before building it ('' when it may be); the deployment itself refuses the
     rest (an unknown model, a layout its engine rejects, ...) with its own reason."""
     from model.validation.engine_rows_layout import multinode_total_reason, row_model
+    from model.validation.engine_rows_defects import data_defect_reason
     from model.validation.engine_rows_multinode import placeholder_reason
 
     if _concurrency(r["silicon_data_source"]) is None:
         return "no silicon_concurrency in silicon_data_source"
+    if data_defect_reason(r):  # reported with its evidence, never compared (engine_rows_defects)
+        return data_defect_reason(r)
     if multinode_total_reason(r) or placeholder_reason(r):
         return multinode_total_reason(r) or placeholder_reason(r)
     try:
@@ -141,14 +144,14 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
     from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
     from model.serving.simulator import Load, simulate
     from model.serving.workload import Lengths
-    from model.validation.engine_rows_layout import row_speculation
+    from model.validation.engine_rows_layout import row_batch_size, row_speculation
 
     r0 = rows.iloc[0]
     i, o = int(r0["isl"]), int(r0["osl"])
     outs = [_base(r) for _, r in rows.iterrows()]
     try:
         spec = row_speculation(r0)
-        policy = _policy(r0["backend"], i, r0["system"], r0["batch_size"], spec)
+        policy = _policy(r0["backend"], i, r0["system"], row_batch_size(r0), spec)
         d, table = _setup(r0, "", policy, max_context, spec, calibration)
         lengths = Lengths.fixed(i, o)
         cap = float(steady_state(d, policy, i, o, None, speculation=spec).concurrency[0])
@@ -224,15 +227,16 @@ def _per_replica(r: pd.Series) -> int | None:
     c = _concurrency(r["silicon_data_source"])
     if c is None or r["mode"] != "agg":
         return c
-    from model.validation.engine_rows_layout import row_layout
+    from model.validation.engine_rows_layout import row_batch_size, row_layout
 
     # an empty attention_dp_size reads as one rank (row_layout), and the batch-size cap still holds: a total of
     # c448 at batch_size 56 is not 448 clients queued on one rank (nvidia/DeepSeek-V3.1-NVFP4 TRT rows)
     adp = row_layout(r).attention_dp  # the launch's attention-DP ranks (row_layout corrects one export's columns)
     per_rank = -(-c // adp)
-    if pd.isna(r["batch_size"]) or r["batch_size"] < 1:
+    bs = row_batch_size(r)  # per launch rank (row_batch_size corrects the same export's batch size)
+    if pd.isna(bs) or bs < 1:
         return per_rank
-    return min(per_rank, int(r["batch_size"]))
+    return min(per_rank, int(bs))
 
 
 def _dense(r: pd.Series) -> bool:

@@ -94,7 +94,15 @@ def multinode_total_reason(row: Mapping[str, Any]) -> str:
 # v1.2.0rc6.post3)" and "dsr1-fp4-b200-trt-mtp: ... release:1.2.0rc6.post3". The same launch at the same
 # concurrency runs about 2x faster in those rows (5.4 against 10.3 ms at 1k/1k, c4, TP8). These rows are run with
 # MTP drafting as the launch script sets it (row_speculation), not compared with one-token decoding.
-MTP_IMAGES = {("trtllm", "deepseek-ai/DeepSeek-R1", "b200_sxm"): "tensorrt-llm/release:1.2.0rc6.post3"}
+# Before that, InferenceX PR #392 ("Add MTP Benchmark Support for DeepSeek-R1 TRT", merged 2026-01-15, commit
+# bf3456727) ran dsr1-fp{4,8}-b200-trt-mtp in the plain runs' image, release:1.1.0rc2.post2, with the same MTP=3 /
+# MTP=1-with-DP_ATTENTION rule and token budget (benchmarks/dsr1_fp{4,8}_b200_trt_mtp_slurm.sh there): the rows of
+# that image measured on 2026-01-14 are exactly its search space (fp8: tp8 ep8 c4-c32 at 1k/1k and 8k/1k, c4-c64
+# at 1k/8k, DP attention above) and run 1.3-2.2x faster than the same launch measured 2025-12-15 (fp8 1k/1k c4
+# tp8 ep8: 7.8 against 14.6 ms), whose 8k/1k c64 point, outside the MTP search space, is identical (41.76 ms).
+# Each entry: (image, a further substring of silicon_data_source that marks the MTP run, '' for none).
+MTP_IMAGES = {("trtllm", "deepseek-ai/DeepSeek-R1", "b200_sxm"): (
+    ("tensorrt-llm/release:1.2.0rc6.post3", ""), ("tensorrt-llm/release:1.1.0rc2.post2", "measured=2026-01-14"))}
 # InferenceX benchmarks/single_node/fixed_seq_len/dsr1_fp{4,8}_b200_trt_mtp.sh: `MTP=3`, and `MTP=1` when
 # DP_ATTENTION is true (speculative_config: decoding_type MTP, num_nextn_predict_layers ${MTP});
 # MAX_NUM_TOKENS=$(( ((MTP+1)*MAX_BATCH_SIZE+ISL+64+63)/64*64 )).
@@ -103,21 +111,23 @@ MTP_DRAFT_TOKENS, MTP_DRAFT_TOKENS_ATTENTION_DP = 3, 1
 
 def mtp_image(row: Mapping[str, Any]) -> str:
     """The MTP container image a row was measured in ('' when it is not a known MTP run)."""
-    image = MTP_IMAGES.get((str(row.get("backend")), str(row.get("model_path")), str(row.get("system"))))
-    return image if image and image in str(row.get("silicon_data_source", "")) else ""
+    source = str(row.get("silicon_data_source", ""))
+    for image, mark in MTP_IMAGES.get((str(row.get("backend")), str(row.get("model_path")), str(row.get("system"))), ()):
+        if image in source and mark in source:
+            return image
+    return ""
 
 
 def row_speculation(row: Mapping[str, Any]):
     """MTP speculative decoding of a row measured in an MTP image (None otherwise): the launch script's draft
     depth, the checkpoint's MTP module reused for every draft token, and the sourced default acceptance
-    (model.serving.mtp.MTP_ACCEPTANCE; the rows do not record the measured one)."""
+    for that depth (model.serving.mtp.mtp_acceptance; the rows do not record the measured one)."""
     if not mtp_image(row):
         return None
-    from model.serving.mtp import MTP_ACCEPTANCE
     from model.serving.speculation_offload import Speculation
 
     k = MTP_DRAFT_TOKENS_ATTENTION_DP if row_layout(row).attention_dp > 1 else MTP_DRAFT_TOKENS
-    return Speculation(alpha=MTP_ACCEPTANCE, k=k, mtp=True)
+    return Speculation.multi_token_prediction(k)
 
 
 def mtp_max_num_tokens(draft_tokens: int, max_batch_size: int, isl: int) -> int:
@@ -148,6 +158,26 @@ def _export_launch(row: Mapping[str, Any], tp: int, adp: int, moe_tp: int, moe_e
     if node and gpus > node and moe_ep > 1 and moe_tp * moe_ep == gpus and moe_tp % moe_ep == 0 and moe_tp <= node:
         return moe_tp, moe_ep
     return None
+
+
+def row_batch_size(row: Mapping[str, Any]) -> float:
+    """The aggregated launch's batch size per attention-DP rank (NaN when the row records none).
+
+    The export that multiplied the GPU count by the EP size (row_layout) also wrote batch_size per *recorded*
+    attention-DP rank: its tp8_ep8 c64 launch reads attention_dp_size 64, batch_size 1, where the other export of
+    the same launch (same TPOT to the last digit, 12.289 ms) reads attention_dp_size 8, batch_size 8; in all 37
+    such rows batch_size x the recorded ranks is the benchmark concurrency. When the launch is rebuilt, the batch
+    size is rescaled to the launch's ranks: batch_size x recorded ranks / launch ranks."""
+    bs = row.get("batch_size")
+    try:
+        bs = float(bs)
+    except (TypeError, ValueError):
+        return float("nan")
+    tp, adp = _int(row.get("tp_size")), _int(row.get("attention_dp_size"))
+    launch = _export_launch(row, tp, adp, _int(row.get("moe_tp_size")), _int(row.get("moe_ep_size")))
+    if launch is None or adp <= 1 or bs != bs:
+        return bs
+    return bs * adp / launch[0]
 
 
 def row_layout(row: Mapping[str, Any], pool: str = "") -> Layout:
@@ -256,7 +286,7 @@ def predict_agg_tpot_s(row: Mapping[str, Any]) -> float:
 
     d = row_deployment(row)
     st = steady_state(d, engine_policy(str(row["backend"])), float(row["isl"]), float(row["osl"]),
-                      concurrency=float(row["batch_size"]))
+                      concurrency=row_batch_size(row))
     t = float(st.tpot_s[0])
     return t if math.isfinite(t) and t > 0 and str(st.limit[0]) == "asked" else float("nan")
 
