@@ -54,6 +54,13 @@ DTYPE_CLASSES = {"fp32": "32", "tf32": "32", "fp64": "32", "bf16": "16", "fp16":
                  "fp8": "8", "int8": "8", "fp6": "4", "fp4": "4", "int4": "4"}
 
 
+def moe_kernel_class(dtype: str, weight_only: bool) -> str:
+    """The class of grouped MoE kernels experts computing at `dtype` run (Efficiency.moe_gemm_scale_*): `wo` for
+    weight-only experts (W4A16 Marlin-style, dequantized in the kernel), else 16 (16- and 32-bit), 8 or 4."""
+    cls = DTYPE_CLASSES.get(dtype, "16")
+    return "wo" if weight_only else ("16" if cls == "32" else cls)
+
+
 @dataclass(frozen=True)
 class Efficiency:
     gemm_max_16: float  # large BF16/FP16 GEMM, fraction of dense peak
@@ -138,6 +145,20 @@ class Efficiency:
     # algorithm on NVSwitch 3+: each rank moves (N+1)/N x M per direction instead of a ring's 2(N-1)/N x M);
     # 0 = no in-switch reduction (the hand-set classes), so "auto" never picks it
     nvls_bus_efficiency: float = 0.0
+    # MoE experts run grouped GEMM kernels (vLLM/SGLang fused_moe Triton or FlashInfer TRT-LLM MoE, TensorRT-LLM
+    # CUTLASS MoE, DeepGEMM, Marlin MoE for W4A16), not the dense GEMMs the gemm_max ceilings were measured on: their
+    # compute ceiling is this share of the dense ceiling of their dtype, per expert kernel class (16-bit, FP8, FP4,
+    # and `wo`: weight-only W4A16/W8A16 experts, dequantized inside the kernel), and their weight and activation
+    # traffic streams at moe_mem_scale_* of mem_max (per-expert tiles, scale-factor loads, token gathers). 1 = the
+    # dense GEMM (neutral); fitted per class to NVIDIA's MoE layer tables (model.calibration.moe_rows)
+    moe_gemm_scale_16: float = 1.0
+    moe_gemm_scale_8: float = 1.0
+    moe_gemm_scale_4: float = 1.0
+    moe_gemm_scale_wo: float = 1.0
+    moe_mem_scale_16: float = 1.0
+    moe_mem_scale_8: float = 1.0
+    moe_mem_scale_4: float = 1.0
+    moe_mem_scale_wo: float = 1.0
     # its start-up time: NVLS sets up multicast objects and runs two switch round trips, so it wins only large
     # messages (NCCL's tuner has a far larger base latency for NVLS than for ring or tree)
     nvls_latency_s: float = 0.0
@@ -180,6 +201,11 @@ class Efficiency:
     def step_expert_quant(self, dtype: str) -> float:
         """1 where the engine's MoE layer quantizes experts of this dtype in kernels of their own, else 0."""
         return float(getattr(self, f"step_expert_quant_{DTYPE_CLASSES.get(dtype, '16')}", 0.0))
+
+    def moe_scales(self, dtype: str, weight_only: bool) -> tuple[float, float]:
+        """(compute, memory) scale of the grouped expert GEMMs of this dtype relative to dense GEMMs."""
+        cls = moe_kernel_class(dtype, weight_only)
+        return getattr(self, f"moe_gemm_scale_{cls}"), getattr(self, f"moe_mem_scale_{cls}")
 
     def with_overrides(self, values: dict[str, float], source: str) -> Efficiency:
         known = {f.name for f in fields(self)} - {"source"}
