@@ -15,8 +15,8 @@ from model.calibration.moe_rows import moe_class, moe_predictor, moe_table_rows,
 from model.hardware.db import load_device
 from model.operators.graph import moe_expert_operators
 from model.precision import Precision
-from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for, moe_kernel_class
-from model.roofline.evaluator import context_for
+from model.roofline.efficiency import ARCH_DEFAULTS, MOE_ENGINE_DEFAULTS, efficiency_for, moe_kernel_class
+from model.roofline.evaluator import context_for, stack_contexts, take_context
 
 B200 = load_device("b200")
 NEUTRAL = replace(efficiency_for(B200, calibration=False),
@@ -43,7 +43,7 @@ def test_neutral_scales_leave_the_experts_at_the_dense_ceilings():
     ctx = context_for(B200, Precision(weights="fp8"), efficiency=NEUTRAL)
     assert ctx.gemm_max["expert"] == ctx.gemm_max["dense"] == NEUTRAL.gemm_max_8
     assert ctx.expert_mem_scale == 1.0
-    for arch in ARCH_DEFAULTS:  # neutral until fitted
+    for arch in ("ampere", "ada", "cdna3"):  # classes without MoE kernel tables stay neutral
         eff = ARCH_DEFAULTS[arch]
         assert all(getattr(eff, f"moe_{k}_scale_{c}") == 1.0 for k in ("gemm", "mem") for c in ("16", "8", "4", "wo"))
 
@@ -112,3 +112,19 @@ def test_moe_stage_recovers_known_kernel_shares_from_synthetic_layers():
         assert result.params[name] == pytest.approx(getattr(true, name), rel=0.05), name
     held = result.rows[result.rows["split"] != "fit"]
     assert float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) < 0.03
+
+
+def test_engine_defaults_apply_when_an_engine_is_named_and_are_carried_through_stacking():
+    for engine, values in MOE_ENGINE_DEFAULTS["blackwell"].items():
+        eff = efficiency_for(B200, engine=engine)
+        assert all(getattr(eff, k) == v for k, v in values.items()) and f"{engine} MoE kernels" in eff.source
+    plain = efficiency_for(B200)  # no engine: the class mean of the three
+    assert plain.moe_gemm_scale_8 == pytest.approx(np.mean([v["moe_gemm_scale_8"]
+                                                            for v in MOE_ENGINE_DEFAULTS["blackwell"].values()]),
+                                                   abs=0.005)
+    contexts = [context_for(B200, Precision(weights="fp8"), efficiency=efficiency_for(B200, engine="vllm")),
+                context_for(B200, Precision(weights="bf16"), efficiency=efficiency_for(B200, engine="vllm"))]
+    taken = take_context(stack_contexts(contexts), np.array([0, 1, 0]))
+    vllm = MOE_ENGINE_DEFAULTS["blackwell"]["vllm"]
+    assert list(taken.expert_mem_scale) == [vllm["moe_mem_scale_8"], vllm["moe_mem_scale_16"], vllm["moe_mem_scale_8"]]
+    assert taken.gemm_max["expert"][0] == pytest.approx(0.76 * vllm["moe_gemm_scale_8"])

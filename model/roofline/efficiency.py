@@ -233,6 +233,39 @@ _BASE = dict(gemm_max_4=0.5, gemm_max_32=0.6, gemm_n_half=128.0, attention_q_hal
              vector_max=0.5, dequant_penalty=0.2, step_overhead_s=5.0e-4, collective_base_s=8.0e-6)
 
 
+# Grouped MoE kernels (Efficiency.moe_gemm_scale_* / moe_mem_scale_*), per engine: the MoE stages of `ridgeplan
+# calibrate import` (model.calibration.importer, rows model.calibration.moe_rows) fitted to NVIDIA's measured MoE
+# layers, aiconfigurator-core 0.12.0 systems/data/<gpu>/moe/<engine>/<version>/moe_perf.parquet (balanced routing,
+# MoE-TP sweep, 1-16,384 tokens), the mean over B200/B300/GB200/GB300 (Blackwell) and H100/H200 (Hopper) kernel
+# tables. Which kernels those are per engine: model.engines.<engine>.MOE_KERNELS. Measured/modelled with the dense
+# ceilings, medians over a class's rows: block-FP8 grouped GEMMs 1.2x at one token rising to 2-3.4x past 1k tokens
+# per expert (vLLM/SGLang on B200), W4A16 Marlin 2.3x at one token and 4-5x past 32 tokens per expert.
+# A class is listed only where its fit lowers the held-out median |error| of its tables (interpolation and
+# extrapolation shapes, mean over the class's GPUs) by more than the tables' run-to-run spread (2.4-2.9 points,
+# TensorRT-LLM 1.3.0rc23 reuse.yaml); elsewhere the two-parameter form does not describe the kernel and it stays at
+# the dense ceilings (1): Blackwell NVFP4 on every engine (vLLM 16.7 -> 18.1%, SGLang 16.2 -> 19.1%, TensorRT-LLM
+# 33.9 -> 33.3%), BF16 under SGLang and TensorRT-LLM, Hopper BF16 under vLLM and TensorRT-LLM and FP8 under
+# TensorRT-LLM (docs/moe.md, "Expert kernels"). Hopper has no FP4 tables (no FP4 tensor cores).
+MOE_ENGINE_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
+    "blackwell": {
+        "vllm": dict(moe_gemm_scale_16=0.55, moe_mem_scale_16=1.03, moe_gemm_scale_8=0.25, moe_mem_scale_8=0.94,
+                     moe_gemm_scale_wo=0.22, moe_mem_scale_wo=0.41),
+        "sglang": dict(moe_gemm_scale_8=0.22, moe_mem_scale_8=0.86, moe_gemm_scale_wo=0.38, moe_mem_scale_wo=0.54),
+        "trtllm": dict(moe_gemm_scale_8=0.65, moe_mem_scale_8=0.65, moe_gemm_scale_wo=0.24, moe_mem_scale_wo=0.25),
+    },
+    "hopper": {
+        "vllm": dict(moe_gemm_scale_8=0.37, moe_mem_scale_8=0.87, moe_gemm_scale_wo=0.44, moe_mem_scale_wo=0.44),
+        "sglang": dict(moe_gemm_scale_16=0.35, moe_mem_scale_16=0.78, moe_gemm_scale_8=0.51, moe_mem_scale_8=0.87,
+                       moe_gemm_scale_wo=0.39, moe_mem_scale_wo=0.73),
+        "trtllm": dict(moe_gemm_scale_wo=0.62, moe_mem_scale_wo=0.62),
+    },
+}
+# without an engine: the mean of the three engines' values (1 where an engine keeps the dense ceilings)
+_MOE_CLASS = {arch: {name: round(float(np.mean([e.get(name, 1.0) for e in engines.values()])), 2)
+                     for name in sorted({n for e in engines.values() for n in e})}
+              for arch, engines in MOE_ENGINE_DEFAULTS.items()}
+
+
 def _eff(arch: str, **values: float) -> Efficiency:
     # hand-set classes give FP8/FP4 GEMMs the tile of their 16-bit GEMMs (only a calibration fits their own)
     tiles = {f"gemm_tile_m_{c}": values["gemm_tile_m"] for c in ("8", "4") if "gemm_tile_m" in values}
@@ -241,12 +274,12 @@ def _eff(arch: str, **values: float) -> Efficiency:
 
 ARCH_DEFAULTS: dict[str, Efficiency] = {
     "hopper": _eff("hopper", gemm_max_16=0.80, gemm_max_8=0.71, gemm_m_half=0, attention_max=0.70,
-                   linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6),
+                   linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6, **_MOE_CLASS["hopper"]),
     # FP4 activation quantization: 4.86 us + 2.58 B per element, the Blackwell class fit of NVIDIA's FP4 GEMM tables
     # (hardware_db/calibration/_class-blackwell.vllm.toml, from B200/B300/GB200/GB300; aiconfigurator-core 0.12.0)
     "blackwell": _eff("blackwell", gemm_max_16=0.78, gemm_max_8=0.76, gemm_max_4=0.7, gemm_m_half=0,
                       attention_max=0.71, linear_attention_max=0.35, mem_max=0.74, kernel_floor_s=3.0e-6,
-                      gemm_quant_s_4=4.86e-6, gemm_quant_bytes_4=2.58),
+                      gemm_quant_s_4=4.86e-6, gemm_quant_bytes_4=2.58, **_MOE_CLASS["blackwell"]),
     "ampere": _eff("ampere", gemm_max_16=0.87, gemm_max_8=0.75, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
                    attention_max=0.70, linear_attention_max=0.35, mem_max=0.87, kernel_floor_s=2.6e-6),
     "ada": _eff("ada", gemm_max_16=0.75, gemm_max_8=0.70, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
@@ -406,6 +439,9 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
         raise RidgeplanError("engine", f"unknown engine {engine!r}", ENGINES)
     if device.arch in ARCH_DEFAULTS:
         eff = ARCH_DEFAULTS[device.arch]
+        if engine is not None and device.arch in MOE_ENGINE_DEFAULTS:  # that engine's own MoE kernels
+            eff = replace(eff, **MOE_ENGINE_DEFAULTS[device.arch][engine],
+                          source=f"{eff.source}; {engine} MoE kernels (kernel-table fit)")
     elif device.kind in _KIND_CLASS and _KIND_CLASS[device.kind] != "generic":
         cls = _KIND_CLASS[device.kind]
         eff = replace(ARCH_DEFAULTS[cls], source=f"{cls} class defaults for a {device.kind} (inferred; no measurements)")
