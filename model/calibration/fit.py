@@ -42,6 +42,8 @@ BOUNDS = {
     "gemm_quant_s_4": (0.0, 1e-3), "gemm_quant_bytes_8": (0.0, 64.0), "gemm_quant_bytes_4": (0.0, 64.0),
     "gemm_quant_row_s_8": (0.0, 1e-6), "gemm_quant_row_s_4": (0.0, 1e-6),
     "nvls_bus_efficiency": (0.0, 1.0), "nvls_latency_s": (0.0, 1e-3), "collective_floor_s": (0.0, 1e-3),
+    # grouped MoE kernels relative to dense GEMMs (a compute share above 1 stops at the peak: context_for caps it)
+    **{f"moe_{kind}_scale_{c}": (0.02, 2.0) for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
 }
 
 
@@ -70,6 +72,8 @@ def _informed(table: pd.DataFrame) -> list[str]:
         params.append("vector_max")
     if "step" in kinds:
         params.append("step_overhead_s")
+    if "moe" in kinds:  # every class; _responsive leaves out those no row runs
+        params += [f"moe_{kind}_scale_{c}" for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")]
     if kinds & set(COLLECTIVES):
         params += ["collective_base_s", "scale_up_bus_efficiency", "nvls_bus_efficiency", "nvls_latency_s",
                    "collective_floor_s"]
@@ -133,9 +137,10 @@ def check_measurements(table: pd.DataFrame) -> pd.DataFrame:
     for col in ("kernel", "measured_s"):
         if col not in table:
             raise RidgeplanError(col, "column is missing from the measurements", ["kernel", "measured_s", "shape columns"])
-    bad = set(table["kernel"]) - set(KERNELS) - set(COLLECTIVES) - {"step"}
+    bad = set(table["kernel"]) - set(KERNELS) - set(COLLECTIVES) - {"step", "moe"}
     if bad:
-        raise RidgeplanError("kernel", f"unknown kernel kind {sorted(bad)[0]!r}", [*KERNELS, *COLLECTIVES, "step"])
+        raise RidgeplanError("kernel", f"unknown kernel kind {sorted(bad)[0]!r}",
+                             [*KERNELS, *COLLECTIVES, "moe", "step"])
     times = pd.to_numeric(table["measured_s"], errors="coerce")
     if times.isna().any() or (times <= 0).any():
         raise RidgeplanError("measured_s", "every measurement must be a positive number of seconds")
@@ -151,9 +156,15 @@ def check_measurements(table: pd.DataFrame) -> pd.DataFrame:
 def predictor(table: pd.DataFrame, device: Device):
     """A function eff -> predicted seconds for every row (kernel rows directly, step rows via the graph)."""
     comm_rows = table["kernel"].isin(COLLECTIVES)
-    kernel_rows = (table["kernel"] != "step") & ~comm_rows
+    moe_rows = table["kernel"] == "moe"  # whole MoE layers (model.calibration.moe_rows)
+    kernel_rows = (table["kernel"] != "step") & ~comm_rows & ~moe_rows
     kernels = table[kernel_rows]
     comms = table[comm_rows]
+    predict_moe = None
+    if moe_rows.any():
+        from model.calibration.moe_rows import moe_predictor
+
+        predict_moe = moe_predictor(table[moe_rows].reset_index(drop=True), device)
     steps = table[(table["kernel"] == "step")]
     step_ops = []
     if len(steps):
@@ -172,6 +183,8 @@ def predictor(table: pd.DataFrame, device: Device):
             out[kernel_rows.to_numpy()] = predict_kernels(kernels, device, eff)
         if len(comms):
             out[comm_rows.to_numpy()] = predict_collectives(comms, device, eff)
+        if predict_moe is not None:
+            out[moe_rows.to_numpy()] = predict_moe(eff)
         for j, (d, ops) in zip(np.flatnonzero((table["kernel"] == "step").to_numpy()), step_ops):
             ctx = replace(d.context, eff=eff)
             out[j] = float(evaluate(ops, ctx).step_time_s()[0]) + eff.step_overhead_s

@@ -65,6 +65,10 @@ STAGES = (
     # all-reduce: the ring/tree/one-shot bandwidth, the in-switch (NVLS) bandwidth, the collective kernel's floor
     (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency", "nvls_bus_efficiency", "nvls_latency_s",
                        "collective_floor_s")),
+    # whole MoE layers (model.calibration.moe_rows): the grouped expert kernels' compute and memory shares of the
+    # dense GEMM and streaming ceilings fitted above, one stage per expert kernel class (each class's parameters
+    # move only its own rows; fitted jointly, a class whose rows sit far off the start was pushed the wrong way)
+    *((("moe_" + c,), (f"moe_gemm_scale_{c}", f"moe_mem_scale_{c}")) for c in ("16", "8", "4", "wo")),
 )
 
 
@@ -76,7 +80,9 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "gemm_quant_row_s_8": 1e-9,
                "gemm_quant_row_s_4": 1e-9,
                "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 1e-9, "gemm_k_split": 3072.0,
-               "nvls_bus_efficiency": 0.6, "nvls_latency_s": 20e-6, "collective_floor_s": 2e-6}
+               "nvls_bus_efficiency": 0.6, "nvls_latency_s": 20e-6, "collective_floor_s": 2e-6,
+               # grouped MoE kernels: from half the dense ceilings
+               **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")}}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -143,8 +149,26 @@ def fit_engine(source: TableSource, gpu: str, device: Device, engine: str) -> De
     l2 = (device.on_chip.l2_bytes if device.on_chip and device.on_chip.l2_bytes else 50e6)
     rows = rows[(rows["family"] != "copy") | (rows["size"] * 2 > 2 * l2)]
     rows = rows[(rows["kernel"] != "gemm") | rows["dtype"].isin(list(device.peak_flop_per_s))]
+    rows = moe_rows_physical(rows, device)
     result = fit_rows(sample(rows).reset_index(drop=True), device)
     return DeviceFit(device, engine, tables, result, family_errors(result.rows))
+
+
+def moe_rows_physical(rows: pd.DataFrame, device: Device) -> pd.DataFrame:
+    """Rows less MoE layers on a tensor-core path the device lacks, and those measured faster than reading their
+    touched experts' weights at the nominal HBM bandwidth (their synthetic routing touched fewer distinct experts
+    than the token count implies; model.calibration.moe_rows)."""
+    moe = (rows["kernel"] == "moe").to_numpy()
+    if not moe.any():
+        return rows
+    from model.calibration.moe_rows import moe_predictor, weight_read_s
+
+    part = rows[moe].reset_index(drop=True)
+    ok = np.isfinite(moe_predictor(part, device)(efficiency_for(device, calibration=False)))
+    ok &= part["measured_s"].to_numpy(float) >= weight_read_s(part, device)
+    keep = np.ones(len(rows), dtype=bool)
+    keep[np.flatnonzero(moe)] = ok
+    return rows[keep]
 
 
 def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None) -> FitResult:

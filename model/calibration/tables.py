@@ -32,7 +32,7 @@ GPU_IDS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "gb20
            "b60": "arc-pro-b60"}
 ENGINES = ("vllm", "sglang", "trtllm")
 FAMILIES = ("gemm_bf16", "gemm_fp8", "gemm_fp4", "attention_prefill", "attention_decode", "mla_prefill",
-            "mla_decode", "copy", "all_reduce")
+            "mla_decode", "copy", "all_reduce", "moe_16", "moe_8", "moe_4", "moe_wo")
 # DeepSeek-V3 MLA shapes (the tables' model): per head q/k 128 + 64 rope, v 128; the decode cache is one latent
 # of 512 + 64 per token, absorbed decode attends with 576-wide queries and 512-wide values
 MLA_PREFILL_HEAD_DIM, MLA_PREFILL_KV_DIM = 160.0, 320.0  # 4*160 = 2*(192 + 128) FLOPs; q,o 2*160 + k,v 320 elements
@@ -100,6 +100,11 @@ class TableSource:
         """The newest version's <name>.parquet for one GPU, op folder and engine (None when absent)."""
         found = [f for f in self._members if f.startswith(f"{gpu}/{op}/{engine}/") and f.endswith(f"/{name}.parquet")]
         return max(found, key=lambda f: tuple(int(x) for x in re.findall(r"\d+", f.split("/")[3]))) if found else None
+
+    def versions(self, gpu: str, op: str, engine: str, name: str) -> list[tuple[str, str]]:
+        """(version, relative path) of every version's <name>.parquet for one GPU, op folder and engine."""
+        return sorted((f.split("/")[3], f) for f in self._members
+                      if f.startswith(f"{gpu}/{op}/{engine}/") and f.endswith(f"/{name}.parquet"))
 
     def gpus(self) -> list[str]:
         return sorted({f.split("/")[0] for f in self._members})
@@ -232,6 +237,16 @@ def engine_rows(source: TableSource, gpu: str, engine: str) -> EngineTables:
     ar = _all_reduce(custom, nccl)
     if len(ar):
         frames.append(ar.assign(file=" + ".join(r for r in (custom_rel, nccl_rel) if r)))
+    moe = source.versions(gpu, "moe", engine, "moe_perf")
+    if moe:  # whole MoE layers, every version (a newer one may reuse an older one's shapes)
+        from model.calibration.moe_rows import moe_table_rows, newest_per_shape
+        from model.engines import get_engine
+
+        raw = [(version, source.read(rel)) for version, rel in moe]
+        files += [rel for _, rel in moe]
+        read += sum(len(t) for _, t in raw)
+        frames.append(moe_table_rows(newest_per_shape(raw), get_engine(engine).unfused_expert_quant)
+                      .assign(file=" + ".join(rel for _, rel in moe)))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(rows):
         rows = rows[np.isfinite(rows["measured_s"]) & (rows["measured_s"] > 0)].reset_index(drop=True)

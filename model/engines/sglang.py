@@ -63,6 +63,17 @@ class SGLangDefaults:
 
 SGLANG = SGLangDefaults()
 
+# The grouped MoE kernels SGLang runs per expert format on Blackwell, as NVIDIA's MoE tables name them
+# (aiconfigurator-core 0.12.0 systems/data/b200_sxm/moe/sglang/0.5.14/moe_perf.parquet, kernel_source), with the
+# fastest per shape: the kernels behind model.roofline.efficiency.MOE_ENGINE_DEFAULTS["sglang"]
+MOE_KERNELS = {
+    "bf16": "FlashInfer TRT-LLM MoE (--moe-runner-backend flashinfer_trtllm) or fused_moe_triton",
+    "fp8": "FlashInfer TRT-LLM block-FP8 MoE or fused_moe_triton (per-token-group FP8 quantization of its own)",
+    "nvfp4": "FlashInfer TRT-LLM NVFP4 MoE",
+    "int4": "FlashInfer TRT-LLM MoE, W4A16",
+    "mxfp4": "FlashInfer TRT-LLM MXFP4 MoE",
+}
+
 
 # ---------------------------------------------------------------------------------------------------------
 NAME = "SGLang"

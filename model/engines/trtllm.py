@@ -73,6 +73,16 @@ def aic_agg_limits(isl: int, batch_size: int | None = None) -> tuple[int, int]:
 
 TRTLLM = TRTLLMDefaults()
 
+# The grouped MoE kernels TensorRT-LLM runs per expert format on Blackwell, as NVIDIA's MoE tables name them
+# (aiconfigurator-core 0.12.0 systems/data/b200_sxm/moe/trtllm/1.3.0rc20/moe_perf.parquet, kernel_source), with
+# the fastest per shape: the kernels behind model.roofline.efficiency.MOE_ENGINE_DEFAULTS["trtllm"]
+MOE_KERNELS = {
+    "bf16": "CUTLASS MoE (moe_torch_flow_cutlass)",
+    "fp8": "DeepGEMM grouped block-FP8 GEMMs (deepgemm)",
+    "nvfp4": "TRT-LLM-gen min-latency NVFP4 MoE (moe_torch_flow_min_latency), CUTLASS for large batches",
+    "mxfp4": "MXFP4 MoE (moe_torch_flow), W4A16",
+}
+
 
 # ---------------------------------------------------------------------------------------------------------
 NAME = "TensorRT-LLM"

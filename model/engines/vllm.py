@@ -62,6 +62,18 @@ class VLLMDefaults:
 
 VLLM = VLLMDefaults()
 
+# The grouped MoE kernels vLLM runs per expert format on Blackwell, as NVIDIA's MoE tables name them
+# (aiconfigurator-core 0.12.0 systems/data/b200_sxm/moe/vllm/0.24.0/moe_perf.parquet, kernel_source; the collector
+# builds the layer through vLLM's own quant methods, so the backend is vLLM's choice), with the fastest per shape:
+# the kernels behind the Blackwell moe_*_scale defaults (model.roofline.efficiency.MOE_ENGINE_DEFAULTS["vllm"])
+MOE_KERNELS = {
+    "bf16": "FlashInfer TRT-LLM BF16 experts (TrtLlmBf16Experts), FlashInfer CUTLASS",
+    "fp8": "FlashInfer TRT-LLM block-FP8 MoE (TrtLlmFp8Experts, monolithic or modular; Fp8MoEMethod)",
+    "nvfp4": "FlashInfer TRT-LLM NVFP4 MoE (monolithic), FlashInfer CUTLASS (compressed-tensors W4A4 NVFP4)",
+    "int4": "Marlin MoE (compressed-tensors WNA16 MarlinExperts): W4A16, the weights dequantized in the kernel",
+    "mxfp4": "FlashInfer TRT-LLM MXFP4 x BF16 (gpt-oss Mxfp4MoEMethod), Marlin for other W4A16 MXFP4",
+}
+
 
 GIB = 1024**3
 

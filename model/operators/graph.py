@@ -324,6 +324,17 @@ def _moe(m: Mlp, d_model: int) -> list[Operator]:
     return ops
 
 
+EXPERT_KERNELS = ("experts_quant", "experts")  # the operators one fused MoE kernel call runs (no router, no comm)
+
+
+def moe_expert_operators(m: Mlp, d_model: int) -> list[Operator]:
+    """The operators of one MoE layer that an engine's fused-experts call runs, as the layer builds them: the
+    experts' activation quantization (where the engine runs it as kernels of its own, symbol q_e) and the grouped
+    expert GEMMs, without the router, the shared experts and the token communication. What NVIDIA's MoE kernel
+    tables time (model.calibration.moe_rows)."""
+    return [op for op in _moe(m, d_model) if op.name in EXPERT_KERNELS]
+
+
 def _moe_comm(m: Mlp, d: int) -> list[Operator]:
     """How tokens reach the experts of an MoE layer split MoE-TP x MoE-EP over TP x attention-DP GPUs.
 

@@ -54,6 +54,13 @@ DTYPE_CLASSES = {"fp32": "32", "tf32": "32", "fp64": "32", "bf16": "16", "fp16":
                  "fp8": "8", "int8": "8", "fp6": "4", "fp4": "4", "int4": "4"}
 
 
+def moe_kernel_class(dtype: str, weight_only: bool) -> str:
+    """The class of grouped MoE kernels experts computing at `dtype` run (Efficiency.moe_gemm_scale_*): `wo` for
+    weight-only experts (W4A16 Marlin-style, dequantized in the kernel), else 16 (16- and 32-bit), 8 or 4."""
+    cls = DTYPE_CLASSES.get(dtype, "16")
+    return "wo" if weight_only else ("16" if cls == "32" else cls)
+
+
 @dataclass(frozen=True)
 class Efficiency:
     gemm_max_16: float  # large BF16/FP16 GEMM, fraction of dense peak
@@ -138,6 +145,20 @@ class Efficiency:
     # algorithm on NVSwitch 3+: each rank moves (N+1)/N x M per direction instead of a ring's 2(N-1)/N x M);
     # 0 = no in-switch reduction (the hand-set classes), so "auto" never picks it
     nvls_bus_efficiency: float = 0.0
+    # MoE experts run grouped GEMM kernels (vLLM/SGLang fused_moe Triton or FlashInfer TRT-LLM MoE, TensorRT-LLM
+    # CUTLASS MoE, DeepGEMM, Marlin MoE for W4A16), not the dense GEMMs the gemm_max ceilings were measured on: their
+    # compute ceiling is this share of the dense ceiling of their dtype, per expert kernel class (16-bit, FP8, FP4,
+    # and `wo`: weight-only W4A16/W8A16 experts, dequantized inside the kernel), and their weight and activation
+    # traffic streams at moe_mem_scale_* of mem_max (per-expert tiles, scale-factor loads, token gathers). 1 = the
+    # dense GEMM (neutral); fitted per class to NVIDIA's MoE layer tables (model.calibration.moe_rows)
+    moe_gemm_scale_16: float = 1.0
+    moe_gemm_scale_8: float = 1.0
+    moe_gemm_scale_4: float = 1.0
+    moe_gemm_scale_wo: float = 1.0
+    moe_mem_scale_16: float = 1.0
+    moe_mem_scale_8: float = 1.0
+    moe_mem_scale_4: float = 1.0
+    moe_mem_scale_wo: float = 1.0
     # its start-up time: NVLS sets up multicast objects and runs two switch round trips, so it wins only large
     # messages (NCCL's tuner has a far larger base latency for NVLS than for ring or tree)
     nvls_latency_s: float = 0.0
@@ -181,6 +202,11 @@ class Efficiency:
         """1 where the engine's MoE layer quantizes experts of this dtype in kernels of their own, else 0."""
         return float(getattr(self, f"step_expert_quant_{DTYPE_CLASSES.get(dtype, '16')}", 0.0))
 
+    def moe_scales(self, dtype: str, weight_only: bool) -> tuple[float, float]:
+        """(compute, memory) scale of the grouped expert GEMMs of this dtype relative to dense GEMMs."""
+        cls = moe_kernel_class(dtype, weight_only)
+        return getattr(self, f"moe_gemm_scale_{cls}"), getattr(self, f"moe_mem_scale_{cls}")
+
     def with_overrides(self, values: dict[str, float], source: str) -> Efficiency:
         known = {f.name for f in fields(self)} - {"source"}
         unknown = set(values) - known
@@ -207,6 +233,39 @@ _BASE = dict(gemm_max_4=0.5, gemm_max_32=0.6, gemm_n_half=128.0, attention_q_hal
              vector_max=0.5, dequant_penalty=0.2, step_overhead_s=5.0e-4, collective_base_s=8.0e-6)
 
 
+# Grouped MoE kernels (Efficiency.moe_gemm_scale_* / moe_mem_scale_*), per engine: the MoE stages of `ridgeplan
+# calibrate import` (model.calibration.importer, rows model.calibration.moe_rows) fitted to NVIDIA's measured MoE
+# layers, aiconfigurator-core 0.12.0 systems/data/<gpu>/moe/<engine>/<version>/moe_perf.parquet (balanced routing,
+# MoE-TP sweep, 1-16,384 tokens), the mean over B200/B300/GB200/GB300 (Blackwell) and H100/H200 (Hopper) kernel
+# tables. Which kernels those are per engine: model.engines.<engine>.MOE_KERNELS. Measured/modelled with the dense
+# ceilings, medians over a class's rows: block-FP8 grouped GEMMs 1.2x at one token rising to 2-3.4x past 1k tokens
+# per expert (vLLM/SGLang on B200), W4A16 Marlin 2.3x at one token and 4-5x past 32 tokens per expert.
+# A class is listed only where its fit lowers the held-out median |error| of its tables (interpolation and
+# extrapolation shapes, mean over the class's GPUs) by more than the tables' run-to-run spread (2.4-2.9 points,
+# TensorRT-LLM 1.3.0rc23 reuse.yaml); elsewhere the two-parameter form does not describe the kernel and it stays at
+# the dense ceilings (1): Blackwell NVFP4 on every engine (vLLM 16.7 -> 18.1%, SGLang 16.2 -> 19.1%, TensorRT-LLM
+# 33.9 -> 33.3%), BF16 under SGLang and TensorRT-LLM, Hopper BF16 under vLLM and TensorRT-LLM and FP8 under
+# TensorRT-LLM (docs/moe.md, "Expert kernels"). Hopper has no FP4 tables (no FP4 tensor cores).
+MOE_ENGINE_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
+    "blackwell": {
+        "vllm": dict(moe_gemm_scale_16=0.55, moe_mem_scale_16=1.03, moe_gemm_scale_8=0.25, moe_mem_scale_8=0.94,
+                     moe_gemm_scale_wo=0.22, moe_mem_scale_wo=0.41),
+        "sglang": dict(moe_gemm_scale_8=0.22, moe_mem_scale_8=0.86, moe_gemm_scale_wo=0.38, moe_mem_scale_wo=0.54),
+        "trtllm": dict(moe_gemm_scale_8=0.65, moe_mem_scale_8=0.65, moe_gemm_scale_wo=0.24, moe_mem_scale_wo=0.25),
+    },
+    "hopper": {
+        "vllm": dict(moe_gemm_scale_8=0.37, moe_mem_scale_8=0.87, moe_gemm_scale_wo=0.44, moe_mem_scale_wo=0.44),
+        "sglang": dict(moe_gemm_scale_16=0.35, moe_mem_scale_16=0.78, moe_gemm_scale_8=0.51, moe_mem_scale_8=0.87,
+                       moe_gemm_scale_wo=0.39, moe_mem_scale_wo=0.73),
+        "trtllm": dict(moe_gemm_scale_wo=0.62, moe_mem_scale_wo=0.62),
+    },
+}
+# without an engine: the mean of the three engines' values (1 where an engine keeps the dense ceilings)
+_MOE_CLASS = {arch: {name: round(float(np.mean([e.get(name, 1.0) for e in engines.values()])), 2)
+                     for name in sorted({n for e in engines.values() for n in e})}
+              for arch, engines in MOE_ENGINE_DEFAULTS.items()}
+
+
 def _eff(arch: str, **values: float) -> Efficiency:
     # hand-set classes give FP8/FP4 GEMMs the tile of their 16-bit GEMMs (only a calibration fits their own)
     tiles = {f"gemm_tile_m_{c}": values["gemm_tile_m"] for c in ("8", "4") if "gemm_tile_m" in values}
@@ -215,12 +274,12 @@ def _eff(arch: str, **values: float) -> Efficiency:
 
 ARCH_DEFAULTS: dict[str, Efficiency] = {
     "hopper": _eff("hopper", gemm_max_16=0.80, gemm_max_8=0.71, gemm_m_half=0, attention_max=0.70,
-                   linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6),
+                   linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6, **_MOE_CLASS["hopper"]),
     # FP4 activation quantization: 4.86 us + 2.58 B per element, the Blackwell class fit of NVIDIA's FP4 GEMM tables
     # (hardware_db/calibration/_class-blackwell.vllm.toml, from B200/B300/GB200/GB300; aiconfigurator-core 0.12.0)
     "blackwell": _eff("blackwell", gemm_max_16=0.78, gemm_max_8=0.76, gemm_max_4=0.7, gemm_m_half=0,
                       attention_max=0.71, linear_attention_max=0.35, mem_max=0.74, kernel_floor_s=3.0e-6,
-                      gemm_quant_s_4=4.86e-6, gemm_quant_bytes_4=2.58),
+                      gemm_quant_s_4=4.86e-6, gemm_quant_bytes_4=2.58, **_MOE_CLASS["blackwell"]),
     "ampere": _eff("ampere", gemm_max_16=0.87, gemm_max_8=0.75, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
                    attention_max=0.70, linear_attention_max=0.35, mem_max=0.87, kernel_floor_s=2.6e-6),
     "ada": _eff("ada", gemm_max_16=0.75, gemm_max_8=0.70, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
@@ -380,6 +439,9 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
         raise RidgeplanError("engine", f"unknown engine {engine!r}", ENGINES)
     if device.arch in ARCH_DEFAULTS:
         eff = ARCH_DEFAULTS[device.arch]
+        if engine is not None and device.arch in MOE_ENGINE_DEFAULTS:  # that engine's own MoE kernels
+            eff = replace(eff, **MOE_ENGINE_DEFAULTS[device.arch][engine],
+                          source=f"{eff.source}; {engine} MoE kernels (kernel-table fit)")
     elif device.kind in _KIND_CLASS and _KIND_CLASS[device.kind] != "generic":
         cls = _KIND_CLASS[device.kind]
         eff = replace(ARCH_DEFAULTS[cls], source=f"{cls} class defaults for a {device.kind} (inferred; no measurements)")

@@ -56,6 +56,8 @@ class ExecContext:
     dense_quant: tuple = (0.0, 0.0, 0.0)
     # role -> the k loop's time per element relative to 16-bit GEMMs (Efficiency.gemm_k_scale; absent: 1)
     gemm_k_scale: Mapping[str, np.ndarray | float] = field(default_factory=dict)
+    # the experts' grouped GEMMs stream their bytes at this share of the memory ceiling (Efficiency.moe_scales)
+    expert_mem_scale: np.ndarray | float = 1.0
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,9 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     dense = (kinds == "gemm") & (roles == "dense")
     quant[dense] = gemm_quant_s(ops.m[dense], ops.k[dense], ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
     # attention kernels gather their KV cache at attention_mem_scale of the streaming ceiling
+    # and the experts' grouped GEMMs at their own share (ExecContext.expert_mem_scale)
     mem_scale = np.where((kinds == "attention")[:, None], eff.attention_mem_scale, 1.0)
+    mem_scale = np.where(((kinds == "gemm") & (roles == "expert"))[:, None], ctx.expert_mem_scale, mem_scale)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
                      extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale,
@@ -223,6 +227,9 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
     eff = efficiency or efficiency_for(device)
     p = rp.precision
     emb_dtype = embedding_dtype(device)
+    expert_wo = is_weight_only(p.expert_weights, rp.expert_activations or rp.activations)
+    # grouped MoE kernels: their own share of the dense ceiling and of the memory ceiling (Efficiency.moe_scales)
+    moe_compute, moe_memory = eff.moe_scales(rp.expert_dtype, expert_wo)
     # "unquantized": the dense layers a quantized checkpoint leaves in 16 bits (Precision.unquantized) run on the
     # 16-bit path the embeddings use, with no activation quantization
     peaks = {
@@ -237,7 +244,8 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
         mem_bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s,
         peak_flop_per_s=peaks,
         gemm_max={"dense": eff.gemm_max(rp.dense_dtype), "unquantized": eff.gemm_max(emb_dtype),
-                  "expert": eff.gemm_max(rp.expert_dtype), "embedding": eff.gemm_max(emb_dtype)},
+                  "expert": np.minimum(eff.gemm_max(rp.expert_dtype) * moe_compute, 1.0),
+                  "embedding": eff.gemm_max(emb_dtype)},
         # the FP8/FP4 tile heights are fitted to dense GEMM tables; experts run grouped MoE kernels that those tables
         # do not time, so they keep the 16-bit tile
         gemm_tile={"dense": eff.gemm_tile(rp.dense_dtype), "unquantized": eff.gemm_tile(emb_dtype),
@@ -247,9 +255,9 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
         gemm_k_scale={"dense": eff.gemm_k_scale(rp.dense_dtype), "unquantized": eff.gemm_k_scale(emb_dtype),
                       "expert": 1.0, "embedding": eff.gemm_k_scale(emb_dtype)},
         weight_only={"dense": is_weight_only(p.weights, rp.activations), "unquantized": False,
-                     "expert": is_weight_only(p.expert_weights, rp.expert_activations or rp.activations),
-                     "embedding": False},
-        eff=eff, comm=dict(comm or {}), comm_overlap=comm_overlap, assumptions=rp.assumptions,
+                     "expert": expert_wo, "embedding": False},
+        expert_mem_scale=moe_memory, eff=eff, comm=dict(comm or {}), comm_overlap=comm_overlap,
+        assumptions=rp.assumptions,
     )
 
 
@@ -287,7 +295,8 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in GEMM_ROLES},
         dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in range(3)),
         gemm_k_scale={r: pick([c.gemm_k_scale.get(r, 1.0) for c in contexts]) for r in GEMM_ROLES},
-        eff=eff, comm=groups, comm_overlap=pick([c.comm_overlap for c in contexts]),
+        expert_mem_scale=pick([c.expert_mem_scale for c in contexts]), eff=eff, comm=groups,
+        comm_overlap=pick([c.comm_overlap for c in contexts]),
     )
     return stacked if index is None else take_context(stacked, index)
 
@@ -312,6 +321,7 @@ def take_context(stacked: ExecContext, index: np.ndarray) -> ExecContext:
         gemm_tile={r: v[idx] for r, v in stacked.gemm_tile.items()},
         gemm_k_scale={r: v[idx] for r, v in stacked.gemm_k_scale.items()},
         dense_quant=tuple(v[idx] for v in stacked.dense_quant),
+        expert_mem_scale=np.asarray(stacked.expert_mem_scale, dtype=float)[idx],
         eff=Efficiency(**{f: getattr(eff, f)[idx] for f in Efficiency.__dataclass_fields__ if f != "source"},
                        source=eff.source),
         comm=groups, comm_overlap=stacked.comm_overlap[idx],
