@@ -52,8 +52,12 @@ class SGLangDefaults:
     # while batch n runs, so a request that arrives during batch n enters batch n+2. SGLang turns it off for
     # speculative decoding without spec v2 (server_args._handle_speculative_decoding)
     overlap_scheduler: bool = True
-    # not modelled as unfused for SGLang: its FP8/FP4 linear paths were not read for this
-    unfused_activation_quant: tuple[str, ...] = ()
+    # FP8 and FP4 linear layers quantize their activations in a kernel of their own before the GEMM: block-scaled FP8
+    # (python/sglang/srt/layers/quantization/fp8_utils.py: deepgemm_w8a8_block_fp8_linear_with_fallback runs
+    # sglang_per_token_group_quant_fp8(input_2d, block_size[1], ...) then the DeepGEMM fp8 GEMM; the CUTLASS and Triton
+    # fallbacks per_token_group_quant_fp8 the same way) and NVFP4 (modelopt_quant.py ModelOptFp4LinearMethod.apply:
+    # scaled_fp4_quant(x, layer.input_scale_inv) then fp4_gemm); no RMSNorm + quant fusion on these paths
+    unfused_activation_quant: tuple[str, ...] = ("fp8", "fp4")
     # FP8 experts: fused_moe_triton's invoke_fused_moe_kernel quantizes A per token group
     # (sglang_per_token_group_quant_fp8) before each of the two grouped GEMMs, as vLLM's Triton MoE does
     unfused_expert_quant: tuple[str, ...] = ("fp8",)

@@ -276,10 +276,13 @@ ARCH_DEFAULTS: dict[str, Efficiency] = {
     "hopper": _eff("hopper", gemm_max_16=0.80, gemm_max_8=0.71, gemm_m_half=0, attention_max=0.70,
                    linear_attention_max=0.35, mem_max=0.85, kernel_floor_s=2.4e-6, **_MOE_CLASS["hopper"]),
     # FP4 activation quantization: 4.86 us + 2.58 B per element, the Blackwell class fit of NVIDIA's FP4 GEMM tables
-    # (hardware_db/calibration/_class-blackwell.vllm.toml, from B200/B300/GB200/GB300; aiconfigurator-core 0.12.0)
+    # (hardware_db/calibration/_class-blackwell.vllm.toml, from B200/B300/GB200/GB300; aiconfigurator-core 0.12.0);
+    # FP8: 3.52 us + 3.63 B per element, the same class fit of the SGLang FP8 tables (_class-blackwell.sglang.toml;
+    # the TensorRT-LLM and vLLM class fits give 3.49 and 3.48 us)
     "blackwell": _eff("blackwell", gemm_max_16=0.78, gemm_max_8=0.76, gemm_max_4=0.7, gemm_m_half=0,
                       attention_max=0.71, linear_attention_max=0.35, mem_max=0.74, kernel_floor_s=3.0e-6,
-                      gemm_quant_s_4=4.86e-6, gemm_quant_bytes_4=2.58, **_MOE_CLASS["blackwell"]),
+                      gemm_quant_s_4=4.86e-6, gemm_quant_bytes_4=2.58, gemm_quant_s_8=3.52e-6, gemm_quant_bytes_8=3.63,
+                      **_MOE_CLASS["blackwell"]),
     "ampere": _eff("ampere", gemm_max_16=0.87, gemm_max_8=0.75, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,
                    attention_max=0.70, linear_attention_max=0.35, mem_max=0.87, kernel_floor_s=2.6e-6),
     "ada": _eff("ada", gemm_max_16=0.75, gemm_max_8=0.70, gemm_max_4=0.6, gemm_max_32=0.7, gemm_m_half=0,

@@ -1,0 +1,21 @@
+"""Engine kernel facts, by hand: SGLang's FP8/FP4 linear layers quantizing their activations in a kernel of their
+own."""
+
+import pytest
+
+from model.serving.breakdown import op_table
+from model.serving.deployment import deployment
+
+
+def test_sglang_fp8_linear_pays_its_activation_quantization_by_hand():
+    from model.engines import step_quant_flags
+
+    assert step_quant_flags("sglang")["step_quant_8"] == 1.0 and step_quant_flags("sglang")["step_quant_4"] == 1.0
+    assert step_quant_flags("trtllm")["step_quant_8"] == 0.0  # fused into its norm / all-reduce kernels
+    kw = {"weights": "fp8", "kv": "fp8", "tp": 8}
+    sgl = op_table(deployment("zai-org/GLM-5", "b200", engine="sglang", **kw).step(4, 1, 1000)).set_index("operator")
+    trt = op_table(deployment("zai-org/GLM-5", "b200", engine="trtllm", **kw).step(4, 1, 1000)).set_index("operator")
+    # o_proj at TP8: m = 4 tokens, k = 64 heads / 8 x 256 = 2,048; the Blackwell class quantization: 3.52 us plus
+    # 3.63 B per element at 8e12 x 0.74 B/s: 3.52e-6 + 3.63 x 4 x 2048 / 5.92e12 = 3.525 us per layer, 78 layers
+    extra = 3.52e-6 + 3.63 * 4 * 2048 / (8e12 * 0.74)
+    assert (sgl.loc["o_proj", "time_s"] - trt.loc["o_proj", "time_s"]) / 78 == pytest.approx(extra, rel=1e-3)
