@@ -133,6 +133,11 @@ def elementwise(name: str, elements: sp.Expr, *, reads: int = 1, writes: int = 1
     )
 
 
+# tag of a dense GEMM whose activations an engine quantizes once for it and the GEMM before it (one fused call):
+# no activation-quantization kernel of its own (model.roofline.evaluator, ExecContext.dense_quant)
+SHARED_QUANT_INPUT = "shared_quant_input"
+
+
 def norm(name: str, d: int, *, bias: bool, tokens: sp.Expr = N) -> Operator:
     """RMSNorm/LayerNorm fused with the residual add: read x and residual, write both (4 passes of d)."""
     params = sp.Integer(d * (2 if bias else 1))

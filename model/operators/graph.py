@@ -13,8 +13,8 @@ import sympy as sp
 from model.architecture.config import Architecture, Attention, LayerGroup, Mlp
 from model.operators.compressed_attention import compressed_attention_block, hyper_connection
 from model.operators.formulas import (
-    LINEAR_CHUNK, MLA_ABSORB_MAX_T, ONE, ZERO, N, Operator, busiest_assignments, busiest_touched, collective,
-    elementwise, gemm, heads_per_rank, keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, ranks_hit,
+    LINEAR_CHUNK, MLA_ABSORB_MAX_T, ONE, SHARED_QUANT_INPUT, ZERO, N, Operator, busiest_assignments, busiest_touched,
+    collective, elementwise, gemm, heads_per_rank, keys_read, keys_seen, kv_heads_per_rank, moe_tokens, norm, ranks_hit,
     attention_depth, softmax_attention_core, sparse_keys_read,
 )
 from model.operators.symbols import (
@@ -105,8 +105,11 @@ def _mla_block(a: Attention, d: int) -> list[Operator]:
                         description="query up-projection (column-parallel)"))
     else:
         ops.append(gemm("q_proj", N, h * (nope + rope), d, full_params=sp.Integer(d * a.num_heads * (nope + rope))))
-    ops.append(gemm("kv_a_proj", N, latent, d, replicated=True,
-                    description="KV down-projection to the latent plus the shared RoPE key (replicated)"))
+    kv_a = gemm("kv_a_proj", N, latent, d, replicated=True,
+                description="KV down-projection to the latent plus the shared RoPE key (replicated)")
+    if a.q_lora_rank:  # one GEMM with q_a over one quantized input in the engines (SGLang fused_qkv_a_proj_with_mqa)
+        kv_a = _with(kv_a, tags=kv_a.tags + (SHARED_QUANT_INPUT,))
+    ops.append(kv_a)
     ops.append(elementwise("kv_a_norm", N * r_kv, params=sp.Integer(r_kv)))
     absorbed = sp.StrictLessThan(T, MLA_ABSORB_MAX_T + 1)
     # kv_b_proj: naive mode decompresses the latent of every position (prefix included) to per-head K_nope, V;
@@ -157,7 +160,10 @@ def _indexer(a: Attention, d: int) -> list[Operator]:
         gemm("indexer_q_proj", N, sp.Integer(hi * di), q_in, replicated=True, description="indexer query projection"),
         gemm("indexer_k_proj", N, sp.Integer(di), d, replicated=True, description="indexer key projection"),
         elementwise("indexer_k_norm", N * di, params=sp.Integer(2 * di), description="LayerNorm of the index key"),
-        gemm("indexer_weights_proj", N, sp.Integer(hi), d, replicated=True, description="per-head index weights"),
+        # the engines leave it unquantized (SGLang nsa_indexer.py "weight_proj is not quantized", quant_config=None;
+        # vLLM's Indexer the same)
+        gemm("indexer_weights_proj", N, sp.Integer(hi), d, role="unquantized", replicated=True,
+             description="per-head index weights (16-bit)"),
         # DeepSeek-V3.2's Indexer.forward (deepseek-ai/DeepSeek-V3.2-Exp inference/model.py), as SGLang runs it
         # (srt/layers/attention/nsa/nsa_indexer.py, forward_cuda): rotary on the rope slice of q and k (one call),
         # a Hadamard transform of q and of k (rotate_activation), FP8 quantization of q and of k with one scale per

@@ -16,6 +16,7 @@ import numpy as np
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
+from model.operators.formulas import SHARED_QUANT_INPUT
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time
 from model.roofline.efficiency import Efficiency, efficiency_for, gemm_k_loop_s, gemm_quant_s
@@ -148,7 +149,8 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     # the activation-quantization kernel a dense FP8/FP4 GEMM runs on its own where the engine does not fuse it
     # (ExecContext.dense_quant), a serial companion counted with the floor as in single-kernel predictions
     quant = np.zeros((n_ops, n))
-    dense = (kinds == "gemm") & (roles == "dense")
+    shared = np.array([SHARED_QUANT_INPUT in op.tags for op in ops.ops])
+    dense = (kinds == "gemm") & (roles == "dense") & ~shared
     quant[dense] = gemm_quant_s(ops.m[dense], ops.k[dense], ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
     # attention kernels gather their KV cache at attention_mem_scale of the streaming ceiling
     # and the experts' grouped GEMMs at their own share (ExecContext.expert_mem_scale)
