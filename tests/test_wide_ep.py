@@ -272,3 +272,30 @@ def test_planning_deepseek_v3_on_h200_and_b200_picks_attention_dp_and_expert_par
     assert p.feasible
     layouts_chosen = [pool.candidate.deployment.layout for pool in p.pools]
     assert any(lay.attention_dp > 1 and lay.ep > 1 for lay in layouts_chosen)
+
+
+def test_simulator_recheck_sends_one_attention_dp_rank_its_share_of_the_rate(monkeypatch):
+    """The deployment's batch, step cost and KV pool are one attention-DP rank's, and the capacity the planner
+    solves with is that rank's rate x attention_dp (x dp): the re-check must simulate one rank at rate / (A x dp),
+    as `estimate` divides a rate by batch_ranks. Handing one rank the instance's whole rate overloaded it A-fold."""
+    from model.planner import GpuOption, PlanRequest, Traffic
+    from model.planner import check
+    from model.planner.candidates import enumerate_candidates
+    from model.serving.estimate import SLO
+    from model.serving.simulator import run as sim_run
+    from model.serving.workload import Lengths
+
+    req = PlanRequest((Traffic("deepseek-v3", 40.0, Lengths.fixed(2000, 500)),), SLO(5.0, 0.1), (GpuOption("h200"),),
+                      precisions=(("fp8", "fp8"),), gpus_per_instance=(8,), pipeline_depths=(1,), roles=("aggregated",))
+    cands, _ = enumerate_candidates(req)
+    adp = next(c for c in cands if c.deployment.layout.attention_dp == 8)
+    seen = []
+
+    def record(d, lengths, rate_per_s, *a, **kw):
+        seen.append(rate_per_s)
+        raise sim_run.RidgeplanError("rate", "recorded")  # stop here: only the rate handed over matters
+
+    monkeypatch.setattr(sim_run, "simulate_pool", record)
+    monkeypatch.setattr(check, "_memory", type(check._memory)(check.REMEMBERED_DEPLOYMENTS))
+    check.simulator_check(adp, req.traffic[0].lengths, 12.0, req, num_requests=50)
+    assert seen == [12.0 / 8]

@@ -168,14 +168,14 @@ def _simulated(d, est, out, workload, policy, spec, off, o) -> dict:
         load = Load("trace", num_requests=o["num_requests"], warmup=o["warmup"])
     else:
         rate_wl = workload
-        if workload.rate_per_s is not None:  # one replica's share of the rate
+        if workload.rate_per_s is not None:  # one rank's share of the rate (attention-DP ranks x replicas)
             from dataclasses import replace
 
-            rate_wl = replace(workload, rate_per_s=workload.rate_per_s / d.layout.dp)
+            rate_wl = replace(workload, rate_per_s=workload.rate_per_s / d.layout.batch_ranks)
         load = load_for(rate_wl, o["num_requests"], o["warmup"], o["burstiness"])
     sim = simulate(d, workload.lengths, load, policy, prefix_hit_rate=workload.prefix_hit_rate, speculation=spec,
                    offload=off, seed=o["seed"], trace=o["trace"])
-    merged = merge(out, sim, d.layout.dp)
+    merged = merge(out, sim, d.layout.batch_ranks)
     if "goodput_requests_per_s" in out and not est.slo.empty:  # the goodput search on the simulator too
         from model.serving.simulator.run import simulated_goodput
 

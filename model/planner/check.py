@@ -139,9 +139,13 @@ def _simulated(candidate, lengths: Lengths, rate_per_s: float, request, num_requ
     from model.serving.simulator.run import simulate_pool
 
     slo, key = request.slo, _key(request.slo.attainment)
+    # the deployment's batch, step cost and KV pool are one attention-DP rank's (model.placement.layout): the engines
+    # spread an instance's requests over its ranks (and replicas), so one rank is simulated at its share of the rate
+    # (a Poisson stream split at random stays Poisson; round-robin would be smoother: this errs on the safe side)
+    ranks = candidate.deployment.layout.batch_ranks
     try:
-        run = simulate_pool(candidate.deployment, lengths, rate_per_s, request.engine, num_requests=num_requests,
-                            tables=tables)
+        run = simulate_pool(candidate.deployment, lengths, rate_per_s / ranks, request.engine,
+                            num_requests=num_requests, tables=tables)
     except RidgeplanError as err:  # does not fit, or the budget cannot hold a prompt
         return PoolCheck({}, {}, False, 1.0, (err.one_line(),))
     qs = sorted({0.5, slo.attainment, 0.99})
@@ -153,7 +157,7 @@ def _simulated(candidate, lengths: Lengths, rate_per_s: float, request, num_requ
         why.append(f"TTFT {key} {ttft[key] * 1e3:,.0f} ms > {slo.ttft_s * 1e3:,.0f} ms (simulated)")
     if slo.tpot_s is not None and tpot and not tpot[key] <= slo.tpot_s * TOLERANCE:
         why.append(f"TPOT {key} {tpot[key] * 1e3:,.1f} ms > {slo.tpot_s * 1e3:,.1f} ms (simulated)")
-    util = min(rate_per_s / max(run.requests_per_s, 1e-12), 1.0)
+    util = min(rate_per_s / ranks / max(run.requests_per_s, 1e-12), 1.0)
     return PoolCheck(ttft, tpot, not why, float(util), tuple(why))
 
 
