@@ -41,6 +41,15 @@ class SGLangDefaults:
     # while batch n runs, so a request that arrives during batch n enters batch n+2. SGLang turns it off for
     # speculative decoding without spec v2 (server_args._handle_speculative_decoding)
     overlap_scheduler: bool = True
+    # --scheduler-recv-interval 1 (ServerArgs default): the scheduler polls the tokenizer for new requests at
+    # every loop iteration. Above 1, SchedulerRecvSkipper (managers/scheduler_recv_skipper.py) adds a weight
+    # per iteration for the last batch's forward mode (DECODE / TARGET_VERIFY 1, no batch 1, any other mode,
+    # EXTEND included, 1000: SGLANG_SCHEDULER_RECV_SKIPPER_WEIGHT_* defaults) and receives only once the sum
+    # reaches the interval, then resets it: while decodes run, a new request waits for the next multiple of
+    # the interval in decode iterations; right after a prefill batch it is received at once
+    scheduler_recv_interval: int = 1
+    recv_weight_decode: int = 1
+    recv_weight_other: int = 1000
     # not modelled as unfused for SGLang: its FP8/FP4 linear paths were not read for this
     unfused_activation_quant: tuple[str, ...] = ()
     # FP8 experts: fused_moe_triton's invoke_fused_moe_kernel quantizes A per token group

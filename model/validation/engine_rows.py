@@ -141,7 +141,7 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
     from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
     from model.serving.simulator import Load, simulate
     from model.serving.workload import Lengths
-    from model.validation.engine_rows_layout import row_speculation
+    from model.validation.engine_rows_layout import harness_recv_interval, row_speculation
 
     r0 = rows.iloc[0]
     i, o = int(r0["isl"]), int(r0["osl"])
@@ -163,7 +163,9 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
             c = int(cs[k])
             n = max(per_client * c, 8)
             load = Load("closed", concurrency=c, num_requests=n, warmup=min(warmup_per_client * c, n - 1))
-            sim = simulate(d, lengths, load, policy, table=table, speculation=spec)
+            recv = harness_recv_interval(r0, int(out["total_concurrency"] or c))
+            opts = {"recv_interval": recv} if recv > 1 else {}
+            sim = simulate(d, lengths, load, policy, table=table, speculation=spec, **opts)
             out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
     except RidgeplanError as e:
         for out in outs:
