@@ -177,3 +177,16 @@ def test_mtp_rows_simulated_with_drafting_and_calibration_on_request(tmp_path):
     d = row_deployment(row, calibration=True)
     assert "b200.trtllm.toml" in d.eff.source
     assert "b200.trtllm.toml" not in row_deployment(row).eff.source
+
+
+def test_harness_recv_interval_follows_the_inferencex_launch_rule():
+    from model.validation.engine_rows_layout import harness_recv_interval
+
+    # dsr1_fp8_b200.sh: 10 below CONC 16, 30 from 16; GLM-5's scripts of the rows' dates set none; vLLM has none;
+    # dsr1_fp4_b200.sh sets 1 with DP attention
+    row = {"id": "cfg1", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "backend": "sglang",
+           "tp_size": 8, "pp_size": 1, "attention_dp_size": 1, "moe_tp_size": 8, "moe_ep_size": 1}
+    assert [harness_recv_interval(row, c) for c in (1, 4, 15, 16, 256)] == [10, 10, 10, 30, 30]
+    assert harness_recv_interval(dict(row, model_path="zhipuai/GLM-5"), 4) == 1
+    assert harness_recv_interval(dict(row, backend="vllm"), 4) == 1
+    assert harness_recv_interval(dict(row, tp_size=1, attention_dp_size=8, moe_tp_size=1, moe_ep_size=8), 4) == 1
