@@ -190,3 +190,11 @@ def test_harness_recv_interval_follows_the_inferencex_launch_rule():
     assert harness_recv_interval(dict(row, model_path="zhipuai/GLM-5"), 4) == 1
     assert harness_recv_interval(dict(row, backend="vllm"), 4) == 1
     assert harness_recv_interval(dict(row, tp_size=1, attention_dp_size=8, moe_tp_size=1, moe_ep_size=8), 4) == 1
+
+
+def test_engine_rows_refuse_a_range_ratio_outside_zero_one():
+    from model.validation.engine_rows import engine_rows_report
+
+    for bad in (0.0, 1.2):
+        with pytest.raises(RidgeplanError, match="range_ratio"):
+            engine_rows_report("no-such-file.csv", range_ratio=bad)  # refused before the file is read

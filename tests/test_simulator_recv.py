@@ -70,3 +70,44 @@ def test_recv_interval_macro_steps_match_single_steps():
     assert t_macro == pytest.approx(t_single)
     assert f_macro == pytest.approx(f_single)
     assert t_macro.max() > 0.05  # some requests did wait for a receive (several decode iterations of ~10 ms)
+
+
+def test_uniform_range_lengths_by_hand():
+    from model.serving.workload import Lengths
+
+    # --random-range-ratio 0.8 on 1,000 in / 200 out: inputs on [800, 1000], outputs on [160, 200]; 5 points each
+    # are 800, 850, 900, 950, 1000 and 160, 170, ..., 200: 25 equally likely pairs, means 900 and 180
+    lengths = Lengths.uniform_range(1000, 200, 0.8, points=5)
+    assert sorted(set(lengths.input_len)) == [800, 850, 900, 950, 1000]
+    assert sorted(set(lengths.output_len)) == [160, 170, 180, 190, 200]
+    assert lengths.weight == pytest.approx([1 / 25] * 25)
+    assert float(lengths.input_len @ lengths.weight) == pytest.approx(900)
+    assert float(lengths.output_len @ lengths.weight) == pytest.approx(180)
+    fixed = Lengths.uniform_range(1000, 200, 1.0)
+    assert (fixed.input_len.tolist(), fixed.output_len.tolist()) == ([1000], [200])
+    for bad in (0, 1.5, -0.2):
+        with pytest.raises(RidgeplanError, match="ratio"):
+            Lengths.uniform_range(1000, 200, bad)
+
+
+def test_recv_interval_engages_once_lengths_desynchronise_the_clients():
+    # fixed lengths: the closed loop's clients stay in lockstep (every arrival meets an idle engine), so the
+    # receive interval changes nothing; with output lengths drawn from a range they arrive while others decode
+    import numpy as np
+
+    from model.serving.simulator import Load
+    from model.serving.simulator.loadgen import Requests
+    from model.serving.simulator.run import _Run
+
+    def mean_ttft(outs, k):
+        n = len(outs)
+        reqs = Requests(np.full(n, 100.0), np.asarray(outs, float), np.full(n, np.nan), np.zeros(n), np.full(n, -1))
+        inst = Instance(LinearCost(), ENGINES["sglang"], 1e9, recv_interval=k)
+        run = _Run({"both": [inst]}, reqs, Load("closed", concurrency=4, num_requests=n))
+        run.go()
+        return float(np.mean(run.first - run.arrival))
+
+    fixed = [50] * 16
+    spread = [40 + (7 * i) % 11 for i in range(16)]
+    assert mean_ttft(fixed, 10) == pytest.approx(mean_ttft(fixed, 1))
+    assert mean_ttft(spread, 10) > mean_ttft(spread, 1) + 0.01  # at least one decode iteration more on average
