@@ -223,3 +223,24 @@ def test_data_defects_are_reported_with_their_evidence():
     assert _expressible(pd.Series(row)) == why
     assert data_defect_reason(dict(row, model_path="nvidia/DeepSeek-V3.1-NVFP4")) == ""
     assert data_defect_reason(dict(row, silicon_data_source="source_file=2026-04-06.csv")) == ""
+
+
+def test_harness_recv_interval_follows_the_inferencex_launch_rule():
+    from model.validation.engine_rows_layout import harness_recv_interval
+
+    # dsr1_fp8_b200.sh: 10 below CONC 16, 30 from 16; GLM-5's scripts of the rows' dates set none; vLLM has none;
+    # dsr1_fp4_b200.sh sets 1 with DP attention
+    row = {"id": "cfg1", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "backend": "sglang",
+           "tp_size": 8, "pp_size": 1, "attention_dp_size": 1, "moe_tp_size": 8, "moe_ep_size": 1}
+    assert [harness_recv_interval(row, c) for c in (1, 4, 15, 16, 256)] == [10, 10, 10, 30, 30]
+    assert harness_recv_interval(dict(row, model_path="zhipuai/GLM-5"), 4) == 1
+    assert harness_recv_interval(dict(row, backend="vllm"), 4) == 1
+    assert harness_recv_interval(dict(row, tp_size=1, attention_dp_size=8, moe_tp_size=1, moe_ep_size=8), 4) == 1
+
+
+def test_engine_rows_refuse_a_range_ratio_outside_zero_one():
+    from model.validation.engine_rows import engine_rows_report
+
+    for bad in (0.0, 1.2):
+        with pytest.raises(RidgeplanError, match="range_ratio"):
+            engine_rows_report("no-such-file.csv", range_ratio=bad)  # refused before the file is read

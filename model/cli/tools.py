@@ -20,12 +20,15 @@ def validate(group: list[str] = typer.Option(["kernels", "serving"], "--group", 
                                              "format): steady state and simulator against measured TTFT/TPOT"),
              sample: int = typer.Option(None, "--sample", help="with --engine-rows: a random sample of N rows"),
              calibrated: bool = typer.Option(False, "--calibrated", help="with --engine-rows: each engine's "
-                                             "public-table calibration instead of the hand-set efficiency")) -> None:
+                                             "public-table calibration instead of the hand-set efficiency"),
+             range_ratio: float = typer.Option(1.0, "--range-ratio", help="with --engine-rows: aggregated rows' "
+                                               "lengths uniform on [ratio x ISL/OSL, ISL/OSL] (InferenceX's client "
+                                               "runs 0.8); 1 = fixed")) -> None:
     """Predict every case of the public reference measurements and print the error per case and group."""
     from model.validation import validate as run
 
     if engine_rows:
-        _engine_rows(engine_rows, sample, json, calibrated)
+        _engine_rows(engine_rows, sample, json, calibrated, range_ratio)
         return
 
     report = run(tuple(group), calibration=False if no_calibration else True)
@@ -76,10 +79,10 @@ def bench(names: list[str] = typer.Argument(None, help="benchmarks to run (defau
                                                     "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}))
 
 
-def _engine_rows(path: str, sample, json: bool, calibrated: bool = False) -> None:
+def _engine_rows(path: str, sample, json: bool, calibrated: bool = False, range_ratio: float = 1.0) -> None:
     from model.validation.engine_rows import engine_rows_report
 
-    report = engine_rows_report(path, sample=sample, calibration=calibrated)
+    report = engine_rows_report(path, sample=sample, calibration=calibrated, range_ratio=range_ratio)
     rows = report.rows
     bys = ("engine", "gpu", "model", "dense")
     if json:

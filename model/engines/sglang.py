@@ -52,6 +52,15 @@ class SGLangDefaults:
     # while batch n runs, so a request that arrives during batch n enters batch n+2. SGLang turns it off for
     # speculative decoding without spec v2 (server_args._handle_speculative_decoding)
     overlap_scheduler: bool = True
+    # --scheduler-recv-interval 1 (ServerArgs default): the scheduler polls the tokenizer for new requests at
+    # every loop iteration. Above 1, SchedulerRecvSkipper (managers/scheduler_recv_skipper.py) adds a weight
+    # per iteration for the last batch's forward mode (DECODE / TARGET_VERIFY 1, no batch 1, any other mode,
+    # EXTEND included, 1000: SGLANG_SCHEDULER_RECV_SKIPPER_WEIGHT_* defaults) and receives only once the sum
+    # reaches the interval, then resets it: while decodes run, a new request waits for the next multiple of
+    # the interval in decode iterations; right after a prefill batch it is received at once
+    scheduler_recv_interval: int = 1
+    recv_weight_decode: int = 1
+    recv_weight_other: int = 1000
     # FP8 and FP4 linear layers quantize their activations in a kernel of their own before the GEMM: block-scaled FP8
     # (python/sglang/srt/layers/quantization/fp8_utils.py: deepgemm_w8a8_block_fp8_linear_with_fallback runs
     # sglang_per_token_group_quant_fp8(input_2d, block_size[1], ...) then the DeepGEMM fp8 GEMM; the CUTLASS and Triton

@@ -99,6 +99,25 @@ class Lengths:
         return cls(g["i"].to_numpy(), g["o"].to_numpy(), g["n"].to_numpy(float), label)
 
     @classmethod
+    def uniform_range(cls, input_len: int, output_len: int, ratio: float, points: int = 9) -> Lengths:
+        """Independent input and output lengths uniform on [int(ratio x L), L], as a benchmark client's
+        --random-range-ratio draws them (vLLM's benchmark_serving.py sample_random_requests: np.random.randint per
+        request), discretised on `points` evenly spaced lengths each (same mean, (lo + L) / 2). Ratio 1: fixed."""
+        require_positive("input_len", input_len, integer=True)
+        require_positive("output_len", output_len, integer=True)
+        if not 0 < ratio <= 1:
+            raise RidgeplanError("ratio", f"a range ratio must be in (0, 1], got {ratio!r}")
+        require_positive("points", points, integer=True)
+        if points > MAX_POINTS:
+            raise RidgeplanError("points", f"must be at most {MAX_POINTS}, got {points!r}")
+        if ratio == 1:
+            return cls.fixed(input_len, output_len)
+        gi = np.linspace(max(int(ratio * input_len), 1), input_len, int(points))
+        go = np.linspace(max(int(ratio * output_len), 1), output_len, int(points))
+        ii, oo = np.meshgrid(gi, go, indexing="ij")
+        return cls(ii.ravel(), oo.ravel(), np.ones(ii.size), f"{input_len} in / {output_len} out, range ratio {ratio:g}")
+
+    @classmethod
     def lognormal(cls, input_mean: float, output_mean: float, sigma: float = 0.8, points: int = 12) -> Lengths:
         """Independent log-normal input and output lengths with the given means, discretised on quantiles."""
         require_sizes("input_mean", input_mean, allow_zero=False, upper=MAX_TOKENS)

@@ -137,14 +137,15 @@ def _policy(engine: str, isl: int, system: str, batch_size: int | None = None, s
 
 
 def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PER_CLIENT,
-           warmup_per_client: int = WARMUP_PER_CLIENT, calibration: bool = False) -> list[dict]:
+           warmup_per_client: int = WARMUP_PER_CLIENT, calibration: bool = False,
+           range_ratio: float = 1.0) -> list[dict]:
     """Rows sharing model, GPU, precision, layout, engine and lengths: one vectorized steady state over their
     concurrencies, one simulation each over a shared cost table."""
     from model.serving.batching import steady_state
     from model.serving.estimate import closed_loop_queue_wait_s, latency_at, operating_points
     from model.serving.simulator import Load, simulate
     from model.serving.workload import Lengths
-    from model.validation.engine_rows_layout import row_batch_size, row_speculation
+    from model.validation.engine_rows_layout import harness_recv_interval, row_batch_size, row_speculation
 
     r0 = rows.iloc[0]
     i, o = int(r0["isl"]), int(r0["osl"])
@@ -153,7 +154,7 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
         spec = row_speculation(r0)
         policy = _policy(r0["backend"], i, r0["system"], row_batch_size(r0), spec)
         d, table = _setup(r0, "", policy, max_context, spec, calibration)
-        lengths = Lengths.fixed(i, o)
+        lengths = Lengths.uniform_range(i, o, range_ratio)
         cap = float(steady_state(d, policy, i, o, None, speculation=spec).concurrency[0])
         if cap < 1:
             raise RidgeplanError("memory", "does not fit: no sequence fits in the KV pool")
@@ -166,7 +167,9 @@ def _group(rows: pd.DataFrame, max_context: float, per_client: int = REQUESTS_PE
             c = int(cs[k])
             n = max(per_client * c, 8)
             load = Load("closed", concurrency=c, num_requests=n, warmup=min(warmup_per_client * c, n - 1))
-            sim = simulate(d, lengths, load, policy, table=table, speculation=spec)
+            recv = harness_recv_interval(r0, int(out["total_concurrency"] or c))
+            opts = {"recv_interval": recv} if recv > 1 else {}
+            sim = simulate(d, lengths, load, policy, table=table, speculation=spec, **opts)
             out["sim_ttft_s"], out["sim_tpot_s"] = float(sim.ttft_s.mean()), float(sim.tpot_s.mean())
     except RidgeplanError as e:
         for out in outs:
@@ -266,11 +269,15 @@ def _mtp(r: pd.Series) -> bool:
 
 def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_client: int = REQUESTS_PER_CLIENT,
                        warmup_per_client: int = WARMUP_PER_CLIENT, models: tuple[str, ...] | None = None,
-                       calibration: bool = False) -> EngineRowsReport:
+                       calibration: bool = False, range_ratio: float = 1.0) -> EngineRowsReport:
     """Every row against the model; `calibration=True` builds each deployment with its engine's public-table
-    calibration (hardware_db/calibration/<gpu>.<engine>.toml) instead of the hand-set efficiency."""
+    calibration (hardware_db/calibration/<gpu>.<engine>.toml) instead of the hand-set efficiency.
+    `range_ratio`: aggregated rows' clients draw lengths uniform on [ratio x L, L] (InferenceX runs its client with
+    --random-range-ratio 0.8: .github/workflows/benchmark-tmpl.yml); 1 keeps them fixed (docs/ttft.md)."""
     from model.validation.engine_rows_multinode import with_multinode_split
 
+    if not 0 < range_ratio <= 1:
+        raise RidgeplanError("range_ratio", f"must be in (0, 1] (lengths on [ratio x L, L]), got {range_ratio!r}")
     df = pd.read_csv(path)
     if models is not None:
         df = df[df["model_path"].isin(models)]
@@ -286,7 +293,7 @@ def engine_rows_report(path, sample: int | None = None, seed: int = 0, per_clien
     config = ["model_path", "system", "precision", "gemm_quant_mode", "moe_quant_mode", "tp_size", "pp_size",
               "attention_dp_size", "moe_tp_size", "moe_ep_size", "backend", "isl", "osl", "batch_size", "mtp"]
     for _, g in ok.groupby(config, dropna=False):
-        out.extend(_group(g, longest, per_client, warmup_per_client, calibration))
+        out.extend(_group(g, longest, per_client, warmup_per_client, calibration, range_ratio))
     for _, r in df[(reasons == "") & (df["mode"] != "agg")].iterrows():
         out.append(_disagg_row(r, longest, per_client, calibration))
     rows = pd.DataFrame(out)

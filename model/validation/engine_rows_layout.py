@@ -336,3 +336,23 @@ def moe_tpot_report(rows):
                     "mode": r["mode"], "predicted_tpot_s": p, "measured_tpot_s": measured,
                     "error": p / measured - 1 if math.isfinite(p) and measured > 0 else float("nan"), "why": why})
     return pd.DataFrame(out)
+
+
+# InferenceX's single-node SGLang launch scripts (SemiAnalysisAI/InferenceX, benchmarks/single_node/, e.g.
+# dsr1_fp8_b200.sh and dsr1_fp4_b200.sh since b0c4ed21b of 2026-01-22, qwen3.5_fp8_b200.sh at efd49e50b and
+# qwen3.5_bf16_b200.sh at 9dc87a68c): "Default: recv every ~10 requests; if CONC >= 16, relax to ~30 requests
+# between scheduler recv polls", passed as --scheduler-recv-interval (CONC: the benchmark's max concurrency), and 1
+# with DP attention (dsr1_fp4_b200.sh). The GLM-5 scripts had no such flag before 475cc1dbc (2026-04-09, after the
+# rows' images of 2026-03-17 to 04-01; glm5_fp8_*.sh never set it). Qwen3.5 FP8/FP4 B200 moved to 30 above CONC 4
+# on 2026-04-30 (515294190); the rows' images predate it.
+RECV_INTERVAL_LOW, RECV_INTERVAL_HIGH, RECV_INTERVAL_FROM_CONC = 10, 30, 16
+RECV_INTERVAL_NOT_SET = ("zhipuai/GLM-5",)
+
+
+def harness_recv_interval(row: Mapping[str, Any], total_concurrency: int) -> int:
+    """The --scheduler-recv-interval InferenceX launched an aggregated SGLang row with (1 for other engines)."""
+    if str(row["backend"]) != "sglang" or str(row["model_path"]) in RECV_INTERVAL_NOT_SET:
+        return 1
+    if row_layout(row).attention_dp > 1:
+        return 1
+    return RECV_INTERVAL_HIGH if total_concurrency >= RECV_INTERVAL_FROM_CONC else RECV_INTERVAL_LOW

@@ -72,13 +72,26 @@ class Outcome:
     prefilled: list  # groups whose prefill completed (disaggregated prefill instances hand these off)
 
 
+def _recv_interval(engine, value: int | None) -> int:
+    """The scheduler's receive interval in loop iterations: 1 (every iteration) unless SGLang is given more."""
+    if value is None:
+        return int(getattr(engine, "scheduler_recv_interval", 1))
+    if int(value) != value or value < 1:
+        raise RidgeplanError("recv_interval", f"must be a whole number of iterations >= 1, got {value!r}")
+    if value > 1 and engine.name != "sglang":
+        raise RidgeplanError("recv_interval", f"is SGLang's --scheduler-recv-interval; {engine.name} receives "
+                             "requests every iteration", ("sglang",))
+    return int(value)
+
+
 class Instance:
     """One engine replica: waiting queue, prefilling groups, decoding cohorts, KV pool (in tokens)."""
 
     def __init__(self, table: CostTable, policy: EnginePolicy, kv_pool_tokens: float, *, role: str = "both",
                  rng: np.random.Generator | None = None, alpha: float | None = None, spec_k: int = 0,
                  mixed_chunk: bool | None = None, chunked_context: bool | None = None,
-                 capacity_policy: str | None = None, overlap: bool | None = None):
+                 capacity_policy: str | None = None, overlap: bool | None = None,
+                 recv_interval: int | None = None):
         self.table, self.policy = table, policy
         self.engine = get_engine(policy.name)
         self.name = self.engine.name
@@ -95,6 +108,9 @@ class Instance:
         if overlap is None and self.name == "sglang" and alpha is not None:
             self.overlap = False  # SGLang turns overlap off for speculative decoding (model.engines.sglang)
         self.cutoff_s = math.inf  # requests that arrived after this moment are not seen by the next plan
+        self.recv_interval = _recv_interval(self.engine, recv_interval)
+        self.recv_count = 0  # SGLang's SchedulerRecvSkipper counter
+        self.recv_s = -math.inf  # when the scheduler last received requests (recv_interval > 1)
         if self.name == "sglang":
             self.mixed = self.engine.enable_mixed_chunk if mixed_chunk is None else mixed_chunk
             self.ratio = self.engine.init_new_token_ratio
@@ -231,12 +247,13 @@ class Instance:
         return batch
 
     # -- one iteration ----------------------------------------------------------------------------------
-    def plan(self, horizon_s: float = math.inf, formed_s: float = math.inf) -> float | None:
+    def plan(self, horizon_s: float = math.inf, formed_s: float = math.inf, now_s: float | None = None) -> float | None:
         """Choose the next iteration's batch; return its duration (seconds), or None when nothing can run.
 
         `formed_s`: when the batch was formed. With an overlap scheduler that is the start of the iteration
         that just ended, and requests that arrived after it wait one more iteration; an engine with nothing
-        else to run picks them up at once.
+        else to run picks them up at once. `now_s`: when this loop iteration starts (default `formed_s`); with
+        SGLang's --scheduler-recv-interval the requests received are those that arrived by the last receive.
 
         When only decodes run and nothing can arrive within `horizon_s`, the iterations up to the next
         finishing cohort are identical but for the growing context: they run as one macro step whose cost is
@@ -247,6 +264,8 @@ class Instance:
         self.cutoff_s = math.inf
         if self.overlap and (self.n_dec or self.prefilling or self.waiting and self.waiting[0].t_arr <= formed_s):
             self.cutoff_s = formed_s
+        if self.recv_interval > 1:
+            self._recv_gate(formed_s if now_s is None else now_s)
         decode = self.n_dec > 0
         batch = None
         if self.name == "sglang":  # a prefill batch first, apart from decodes unless mixed chunks are on
@@ -281,6 +300,25 @@ class Instance:
         self.last_decode = self.n_dec if decode else 0
         self.last_steps = m
         return dt
+
+    def _recv_gate(self, now_s: float) -> None:
+        """SGLang's SchedulerRecvSkipper (model.engines.sglang.scheduler_recv_interval): each loop iteration adds
+        the last batch's weight to a counter and receives new requests only when it reaches the interval (then
+        resets). A decode-only macro step of m iterations ran m - 1 loop iterations of its own before this one.
+        An idle scheduler spins its loop at once and receives at its next iteration."""
+        e, k = self.engine, self.recv_interval
+        if not (self.n_dec or self.prefilling):
+            self.recv_count, self.recv_s = 0, now_s
+            return
+        batch, decode, m = getattr(self, "_plan", ([], False, 1))
+        decode_only = decode and not batch
+        if decode_only:
+            self.recv_count = (self.recv_count + (m - 1) * e.recv_weight_decode) % k
+        self.recv_count += e.recv_weight_decode if decode_only else e.recv_weight_other
+        if self.recv_count >= k:
+            self.recv_count = 0
+            self.recv_s = min(self.cutoff_s, now_s)  # what the overlap scheduler sees at this receive
+        self.cutoff_s = min(self.cutoff_s, self.recv_s)
 
     def _admit_handoffs(self) -> None:
         """Decode side of a disaggregated pair: requests whose KV arrived join when memory and slots allow."""

@@ -113,7 +113,7 @@ class _Run:
     def _kick(self, inst: Instance, t: float, formed_s: float | None = None) -> None:
         if self.busy[id(inst)] or not inst.has_work():
             return
-        dt = inst.plan(self._horizon(t, self.p), t if formed_s is None else formed_s)
+        dt = inst.plan(self._horizon(t, self.p), t if formed_s is None else formed_s, t)
         if dt is None:
             if inst.handoff and inst.role == "decode" and inst.n_dec == 0:
                 raise DoesNotFitError("memory", "a request's KV does not fit the decode instance's pool")
@@ -227,8 +227,9 @@ def simulate(d: Deployment, lengths: Lengths, load: Load, policy: EnginePolicy |
              macro_steps: bool = True, **engine_options) -> SimResult:
     """Simulate one engine instance of `d` serving `load` (requests drawn from `lengths`, or a trace CSV).
 
-    `engine_options`: mixed_chunk (SGLang), chunked_context and capacity_policy (TensorRT-LLM), overlap (the
-    overlap scheduler: on by default in TensorRT-LLM and SGLang, off in vLLM; model.engines.*).
+    `engine_options`: mixed_chunk and recv_interval (SGLang's --scheduler-recv-interval), chunked_context and
+    capacity_policy (TensorRT-LLM), overlap (the overlap scheduler: on by default in TensorRT-LLM and SGLang, off
+    in vLLM; model.engines.*).
     `macro_steps=False` runs every decode-only iteration on its own (for benchmarking the loop).
     `tables`: a store the caller keeps for one deployment and policy: the cost table a run builds is kept there
     under what it depends on besides them (the longest context, speculation, offload), and a later run that needs
