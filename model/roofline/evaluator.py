@@ -149,11 +149,16 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     dense = (kinds == "gemm") & (roles == "dense")
     quant[dense] = gemm_quant_s(ops.m[dense], ops.k[dense], ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
     # attention kernels gather their KV cache at attention_mem_scale of the streaming ceiling
-    mem_scale = np.where((kinds == "attention")[:, None], eff.attention_mem_scale, 1.0)
+    # (MLA kernels at mla_mem_scale of that: one contiguous latent per token)
+    mla = np.array(["mla" in op.tags for op in ops.ops])[:, None]
+    mem_scale = np.where((kinds == "attention")[:, None],
+                         eff.attention_mem_scale * np.where(mla, eff.mla_mem_scale, 1.0),
+                         np.where((kinds == "gemm")[:, None], eff.gemm_mem_scale(ops.m), 1.0))  # GEMV path
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
                      extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale,
-                     floor_s=np.where((kinds == "collective")[:, None], eff.collective_floor(), eff.kernel_floor_s))
+                     floor_s=np.where((kinds == "collective")[:, None], eff.collective_floor(), eff.kernel_floor_s),
+                     roofline_p=np.where((kinds == "attention")[:, None], eff.attention_p(mla), eff.roofline_p))
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)

@@ -50,18 +50,20 @@ def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_
 
 
 def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, kernels=1.0,
-                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0, floor_s=None) -> KernelTime:
+                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0, floor_s=None, roofline_p=None) -> KernelTime:
     """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
 
     `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max.
     `extra_floor_s`: seconds of a serial companion kernel (the activation quantization a kernel table times with
     each FP8 GEMM), counted with the floor of the kernels that do work. `eta_memory_scale`: see roofline_terms.
     `floor_s`: each kernel's launch floor where it is not eff.kernel_floor_s (collectives:
-    Efficiency.collective_floor)."""
+    Efficiency.collective_floor). `roofline_p`: the corner exponent per kernel where it is not eff.roofline_p
+    (attention kernels: Efficiency.attention_p)."""
     compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff,
                                      eta_memory_scale)
     extra = np.asarray(extra_busy_s, dtype=float)
-    busy = np.maximum(combine_roofline(compute, memory, eff.roofline_p), extra)
+    p = eff.roofline_p if roofline_p is None else roofline_p
+    busy = np.maximum(combine_roofline(compute, memory, p), extra)
     active = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0) | (extra > 0)
     kernels = np.asarray(kernels, dtype=float)
     per_kernel = eff.kernel_floor_s if floor_s is None else np.asarray(floor_s, dtype=float)
@@ -101,6 +103,7 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
     # into the kernel before (evaluator.ExecContext.dense_quant; model.engines.step_quant_flags)
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
                        bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels,
+                       eta_memory_scale=eff.gemm_mem_scale(m),
                        extra_busy_s=gemm_k_loop_s(k, eff, eff.gemm_k_scale(dtype)))
 
 
