@@ -85,8 +85,8 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
 # decode kernels on Ampere and Hopper take at most 32 query heads per KV head and never plain MHA
 # (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/kernelUtils.cpp: supportConfigCommon
 # rejects vanilla MHA, supportConfigQGMMA/HMMA reject head_grp_size * beam_width > 32); other calls run the masked
-# multi-head attention kernel (Efficiency.decode_group_max). Blackwell runs its trtllm-gen kernels first.
-KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_max": 32.0}, ("trtllm", "ampere"): {"decode_group_max": 32.0}}
+# multi-head attention kernel (Efficiency.decode_group_limit). Blackwell runs its trtllm-gen kernels first.
+KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_limit": 32.0}, ("trtllm", "ampere"): {"decode_group_limit": 32.0}}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -172,7 +172,7 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
         names = [n for n in names if not n.endswith("_4") or "fp4" in set(rows.loc[part, "dtype"])]
         if "head_dim" not in rows or rows.loc[part, "head_dim"].nunique() < 2:  # one head dim: no d term to see
             names = [n for n in names if n != "attention_d_half"]
-        if not eff.decode_group_max:  # no per-query-head decode kernel: nothing to scale
+        if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
             names = [n for n in names if n != "decode_fallback_mem_scale"]
         eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],

@@ -167,23 +167,23 @@ class Efficiency:
     # those calls run the masked multi-head attention kernel: one CTA per query head, reading its KV head's cache once
     # per query head (repeats partly from L2); 0 = every group size runs the grouped kernel (the hand-set classes).
     # Single-kernel predictions only: the step graph carries query rows per KV head, not the group size alone
-    decode_group_max: float = 0.0
+    decode_group_limit: float = 0.0
     # that per-query-head kernel's KV-read bandwidth relative to attention_mem_scale (above 1 where the L2 cache serves
     # the group's repeated reads)
     decode_fallback_mem_scale: float = 1.0
-    # GEMMs of at most gemv_m_max rows (decode at small batch) run GEMV-style kernels (cuBLAS/CUTLASS swap the operands
+    # GEMMs of at most gemv_m_limit rows (decode at small batch) run GEMV-style kernels (cuBLAS/CUTLASS swap operands
     # or split k so the weight matrix streams across every SM, with no tensor-core tile in the row direction): their
     # compute has no tile or row half-point term, and their weight stream reaches gemv_mem_scale of the streaming
     # ceiling; 0 = no such path (the hand-set classes: one curve, where a one-token GEMM pays a full tile). Without it
     # the fitted row half-point had to serve both GEMVs and small-tile GEMMs
     gemv_mem_scale: float = 0.0
-    gemv_m_max: float = 16.0
+    gemv_m_limit: float = 16.0
     source: str = ""
 
     def gemv(self, m):
-        """True for GEMM rows counts that take the GEMV path (gemv_mem_scale > 0 and 0 < m <= gemv_m_max)."""
+        """True for GEMM rows counts that take the GEMV path (gemv_mem_scale > 0 and 0 < m <= gemv_m_limit)."""
         m = np.asarray(m, dtype=float)
-        return (np.asarray(self.gemv_mem_scale) > 0) & (m > 0) & (m <= self.gemv_m_max)
+        return (np.asarray(self.gemv_mem_scale) > 0) & (m > 0) & (m <= self.gemv_m_limit)
 
     def gemm_mem_scale(self, m):
         """The memory-ceiling scale of GEMMs with m rows: gemv_mem_scale on the GEMV path, else 1."""

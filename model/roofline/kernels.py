@@ -94,16 +94,16 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
 
 
 def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
-    """Decode attention rows that leave the grouped kernel (Efficiency.decode_group_max > 0: group size above it, or
+    """Decode attention rows that leave the grouped kernel (Efficiency.decode_group_limit > 0: group size above it, or
     plain MHA) run one query head per CTA: one query row per tile, and every query head reads its KV head's cache
     (KV bytes x group size; the query and output bytes are unchanged)."""
     n = len(table)
     fallback = np.zeros(n, dtype=bool)
-    if eff.decode_group_max > 0 and (w.kind == "decode_attention").any():
+    if eff.decode_group_limit > 0 and (w.kind == "decode_attention").any():
         rows = w.kind == "decode_attention"
         group = np.ones(n)
         group[rows] = table.loc[rows, "heads"].to_numpy(float) / table.loc[rows, "kv_heads"].to_numpy(float)
-        fallback = rows & ~w.mla & ((group > eff.decode_group_max) | (group == 1))
+        fallback = rows & ~w.mla & ((group > eff.decode_group_limit) | (group == 1))
     if not fallback.any():
         return replace(w, fallback=fallback)
     b, h, d = (table.loc[fallback, c].to_numpy(float) for c in ("batch", "heads", "head_dim"))
