@@ -62,7 +62,10 @@ def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_
     compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff,
                                      eta_memory_scale)
     extra = np.asarray(extra_busy_s, dtype=float)
-    p = eff.roofline_p if roofline_p is None else roofline_p
+    # one corner for every kernel where they agree: numpy squares a scalar exponent of 2 exactly, an array one through
+    # pow (last-bit differences), and the hand-set classes must stay bit-identical
+    same = roofline_p is None or bool(np.all(np.asarray(roofline_p) == np.asarray(eff.roofline_p)))
+    p = eff.roofline_p if same else roofline_p
     busy = np.maximum(combine_roofline(compute, memory, p), extra)
     active = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0) | (extra > 0)
     kernels = np.asarray(kernels, dtype=float)
