@@ -84,6 +84,17 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
     assert float(np.median(np.abs(held["before"] / held["measured_s"] - 1))) > 0.1  # the defaults were off
 
 
+def test_staged_fit_keeps_an_engine_fact_and_recovers_the_decode_fallback_bandwidth():
+    # TensorRT-LLM's decode kernel limit (KERNEL_FACTS) is set, not fitted; the per-query-head kernel's bandwidth
+    # share is fitted from the rows it runs (64 query heads on 1 KV head, and plain MHA, in synthetic_rows)
+    true = replace(TRUE, decode_group_limit=32.0, decode_fallback_mem_scale=1.7)
+    result = fit_rows(synthetic_rows(true), H100, facts={"decode_group_limit": 32.0})
+    assert result.params["decode_group_limit"] == 32.0
+    assert result.params["decode_fallback_mem_scale"] == pytest.approx(1.7, rel=0.1)
+    # without the fact the parameter is not fitted (nothing runs that kernel)
+    assert "decode_fallback_mem_scale" not in fit_rows(synthetic_rows(TRUE), H100).params
+
+
 def test_split_holds_out_the_smallest_and_largest_and_every_kth_shape():
     rows = pd.DataFrame({"family": ["a"] * 100 + ["b"] * 10, "size": list(range(100)) + list(range(10)),
                          "measured_s": 1.0})
