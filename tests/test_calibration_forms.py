@@ -1,5 +1,6 @@
 """The calibration forms of issue 15's third round, by hand: the attention and MLA roofline corners, the MLA latent
-read scale, TensorRT-LLM's per-query-head decode fallback and the GEMV path; each neutral in the hand-set classes."""
+read scale and decode-call floor, TensorRT-LLM's per-query-head decode fallback and the GEMV path; each neutral in the
+hand-set classes."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def _decode(batch, heads, kv_heads, head_dim, context, **extra):
 def test_new_forms_are_neutral_in_every_hand_set_class():
     for eff in ARCH_DEFAULTS.values():
         assert eff.attention_roofline_p == 0 and eff.mla_roofline_p == 0 and eff.mla_mem_scale == 1
+        assert eff.mla_decode_floor_s == 0
         assert eff.decode_group_limit == 0 and eff.decode_fallback_mem_scale == 1 and eff.gemv_mem_scale == 0
         assert float(eff.attention_p(True)) == float(eff.attention_p(False)) == eff.roofline_p
         assert not eff.gemv(1.0) and float(eff.gemm_mem_scale(1.0)) == 1.0
@@ -73,6 +75,15 @@ def test_mla_latent_read_scale():
     # memory-bound: at 0.8 x 0.9 x 1.2 = 0.864 of 3.35 TB/s (compute 2176 x 128 x 64 x 131072 FLOPs at 100% of
     # peak takes 2.36 ms, the stream 3.34 ms; p = 50 leaves the larger term within 1e-7)
     assert predict_kernels(row, H100, eff)[0] == pytest.approx(nbytes / (BW * 0.864), rel=1e-6)
+
+
+def test_mla_decode_call_floor_replaces_the_gqa_decode_floor_for_mla_only():
+    # batch 1, 128 heads, 2 keys: the busy time is far below a microsecond, the call floors dominate
+    mla, gqa = _decode(1, 128, 1, 544, 2, kv_dim=576, mla=1), _decode(1, 32, 8, 128, 2)
+    base = replace(_plain(), decode_attention_floor_s=7e-6)
+    eff = replace(base, mla_decode_floor_s=11e-6)
+    assert predict_kernels(mla, H100, eff)[0] - predict_kernels(mla, H100, base)[0] == pytest.approx(4e-6, rel=1e-9)
+    assert predict_kernels(gqa, H100, eff)[0] == predict_kernels(gqa, H100, base)[0]
 
 
 def test_decode_fallback_reads_the_kv_head_once_per_query_head():

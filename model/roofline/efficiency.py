@@ -160,6 +160,11 @@ class Efficiency:
     # 64, 128k context reads 9.7 GB in 3.13 ms: 92% of nominal bandwidth, where its GQA decode kernel reaches 74%);
     # 1 = as other attention (the hand-set classes)
     mla_mem_scale: float = 1.0
+    # the per-call floor of an MLA decode call timed on its own, in place of decode_attention_floor_s: MLA decode runs
+    # split-KV over the one latent with a metadata pass and a combine kernel (FlashMLA's get_mla_metadata and
+    # combine; TensorRT-LLM's MLA generation alike), other preparation than a GQA decode kernel (TensorRT-LLM H100: a
+    # batch-1 MLA decode call takes 14-16 us at any context up to 1k keys); 0 = decode_attention_floor_s
+    mla_decode_floor_s: float = 0.0
     # query heads per KV head above which an engine's decode attention leaves its grouped kernel for a per-query-head
     # kernel, which also runs plain MHA (one query head per KV head): TensorRT-LLM's XQA kernels take head groups of
     # at most 32 and never vanilla MHA (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/

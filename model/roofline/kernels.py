@@ -135,8 +135,10 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
         else:
             peak[rows] = device.vector_flop_per_s
             eta[rows] = compute_eta("elementwise", None, None, eff)
+    decode_floor_s = np.where(w.mla & (eff.mla_decode_floor_s > 0), eff.mla_decode_floor_s,
+                              eff.decode_attention_floor_s)
     call_floor_s = np.select([w.kind == "attention", w.kind == "decode_attention"],
-                             [eff.attention_floor_s, eff.decode_attention_floor_s], 0.0)
+                             [eff.attention_floor_s, decode_floor_s], 0.0)
     kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
                      extra_busy_s=k_loop,
