@@ -37,7 +37,16 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
   ridge overlap their loads and math imperfectly (measured GEMMs at the crossover take ~1.3-1.6x max(t_c, t_m));
   p = 2 reproduces that corner and leaves clearly bound kernels within a few percent of max(t_c, t_m).
-  Attention kernels use attention_roofline_p where set (warp-specialized kernels overlap better; 0 = roofline_p).
+  Attention kernels use attention_roofline_p where set (warp-specialized kernels overlap better; 0 = roofline_p),
+  MLA kernels mla_roofline_p.
+- GEMV path:        GEMMs of m <= gemv_m_limit rows: eta_c = gemm_max[dtype] * n/(n + gemm_n_half) (no tile, no row
+                    half-point) and the memory ceiling x gemv_mem_scale, where gemv_mem_scale > 0 (0: the hand-set
+                    classes, one curve)
+- MLA:              KV reads at attention_mem_scale x mla_mem_scale; a decode call timed on its own pays
+                    mla_decode_floor_s (0 = decode_attention_floor_s)
+- decode fallback:  where decode_group_limit > 0 (TensorRT-LLM on Ampere/Hopper: 32), decode calls with more query heads
+                    per KV head, or plain MHA, read the KV once per query head with one query row per tile, at
+                    decode_fallback_mem_scale of the attention bandwidth (single-kernel predictions)
 """
 
 from __future__ import annotations
