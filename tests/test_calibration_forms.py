@@ -112,6 +112,8 @@ def test_gemv_path_streams_weights_without_tile_or_row_terms():
     assert float(gemm_eta(1, 12288, 0.8, _plain())) == pytest.approx(0.8 / 16 / 9)
     assert float(gemm_eta(1, 12288, 0.8, eff)) == pytest.approx(0.8)
     assert float(gemm_eta(17, 12288, 0.8, eff)) == pytest.approx(0.8 * 17 / 25)  # above 16 rows: the tiled curve
+    # grouped MoE expert GEMMs (steps pass gemv=False for the expert role) keep the tiled curve
+    assert float(gemm_eta(1, 12288, 0.8, eff, gemv=False)) == pytest.approx(0.8 / 16 / 9)
     # m = 1, n = 12288, k = 5376 (the H100 GEMV case of `ridgeplan validate`): weights 5376 x 12288 x 2 B plus the
     # activation row 5376 x 2 and output row 12288 x 2: 132,155,904 B at 0.8 x 0.9 of 3.35 TB/s = 54.79 us;
     # compute 2 x 12288 x 5376 FLOPs at 0.8 of peak: 0.17 us, p = 2 adds 0.03 %

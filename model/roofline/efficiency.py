@@ -341,14 +341,15 @@ def tile_fill(m, tile) -> object:
     return np.where(m > 0, m / np.maximum(m, tile), 1.0)
 
 
-def gemm_eta(m, n, gemm_max, eff, tile=None) -> object:
+def gemm_eta(m, n, gemm_max, eff, tile=None, gemv=True) -> object:
     """Fraction of the dense peak a GEMM with m rows (tokens) and n output columns reaches; `tile`: rows of the
-    dtype's smallest tile (Efficiency.gemm_tile; default gemm_tile_m)."""
+    dtype's smallest tile (Efficiency.gemm_tile; default gemm_tile_m); `gemv` False: never the GEMV path (grouped MoE
+    expert GEMMs, which the kernel tables do not time)."""
     tile = eff.gemm_tile_m if tile is None else tile
     wide = saturation(n, eff.gemm_n_half)
     # the GEMV path (Efficiency.gemv): no tile and no row half-point
     tiled = gemm_max * tile_fill(m, tile) * saturation(m, eff.gemm_m_half) * wide
-    return np.where(eff.gemv(m), gemm_max * wide, tiled)
+    return np.where(eff.gemv(m) & np.asarray(gemv, dtype=bool), gemm_max * wide, tiled)
 
 
 def gemm_k_loop_s(k, eff, scale=1.0) -> object:

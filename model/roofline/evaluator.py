@@ -111,7 +111,8 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
             if rows.any():
                 eta[rows] = compute_eta("gemm", ops.m[rows], ops.n[rows], eff, gemm_max=ctx.gemm_max[role],
                                         weight_only=ctx.weight_only.get(role, False),
-                                        tile=ctx.gemm_tile.get(role, eff.gemm_tile_m))
+                                        tile=ctx.gemm_tile.get(role, eff.gemm_tile_m),
+                                        gemv=role != "expert")  # grouped MoE kernels: no GEMV path
                 peak[rows] = ctx.peak_flop_per_s[role]
         for kind in ("attention", "linear_attention"):
             rows = kinds == kind
@@ -153,7 +154,8 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     mla = np.array(["mla" in op.tags for op in ops.ops])[:, None]
     mem_scale = np.where((kinds == "attention")[:, None],
                          eff.attention_mem_scale * np.where(mla, eff.mla_mem_scale, 1.0),
-                         np.where((kinds == "gemm")[:, None], eff.gemm_mem_scale(ops.m), 1.0))  # GEMV path
+                         np.where(((kinds == "gemm") & (roles != "expert"))[:, None], eff.gemm_mem_scale(ops.m),
+                                  1.0))  # GEMV path, dense GEMMs only (expert GEMMs run grouped MoE kernels)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
                      extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale,

@@ -74,13 +74,14 @@ def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_
     return KernelTime(compute, memory, busy, floor)
 
 
-def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None, depth=None, mla=False) -> np.ndarray:
+def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None, depth=None, mla=False,
+                gemv=True) -> np.ndarray:
     """eta_c of one kernel kind: GEMMs by (m, n), dtype ceiling and tile rows `tile` (less the dequantisation
     penalty for weight-only formats), attention by query rows per KV head m, keys per query n and head dimension
     `depth` (None or 0 when not known), MLA attention (`mla`) at mla_attention_scale of that ceiling and
     mla_d_half_scale of the head-dimension half-point, element-wise kernels at the vector ceiling."""
     if kind == "gemm":
-        eta = gemm_eta(m, n, gemm_max, eff, tile)
+        eta = gemm_eta(m, n, gemm_max, eff, tile, gemv)
         return np.where(weight_only, eta * (1 - eff.dequant_penalty), eta)
     if kind == "attention":
         top = eff.attention_max * np.where(mla, eff.mla_attention_scale, 1.0)
