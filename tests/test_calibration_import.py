@@ -34,13 +34,13 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                gemm_quant_bytes_8=8.0, gemm_k_s=1.2e-9, gemm_k_split=3000.0, gemm_k_scale_8=0.7,
                gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
                decode_attention_floor_s=6e-6, nvls_bus_efficiency=0.62, nvls_latency_s=25e-6,
-               collective_floor_s=2e-6)
+               collective_floor_s=2e-6, gemv_mem_scale=0.9, attention_roofline_p=3.0)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
     """Kernel and all-reduce rows of every family the import fits, timed by the model with `eff` (+ noise)."""
     rng = np.random.default_rng(seed)
-    g = [(m, n, k) for m in (1, 4, 16, 64, 256, 1024, 4096, 16384) for n in (128, 1024, 4096, 16384)
+    g = [(m, n, k) for m in (1, 4, 16, 32, 48, 64, 256, 1024, 4096, 16384) for n in (128, 1024, 4096, 16384)
          for k in (1024, 4096, 8192)]
     rows = [dict(kernel="gemm", dtype=dt, family=f"gemm_{dt}", m=m, n=n, k=k, size=2.0 * m * n * k)
             for dt in ("bf16", "fp8") for m, n, k in g]
@@ -71,7 +71,7 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
                  "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2,
                  "gemm_quant_row_s_8": 0.3, "attention_d_half": 0.15, "decode_attention_floor_s": 0.15,
                  "nvls_bus_efficiency": 0.05, "nvls_latency_s": 0.25, "gemm_k_split": 0.2,
-                 "gemm_k_scale_8": 0.2}
+                 "gemm_k_scale_8": 0.2, "gemv_mem_scale": 0.05, "attention_roofline_p": 0.25}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     # an all-reduce row pays collective_base_s + collective_floor_s alike (both fixed per call): only their sum is
@@ -82,6 +82,17 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
     assert {"interpolation", "extrapolation"} <= set(held["split"])
     assert float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) < 0.03  # about the noise level
     assert float(np.median(np.abs(held["before"] / held["measured_s"] - 1))) > 0.1  # the defaults were off
+
+
+def test_staged_fit_keeps_an_engine_fact_and_recovers_the_decode_fallback_bandwidth():
+    # TensorRT-LLM's decode kernel limit (KERNEL_FACTS) is set, not fitted; the per-query-head kernel's bandwidth
+    # share is fitted from the rows it runs (64 query heads on 1 KV head, and plain MHA, in synthetic_rows)
+    true = replace(TRUE, decode_group_limit=32.0, decode_fallback_mem_scale=1.7)
+    result = fit_rows(synthetic_rows(true), H100, facts={"decode_group_limit": 32.0})
+    assert result.params["decode_group_limit"] == 32.0
+    assert result.params["decode_fallback_mem_scale"] == pytest.approx(1.7, rel=0.1)
+    # without the fact the parameter is not fitted (nothing runs that kernel)
+    assert "decode_fallback_mem_scale" not in fit_rows(synthetic_rows(TRUE), H100).params
 
 
 def test_split_holds_out_the_smallest_and_largest_and_every_kth_shape():

@@ -44,6 +44,9 @@ BOUNDS = {
     "nvls_bus_efficiency": (0.0, 1.0), "nvls_latency_s": (0.0, 1e-3), "collective_floor_s": (0.0, 1e-3),
     # grouped MoE kernels relative to dense GEMMs (a compute share above 1 stops at the peak: context_for caps it)
     **{f"moe_{kind}_scale_{c}": (0.02, 2.0) for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
+    "attention_roofline_p": (1.0, 16.0), "mla_roofline_p": (1.0, 16.0), "mla_mem_scale": (0.2, 2.0),
+    "decode_fallback_mem_scale": (0.2, 20.0), "mla_decode_floor_s": (0.0, 1e-3),
+    "gemv_mem_scale": (0.2, 1.5),
 }
 
 
@@ -61,7 +64,8 @@ def _informed(table: pd.DataFrame) -> list[str]:
         params += ["attention_max", "attention_q_half", "attention_kv_half", "attention_floor_s",
                    "decode_attention_floor_s", "attention_mem_scale"]
         if "mla" in table and (table["mla"].fillna(0) > 0).any():
-            params += ["mla_attention_scale", "mla_d_half_scale"]
+            params += ["mla_attention_scale", "mla_d_half_scale", "mla_roofline_p", "mla_mem_scale",
+                       "mla_decode_floor_s"]
         # the head-dimension term needs more than one head dimension (with one it is the ceiling under another name)
         attention = table["kernel"].isin(["attention", "decode_attention"])
         if "head_dim" in table and table.loc[attention, "head_dim"].nunique() > 1:
@@ -261,12 +265,13 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 # unit of the log-scaled parameters: log1p(value / unit) (a latency of 1e-6 s and a size of 1 token alike)
 _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0,
              "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
-             "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "gemm_k_split": 64.0,
+             "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "mla_decode_floor_s": 1e-7, "gemm_k_split": 64.0,
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}
 
-_ZERO_NUDGE = {"gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "nvls_bus_efficiency": 0.5,
+_ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7,
+               "nvls_bus_efficiency": 0.5,
                "gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
                "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
                "step_overhead_s": 1e-6,

@@ -36,7 +36,7 @@ SPLITS = ("fit", "interpolation", "extrapolation")
 CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
-               "mla_d_half_scale",
+               "mla_d_half_scale", "mla_decode_floor_s",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_scale_8", "gemm_k_scale_4", "gemm_quant_s_8", "gemm_quant_s_4",
@@ -49,7 +49,7 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
 # attention the memory ceiling); the shared floors and memory ceiling come from BF16 GEMMs and copies
 STAGES = (
     (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split", "mem_max",
-                             "mem_bytes_half", "kernel_floor_s", "roofline_p")),
+                             "mem_bytes_half", "kernel_floor_s", "roofline_p", "gemv_mem_scale")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
     (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8",
                      "gemm_k_scale_8")),
@@ -59,9 +59,10 @@ STAGES = (
     # call floors, KV-read bandwidth
     (("attention_decode", "attention_prefill"),
      ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
-      "attention_max", "attention_mem_scale")),
+      "attention_max", "attention_mem_scale", "attention_roofline_p", "decode_fallback_mem_scale")),
     # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
-    (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale")),
+    (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_roofline_p", "mla_mem_scale",
+                                     "mla_decode_floor_s")),
     # all-reduce: the ring/tree/one-shot bandwidth, the in-switch (NVLS) bandwidth, the collective kernel's floor
     (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency", "nvls_bus_efficiency", "nvls_latency_s",
                        "collective_floor_s")),
@@ -82,7 +83,17 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 1e-9, "gemm_k_split": 3072.0,
                "nvls_bus_efficiency": 0.6, "nvls_latency_s": 20e-6, "collective_floor_s": 2e-6,
                # grouped MoE kernels: from half the dense ceilings
-               **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")}}
+               **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
+               "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
+               "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6}
+
+
+# engine kernel facts the tables are fitted with, set from the engine's source rather than fitted: TensorRT-LLM's XQA
+# decode kernels on Ampere and Hopper take at most 32 query heads per KV head and never plain MHA
+# (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/kernelUtils.cpp: supportConfigCommon
+# rejects vanilla MHA, supportConfigQGMMA/HMMA reject head_grp_size * beam_width > 32); other calls run the masked
+# multi-head attention kernel (Efficiency.decode_group_limit). Blackwell runs its trtllm-gen kernels first.
+KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_limit": 32.0}, ("trtllm", "ampere"): {"decode_group_limit": 32.0}}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -150,7 +161,7 @@ def fit_engine(source: TableSource, gpu: str, device: Device, engine: str) -> De
     rows = rows[(rows["family"] != "copy") | (rows["size"] * 2 > 2 * l2)]
     rows = rows[(rows["kernel"] != "gemm") | rows["dtype"].isin(list(device.peak_flop_per_s))]
     rows = moe_rows_physical(rows, device)
-    result = fit_rows(sample(rows).reset_index(drop=True), device)
+    result = fit_rows(sample(rows).reset_index(drop=True), device, facts=KERNEL_FACTS.get((engine, device.arch)))
     return DeviceFit(device, engine, tables, result, family_errors(result.rows))
 
 
@@ -171,11 +182,14 @@ def moe_rows_physical(rows: pd.DataFrame, device: Device) -> pd.DataFrame:
     return rows[keep]
 
 
-def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None) -> FitResult:
-    """The staged fit (STAGES) of rows with `family`, `size` and `measured_s`, held-out splits by split_labels."""
+def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None,
+             facts: dict[str, float] | None = None) -> FitResult:
+    """The staged fit (STAGES) of rows with `family`, `size` and `measured_s`, held-out splits by split_labels;
+    `facts`: engine kernel facts (KERNEL_FACTS) set before the fit and written with the fitted parameters."""
     labels = split_labels(rows)
     start = start or efficiency_for(device, calibration=False)
-    eff, fitted, idle = start, {}, []
+    facts = dict(facts or {})
+    eff, fitted, idle = replace(start, **facts), dict(facts), []
     for families, names in STAGES:
         part = rows["family"].isin(families).to_numpy()
         if not part.any() or (labels[part] == "fit").sum() < 3:
@@ -183,6 +197,8 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
         names = [n for n in names if not n.endswith("_4") or "fp4" in set(rows.loc[part, "dtype"])]
         if "head_dim" not in rows or rows.loc[part, "head_dim"].nunique() < 2:  # one head dim: no d term to see
             names = [n for n in names if n != "attention_d_half"]
+        if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
+            names = [n for n in names if n != "decode_fallback_mem_scale"]
         eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],
                                loss="soft_l1")

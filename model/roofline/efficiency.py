@@ -37,6 +37,16 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
   ridge overlap their loads and math imperfectly (measured GEMMs at the crossover take ~1.3-1.6x max(t_c, t_m));
   p = 2 reproduces that corner and leaves clearly bound kernels within a few percent of max(t_c, t_m).
+  Attention kernels use attention_roofline_p where set (warp-specialized kernels overlap better; 0 = roofline_p),
+  MLA kernels mla_roofline_p.
+- GEMV path:        GEMMs of m <= gemv_m_limit rows: eta_c = gemm_max[dtype] * n/(n + gemm_n_half) (no tile, no row
+                    half-point) and the memory ceiling x gemv_mem_scale, where gemv_mem_scale > 0 (0: the hand-set
+                    classes, one curve)
+- MLA:              KV reads at attention_mem_scale x mla_mem_scale; a decode call timed on its own pays
+                    mla_decode_floor_s (0 = decode_attention_floor_s)
+- decode fallback:  where decode_group_limit > 0 (TensorRT-LLM on Ampere/Hopper: 32), decode calls with more query heads
+                    per KV head, or plain MHA, read the KV once per query head with one query row per tile, at
+                    decode_fallback_mem_scale of the attention bandwidth (single-kernel predictions)
 """
 
 from __future__ import annotations
@@ -166,7 +176,59 @@ class Efficiency:
     # small kernel that starts and ends faster than a GEMM (2.2-2.5 us for a 2-GPU 1 kB all-reduce under SGLang
     # and TensorRT-LLM on H100, where a GEMM's fitted floor is 3 us); 0 = kernel_floor_s
     collective_floor_s: float = 0.0
+    # how an attention kernel's compute and memory terms combine, in place of roofline_p: FlashAttention-3, FlashMLA
+    # and TensorRT-LLM's MLA/XQA kernels are warp-specialized (producer warps stream K/V with TMA while consumer warps
+    # run the MMAs), so near the ridge they overlap loads and math better than a GEMM (TensorRT-LLM MLA decode on
+    # H100, 64 -> 128 heads at batch 64 and 128k context: 3.13 -> 3.57 ms, the hard max of the two terms, where the
+    # GEMM-fitted corner p = 1.6 predicts 1.5x the memory time); 0 = roofline_p (the hand-set classes)
+    attention_roofline_p: float = 0.0
+    # the same for MLA kernels (FlashMLA, TensorRT-LLM's and FlashInfer's MLA): absorbed MLA decode sits at the ridge
+    # (every head reads the one 576-wide latent), where the corner decides the time; 0 = attention_roofline_p
+    mla_roofline_p: float = 0.0
+    # MLA kernels read their latent cache at this multiple of attention_mem_scale: one contiguous 576-wide latent per
+    # token shared by every head, against per-head K and V pages (TensorRT-LLM MLA decode on H100 at 64 heads, batch
+    # 64, 128k context reads 9.7 GB in 3.13 ms: 92% of nominal bandwidth, where its GQA decode kernel reaches 74%);
+    # 1 = as other attention (the hand-set classes)
+    mla_mem_scale: float = 1.0
+    # the per-call floor of an MLA decode call timed on its own, in place of decode_attention_floor_s: MLA decode runs
+    # split-KV over the one latent with a metadata pass and a combine kernel (FlashMLA's get_mla_metadata and
+    # combine; TensorRT-LLM's MLA generation alike), other preparation than a GQA decode kernel (TensorRT-LLM H100: a
+    # batch-1 MLA decode call takes 14-16 us at any context up to 1k keys); 0 = decode_attention_floor_s
+    mla_decode_floor_s: float = 0.0
+    # query heads per KV head above which an engine's decode attention leaves its grouped kernel for a per-query-head
+    # kernel, which also runs plain MHA (one query head per KV head): TensorRT-LLM's XQA kernels take head groups of
+    # at most 32 and never vanilla MHA (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/
+    # kernelUtils.cpp: supportConfigCommon, supportConfigQGMMA/HMMA: head_grp_size * beam_width > 32 -> false), so
+    # those calls run the masked multi-head attention kernel: one CTA per query head, reading its KV head's cache once
+    # per query head (repeats partly from L2); 0 = every group size runs the grouped kernel (the hand-set classes).
+    # Single-kernel predictions only: the step graph carries query rows per KV head, not the group size alone
+    decode_group_limit: float = 0.0
+    # that per-query-head kernel's KV-read bandwidth relative to attention_mem_scale (above 1 where the L2 cache serves
+    # the group's repeated reads)
+    decode_fallback_mem_scale: float = 1.0
+    # GEMMs of at most gemv_m_limit rows (decode at small batch) run GEMV-style kernels (cuBLAS/CUTLASS swap operands
+    # or split k so the weight matrix streams across every SM, with no tensor-core tile in the row direction): their
+    # compute has no tile or row half-point term, and their weight stream reaches gemv_mem_scale of the streaming
+    # ceiling; 0 = no such path (the hand-set classes: one curve, where a one-token GEMM pays a full tile). Without it
+    # the fitted row half-point had to serve both GEMVs and small-tile GEMMs
+    gemv_mem_scale: float = 0.0
+    gemv_m_limit: float = 16.0
     source: str = ""
+
+    def gemv(self, m):
+        """True for GEMM rows counts that take the GEMV path (gemv_mem_scale > 0 and 0 < m <= gemv_m_limit)."""
+        m = np.asarray(m, dtype=float)
+        return (np.asarray(self.gemv_mem_scale) > 0) & (m > 0) & (m <= self.gemv_m_limit)
+
+    def gemm_mem_scale(self, m):
+        """The memory-ceiling scale of GEMMs with m rows: gemv_mem_scale on the GEMV path, else 1."""
+        return np.where(self.gemv(m), self.gemv_mem_scale, 1.0)
+
+    def attention_p(self, mla=False):
+        """The roofline corner exponent of attention kernels: attention_roofline_p where set (> 0), else roofline_p;
+        MLA kernels (`mla`, per kernel) mla_roofline_p where set."""
+        p = self.attention_roofline_p if self.attention_roofline_p > 0 else self.roofline_p
+        return np.where(np.asarray(mla, dtype=bool) & (self.mla_roofline_p > 0), self.mla_roofline_p, p)
 
     def collective_floor(self):
         """Launch floor of one collective kernel: collective_floor_s where set (> 0), else kernel_floor_s."""
@@ -341,11 +403,15 @@ def tile_fill(m, tile) -> object:
     return np.where(m > 0, m / np.maximum(m, tile), 1.0)
 
 
-def gemm_eta(m, n, gemm_max, eff, tile=None) -> object:
+def gemm_eta(m, n, gemm_max, eff, tile=None, gemv=True) -> object:
     """Fraction of the dense peak a GEMM with m rows (tokens) and n output columns reaches; `tile`: rows of the
-    dtype's smallest tile (Efficiency.gemm_tile; default gemm_tile_m)."""
+    dtype's smallest tile (Efficiency.gemm_tile; default gemm_tile_m); `gemv` False: never the GEMV path (grouped MoE
+    expert GEMMs, which the kernel tables do not time)."""
     tile = eff.gemm_tile_m if tile is None else tile
-    return gemm_max * tile_fill(m, tile) * saturation(m, eff.gemm_m_half) * saturation(n, eff.gemm_n_half)
+    wide = saturation(n, eff.gemm_n_half)
+    # the GEMV path (Efficiency.gemv): no tile and no row half-point
+    tiled = gemm_max * tile_fill(m, tile) * saturation(m, eff.gemm_m_half) * wide
+    return np.where(eff.gemv(m) & np.asarray(gemv, dtype=bool), gemm_max * wide, tiled)
 
 
 def gemm_k_loop_s(k, eff, scale=1.0) -> object:

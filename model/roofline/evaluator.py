@@ -114,7 +114,8 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
             if rows.any():
                 eta[rows] = compute_eta("gemm", ops.m[rows], ops.n[rows], eff, gemm_max=ctx.gemm_max[role],
                                         weight_only=ctx.weight_only.get(role, False),
-                                        tile=ctx.gemm_tile.get(role, eff.gemm_tile_m))
+                                        tile=ctx.gemm_tile.get(role, eff.gemm_tile_m),
+                                        gemv=role != "expert")  # grouped MoE kernels: no GEMV path
                 peak[rows] = ctx.peak_flop_per_s[role]
         for kind in ("attention", "linear_attention"):
             rows = kinds == kind
@@ -153,13 +154,19 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
     dense = (kinds == "gemm") & (roles == "dense") & ~shared
     quant[dense] = gemm_quant_s(ops.m[dense], ops.k[dense], ctx.dense_quant, ctx.mem_bandwidth_bytes_per_s, eff)
     # attention kernels gather their KV cache at attention_mem_scale of the streaming ceiling
-    # and the experts' grouped GEMMs at their own share (ExecContext.expert_mem_scale)
-    mem_scale = np.where((kinds == "attention")[:, None], eff.attention_mem_scale, 1.0)
-    mem_scale = np.where(((kinds == "gemm") & (roles == "expert"))[:, None], ctx.expert_mem_scale, mem_scale)
+    # (MLA kernels at mla_mem_scale of that: one contiguous latent per token), dense GEMMs on the GEMV path below
+    # gemv_m_limit rows, and the experts' grouped GEMMs at their own share (ExecContext.expert_mem_scale)
+    mla = np.array(["mla" in op.tags for op in ops.ops])[:, None]
+    gemm = kinds == "gemm"
+    mem_scale = np.where((kinds == "attention")[:, None],
+                         eff.attention_mem_scale * np.where(mla, eff.mla_mem_scale, 1.0),
+                         np.where((gemm & (roles != "expert"))[:, None], eff.gemm_mem_scale(ops.m), 1.0))
+    mem_scale = np.where((gemm & (roles == "expert"))[:, None], ctx.expert_mem_scale, mem_scale)
     kt = kernel_time(flops, nbytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=ctx.mem_bandwidth_bytes_per_s, eff=eff, kernels=kernels,
                      extra_busy_s=np.maximum(network, k_loop), extra_floor_s=quant, eta_memory_scale=mem_scale,
-                     floor_s=np.where((kinds == "collective")[:, None], eff.collective_floor(), eff.kernel_floor_s))
+                     floor_s=np.where((kinds == "collective")[:, None], eff.collective_floor(), eff.kernel_floor_s),
+                     roofline_p=np.where((kinds == "attention")[:, None], eff.attention_p(mla), eff.roofline_p))
     overlap = np.broadcast_to(np.asarray(ctx.comm_overlap, dtype=float), (n,))
     return OpTimes(ops=ops, compute_s=kt.compute_s, memory_s=kt.memory_s, network_s=network, floor_s=kt.floor_s,
                    time_s=kt.time_s, comm_overlap=overlap)

@@ -50,18 +50,23 @@ def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_
 
 
 def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, kernels=1.0,
-                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0, floor_s=None) -> KernelTime:
+                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0, floor_s=None, roofline_p=None) -> KernelTime:
     """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
 
     `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max.
     `extra_floor_s`: seconds of a serial companion kernel (the activation quantization a kernel table times with
     each FP8 GEMM), counted with the floor of the kernels that do work. `eta_memory_scale`: see roofline_terms.
     `floor_s`: each kernel's launch floor where it is not eff.kernel_floor_s (collectives:
-    Efficiency.collective_floor)."""
+    Efficiency.collective_floor). `roofline_p`: the corner exponent per kernel where it is not eff.roofline_p
+    (attention kernels: Efficiency.attention_p)."""
     compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff,
                                      eta_memory_scale)
     extra = np.asarray(extra_busy_s, dtype=float)
-    busy = np.maximum(combine_roofline(compute, memory, eff.roofline_p), extra)
+    # one corner for every kernel where they agree: numpy squares a scalar exponent of 2 exactly, an array one through
+    # pow (last-bit differences), and the hand-set classes must stay bit-identical
+    same = roofline_p is None or bool(np.all(np.asarray(roofline_p) == np.asarray(eff.roofline_p)))
+    p = eff.roofline_p if same else roofline_p
+    busy = np.maximum(combine_roofline(compute, memory, p), extra)
     active = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0) | (extra > 0)
     kernels = np.asarray(kernels, dtype=float)
     per_kernel = eff.kernel_floor_s if floor_s is None else np.asarray(floor_s, dtype=float)
@@ -69,13 +74,14 @@ def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_
     return KernelTime(compute, memory, busy, floor)
 
 
-def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None, depth=None, mla=False) -> np.ndarray:
+def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None, depth=None, mla=False,
+                gemv=True) -> np.ndarray:
     """eta_c of one kernel kind: GEMMs by (m, n), dtype ceiling and tile rows `tile` (less the dequantisation
     penalty for weight-only formats), attention by query rows per KV head m, keys per query n and head dimension
     `depth` (None or 0 when not known), MLA attention (`mla`) at mla_attention_scale of that ceiling and
     mla_d_half_scale of the head-dimension half-point, element-wise kernels at the vector ceiling."""
     if kind == "gemm":
-        eta = gemm_eta(m, n, gemm_max, eff, tile)
+        eta = gemm_eta(m, n, gemm_max, eff, tile, gemv)
         return np.where(weight_only, eta * (1 - eff.dequant_penalty), eta)
     if kind == "attention":
         top = eff.attention_max * np.where(mla, eff.mla_attention_scale, 1.0)
@@ -101,6 +107,7 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
     # into the kernel before (evaluator.ExecContext.dense_quant; model.engines.step_quant_flags)
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
                        bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, kernels=kernels,
+                       eta_memory_scale=eff.gemm_mem_scale(m),
                        extra_busy_s=gemm_k_loop_s(k, eff, eff.gemm_k_scale(dtype)))
 
 

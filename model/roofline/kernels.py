@@ -6,7 +6,7 @@ shape, so measured kernel tables can be compared with, and fitted to, the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ class KernelWork:
     shape_n: np.ndarray  # output columns for GEMM efficiency, keys per query (KV length) for attention
     shape_k: np.ndarray  # GEMM inner dimension (activation columns the FP8/FP4 quantization reads); attention: head dim
     mla: np.ndarray  # attention rows of MLA kernels (optional table column `mla` = 1)
+    fallback: np.ndarray | None = None  # decode rows on the per-query-head kernel (decode_fallback)
 
 
 def kernel_work(table: pd.DataFrame) -> KernelWork:
@@ -92,9 +93,30 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
     return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols, mla)
 
 
+def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
+    """Decode attention rows that leave the grouped kernel (Efficiency.decode_group_limit > 0: group size above it, or
+    plain MHA) run one query head per CTA: one query row per tile, and every query head reads its KV head's cache
+    (KV bytes x group size; the query and output bytes are unchanged)."""
+    n = len(table)
+    fallback = np.zeros(n, dtype=bool)
+    if eff.decode_group_limit > 0 and (w.kind == "decode_attention").any():
+        rows = w.kind == "decode_attention"
+        group = np.ones(n)
+        group[rows] = table.loc[rows, "heads"].to_numpy(float) / table.loc[rows, "kv_heads"].to_numpy(float)
+        fallback = rows & ~w.mla & ((group > eff.decode_group_limit) | (group == 1))
+    if not fallback.any():
+        return replace(w, fallback=fallback)
+    b, h, d = (table.loc[fallback, c].to_numpy(float) for c in ("batch", "heads", "head_dim"))
+    qo_bytes = 2 * b * h * d * 2
+    nbytes, m_rows = w.bytes.copy(), w.shape_m.copy()
+    nbytes[fallback] = (w.bytes[fallback] - qo_bytes) * group[fallback] + qo_bytes
+    m_rows[fallback] = 1.0
+    return replace(w, bytes=nbytes, shape_m=m_rows, fallback=fallback)
+
+
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
-    w = kernel_work(table)
+    w = decode_fallback(kernel_work(table), table, eff)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     for kind, dtype in sorted(set(zip(w.kind, w.dtype))):  # vectorized per (kind, dtype): tables can be large
@@ -113,13 +135,19 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
         else:
             peak[rows] = device.vector_flop_per_s
             eta[rows] = compute_eta("elementwise", None, None, eff)
+    decode_floor_s = np.where(w.mla & (eff.mla_decode_floor_s > 0), eff.mla_decode_floor_s,
+                              eff.decode_attention_floor_s)
     call_floor_s = np.select([w.kind == "attention", w.kind == "decode_attention"],
-                             [eff.attention_floor_s, eff.decode_attention_floor_s], 0.0)
+                             [eff.attention_floor_s, decode_floor_s], 0.0)
     kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
                      extra_busy_s=k_loop,
                      eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
-                                               eff.attention_mem_scale, 1.0))
+                                               eff.attention_mem_scale * np.where(w.mla, eff.mla_mem_scale, 1.0)
+                                               * np.where(w.fallback, eff.decode_fallback_mem_scale, 1.0),
+                                               np.where(w.kind == "gemm", eff.gemm_mem_scale(w.shape_m), 1.0)),
+                     roofline_p=np.where(np.isin(w.kind, ("attention", "decode_attention")), eff.attention_p(w.mla),
+                                         eff.roofline_p))
     # one kernel's own floor, plus attention's per-call preparation and an FP8/FP4 GEMM's activation quantization
     # (single-kernel timings pay both every call; inside a step engines prepare attention once per step and fuse
     # the quantization, except where evaluator.ExecContext.dense_quant says the engine does not)
