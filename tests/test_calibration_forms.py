@@ -124,3 +124,12 @@ def test_gemv_path_streams_weights_without_tile_or_row_terms():
     assert float(t.busy_s) == pytest.approx((t_m**2 + t_c**2) ** 0.5, rel=1e-12)
     row = pd.DataFrame([dict(kernel="gemm", dtype="bf16", m=1, n=12288, k=5376)])
     assert predict_kernels(row, H100, eff)[0] == pytest.approx(float(t.time_s), rel=1e-12)
+
+
+def test_attention_corner_takes_per_candidate_values():
+    """A stacked planner context holds one efficiency value per candidate: the corner is chosen per candidate (a
+    Python `if` on the array raised in the fleet notebook)."""
+    eff = replace(ARCH_DEFAULTS["hopper"], attention_roofline_p=np.array([0.0, 6.0]), mla_roofline_p=np.array([3.0, 0.0]),
+                  roofline_p=np.array([2.0, 2.0]))
+    assert eff.attention_p().tolist() == [2.0, 6.0]
+    assert eff.attention_p(np.array([[True], [False]])).tolist() == [[3.0, 6.0], [2.0, 6.0]]

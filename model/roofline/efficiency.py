@@ -227,8 +227,9 @@ class Efficiency:
     def attention_p(self, mla=False):
         """The roofline corner exponent of attention kernels: attention_roofline_p where set (> 0), else roofline_p;
         MLA kernels (`mla`, per kernel) mla_roofline_p where set."""
-        p = self.attention_roofline_p if self.attention_roofline_p > 0 else self.roofline_p
-        return np.where(np.asarray(mla, dtype=bool) & (self.mla_roofline_p > 0), self.mla_roofline_p, p)
+        # np.where, not `if`: a stacked planner context holds one value per candidate
+        p = np.where(np.asarray(self.attention_roofline_p) > 0, self.attention_roofline_p, self.roofline_p)
+        return np.where(np.asarray(mla, dtype=bool) & (np.asarray(self.mla_roofline_p) > 0), self.mla_roofline_p, p)
 
     def collective_floor(self):
         """Launch floor of one collective kernel: collective_floor_s where set (> 0), else kernel_floor_s."""
