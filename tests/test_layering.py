@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1] / "model"
 
 # lowest first; a module may import its own layer and any layer before it
 LAYERS = [
-    ["errors", "precision"],
+    ["errors", "precision", "lru"],
     ["architecture", "hardware"],
     ["operators"],
     ["roofline"],
