@@ -15,7 +15,8 @@ from model.calibration.moe_rows import moe_class, moe_predictor, moe_table_rows,
 from model.hardware.db import load_device
 from model.operators.graph import moe_expert_operators
 from model.precision import Precision
-from model.roofline.efficiency import ARCH_DEFAULTS, MOE_ENGINE_DEFAULTS, efficiency_for, moe_kernel_class
+from model.roofline.efficiency import (ARCH_DEFAULTS, MOE_ENGINE_DEFAULTS, MOE_NEUTRAL, efficiency_for,
+                                      moe_kernel_class)
 from model.roofline.evaluator import context_for, stack_contexts, take_context
 
 B200 = load_device("b200")
@@ -118,6 +119,8 @@ def test_engine_defaults_apply_when_an_engine_is_named_and_are_carried_through_s
     for engine, values in MOE_ENGINE_DEFAULTS["blackwell"].items():
         eff = efficiency_for(B200, engine=engine)
         assert all(getattr(eff, k) == v for k, v in values.items()) and f"{engine} MoE kernels" in eff.source
+        # a class the engine does not list keeps the dense ceilings, not the engine-less class mean
+        assert all(getattr(eff, k) == 1.0 for k in MOE_NEUTRAL if k not in values)
     plain = efficiency_for(B200)  # no engine: the class mean of the three
     assert plain.moe_gemm_scale_8 == pytest.approx(np.mean([v["moe_gemm_scale_8"]
                                                             for v in MOE_ENGINE_DEFAULTS["blackwell"].values()]),

@@ -323,6 +323,7 @@ MOE_ENGINE_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
         "trtllm": dict(moe_gemm_scale_wo=0.62, moe_mem_scale_wo=0.62),
     },
 }
+MOE_NEUTRAL = {f"moe_{kind}_scale_{c}": 1.0 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")}
 # without an engine: the mean of the three engines' values (1 where an engine keeps the dense ceilings)
 _MOE_CLASS = {arch: {name: round(float(np.mean([e.get(name, 1.0) for e in engines.values()])), 2)
                      for name in sorted({n for e in engines.values() for n in e})}
@@ -509,8 +510,9 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
         raise RidgeplanError("engine", f"unknown engine {engine!r}", ENGINES)
     if device.arch in ARCH_DEFAULTS:
         eff = ARCH_DEFAULTS[device.arch]
-        if engine is not None and device.arch in MOE_ENGINE_DEFAULTS:  # that engine's own MoE kernels
-            eff = replace(eff, **MOE_ENGINE_DEFAULTS[device.arch][engine],
+        if engine is not None and device.arch in MOE_ENGINE_DEFAULTS:  # that engine's own MoE kernels; a class it
+            # does not list keeps the dense ceilings (1), not the engine-less mean of the class defaults
+            eff = replace(eff, **{**MOE_NEUTRAL, **MOE_ENGINE_DEFAULTS[device.arch][engine]},
                           source=f"{eff.source}; {engine} MoE kernels (kernel-table fit)")
     elif device.kind in _KIND_CLASS and _KIND_CLASS[device.kind] != "generic":
         cls = _KIND_CLASS[device.kind]
