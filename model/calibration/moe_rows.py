@@ -33,7 +33,6 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-import sympy as sp
 
 from model.architecture.blocks import Mlp
 from model.errors import RidgeplanError
@@ -101,33 +100,22 @@ def moe_table_rows(table: pd.DataFrame, expert_quant: tuple[str, ...]) -> pd.Dat
 
 @lru_cache(maxsize=128)
 def _compiled(hidden: int, inter: int, topk: int, experts: int):
+    from model.operators.compiled import CompiledOps
     from model.operators.graph import moe_expert_operators
-    from model.operators.compiled import QUANTITIES
-    from model.operators.symbols import SCENARIO_SYMBOLS
 
     mlp = Mlp(kind="moe", intermediate_size=0, num_experts=experts, top_k=topk, expert_intermediate_size=inter)
-    ops = tuple(moe_expert_operators(mlp, hidden))
-    exprs = [sp.sympify(op.resident if q == "resident_bytes" else getattr(op, q)) for q in QUANTITIES for op in ops]
-    return ops, sp.lambdify(SCENARIO_SYMBOLS, exprs, modules="numpy")
+    return CompiledOps(tuple(moe_expert_operators(mlp, hidden)))
 
 
 def _op_arrays(g: pd.DataFrame):
     """The expert operators of one shape group evaluated at its rows (one EP rank, uniform routing)."""
-    from model.operators.compiled import QUANTITIES, OpArrays
-    from model.operators.symbols import DEFAULTS, SYMBOL_NAMES
-
     first = g.iloc[0]
-    ops, fn = _compiled(int(first["hidden"]), int(first["inter"]), int(first["topk"]), int(first["experts"]))
-    n = len(g)
-    values = {**DEFAULTS, "B": g["tokens"].to_numpy(float), "T": 1.0, "dp_attn": 1.0, "ep": 1.0,
-              "etp": g["moe_tp"].to_numpy(float), "gamma_moe": 1.0, "z_ep": 0.0, "e_red": 0.0,
-              "b_e": number_format(str(first["weights"])).bytes_per_element, "b_a": 2.0,  # bf16 hidden states
-              "q_e": g["q_e"].to_numpy(float)}
-    arrays = [np.broadcast_to(np.asarray(values[s], dtype=float), (n,)) for s in SYMBOL_NAMES]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        flat = fn(*arrays)
-    v = np.array([np.broadcast_to(np.asarray(x, dtype=float), (n,)) for x in flat])
-    return OpArrays(ops, np.ones(len(ops)), v.reshape(len(QUANTITIES), len(ops), n))
+    compiled = _compiled(int(first["hidden"]), int(first["inter"]), int(first["topk"]), int(first["experts"]))
+    return compiled.evaluate(B=g["tokens"].to_numpy(float), T=1.0, dp_attn=1.0, ep=1.0,
+                             etp=g["moe_tp"].to_numpy(float), gamma_moe=1.0, z_ep=0.0, e_red=0.0,
+                             b_e=number_format(str(first["weights"])).bytes_per_element,
+                             b_a=2.0,  # bf16 hidden states
+                             q_e=g["q_e"].to_numpy(float))
 
 
 def moe_predictor(rows: pd.DataFrame, device: Device):

@@ -47,12 +47,12 @@ class OpArrays:
         return self.counts @ arr
 
 
-class CompiledGraph:
-    """An architecture's operator graph with every quantity lambdified to one numpy function."""
+class CompiledOps:
+    """Operators with every quantity lambdified to one numpy function (a whole graph: CompiledGraph; a fragment,
+    e.g. one MoE layer's expert kernels: model.calibration.moe_rows)."""
 
-    def __init__(self, arch: Architecture, unquantized: tuple[str, ...] = ()):
-        self.arch = arch
-        self.ops = build_graph(arch, unquantized)
+    def __init__(self, ops):
+        self.ops = ops
         self.counts = np.array([op.count for op in self.ops], dtype=float)
         exprs = [sp.sympify(op.resident if q == "resident_bytes" else getattr(op, q)) for q in QUANTITIES for op in self.ops]
         self._fn = sp.lambdify(SCENARIO_SYMBOLS, exprs, modules="numpy", cse=True)
@@ -84,6 +84,14 @@ class CompiledGraph:
         if rows is None:
             return OpArrays(self.ops, self.counts, out)
         return OpArrays(tuple(self.ops[k] for k in keep), self.counts[keep], out)
+
+
+class CompiledGraph(CompiledOps):
+    """An architecture's operator graph with every quantity lambdified to one numpy function."""
+
+    def __init__(self, arch: Architecture, unquantized: tuple[str, ...] = ()):
+        self.arch = arch
+        super().__init__(build_graph(arch, unquantized))
 
 
 @lru_cache(maxsize=128)
