@@ -98,10 +98,9 @@ def _expressible(r: pd.Series) -> str:
 
     if _concurrency(r["silicon_data_source"]) is None:
         return "no silicon_concurrency in silicon_data_source"
-    if data_defect_reason(r):  # reported with its evidence, never compared (engine_rows_defects)
-        return data_defect_reason(r)
-    if multinode_total_reason(r) or placeholder_reason(r):
-        return multinode_total_reason(r) or placeholder_reason(r)
+    # data defects are reported with their evidence, never compared (engine_rows_defects)
+    if why := data_defect_reason(r) or multinode_total_reason(r) or placeholder_reason(r):
+        return why
     try:
         row_model(r)
     except RidgeplanError as err:
