@@ -35,11 +35,9 @@ DEFECTS = (
 
 def source_file(row: Mapping[str, Any]) -> str:
     """The `source_file=` entry of a row's silicon_data_source ('' when absent)."""
-    for part in str(row.get("silicon_data_source", "")).split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == "source_file":
-            return value
-    return ""
+    from model.validation.engine_rows_layout import source_field
+
+    return source_field(row.get("silicon_data_source", ""), "source_file")
 
 
 def data_defect_reason(row: Mapping[str, Any]) -> str:

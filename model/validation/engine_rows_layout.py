@@ -54,10 +54,19 @@ def _int(value: Any) -> int:
 _LAUNCH_TAG = re.compile(r"_tp(\d+)(?:_0)?_ep(\d+)(?:_0)?_\d+$")
 
 
+def source_field(source: Any, key: str) -> str:
+    """The `key=value` entry of a row's silicon_data_source (entries separated by ';'; '' when absent)."""
+    for part in str(source).split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == key:
+            return value.strip()
+    return ""
+
+
 def silicon_concurrency(source: Any) -> int | None:
     """The benchmark's total concurrency, `silicon_concurrency=N` inside a row's silicon_data_source (None if absent)."""
-    m = re.search(r"silicon_concurrency=(\d+)", str(source))
-    return int(m.group(1)) if m else None
+    value = source_field(source, "silicon_concurrency")
+    return int(value) if value.isdigit() else None
 
 
 def launch_tag(row: Mapping[str, Any]) -> tuple[int, int] | None:
