@@ -46,7 +46,8 @@ BOUNDS = {
     **{f"moe_{kind}_scale_{c}": (0.02, 2.0) for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
     "attention_roofline_p": (1.0, 16.0), "mla_roofline_p": (1.0, 16.0), "mla_mem_scale": (0.2, 2.0),
     "decode_fallback_mem_scale": (0.2, 20.0), "mla_decode_floor_s": (0.0, 1e-3),
-    "gemv_mem_scale": (0.2, 1.5),
+    "gemv_mem_scale": (0.2, 1.5), "custom_ar_bus_efficiency": (0.02, 1.0), "custom_ar_two_shot_s": (0.0, 1e-3),
+    "nccl_base_s": (0.0, 1e-3),
 }
 
 
@@ -80,7 +81,8 @@ def _informed(table: pd.DataFrame) -> list[str]:
         params += [f"moe_{kind}_scale_{c}" for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")]
     if kinds & set(COLLECTIVES):
         params += ["collective_base_s", "scale_up_bus_efficiency", "nvls_bus_efficiency", "nvls_latency_s",
-                   "collective_floor_s"]
+                   "collective_floor_s", "custom_ar_bus_efficiency", "custom_ar_two_shot_s",
+                   "nccl_base_s"]
     return sorted(set(params), key=list(BOUNDS).index)
 
 
@@ -266,12 +268,14 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0,
              "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
              "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "mla_decode_floor_s": 1e-7, "gemm_k_split": 64.0,
+             "custom_ar_two_shot_s": 1e-7, "nccl_base_s": 1e-7,
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}
 
 _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7,
-               "nvls_bus_efficiency": 0.5,
+               "nvls_bus_efficiency": 0.5, "custom_ar_bus_efficiency": 0.5, "custom_ar_two_shot_s": 1e-7,
+               "nccl_base_s": 1e-7,
                "gemm_m_half": 1.0, "gemm_n_half": 1.0, "attention_q_half": 1.0, "mem_bytes_half": 1e4,
                "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
                "step_overhead_s": 1e-6,

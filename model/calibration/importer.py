@@ -38,7 +38,7 @@ CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200"
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
                "mla_d_half_scale", "mla_decode_floor_s",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
-               "collective_floor_s", "nvls_latency_s",
+               "collective_floor_s", "nvls_latency_s", "custom_ar_two_shot_s", "nccl_base_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_scale_8", "gemm_k_scale_4", "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4")
@@ -63,9 +63,10 @@ STAGES = (
     # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
     (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_roofline_p", "mla_mem_scale",
                                      "mla_decode_floor_s")),
-    # all-reduce: the ring/tree/one-shot bandwidth, the in-switch (NVLS) bandwidth, the collective kernel's floor
+    # all-reduce: the ring/tree/one-shot bandwidth, the in-switch (NVLS) bandwidth, the collective kernel's floor,
+    # and the engine's custom one-shot/two-shot kernels (where its size rule is set: custom_all_reduce_limits)
     (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency", "nvls_bus_efficiency", "nvls_latency_s",
-                       "collective_floor_s")),
+                       "collective_floor_s", "custom_ar_bus_efficiency", "custom_ar_two_shot_s", "nccl_base_s")),
     # whole MoE layers (model.calibration.moe_rows): the grouped expert kernels' compute and memory shares of the
     # dense GEMM and streaming ceilings fitted above, one stage per expert kernel class (each class's parameters
     # move only its own rows; fitted jointly, a class whose rows sit far off the start was pushed the wrong way)
@@ -82,6 +83,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "gemm_quant_row_s_4": 1e-9,
                "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 1e-9, "gemm_k_split": 3072.0,
                "nvls_bus_efficiency": 0.6, "nvls_latency_s": 20e-6, "collective_floor_s": 2e-6,
+               "custom_ar_bus_efficiency": 0.5, "custom_ar_two_shot_s": 2e-6, "nccl_base_s": 4e-6,
                # grouped MoE kernels: from half the dense ceilings
                **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
@@ -161,8 +163,18 @@ def fit_engine(source: TableSource, gpu: str, device: Device, engine: str) -> De
     rows = rows[(rows["family"] != "copy") | (rows["size"] * 2 > 2 * l2)]
     rows = rows[(rows["kernel"] != "gemm") | rows["dtype"].isin(list(device.peak_flop_per_s))]
     rows = moe_rows_physical(rows, device)
-    result = fit_rows(sample(rows).reset_index(drop=True), device, facts=KERNEL_FACTS.get((engine, device.arch)))
+    from model.engines import custom_all_reduce_limits
+
+    facts = {**KERNEL_FACTS.get((engine, device.arch), {}), **custom_all_reduce_limits(engine, device.arch)}
+    result = fit_rows(sample(rows).reset_index(drop=True), device, facts=facts)
     return DeviceFit(device, engine, tables, result, family_errors(result.rows))
+
+
+def scale_up_bus_efficiency(device: Device) -> float:
+    """The bus efficiency of the device's scale-up link file (0.8 where it has none)."""
+    from model.hardware.db import get_link
+
+    return float(get_link(device.scale_up.link).bus_efficiency) if device.scale_up else 0.8
 
 
 def moe_rows_physical(rows: pd.DataFrame, device: Device) -> pd.DataFrame:
@@ -199,7 +211,13 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
             names = [n for n in names if n != "attention_d_half"]
         if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
             names = [n for n in names if n != "decode_fallback_mem_scale"]
+        if not any(c for _, _, c in eff.custom_all_reduce_limits()):  # no engine size rule: no custom kernel form
+            names = [n for n in names if not n.startswith("custom_ar_") and n != "nccl_base_s"]
         eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
+        if "scale_up_bus_efficiency" in names and not eff.scale_up_bus_efficiency:
+            # 0 stands for the link file's bus efficiency: start there, not at the bound (from 0.05 the B200 vLLM
+            # fit stopped at 0.2, the in-switch form carrying every large message)
+            eff = replace(eff, scale_up_bus_efficiency=scale_up_bus_efficiency(device))
         stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],
                                loss="soft_l1")
         eff, idle = stage.after, idle + list(stage.unconstrained)

@@ -45,6 +45,14 @@ def step_quant_flags(engine: str | None) -> dict[str, float]:
             **{f"step_expert_quant_{cls}": float(dtype in experts) for cls, dtype in classes}}
 
 
+def custom_all_reduce_limits(engine: str | None, arch: str) -> dict[str, float]:
+    """Efficiency.ar_one_shot_below_* / ar_custom_below_* of an engine on a device class: its custom all-reduce's
+    size rule (the engine module's CUSTOM_ALL_REDUCE, from its source); no engine or class: all 0 (no rule)."""
+    rule = getattr(engine_module(engine), "CUSTOM_ALL_REDUCE", {}).get(arch, {}) if engine else {}
+    return {**{f"ar_one_shot_below_{r}": float(rule[r][0]) if r in rule else 0.0 for r in (2, 4, 8)},
+            **{f"ar_custom_below_{r}": float(rule[r][1]) if r in rule else 0.0 for r in (2, 4, 8)}}
+
+
 def engine_module(engine: str):
     """The module of one engine (model.engines.vllm, .sglang, .trtllm)."""
     if engine not in ENGINES:

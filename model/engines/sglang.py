@@ -76,6 +76,22 @@ class SGLangDefaults:
 
 SGLANG = SGLangDefaults()
 
+_MIB, _KIB = 1024**2, 1024
+# SGLang's CUDA-graph custom all-reduce, as (one-shot below, custom kernel below) bytes per group size. From 0.5.12 the
+# JIT kernel v2 is the default (python/sglang/srt/environ.py: SGLANG_OPT_USE_CUSTOM_ALL_REDUCE_V2 = True): its graph
+# table (python/sglang/srt/distributed/device_communicators/configs/custom_all_reduce_v2.py, _sm90_config /
+# _sm100_config graph_map, nbytes <= threshold) runs one-shot (push, then pull) up to the pull threshold and two-shot
+# (pull; multicast for 8 ranks) up to the two-shot threshold, every size clipped to the workspace cap
+# SGLANG_CUSTOM_ALL_REDUCE_V2_MAX_SIZE_KB = 16 MiB; larger messages go to NCCL. Sizes are multiples of 16 bytes, so
+# "at most X" is "below X + 16". SM90: 2 ranks one-shot to 128 MB (clipped: 16 MiB), 4 ranks to 384 kB, 8 ranks to
+# 128 kB; SM100: 2 ranks to 32 MB (clipped), 4 ranks to 1.125 MB, 8 ranks to 0.5 MB.
+CUSTOM_ALL_REDUCE = {
+    "hopper": {2: (16 * _MIB + 16, 16 * _MIB + 16), 4: (384 * _KIB + 16, 16 * _MIB + 16),
+               8: (128 * _KIB + 16, 16 * _MIB + 16)},
+    "blackwell": {2: (16 * _MIB + 16, 16 * _MIB + 16), 4: (1152 * _KIB + 16, 16 * _MIB + 16),
+                  8: (512 * _KIB + 16, 16 * _MIB + 16)},
+}
+
 # The grouped MoE kernels SGLang runs per expert format on Blackwell, as NVIDIA's MoE tables name them
 # (aiconfigurator-core 0.12.0 systems/data/b200_sxm/moe/sglang/0.5.14/moe_perf.parquet, kernel_source), with the
 # fastest per shape: the kernels behind model.roofline.efficiency.MOE_ENGINE_DEFAULTS["sglang"]

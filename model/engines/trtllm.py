@@ -73,6 +73,21 @@ def aic_agg_limits(isl: int, batch_size: int | None = None) -> tuple[int, int]:
 
 TRTLLM = TRTLLMDefaults()
 
+_MIB, _KIB = 1024**2, 1024
+# TensorRT-LLM's all-reduce strategy AUTO with its autotuner off (as NVIDIA's collector runs it,
+# TLLM_DISABLE_ALLREDUCE_AUTOTUNE=1) reads AllReduceBestStrategyTableSM90 / SM100
+# (cpp/tensorrt_llm/common/customAllReduceUtils.h, selectStrategyLookUpTable: [tp][fusion][hidden][log2 tokens],
+# 4 = ONESHOT, 5 = TWOSHOT, 0 = NCCL; past the table NCCL_SYMMETRIC). Row fusion NONE, hidden 4096 (the collector's
+# [size / 4096, 4096] tensors), first switch of each row, as (one-shot below, custom kernel below) bytes of BF16
+# (tokens x 4096 x 2): SM90 TP2 one-shot to 1024 tokens, NCCL from 2048; TP4 one-shot to 4 tokens, two-shot 8-512
+# (one 128-token ONESHOT cell), NCCL from 1024; TP8 one-shot to 32 tokens, two-shot 64-512, NCCL from 1024.
+# SM100 TP2 one-shot to 1024 tokens, NCCL from 2048; TP4 one-shot to 256, two-shot 512, NCCL from 1024; TP8 one-shot
+# to 128, two-shot 256-512, NCCL from 1024.
+CUSTOM_ALL_REDUCE = {
+    "hopper": {2: (16 * _MIB, 16 * _MIB), 4: (64 * _KIB, 8 * _MIB), 8: (512 * _KIB, 8 * _MIB)},
+    "blackwell": {2: (16 * _MIB, 16 * _MIB), 4: (4 * _MIB, 8 * _MIB), 8: (2 * _MIB, 8 * _MIB)},
+}
+
 # The grouped MoE kernels TensorRT-LLM runs per expert format on Blackwell, as NVIDIA's MoE tables name them
 # (aiconfigurator-core 0.12.0 systems/data/b200_sxm/moe/trtllm/1.3.0rc20/moe_perf.parquet, kernel_source), with
 # the fastest per shape: the kernels behind model.roofline.efficiency.MOE_ENGINE_DEFAULTS["trtllm"]

@@ -76,6 +76,18 @@ MOE_KERNELS = {
 
 
 GIB = 1024**3
+MIB, KIB = 1024**2, 1024
+
+# vLLM's CUDA-graph custom all-reduce, as (one-shot below, custom kernel below) bytes per group size, by device class.
+# One-shot (cross_device_reduce_1stage: every rank reads every peer's buffer) for 2 ranks always, below 512 kB for up
+# to 4 and below 256 kB for up to 8; two-shot (cross_device_reduce_2stage) above (csrc/custom_all_reduce.cuh,
+# REDUCE_CASE). The kernel takes messages below CUSTOM_ALL_REDUCE_MAX_SIZES[compute capability][world size] where
+# symmetric memory is available (vllm/distributed/device_communicators/all_reduce_utils.py; should_custom_ar:
+# inp_size < max_size); larger ones go to the symmetric-memory (multimem) all-reduce or NCCL.
+CUSTOM_ALL_REDUCE = {
+    "hopper": {2: (64 * MIB, 64 * MIB), 4: (512 * KIB, 32 * MIB), 8: (256 * KIB, 256 * KIB)},  # "9.0"
+    "blackwell": {2: (2 * MIB, 2 * MIB), 4: (512 * KIB, 2 * MIB), 8: (256 * KIB, 1 * MIB)},  # "10.0"
+}
 
 
 def server_batch_defaults(device_memory_bytes: float, device_name: str) -> tuple[int, int]:

@@ -36,19 +36,27 @@ class LinkTiers:
 
 
 def link_tiers(device: Device, node: NodeType | None = None, scale_up_bus_efficiency: float = 0.0,
-               switch_reduce_bus_efficiency: float = 0.0, switch_reduce_latency_s: float = 0.0) -> LinkTiers:
+               switch_reduce_bus_efficiency: float = 0.0, switch_reduce_latency_s: float = 0.0,
+               custom_bus_efficiency: float = 0.0, custom_two_shot_latency_s: float = 0.0,
+               custom_limits: tuple = (), nccl_base_latency_s: float = 0.0) -> LinkTiers:
     """Achievable per-direction bandwidth (nominal x bus efficiency) and per-hop latency of each tier.
 
     `scale_up_bus_efficiency` > 0 (a calibrated Efficiency's) replaces the scale-up link file's bus efficiency;
     `switch_reduce_bus_efficiency` > 0 (Efficiency.nvls_bus_efficiency) gives the scale-up tier an in-switch
-    all-reduce at that share of the nominal bandwidth (0: none) with start-up `switch_reduce_latency_s`."""
+    all-reduce at that share of the nominal bandwidth (0: none) with start-up `switch_reduce_latency_s`;
+    `custom_bus_efficiency` > 0 (Efficiency.custom_ar_bus_efficiency) gives it the engine's custom all-reduce at that
+    share, with the two-shot start-up, the engine's size rule (`custom_limits`, collectives.Tier) and NCCL's own
+    start-up above it (`nccl_base_latency_s`)."""
     def tier(attachment, fallback_name: str) -> tuple[Tier, str]:
         link = get_link(attachment.link)
         scale_up = fallback_name == "scale-up"
         bus = scale_up_bus_efficiency if (scale_up and scale_up_bus_efficiency > 0) else link.bus_efficiency
         nominal = attachment.bandwidth_bytes_per_s_per_direction
         switch = nominal * switch_reduce_bus_efficiency if scale_up else 0.0
-        return Tier(nominal * bus, link.latency_s, switch, switch_reduce_latency_s), link.name
+        custom = nominal * custom_bus_efficiency if scale_up and custom_limits else 0.0
+        return Tier(nominal * bus, link.latency_s, switch, switch_reduce_latency_s, custom,
+                    custom_two_shot_latency_s if custom else 0.0, tuple(custom_limits) if custom else (),
+                    nccl_base_latency_s if custom else 0.0), link.name
 
     if node is not None and node.scale_up_topology == "pcie" or device.scale_up is None:
         if device.host_link is None:
@@ -62,6 +70,17 @@ def link_tiers(device: Device, node: NodeType | None = None, scale_up_bus_effici
         domain = node.devices_per_node if node else (device.scale_up.max_domain_devices or 8)
     inter, inter_name = (tier(device.scale_out, "scale-out") if device.scale_out else (None, "none"))
     return LinkTiers(intra, inter, domain, intra_name, inter_name)
+
+
+def efficiency_tiers(device: Device, node: NodeType | None, eff) -> LinkTiers:
+    """`link_tiers` with a (calibrated) Efficiency's collective parameters: scale-up bus efficiency, in-switch
+    all-reduce, and the engine's custom all-reduce (getattr: a planner context may lack them)."""
+    limits = eff.custom_all_reduce_limits() if hasattr(eff, "custom_all_reduce_limits") else ()
+    return link_tiers(device, node, float(getattr(eff, "scale_up_bus_efficiency", 0.0)),
+                      float(getattr(eff, "nvls_bus_efficiency", 0.0)), float(getattr(eff, "nvls_latency_s", 0.0)),
+                      float(getattr(eff, "custom_ar_bus_efficiency", 0.0)),
+                      float(getattr(eff, "custom_ar_two_shot_s", 0.0)), limits,
+                      float(getattr(eff, "nccl_base_s", 0.0)))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ bandwidth per direction (nominal x bus efficiency):
 - direct all-to-all:    alpha + (N-1)/N * M/beta                (every peer written at once: DeepEP low-latency
                                                                  kernels, NVLink/IBGDA puts, one latency)
 - p2p:                  alpha + M/beta
+- an engine's custom all-reduce (CUDA-IPC kernels of vLLM, SGLang and TensorRT-LLM; only a tier with
+  custom_bytes_per_s > 0): one-shot alpha + (N-1)*M/beta_c (each rank moves every peer's whole buffer),
+  two-shot 2*alpha + alpha_2 + 2(N-1)/N * M/beta_c (reduce-scatter, then all-gather of the reduced shards,
+  a barrier between), picked by the engine's message-size rule (`custom_limits`), and NCCL (the fastest of
+  ring, tree and in-switch) above its largest size
 Several tiers (ranks spread over nodes): `hierarchical_time` (each tier runs the single-tier collective on the
 share of the message left by the faster tiers; an all-to-all reaches each tier's peers over that tier's link,
 the tiers running concurrently); a flat ring over the slowest tier competes for all-reduce. "auto" takes the
@@ -28,7 +33,7 @@ import numpy as np
 
 from model.errors import RidgeplanError
 
-ALGORITHMS = ("auto", "ring", "tree", "one_shot", "star", "switch", "hierarchical", "direct")
+ALGORITHMS = ("auto", "ring", "tree", "one_shot", "star", "switch", "hierarchical", "direct", "fastest")
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p")
 
 
@@ -42,6 +47,16 @@ class Tier:
     # NVSwitch 3+); 0 = the switch does not reduce (the hand-set default), so "auto" never picks it
     switch_reduce_bytes_per_s: np.ndarray | float = 0.0
     switch_reduce_latency_s: np.ndarray | float = 0.0  # its start-up (multicast objects, switch round trips)
+    # the engine's custom all-reduce kernels: achievable bytes/s per direction of their peer loads/stores (0 = none,
+    # the hand-set default: "auto" is the fastest of the NCCL-style algorithms and one-shot), the two-shot
+    # kernel's extra start-up (its second barrier), and the engine's size rule: ((ranks, one_shot_below_bytes,
+    # custom_below_bytes), ...) by increasing ranks; a group takes the first entry with ranks >= its size
+    custom_bytes_per_s: np.ndarray | float = 0.0
+    custom_two_shot_latency_s: np.ndarray | float = 0.0
+    custom_limits: tuple[tuple[float, float, float], ...] = ()
+    # with a custom kernel modelled, NCCL's own start-up on top (its tuner's base latency, src/graph/tuning.cc
+    # baseLat: proxy, channels and protocol set-up the engine's small kernel does not pay)
+    nccl_base_latency_s: np.ndarray | float = 0.0
 
 
 def _ring_ar(m, n, t: Tier):
@@ -60,6 +75,54 @@ def _switch_ar(m, n, t: Tier):
     bw = np.asarray(t.switch_reduce_bytes_per_s, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(bw > 0, t.switch_reduce_latency_s + (n + 1) / n * m / bw, np.inf)
+
+
+def custom_limits_for(n, limits) -> tuple[np.ndarray, np.ndarray]:
+    """(one-shot below, custom kernel below) bytes for groups of n ranks: the first rule entry with ranks >= n
+    (0, 0: no custom kernel, as above the largest entry)."""
+    n = np.asarray(n, dtype=float)
+    fits = [n <= r for r, _, _ in limits]
+    one = np.select(fits, [np.full(n.shape, o) for _, o, _ in limits], 0.0) if limits else np.zeros(n.shape)
+    top = np.select(fits, [np.full(n.shape, c) for _, _, c in limits], 0.0) if limits else np.zeros(n.shape)
+    return one, top
+
+
+def stack_tiers(tiers) -> Tier:
+    """One Tier whose fields are arrays over `tiers` (the planner's stacked candidates); size rules are stacked per
+    group size of any of them (each tier's rule evaluated at that size)."""
+    def pick(name):
+        return np.asarray([getattr(t, name) for t in tiers], dtype=float)
+
+    def rule(r):
+        at = [custom_limits_for(np.array([r], dtype=float), t.custom_limits) for t in tiers]
+        return r, np.array([float(one[0]) for one, _ in at]), np.array([float(below[0]) for _, below in at])
+
+    ranks = sorted({r for t in tiers for r, _, _ in t.custom_limits})
+    return Tier(pick("bandwidth_bytes_per_s"), pick("latency_s"), pick("switch_reduce_bytes_per_s"),
+                pick("switch_reduce_latency_s"), pick("custom_bytes_per_s"), pick("custom_two_shot_latency_s"),
+                tuple(rule(r) for r in ranks), pick("nccl_base_latency_s"))
+
+
+def take_tier(t: Tier, idx: np.ndarray) -> Tier:
+    """A stacked Tier (`stack_tiers`; scalar fields stay as they are) at entries idx."""
+    def take(v):
+        v = np.asarray(v, dtype=float)
+        return v[idx] if v.ndim else v
+
+    return Tier(take(t.bandwidth_bytes_per_s), take(t.latency_s), take(t.switch_reduce_bytes_per_s),
+                take(t.switch_reduce_latency_s), take(t.custom_bytes_per_s), take(t.custom_two_shot_latency_s),
+                tuple((r, take(o), take(c)) for r, o, c in t.custom_limits), take(t.nccl_base_latency_s))
+
+
+def _custom_ar(m, n, t: Tier):
+    """The engine's custom all-reduce by its size rule: one-shot, two-shot, or inf where the engine hands the
+    message to NCCL (and where the tier has no custom kernel)."""
+    bw = np.asarray(t.custom_bytes_per_s, dtype=float)
+    one_below, below = custom_limits_for(n, t.custom_limits)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        one = t.latency_s + (n - 1) * m / bw
+        two = 2 * t.latency_s + t.custom_two_shot_latency_s + 2 * (n - 1) / n * m / bw
+        return np.where((bw > 0) & (m < below), np.where(m < one_below, one, two), np.inf)
 
 
 def _star_ar(m, n, t: Tier):
@@ -108,8 +171,17 @@ def _single_tier(kind, m, n, tier: Tier, algorithm: str):
         return tier.latency_s + (n - 1) / n * m / tier.bandwidth_bytes_per_s
     if kind != "all_reduce":
         return _gather_like(m, n, tier)
-    if algorithm in ("auto", "hierarchical", "direct"):
-        return np.minimum.reduce([f(m, n, tier) for f in (_ring_ar, _tree_ar, _one_shot_ar, _switch_ar)])
+    if algorithm in ("auto", "hierarchical", "direct", "fastest"):
+        fastest = np.minimum.reduce([f(m, n, tier) for f in (_ring_ar, _tree_ar, _one_shot_ar, _switch_ar)])
+        has_custom = np.asarray(tier.custom_bytes_per_s, dtype=float) > 0
+        if not np.any(has_custom):  # no engine kernel modelled: the fastest algorithm
+            return fastest
+        # the engine runs its custom kernel by its size rule and NCCL above it; "fastest" is the faster of that and
+        # NCCL at every size (what a table keeping the faster of the engine's call and NCCL's measures)
+        nccl = np.minimum.reduce([f(m, n, tier) for f in (_ring_ar, _tree_ar, _switch_ar)]) + tier.nccl_base_latency_s
+        custom = _custom_ar(m, n, tier)
+        engine = np.minimum(custom, nccl) if algorithm == "fastest" else np.where(np.isfinite(custom), custom, nccl)
+        return np.where(has_custom, engine, fastest)
     return _SINGLE_TIER_AR[algorithm](m, n, tier)
 
 
@@ -119,8 +191,9 @@ def _two_tier(kind, m, n, local, intra: Tier, inter: Tier, algorithm: str):
         return inter.latency_s + m / inter.bandwidth_bytes_per_s
     hier = hierarchical_time(kind, m, [local, nodes], [intra, inter], direct=algorithm == "direct")
     if kind == "all_reduce" and algorithm not in ("hierarchical", "direct"):
-        flat = _SINGLE_TIER_AR["ring" if algorithm == "auto" else algorithm](m, n, inter)
-        return np.minimum(hier, flat) if algorithm == "auto" else flat
+        auto = algorithm in ("auto", "fastest")
+        flat = _SINGLE_TIER_AR["ring" if auto else algorithm](m, n, inter)
+        return np.minimum(hier, flat) if auto else flat
     return hier
 
 

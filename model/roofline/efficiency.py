@@ -32,7 +32,9 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     own + attention_floor_s, a decode attention call + decode_attention_floor_s (its per-call
                     preparation, done once per step in an engine)
 - every collective: + collective_base_s on top of its alpha-beta time (in-switch all-reduce at nvls_bus_efficiency
-                    where > 0), and its own launch floor collective_floor_s (0 = kernel_floor_s)
+                    where > 0), and its own launch floor collective_floor_s (0 = kernel_floor_s); where
+                    custom_ar_bus_efficiency > 0 an all-reduce runs the engine's custom one-shot/two-shot kernel by
+                    its size rule (ar_*_below_<n>) and NCCL, nccl_base_s later, above it
 - weight-only GEMMs (W4A16, W8A16) run their compute at (1 - dequant_penalty) of the 16-bit efficiency.
 - a kernel's compute and memory terms combine as (t_c^p + t_m^p)^(1/p) with p = roofline_p: kernels near the
   ridge overlap their loads and math imperfectly (measured GEMMs at the crossover take ~1.3-1.6x max(t_c, t_m));
@@ -213,7 +215,31 @@ class Efficiency:
     # the fitted row half-point had to serve both GEMVs and small-tile GEMMs
     gemv_mem_scale: float = 0.0
     gemv_m_limit: float = 16.0
+    # the engine's custom all-reduce (CUDA-IPC one-shot and two-shot kernels, model.roofline.collectives): achieved/
+    # nominal scale-up bandwidth of its peer loads and stores (0 = not modelled, the hand-set classes: an all-reduce
+    # takes the fastest of ring, tree, one-shot and in-switch) and the two-shot kernel's extra start-up (its second
+    # barrier and the reduce-scatter hand-off); fitted to the all-reduce tables
+    custom_ar_bus_efficiency: float = 0.0
+    custom_ar_two_shot_s: float = 0.0
+    # with that kernel modelled, NCCL's extra start-up over it (NCCL's base latency: channels, proxy, protocol
+    # set-up; the NCCL tables take 6-16 us for a 512-byte all-reduce on 2-8 H100s where the custom kernel takes 3-5)
+    nccl_base_s: float = 0.0
+    # the engine's size rule for that kernel (set from its source, model.engines.custom_all_reduce_limits, never
+    # fitted): messages below ar_one_shot_below_<n> bytes run one-shot, below ar_custom_below_<n> two-shot, larger
+    # ones NCCL, for groups of up to 2, 4 and 8 ranks; 0 = no custom kernel for that group size
+    ar_one_shot_below_2: float = 0.0
+    ar_one_shot_below_4: float = 0.0
+    ar_one_shot_below_8: float = 0.0
+    ar_custom_below_2: float = 0.0
+    ar_custom_below_4: float = 0.0
+    ar_custom_below_8: float = 0.0
     source: str = ""
+
+    def custom_all_reduce_limits(self) -> tuple[tuple[float, float, float], ...]:
+        """The engine's custom all-reduce size rule as collectives.Tier.custom_limits: (ranks, one-shot below,
+        custom below) for 2, 4 and 8 ranks."""
+        return tuple((float(r), float(getattr(self, f"ar_one_shot_below_{r}")),
+                      float(getattr(self, f"ar_custom_below_{r}"))) for r in (2, 4, 8))
 
     def gemv(self, m):
         """True for GEMM rows counts that take the GEMV path (gemv_mem_scale > 0 and 0 < m <= gemv_m_limit)."""

@@ -18,7 +18,7 @@ from model.hardware.schema import Device
 from model.operators.compiled import OpArrays
 from model.operators.formulas import SHARED_QUANT_INPUT
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
-from model.roofline.collectives import Tier, collective_time
+from model.roofline.collectives import Tier, collective_time, stack_tiers, take_tier
 from model.roofline.efficiency import Efficiency, efficiency_for, gemm_k_loop_s, gemm_quant_s
 from model.roofline.kernel import compute_eta, kernel_time
 
@@ -291,9 +291,7 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         groups[name] = CommGroup(
             size=pick([g.size for g in gs]),
             ranks_per_node=pick([g.size if g.ranks_per_node is None else g.ranks_per_node for g in gs]),
-            intra=Tier(pick([g.intra.bandwidth_bytes_per_s for g in gs]), pick([g.intra.latency_s for g in gs]),
-                       pick([g.intra.switch_reduce_bytes_per_s for g in gs]),
-                       pick([g.intra.switch_reduce_latency_s for g in gs])),
+            intra=stack_tiers([g.intra for g in gs]),
             inter=inter, algorithm=gs[0].algorithm,
         )
     stacked = ExecContext(
@@ -316,7 +314,7 @@ def take_context(stacked: ExecContext, index: np.ndarray) -> ExecContext:
     idx = np.asarray(index, dtype=int)
 
     def tier(t: Tier) -> Tier:
-        return Tier(t.bandwidth_bytes_per_s[idx], t.latency_s[idx])
+        return take_tier(t, idx)
 
     eff = stacked.eff
     groups = {name: CommGroup(size=g.size[idx], ranks_per_node=g.ranks_per_node[idx], intra=tier(g.intra),

@@ -18,7 +18,7 @@ import numpy as np
 
 from model.architecture.catalogue import load_architecture
 from model.architecture.config import Architecture
-from model.engines import check_layout as check_engine_layout, step_quant_flags
+from model.engines import check_layout as check_engine_layout, custom_all_reduce_limits, step_quant_flags
 from model.errors import MAX_SEQUENCES, MAX_TOKENS, RidgeplanError, require_fraction, require_positive, require_sizes
 from model.hardware.db import get_node, load_device
 from model.hardware.schema import Device, NodeType
@@ -26,7 +26,7 @@ from model.operators.compiled import CompiledGraph, OpArrays, compile_graph
 from model.operators.formulas import FP8_DISPATCH_BYTES, expected_max_normal
 from model.operators.memory import MemoryArrays, memory_per_rank
 from model.placement.layout import Layout, stage_counts
-from model.placement.topology import LinkTiers, link_tiers
+from model.placement.topology import LinkTiers, efficiency_tiers, link_tiers  # noqa: F401 (link_tiers: re-exported)
 from model.precision import Precision, number_format
 from model.roofline.collectives import collective_time
 from model.roofline.efficiency import Efficiency, efficiency_for
@@ -132,8 +132,7 @@ class Deployment:
 
     @cached_property
     def tiers(self) -> LinkTiers:
-        return link_tiers(self.device, self.node, getattr(self.eff, "scale_up_bus_efficiency", 0.0),
-                          getattr(self.eff, "nvls_bus_efficiency", 0.0), getattr(self.eff, "nvls_latency_s", 0.0))
+        return efficiency_tiers(self.device, self.node, self.eff)
 
     @cached_property
     def graph(self) -> CompiledGraph:
@@ -405,7 +404,8 @@ def deployment_efficiency(device: Device, calibration: str | Path | bool | None 
                           engine: str | None = None) -> Efficiency:
     """The efficiency set `deployment` gives a deployment on `device`: the class defaults and calibration files
     (`efficiency_for`) with the engine's unfused activation quantization."""
-    return replace(efficiency_for(device, calibration, engine=engine), **step_quant_flags(engine))
+    return replace(efficiency_for(device, calibration, engine=engine), **step_quant_flags(engine),
+                   **custom_all_reduce_limits(engine, device.arch))
 
 
 DP_WITH_EP = ("--dp now counts independent replicas; the attention data-parallel ranks of an EP group are "
