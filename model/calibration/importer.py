@@ -41,7 +41,8 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
                "collective_floor_s", "nvls_latency_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_scale_8", "gemm_k_scale_4", "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
-               "gemm_tile_m_8", "gemm_tile_m_4")
+               "gemm_tile_m_8", "gemm_tile_m_4", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
+               "gemm_quant_row_s_8b")
 
 
 # the fit runs in stages, each on the families that inform its parameters, in order: a stage's parameters are
@@ -51,8 +52,11 @@ STAGES = (
     (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split", "mem_max",
                              "mem_bytes_half", "kernel_floor_s", "roofline_p", "gemv_mem_scale")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
+    # (FP8: per-tensor and block-scaled kernels, each with its own set, by the row's `block_scaled`: the table's
+    # gemm_dtype fp8 or fp8_block of the faster kernel per shape)
     (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8",
-                     "gemm_k_scale_8")),
+                     "gemm_k_scale_8", "gemm_max_8b", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
+                     "gemm_quant_bytes_8b", "gemm_quant_row_s_8b")),
     (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4", "gemm_quant_row_s_4",
                      "gemm_k_scale_4")),
     # one attention curve for prefill and decode: ceiling, query rows, KV length and head dimension half-points,
@@ -85,7 +89,10 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                # grouped MoE kernels: from half the dense ceilings
                **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
-               "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6}
+               "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6,
+               # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
+               "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
+               "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}
 
 
 # engine kernel facts the tables are fitted with, set from the engine's source rather than fitted: TensorRT-LLM's XQA
@@ -195,6 +202,8 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
         if not part.any() or (labels[part] == "fit").sum() < 3:
             continue
         names = [n for n in names if not n.endswith("_4") or "fp4" in set(rows.loc[part, "dtype"])]
+        if "block_scaled" not in rows or not (rows.loc[part, "block_scaled"].fillna(0) > 0).any():
+            names = [n for n in names if not n.endswith("_8b")]
         if "head_dim" not in rows or rows.loc[part, "head_dim"].nunique() < 2:  # one head dim: no d term to see
             names = [n for n in names if n != "attention_d_half"]
         if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
