@@ -466,3 +466,17 @@ def test_indexing_a_stacked_context_keeps_every_per_role_field():
             assert set(value) == set(getattr(contexts[0], f.name)), f.name
     assert list(taken.gemm_k_scale["dense"]) == [0.7, 1.0, 0.7]
     assert list(taken.gemm_tile["dense"]) == [64.0, 16.0, 64.0]
+
+
+def test_staged_fit_drops_half_points_the_rows_do_not_identify():
+    # GEMMs built without row or column half-points: the fit's parsimony step (importer._parsimonious) sets both to
+    # exactly 0 (no such term) instead of leaving them wherever the flat loss let them drift; the ceiling, corner
+    # and floor are recovered as before
+    true = replace(TRUE, gemm_m_half=0.0, gemm_n_half=0.0)
+    result = fit_rows(synthetic_rows(true), H100)
+    assert result.params["gemm_m_half"] == 0.0 and result.params["gemm_n_half"] == 0.0
+    assert result.after.gemm_m_half == 0.0 and result.after.gemm_n_half == 0.0
+    for name in ("gemm_max_16", "mem_max", "roofline_p"):
+        assert result.params[name] == pytest.approx(getattr(true, name), rel=0.05), name
+    # every parameter of the stage is still written (those idle in the refit keep their fitted values)
+    assert {"mem_bytes_half", "kernel_floor_s", "gemv_mem_scale"} <= set(result.params)

@@ -95,6 +95,12 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}
 
 
+# half-points the staged fit drops (sets to 0, no such term) where the rows do not identify them: removing one raises
+# the stage's loss by at most PARSIMONY_LOSS (importer._parsimonious)
+PARSIMONY = ("gemm_m_half", "gemm_n_half")
+PARSIMONY_LOSS = 0.01
+
+
 # engine kernel facts the tables are fitted with, set from the engine's source rather than fitted: TensorRT-LLM's XQA
 # decode kernels on Ampere and Hopper take at most 32 query heads per KV head and never plain MHA
 # (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/kernelUtils.cpp: supportConfigCommon
@@ -211,6 +217,7 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
         eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],
                                loss="soft_l1")
+        stage = _parsimonious(stage, rows[part].reset_index(drop=True), device, eff, names, labels[part])
         eff, idle = stage.after, idle + list(stage.unconstrained)
         fitted.update(stage.params)
     from model.calibration.fit import predictor
@@ -218,6 +225,36 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
     predict = predictor(rows, device)
     out = rows.assign(split=labels, before=predict(start), after=predict(eff))
     return FitResult(device, start, eff, fitted, pd.DataFrame(), out, tuple(sorted(set(idle) - set(fitted))))
+
+
+def fit_loss(rows: pd.DataFrame) -> float:
+    """The staged fit's loss on its fitted rows (soft_l1 of the log time ratio at the 5% scale fit_efficiency uses)."""
+    fit = rows[rows["split"] == "fit"]
+    z = np.log(fit["after"].to_numpy(float) / fit["measured_s"].to_numpy(float)) / 0.05
+    return float(np.sum(2 * (np.sqrt(1 + z**2) - 1)))
+
+
+def _parsimonious(stage: FitResult, rows: pd.DataFrame, device: Device, start: Efficiency, names: list[str],
+                  labels: np.ndarray) -> FitResult:
+    """The stage's fit with every half-point of PARSIMONY the rows do not identify set to 0 (no such term).
+
+    A half-point whose removal (0, the others refitted) raises the stage's loss by at most PARSIMONY_LOSS is not
+    identified by the tables: in the GEMM stage the row and column half-points trade against the ceiling and the
+    roofline corner (small-m GEMMs are memory-bound, so the compute curve below ~200 rows hides behind the stream).
+    B300 under SGLang fitted gemm_m_half 90 and gemm_n_half 145 where B200's nearly equal tables gave 14 and 40;
+    with both at 0 the B300 loss rises 0.6% and its held-out BF16 errors fall (10.9/14.4% -> 8.5/13.2%)."""
+    live = [n for n in PARSIMONY if stage.params.get(n, 0) > 0]
+    # both at once first, then each alone
+    for drop in ([live] if len(live) > 1 else []) + [[n] for n in live]:
+        if any(stage.params[n] == 0 for n in drop):
+            continue
+        kept = [n for n in names if n in stage.params and n not in drop]
+        trial = fit_efficiency(rows, device, replace(stage.after, **{n: 0.0 for n in drop}), params=kept,
+                               split=labels, loss="soft_l1")
+        if fit_loss(trial.rows) <= fit_loss(stage.rows) * (1 + PARSIMONY_LOSS):
+            # every parameter of the stage keeps its value (those the trial found idle were fitted before)
+            stage = replace(trial, params={n: float(getattr(trial.after, n)) for n in stage.params})
+    return stage
 
 
 def predict_with(fit: DeviceFit, eff: Efficiency) -> pd.DataFrame:
