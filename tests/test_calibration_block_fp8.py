@@ -98,3 +98,16 @@ def test_the_table_reader_keeps_the_faster_kernel_and_its_kind():
     assert list(out["family"]) == ["gemm_bf16", "gemm_fp8", "gemm_fp8", "gemm_fp8"]
     assert list(out["block_scaled"]) == [0.0, 0.0, 1.0, 0.0]
     assert list(out["measured_s"] * 1e3) == pytest.approx([0.0028, 0.0121, 0.0056, 0.164])
+
+
+def test_fp8_gemms_split_k_at_their_own_depth():
+    # m = 1, n = 32, k = 65536 waits on one tile's k loop (stream: 65536 + 65536 x 32 + 64 B = 2.2 MB, 0.8 us):
+    # 1 ns per element up to the split. 16-bit split at 4096 elements: 4.096 us; FP8 at gemm_k_split_8 = 16384:
+    # 16.384 us, at 0 the 16-bit split
+    eff = _eff(gemm_k_split=4096.0, gemm_k_split_8=16384.0)
+    row = pd.DataFrame([dict(kernel="gemm", dtype="fp8", m=1, n=32, k=65536, block_scaled=0.0)])
+    assert predict_kernels(row, H100, eff)[0] - 9e-6 == pytest.approx(16384e-9, rel=1e-9)
+    assert predict_kernels(row, H100, replace(eff, gemm_k_split_8=0.0))[0] - 9e-6 == pytest.approx(4096e-9, rel=1e-9)
+    assert eff.gemm_k_split_of("bf16") == 4096.0 and eff.gemm_k_split_of("fp4") == 4096.0
+    for hand_set in ARCH_DEFAULTS.values():
+        assert hand_set.gemm_k_split_8 == 0.0

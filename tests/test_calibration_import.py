@@ -35,7 +35,7 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
                decode_attention_floor_s=6e-6, nvls_bus_efficiency=0.62, nvls_latency_s=25e-6,
                collective_floor_s=2e-6, gemv_mem_scale=0.9, attention_roofline_p=3.0,
-               gemm_max_8b=0.5, gemm_tile_m_8b=32.0, gemm_k_scale_8b=1.4, gemm_quant_s_8b=1e-6,
+               gemm_k_split_8=6000.0, gemm_max_8b=0.5, gemm_tile_m_8b=32.0, gemm_k_scale_8b=1.4, gemm_quant_s_8b=1e-6,
                gemm_quant_bytes_8b=3.0, gemm_quant_row_s_8b=1e-9)
 
 
@@ -77,7 +77,7 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
                  "gemm_quant_row_s_8": 0.3, "attention_d_half": 0.15, "decode_attention_floor_s": 0.15,
                  "nvls_bus_efficiency": 0.05, "nvls_latency_s": 0.25, "gemm_k_split": 0.2,
                  "gemm_k_scale_8": 0.2, "gemv_mem_scale": 0.05, "attention_roofline_p": 0.25,
-                 "gemm_max_8b": 0.03, "gemm_k_scale_8b": 0.2, "gemm_quant_s_8b": 0.3, "gemm_tile_m_8b": 0.2,
+                 "gemm_k_split_8": 0.2, "gemm_max_8b": 0.03, "gemm_k_scale_8b": 0.2, "gemm_quant_s_8b": 0.3, "gemm_tile_m_8b": 0.2,
                  "gemm_quant_bytes_8b": 0.2, "gemm_quant_row_s_8b": 0.3}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name

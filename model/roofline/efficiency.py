@@ -130,6 +130,11 @@ class Efficiency:
     # through k in deeper tiles (an FP8 k tile holds 128 elements in the bytes of a 16-bit tile's 64) with their own
     # pipelines and split-K choices; 1 = the 16-bit loop (the hand-set classes, where gemm_k_s = 0 anyway)
     gemm_k_scale_8: float = 1.0
+    # the k split of FP8/INT8 GEMMs, in place of gemm_k_split (0 = gemm_k_split): the CUTLASS scaled_mm kernels of
+    # vLLM and SGLang run no split-K, so a narrow FP8 GEMM's loop keeps growing with k where cuBLAS BF16 splits it
+    # (vLLM H200, m = 1, n = 128: k = 16384 -> 65536 takes 5.8 -> 10.1 us in BF16, 15.8 -> 51.2 us in FP8).
+    # Single-kernel predictions only: a model step's FP8 GEMMs keep gemm_k_split
+    gemm_k_split_8: float = 0.0
     gemm_k_scale_4: float = 1.0
     gemm_tile_m_8: float = 16.0
     gemm_tile_m_4: float = 16.0
@@ -276,6 +281,13 @@ class Efficiency:
         if self.block8(dtype, block) and self.gemm_k_scale_8b > 0:
             return self.gemm_k_scale_8b
         return getattr(self, f"gemm_k_scale_{cls}") if cls in ("8", "4") else 1.0
+
+    def gemm_k_split_of(self, dtype: str) -> float:
+        """Elements of k past which this dtype's GEMM kernels split k: gemm_k_split_8 for FP8/INT8 where set (> 0),
+        else gemm_k_split."""
+        if DTYPE_CLASSES.get(dtype) == "8" and self.gemm_k_split_8 > 0:
+            return self.gemm_k_split_8
+        return self.gemm_k_split
 
     def gemm_quant(self, dtype: str, block: bool = False) -> tuple[float, float, float]:
         """(fixed seconds, bytes per activation element, seconds per activation row) of the activation quantization
@@ -448,12 +460,12 @@ def gemm_eta(m, n, gemm_max, eff, tile=None, gemv=True) -> object:
     return np.where(eff.gemv(m) & np.asarray(gemv, dtype=bool), gemm_max * wide, tiled)
 
 
-def gemm_k_loop_s(k, eff, scale=1.0) -> object:
+def gemm_k_loop_s(k, eff, scale=1.0, split=None) -> object:
     """Seconds of one output tile's serial loop over k (a lower bound on a GEMM's busy time): gemm_k_s per element
     of k, up to gemm_k_split elements where the library splits k (0: no split), times `scale`
     (Efficiency.gemm_k_scale of the GEMM's dtype)."""
     k = np.asarray(k, dtype=float)
-    split = np.asarray(eff.gemm_k_split, dtype=float)
+    split = np.asarray(eff.gemm_k_split if split is None else split, dtype=float)
     return np.where(split > 0, np.minimum(k, split), k) * eff.gemm_k_s * np.asarray(scale, dtype=float)
 
 

@@ -130,7 +130,8 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
                                     gemm_max=eff.gemm_max(dtype, block), tile=eff.gemm_tile(dtype, block))
             extra[rows] = gemm_quant_s(w.shape_m[rows], w.shape_k[rows], eff.gemm_quant(dtype, block),
                                        device.memory.bandwidth_bytes_per_s, eff)
-            k_loop[rows] = gemm_k_loop_s(w.shape_k[rows], eff, eff.gemm_k_scale(dtype, block))
+            k_loop[rows] = gemm_k_loop_s(w.shape_k[rows], eff, eff.gemm_k_scale(dtype, block),
+                                         eff.gemm_k_split_of(dtype))
         elif kind in ("attention", "decode_attention"):
             peak[rows] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
             eta[rows] = compute_eta("attention", w.shape_m[rows], w.shape_n[rows], eff, depth=w.shape_k[rows],
