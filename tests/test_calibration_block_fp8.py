@@ -11,7 +11,7 @@ import pytest
 
 from model.calibration.tables import _gemm
 from model.hardware import load_device
-from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for
+from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for, gemm_k_loop_s
 from model.roofline.kernels import kernel_work, predict_kernels
 
 H100 = load_device("h100-sxm")
@@ -100,7 +100,7 @@ def test_the_table_reader_keeps_the_faster_kernel_and_its_kind():
     assert list(out["measured_s"] * 1e3) == pytest.approx([0.0028, 0.0121, 0.0056, 0.164])
 
 
-def test_fp8_gemms_split_k_at_their_own_depth():
+def test_fp8_and_fp4_gemms_split_k_at_their_own_depth():
     # m = 1, n = 32, k = 65536 waits on one tile's k loop (stream: 65536 + 65536 x 32 + 64 B = 2.2 MB, 0.8 us):
     # 1 ns per element up to the split. 16-bit split at 4096 elements: 4.096 us; FP8 at gemm_k_split_8 = 16384:
     # 16.384 us, at 0 the 16-bit split
@@ -109,5 +109,10 @@ def test_fp8_gemms_split_k_at_their_own_depth():
     assert predict_kernels(row, H100, eff)[0] - 9e-6 == pytest.approx(16384e-9, rel=1e-9)
     assert predict_kernels(row, H100, replace(eff, gemm_k_split_8=0.0))[0] - 9e-6 == pytest.approx(4096e-9, rel=1e-9)
     assert eff.gemm_k_split_of("bf16") == 4096.0 and eff.gemm_k_split_of("fp4") == 4096.0
+    # FP4 (NVFP4) GEMMs alike with gemm_k_split_4: 65536 elements at 1 ns x gemm_k_scale_4 = 2, split at 32768
+    fp4 = replace(eff, gemm_k_split_4=32768.0, gemm_k_scale_4=2.0)
+    assert fp4.gemm_k_split_of("fp4") == 32768.0 and fp4.gemm_k_split_of("fp8") == 16384.0
+    assert float(gemm_k_loop_s(65536, fp4, fp4.gemm_k_scale("fp4"), fp4.gemm_k_split_of("fp4"))) == \
+        pytest.approx(2 * 32768e-9, rel=1e-12)
     for hand_set in ARCH_DEFAULTS.values():
-        assert hand_set.gemm_k_split_8 == 0.0
+        assert hand_set.gemm_k_split_8 == 0.0 and hand_set.gemm_k_split_4 == 0.0

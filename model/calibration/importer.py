@@ -39,7 +39,7 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
                "mla_d_half_scale", "mla_decode_floor_s",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s",
-               "gemm_k_s", "gemm_k_split", "gemm_k_split_8", "gemm_k_scale_8", "gemm_k_scale_4", "gemm_quant_s_8", "gemm_quant_s_4",
+               "gemm_k_s", "gemm_k_split", "gemm_k_split_8", "gemm_k_split_4", "gemm_k_scale_8", "gemm_k_scale_4", "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
                "gemm_quant_row_s_8b")
@@ -58,7 +58,7 @@ STAGES = (
                      "gemm_k_scale_8", "gemm_k_split_8", "gemm_max_8b", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
                      "gemm_quant_bytes_8b", "gemm_quant_row_s_8b")),
     (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4", "gemm_quant_row_s_4",
-                     "gemm_k_scale_4")),
+                     "gemm_k_scale_4", "gemm_k_split_4")),
     # one attention curve for prefill and decode: ceiling, query rows, KV length and head dimension half-points,
     # call floors, KV-read bandwidth
     (("attention_decode", "attention_prefill"),
@@ -91,7 +91,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
                "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6,
                # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
-               "gemm_k_split_8": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
+               "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
                "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}
 
 

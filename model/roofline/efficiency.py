@@ -130,11 +130,13 @@ class Efficiency:
     # through k in deeper tiles (an FP8 k tile holds 128 elements in the bytes of a 16-bit tile's 64) with their own
     # pipelines and split-K choices; 1 = the 16-bit loop (the hand-set classes, where gemm_k_s = 0 anyway)
     gemm_k_scale_8: float = 1.0
-    # the k split of FP8/INT8 GEMMs, in place of gemm_k_split (0 = gemm_k_split): the CUTLASS scaled_mm kernels of
-    # vLLM and SGLang run no split-K, so a narrow FP8 GEMM's loop keeps growing with k where cuBLAS BF16 splits it
-    # (vLLM H200, m = 1, n = 128: k = 16384 -> 65536 takes 5.8 -> 10.1 us in BF16, 15.8 -> 51.2 us in FP8).
-    # Single-kernel predictions only: a model step's FP8 GEMMs keep gemm_k_split
+    # the k split of FP8/INT8 and FP4 GEMMs, in place of gemm_k_split (0 = gemm_k_split): the CUTLASS scaled_mm
+    # kernels of vLLM and SGLang and the NVFP4 kernels run no split-K, so a narrow GEMM's loop keeps growing with k
+    # where cuBLAS BF16 splits it (vLLM H200, m = 1, n = 128: k = 16384 -> 65536 takes 5.8 -> 10.1 us in BF16, 15.8
+    # -> 51.2 us in FP8; TensorRT-LLM B200 NVFP4 35.8 -> 127.1 us). Single-kernel predictions only: a model step's
+    # GEMMs keep gemm_k_split
     gemm_k_split_8: float = 0.0
+    gemm_k_split_4: float = 0.0
     gemm_k_scale_4: float = 1.0
     gemm_tile_m_8: float = 16.0
     gemm_tile_m_4: float = 16.0
@@ -283,11 +285,11 @@ class Efficiency:
         return getattr(self, f"gemm_k_scale_{cls}") if cls in ("8", "4") else 1.0
 
     def gemm_k_split_of(self, dtype: str) -> float:
-        """Elements of k past which this dtype's GEMM kernels split k: gemm_k_split_8 for FP8/INT8 where set (> 0),
-        else gemm_k_split."""
-        if DTYPE_CLASSES.get(dtype) == "8" and self.gemm_k_split_8 > 0:
-            return self.gemm_k_split_8
-        return self.gemm_k_split
+        """Elements of k past which this dtype's GEMM kernels split k: gemm_k_split_8/4 for FP8/INT8 and FP4 where
+        set (> 0), else gemm_k_split."""
+        cls = DTYPE_CLASSES.get(dtype, "16")
+        own = getattr(self, f"gemm_k_split_{cls}") if cls in ("8", "4") else 0.0
+        return own if own > 0 else self.gemm_k_split
 
     def gemm_quant(self, dtype: str, block: bool = False) -> tuple[float, float, float]:
         """(fixed seconds, bytes per activation element, seconds per activation row) of the activation quantization
