@@ -34,7 +34,9 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                gemm_quant_bytes_8=8.0, gemm_k_s=1.2e-9, gemm_k_split=3000.0, gemm_k_scale_8=0.7,
                gemm_quant_row_s_8=5e-9, attention_d_half=40.0,
                decode_attention_floor_s=6e-6, nvls_bus_efficiency=0.62, nvls_latency_s=25e-6,
-               collective_floor_s=2e-6, gemv_mem_scale=0.9, attention_roofline_p=3.0)
+               collective_floor_s=2e-6, gemv_mem_scale=0.9, attention_roofline_p=3.0,
+               gemm_k_split_8=6000.0, gemm_max_8b=0.5, gemm_tile_m_8b=32.0, gemm_k_scale_8b=1.4, gemm_quant_s_8b=1e-6,
+               gemm_quant_bytes_8b=3.0, gemm_quant_row_s_8b=1e-9)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -56,6 +58,9 @@ def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.Da
                                  kv_heads=8, head_dim=d, seq_len=s, size=2.0 * b * 32 * d * s * s))
     rows += [dict(kernel="all_reduce", dtype="bf16", family="all_reduce", message_bytes=mb, ranks=r, size=mb)
              for r in (2, 4, 8) for mb in np.geomspace(1e3, 5e8, 20)]
+    # block-scaled FP8 kernels (the tables' fp8_block rows) on the same shapes (last: the other rows keep their noise)
+    rows += [dict(kernel="gemm", dtype="fp8", family="gemm_fp8", m=m, n=n, k=k, size=2.0 * m * n * k, block_scaled=1.0)
+             for m, n, k in g]
     table = pd.DataFrame(rows)
     table["measured_s"] = 1.0
     clean = predictor(table, H100)(eff)
@@ -71,7 +76,9 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
                  "gemm_tile_m_8": 0.15, "gemm_quant_bytes_8": 0.15, "gemm_quant_s_8": 0.3, "gemm_k_s": 0.2,
                  "gemm_quant_row_s_8": 0.3, "attention_d_half": 0.15, "decode_attention_floor_s": 0.15,
                  "nvls_bus_efficiency": 0.05, "nvls_latency_s": 0.25, "gemm_k_split": 0.2,
-                 "gemm_k_scale_8": 0.2, "gemv_mem_scale": 0.05, "attention_roofline_p": 0.25}
+                 "gemm_k_scale_8": 0.2, "gemv_mem_scale": 0.05, "attention_roofline_p": 0.25,
+                 "gemm_k_split_8": 0.2, "gemm_max_8b": 0.03, "gemm_k_scale_8b": 0.2, "gemm_quant_s_8b": 0.3, "gemm_tile_m_8b": 0.2,
+                 "gemm_quant_bytes_8b": 0.2, "gemm_quant_row_s_8b": 0.3}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     # an all-reduce row pays collective_base_s + collective_floor_s alike (both fixed per call): only their sum is
@@ -459,3 +466,17 @@ def test_indexing_a_stacked_context_keeps_every_per_role_field():
             assert set(value) == set(getattr(contexts[0], f.name)), f.name
     assert list(taken.gemm_k_scale["dense"]) == [0.7, 1.0, 0.7]
     assert list(taken.gemm_tile["dense"]) == [64.0, 16.0, 64.0]
+
+
+def test_staged_fit_drops_half_points_the_rows_do_not_identify():
+    # GEMMs built without row or column half-points: the fit's parsimony step (importer._parsimonious) sets both to
+    # exactly 0 (no such term) instead of leaving them wherever the flat loss let them drift; the ceiling, corner
+    # and floor are recovered as before
+    true = replace(TRUE, gemm_m_half=0.0, gemm_n_half=0.0)
+    result = fit_rows(synthetic_rows(true), H100)
+    assert result.params["gemm_m_half"] == 0.0 and result.params["gemm_n_half"] == 0.0
+    assert result.after.gemm_m_half == 0.0 and result.after.gemm_n_half == 0.0
+    for name in ("gemm_max_16", "mem_max", "roofline_p"):
+        assert result.params[name] == pytest.approx(getattr(true, name), rel=0.05), name
+    # every parameter of the stage is still written (those idle in the refit keep their fitted values)
+    assert {"mem_bytes_half", "kernel_floor_s", "gemv_mem_scale"} <= set(result.params)

@@ -39,9 +39,11 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
                "mla_d_half_scale", "mla_decode_floor_s",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s", "custom_ar_two_shot_s", "nccl_base_s",
-               "gemm_k_s", "gemm_k_split", "gemm_k_scale_8", "gemm_k_scale_4", "gemm_quant_s_8", "gemm_quant_s_4",
+               "gemm_k_s", "gemm_k_split", "gemm_k_split_8", "gemm_k_split_4", "gemm_k_scale_8", "gemm_k_scale_4",
+               "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
-               "gemm_tile_m_8", "gemm_tile_m_4")
+               "gemm_tile_m_8", "gemm_tile_m_4", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
+               "gemm_quant_row_s_8b")
 
 
 # the fit runs in stages, each on the families that inform its parameters, in order: a stage's parameters are
@@ -51,10 +53,13 @@ STAGES = (
     (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split", "mem_max",
                              "mem_bytes_half", "kernel_floor_s", "roofline_p", "gemv_mem_scale")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
+    # (FP8: per-tensor and block-scaled kernels, each with its own set, by the row's `block_scaled`: the table's
+    # gemm_dtype fp8 or fp8_block of the faster kernel per shape)
     (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8",
-                     "gemm_k_scale_8")),
+                     "gemm_k_scale_8", "gemm_k_split_8", "gemm_max_8b", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
+                     "gemm_quant_bytes_8b", "gemm_quant_row_s_8b")),
     (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4", "gemm_quant_row_s_4",
-                     "gemm_k_scale_4")),
+                     "gemm_k_scale_4", "gemm_k_split_4")),
     # one attention curve for prefill and decode: ceiling, query rows, KV length and head dimension half-points,
     # call floors, KV-read bandwidth
     (("attention_decode", "attention_prefill"),
@@ -87,7 +92,16 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                # grouped MoE kernels: from half the dense ceilings
                **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
-               "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6}
+               "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6,
+               # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
+               "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
+               "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}
+
+
+# half-points the staged fit drops (sets to 0, no such term) where the rows do not identify them: removing one raises
+# the stage's loss by at most PARSIMONY_LOSS (importer._parsimonious)
+PARSIMONY = ("gemm_m_half", "gemm_n_half")
+PARSIMONY_LOSS = 0.01
 
 
 # engine kernel facts the tables are fitted with, set from the engine's source rather than fitted: TensorRT-LLM's XQA
@@ -207,6 +221,8 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
         if not part.any() or (labels[part] == "fit").sum() < 3:
             continue
         names = [n for n in names if not n.endswith("_4") or "fp4" in set(rows.loc[part, "dtype"])]
+        if "block_scaled" not in rows or not (rows.loc[part, "block_scaled"].fillna(0) > 0).any():
+            names = [n for n in names if not n.endswith("_8b")]
         if "head_dim" not in rows or rows.loc[part, "head_dim"].nunique() < 2:  # one head dim: no d term to see
             names = [n for n in names if n != "attention_d_half"]
         if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
@@ -220,6 +236,7 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
             eff = replace(eff, scale_up_bus_efficiency=scale_up_bus_efficiency(device))
         stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],
                                loss="soft_l1")
+        stage = _parsimonious(stage, rows[part].reset_index(drop=True), device, eff, names, labels[part])
         eff, idle = stage.after, idle + list(stage.unconstrained)
         fitted.update(stage.params)
     from model.calibration.fit import predictor
@@ -227,6 +244,36 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
     predict = predictor(rows, device)
     out = rows.assign(split=labels, before=predict(start), after=predict(eff))
     return FitResult(device, start, eff, fitted, pd.DataFrame(), out, tuple(sorted(set(idle) - set(fitted))))
+
+
+def fit_loss(rows: pd.DataFrame) -> float:
+    """The staged fit's loss on its fitted rows (soft_l1 of the log time ratio at the 5% scale fit_efficiency uses)."""
+    fit = rows[rows["split"] == "fit"]
+    z = np.log(fit["after"].to_numpy(float) / fit["measured_s"].to_numpy(float)) / 0.05
+    return float(np.sum(2 * (np.sqrt(1 + z**2) - 1)))
+
+
+def _parsimonious(stage: FitResult, rows: pd.DataFrame, device: Device, start: Efficiency, names: list[str],
+                  labels: np.ndarray) -> FitResult:
+    """The stage's fit with every half-point of PARSIMONY the rows do not identify set to 0 (no such term).
+
+    A half-point whose removal (0, the others refitted) raises the stage's loss by at most PARSIMONY_LOSS is not
+    identified by the tables: in the GEMM stage the row and column half-points trade against the ceiling and the
+    roofline corner (small-m GEMMs are memory-bound, so the compute curve below ~200 rows hides behind the stream).
+    B300 under SGLang fitted gemm_m_half 90 and gemm_n_half 145 where B200's nearly equal tables gave 14 and 40;
+    with both at 0 the B300 loss rises 0.6% and its held-out BF16 errors fall (10.9/14.4% -> 8.5/13.2%)."""
+    live = [n for n in PARSIMONY if stage.params.get(n, 0) > 0]
+    # both at once first, then each alone
+    for drop in ([live] if len(live) > 1 else []) + [[n] for n in live]:
+        if any(stage.params[n] == 0 for n in drop):
+            continue
+        kept = [n for n in names if n in stage.params and n not in drop]
+        trial = fit_efficiency(rows, device, replace(stage.after, **{n: 0.0 for n in drop}), params=kept,
+                               split=labels, loss="soft_l1")
+        if fit_loss(trial.rows) <= fit_loss(stage.rows) * (1 + PARSIMONY_LOSS):
+            # every parameter of the stage keeps its value (those the trial found idle were fitted before)
+            stage = replace(trial, params={n: float(getattr(trial.after, n)) for n in stage.params})
+    return stage
 
 
 def predict_with(fit: DeviceFit, eff: Efficiency) -> pd.DataFrame:

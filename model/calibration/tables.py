@@ -116,14 +116,18 @@ def _fastest(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _gemm(t: pd.DataFrame) -> pd.DataFrame:
-    # FP8: per-tensor or block-scaled, whichever kernel the engine runs faster for the shape
+    # FP8: per-tensor or block-scaled, whichever kernel the engine runs faster for the shape; the row keeps which
+    # one it was (`block_scaled` = 1: the table's fp8_block kernel, Efficiency.gemm_max_8b and the other _8b terms)
     dtypes = {"bfloat16": ("bf16", "gemm_bf16"), "fp8": ("fp8", "gemm_fp8"), "fp8_block": ("fp8", "gemm_fp8"),
               "nvfp4": ("fp4", "gemm_fp4")}
     t = t[t["gemm_dtype"].isin(list(dtypes))]
-    t = _fastest(t.assign(gemm_dtype=t["gemm_dtype"].replace({"fp8_block": "fp8"})), ["gemm_dtype", "m", "n", "k"])
+    t = t.assign(block_scaled=(t["gemm_dtype"] == "fp8_block").astype(float),
+                 gemm_dtype=t["gemm_dtype"].replace({"fp8_block": "fp8"}))
+    t = _fastest(t, ["gemm_dtype", "m", "n", "k"])
     out = pd.DataFrame({"kernel": "gemm", "dtype": t["gemm_dtype"].map(lambda d: dtypes[d][0]),
                         "family": t["gemm_dtype"].map(lambda d: dtypes[d][1]),
-                        "m": t["m"], "n": t["n"], "k": t["k"], "measured_s": t["latency"] * 1e-3})
+                        "m": t["m"], "n": t["n"], "k": t["k"], "block_scaled": t["block_scaled"],
+                        "measured_s": t["latency"] * 1e-3})
     return out.assign(size=2.0 * out["m"] * out["n"] * out["k"])
 
 

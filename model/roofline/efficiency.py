@@ -132,6 +132,13 @@ class Efficiency:
     # through k in deeper tiles (an FP8 k tile holds 128 elements in the bytes of a 16-bit tile's 64) with their own
     # pipelines and split-K choices; 1 = the 16-bit loop (the hand-set classes, where gemm_k_s = 0 anyway)
     gemm_k_scale_8: float = 1.0
+    # the k split of FP8/INT8 and FP4 GEMMs, in place of gemm_k_split (0 = gemm_k_split): the CUTLASS scaled_mm
+    # kernels of vLLM and SGLang and the NVFP4 kernels run no split-K, so a narrow GEMM's loop keeps growing with k
+    # where cuBLAS BF16 splits it (vLLM H200, m = 1, n = 128: k = 16384 -> 65536 takes 5.8 -> 10.1 us in BF16, 15.8
+    # -> 51.2 us in FP8; TensorRT-LLM B200 NVFP4 35.8 -> 127.1 us). Single-kernel predictions only: a model step's
+    # GEMMs keep gemm_k_split
+    gemm_k_split_8: float = 0.0
+    gemm_k_split_4: float = 0.0
     gemm_k_scale_4: float = 1.0
     gemm_tile_m_8: float = 16.0
     gemm_tile_m_4: float = 16.0
@@ -149,6 +156,21 @@ class Efficiency:
     # (vLLM's CUTLASS FP8 call on H100: ~8 ns per row, 37 us at m = 4096, n = 1024, k = 128 against 6 us in BF16)
     gemm_quant_row_s_8: float = 0.0
     gemm_quant_row_s_4: float = 0.0
+    # block-scaled FP8 GEMMs (DeepSeek-style 1x128 activation / 128x128 weight scales: DeepGEMM, CUTLASS blockwise,
+    # TensorRT-LLM's fp8_block_scaling_gemm) are other kernels than per-tensor FP8 (cuBLASLt / CUTLASS scaled_mm): the
+    # activations are quantized per 128-element group in one pass (per-tensor dynamic scaling needs a global amax
+    # first: TensorRT-LLM H200, m = 1, n = 4096, k = 1024: 13.1 us per-tensor, 5.6 us block-scaled, 4.9 us BF16),
+    # and the main loop applies a scale per 128-deep k block on the CUDA cores. Their ceiling, tile rows (0 =
+    # gemm_tile_m_8), k loop scale (0 = gemm_k_scale_8) and quantization call (fixed, bytes per element, per row);
+    # gemm_max_8b = 0 (the hand-set classes): no such set, block-scaled kernels take every per-tensor term.
+    # Single-kernel predictions of rows the tables mark block-scaled (column `block_scaled`) only: a model step's
+    # FP8 GEMMs keep the per-tensor terms
+    gemm_max_8b: float = 0.0
+    gemm_tile_m_8b: float = 0.0
+    gemm_k_scale_8b: float = 0.0
+    gemm_quant_s_8b: float = 0.0
+    gemm_quant_bytes_8b: float = 0.0
+    gemm_quant_row_s_8b: float = 0.0
     # 1 where the engine's MoE layer quantizes the experts' activations in kernels of their own (vLLM's and SGLang's
     # Triton MoE for FP8): the graph's `experts_quant` operator (symbol q_e)
     step_expert_quant_8: float = 0.0
@@ -261,25 +283,49 @@ class Efficiency:
         """Launch floor of one collective kernel: collective_floor_s where set (> 0), else kernel_floor_s."""
         return np.where(np.asarray(self.collective_floor_s) > 0, self.collective_floor_s, self.kernel_floor_s)
 
-    def gemm_max(self, dtype: str) -> float:
+    def block8(self, dtype: str, block: bool) -> bool:
+        """True where a GEMM of this dtype runs a block-scaled FP8 kernel (`block`) with terms of its own
+        (gemm_max_8b > 0); elsewhere it takes the per-tensor terms."""
+        return bool(block) and DTYPE_CLASSES.get(dtype) == "8" and self.gemm_max_8b > 0
+
+    def gemm_max(self, dtype: str, block: bool = False) -> float:
+        """The ceiling of this dtype's GEMMs; `block`: a block-scaled FP8 kernel (gemm_max_8b where set)."""
+        if self.block8(dtype, block):
+            return self.gemm_max_8b
         return getattr(self, f"gemm_max_{DTYPE_CLASSES.get(dtype, '16')}")
 
-    def gemm_tile(self, dtype: str) -> float:
-        """Rows of the smallest tensor-core tile of this dtype's GEMMs (gemm_tile_m for 16- and 32-bit)."""
+    def gemm_tile(self, dtype: str, block: bool = False) -> float:
+        """Rows of the smallest tensor-core tile of this dtype's GEMMs (gemm_tile_m for 16- and 32-bit); `block`: a
+        block-scaled FP8 kernel (gemm_tile_m_8b where set)."""
         cls = DTYPE_CLASSES.get(dtype, "16")
+        if self.block8(dtype, block) and self.gemm_tile_m_8b > 0:
+            return self.gemm_tile_m_8b
         return getattr(self, f"gemm_tile_m_{cls}") if cls in ("8", "4") else self.gemm_tile_m
 
-    def gemm_k_scale(self, dtype: str) -> float:
-        """The k loop's time per element for this dtype's GEMMs relative to 16-bit ones (1 for 16- and 32-bit)."""
+    def gemm_k_scale(self, dtype: str, block: bool = False) -> float:
+        """The k loop's time per element for this dtype's GEMMs relative to 16-bit ones (1 for 16- and 32-bit);
+        `block`: a block-scaled FP8 kernel (gemm_k_scale_8b where set)."""
         cls = DTYPE_CLASSES.get(dtype, "16")
+        if self.block8(dtype, block) and self.gemm_k_scale_8b > 0:
+            return self.gemm_k_scale_8b
         return getattr(self, f"gemm_k_scale_{cls}") if cls in ("8", "4") else 1.0
 
-    def gemm_quant(self, dtype: str) -> tuple[float, float, float]:
+    def gemm_k_split_of(self, dtype: str) -> float:
+        """Elements of k past which this dtype's GEMM kernels split k: gemm_k_split_8/4 for FP8/INT8 and FP4 where
+        set (> 0), else gemm_k_split."""
+        cls = DTYPE_CLASSES.get(dtype, "16")
+        own = getattr(self, f"gemm_k_split_{cls}") if cls in ("8", "4") else 0.0
+        return own if own > 0 else self.gemm_k_split
+
+    def gemm_quant(self, dtype: str, block: bool = False) -> tuple[float, float, float]:
         """(fixed seconds, bytes per activation element, seconds per activation row) of the activation quantization
-        before a GEMM of this dtype: FP8/INT8 and FP4 only, (0, 0, 0) otherwise."""
+        before a GEMM of this dtype: FP8/INT8 and FP4 only, (0, 0, 0) otherwise; `block`: the per-group quantization
+        of a block-scaled FP8 kernel (the _8b terms)."""
         cls = DTYPE_CLASSES.get(dtype, "16")
         if cls not in ("8", "4"):
             return 0.0, 0.0, 0.0
+        if self.block8(dtype, block):
+            return self.gemm_quant_s_8b, self.gemm_quant_bytes_8b, self.gemm_quant_row_s_8b
         return tuple(getattr(self, f"gemm_quant_{p}_{cls}") for p in ("s", "bytes", "row_s"))
 
     def step_quant(self, dtype: str) -> tuple[float, float, float]:
@@ -442,12 +488,12 @@ def gemm_eta(m, n, gemm_max, eff, tile=None, gemv=True) -> object:
     return np.where(eff.gemv(m) & np.asarray(gemv, dtype=bool), gemm_max * wide, tiled)
 
 
-def gemm_k_loop_s(k, eff, scale=1.0) -> object:
+def gemm_k_loop_s(k, eff, scale=1.0, split=None) -> object:
     """Seconds of one output tile's serial loop over k (a lower bound on a GEMM's busy time): gemm_k_s per element
     of k, up to gemm_k_split elements where the library splits k (0: no split), times `scale`
     (Efficiency.gemm_k_scale of the GEMM's dtype)."""
     k = np.asarray(k, dtype=float)
-    split = np.asarray(eff.gemm_k_split, dtype=float)
+    split = np.asarray(eff.gemm_k_split if split is None else split, dtype=float)
     return np.where(split > 0, np.minimum(k, split), k) * eff.gemm_k_s * np.asarray(scale, dtype=float)
 
 

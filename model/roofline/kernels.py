@@ -39,6 +39,7 @@ class KernelWork:
     shape_n: np.ndarray  # output columns for GEMM efficiency, keys per query (KV length) for attention
     shape_k: np.ndarray  # GEMM inner dimension (activation columns the FP8/FP4 quantization reads); attention: head dim
     mla: np.ndarray  # attention rows of MLA kernels (optional table column `mla` = 1)
+    block: np.ndarray | None = None  # FP8 GEMM rows of block-scaled kernels (optional column `block_scaled` = 1)
     fallback: np.ndarray | None = None  # decode rows on the per-query-head kernel (decode_fallback)
 
 
@@ -90,7 +91,8 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
             nbytes[rows] = 2 * size  # read + write
             flops[rows] = 0.0 if kind == "copy" else size / elem[rows]
     mla = (table["mla"].fillna(0).to_numpy(float) > 0) if "mla" in table else np.zeros(n, dtype=bool)
-    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols, mla)
+    block = (table["block_scaled"].fillna(0).to_numpy(float) > 0) if "block_scaled" in table else np.zeros(n, bool)
+    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols, mla, block)
 
 
 def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
@@ -119,15 +121,17 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     w = decode_fallback(kernel_work(table), table, eff)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
-    for kind, dtype in sorted(set(zip(w.kind, w.dtype))):  # vectorized per (kind, dtype): tables can be large
-        rows = (w.kind == kind) & (w.dtype == dtype)
+    # vectorized per (kind, dtype, block-scaled): tables can be large
+    for kind, dtype, block in sorted(set(zip(w.kind, w.dtype, w.block.tolist()))):
+        rows = (w.kind == kind) & (w.dtype == dtype) & (w.block == block)
         if kind == "gemm":
             peak[rows] = device.peak(dtype)
-            eta[rows] = compute_eta("gemm", w.shape_m[rows], w.shape_n[rows], eff, gemm_max=eff.gemm_max(dtype),
-                                    tile=eff.gemm_tile(dtype))
-            extra[rows] = gemm_quant_s(w.shape_m[rows], w.shape_k[rows], eff.gemm_quant(dtype),
+            eta[rows] = compute_eta("gemm", w.shape_m[rows], w.shape_n[rows], eff,
+                                    gemm_max=eff.gemm_max(dtype, block), tile=eff.gemm_tile(dtype, block))
+            extra[rows] = gemm_quant_s(w.shape_m[rows], w.shape_k[rows], eff.gemm_quant(dtype, block),
                                        device.memory.bandwidth_bytes_per_s, eff)
-            k_loop[rows] = gemm_k_loop_s(w.shape_k[rows], eff, eff.gemm_k_scale(dtype))
+            k_loop[rows] = gemm_k_loop_s(w.shape_k[rows], eff, eff.gemm_k_scale(dtype, block),
+                                         eff.gemm_k_split_of(dtype))
         elif kind in ("attention", "decode_attention"):
             peak[rows] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
             eta[rows] = compute_eta("attention", w.shape_m[rows], w.shape_n[rows], eff, depth=w.shape_k[rows],
