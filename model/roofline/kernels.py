@@ -40,6 +40,7 @@ class KernelWork:
     shape_k: np.ndarray  # GEMM inner dimension (activation columns the FP8/FP4 quantization reads); attention: head dim
     mla: np.ndarray  # attention rows of MLA kernels (optional table column `mla` = 1)
     fallback: np.ndarray | None = None  # decode rows on the per-query-head kernel (decode_fallback)
+    qo_bytes: np.ndarray | None = None  # attention rows: the query and output bytes within `bytes`
 
 
 def kernel_work(table: pd.DataFrame) -> KernelWork:
@@ -48,7 +49,7 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
         raise RidgeplanError("kernel", "the table needs a 'kernel' column", KERNELS)
     n = len(table)
     flops, nbytes = np.zeros(n), np.zeros(n)
-    m_rows, n_cols, k_cols = np.ones(n), np.ones(n), np.zeros(n)
+    m_rows, n_cols, k_cols, qo_bytes = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     kinds = table["kernel"].astype(str).to_numpy()
     dtypes = (table["dtype"].astype(str) if "dtype" in table else pd.Series(["bf16"] * n)).to_numpy()
     elem = np.array([number_format(d if d in ("fp8", "int8", "fp32", "fp16", "bf16", "fp4") else "bf16").bytes_per_element
@@ -79,18 +80,28 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
                 causal = sub["causal"].to_numpy(float) if "causal" in sub else np.ones(len(sub))
                 flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(s, 0.0, causal)
                 nbytes[rows] = b * s * (2 * h * d + hk * kv) * elem[rows]
+                qo_bytes[rows] = b * s * 2 * h * d * elem[rows]
                 m_rows[rows], n_cols[rows] = s * h / hk, s
             else:
                 c = sub["context"].to_numpy(float)
                 flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(1.0, c - 1, 1.0)
                 nbytes[rows] = b * c * hk * kv * elem[rows] + 2 * b * h * d * 2
+                qo_bytes[rows] = 2 * b * h * d * 2
                 m_rows[rows], n_cols[rows] = h / hk, c
         else:
             size = sub["bytes"].to_numpy(float)
             nbytes[rows] = 2 * size  # read + write
             flops[rows] = 0.0 if kind == "copy" else size / elem[rows]
     mla = (table["mla"].fillna(0).to_numpy(float) > 0) if "mla" in table else np.zeros(n, dtype=bool)
-    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols, mla)
+    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols, mla, qo_bytes=qo_bytes)
+
+
+def mla_qo_bytes(w: KernelWork, eff: Efficiency) -> np.ndarray:
+    """Bytes of each row at the attention bandwidth, with an MLA kernel's query and output tiles moving at
+    Efficiency.mla_qo_mem_scale of its latent stream (counted as bytes / scale; 1 = the same, no change)."""
+    if w.qo_bytes is None or not (w.mla.any() and eff.mla_qo_mem_scale != 1.0):
+        return w.bytes
+    return w.bytes + np.where(w.mla, w.qo_bytes * (1.0 / eff.mla_qo_mem_scale - 1.0), 0.0)
 
 
 def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
@@ -139,7 +150,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
                               eff.decode_attention_floor_s)
     call_floor_s = np.select([w.kind == "attention", w.kind == "decode_attention"],
                              [eff.attention_floor_s, decode_floor_s], 0.0)
-    kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
+    kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
                      extra_busy_s=k_loop,
                      eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
