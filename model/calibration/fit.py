@@ -36,7 +36,7 @@ BOUNDS = {
     "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
     "collective_base_s": (0.0, 1e-3), "scale_up_bus_efficiency": (0.05, 1.0), "attention_kv_half": (0.0, 1e6),
     "attention_d_half": (0.0, 4096.0), "mla_attention_scale": (0.05, 4.0), "mla_d_half_scale": (0.01, 100.0),
-    "mla_kv_half_scale": (0.01, 100.0), "mla_q_half_scale": (0.01, 100.0),
+    "mla_kv_half_scale": (0.0, 100.0), "mla_q_half_scale": (0.0, 100.0),
     "attention_mem_scale": (0.05, 2.0), "gemm_k_s": (0.0, 1e-8), "gemm_k_split": (0.0, 1e6),
     "gemm_k_scale_8": (0.02, 20.0), "gemm_k_scale_4": (0.02, 20.0),
     "gemm_tile_m_8": (1.0, 256.0), "gemm_tile_m_4": (1.0, 256.0), "gemm_quant_s_8": (0.0, 1e-3),
@@ -67,8 +67,7 @@ def _informed(table: pd.DataFrame) -> list[str]:
                    "decode_attention_floor_s", "attention_mem_scale"]
         if "mla" in table and (table["mla"].fillna(0) > 0).any():
             params += ["mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
-                       "mla_roofline_p",
-                       "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s"]
+                       "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s"]
         # the head-dimension term needs more than one head dimension (with one it is the ceiling under another name)
         attention = table["kernel"].isin(["attention", "decode_attention"])
         if "head_dim" in table and table.loc[attention, "head_dim"].nunique() > 1:

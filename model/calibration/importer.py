@@ -93,7 +93,15 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
 # (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/kernelUtils.cpp: supportConfigCommon
 # rejects vanilla MHA, supportConfigQGMMA/HMMA reject head_grp_size * beam_width > 32); other calls run the masked
 # multi-head attention kernel (Efficiency.decode_group_limit). Blackwell runs its trtllm-gen kernels first.
-KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_limit": 32.0}, ("trtllm", "ampere"): {"decode_group_limit": 32.0}}
+# MLA kernels compute blocks of 64 query rows by 64 keys (Efficiency.mla_block; FlashMLA csrc/kernels/config.h:
+# BLOCK_SIZE_M = 64, PAGE_BLOCK_SIZE = 64, which TensorRT-LLM's getFlashMlaNumSmParts and get_mla_metadata repeat);
+# a block size is a step function of the loss, so it is set, not fitted. The tables agree: TensorRT-LLM's expanded
+# prefill takes about the same time for 1 to 32 tokens per sequence on H200 and B200.
+MLA_BLOCK = {"mla_block": 64.0}
+KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_limit": 32.0, **MLA_BLOCK},
+                ("trtllm", "ampere"): {"decode_group_limit": 32.0},
+                **{(engine, arch): dict(MLA_BLOCK) for engine in ("sglang", "trtllm") for arch in ("blackwell",)},
+                ("sglang", "hopper"): dict(MLA_BLOCK)}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:

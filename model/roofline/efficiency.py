@@ -210,6 +210,12 @@ class Efficiency:
     # 1,024 over 2 keys), i.e. 2,176 query + output bytes at ~45% of nominal bandwidth, while long-context decode
     # streams the latent at ~90%; 1 = the same (the hand-set classes)
     mla_qo_mem_scale: float = 1.0
+    # MLA kernels compute whole blocks of this many query rows by as many keys (single-kernel predictions;
+    # kernels.mla_blocks): a prefill of s tokens pays ceil(s/B) query blocks over whole key blocks, the causal
+    # diagonal in full. TensorRT-LLM's expanded MLA prefill takes the same time for 1 to 32 tokens per sequence
+    # (H200, batch 256, 128 heads: 845 us at 1 token, 1,048 us at 32; B200: 728 and 869 us), where a count of
+    # s(s+1)/2 pairs falls 500-fold; 0 = no blocks (the hand-set classes)
+    mla_block: float = 0.0
     # the per-call floor of an MLA decode call timed on its own, in place of decode_attention_floor_s: MLA decode runs
     # split-KV over the one latent with a metadata pass and a combine kernel (FlashMLA's get_mla_metadata and
     # combine; TensorRT-LLM's MLA generation alike), other preparation than a GQA decode kernel (TensorRT-LLM H100: a

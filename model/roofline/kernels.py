@@ -99,7 +99,7 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
 def mla_qo_bytes(w: KernelWork, eff: Efficiency) -> np.ndarray:
     """Bytes of each row at the attention bandwidth, with an MLA kernel's query and output tiles moving at
     Efficiency.mla_qo_mem_scale of its latent stream (counted as bytes / scale; 1 = the same, no change)."""
-    if w.qo_bytes is None or not (w.mla.any() and eff.mla_qo_mem_scale != 1.0):
+    if w.qo_bytes is None or not w.mla.any() or np.all(np.asarray(eff.mla_qo_mem_scale) == 1.0):
         return w.bytes
     return w.bytes + np.where(w.mla, w.qo_bytes * (1.0 / eff.mla_qo_mem_scale - 1.0), 0.0)
 
@@ -125,9 +125,35 @@ def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> Kern
     return replace(w, bytes=nbytes, shape_m=m_rows, fallback=fallback)
 
 
+def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
+    """MLA attention rows as their kernels run them (Efficiency.mla_block = B > 0): whole blocks of B query rows by B
+    keys. A prefill sequence of s tokens runs ceil(s/B) query blocks, block i over i + 1 key blocks when causal (the
+    diagonal block in full), so it computes B^2 n(n+1)/2 (query, key) pairs, not s(s+1)/2; query rows per KV head and
+    keys are padded to whole blocks, and a decode call's context to whole key blocks."""
+    rows = w.mla & np.isin(w.kind, ("attention", "decode_attention"))
+    block = float(eff.mla_block)
+    if block <= 0 or not rows.any():
+        return w
+    flops, m_rows, n_cols = w.flops.copy(), w.shape_m.copy(), w.shape_n.copy()
+    sub = table.loc[rows]
+    b, h, d = (sub[c].to_numpy(float) for c in ("batch", "heads", "head_dim"))
+    per_pair = b * h * attention_flops_per_pair(d, d)
+    prefill = w.kind[rows] == "attention"
+    keys = np.where(prefill, sub["seq_len"].to_numpy(float) if "seq_len" in sub else 0.0,
+                    sub["context"].to_numpy(float) if "context" in sub else 0.0)
+    blocks = np.ceil(keys / block)
+    causal = sub["causal"].to_numpy(float) if "causal" in sub else np.ones(len(sub))
+    pairs = np.where(prefill, block**2 * (causal * blocks * (blocks + 1) / 2 + (1 - causal) * blocks**2),
+                     blocks * block)
+    flops[rows] = per_pair * pairs
+    m_rows[rows] = np.ceil(w.shape_m[rows] / block) * block
+    n_cols[rows] = blocks * block
+    return replace(w, flops=flops, shape_m=m_rows, shape_n=n_cols)
+
+
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
-    w = decode_fallback(kernel_work(table), table, eff)
+    w = mla_blocks(decode_fallback(kernel_work(table), table, eff), table, eff)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     for kind, dtype in sorted(set(zip(w.kind, w.dtype))):  # vectorized per (kind, dtype): tables can be large
