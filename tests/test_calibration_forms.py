@@ -146,7 +146,7 @@ def _mla_prefill(batch, heads, kv_heads, head_dim, kv_dim, seq_len):
 def test_mla_forms_of_the_fourth_round_are_neutral_in_every_hand_set_class():
     for eff in ARCH_DEFAULTS.values():
         assert eff.mla_kv_half_scale == 1 and eff.mla_q_half_scale == 1 and eff.mla_qo_mem_scale == 1
-        assert eff.mla_block == 0
+        assert eff.mla_block == 0 and eff.mla_prefill_floor_s == 0
     # and a row predicts the same with or without them at their neutral values
     row = _decode(64, 128, 1, 544, 4096, kv_dim=576, mla=1)
     base = efficiency_for(H100, calibration=False)
@@ -179,6 +179,18 @@ def test_mla_query_and_output_bytes_move_at_their_own_share():
     # a GQA decode row is untouched
     gqa = _decode(64, 32, 8, 128, 8192)
     assert predict_kernels(gqa, H100, eff)[0] == predict_kernels(gqa, H100, replace(eff, mla_qo_mem_scale=1.0))[0]
+
+
+def test_mla_prefill_call_floor_replaces_the_gqa_prefill_floor_for_mla_only():
+    # one one-token sequence: the busy time is far below a microsecond, the call floors dominate
+    mla, gqa = _mla_prefill(1, 128, 128, 160, 320, 1), _mla_prefill(1, 128, 128, 160, 320, 1).assign(mla=0)
+    base = replace(_plain(), attention_floor_s=13e-6)
+    eff = replace(base, mla_prefill_floor_s=11e-6)
+    assert predict_kernels(mla, H100, eff)[0] - predict_kernels(mla, H100, base)[0] == pytest.approx(-2e-6, rel=1e-9)
+    assert predict_kernels(gqa, H100, eff)[0] == predict_kernels(gqa, H100, base)[0]
+    # a decode call keeps its own floor
+    dec = _decode(1, 128, 1, 544, 2, kv_dim=576, mla=1)
+    assert predict_kernels(dec, H100, eff)[0] == predict_kernels(dec, H100, base)[0]
 
 
 def test_mla_kernels_compute_whole_blocks():

@@ -114,16 +114,17 @@ def mla_rows(eff: Efficiency, noise: float = 0.01, seed: int = 2) -> pd.DataFram
 
 def test_staged_fit_recovers_the_mla_stage_with_its_block_fact():
     # the MLA stage on top of the attention curve: ceiling and half-point scales, corner, latent and query/output
-    # bandwidth shares and the decode call floor, with the 64 x 64 blocks set as a kernel fact
+    # bandwidth shares and the decode and prefill call floors, with the 64 x 64 blocks set as a kernel fact
     mla = dict(mla_attention_scale=1.1, mla_d_half_scale=2.0, mla_kv_half_scale=0.3, mla_q_half_scale=0.5,
-               mla_roofline_p=3.0, mla_mem_scale=1.2, mla_qo_mem_scale=0.5, mla_decode_floor_s=11e-6)
+               mla_roofline_p=3.0, mla_mem_scale=1.2, mla_qo_mem_scale=0.5, mla_decode_floor_s=11e-6,
+               mla_prefill_floor_s=7e-6)
     true = replace(TRUE, mla_block=64.0, **mla)
     rows = pd.concat([synthetic_rows(true), mla_rows(true)], ignore_index=True)
     result = fit_rows(rows, H100, facts={"mla_block": 64.0})
     assert result.params["mla_block"] == 64.0
     tolerance = {"mla_attention_scale": 0.1, "mla_d_half_scale": 0.3, "mla_kv_half_scale": 0.2,
                  "mla_q_half_scale": 0.3, "mla_roofline_p": 0.3, "mla_mem_scale": 0.1, "mla_qo_mem_scale": 0.1,
-                 "mla_decode_floor_s": 0.15}
+                 "mla_decode_floor_s": 0.15, "mla_prefill_floor_s": 0.2}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(mla[name], rel=tol), name
     held = result.rows[(result.rows["split"] != "fit") & result.rows["family"].str.startswith("mla")]

@@ -47,7 +47,7 @@ BOUNDS = {
     **{f"moe_{kind}_scale_{c}": (0.02, 2.0) for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
     "attention_roofline_p": (1.0, 16.0), "mla_roofline_p": (1.0, 16.0), "mla_mem_scale": (0.2, 2.0),
     "mla_qo_mem_scale": (0.1, 2.0),
-    "decode_fallback_mem_scale": (0.2, 20.0), "mla_decode_floor_s": (0.0, 1e-3),
+    "decode_fallback_mem_scale": (0.2, 20.0), "mla_decode_floor_s": (0.0, 1e-3), "mla_prefill_floor_s": (0.0, 1e-3),
     "gemv_mem_scale": (0.2, 1.5),
 }
 
@@ -67,7 +67,8 @@ def _informed(table: pd.DataFrame) -> list[str]:
                    "decode_attention_floor_s", "attention_mem_scale"]
         if "mla" in table and (table["mla"].fillna(0) > 0).any():
             params += ["mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
-                       "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s"]
+                       "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s",
+                       "mla_prefill_floor_s"]
         # the head-dimension term needs more than one head dimension (with one it is the ceiling under another name)
         attention = table["kernel"].isin(["attention", "decode_attention"])
         if "head_dim" in table and table.loc[attention, "head_dim"].nunique() > 1:
@@ -267,7 +268,8 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 # unit of the log-scaled parameters: log1p(value / unit) (a latency of 1e-6 s and a size of 1 token alike)
 _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0,
              "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
-             "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "mla_decode_floor_s": 1e-7, "gemm_k_split": 64.0,
+             "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "mla_decode_floor_s": 1e-7,
+             "mla_prefill_floor_s": 1e-7, "gemm_k_split": 64.0,
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}

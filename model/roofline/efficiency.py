@@ -44,7 +44,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     half-point) and the memory ceiling x gemv_mem_scale, where gemv_mem_scale > 0 (0: the hand-set
                     classes, one curve)
 - MLA:              KV reads at attention_mem_scale x mla_mem_scale; a decode call timed on its own pays
-                    mla_decode_floor_s (0 = decode_attention_floor_s) and moves its query and output bytes at
+                    mla_decode_floor_s (0 = decode_attention_floor_s), a prefill call mla_prefill_floor_s
+                    (0 = attention_floor_s) and moves its query and output bytes at
                     mla_qo_mem_scale of that bandwidth
 - decode fallback:  where decode_group_limit > 0 (TensorRT-LLM on Ampere/Hopper: 32), decode calls with more query heads
                     per KV head, or plain MHA, read the KV once per query head with one query row per tile, at
@@ -221,6 +222,11 @@ class Efficiency:
     # combine; TensorRT-LLM's MLA generation alike), other preparation than a GQA decode kernel (TensorRT-LLM H100: a
     # batch-1 MLA decode call takes 14-16 us at any context up to 1k keys); 0 = decode_attention_floor_s
     mla_decode_floor_s: float = 0.0
+    # the same for an MLA prefill call, in place of attention_floor_s: TensorRT-LLM's MLA context call runs its RoPE
+    # and latent-cache append kernel before the attention kernel, SGLang's writes the latent cache first, other
+    # preparation than a GQA prefill call (TensorRT-LLM H100: one one-token sequence takes 15.8-16.2 us, where the
+    # GQA prefill floor plus the kernel floor gave 19); 0 = attention_floor_s
+    mla_prefill_floor_s: float = 0.0
     # query heads per KV head above which an engine's decode attention leaves its grouped kernel for a per-query-head
     # kernel, which also runs plain MHA (one query head per KV head): TensorRT-LLM's XQA kernels take head groups of
     # at most 32 and never vanilla MHA (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/

@@ -174,8 +174,9 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
             eta[rows] = compute_eta("elementwise", None, None, eff)
     decode_floor_s = np.where(w.mla & (eff.mla_decode_floor_s > 0), eff.mla_decode_floor_s,
                               eff.decode_attention_floor_s)
+    prefill_floor_s = np.where(w.mla & (eff.mla_prefill_floor_s > 0), eff.mla_prefill_floor_s, eff.attention_floor_s)
     call_floor_s = np.select([w.kind == "attention", w.kind == "decode_attention"],
-                             [eff.attention_floor_s, decode_floor_s], 0.0)
+                             [prefill_floor_s, decode_floor_s], 0.0)
     kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
                      extra_busy_s=k_loop,
