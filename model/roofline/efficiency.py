@@ -223,7 +223,8 @@ class Efficiency:
     # batch-1 MLA decode call takes 14-16 us at any context up to 1k keys); 0 = decode_attention_floor_s
     mla_decode_floor_s: float = 0.0
     # the same for an MLA prefill call, in place of attention_floor_s: TensorRT-LLM's MLA context call runs its RoPE
-    # and latent-cache append kernel before the attention kernel, SGLang's writes the latent cache first, other
+    # and latent-cache append kernel before the attention kernel (attentionOp.cpp: invokeMLARopeContext where a GQA
+    # call runs invokeQKVPreprocessing), SGLang's writes the latent cache first, other
     # preparation than a GQA prefill call (TensorRT-LLM H100: one one-token sequence takes 15.8-16.2 us, where the
     # GQA prefill floor plus the kernel floor gave 19); 0 = attention_floor_s
     mla_prefill_floor_s: float = 0.0
