@@ -102,8 +102,8 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
 MLA_BLOCK = {"mla_block": 64.0}
 KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_limit": 32.0, **MLA_BLOCK},
                 ("trtllm", "ampere"): {"decode_group_limit": 32.0},
-                **{(engine, arch): dict(MLA_BLOCK) for engine in ("sglang", "trtllm") for arch in ("blackwell",)},
-                ("sglang", "hopper"): dict(MLA_BLOCK)}
+                ("trtllm", "blackwell"): dict(MLA_BLOCK), ("sglang", "hopper"): dict(MLA_BLOCK),
+                ("sglang", "blackwell"): dict(MLA_BLOCK)}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
