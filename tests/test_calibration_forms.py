@@ -102,8 +102,8 @@ def test_decode_fallback_reads_the_kv_head_once_per_query_head():
     assert predict_kernels(mha, H100, eff)[0] == pytest.approx(predict_kernels(mha, H100, plain)[0] * 0.8, rel=1e-6)
     assert predict_kernels(grouped, H100, eff)[0] == predict_kernels(grouped, H100, plain)[0]
     # the limit is TensorRT-LLM's on Ampere and Hopper only (kernelUtils.cpp), and no other engine's
-    assert KERNEL_FACTS == {("trtllm", "hopper"): {"decode_group_limit": 32.0},
-                            ("trtllm", "ampere"): {"decode_group_limit": 32.0}}
+    limits = {key: facts["decode_group_limit"] for key, facts in KERNEL_FACTS.items() if "decode_group_limit" in facts}
+    assert limits == {("trtllm", "hopper"): 32.0, ("trtllm", "ampere"): 32.0}
 
 
 def test_gemv_path_streams_weights_without_tile_or_row_terms():
@@ -133,3 +133,112 @@ def test_attention_corner_takes_per_candidate_values():
                   roofline_p=np.array([2.0, 2.0]))
     assert eff.attention_p().tolist() == [2.0, 6.0]
     assert eff.attention_p(np.array([[True], [False]])).tolist() == [[3.0, 6.0], [2.0, 6.0]]
+
+
+# --- MLA forms of the fourth round: absorbed SGLang prefill rows, MLA half-point scales, query/output bandwidth,
+# whole 64 x 64 blocks ------------------------------------------------------------------------------------------
+
+def _mla_prefill(batch, heads, kv_heads, head_dim, kv_dim, seq_len):
+    return pd.DataFrame([dict(kernel="attention", dtype="bf16", batch=batch, heads=heads, kv_heads=kv_heads,
+                              head_dim=head_dim, kv_dim=kv_dim, seq_len=seq_len, mla=1)])
+
+
+def test_mla_forms_of_the_fourth_round_are_neutral_in_every_hand_set_class():
+    for eff in ARCH_DEFAULTS.values():
+        assert eff.mla_kv_half_scale == 1 and eff.mla_q_half_scale == 1 and eff.mla_qo_mem_scale == 1
+        assert eff.mla_block == 0 and eff.mla_prefill_floor_s == 0
+    # and a row predicts the same with or without them at their neutral values
+    row = _decode(64, 128, 1, 544, 4096, kv_dim=576, mla=1)
+    base = efficiency_for(H100, calibration=False)
+    assert predict_kernels(row, H100, base)[0] == predict_kernels(row, H100, replace(base, mla_qo_mem_scale=1.0))[0]
+
+
+def test_mla_half_point_scales_apply_to_mla_kernels_only():
+    from model.roofline.kernel import compute_eta
+
+    eff = replace(_plain(attention_kv_half=1000.0, mla_q_half_scale=0.5, mla_kv_half_scale=0.25), attention_q_half=8.0)
+    # MLA: 0.5 x 4/(4 + 8 x 0.5) x 250/(250 + 1000 x 0.25) = 0.5 x 1/2 x 1/2 = 0.125
+    assert float(compute_eta("attention", 4.0, 250.0, eff, mla=True)) == pytest.approx(0.125, rel=1e-12)
+    # other attention keeps the curve: 0.5 x 4/12 x 250/1250 = 1/30
+    assert float(compute_eta("attention", 4.0, 250.0, eff)) == pytest.approx(1 / 30, rel=1e-12)
+    # a scale of 0 takes the term out (the fit's lower bound)
+    none = replace(eff, mla_q_half_scale=0.0, mla_kv_half_scale=0.0)
+    assert float(compute_eta("attention", 4.0, 250.0, none, mla=True)) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_mla_query_and_output_bytes_move_at_their_own_share():
+    # absorbed decode, batch 1,024, 128 heads over 2 keys: latent 1,024 x 2 x 576 x 2 = 2,359,296 B; queries and
+    # outputs 2 x 1,024 x 128 x 544 x 2 = 285,212,672 B. At mla_qo_mem_scale 0.5 they count twice.
+    row = _decode(1024, 128, 1, 544, 2, kv_dim=576, mla=1)
+    w = kernel_work(row)
+    assert w.bytes[0] == 2_359_296 + 285_212_672 and w.qo_bytes[0] == 285_212_672
+    eff = _plain(attention_roofline_p=50.0, mla_roofline_p=50.0, mla_attention_scale=2.0, mla_qo_mem_scale=0.5)
+    # memory-bound: (2,359,296 + 2 x 285,212,672) B at 0.8 of 3.35 TB/s = 213.7 us; compute 1,024 x 128 x 2 x 2,176
+    # FLOPs at 1.0 of peak = 0.58 us
+    assert predict_kernels(row, H100, eff)[0] == pytest.approx((2_359_296 + 2 * 285_212_672) / (BW * 0.8), rel=1e-6)
+    # a GQA decode row is untouched
+    gqa = _decode(64, 32, 8, 128, 8192)
+    assert predict_kernels(gqa, H100, eff)[0] == predict_kernels(gqa, H100, replace(eff, mla_qo_mem_scale=1.0))[0]
+
+
+def test_mla_prefill_call_floor_replaces_the_gqa_prefill_floor_for_mla_only():
+    # one one-token sequence: the busy time is far below a microsecond, the call floors dominate
+    mla, gqa = _mla_prefill(1, 128, 128, 160, 320, 1), _mla_prefill(1, 128, 128, 160, 320, 1).assign(mla=0)
+    base = replace(_plain(), attention_floor_s=13e-6)
+    eff = replace(base, mla_prefill_floor_s=11e-6)
+    assert predict_kernels(mla, H100, eff)[0] - predict_kernels(mla, H100, base)[0] == pytest.approx(-2e-6, rel=1e-9)
+    assert predict_kernels(gqa, H100, eff)[0] == predict_kernels(gqa, H100, base)[0]
+    # a decode call keeps its own floor
+    dec = _decode(1, 128, 1, 544, 2, kv_dim=576, mla=1)
+    assert predict_kernels(dec, H100, eff)[0] == predict_kernels(dec, H100, base)[0]
+
+
+def test_mla_kernels_compute_whole_blocks():
+    from model.roofline.kernels import mla_blocks
+
+    eff = _plain(mla_block=64.0)
+    # expanded prefill, batch 2, 128 heads, 100 tokens, depth 160 (4 x 160 = 640 FLOPs per pair): 2 query blocks,
+    # the first over 1 key block, the second over 2: 64^2 x 3 = 12,288 pairs per sequence and head, not
+    # 100 x 101 / 2 = 5,050; FLOPs 2 x 128 x 640 x 12,288 = 2,013,265,920 (unblocked 827,392,000)
+    row = _mla_prefill(2, 128, 128, 160, 320, 100)
+    w = kernel_work(row)
+    assert w.flops[0] == 827_392_000
+    b = mla_blocks(w, row, eff)
+    assert b.flops[0] == 2_013_265_920 and b.shape_m[0] == 128 and b.shape_n[0] == 128
+    # one token costs a whole block: 64^2 pairs
+    one = _mla_prefill(2, 128, 128, 160, 320, 1)
+    assert mla_blocks(kernel_work(one), one, eff).flops[0] == 2 * 128 * 640 * 4096
+    # absorbed decode over 100 keys runs 2 key blocks: 64 x 128 x 2,176 x 128 FLOPs; 128 heads fill 2 row blocks
+    dec = _decode(64, 128, 1, 544, 100, kv_dim=576, mla=1)
+    bd = mla_blocks(kernel_work(dec), dec, eff)
+    assert bd.flops[0] == 64 * 128 * 2176 * 128 and bd.shape_m[0] == 128 and bd.shape_n[0] == 128
+    # no blocks where mla_block = 0 (the hand-set classes) or for other attention
+    assert mla_blocks(w, row, _plain()) is w
+    gqa = _decode(64, 32, 8, 128, 100)
+    assert mla_blocks(kernel_work(gqa), gqa, eff).flops[0] == kernel_work(gqa).flops[0]
+
+
+def test_mla_block_is_a_kernel_fact_for_the_mla_engines():
+    # FlashMLA's 64 x 64 blocks (csrc/kernels/config.h), set for the engines with MLA tables, never fitted
+    for engine in ("sglang", "trtllm"):
+        for arch in ("hopper", "blackwell"):
+            assert KERNEL_FACTS[(engine, arch)]["mla_block"] == 64.0
+    assert all(("vllm", arch) not in KERNEL_FACTS for arch in ("hopper", "blackwell"))
+
+
+def test_sglang_hopper_prefill_rows_are_absorbed_mla():
+    from model.calibration.tables import MLA_DECODE_HEAD_DIM, MLA_PREFILL_HEAD_DIM, _mla
+
+    # aiconfigurator's SGLang collector runs prefill over the latent (one KV head, 576/512 wide) on its
+    # FlashAttention and Triton backends, expanded (MHA, 192/128 wide) on trtllm_mla
+    raw = pd.DataFrame({"kernel_source": ["flash_attention", "trtllm_mla"], "kv_cache_dtype": "bfloat16",
+                        "mla_dtype": "bfloat16", "tp_size": 1, "batch_size": [2, 3], "isl": 1024, "num_heads": 128,
+                        "step": 0, "latency": 1.0})
+    rows = _mla(raw, decode=False).set_index("batch")
+    assert rows.loc[2, "kv_heads"] == 1 and rows.loc[2, "head_dim"] == MLA_DECODE_HEAD_DIM == 544
+    assert rows.loc[2, "kv_dim"] == 576
+    assert rows.loc[3, "kv_heads"] == 128 and rows.loc[3, "head_dim"] == MLA_PREFILL_HEAD_DIM == 160
+    assert rows.loc[3, "kv_dim"] == 320
+    # absorbed: 128 query rows per KV head per token, 4 x 544 FLOPs per pair
+    w = kernel_work(rows.reset_index().iloc[[0]])
+    assert w.shape_m[0] == 1024 * 128 and w.flops[0] == 2 * 128 * 2176 * (1024 * 1025 / 2)

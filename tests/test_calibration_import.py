@@ -102,6 +102,42 @@ def test_staged_fit_keeps_an_engine_fact_and_recovers_the_decode_fallback_bandwi
     assert "decode_fallback_mem_scale" not in fit_rows(synthetic_rows(TRUE), H100).params
 
 
+def mla_rows(eff: Efficiency, noise: float = 0.01, seed: int = 2) -> pd.DataFrame:
+    """MLA rows as the tables hold them (absorbed decode over the 576-wide latent; expanded and absorbed prefill),
+    timed by the model with `eff` (+ noise)."""
+    rng = np.random.default_rng(seed)
+    absorbed, expanded = dict(kv_heads=1, head_dim=544.0, kv_dim=576.0), dict(head_dim=160.0, kv_dim=320.0)
+    rows = [dict(kernel="decode_attention", family="mla_decode", batch=b, heads=h, context=c, **absorbed)
+            for b in (1, 8, 64, 256) for c in (2, 100, 1024, 8192, 65536) for h in (64, 128)]
+    rows += [dict(kernel="attention", family="mla_prefill", batch=b, heads=128, seq_len=s, kv_heads=128, **expanded)
+             for b in (1, 4, 32) for s in (1, 16, 100, 512, 2048, 8192)]
+    rows += [dict(kernel="attention", family="mla_prefill", batch=b, heads=128, seq_len=s, **absorbed)
+             for b in (1, 8) for s in (16, 512, 4096)]
+    table = pd.DataFrame(rows).assign(dtype="bf16", mla=1.0, measured_s=1.0)
+    table["size"] = table["batch"] * table["heads"] * table["seq_len"].fillna(table["context"]) ** 2
+    clean = predictor(table, H100)(eff)
+    return table.assign(measured_s=clean * np.exp(rng.normal(0, noise, len(table))))
+
+
+def test_staged_fit_recovers_the_mla_stage_with_its_block_fact():
+    # the MLA stage on top of the attention curve: ceiling and half-point scales, corner, latent and query/output
+    # bandwidth shares and the decode and prefill call floors, with the 64 x 64 blocks set as a kernel fact
+    mla = dict(mla_attention_scale=1.1, mla_d_half_scale=2.0, mla_kv_half_scale=0.3, mla_q_half_scale=0.5,
+               mla_roofline_p=3.0, mla_mem_scale=1.2, mla_qo_mem_scale=0.5, mla_decode_floor_s=11e-6,
+               mla_prefill_floor_s=7e-6)
+    true = replace(TRUE, mla_block=64.0, **mla)
+    rows = pd.concat([synthetic_rows(true), mla_rows(true)], ignore_index=True)
+    result = fit_rows(rows, H100, facts={"mla_block": 64.0})
+    assert result.params["mla_block"] == 64.0
+    tolerance = {"mla_attention_scale": 0.1, "mla_d_half_scale": 0.3, "mla_kv_half_scale": 0.2,
+                 "mla_q_half_scale": 0.3, "mla_roofline_p": 0.3, "mla_mem_scale": 0.1, "mla_qo_mem_scale": 0.1,
+                 "mla_decode_floor_s": 0.15, "mla_prefill_floor_s": 0.2}
+    for name, tol in tolerance.items():
+        assert result.params[name] == pytest.approx(mla[name], rel=tol), name
+    held = result.rows[(result.rows["split"] != "fit") & result.rows["family"].str.startswith("mla")]
+    assert float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) < 0.03
+
+
 def test_split_holds_out_the_smallest_and_largest_and_every_kth_shape():
     rows = pd.DataFrame({"family": ["a"] * 100 + ["b"] * 10, "size": list(range(100)) + list(range(10)),
                          "measured_s": 1.0})

@@ -36,6 +36,7 @@ BOUNDS = {
     "step_overhead_s": (0.0, 0.1), "roofline_p": (1.0, 16.0),
     "collective_base_s": (0.0, 1e-3), "scale_up_bus_efficiency": (0.05, 1.0), "attention_kv_half": (0.0, 1e6),
     "attention_d_half": (0.0, 4096.0), "mla_attention_scale": (0.05, 4.0), "mla_d_half_scale": (0.01, 100.0),
+    "mla_kv_half_scale": (0.0, 100.0), "mla_q_half_scale": (0.0, 100.0),
     "attention_mem_scale": (0.05, 2.0), "gemm_k_s": (0.0, 1e-8), "gemm_k_split": (0.0, 1e6),
     "gemm_k_scale_8": (0.02, 20.0), "gemm_k_scale_4": (0.02, 20.0),
     "gemm_tile_m_8": (1.0, 256.0), "gemm_tile_m_4": (1.0, 256.0), "gemm_quant_s_8": (0.0, 1e-3),
@@ -45,7 +46,8 @@ BOUNDS = {
     # grouped MoE kernels relative to dense GEMMs (a compute share above 1 stops at the peak: context_for caps it)
     **{f"moe_{kind}_scale_{c}": (0.02, 2.0) for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
     "attention_roofline_p": (1.0, 16.0), "mla_roofline_p": (1.0, 16.0), "mla_mem_scale": (0.2, 2.0),
-    "decode_fallback_mem_scale": (0.2, 20.0), "mla_decode_floor_s": (0.0, 1e-3),
+    "mla_qo_mem_scale": (0.1, 2.0),
+    "decode_fallback_mem_scale": (0.2, 20.0), "mla_decode_floor_s": (0.0, 1e-3), "mla_prefill_floor_s": (0.0, 1e-3),
     "gemv_mem_scale": (0.2, 1.5), "custom_ar_bus_efficiency": (0.02, 1.0), "custom_ar_two_shot_s": (0.0, 1e-3),
     "nccl_base_s": (0.0, 1e-3),
     # block-scaled FP8 kernels (Efficiency.gemm_max_8b and the other _8b terms)
@@ -68,8 +70,9 @@ def _informed(table: pd.DataFrame) -> list[str]:
         params += ["attention_max", "attention_q_half", "attention_kv_half", "attention_floor_s",
                    "decode_attention_floor_s", "attention_mem_scale"]
         if "mla" in table and (table["mla"].fillna(0) > 0).any():
-            params += ["mla_attention_scale", "mla_d_half_scale", "mla_roofline_p", "mla_mem_scale",
-                       "mla_decode_floor_s"]
+            params += ["mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
+                       "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s",
+                       "mla_prefill_floor_s"]
         # the head-dimension term needs more than one head dimension (with one it is the ceiling under another name)
         attention = table["kernel"].isin(["attention", "decode_attention"])
         if "head_dim" in table and table.loc[attention, "head_dim"].nunique() > 1:
@@ -271,7 +274,8 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 1e-7,
              "gemm_quant_row_s_8b": 1e-11,
              "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
-             "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "mla_decode_floor_s": 1e-7, "gemm_k_split": 64.0,
+             "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "mla_decode_floor_s": 1e-7,
+             "mla_prefill_floor_s": 1e-7, "gemm_k_split": 64.0,
              "gemm_k_split_8": 64.0, "gemm_k_split_4": 64.0, "custom_ar_two_shot_s": 1e-7, "nccl_base_s": 1e-7,
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,

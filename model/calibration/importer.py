@@ -36,7 +36,8 @@ SPLITS = ("fit", "interpolation", "extrapolation")
 CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
-               "mla_d_half_scale", "mla_decode_floor_s",
+               "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale", "mla_decode_floor_s",
+               "mla_prefill_floor_s",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s", "custom_ar_two_shot_s", "nccl_base_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_split_8", "gemm_k_split_4", "gemm_k_scale_8", "gemm_k_scale_4",
@@ -66,8 +67,9 @@ STAGES = (
      ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
       "attention_max", "attention_mem_scale", "attention_roofline_p", "decode_fallback_mem_scale")),
     # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
-    (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_roofline_p", "mla_mem_scale",
-                                     "mla_decode_floor_s")),
+    (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
+                                     "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s",
+                                     "mla_prefill_floor_s")),
     # all-reduce: the ring/tree/one-shot bandwidth, the in-switch (NVLS) bandwidth, the collective kernel's floor,
     # and the engine's custom one-shot/two-shot kernels (where its size rule is set: custom_all_reduce_limits)
     (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency", "nvls_bus_efficiency", "nvls_latency_s",
@@ -92,7 +94,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                # grouped MoE kernels: from half the dense ceilings
                **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
-               "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6,
+               "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6, "mla_prefill_floor_s": 10e-6,
                # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
                "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
                "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}
@@ -109,7 +111,15 @@ PARSIMONY_LOSS = 0.01
 # (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/kernelUtils.cpp: supportConfigCommon
 # rejects vanilla MHA, supportConfigQGMMA/HMMA reject head_grp_size * beam_width > 32); other calls run the masked
 # multi-head attention kernel (Efficiency.decode_group_limit). Blackwell runs its trtllm-gen kernels first.
-KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_limit": 32.0}, ("trtllm", "ampere"): {"decode_group_limit": 32.0}}
+# MLA kernels compute blocks of 64 query rows by 64 keys (Efficiency.mla_block; FlashMLA csrc/kernels/config.h:
+# BLOCK_SIZE_M = 64, PAGE_BLOCK_SIZE = 64, which TensorRT-LLM's getFlashMlaNumSmParts and get_mla_metadata repeat);
+# a block size is a step function of the loss, so it is set, not fitted. The tables agree: TensorRT-LLM's expanded
+# prefill takes about the same time for 1 to 32 tokens per sequence on H200 and B200.
+MLA_BLOCK = {"mla_block": 64.0}
+KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_limit": 32.0, **MLA_BLOCK},
+                ("trtllm", "ampere"): {"decode_group_limit": 32.0},
+                ("trtllm", "blackwell"): dict(MLA_BLOCK), ("sglang", "hopper"): dict(MLA_BLOCK),
+                ("sglang", "blackwell"): dict(MLA_BLOCK)}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:

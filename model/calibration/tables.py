@@ -37,6 +37,13 @@ FAMILIES = ("gemm_bf16", "gemm_fp8", "gemm_fp4", "attention_prefill", "attention
 # of 512 + 64 per token, absorbed decode attends with 576-wide queries and 512-wide values
 MLA_PREFILL_HEAD_DIM, MLA_PREFILL_KV_DIM = 160.0, 320.0  # 4*160 = 2*(192 + 128) FLOPs; q,o 2*160 + k,v 320 elements
 MLA_DECODE_HEAD_DIM, MLA_DECODE_KV_DIM = 544.0, 576.0  # 4*544 = 2*(576 + 512) FLOPs per head per key
+# context_mla_perf kernel sources that time absorbed prefill: aiconfigurator's collector/sglang/collect_mla.py builds
+# the layer with head_dim = kv_lora_rank + qk_rope_head_dim (576), v_head_dim = kv_lora_rank (512) and one KV head
+# unless the backend is trtllm_mla, and SGLang's FlashAttentionBackend.forward_extend then runs absorbed MLA
+# (flash_attn_with_kvcache over the latent cache, q_nope as `qv`); its trtllm_mla branch and TensorRT-LLM's
+# collector (collector/trtllm/collect_mla.py: head_dim = qk_nope + qk_rope = 192, num_kv_heads = num_heads,
+# v_head_dim 128) time the expanded MHA path
+ABSORBED_PREFILL_SOURCES = ("flash_attention", "triton")
 
 
 def _pyarrow():
@@ -164,10 +171,16 @@ def _mla(t: pd.DataFrame, decode: bool) -> pd.DataFrame:
                             "mla": 1.0, "measured_s": t["latency"] * 1e-3})
         return out.assign(size=out["batch"] * out["context"] * MLA_DECODE_KV_DIM)
     t = _fastest(t, ["batch_size", "isl", "num_heads"])
+    # the kernel the row timed: SGLang's FlashAttention (Hopper) and Triton backends run prefill absorbed, every
+    # query head against the one latent (MQA: 576-wide q/k, 512-wide v); TensorRT-LLM and SGLang's trtllm_mla
+    # (Blackwell) run it expanded (MHA, 192-wide q/k, 128-wide v)
+    absorbed = t["kernel_source"].isin(ABSORBED_PREFILL_SOURCES) if "kernel_source" in t \
+        else pd.Series(False, index=t.index)
     out = pd.DataFrame({"kernel": "attention", "dtype": "bf16", "family": "mla_prefill", "batch": t["batch_size"],
-                        "heads": t["num_heads"], "kv_heads": t["num_heads"], "head_dim": MLA_PREFILL_HEAD_DIM,
-                        "kv_dim": MLA_PREFILL_KV_DIM, "seq_len": t["isl"], "mla": 1.0,
-                        "measured_s": t["latency"] * 1e-3})
+                        "heads": t["num_heads"], "kv_heads": t["num_heads"].where(~absorbed, 1),
+                        "head_dim": np.where(absorbed, MLA_DECODE_HEAD_DIM, MLA_PREFILL_HEAD_DIM),
+                        "kv_dim": np.where(absorbed, MLA_DECODE_KV_DIM, MLA_PREFILL_KV_DIM), "seq_len": t["isl"],
+                        "mla": 1.0, "measured_s": t["latency"] * 1e-3})
     return out.assign(size=out["batch"] * out["heads"] * out["seq_len"] ** 2)
 
 

@@ -26,7 +26,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     attention_d_half = 0 in the
                     hand-set classes: no KV-length term. In time this is a per-query-tile start-up cost: at short
                     L the compute time tends to FLOPs/L * attention_kv_half / (peak * ceiling), not to 0)
-                    MLA attention: eta_a * mla_attention_scale, with attention_d_half * mla_d_half_scale
+                    MLA attention: eta_a * mla_attention_scale, with attention_d_half * mla_d_half_scale,
+                    attention_kv_half * mla_kv_half_scale and attention_q_half * mla_q_half_scale
 - memory traffic:   eta_m = mem_max * bytes/(bytes + mem_bytes_half); attention kernels * attention_mem_scale
 - every kernel:     + kernel_floor_s (launch and ramp, CUDA graphs assumed); a single attention call timed on its
                     own + attention_floor_s, a decode attention call + decode_attention_floor_s (its per-call
@@ -45,7 +46,9 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     half-point) and the memory ceiling x gemv_mem_scale, where gemv_mem_scale > 0 (0: the hand-set
                     classes, one curve)
 - MLA:              KV reads at attention_mem_scale x mla_mem_scale; a decode call timed on its own pays
-                    mla_decode_floor_s (0 = decode_attention_floor_s)
+                    mla_decode_floor_s (0 = decode_attention_floor_s), a prefill call mla_prefill_floor_s
+                    (0 = attention_floor_s) and moves its query and output bytes at
+                    mla_qo_mem_scale of that bandwidth
 - decode fallback:  where decode_group_limit > 0 (TensorRT-LLM on Ampere/Hopper: 32), decode calls with more query heads
                     per KV head, or plain MHA, read the KV once per query head with one query row per tile, at
                     decode_fallback_mem_scale of the attention bandwidth (single-kernel predictions)
@@ -114,6 +117,17 @@ class Efficiency:
     # and their head-dimension half-point is this multiple of attention_d_half (their softmax and rescale work per
     # score differs: one latent shared by all heads, 512-wide values); 1 = the same
     mla_d_half_scale: float = 1.0
+    # and their KV-length half-point is this multiple of attention_kv_half: their per-(query tile, head) start-up
+    # and split cost differs from the GQA kernels' (TensorRT-LLM on H200: expanded MLA prefill reaches half its
+    # ceiling near 600 keys and absorbed MLA decode pays ~0.23 us per 128-head sequence, where the fitted GQA
+    # curve's half-point is 1,300 keys); 1 = the same (the hand-set classes, where attention_kv_half = 0 anyway)
+    mla_kv_half_scale: float = 1.0
+    # and their query-row half-point is this multiple of attention_q_half: absorbed MLA packs every head of a token
+    # into the query tile (64 rows per tile in FlashMLA and FA3's 512-wide-value kernels), so 64 and 128 heads fill
+    # whole tiles; SGLang on H200 runs 128-head decode at batch 16-64 over 128k keys at ~60% of peak, the same
+    # fraction as its 32k-token prefill, where the GQA curve's half-point (48 rows) predicted 73% of that at 128
+    # heads and 57% at 64; 1 = the same (the hand-set classes)
+    mla_q_half_scale: float = 1.0
     # the KV-cache reads of attention kernels reach this share of the streaming ceiling mem_max: a paged cache is
     # gathered block by block through a block table, not streamed contiguously as a copy is; 1 = mem_max
     attention_mem_scale: float = 1.0
@@ -214,11 +228,30 @@ class Efficiency:
     # 64, 128k context reads 9.7 GB in 3.13 ms: 92% of nominal bandwidth, where its GQA decode kernel reaches 74%);
     # 1 = as other attention (the hand-set classes)
     mla_mem_scale: float = 1.0
+    # an MLA kernel's query and output tiles move at this share of its latent-read bandwidth (single-kernel
+    # predictions): 512-576-wide heads leave room for one CTA per SM, which loads its query tile before the KV loop
+    # and stores its output after it, outside the TMA pipeline that streams the latent. The tables show ~1 ns per
+    # (query token, head) wherever no latent is read (H200: absorbed SGLang prefill of 16-128 tokens, decode at batch
+    # 1,024 over 2 keys), i.e. 2,176 query + output bytes at ~45% of nominal bandwidth, while long-context decode
+    # streams the latent at ~90%; 1 = the same (the hand-set classes)
+    mla_qo_mem_scale: float = 1.0
+    # MLA kernels compute whole blocks of this many query rows by as many keys (single-kernel predictions;
+    # kernels.mla_blocks): a prefill of s tokens pays ceil(s/B) query blocks over whole key blocks, the causal
+    # diagonal in full. TensorRT-LLM's expanded MLA prefill takes the same time for 1 to 32 tokens per sequence
+    # (H200, batch 256, 128 heads: 845 us at 1 token, 1,048 us at 32; B200: 728 and 869 us), where a count of
+    # s(s+1)/2 pairs falls 500-fold; 0 = no blocks (the hand-set classes)
+    mla_block: float = 0.0
     # the per-call floor of an MLA decode call timed on its own, in place of decode_attention_floor_s: MLA decode runs
     # split-KV over the one latent with a metadata pass and a combine kernel (FlashMLA's get_mla_metadata and
     # combine; TensorRT-LLM's MLA generation alike), other preparation than a GQA decode kernel (TensorRT-LLM H100: a
     # batch-1 MLA decode call takes 14-16 us at any context up to 1k keys); 0 = decode_attention_floor_s
     mla_decode_floor_s: float = 0.0
+    # the same for an MLA prefill call, in place of attention_floor_s: TensorRT-LLM's MLA context call runs its RoPE
+    # and latent-cache append kernel before the attention kernel (attentionOp.cpp: invokeMLARopeContext where a GQA
+    # call runs invokeQKVPreprocessing), SGLang's writes the latent cache first, other
+    # preparation than a GQA prefill call (TensorRT-LLM H100: one one-token sequence takes 15.8-16.2 us, where the
+    # GQA prefill floor plus the kernel floor gave 19); 0 = attention_floor_s
+    mla_prefill_floor_s: float = 0.0
     # query heads per KV head above which an engine's decode attention leaves its grouped kernel for a per-query-head
     # kernel, which also runs plain MHA (one query head per KV head): TensorRT-LLM's XQA kernels take head groups of
     # at most 32 and never vanilla MHA (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/
@@ -517,15 +550,17 @@ def combine_roofline(compute_s, memory_s, p) -> object:
     return np.where(np.isfinite(p) & (hi > 0), soft, hi)
 
 
-def attention_eta(query_rows, top, eff, kv_len=None, head_dim=None, d_half=None) -> object:
+def attention_eta(query_rows, top, eff, kv_len=None, head_dim=None, d_half=None, kv_half=None,
+                  q_half=None) -> object:
     """Fraction of peak an attention kernel reaches with `query_rows` queries per KV head (GQA packing) over
     `kv_len` keys per query and `head_dim` (formulas.attention_depth) per head (None or 0: a kernel whose KV length
     or head dimension is not known, e.g. linear attention, has no such term); `d_half` defaults to
-    attention_d_half."""
-    eta = top * saturation(query_rows, eff.attention_q_half)
+    attention_d_half, `kv_half` to attention_kv_half, `q_half` to attention_q_half."""
+    eta = top * saturation(query_rows, eff.attention_q_half if q_half is None else q_half)
     d_half = eff.attention_d_half if d_half is None else d_half
+    kv_half = eff.attention_kv_half if kv_half is None else kv_half
     with np.errstate(divide="ignore", invalid="ignore"):
-        for size, half in ((kv_len, eff.attention_kv_half), (head_dim, d_half)):
+        for size, half in ((kv_len, kv_half), (head_dim, d_half)):
             if size is not None:
                 size = np.asarray(size, dtype=float)
                 eta = eta * np.where(size > 0, saturation(size, half), 1.0)

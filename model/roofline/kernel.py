@@ -78,16 +78,19 @@ def compute_eta(kind, m, n, eff, *, gemm_max=1.0, weight_only=False, tile=None, 
                 gemv=True) -> np.ndarray:
     """eta_c of one kernel kind: GEMMs by (m, n), dtype ceiling and tile rows `tile` (less the dequantisation
     penalty for weight-only formats), attention by query rows per KV head m, keys per query n and head dimension
-    `depth` (None or 0 when not known), MLA attention (`mla`) at mla_attention_scale of that ceiling and
-    mla_d_half_scale of the head-dimension half-point, element-wise kernels at the vector ceiling."""
+    `depth` (None or 0 when not known), MLA attention (`mla`) at mla_attention_scale of that ceiling,
+    mla_d_half_scale, mla_kv_half_scale and mla_q_half_scale of its head-dimension, KV-length and query-row
+    half-points, element-wise kernels at the vector ceiling."""
     if kind == "gemm":
         eta = gemm_eta(m, n, gemm_max, eff, tile, gemv)
         return np.where(weight_only, eta * (1 - eff.dequant_penalty), eta)
     if kind == "attention":
         top = eff.attention_max * np.where(mla, eff.mla_attention_scale, 1.0)
         d_half = eff.attention_d_half * np.where(mla, eff.mla_d_half_scale, 1.0)
+        kv_half = eff.attention_kv_half * np.where(mla, eff.mla_kv_half_scale, 1.0)
+        q_half = eff.attention_q_half * np.where(mla, eff.mla_q_half_scale, 1.0)
         # no kernel beats the peak: an MLA scale above 1 (with its larger head-dimension half-point) stops there
-        return np.minimum(attention_eta(m, top, eff, n, depth, d_half), 1.0)
+        return np.minimum(attention_eta(m, top, eff, n, depth, d_half, kv_half, q_half), 1.0)
     if kind == "linear_attention":
         return attention_eta(m, eff.linear_attention_max, eff)
     if kind in ("elementwise", "embedding", "copy"):

@@ -41,6 +41,7 @@ class KernelWork:
     mla: np.ndarray  # attention rows of MLA kernels (optional table column `mla` = 1)
     block: np.ndarray | None = None  # FP8 GEMM rows of block-scaled kernels (optional column `block_scaled` = 1)
     fallback: np.ndarray | None = None  # decode rows on the per-query-head kernel (decode_fallback)
+    qo_bytes: np.ndarray | None = None  # attention rows: the query and output bytes within `bytes`
 
 
 def kernel_work(table: pd.DataFrame) -> KernelWork:
@@ -49,7 +50,7 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
         raise RidgeplanError("kernel", "the table needs a 'kernel' column", KERNELS)
     n = len(table)
     flops, nbytes = np.zeros(n), np.zeros(n)
-    m_rows, n_cols, k_cols = np.ones(n), np.ones(n), np.zeros(n)
+    m_rows, n_cols, k_cols, qo_bytes = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     kinds = table["kernel"].astype(str).to_numpy()
     dtypes = (table["dtype"].astype(str) if "dtype" in table else pd.Series(["bf16"] * n)).to_numpy()
     elem = np.array([number_format(d if d in ("fp8", "int8", "fp32", "fp16", "bf16", "fp4") else "bf16").bytes_per_element
@@ -80,11 +81,13 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
                 causal = sub["causal"].to_numpy(float) if "causal" in sub else np.ones(len(sub))
                 flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(s, 0.0, causal)
                 nbytes[rows] = b * s * (2 * h * d + hk * kv) * elem[rows]
+                qo_bytes[rows] = b * s * 2 * h * d * elem[rows]
                 m_rows[rows], n_cols[rows] = s * h / hk, s
             else:
                 c = sub["context"].to_numpy(float)
                 flops[rows] = b * h * attention_flops_per_pair(d, d) * keys_seen_full(1.0, c - 1, 1.0)
                 nbytes[rows] = b * c * hk * kv * elem[rows] + 2 * b * h * d * 2
+                qo_bytes[rows] = 2 * b * h * d * 2
                 m_rows[rows], n_cols[rows] = h / hk, c
         else:
             size = sub["bytes"].to_numpy(float)
@@ -92,7 +95,15 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
             flops[rows] = 0.0 if kind == "copy" else size / elem[rows]
     mla = (table["mla"].fillna(0).to_numpy(float) > 0) if "mla" in table else np.zeros(n, dtype=bool)
     block = (table["block_scaled"].fillna(0).to_numpy(float) > 0) if "block_scaled" in table else np.zeros(n, bool)
-    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols, mla, block)
+    return KernelWork(flops, nbytes, kinds, dtypes, m_rows, n_cols, k_cols, mla, block, qo_bytes=qo_bytes)
+
+
+def mla_qo_bytes(w: KernelWork, eff: Efficiency) -> np.ndarray:
+    """Bytes of each row at the attention bandwidth, with an MLA kernel's query and output tiles moving at
+    Efficiency.mla_qo_mem_scale of its latent stream (counted as bytes / scale; 1 = the same, no change)."""
+    if w.qo_bytes is None or not w.mla.any() or np.all(np.asarray(eff.mla_qo_mem_scale) == 1.0):
+        return w.bytes
+    return w.bytes + np.where(w.mla, w.qo_bytes * (1.0 / eff.mla_qo_mem_scale - 1.0), 0.0)
 
 
 def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
@@ -116,9 +127,35 @@ def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> Kern
     return replace(w, bytes=nbytes, shape_m=m_rows, fallback=fallback)
 
 
+def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
+    """MLA attention rows as their kernels run them (Efficiency.mla_block = B > 0): whole blocks of B query rows by B
+    keys. A prefill sequence of s tokens runs ceil(s/B) query blocks, block i over i + 1 key blocks when causal (the
+    diagonal block in full), so it computes B^2 n(n+1)/2 (query, key) pairs, not s(s+1)/2; query rows per KV head and
+    keys are padded to whole blocks, and a decode call's context to whole key blocks."""
+    rows = w.mla & np.isin(w.kind, ("attention", "decode_attention"))
+    block = float(eff.mla_block)
+    if block <= 0 or not rows.any():
+        return w
+    flops, m_rows, n_cols = w.flops.copy(), w.shape_m.copy(), w.shape_n.copy()
+    sub = table.loc[rows]
+    b, h, d = (sub[c].to_numpy(float) for c in ("batch", "heads", "head_dim"))
+    per_pair = b * h * attention_flops_per_pair(d, d)
+    prefill = w.kind[rows] == "attention"
+    keys = np.where(prefill, sub["seq_len"].to_numpy(float) if "seq_len" in sub else 0.0,
+                    sub["context"].to_numpy(float) if "context" in sub else 0.0)
+    blocks = np.ceil(keys / block)
+    causal = sub["causal"].to_numpy(float) if "causal" in sub else np.ones(len(sub))
+    pairs = np.where(prefill, block**2 * (causal * blocks * (blocks + 1) / 2 + (1 - causal) * blocks**2),
+                     blocks * block)
+    flops[rows] = per_pair * pairs
+    m_rows[rows] = np.ceil(w.shape_m[rows] / block) * block
+    n_cols[rows] = blocks * block
+    return replace(w, flops=flops, shape_m=m_rows, shape_n=n_cols)
+
+
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
-    w = decode_fallback(kernel_work(table), table, eff)
+    w = mla_blocks(decode_fallback(kernel_work(table), table, eff), table, eff)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     # vectorized per (kind, dtype, block-scaled): tables can be large
@@ -141,9 +178,10 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
             eta[rows] = compute_eta("elementwise", None, None, eff)
     decode_floor_s = np.where(w.mla & (eff.mla_decode_floor_s > 0), eff.mla_decode_floor_s,
                               eff.decode_attention_floor_s)
+    prefill_floor_s = np.where(w.mla & (eff.mla_prefill_floor_s > 0), eff.mla_prefill_floor_s, eff.attention_floor_s)
     call_floor_s = np.select([w.kind == "attention", w.kind == "decode_attention"],
-                             [eff.attention_floor_s, decode_floor_s], 0.0)
-    kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
+                             [prefill_floor_s, decode_floor_s], 0.0)
+    kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
                      extra_busy_s=k_loop,
                      eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
