@@ -20,7 +20,8 @@ Rows kept (`moe_table_rows`):
   DeepSeek-V3/R1, MiniMax-M2.5, GLM-5, Qwen3 FP8);
 - gated experts only (TensorRT-LLM's `moe_torch_flow_nongated` rows time relu2 experts, one matrix fewer);
 - per shape the newest table version holding it, and its fastest kernel (engines pick their best backend; the
-  GEMM tables are read the same way).
+  GEMM tables are read the same way); an older version only where it timed the kernel the newest version runs for
+  that format (`current_kernels`).
 `model.calibration.importer` also drops rows faster than reading their touched experts' weights at the nominal HBM
 bandwidth (`weight_read_s`): their synthetic routing touched fewer distinct experts than the token count implies
 (the DeepSeek-V3 shape, 7168 x 2048 x 256 experts, at 8-256 tokens).
