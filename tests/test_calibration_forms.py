@@ -108,12 +108,13 @@ def test_decode_fallback_reads_the_kv_head_once_per_query_head():
 
 def test_gemv_path_streams_weights_without_tile_or_row_terms():
     eff = _plain(gemv_mem_scale=0.9)
-    # tiled: 0.8 x 1/16 (tile fill) x 1/(1 + 8) (row half-point); GEMV path: 0.8 (n half-point 0)
-    assert float(gemm_eta(1, 12288, 0.8, _plain())) == pytest.approx(0.8 / 16 / 9)
+    # tiled: 0.8 x 1/16 (tile fill) x 16/(16 + 8) (row half-point at the padded tile's 16 rows); GEMV path: 0.8
+    # (n half-point 0)
+    assert float(gemm_eta(1, 12288, 0.8, _plain())) == pytest.approx(0.8 / 16 * 16 / 24)
     assert float(gemm_eta(1, 12288, 0.8, eff)) == pytest.approx(0.8)
     assert float(gemm_eta(17, 12288, 0.8, eff)) == pytest.approx(0.8 * 17 / 25)  # above 16 rows: the tiled curve
     # grouped MoE expert GEMMs (steps pass gemv=False for the expert role) keep the tiled curve
-    assert float(gemm_eta(1, 12288, 0.8, eff, gemv=False)) == pytest.approx(0.8 / 16 / 9)
+    assert float(gemm_eta(1, 12288, 0.8, eff, gemv=False)) == pytest.approx(0.8 / 16 * 16 / 24)
     # m = 1, n = 12288, k = 5376 (the H100 GEMV case of `ridgeplan validate`): weights 5376 x 12288 x 2 B plus the
     # activation row 5376 x 2 and output row 12288 x 2: 132,155,904 B at 0.8 x 0.9 of 3.35 TB/s = 54.79 us;
     # compute 2 x 12288 x 5376 FLOPs at 0.8 of peak: 0.17 us, p = 2 adds 0.03 %
@@ -124,6 +125,23 @@ def test_gemv_path_streams_weights_without_tile_or_row_terms():
     assert float(t.busy_s) == pytest.approx((t_m**2 + t_c**2) ** 0.5, rel=1e-12)
     row = pd.DataFrame([dict(kernel="gemm", dtype="bf16", m=1, n=12288, k=5376)])
     assert predict_kernels(row, H100, eff)[0] == pytest.approx(float(t.time_s), rel=1e-12)
+
+
+def test_a_gemm_below_one_tile_takes_the_time_of_the_full_tile():
+    # tile 64 rows, row half-point 90 (a B300 SGLang fit), n half-point 0, ceiling 0.8, no GEMV path:
+    # m = 4: 0.8 x 4/64 (tile fill) x 64/(64 + 90) (the padded tile's rows) = 0.8 x 4 x 64 / (64 x 154) = 0.020779;
+    # m = 64: 0.8 x 1 x 64/154 = 0.33247; m = 128: 0.8 x 128/218 = 0.46972 (above a tile: the m ramp as before)
+    eff = replace(_plain(), gemm_m_half=90.0)
+    eta = gemm_eta(np.array([4.0, 64.0, 128.0]), 4096, 0.8, eff, tile=64, gemv=False)
+    assert eta == pytest.approx([0.8 * 4 / 154, 0.8 * 64 / 154, 0.8 * 128 / 218])
+    # compute time m / eta: the 4-row GEMM runs the 64-row tile, as long as the full tile, never longer
+    assert 4 / eta[0] == pytest.approx(64 / eta[1])
+    # the old m/(m + half) at m = 4 gave 0.8 x 4/64 x 4/94: 7.7x the full tile's time
+    assert (4 / (0.8 * 4 / 64 * 4 / 94)) / (64 / eta[1]) == pytest.approx(94 / 4 * 64 / 154)
+    # hand-set classes (half-point 0): 1 at every m, as before; m = 0 rows keep their old value
+    hand = replace(_plain(), gemm_m_half=0.0)
+    assert gemm_eta(np.array([1.0, 16.0, 100.0]), 4096, 0.8, hand, tile=64, gemv=False) == pytest.approx(
+        [0.8 / 64, 0.8 / 4, 0.8])
 
 
 def test_attention_corner_takes_per_candidate_values():

@@ -42,7 +42,7 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
     """Kernel and all-reduce rows of every family the import fits, timed by the model with `eff` (+ noise)."""
     rng = np.random.default_rng(seed)
-    g = [(m, n, k) for m in (1, 4, 16, 32, 48, 64, 256, 1024, 4096, 16384) for n in (128, 1024, 4096, 16384)
+    g = [(m, n, k) for m in (1, 4, 16, 24, 32, 48, 64, 256, 1024, 4096, 16384) for n in (128, 1024, 4096, 16384)
          for k in (1024, 4096, 8192)]
     rows = [dict(kernel="gemm", dtype=dt, family=f"gemm_{dt}", m=m, n=n, k=k, size=2.0 * m * n * k)
             for dt in ("bf16", "fp8") for m, n, k in g]

@@ -98,6 +98,25 @@ def test_newest_version_per_shape():
     assert list(got["latency"]) == [1.0, 3.0]
 
 
+def test_an_older_version_stands_for_the_engine_only_where_it_timed_the_kernel_the_newest_runs():
+    # vLLM on B200: 0.19.0 timed INT4 experts with the old Marlin MoE kernel on two shapes, 0.24.0 with the
+    # compressed-tensors WNA16 Marlin experts on one of them; 0.19.0's FP8 shape ran the Triton kernel that 0.24.0
+    # also runs for FP8 (kept), and a row naming no kernel is kept (nothing to compare)
+    old = _table(moe_dtype=["int4_wo", "int4_wo", "fp8_block", "int4_wo"], hidden_size=[7168, 2048, 4096, 1024],
+                 kernel_source=["vllm_marlin_int4_moe", "vllm_marlin_int4_moe", "triton", None],
+                 latency=[0.2, 0.09, 1.0, 1.0])
+    new = _table(moe_dtype=["int4_wo", "fp8_block"], hidden_size=[7168, 5120],
+                 kernel_source=["wna16_marlin_experts", "triton"], latency=[0.09, 1.0])
+    got = newest_per_shape([("0.19.0", old), ("0.24.0", new)])
+    assert sorted(zip(got["moe_dtype"], got["hidden_size"], got["latency"])) == [
+        ("fp8_block", 4096, 1.0), ("fp8_block", 5120, 1.0), ("int4_wo", 1024, 1.0), ("int4_wo", 7168, 0.09)]
+    # non-gated rows of the newest version do not define its gated kernels (TensorRT-LLM 1.3.0rc23 on H100)
+    rc20 = _table(moe_dtype=["bfloat16"], kernel_source=["moe_torch_flow_cutlass"])
+    rc23 = _table(moe_dtype=["bfloat16"], hidden_size=[5120], kernel_source=["moe_torch_flow_nongated"])
+    got = newest_per_shape([("1.3.0rc20", rc20), ("1.3.0rc23", rc23)])
+    assert sorted(got["kernel_source"]) == ["moe_torch_flow_cutlass", "moe_torch_flow_nongated"]
+
+
 def test_moe_stage_recovers_known_kernel_shares_from_synthetic_layers():
     shapes = [(4096, 1536, 8, 128), (7168, 2048, 8, 256), (2048, 768, 8, 128), (3072, 1536, 8, 256)]
     t = pd.concat([_table(moe_dtype=dt, num_tokens=n, hidden_size=h, inter_size=i, topk=k, num_experts=e,

@@ -20,7 +20,8 @@ Rows kept (`moe_table_rows`):
   DeepSeek-V3/R1, MiniMax-M2.5, GLM-5, Qwen3 FP8);
 - gated experts only (TensorRT-LLM's `moe_torch_flow_nongated` rows time relu2 experts, one matrix fewer);
 - per shape the newest table version holding it, and its fastest kernel (engines pick their best backend; the
-  GEMM tables are read the same way).
+  GEMM tables are read the same way); an older version only where it timed the kernel the newest version runs for
+  that format (`current_kernels`).
 `model.calibration.importer` also drops rows faster than reading their touched experts' weights at the nominal HBM
 bandwidth (`weight_read_s`): their synthetic routing touched fewer distinct experts than the token count implies
 (the DeepSeek-V3 shape, 7168 x 2048 x 256 experts, at 8-256 tokens).
@@ -58,14 +59,36 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 def newest_per_shape(tables: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     """Rows of several versions of one engine's table: per shape, those of the newest version holding it (a newer
-    collection may add a few shapes and reuse the older one for the rest, TensorRT-LLM 1.3.0rc23's reuse.yaml)."""
+    collection may add a few shapes and reuse the older one for the rest, TensorRT-LLM 1.3.0rc23's reuse.yaml),
+    less an older version's rows timing a kernel the engine no longer runs (`current_kernels`)."""
     if not tables:
         return pd.DataFrame()
     order = {v: i for i, v in enumerate(sorted({v for v, _ in tables}, key=_version_key))}
     parts = [t.assign(_version=order[v]) for v, t in tables]
-    t = pd.concat(parts, ignore_index=True)
+    t = current_kernels(pd.concat(parts, ignore_index=True))
     newest = t.groupby(SHAPE)["_version"].transform("max")
     return t[t["_version"] == newest].drop(columns="_version")
+
+
+def current_kernels(t: pd.DataFrame) -> pd.DataFrame:
+    """Rows (with `_version`, newer = larger) less those of an older version whose kernel (kernel_source) the newest
+    version timing that format (moe_dtype) no longer runs: an engine upgrade that swaps the fused-experts kernel
+    changes the time of every shape, so an older collection's shapes stand for the current engine only where it
+    timed the same kernel. vLLM on B200 (aiconfigurator-core 0.12.0): 0.19.0 times INT4 experts with
+    `vllm_marlin_int4_moe` and 16-bit/FP8 ones with the Triton `vllm_fused_moe`, 0.24.0 with the compressed-tensors
+    WNA16 Marlin experts and FlashInfer's TRT-LLM kernels; on the one INT4 shape both time (7168 x 2048, 384
+    experts, 135 token/TP points) 0.19.0 is 2.65x slower (median; 1.26-5.96x). Rows naming no kernel are kept, and
+    so are non-gated kernels' rows, which moe_table_rows leaves out anyway (a version timing only those does not
+    stand for the gated kernels)."""
+    if "kernel_source" not in t:
+        return t
+    kernel = t["kernel_source"]
+    named = kernel.notna() & ~kernel.astype(str).str.contains("nongated")
+    keep = ~named
+    for _, g in t[named].groupby("moe_dtype", sort=False):
+        current = set(g.loc[g["_version"] == g["_version"].max(), "kernel_source"])
+        keep[g.index] = g["kernel_source"].isin(current)
+    return t[keep]
 
 
 def moe_table_rows(table: pd.DataFrame, expert_quant: tuple[str, ...]) -> pd.DataFrame:

@@ -7,9 +7,9 @@ when an engine is named, `<id>.<engine>.toml` and the class file `_class-<arch>.
 public kernel tables (`ridgeplan calibrate import`, docs/calibration.md).
 
 The forms, all saturating in size so that big kernels approach a ceiling and small ones fall far below it:
-- GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile[dtype]) * m/(m + gemm_m_half) * n/(n + gemm_n_half)
-                    (tensor cores work on tiles of `gemm_tile_m` rows, FP8 `gemm_tile_m_8`, FP4 `gemm_tile_m_4`:
-                    a one-token GEMM pays for a full tile)
+- GEMM compute:     eta_c = gemm_max[dtype] * m/max(m, tile[dtype]) * M/(M + gemm_m_half) * n/(n + gemm_n_half),
+                    M = max(m, tile[dtype]) (tensor cores work on tiles of `gemm_tile_m` rows, FP8 `gemm_tile_m_8`,
+                    FP4 `gemm_tile_m_4`: a one-token GEMM pays for a full tile, and takes no longer than one)
 - GEMM k loop:      busy >= min(k, gemm_k_split) * gemm_k_s   (one output tile's serial loop over k; past
                     gemm_k_split elements the GEMM library splits k over more CTAs, so the loop stops growing;
                     gemm_k_split = 0: no split, the hand-set classes; FP8/FP4 GEMMs x gemm_k_scale_8/4)
@@ -516,8 +516,12 @@ def gemm_eta(m, n, gemm_max, eff, tile=None, gemv=True) -> object:
     expert GEMMs, which the kernel tables do not time)."""
     tile = eff.gemm_tile_m if tile is None else tile
     wide = saturation(n, eff.gemm_n_half)
-    # the GEMV path (Efficiency.gemv): no tile and no row half-point
-    tiled = gemm_max * tile_fill(m, tile) * saturation(m, eff.gemm_m_half) * wide
+    # the GEMV path (Efficiency.gemv): no tile and no row half-point. The row half-point ramps over the rows the
+    # kernel runs, a padded tile's included: a GEMM of fewer rows than one tile runs that whole tile, so it takes
+    # the time of a full tile, never longer (at m/(m + gemm_m_half) its time would grow as 1/m below the tile)
+    m = np.asarray(m, dtype=float)
+    rows = np.where(m > 0, np.maximum(m, tile), m)
+    tiled = gemm_max * tile_fill(m, tile) * saturation(rows, eff.gemm_m_half) * wide
     return np.where(eff.gemv(m) & np.asarray(gemv, dtype=bool), gemm_max * wide, tiled)
 
 
