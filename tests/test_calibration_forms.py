@@ -102,8 +102,9 @@ def test_decode_fallback_reads_the_kv_head_once_per_query_head():
     assert predict_kernels(mha, H100, eff)[0] == pytest.approx(predict_kernels(mha, H100, plain)[0] * 0.8, rel=1e-6)
     assert predict_kernels(grouped, H100, eff)[0] == predict_kernels(grouped, H100, plain)[0]
     # the limit is TensorRT-LLM's on Ampere and Hopper only (kernelUtils.cpp), and no other engine's
-    assert KERNEL_FACTS == {("trtllm", "hopper"): {"decode_group_limit": 32.0},
-                            ("trtllm", "ampere"): {"decode_group_limit": 32.0}}
+    assert {k for k, v in KERNEL_FACTS.items() if "decode_group_limit" in v} == {("trtllm", "hopper"),
+                                                                                  ("trtllm", "ampere")}
+    assert KERNEL_FACTS[("trtllm", "hopper")]["decode_group_limit"] == 32.0
 
 
 def test_gemv_path_streams_weights_without_tile_or_row_terms():

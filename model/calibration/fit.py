@@ -46,7 +46,8 @@ BOUNDS = {
     **{f"moe_{kind}_scale_{c}": (0.02, 2.0) for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
     "attention_roofline_p": (1.0, 16.0), "mla_roofline_p": (1.0, 16.0), "mla_mem_scale": (0.2, 2.0),
     "decode_fallback_mem_scale": (0.2, 20.0), "mla_decode_floor_s": (0.0, 1e-3),
-    "gemv_mem_scale": (0.2, 1.5),
+    "gemv_mem_scale": (0.2, 1.5), "decode_item_s": (0.0, 1e-6), "prefill_tile_s": (0.0, 1e-6),
+    "decode_split_s": (0.0, 1e-3), "attention_wide_scale": (0.05, 2.0),
 }
 
 
@@ -268,7 +269,8 @@ _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0,
              "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "mla_decode_floor_s": 1e-7, "gemm_k_split": 64.0,
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
-             "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}
+             "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11, "decode_item_s": 1e-10, "prefill_tile_s": 1e-10,
+             "decode_split_s": 1e-7}
 
 _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7,
                "nvls_bus_efficiency": 0.5,
@@ -277,7 +279,8 @@ _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_
                "step_overhead_s": 1e-6,
                "attention_kv_half": 16.0, "attention_d_half": 8.0, "gemm_k_s": 1e-11,
                "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7, "gemm_quant_bytes_8": 0.5,
-               "gemm_quant_bytes_4": 0.5, "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11}
+               "gemm_quant_bytes_4": 0.5, "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11,
+               "decode_item_s": 1e-10, "prefill_tile_s": 1e-10, "decode_split_s": 1e-7}
 
 
 def _responsive(names: list[str], start: Efficiency, predict, n_rows: int) -> tuple[list[str], list[str]]:

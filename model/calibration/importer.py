@@ -36,7 +36,7 @@ SPLITS = ("fit", "interpolation", "extrapolation")
 CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200", "gb300")}
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
-               "mla_d_half_scale", "mla_decode_floor_s",
+               "mla_d_half_scale", "mla_decode_floor_s", "decode_item_s", "prefill_tile_s", "decode_split_s",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_scale_8", "gemm_k_scale_4", "gemm_quant_s_8", "gemm_quant_s_4",
@@ -59,7 +59,8 @@ STAGES = (
     # call floors, KV-read bandwidth
     (("attention_decode", "attention_prefill"),
      ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
-      "attention_max", "attention_mem_scale", "attention_roofline_p", "decode_fallback_mem_scale")),
+      "attention_max", "attention_mem_scale", "attention_roofline_p", "decode_fallback_mem_scale",
+      "decode_item_s", "prefill_tile_s", "attention_wide_scale", "decode_split_s")),
     # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
     (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_roofline_p", "mla_mem_scale",
                                      "mla_decode_floor_s")),
@@ -85,15 +86,25 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                # grouped MoE kernels: from half the dense ceilings
                **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
-               "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6}
+               "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6, "decode_item_s": 5e-9, "prefill_tile_s": 5e-9,
+               "decode_split_s": 3e-6}
 
 
 # engine kernel facts the tables are fitted with, set from the engine's source rather than fitted: TensorRT-LLM's XQA
 # decode kernels on Ampere and Hopper take at most 32 query heads per KV head and never plain MHA
 # (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/kernelUtils.cpp: supportConfigCommon
 # rejects vanilla MHA, supportConfigQGMMA/HMMA reject head_grp_size * beam_width > 32); other calls run the masked
-# multi-head attention kernel (Efficiency.decode_group_limit). Blackwell runs its trtllm-gen kernels first.
-KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_limit": 32.0}, ("trtllm", "ampere"): {"decode_group_limit": 32.0}}
+# multi-head attention kernel (Efficiency.decode_group_limit). Blackwell runs its trtllm-gen kernels first. XQA also
+# runs only where its CTAs fill a quarter of the SMs and splits long histories into blocks of 128 keys
+# (decoderXQAConstants.h kEnableMinBlockFactor, kMinHistoryTokensPerBlock; decoderXQAImplCommon.h
+# computeMultiBlockCount). vLLM's and SGLang's FlashAttention/FlashInfer kernels stop at head dimension 256; above it
+# (the tables' head_dim 512) a generic kernel runs (SGLang's decode tables at 512 stay on the curve: prefill only).
+_XQA = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
+_FLASH = {"vllm": {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0},
+          "sglang": {"attention_wide_head_dim": 256.0}}
+KERNEL_FACTS = {("trtllm", "hopper"): _XQA, ("trtllm", "ampere"): _XQA,
+                **{(engine, arch): facts for engine, facts in _FLASH.items()
+                   for arch in ("ampere", "hopper", "blackwell")}}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -199,6 +210,11 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
             names = [n for n in names if n != "attention_d_half"]
         if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
             names = [n for n in names if n != "decode_fallback_mem_scale"]
+        if not eff.decode_split_tokens:  # no split rule: nothing marks the split calls
+            names = [n for n in names if n != "decode_split_s"]
+        wide = max(eff.attention_wide_head_dim, eff.decode_wide_head_dim)
+        if not wide or "head_dim" not in rows or not (rows.loc[part, "head_dim"] > wide).any():  # no generic kernel
+            names = [n for n in names if n != "attention_wide_scale"]
         eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         stage = fit_efficiency(rows[part].reset_index(drop=True), device, eff, params=names, split=labels[part],
                                loss="soft_l1")
