@@ -37,6 +37,7 @@ def test_the_attention_forms_are_neutral_in_every_hand_set_class():
         assert eff.decode_item_s == 0 and eff.prefill_tile_s == 0
         assert eff.attention_wide_head_dim == 0 and eff.decode_wide_head_dim == 0 and eff.attention_wide_scale == 1
         assert eff.decode_group_min_fill == 0 and eff.decode_split_tokens == 0 and eff.decode_split_s == 0
+        assert eff.decode_split_waves == 8
 
 
 def test_decode_work_items_add_to_the_compute_term():
@@ -114,9 +115,11 @@ def test_the_kernel_facts_come_from_the_engines_sources():
     xqa = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
     assert KERNEL_FACTS[("trtllm", "hopper")] == KERNEL_FACTS[("trtllm", "ampere")] == xqa
     assert ("trtllm", "blackwell") not in KERNEL_FACTS
+    split = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
     for arch in ("ampere", "hopper", "blackwell"):
-        assert KERNEL_FACTS[("vllm", arch)] == {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0}
-        assert KERNEL_FACTS[("sglang", arch)] == {"attention_wide_head_dim": 256.0}
+        assert KERNEL_FACTS[("vllm", arch)] == {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0,
+                                                **split}
+        assert KERNEL_FACTS[("sglang", arch)] == {"attention_wide_head_dim": 256.0, **split}
 
 
 def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():
@@ -137,3 +140,8 @@ def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():
                                context=c) for b, c in zip(batch, context)])
     extra = predict_kernels(table, H100, split) - predict_kernels(table, H100, eff)
     assert extra == pytest.approx([5e-6, 5e-6, 5e-6, 0.0, 0.0], abs=1e-15)
+    # FlashAttention's and FlashInfer's planners split only below about one wave (decode_split_waves 1):
+    # (64, 8, 32769): waves 64 x 8 x 45 / 132 = 174.5 -> floor(45 / 174.5) = 0 -> 1; (1, 8, 1025): 8 x 8 / 132 < 1 -> 8;
+    # (8, 8, 32769): 8 x 8 x 45 / 132 = 21.8 -> floor(45 / 21.8) = 2
+    one = replace(eff, decode_split_waves=1.0)
+    assert decode_split_blocks([64, 1, 8], 8, [32769, 1025, 32769], one, SMS).tolist() == [1, 8, 2]

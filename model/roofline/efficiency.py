@@ -218,6 +218,10 @@ class Efficiency:
     # keys, 16 us from 1k keys on, where the KV read adds under 1 us); 0 = no such term. Applies where
     # decode_split_tokens > 0 (single-kernel predictions)
     decode_split_s: float = 0.0
+    # the waves of the SMs up to which the split count is cut: TensorRT-LLM's kTargetWaveFactor 8; FlashAttention's
+    # num_splits_heuristic splits only below 0.8 of one wave of CTAs, FlashInfer's decode planner only below its grid
+    # of resident CTAs, both taken as 1 wave for vLLM and SGLang (engine facts, with 128-key blocks)
+    decode_split_waves: float = 8.0
     # that per-query-head kernel's KV-read bandwidth relative to attention_mem_scale (above 1 where the L2 cache serves
     # the group's repeated reads)
     decode_fallback_mem_scale: float = 1.0

@@ -95,7 +95,6 @@ def kernel_work(table: pd.DataFrame) -> KernelWork:
 
 
 XQA_MAX_SUB_SEQ = 6000.0  # TensorRT-LLM's multi-block workspace bound (decoderXQAConstants.h getXqaMaxNumSubSeq)
-XQA_TARGET_WAVES = 8.0  # kTargetWaveFactor (decoderXQAConstants.h)
 
 
 def decode_split_blocks(batch, kv_heads, context, eff: Efficiency, sms: float) -> np.ndarray:
@@ -107,7 +106,7 @@ def decode_split_blocks(batch, kv_heads, context, eff: Efficiency, sms: float) -
         return np.ones(np.broadcast(batch, kv_heads, context).shape)
     blocks = np.floor((context - 1) / eff.decode_split_tokens)
     blocks = np.maximum(np.minimum(blocks, np.round(np.sqrt(blocks * 8.0))), 1.0)
-    adjust = batch * kv_heads * blocks / sms / XQA_TARGET_WAVES
+    adjust = batch * kv_heads * blocks / sms / eff.decode_split_waves
     blocks = np.maximum(np.where(adjust > 1, np.floor(blocks / np.where(adjust > 1, adjust, 1.0)), blocks), 1.0)
     return np.maximum(np.minimum(blocks, np.floor(XQA_MAX_SUB_SEQ / batch)), 1.0)
 
