@@ -37,7 +37,7 @@ def test_the_attention_forms_are_neutral_in_every_hand_set_class():
         assert eff.decode_item_s == 0 and eff.prefill_tile_s == 0
         assert eff.attention_wide_head_dim == 0 and eff.decode_wide_head_dim == 0 and eff.attention_wide_scale == 1
         assert eff.decode_group_min_fill == 0 and eff.decode_split_tokens == 0 and eff.decode_split_s == 0
-        assert eff.decode_split_waves == 8
+        assert eff.decode_split_waves == 8 and eff.prefill_decode_tokens == 0
 
 
 def test_decode_work_items_add_to_the_compute_term():
@@ -118,7 +118,7 @@ def test_the_kernel_facts_come_from_the_engines_sources():
     split = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
     for arch in ("ampere", "hopper", "blackwell"):
         assert KERNEL_FACTS[("vllm", arch)] == {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0,
-                                                **split}
+                                                "prefill_decode_tokens": 1.0, **split}
         assert KERNEL_FACTS[("sglang", arch)] == {"attention_wide_head_dim": 256.0, **split}
 
 
@@ -145,3 +145,13 @@ def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():
     # (8, 8, 32769): 8 x 8 x 45 / 132 = 21.8 -> floor(45 / 21.8) = 2
     one = replace(eff, decode_split_waves=1.0)
     assert decode_split_blocks([64, 1, 8], 8, [32769, 1025, 32769], one, SMS).tolist() == [1, 8, 2]
+
+
+def test_one_token_prefills_pay_the_decode_floor_where_the_engine_runs_them_as_decodes():
+    base = _plain(attention_floor_s=10e-6, decode_attention_floor_s=7e-6)
+    eff = replace(base, prefill_decode_tokens=1.0)
+    one = _rows("attention", batch=8, heads=32, kv_heads=8, head_dim=128, seq_len=1)
+    two = _rows("attention", batch=8, heads=32, kv_heads=8, head_dim=128, seq_len=2)
+    # the one-token prefill swaps the 10 us prefill floor for the 7 us decode floor; a two-token one keeps it
+    assert predict_kernels(one, H100, base)[0] - predict_kernels(one, H100, eff)[0] == pytest.approx(3e-6, rel=1e-9)
+    assert predict_kernels(two, H100, eff)[0] == predict_kernels(two, H100, base)[0]

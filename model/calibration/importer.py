@@ -101,9 +101,11 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
 # (the tables' head_dim 512) a generic kernel runs (SGLang's decode tables at 512 stay on the curve: prefill only).
 # Their split-KV decode (FlashAttention's num_splits_heuristic, FlashInfer's decode planner) splits only below about
 # one wave of CTAs, then merges the partial results like XQA's multi-block mode (Efficiency.decode_split_waves).
+# vLLM runs one-token prefills on its decode path (Efficiency.prefill_decode_tokens).
 _XQA = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
 _SPLIT = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
-_FLASH = {"vllm": {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0, **_SPLIT},
+_FLASH = {"vllm": {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0, "prefill_decode_tokens": 1.0,
+                   **_SPLIT},
           "sglang": {"attention_wide_head_dim": 256.0, **_SPLIT}}
 KERNEL_FACTS = {("trtllm", "hopper"): _XQA, ("trtllm", "ampere"): _XQA,
                 **{(engine, arch): facts for engine, facts in _FLASH.items()

@@ -244,6 +244,11 @@ class Efficiency:
     # decode tables at head_dim 512 sit on the curve); 0 = every head dimension on the one kernel (the hand-set
     # classes)
     attention_wide_head_dim: float = 0.0
+    # prefill calls of at most this many query tokens per sequence run the engine's decode path and pay its call
+    # floor (decode_attention_floor_s) in place of attention_floor_s: vLLM's metadata builders count requests of
+    # query length <= 1 as decodes (vllm/v1/attention/backends/utils.py split_decodes_and_prefills, decode_threshold
+    # 1); its tables' one-token prefills take 9-12 us, 15-40% under the prefill floor. 0 = none (engine fact)
+    prefill_decode_tokens: float = 0.0
     decode_wide_head_dim: float = 0.0
     attention_wide_scale: float = 1.0
     # GEMMs of at most gemv_m_limit rows (decode at small batch) run GEMV-style kernels (cuBLAS/CUTLASS swap operands

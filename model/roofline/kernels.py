@@ -186,8 +186,9 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
         blocks[decode] = decode_split_blocks(*(table.loc[decode, c].to_numpy(float)
                                                for c in ("batch", "kv_heads", "context")), eff, sms)
         decode_floor_s = decode_floor_s + np.where(blocks > 1, eff.decode_split_s, 0.0)
-    call_floor_s = np.select([w.kind == "attention", w.kind == "decode_attention"],
-                             [eff.attention_floor_s, decode_floor_s], 0.0)
+    as_decode = (w.kind == "attention") & ~w.mla & (w.shape_n <= eff.prefill_decode_tokens)  # n = query tokens
+    call_floor_s = np.select([as_decode, w.kind == "attention", w.kind == "decode_attention"],
+                             [eff.decode_attention_floor_s, eff.attention_floor_s, decode_floor_s], 0.0)
     kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
                      extra_busy_s=k_loop, extra_compute_s=item_s,
