@@ -148,7 +148,7 @@ def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():
 
 
 def test_one_token_prefills_pay_the_decode_floor_where_the_engine_runs_them_as_decodes():
-    base = _plain(attention_floor_s=10e-6, decode_attention_floor_s=7e-6)
+    base = replace(_plain(), attention_floor_s=10e-6, decode_attention_floor_s=7e-6)
     eff = replace(base, prefill_decode_tokens=1.0)
     one = _rows("attention", batch=8, heads=32, kv_heads=8, head_dim=128, seq_len=1)
     two = _rows("attention", batch=8, heads=32, kv_heads=8, head_dim=128, seq_len=2)
