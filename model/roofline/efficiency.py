@@ -47,8 +47,13 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - decode fallback:  where decode_group_limit > 0 (TensorRT-LLM on Ampere/Hopper: 32), decode calls with more query heads
                     per KV head, or plain MHA, read the KV once per query head with one query row per tile, at
                     decode_fallback_mem_scale of the attention bandwidth (single-kernel predictions)
-- decode items:     a GQA/MHA decode call's compute term + decode_item_s per (sequence, KV head) work item (per
-                    (sequence, query head) on the fallback kernel; single-kernel predictions)
+                    (and, where decode_group_min_fill > 0, calls whose XQA CTAs fill too few SMs)
+- attention work:   a grouped decode call's compute term + decode_item_s per (sequence, KV head) work item, a
+                    prefill call's + prefill_tile_s per (sequence, KV head, 128 packed query rows) tile; a decode
+                    call that splits its KV (kernels.decode_split_blocks, where decode_split_tokens > 0) +
+                    decode_split_s; head dimensions above attention/decode_wide_head_dim at attention_wide_scale of
+                    the speed; prefills of <= prefill_decode_tokens tokens pay the decode floor (all single-kernel
+                    predictions; 0 = none of these in the hand-set classes)
 """
 
 from __future__ import annotations
