@@ -155,3 +155,9 @@ def test_one_token_prefills_pay_the_decode_floor_where_the_engine_runs_them_as_d
     # the one-token prefill swaps the 10 us prefill floor for the 7 us decode floor; a two-token one keeps it
     assert predict_kernels(one, H100, base)[0] - predict_kernels(one, H100, eff)[0] == pytest.approx(3e-6, rel=1e-9)
     assert predict_kernels(two, H100, eff)[0] == predict_kernels(two, H100, base)[0]
+    # and, on the decode path, no prefill tiles (64 of them at 20 ns otherwise: 8 sequences x 8 KV heads x 1 tile)
+    tiles = replace(base, prefill_tile_s=20e-9)
+    assert predict_kernels(one, H100, replace(tiles, prefill_decode_tokens=1.0))[0] \
+        == predict_kernels(one, H100, replace(eff, prefill_tile_s=0.0))[0]
+    assert predict_kernels(two, H100, replace(tiles, prefill_decode_tokens=1.0))[0] \
+        == predict_kernels(two, H100, tiles)[0]

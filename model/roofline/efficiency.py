@@ -240,8 +240,8 @@ class Efficiency:
     decode_item_s: float = 0.0
     # the same for a prefill attention call, per work tile: (sequence, KV head, 128 query rows of the GQA-packed
     # group), the CTA of FlashAttention-3 / FlashInfer prefill (kBlockM = 128 at head_dim 128); at short sequences
-    # over many sequences the tiles, not the FLOPs, set the time (vLLM B200, 16-token prefill over 1,024 sequences
-    # and 8 KV heads: 3-10x the FLOP-curve prediction); 0 = no such term
+    # over many sequences the tiles, not the FLOPs, set the time (vLLM B200, 16-token prefills over 256-8,192
+    # (sequence, KV head) pairs: 1.5-5.8x the fitted curve's prediction without this term); 0 = no such term
     prefill_tile_s: float = 0.0
     # head dimensions above this leave the engine's FlashAttention/FlashInfer prefill kernels (both compiled for head
     # dimensions up to 256) for a generic one, which runs at attention_wide_scale of their speed (compute and KV
@@ -249,13 +249,14 @@ class Efficiency:
     # decode tables at head_dim 512 sit on the curve); 0 = every head dimension on the one kernel (the hand-set
     # classes)
     attention_wide_head_dim: float = 0.0
+    decode_wide_head_dim: float = 0.0
+    attention_wide_scale: float = 1.0
     # prefill calls of at most this many query tokens per sequence run the engine's decode path and pay its call
     # floor (decode_attention_floor_s) in place of attention_floor_s: vLLM's metadata builders count requests of
     # query length <= 1 as decodes (vllm/v1/attention/backends/utils.py split_decodes_and_prefills, decode_threshold
-    # 1); its tables' one-token prefills take 9-12 us, 15-40% under the prefill floor. 0 = none (engine fact)
+    # 1); its tables' one-token prefills take 9-12 us, 15-40% under the prefill floor; they pay no prefill tiles
+    # (prefill_tile_s). 0 = none (engine fact)
     prefill_decode_tokens: float = 0.0
-    decode_wide_head_dim: float = 0.0
-    attention_wide_scale: float = 1.0
     # GEMMs of at most gemv_m_limit rows (decode at small batch) run GEMV-style kernels (cuBLAS/CUTLASS swap operands
     # or split k so the weight matrix streams across every SM, with no tensor-core tile in the row direction): their
     # compute has no tile or row half-point term, and their weight stream reaches gemv_mem_scale of the streaming

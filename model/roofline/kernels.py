@@ -176,7 +176,9 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     if eff.decode_item_s and grouped.any():
         item_s[grouped] = eff.decode_item_s * (table.loc[grouped, "batch"].to_numpy(float)
                                                * table.loc[grouped, "kv_heads"].to_numpy(float))
-    prefill = (w.kind == "attention") & ~w.mla
+    # prefill calls on the engine's decode path (prefill_decode_tokens) pay the decode floor and no prefill tiles
+    as_decode = (w.kind == "attention") & ~w.mla & (w.shape_n <= eff.prefill_decode_tokens)  # n = query tokens
+    prefill = (w.kind == "attention") & ~w.mla & ~as_decode
     if eff.prefill_tile_s and prefill.any():  # w.shape_m: query rows per KV head (the GQA-packed group)
         item_s[prefill] = eff.prefill_tile_s * (table.loc[prefill, "batch"].to_numpy(float)
                                                 * table.loc[prefill, "kv_heads"].to_numpy(float)
@@ -186,7 +188,6 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
         blocks[decode] = decode_split_blocks(*(table.loc[decode, c].to_numpy(float)
                                                for c in ("batch", "kv_heads", "context")), eff, sms)
         decode_floor_s = decode_floor_s + np.where(blocks > 1, eff.decode_split_s, 0.0)
-    as_decode = (w.kind == "attention") & ~w.mla & (w.shape_n <= eff.prefill_decode_tokens)  # n = query tokens
     call_floor_s = np.select([as_decode, w.kind == "attention", w.kind == "decode_attention"],
                              [eff.decode_attention_floor_s, eff.attention_floor_s, decode_floor_s], 0.0)
     kt = kernel_time(w.flops, w.bytes, peak_flop_per_s=peak, eta_compute=eta,
