@@ -36,7 +36,8 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                decode_attention_floor_s=6e-6, nvls_bus_efficiency=0.62, nvls_latency_s=25e-6,
                collective_floor_s=2e-6, gemv_mem_scale=0.9, attention_roofline_p=3.0,
                gemm_k_split_8=6000.0, gemm_max_8b=0.5, gemm_tile_m_8b=32.0, gemm_k_scale_8b=1.4, gemm_quant_s_8b=1e-6,
-               gemm_quant_bytes_8b=3.0, gemm_quant_row_s_8b=1e-9)
+               gemm_quant_bytes_8b=3.0, gemm_quant_row_s_8b=1e-9, decode_item_s=10e-9,
+               prefill_tile_s=15e-9)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -78,7 +79,8 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
                  "nvls_bus_efficiency": 0.05, "nvls_latency_s": 0.25, "gemm_k_split": 0.2,
                  "gemm_k_scale_8": 0.2, "gemv_mem_scale": 0.05, "attention_roofline_p": 0.25,
                  "gemm_k_split_8": 0.2, "gemm_max_8b": 0.03, "gemm_k_scale_8b": 0.2, "gemm_quant_s_8b": 0.3, "gemm_tile_m_8b": 0.2,
-                 "gemm_quant_bytes_8b": 0.2, "gemm_quant_row_s_8b": 0.3}
+                 "gemm_quant_bytes_8b": 0.2, "gemm_quant_row_s_8b": 0.3,
+                 "decode_item_s": 0.25, "prefill_tile_s": 0.25}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     # an all-reduce row pays collective_base_s + collective_floor_s alike (both fixed per call): only their sum is
@@ -93,11 +95,15 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
 
 def test_staged_fit_keeps_an_engine_fact_and_recovers_the_decode_fallback_bandwidth():
     # TensorRT-LLM's decode kernel limit (KERNEL_FACTS) is set, not fitted; the per-query-head kernel's bandwidth
-    # share is fitted from the rows it runs (64 query heads on 1 KV head, and plain MHA, in synthetic_rows)
-    true = replace(TRUE, decode_group_limit=32.0, decode_fallback_mem_scale=1.7)
-    result = fit_rows(synthetic_rows(true), H100, facts={"decode_group_limit": 32.0})
-    assert result.params["decode_group_limit"] == 32.0
-    assert result.params["decode_fallback_mem_scale"] == pytest.approx(1.7, rel=0.1)
+    # share is fitted from the rows it runs (64 query heads on 1 KV head, and plain MHA, in synthetic_rows); so is the
+    # merge cost of the calls its multi-block rule splits (decode_split_tokens, also a fact)
+    facts = {"decode_group_limit": 32.0, "decode_split_tokens": 128.0}
+    # (a bandwidth share below the nominal-bandwidth cap, 0.88 x 1.1 < 1, so every fallback row informs it)
+    true = replace(TRUE, decode_fallback_mem_scale=1.1, decode_split_s=4e-6, **facts)
+    result = fit_rows(synthetic_rows(true), H100, facts=facts)
+    assert result.params["decode_group_limit"] == 32.0 and result.params["decode_split_tokens"] == 128.0
+    assert result.params["decode_fallback_mem_scale"] == pytest.approx(1.1, rel=0.05)
+    assert result.params["decode_split_s"] == pytest.approx(4e-6, rel=0.25)
     # without the fact the parameter is not fitted (nothing runs that kernel)
     assert "decode_fallback_mem_scale" not in fit_rows(synthetic_rows(TRUE), H100).params
 
@@ -136,6 +142,17 @@ def test_staged_fit_recovers_the_mla_stage_with_its_block_fact():
         assert result.params[name] == pytest.approx(mla[name], rel=tol), name
     held = result.rows[(result.rows["split"] != "fit") & result.rows["family"].str.startswith("mla")]
     assert float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) < 0.03
+
+
+def test_staged_fit_recovers_the_generic_kernel_speed_past_the_flash_head_dimensions():
+    # an engine fact (here: prefill head dimensions above 128 leave the flash kernel) and the speed of the kernel
+    # those rows run (the head_dim 256 prefill rows of synthetic_rows), fitted beside the head-dimension half-point
+    facts = {"attention_wide_head_dim": 128.0}
+    true = replace(TRUE, attention_wide_scale=0.6, **facts)
+    result = fit_rows(synthetic_rows(true), H100, facts=facts)
+    assert result.params["attention_wide_head_dim"] == 128.0
+    assert result.params["attention_wide_scale"] == pytest.approx(0.6, rel=0.1)
+    assert result.params["attention_d_half"] == pytest.approx(40.0, rel=0.2)
 
 
 def test_split_holds_out_the_smallest_and_largest_and_every_kth_shape():

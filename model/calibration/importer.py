@@ -37,7 +37,7 @@ CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200"
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
                "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale", "mla_decode_floor_s",
-               "mla_prefill_floor_s",
+               "mla_prefill_floor_s", "decode_item_s", "prefill_tile_s", "decode_split_s",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s", "custom_ar_two_shot_s", "nccl_base_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_split_8", "gemm_k_split_4", "gemm_k_scale_8", "gemm_k_scale_4",
@@ -65,7 +65,8 @@ STAGES = (
     # call floors, KV-read bandwidth
     (("attention_decode", "attention_prefill"),
      ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
-      "attention_max", "attention_mem_scale", "attention_roofline_p", "decode_fallback_mem_scale")),
+      "attention_max", "attention_mem_scale", "attention_roofline_p", "decode_fallback_mem_scale",
+      "decode_item_s", "prefill_tile_s", "attention_wide_scale", "decode_split_s")),
     # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
     (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
                                      "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s",
@@ -95,6 +96,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
                "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6, "mla_prefill_floor_s": 10e-6,
+               "decode_item_s": 5e-9, "prefill_tile_s": 5e-9, "decode_split_s": 3e-6,
                # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
                "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
                "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}
@@ -110,16 +112,28 @@ PARSIMONY_LOSS = 0.01
 # decode kernels on Ampere and Hopper take at most 32 query heads per KV head and never plain MHA
 # (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/kernelUtils.cpp: supportConfigCommon
 # rejects vanilla MHA, supportConfigQGMMA/HMMA reject head_grp_size * beam_width > 32); other calls run the masked
-# multi-head attention kernel (Efficiency.decode_group_limit). Blackwell runs its trtllm-gen kernels first.
+# multi-head attention kernel (Efficiency.decode_group_limit). Blackwell runs its trtllm-gen kernels first. XQA also
+# runs only where its CTAs fill a quarter of the SMs and splits long histories into blocks of 128 keys
+# (decoderXQAConstants.h kEnableMinBlockFactor, kMinHistoryTokensPerBlock; decoderXQAImplCommon.h
+# computeMultiBlockCount). vLLM's and SGLang's FlashAttention/FlashInfer kernels stop at head dimension 256; above it
+# (the tables' head_dim 512) a generic kernel runs (SGLang's decode tables at 512 stay on the curve: prefill only).
+# Their split-KV decode (FlashAttention's num_splits_heuristic, FlashInfer's decode planner) splits only below about
+# one wave of CTAs, then merges the partial results like XQA's multi-block mode (Efficiency.decode_split_waves).
+# vLLM runs one-token prefills on its decode path (Efficiency.prefill_decode_tokens).
 # MLA kernels compute blocks of 64 query rows by 64 keys (Efficiency.mla_block; FlashMLA csrc/kernels/config.h:
 # BLOCK_SIZE_M = 64, PAGE_BLOCK_SIZE = 64, which TensorRT-LLM's getFlashMlaNumSmParts and get_mla_metadata repeat);
 # a block size is a step function of the loss, so it is set, not fitted. The tables agree: TensorRT-LLM's expanded
 # prefill takes about the same time for 1 to 32 tokens per sequence on H200 and B200.
 MLA_BLOCK = {"mla_block": 64.0}
-KERNEL_FACTS = {("trtllm", "hopper"): {"decode_group_limit": 32.0, **MLA_BLOCK},
-                ("trtllm", "ampere"): {"decode_group_limit": 32.0},
-                ("trtllm", "blackwell"): dict(MLA_BLOCK), ("sglang", "hopper"): dict(MLA_BLOCK),
-                ("sglang", "blackwell"): dict(MLA_BLOCK)}
+_XQA = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
+_SPLIT = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
+_FLASH = {"vllm": {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0, "prefill_decode_tokens": 1.0,
+                   **_SPLIT},
+          "sglang": {"attention_wide_head_dim": 256.0, **_SPLIT}}
+KERNEL_FACTS = {("trtllm", "hopper"): {**_XQA, **MLA_BLOCK}, ("trtllm", "ampere"): _XQA,
+                ("trtllm", "blackwell"): dict(MLA_BLOCK),
+                **{(engine, arch): {**facts, **(MLA_BLOCK if engine == "sglang" and arch != "ampere" else {})}
+                   for engine, facts in _FLASH.items() for arch in ("ampere", "hopper", "blackwell")}}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -239,6 +253,11 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
             names = [n for n in names if n != "decode_fallback_mem_scale"]
         if not any(c for _, _, c in eff.custom_all_reduce_limits()):  # no engine size rule: no custom kernel form
             names = [n for n in names if not n.startswith("custom_ar_") and n != "nccl_base_s"]
+        if not eff.decode_split_tokens:  # no split rule: nothing marks the split calls
+            names = [n for n in names if n != "decode_split_s"]
+        wide = max(eff.attention_wide_head_dim, eff.decode_wide_head_dim)
+        if not wide or "head_dim" not in rows or not (rows.loc[part, "head_dim"] > wide).any():  # no generic kernel
+            names = [n for n in names if n != "attention_wide_scale"]
         eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         if "scale_up_bus_efficiency" in names and not eff.scale_up_bus_efficiency:
             # 0 stands for the link file's bus efficiency: start there, not at the bound (from 0.05 the B200 vLLM

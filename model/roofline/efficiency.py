@@ -52,6 +52,13 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - decode fallback:  where decode_group_limit > 0 (TensorRT-LLM on Ampere/Hopper: 32), decode calls with more query heads
                     per KV head, or plain MHA, read the KV once per query head with one query row per tile, at
                     decode_fallback_mem_scale of the attention bandwidth (single-kernel predictions)
+                    (and, where decode_group_min_fill > 0, calls whose XQA CTAs fill too few SMs)
+- attention work:   a grouped decode call's compute term + decode_item_s per (sequence, KV head) work item, a
+                    prefill call's + prefill_tile_s per (sequence, KV head, 128 packed query rows) tile; a decode
+                    call that splits its KV (kernels.decode_split_blocks, where decode_split_tokens > 0) +
+                    decode_split_s; head dimensions above attention/decode_wide_head_dim at attention_wide_scale of
+                    the speed; prefills of <= prefill_decode_tokens tokens pay the decode floor (all single-kernel
+                    predictions; 0 = none of these in the hand-set classes)
 """
 
 from __future__ import annotations
@@ -260,9 +267,53 @@ class Efficiency:
     # per query head (repeats partly from L2); 0 = every group size runs the grouped kernel (the hand-set classes).
     # Single-kernel predictions only: the step graph carries query rows per KV head, not the group size alone
     decode_group_limit: float = 0.0
+    # and below this share of the SMs filled by the grouped kernel's CTAs the engine runs the fallback kernel too:
+    # XQA runs only where (batch x KV heads x multi-block count) x kEnableMinBlockFactor (4) >= the SM count, with a
+    # multi-block count of history / kMinHistoryTokensPerBlock (128) (decoderXQAConstants.h; decoderXQARunner.cpp
+    # DecoderXQARunner::shouldUse / mayHavePerfGain): 0.25 with decode_split_tokens 128; 0 = no such rule
+    decode_group_min_fill: float = 0.0
+    decode_split_tokens: float = 0.0
+    # a decode call that splits each sequence's KV over several CTAs (TensorRT-LLM's multi-block mode: history /
+    # decode_split_tokens blocks, at most round(sqrt(8 x that)), cut to 8 waves of the SMs and to 6,000 sub-sequences;
+    # decoderXQAImplCommon.h computeMultiBlockCount) pays this once per call: the partial results go through global
+    # memory and a last CTA per sequence merges them (TensorRT-LLM H200, one sequence and KV head: 8 us at 2-128
+    # keys, 16 us from 1k keys on, where the KV read adds under 1 us); 0 = no such term. Applies where
+    # decode_split_tokens > 0 (single-kernel predictions)
+    decode_split_s: float = 0.0
+    # the waves of the SMs up to which the split count is cut: TensorRT-LLM's kTargetWaveFactor 8; FlashAttention's
+    # num_splits_heuristic splits only below 0.8 of one wave of CTAs, FlashInfer's decode planner only below its grid
+    # of resident CTAs, both taken as 1 wave for vLLM and SGLang (engine facts, with 128-key blocks)
+    decode_split_waves: float = 8.0
     # that per-query-head kernel's KV-read bandwidth relative to attention_mem_scale (above 1 where the L2 cache serves
     # the group's repeated reads)
     decode_fallback_mem_scale: float = 1.0
+    # issue time per work item of a GQA/MHA decode attention call, spread over the GPU: the kernels run one CTA (or
+    # split-KV chunk set) per (sequence, KV head) -- TensorRT-LLM's XQA grid is (sub-sequences, KV heads, batch),
+    # its per-query-head fallback (masked MHA) one per (sequence, query head), FlashInfer's decode one per (sequence,
+    # KV-head tile) -- and each pays a fixed prologue and epilogue (query load, page-table walk, softmax finalize,
+    # output write) whatever its context (TensorRT-LLM H200, 8,192 (sequence, KV head) items at 2-128 keys: 267-296
+    # us, at 4 keys 16,384 items: 613 us, flat in context and group size). Added to the compute term; single-kernel
+    # predictions, like decode_attention_floor_s; 0 = no such term (the hand-set classes)
+    decode_item_s: float = 0.0
+    # the same for a prefill attention call, per work tile: (sequence, KV head, 128 query rows of the GQA-packed
+    # group), the CTA of FlashAttention-3 / FlashInfer prefill (kBlockM = 128 at head_dim 128); at short sequences
+    # over many sequences the tiles, not the FLOPs, set the time (vLLM B200, 16-token prefills over 256-8,192
+    # (sequence, KV head) pairs: 1.5-5.8x the fitted curve's prediction without this term); 0 = no such term
+    prefill_tile_s: float = 0.0
+    # head dimensions above this leave the engine's FlashAttention/FlashInfer prefill kernels (both compiled for head
+    # dimensions up to 256) for a generic one, which runs at attention_wide_scale of their speed (compute and KV
+    # reads); decode calls above decode_wide_head_dim alike. Engine facts: vLLM both 256, SGLang prefill 256 (its
+    # decode tables at head_dim 512 sit on the curve); 0 = every head dimension on the one kernel (the hand-set
+    # classes)
+    attention_wide_head_dim: float = 0.0
+    decode_wide_head_dim: float = 0.0
+    attention_wide_scale: float = 1.0
+    # prefill calls of at most this many query tokens per sequence run the engine's decode path and pay its call
+    # floor (decode_attention_floor_s) in place of attention_floor_s: vLLM's metadata builders count requests of
+    # query length <= 1 as decodes (vllm/v1/attention/backends/utils.py split_decodes_and_prefills, decode_threshold
+    # 1); its tables' one-token prefills take 9-12 us, 15-40% under the prefill floor; they pay no prefill tiles
+    # (prefill_tile_s). 0 = none (engine fact)
+    prefill_decode_tokens: float = 0.0
     # GEMMs of at most gemv_m_limit rows (decode at small batch) run GEMV-style kernels (cuBLAS/CUTLASS swap operands
     # or split k so the weight matrix streams across every SM, with no tensor-core tile in the row direction): their
     # compute has no tile or row half-point term, and their weight stream reaches gemv_mem_scale of the streaming

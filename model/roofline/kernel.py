@@ -36,12 +36,17 @@ class KernelTime:
         return self.busy_s + self.floor_s
 
 
-def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, eta_memory_scale=1.0):
+def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, eta_memory_scale=1.0,
+                   extra_compute_s=0.0):
     """(compute_s, memory_s): FLOPs at eta_compute of peak, bytes at the size-dependent eta_m of bandwidth (times
-    `eta_memory_scale`: Efficiency.attention_mem_scale for attention kernels)."""
+    `eta_memory_scale`: Efficiency.attention_mem_scale for attention kernels); `extra_compute_s`: issue time the
+    kernel's SMs spend beside its FLOPs (a decode attention call's per-work-item cost, Efficiency.decode_item_s),
+    added to the compute term."""
     flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         compute = np.where(flops > 0, flops / (peak_flop_per_s * eta_compute), 0.0)
+        if np.any(np.asarray(extra_compute_s) != 0):  # skipped at 0: the hand-set classes stay bit-identical
+            compute = compute + np.where(flops > 0, extra_compute_s, 0.0)
         # a scaled memory ceiling (attention_mem_scale > 1 where attention reads stream better than copies) stops at
         # the nominal bandwidth
         eta_m = np.minimum(memory_eta(nbytes, eff) * eta_memory_scale, 1.0)
@@ -50,7 +55,8 @@ def roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_
 
 
 def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff, kernels=1.0,
-                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0, floor_s=None, roofline_p=None) -> KernelTime:
+                extra_busy_s=0.0, extra_floor_s=0.0, eta_memory_scale=1.0, floor_s=None, roofline_p=None,
+                extra_compute_s=0.0) -> KernelTime:
     """Time of kernels doing `flops` and moving `nbytes` (see the module docstring).
 
     `extra_busy_s`: another term the kernel waits on (a collective's network time), combined as a hard max.
@@ -58,9 +64,9 @@ def kernel_time(flops, nbytes, *, peak_flop_per_s, eta_compute, bandwidth_bytes_
     each FP8 GEMM), counted with the floor of the kernels that do work. `eta_memory_scale`: see roofline_terms.
     `floor_s`: each kernel's launch floor where it is not eff.kernel_floor_s (collectives:
     Efficiency.collective_floor). `roofline_p`: the corner exponent per kernel where it is not eff.roofline_p
-    (attention kernels: Efficiency.attention_p)."""
+    (attention kernels: Efficiency.attention_p). `extra_compute_s`: see roofline_terms."""
     compute, memory = roofline_terms(flops, nbytes, peak_flop_per_s, eta_compute, bandwidth_bytes_per_s, eff,
-                                     eta_memory_scale)
+                                     eta_memory_scale, extra_compute_s)
     extra = np.asarray(extra_busy_s, dtype=float)
     # one corner for every kernel where they agree: numpy squares a scalar exponent of 2 exactly, an array one through
     # pow (last-bit differences), and the hand-set classes must stay bit-identical

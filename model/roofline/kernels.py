@@ -18,6 +18,7 @@ from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_
 from model.roofline.efficiency import Efficiency, gemm_k_loop_s, gemm_quant_s
 from model.roofline.kernel import compute_eta, kernel_time
 
+PREFILL_TILE_ROWS = 128.0  # query rows per prefill attention CTA (FlashAttention-3 kBlockM at head_dim 128)
 KERNELS = ("gemm", "attention", "decode_attention", "copy", "elementwise")
 # columns each kernel kind needs in a table
 COLUMNS = {
@@ -106,7 +107,24 @@ def mla_qo_bytes(w: KernelWork, eff: Efficiency) -> np.ndarray:
     return w.bytes + np.where(w.mla, w.qo_bytes * (1.0 / eff.mla_qo_mem_scale - 1.0), 0.0)
 
 
-def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
+XQA_MAX_SUB_SEQ = 6000.0  # TensorRT-LLM's multi-block workspace bound (decoderXQAConstants.h getXqaMaxNumSubSeq)
+
+
+def decode_split_blocks(batch, kv_heads, context, eff: Efficiency, sms: float) -> np.ndarray:
+    """CTAs per (sequence, KV head) of a split-KV decode call: TensorRT-LLM's computeMultiBlockCount
+    (decoderXQAImplCommon.h) with history = context - 1 and Efficiency.decode_split_tokens per block; 1 where
+    decode_split_tokens is 0 or the SM count is unknown."""
+    batch, kv_heads, context = (np.asarray(x, dtype=float) for x in (batch, kv_heads, context))
+    if not eff.decode_split_tokens or not sms:
+        return np.ones(np.broadcast(batch, kv_heads, context).shape)
+    blocks = np.floor((context - 1) / eff.decode_split_tokens)
+    blocks = np.maximum(np.minimum(blocks, np.round(np.sqrt(blocks * 8.0))), 1.0)
+    adjust = batch * kv_heads * blocks / sms / eff.decode_split_waves
+    blocks = np.maximum(np.where(adjust > 1, np.floor(blocks / np.where(adjust > 1, adjust, 1.0)), blocks), 1.0)
+    return np.maximum(np.minimum(blocks, np.floor(XQA_MAX_SUB_SEQ / batch)), 1.0)
+
+
+def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sms: float = 0.0) -> KernelWork:
     """Decode attention rows that leave the grouped kernel (Efficiency.decode_group_limit > 0: group size above it, or
     plain MHA) run one query head per CTA: one query row per tile, and every query head reads its KV head's cache
     (KV bytes x group size; the query and output bytes are unchanged)."""
@@ -117,6 +135,12 @@ def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> Kern
         group = np.ones(n)
         group[rows] = table.loc[rows, "heads"].to_numpy(float) / table.loc[rows, "kv_heads"].to_numpy(float)
         fallback = rows & ~w.mla & ((group > eff.decode_group_limit) | (group == 1))
+        if eff.decode_group_min_fill > 0 and sms:  # too few CTAs for the grouped kernel: the engine skips it
+            ctas = np.ones(n)
+            ctas[rows] = (table.loc[rows, "batch"].to_numpy(float) * table.loc[rows, "kv_heads"].to_numpy(float)
+                          * np.maximum(1.0, np.floor((table.loc[rows, "context"].to_numpy(float) - 1)
+                                                     / eff.decode_split_tokens)))
+            fallback = fallback | (rows & ~w.mla & (ctas < eff.decode_group_min_fill * sms))
     if not fallback.any():
         return replace(w, fallback=fallback)
     b, h, d = (table.loc[fallback, c].to_numpy(float) for c in ("batch", "heads", "head_dim"))
@@ -155,7 +179,8 @@ def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWor
 
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
-    w = mla_blocks(decode_fallback(kernel_work(table), table, eff), table, eff)
+    sms = float(device.on_chip.compute_units or 0) if device.on_chip is not None else 0.0
+    w = mla_blocks(decode_fallback(kernel_work(table), table, eff, sms), table, eff)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     # vectorized per (kind, dtype, block-scaled): tables can be large
@@ -176,17 +201,43 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
         else:
             peak[rows] = device.vector_flop_per_s
             eta[rows] = compute_eta("elementwise", None, None, eff)
+    # head dimensions past the engine's flash kernels run a generic kernel at attention_wide_scale of their speed
+    wide_dim = np.select([w.kind == "attention", w.kind == "decode_attention"],
+                         [eff.attention_wide_head_dim, eff.decode_wide_head_dim], 0.0)
+    wide = ~w.mla & (wide_dim > 0) & (w.shape_k > wide_dim)
+    speed = np.where(wide, eff.attention_wide_scale, 1.0)
+    eta = eta * speed
     decode_floor_s = np.where(w.mla & (eff.mla_decode_floor_s > 0), eff.mla_decode_floor_s,
                               eff.decode_attention_floor_s)
     prefill_floor_s = np.where(w.mla & (eff.mla_prefill_floor_s > 0), eff.mla_prefill_floor_s, eff.attention_floor_s)
-    call_floor_s = np.select([w.kind == "attention", w.kind == "decode_attention"],
-                             [prefill_floor_s, decode_floor_s], 0.0)
+    # a grouped GQA/MHA decode call's work items (Efficiency.decode_item_s): one per (sequence, KV head); the
+    # per-query-head fallback kernel's light CTAs are inside its own bandwidth scale
+    decode = (w.kind == "decode_attention") & ~w.mla
+    grouped = decode & ~w.fallback
+    item_s = np.zeros(n)
+    if eff.decode_item_s and grouped.any():
+        item_s[grouped] = eff.decode_item_s * (table.loc[grouped, "batch"].to_numpy(float)
+                                               * table.loc[grouped, "kv_heads"].to_numpy(float))
+    # prefill calls on the engine's decode path (prefill_decode_tokens) pay the decode floor and no prefill tiles
+    as_decode = (w.kind == "attention") & ~w.mla & (w.shape_n <= eff.prefill_decode_tokens)  # n = query tokens
+    prefill = (w.kind == "attention") & ~w.mla & ~as_decode
+    if eff.prefill_tile_s and prefill.any():  # w.shape_m: query rows per KV head (the GQA-packed group)
+        item_s[prefill] = eff.prefill_tile_s * (table.loc[prefill, "batch"].to_numpy(float)
+                                                * table.loc[prefill, "kv_heads"].to_numpy(float)
+                                                * np.ceil(w.shape_m[prefill] / PREFILL_TILE_ROWS))
+    if eff.decode_split_s and decode.any():  # split-KV calls merge their partial results (decode_split_s)
+        blocks = np.ones(n)
+        blocks[decode] = decode_split_blocks(*(table.loc[decode, c].to_numpy(float)
+                                               for c in ("batch", "kv_heads", "context")), eff, sms)
+        decode_floor_s = decode_floor_s + np.where(blocks > 1, eff.decode_split_s, 0.0)
+    call_floor_s = np.select([as_decode, w.kind == "attention", w.kind == "decode_attention"],
+                             [eff.decode_attention_floor_s, prefill_floor_s, decode_floor_s], 0.0)
     kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
-                     extra_busy_s=k_loop,
+                     extra_busy_s=k_loop, extra_compute_s=item_s,
                      eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
                                                eff.attention_mem_scale * np.where(w.mla, eff.mla_mem_scale, 1.0)
-                                               * np.where(w.fallback, eff.decode_fallback_mem_scale, 1.0),
+                                               * np.where(w.fallback, eff.decode_fallback_mem_scale, 1.0) * speed,
                                                np.where(w.kind == "gemm", eff.gemm_mem_scale(w.shape_m), 1.0)),
                      roofline_p=np.where(np.isin(w.kind, ("attention", "decode_attention")), eff.attention_p(w.mla),
                                          eff.roofline_p))
