@@ -266,7 +266,7 @@ class Efficiency:
     # kernels.fa3_mla_decode_splits): each split CTA loads the query tile and writes fp32 partial outputs that a
     # combine kernel reads back (hopper/flash_fwd_combine); those bytes move with the query and output tiles
     # (mla_qo_mem_scale; single-kernel predictions); 0 = no split (the hand-set classes). The combine call's own
-    # launch is no term: fitted, it came to < 0.1 us (SGLang H200)
+    # launch is mla_split_s below
     mla_fa3_split: float = 0.0
     # and each of its CTAs walks its share of key blocks in sequence (ceil(key blocks / splits), wave after wave):
     # with 512-wide values one CTA fills an SM and a page size of 1 gathers the latent row by row (FA3's paged
@@ -274,6 +274,15 @@ class Efficiency:
     # 64 heads: 12.5 us at 64 keys, 14 at 128, 17 at 256, the bytes adding < 0.2 us): mla_block_s per block, a hard
     # max with the roofline time; 0 = no such term
     mla_block_s: float = 0.0
+    # where 1, MLA decode calls pick TensorRT-LLM's trtllm-gen MLA generation kernel and its KV split by the engine's
+    # rule (Blackwell; kernels.trtllm_gen_mla_decode_splits: the low-latency kernel of 16 heads per CTA splits a
+    # sequence's KV over up to SMs / head CTAs, the high-throughput kernel does not); its CTAs walk their key tiles of
+    # 128 in sequence (mla_block_s, as above); 0 = no such rule (the hand-set classes)
+    mla_trtllm_gen_split: float = 0.0
+    # a split MLA decode call (either rule above) pays this once to reduce its partial results (FA3's combine kernel;
+    # trtllm-gen's reduction in a cluster's shared memory or through global memory): single-kernel predictions; 0 =
+    # none (B200 TensorRT-LLM, where its split calls ran 13-60% over the smooth curve: 4.6 us)
+    mla_split_s: float = 0.0
     # query heads per KV head above which an engine's decode attention leaves its grouped kernel for a per-query-head
     # kernel, which also runs plain MHA (one query head per KV head): TensorRT-LLM's XQA kernels take head groups of
     # at most 32 and never vanilla MHA (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/

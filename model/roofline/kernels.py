@@ -158,6 +158,34 @@ def fa3_mla_decode_splits(batch, heads, kv_heads, context, block: float, sms: fl
     return np.array(out)
 
 
+TRTLLM_GEN_KV_STEP = 128.0  # keys per KV tile of trtllm-gen's MLA generation kernels (tileSizeKv; 64 only by env)
+
+
+def trtllm_gen_mla_decode_splits(batch, heads, kv_heads, context, sms: float) -> tuple[np.ndarray, np.ndarray]:
+    """KV CTAs per sequence and CTAs in all of TensorRT-LLM's
+    trtllm-gen MLA generation kernels on Blackwell (cpp/tensorrt_llm/kernels/trtllmGenKernels/fmha/fmhaKernels.h,
+    hashFromRunnerParams and computeNumCtas). The low-latency kernel (16 query heads per CTA) runs where heads per KV
+    head <= 32 or batch x ceil(heads/16) x 2 <= SMs and splits each sequence's KV over
+    k = min(ceil(context/128), max(1, SMs // (batch x head CTAs))) CTAs; where that leaves half the SMs (a quarter, or
+    batch 1: all) idle, it also splits the 512-wide values over 2 (4) CTAs and recomputes k; the k partial results
+    then reduce in a cluster's shared memory (k <= 16, batch > 1) or through global memory. The high-throughput kernel
+    (64 heads per CTA; 128 heads on a 2-CTA pair) does not split."""
+    b, h, hk, c = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (batch, heads, kv_heads, context)))
+    group = h / hk
+    low = (group <= 32) | (b * np.ceil(group / 16) * 2 <= sms)
+    keys = np.ceil(c / TRTLLM_GEN_KV_STEP)
+    y = np.ceil(group / 16) * hk
+    k = np.minimum(keys, np.maximum(1.0, np.floor(sms / (y * b))))
+    total = b * y * k
+    corr = np.where(b == 1, 1.0, 2.0)
+    dv_split = np.where(k <= 1, 1.0, np.where(total * 2 * corr <= sms, 4.0, np.where(total * corr <= sms, 2.0, 1.0)))
+    y = y * dv_split
+    k = np.where(dv_split > 1, np.minimum(keys, np.maximum(1.0, np.floor(sms / (y * b)))), k)
+    k = np.where(low, k, 1.0)
+    ctas = np.where(low, b * y * k, b * hk * np.ceil(group / 64))
+    return k, ctas
+
+
 def mla_split_work(w: KernelWork, table: pd.DataFrame, eff: Efficiency,
                    sms: float) -> tuple[KernelWork, np.ndarray, np.ndarray]:
     """MLA decode rows split by FlashAttention-3's rule (Efficiency.mla_fa3_split = 1) and their splits: each split CTA
@@ -168,6 +196,12 @@ def mla_split_work(w: KernelWork, table: pd.DataFrame, eff: Efficiency,
     n = len(table)
     rows = w.mla & (w.kind == "decode_attention")
     splits, chain = np.ones(n), np.zeros(n)
+    if eff.mla_trtllm_gen_split and sms and rows.any():
+        b, h, hk, c = (table.loc[rows, col].to_numpy(float) for col in ("batch", "heads", "kv_heads", "context"))
+        k, ctas = trtllm_gen_mla_decode_splits(b, h, hk, c, sms)
+        splits[rows] = k
+        chain[rows] = np.ceil(ctas / sms) * np.ceil(np.ceil(c / TRTLLM_GEN_KV_STEP) / k)
+        return w, splits, chain
     if not eff.mla_fa3_split or not sms or not rows.any() or not eff.mla_block:
         return w, splits, chain
     sub = table.loc[rows]
@@ -242,7 +276,7 @@ def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWor
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
     sms = float(device.on_chip.compute_units or 0) if device.on_chip is not None else 0.0
-    w, _, mla_chain = mla_split_work(mla_blocks(decode_fallback(kernel_work(table), table, eff, sms), table, eff),
+    w, mla_splits, mla_chain = mla_split_work(mla_blocks(decode_fallback(kernel_work(table), table, eff, sms), table, eff),
                                    table, eff, sms)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
@@ -293,6 +327,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
         blocks[decode] = decode_split_blocks(*(table.loc[decode, c].to_numpy(float)
                                                for c in ("batch", "kv_heads", "context")), eff, sms)
         decode_floor_s = decode_floor_s + np.where(blocks > 1, eff.decode_split_s, 0.0)
+    decode_floor_s = decode_floor_s + np.where(mla_splits > 1, eff.mla_split_s, 0.0)  # the split's reduction
     call_floor_s = np.select([as_decode, w.kind == "attention", w.kind == "decode_attention"],
                              [eff.decode_attention_floor_s, prefill_floor_s, decode_floor_s], 0.0)
     kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
