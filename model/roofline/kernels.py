@@ -146,8 +146,8 @@ def fa3_mla_decode_splits(batch, heads, kv_heads, context, block: float, sms: fl
     blocks_per_sm = ceil(batch x m x n x 1.1 x KV heads / SMs), splits = ceil(n / blocks_per_sm); 1 above 992
     sequences."""
     out = []
-    for b, h, hk, c in zip(*(np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (batch, heads, kv_heads,
-                                                                                          context))))):
+    for b, h, hk, c in zip(*np.broadcast_arrays(*(np.atleast_1d(np.asarray(x, dtype=float))
+                                                  for x in (batch, heads, kv_heads, context)))):
         m, n = int(np.ceil(h / hk / block)), int(np.ceil(c / block))
         static = fa3_static_splits(int(hk) * m, n, int(sms))
         if b > FA3_DYNAMIC_MAX_BATCH or static == 1:
