@@ -96,7 +96,8 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                **{f"moe_{kind}_scale_{c}": 0.5 for kind in ("gemm", "mem") for c in ("16", "8", "4", "wo")},
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
                "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6, "mla_prefill_floor_s": 10e-6,
-               "decode_item_s": 5e-9, "prefill_tile_s": 5e-9, "decode_split_s": 3e-6, "mla_block_s": 1e-6, "mla_split_s": 3e-6,
+               "decode_item_s": 5e-9, "prefill_tile_s": 5e-9, "decode_split_s": 3e-6,
+               "mla_block_s": 1e-6, "mla_split_s": 3e-6,
                # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
                "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
                "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}

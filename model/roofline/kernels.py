@@ -276,8 +276,8 @@ def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWor
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
     sms = float(device.on_chip.compute_units or 0) if device.on_chip is not None else 0.0
-    w, mla_splits, mla_chain = mla_split_work(mla_blocks(decode_fallback(kernel_work(table), table, eff, sms), table, eff),
-                                   table, eff, sms)
+    w = mla_blocks(decode_fallback(kernel_work(table), table, eff, sms), table, eff)
+    w, mla_splits, mla_chain = mla_split_work(w, table, eff, sms)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     # vectorized per (kind, dtype, block-scaled): tables can be large
