@@ -115,13 +115,16 @@ def test_the_kernel_facts_come_from_the_engines_sources():
     xqa = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
     mla = {"mla_block": 64.0}  # FlashMLA's blocks (test_calibration_forms), on the GPUs with MLA tables
     assert KERNEL_FACTS[("trtllm", "ampere")] == xqa and KERNEL_FACTS[("trtllm", "hopper")] == {**xqa, **mla}
-    assert KERNEL_FACTS[("trtllm", "blackwell")] == mla
+    # and the engines' MLA decode split rules (test_calibration_mla_split): trtllm-gen on Blackwell, FA3 under SGLang
+    # on Hopper
+    assert KERNEL_FACTS[("trtllm", "blackwell")] == {**mla, "mla_trtllm_gen_split": 1.0}
     split = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
     for arch in ("ampere", "hopper", "blackwell"):
         assert KERNEL_FACTS[("vllm", arch)] == {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0,
                                                 "prefill_decode_tokens": 1.0, **split}
         assert KERNEL_FACTS[("sglang", arch)] == {"attention_wide_head_dim": 256.0, **split,
-                                                  **(mla if arch != "ampere" else {})}
+                                                  **(mla if arch != "ampere" else {}),
+                                                  **({"mla_fa3_split": 1.0} if arch == "hopper" else {})}
 
 
 def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():

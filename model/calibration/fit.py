@@ -54,6 +54,7 @@ BOUNDS = {
     "gemm_k_split_8": (0.0, 1e6), "gemm_k_split_4": (0.0, 1e6), "gemm_max_8b": (0.05, 1.0), "gemm_tile_m_8b": (1.0, 256.0), "gemm_k_scale_8b": (0.02, 20.0),
     "gemm_quant_s_8b": (0.0, 1e-3), "gemm_quant_bytes_8b": (0.0, 64.0), "gemm_quant_row_s_8b": (0.0, 1e-6),
     "decode_item_s": (0.0, 1e-6), "prefill_tile_s": (0.0, 1e-6), "decode_split_s": (0.0, 1e-3),
+    "mla_block_s": (0.0, 1e-4), "mla_split_s": (0.0, 1e-3),
     "attention_wide_scale": (0.05, 2.0),
 }
 
@@ -74,7 +75,7 @@ def _informed(table: pd.DataFrame) -> list[str]:
         if "mla" in table and (table["mla"].fillna(0) > 0).any():
             params += ["mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
                        "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s",
-                       "mla_prefill_floor_s"]
+                       "mla_prefill_floor_s", "mla_block_s", "mla_split_s"]
         # the head-dimension term needs more than one head dimension (with one it is the ceiling under another name)
         attention = table["kernel"].isin(["attention", "decode_attention"])
         if "head_dim" in table and table.loc[attention, "head_dim"].nunique() > 1:
@@ -282,7 +283,7 @@ _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0, "gemm_k_scale_8b": 1.
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11, "decode_item_s": 1e-10, "prefill_tile_s": 1e-10,
-             "decode_split_s": 1e-7}
+             "decode_split_s": 1e-7, "mla_block_s": 1e-8, "mla_split_s": 1e-7}
 
 _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7,
                "nvls_bus_efficiency": 0.5, "custom_ar_bus_efficiency": 0.5, "custom_ar_two_shot_s": 1e-7,
@@ -294,7 +295,8 @@ _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_
                "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7, "gemm_quant_bytes_8": 0.5,
                "gemm_quant_bytes_4": 0.5, "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11,
                "gemm_quant_s_8b": 1e-7, "gemm_quant_bytes_8b": 0.5, "gemm_quant_row_s_8b": 1e-11,
-               "decode_item_s": 1e-10, "prefill_tile_s": 1e-10, "decode_split_s": 1e-7}
+               "decode_item_s": 1e-10, "prefill_tile_s": 1e-10, "decode_split_s": 1e-7,
+               "mla_block_s": 1e-8, "mla_split_s": 1e-7}
 
 
 def _responsive(names: list[str], start: Efficiency, predict, n_rows: int) -> tuple[list[str], list[str]]:

@@ -37,7 +37,7 @@ CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200"
 # parameters averaged across a class in log space (sizes and latencies); the others arithmetically
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
                "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale", "mla_decode_floor_s",
-               "mla_prefill_floor_s", "decode_item_s", "prefill_tile_s", "decode_split_s",
+               "mla_prefill_floor_s", "mla_block_s", "mla_split_s", "decode_item_s", "prefill_tile_s", "decode_split_s",
                "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s", "custom_ar_two_shot_s", "nccl_base_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_split_8", "gemm_k_split_4", "gemm_k_scale_8", "gemm_k_scale_4",
@@ -70,7 +70,7 @@ STAGES = (
     # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
     (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
                                      "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s",
-                                     "mla_prefill_floor_s")),
+                                     "mla_prefill_floor_s", "mla_block_s", "mla_split_s")),
     # all-reduce: the ring/tree/one-shot bandwidth, the in-switch (NVLS) bandwidth, the collective kernel's floor,
     # and the engine's custom one-shot/two-shot kernels (where its size rule is set: custom_all_reduce_limits)
     (("all_reduce",), ("collective_base_s", "scale_up_bus_efficiency", "nvls_bus_efficiency", "nvls_latency_s",
@@ -97,6 +97,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
                "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6, "mla_prefill_floor_s": 10e-6,
                "decode_item_s": 5e-9, "prefill_tile_s": 5e-9, "decode_split_s": 3e-6,
+               "mla_block_s": 1e-6, "mla_split_s": 3e-6,
                # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
                "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
                "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}
@@ -124,15 +125,26 @@ PARSIMONY_LOSS = 0.01
 # BLOCK_SIZE_M = 64, PAGE_BLOCK_SIZE = 64, which TensorRT-LLM's getFlashMlaNumSmParts and get_mla_metadata repeat);
 # a block size is a step function of the loss, so it is set, not fitted. The tables agree: TensorRT-LLM's expanded
 # prefill takes about the same time for 1 to 32 tokens per sequence on H200 and B200.
+# SGLang's MLA decode on Hopper runs FlashAttention-3 (aiconfigurator collector/sglang/collect_mla.py: SM90 -> "fa3",
+# page size 1; FA3 hopper/tile_size.h: 64 x 64 tiles for 512-wide values), which splits each sequence's latent by
+# its own rule (hopper/heuristics.h num_splits_heuristic, flash_prepare_scheduler.cu's dynamic split;
+# Efficiency.mla_fa3_split). The tables agree: at 1-16 sequences over 512-16k keys, where FA3 splits, SGLang's H100
+# MLA decode runs 25-35% slower than the smooth curve fitted without the split.
 MLA_BLOCK = {"mla_block": 64.0}
+_FA3_MLA = {"mla_fa3_split": 1.0}
+# TensorRT-LLM on Blackwell picks its trtllm-gen MLA generation kernel and KV split by its own rule (fmhaKernels.h;
+# Efficiency.mla_trtllm_gen_split). The tables agree: where that rule splits a sequence's KV, B200 MLA decode ran
+# 13% (reduced in a cluster) to 60% (through global memory) over the smooth curve fitted without it.
+_TRTLLM_GEN_MLA = {"mla_trtllm_gen_split": 1.0}
 _XQA = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
 _SPLIT = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
 _FLASH = {"vllm": {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0, "prefill_decode_tokens": 1.0,
                    **_SPLIT},
           "sglang": {"attention_wide_head_dim": 256.0, **_SPLIT}}
 KERNEL_FACTS = {("trtllm", "hopper"): {**_XQA, **MLA_BLOCK}, ("trtllm", "ampere"): _XQA,
-                ("trtllm", "blackwell"): dict(MLA_BLOCK),
-                **{(engine, arch): {**facts, **(MLA_BLOCK if engine == "sglang" and arch != "ampere" else {})}
+                ("trtllm", "blackwell"): {**MLA_BLOCK, **_TRTLLM_GEN_MLA},
+                **{(engine, arch): {**facts, **(MLA_BLOCK if engine == "sglang" and arch != "ampere" else {}),
+                                    **(_FA3_MLA if (engine, arch) == ("sglang", "hopper") else {})}
                    for engine, facts in _FLASH.items() for arch in ("ampere", "hopper", "blackwell")}}
 
 
@@ -255,6 +267,8 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
             names = [n for n in names if not n.startswith("custom_ar_") and n != "nccl_base_s"]
         if not eff.decode_split_tokens:  # no split rule: nothing marks the split calls
             names = [n for n in names if n != "decode_split_s"]
+        if not (eff.mla_fa3_split or eff.mla_trtllm_gen_split):  # the same for MLA decode
+            names = [n for n in names if n not in ("mla_block_s", "mla_split_s")]
         wide = max(eff.attention_wide_head_dim, eff.decode_wide_head_dim)
         if not wide or "head_dim" not in rows or not (rows.loc[part, "head_dim"] > wide).any():  # no generic kernel
             names = [n for n in names if n != "attention_wide_scale"]

@@ -48,7 +48,9 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - MLA:              KV reads at attention_mem_scale x mla_mem_scale; a decode call timed on its own pays
                     mla_decode_floor_s (0 = decode_attention_floor_s), a prefill call mla_prefill_floor_s
                     (0 = attention_floor_s) and moves its query and output bytes at
-                    mla_qo_mem_scale of that bandwidth
+                    mla_qo_mem_scale of that bandwidth; where mla_fa3_split = 1, a decode call split by
+                    FlashAttention-3's rule also moves its split CTAs' query loads and fp32 partials there, and
+                    takes at least mla_block_s per key block its CTAs walk in sequence
 - decode fallback:  where decode_group_limit > 0 (TensorRT-LLM on Ampere/Hopper: 32), decode calls with more query heads
                     per KV head, or plain MHA, read the KV once per query head with one query row per tile, at
                     decode_fallback_mem_scale of the attention bandwidth (single-kernel predictions)
@@ -259,6 +261,28 @@ class Efficiency:
     # preparation than a GQA prefill call (TensorRT-LLM H100: one one-token sequence takes 15.8-16.2 us, where the
     # GQA prefill floor plus the kernel floor gave 19); 0 = attention_floor_s
     mla_prefill_floor_s: float = 0.0
+    # where 1, MLA decode calls split each sequence's latent over CTAs by FlashAttention-3's rule (SGLang's fa3 MLA
+    # backend on Hopper: the latent as a 64-wide rope head with 512-wide values, 64 x 64 tiles;
+    # kernels.fa3_mla_decode_splits): each split CTA loads the query tile and writes fp32 partial outputs that a
+    # combine kernel reads back (hopper/flash_fwd_combine); those bytes move with the query and output tiles
+    # (mla_qo_mem_scale; single-kernel predictions); 0 = no split (the hand-set classes). The combine call's own
+    # launch is mla_split_s below
+    mla_fa3_split: float = 0.0
+    # and each of its CTAs walks its share of key blocks in sequence (ceil(key blocks / splits), wave after wave):
+    # with 512-wide values one CTA fills an SM and a page size of 1 gathers the latent row by row (FA3's paged
+    # non-TMA loads), so a call with few CTAs is bound by that chain, not by bandwidth (SGLang H200, one sequence,
+    # 64 heads: 12.5 us at 64 keys, 14 at 128, 17 at 256, the bytes adding < 0.2 us): mla_block_s per block, a hard
+    # max with the roofline time; 0 = no such term
+    mla_block_s: float = 0.0
+    # where 1, MLA decode calls pick TensorRT-LLM's trtllm-gen MLA generation kernel and its KV split by the engine's
+    # rule (Blackwell; kernels.trtllm_gen_mla_decode_splits: the low-latency kernel of 16 heads per CTA splits a
+    # sequence's KV over up to SMs / head CTAs, the high-throughput kernel does not); its CTAs walk their key tiles of
+    # 128 in sequence (mla_block_s, as above); 0 = no such rule (the hand-set classes)
+    mla_trtllm_gen_split: float = 0.0
+    # a split MLA decode call (either rule above) pays this once to reduce its partial results (FA3's combine kernel;
+    # trtllm-gen's reduction in a cluster's shared memory or through global memory): single-kernel predictions; 0 =
+    # none (B200 TensorRT-LLM, where its split calls ran 13-60% over the smooth curve: 4.6 us)
+    mla_split_s: float = 0.0
     # query heads per KV head above which an engine's decode attention leaves its grouped kernel for a per-query-head
     # kernel, which also runs plain MHA (one query head per KV head): TensorRT-LLM's XQA kernels take head groups of
     # at most 32 and never vanilla MHA (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplJIT/

@@ -124,6 +124,102 @@ def decode_split_blocks(batch, kv_heads, context, eff: Efficiency, sms: float) -
     return np.maximum(np.minimum(blocks, np.floor(XQA_MAX_SUB_SEQ / batch)), 1.0)
 
 
+FA3_MAX_SPLITS = 128  # hopper/flash_api.cpp get_num_splits: num_splits_heuristic(..., max_splits = 128)
+FA3_DYNAMIC_MAX_BATCH = 992  # hopper/flash_prepare_scheduler.cu: batches per prepare CTA; beyond one CTA, no split
+
+
+def fa3_static_splits(m_blocks: int, n_blocks: int, sms: int) -> int:
+    """FlashAttention-3's num_splits_heuristic (hopper/heuristics.h) for a varlen call, which counts one sequence
+    (get_num_splits: total_mblocks = 1 x KV heads x m blocks where the split is dynamic): no split where the m blocks
+    nearly fill the SMs or the KV has <= 4 blocks; else the fewest splits within 85% of the best wave efficiency."""
+    if m_blocks >= 0.8 * sms or n_blocks <= 4:  # (the L2-overflow split needs >= 2 x SMs query blocks)
+        return 1
+    waves = m_blocks * np.arange(1, min(FA3_MAX_SPLITS, sms, n_blocks) + 1) / sms
+    eff = waves / np.ceil(waves)
+    return int(np.argmax(eff >= 0.85 * eff.max())) + 1
+
+
+def fa3_mla_decode_splits(batch, heads, kv_heads, context, block: float, sms: float) -> np.ndarray:
+    """Splits per sequence of FlashAttention-3 MLA decode (SGLang's fa3 backend: one query token, the latent as one
+    KV head, query heads packed into tiles of `block` rows, keys in blocks of `block`): the static bound
+    (fa3_static_splits) cut by the dynamic rule of flash_prepare_scheduler.cu (prepare_varlen_num_blocks_kernel):
+    blocks_per_sm = ceil(batch x m x n x 1.1 x KV heads / SMs), splits = ceil(n / blocks_per_sm); 1 above 992
+    sequences."""
+    out = []
+    for b, h, hk, c in zip(*np.broadcast_arrays(*(np.atleast_1d(np.asarray(x, dtype=float))
+                                                  for x in (batch, heads, kv_heads, context)))):
+        m, n = int(np.ceil(h / hk / block)), int(np.ceil(c / block))
+        static = fa3_static_splits(int(hk) * m, n, int(sms))
+        if b > FA3_DYNAMIC_MAX_BATCH or static == 1:
+            out.append(1.0)
+            continue
+        per_sm = np.ceil(b * m * n * 1.1 * hk / sms)
+        out.append(float(max(min(np.ceil(n / per_sm), static), 1)))
+    return np.array(out)
+
+
+TRTLLM_GEN_KV_STEP = 128.0  # keys per KV tile of trtllm-gen's MLA generation kernels (tileSizeKv; 64 only by env)
+
+
+def trtllm_gen_mla_decode_splits(batch, heads, kv_heads, context, sms: float) -> tuple[np.ndarray, np.ndarray]:
+    """KV CTAs per sequence and CTAs in all of TensorRT-LLM's
+    trtllm-gen MLA generation kernels on Blackwell (cpp/tensorrt_llm/kernels/trtllmGenKernels/fmha/fmhaKernels.h,
+    hashFromRunnerParams and computeNumCtas). The low-latency kernel (16 query heads per CTA) runs where heads per KV
+    head <= 32 or batch x ceil(heads/16) x 2 <= SMs and splits each sequence's KV over
+    k = min(ceil(context/128), max(1, SMs // (batch x head CTAs))) CTAs; where that leaves half the SMs (a quarter, or
+    batch 1: all) idle, it also splits the 512-wide values over 2 (4) CTAs and recomputes k; the k partial results
+    then reduce in a cluster's shared memory (k <= 16, batch > 1) or through global memory. The high-throughput kernel
+    (64 heads per CTA; 128 heads on a 2-CTA pair) does not split."""
+    b, h, hk, c = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (batch, heads, kv_heads, context)))
+    group = h / hk
+    low = (group <= 32) | (b * np.ceil(group / 16) * 2 <= sms)
+    keys = np.ceil(c / TRTLLM_GEN_KV_STEP)
+    y = np.ceil(group / 16) * hk
+    k = np.minimum(keys, np.maximum(1.0, np.floor(sms / (y * b))))
+    total = b * y * k
+    corr = np.where(b == 1, 1.0, 2.0)
+    dv_split = np.where(k <= 1, 1.0, np.where(total * 2 * corr <= sms, 4.0, np.where(total * corr <= sms, 2.0, 1.0)))
+    y = y * dv_split
+    k = np.where(dv_split > 1, np.minimum(keys, np.maximum(1.0, np.floor(sms / (y * b)))), k)
+    k = np.where(low, k, 1.0)
+    ctas = np.where(low, b * y * k, b * hk * np.ceil(group / 64))
+    return k, ctas
+
+
+def mla_split_work(w: KernelWork, table: pd.DataFrame, eff: Efficiency,
+                   sms: float) -> tuple[KernelWork, np.ndarray, np.ndarray]:
+    """MLA decode rows split by FlashAttention-3's rule (Efficiency.mla_fa3_split = 1) and their splits: each split CTA
+    loads the query tile again and writes fp32 partial outputs plus a log-sum-exp per (head, split), which the combine
+    kernel reads back (query bytes x (S - 1) + 2 x S x heads x (4 d_v + 4) per sequence; added to the query and output
+    bytes). d_v = 2 head_dim - kv_dim (the table's head_dim is (d_qk + d_v) / 2 with d_qk = kv_dim). Also the key
+    blocks each CTA walks in sequence, wave after wave: ceil(b m S / SMs) x ceil(n / S) (Efficiency.mla_block_s)."""
+    n = len(table)
+    rows = w.mla & (w.kind == "decode_attention")
+    splits, chain = np.ones(n), np.zeros(n)
+    if eff.mla_trtllm_gen_split and sms and rows.any():
+        b, h, hk, c = (table.loc[rows, col].to_numpy(float) for col in ("batch", "heads", "kv_heads", "context"))
+        k, ctas = trtllm_gen_mla_decode_splits(b, h, hk, c, sms)
+        splits[rows] = k
+        chain[rows] = np.ceil(ctas / sms) * np.ceil(np.ceil(c / TRTLLM_GEN_KV_STEP) / k)
+        return w, splits, chain
+    if not eff.mla_fa3_split or not sms or not rows.any() or not eff.mla_block:
+        return w, splits, chain
+    sub = table.loc[rows]
+    b, h, hk, c, d = (sub[col].to_numpy(float) for col in ("batch", "heads", "kv_heads", "context", "head_dim"))
+    kv = sub["kv_dim"].fillna(0).to_numpy(float) if "kv_dim" in sub else np.zeros(len(sub))
+    d_qk = np.where(kv > 0, kv, d)
+    d_v = 2 * d - d_qk
+    s = fa3_mla_decode_splits(b, h, hk, c, eff.mla_block, sms)
+    extra = np.where(s > 1, b * h * ((s - 1) * d_qk * 2 + 2 * s * (4 * d_v + 4)), 0.0)
+    nbytes, qo = w.bytes.copy(), w.qo_bytes.copy()
+    nbytes[rows] += extra
+    qo[rows] += extra
+    splits[rows] = s
+    m_blocks, n_blocks = np.ceil(h / hk / eff.mla_block), np.ceil(c / eff.mla_block)
+    chain[rows] = np.ceil(b * hk * m_blocks * s / sms) * np.ceil(n_blocks / s)
+    return replace(w, bytes=nbytes, qo_bytes=qo), splits, chain
+
+
 def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sms: float = 0.0) -> KernelWork:
     """Decode attention rows that leave the grouped kernel (Efficiency.decode_group_limit > 0: group size above it, or
     plain MHA) run one query head per CTA: one query row per tile, and every query head reads its KV head's cache
@@ -181,6 +277,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
     sms = float(device.on_chip.compute_units or 0) if device.on_chip is not None else 0.0
     w = mla_blocks(decode_fallback(kernel_work(table), table, eff, sms), table, eff)
+    w, mla_splits, mla_chain = mla_split_work(w, table, eff, sms)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     # vectorized per (kind, dtype, block-scaled): tables can be large
@@ -230,11 +327,12 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
         blocks[decode] = decode_split_blocks(*(table.loc[decode, c].to_numpy(float)
                                                for c in ("batch", "kv_heads", "context")), eff, sms)
         decode_floor_s = decode_floor_s + np.where(blocks > 1, eff.decode_split_s, 0.0)
+    decode_floor_s = decode_floor_s + np.where(mla_splits > 1, eff.mla_split_s, 0.0)  # the split's reduction
     call_floor_s = np.select([as_decode, w.kind == "attention", w.kind == "decode_attention"],
                              [eff.decode_attention_floor_s, prefill_floor_s, decode_floor_s], 0.0)
     kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
-                     extra_busy_s=k_loop, extra_compute_s=item_s,
+                     extra_busy_s=k_loop + eff.mla_block_s * mla_chain, extra_compute_s=item_s,
                      eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
                                                eff.attention_mem_scale * np.where(w.mla, eff.mla_mem_scale, 1.0)
                                                * np.where(w.fallback, eff.decode_fallback_mem_scale, 1.0) * speed,
