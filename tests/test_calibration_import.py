@@ -37,7 +37,7 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                collective_floor_s=2e-6, gemv_mem_scale=0.9, attention_roofline_p=3.0,
                gemm_k_split_8=6000.0, gemm_max_8b=0.5, gemm_tile_m_8b=32.0, gemm_k_scale_8b=1.4, gemm_quant_s_8b=1e-6,
                gemm_quant_bytes_8b=3.0, gemm_quant_row_s_8b=1e-9, decode_item_s=10e-9,
-               prefill_tile_s=15e-9)
+               prefill_tile_s=15e-9, gemm_sustain_drop=0.15, gemm_sustain_s=1e-3)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -80,7 +80,7 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
                  "gemm_k_scale_8": 0.2, "gemv_mem_scale": 0.05, "attention_roofline_p": 0.25,
                  "gemm_k_split_8": 0.2, "gemm_max_8b": 0.03, "gemm_k_scale_8b": 0.2, "gemm_quant_s_8b": 0.3, "gemm_tile_m_8b": 0.2,
                  "gemm_quant_bytes_8b": 0.2, "gemm_quant_row_s_8b": 0.3,
-                 "decode_item_s": 0.25, "prefill_tile_s": 0.25}
+                 "decode_item_s": 0.25, "prefill_tile_s": 0.25, "gemm_sustain_drop": 0.2, "gemm_sustain_s": 0.4}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     # an all-reduce row pays collective_base_s + collective_floor_s alike (both fixed per call): only their sum is

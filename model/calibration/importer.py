@@ -44,7 +44,7 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
                "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
-               "gemm_quant_row_s_8b")
+               "gemm_quant_row_s_8b", "gemm_sustain_s")
 
 
 # the fit runs in stages, each on the families that inform its parameters, in order: a stage's parameters are
@@ -52,7 +52,8 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
 # attention the memory ceiling); the shared floors and memory ceiling come from BF16 GEMMs and copies
 STAGES = (
     (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split", "mem_max",
-                             "mem_bytes_half", "kernel_floor_s", "roofline_p", "gemv_mem_scale")),
+                             "mem_bytes_half", "kernel_floor_s", "roofline_p", "gemv_mem_scale", "gemm_sustain_drop",
+                             "gemm_sustain_s")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
     # (FP8: per-tensor and block-scaled kernels, each with its own set, by the row's `block_scaled`: the table's
     # gemm_dtype fp8 or fp8_block of the faster kernel per shape)
@@ -90,6 +91,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "gemm_quant_row_s_8": 1e-9,
                "gemm_quant_row_s_4": 1e-9,
                "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 1e-9, "gemm_k_split": 3072.0,
+               "gemm_sustain_drop": 0.1, "gemm_sustain_s": 1e-3,
                "nvls_bus_efficiency": 0.6, "nvls_latency_s": 20e-6, "collective_floor_s": 2e-6,
                "custom_ar_bus_efficiency": 0.5, "custom_ar_two_shot_s": 2e-6, "nccl_base_s": 4e-6,
                # grouped MoE kernels: from half the dense ceilings
@@ -134,6 +136,13 @@ KERNEL_FACTS = {("trtllm", "hopper"): {**_XQA, **MLA_BLOCK}, ("trtllm", "ampere"
                 ("trtllm", "blackwell"): dict(MLA_BLOCK),
                 **{(engine, arch): {**facts, **(MLA_BLOCK if engine == "sglang" and arch != "ampere" else {})}
                    for engine, facts in _FLASH.items() for arch in ("ampere", "hopper", "blackwell")}}
+# per-tensor FP8 GEMM tiles by rows (Efficiency.gemm_k_tile_8): vLLM's CUTLASS scaled_mm on Hopper picks 64x64,
+# 64x128 and 128x128 tiles at m <= 64, <= 128 and above (scaled_mm_sm90_fp8_dispatch.cuh); SGLang's sgl-kernel
+# fp8_scaled_mm (kernel_source sglang_sgl_kernel_fp8_scaled_mm) steps at the same rows in its tables (H200, n = 128,
+# k = 65536: 48 us at m = 64, 68-92 at 65-128, 208 at 129). Blackwell's dispatch differs and is not modelled.
+_FP8_TILE = {("vllm", "hopper"): 64.0, ("sglang", "hopper"): 64.0}
+KERNEL_FACTS = {key: {**facts, **({"gemm_k_tile_8": _FP8_TILE[key]} if key in _FP8_TILE else {})}
+                for key, facts in KERNEL_FACTS.items()}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
