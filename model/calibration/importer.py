@@ -106,7 +106,9 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
 
 # half-points the staged fit drops (sets to 0, no such term) where the rows do not identify them: removing one raises
 # the stage's loss by at most PARSIMONY_LOSS (importer._parsimonious)
-PARSIMONY = ("gemm_m_half", "gemm_n_half")
+PARSIMONY = ("gemm_m_half", "gemm_n_half", "gemm_sustain_drop")
+# parameters that mean nothing once a PARSIMONY term is 0, zeroed with it (the long-GEMM fall's size scale)
+_PARSIMONY_WITH = {"gemm_sustain_drop": ("gemm_sustain_s",)}
 PARSIMONY_LOSS = 0.01
 
 
@@ -293,7 +295,8 @@ def fit_loss(rows: pd.DataFrame) -> float:
 
 def _parsimonious(stage: FitResult, rows: pd.DataFrame, device: Device, start: Efficiency, names: list[str],
                   labels: np.ndarray) -> FitResult:
-    """The stage's fit with every half-point of PARSIMONY the rows do not identify set to 0 (no such term).
+    """The stage's fit with every half-point of PARSIMONY (and the long-GEMM fall) the rows do not identify set to 0
+    (no such term).
 
     A half-point whose removal (0, the others refitted) raises the stage's loss by at most PARSIMONY_LOSS is not
     identified by the tables: in the GEMM stage the row and column half-points trade against the ceiling and the
@@ -305,6 +308,7 @@ def _parsimonious(stage: FitResult, rows: pd.DataFrame, device: Device, start: E
     for drop in ([live] if len(live) > 1 else []) + [[n] for n in live]:
         if any(stage.params[n] == 0 for n in drop):
             continue
+        drop = drop + [w for n in drop for w in _PARSIMONY_WITH.get(n, ())]
         kept = [n for n in names if n in stage.params and n not in drop]
         trial = fit_efficiency(rows, device, replace(stage.after, **{n: 0.0 for n in drop}), params=kept,
                                split=labels, loss="soft_l1")

@@ -13,7 +13,7 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - GEMM k loop:      busy >= min(k, gemm_k_split) * gemm_k_s   (one output tile's serial loop over k; past
                     gemm_k_split elements the GEMM library splits k over more CTAs, so the loop stops growing;
                     gemm_k_split = 0: no split, the hand-set classes; FP8/FP4 GEMMs x gemm_k_scale_8/4)
-- Long GEMMs:       eta_c / (1 + gemm_sustain_drop * x/(x + gemm_sustain_s)), x = flops/peak (ideal seconds of one
+- Long GEMMs:       eta_c / (1 + gemm_sustain_drop * x/(x + gemm_sustain_s)), x = flops/peak (seconds of one
                     kernel): the clock a long, fully busy tensor-core kernel sustains under the power limit is below
                     the boost clock short ones run at (16-bit GEMMs; 0 = none, the hand-set classes)
 - FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_row_s[dtype] * m + gemm_quant_bytes[dtype] * m * k /
@@ -601,7 +601,7 @@ def sustains(dtype: str) -> float:
 
 
 def gemm_sustain(flops, peak_flop_per_s, eff, applies=1.0) -> object:
-    """Factor on a GEMM's compute efficiency for the clock it sustains: 1 / (1 + gemm_sustain_drop * x/(x +
+    """Factor on a GEMM's compute efficiency for the rate long kernels sustain: 1 / (1 + gemm_sustain_drop * x/(x +
     gemm_sustain_s)), x = flops / peak_flop_per_s (one kernel's seconds at the peak); `applies` 0: no such slowing
     (`sustains` of the GEMM's dtype); exactly 1 where gemm_sustain_drop = 0."""
     flops = np.asarray(flops, dtype=float)
