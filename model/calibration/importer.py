@@ -304,8 +304,10 @@ def _parsimonious(stage: FitResult, rows: pd.DataFrame, device: Device, start: E
     B300 under SGLang fitted gemm_m_half 90 and gemm_n_half 145 where B200's nearly equal tables gave 14 and 40;
     with both at 0 the B300 loss rises 0.6% and its held-out BF16 errors fall (10.9/14.4% -> 8.5/13.2%)."""
     live = [n for n in PARSIMONY if stage.params.get(n, 0) > 0]
-    # both at once first, then each alone
-    for drop in ([live] if len(live) > 1 else []) + [[n] for n in live]:
+    # all at once first, then the two half-points together (they trade against each other), then each alone
+    halves = [n for n in live if n.endswith("_half")]
+    groups = [g for g in (live, halves) if len(g) > 1]
+    for drop in [g for i, g in enumerate(groups) if g not in groups[:i]] + [[n] for n in live]:
         if any(stage.params[n] == 0 for n in drop):
             continue
         drop = drop + [w for n in drop for w in _PARSIMONY_WITH.get(n, ())]
