@@ -14,8 +14,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     gemm_k_split elements the GEMM library splits k over more CTAs, so the loop stops growing;
                     gemm_k_split = 0: no split, the hand-set classes; FP8/FP4 GEMMs x gemm_k_scale_8/4)
 - Long GEMMs:       eta_c / (1 + gemm_sustain_drop * x/(x + gemm_sustain_s)), x = flops/peak (seconds of one
-                    kernel): the clock a long, fully busy tensor-core kernel sustains under the power limit is below
-                    the boost clock short ones run at (16-bit GEMMs; 0 = none, the hand-set classes)
+                    kernel): the largest 16-bit GEMMs of some engines' tables run below the mid-size ceiling
+                    (sustained clock or library choice; 0 = none, the hand-set classes)
 - FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_row_s[dtype] * m + gemm_quant_bytes[dtype] * m * k /
                     (bandwidth * mem_max): the
                     activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
@@ -191,12 +191,15 @@ class Efficiency:
     # FP8 GEMMs keep the per-tensor terms
     gemm_max_8b: float = 0.0
     gemm_tile_m_8b: float = 0.0
-    # long GEMMs run below the ceiling of mid-size ones: a tensor-core kernel busy for milliseconds draws the board
-    # to its power limit and the clock falls from boost to the sustained clock (every engine's gemm_perf tables:
-    # H200 SGLang BF16 ~750 TFLOP/s at 0.1-1 ms, ~680 past 2 ms; TensorRT-LLM 770 -> 700; B200 SGLang 1530 -> 1320).
-    # The time grows by gemm_sustain_drop x x/(x + gemm_sustain_s), x = the kernel's FLOPs at the dense peak in
-    # seconds (Efficiency.gemm_sustain); 16-bit GEMMs only (the FP8/FP4 tables keep their ceiling past 1 ms: H200 vLLM
-    # FP8 within 4% of it where BF16 falls 6-17%), steps and single kernels; 0 = none (the hand-set classes)
+    # long GEMMs run below the ceiling of mid-size ones in some engines' tables (median BF16 TFLOP/s of GEMMs with m, n,
+    # k >= 2048, 0.3-1 ms -> past 10 ms: SGLang H100 763 -> 701, H200 755 -> 674, B200 1531 -> 1344, a step near 1 ms;
+    # TensorRT-LLM H200 783 -> 687, B200 1511 -> 1274, past 3 ms), not in vLLM's (H200 786 -> 801, rising). All three
+    # time torch/cuBLAS linear layers the same way (aiconfigurator collector benchmark_with_power, 3 warm-ups, 6
+    # runs), so the cause is not the GPU alone: the sustained clock under the power limit, or the library's choice
+    # for the largest shapes. The time grows by gemm_sustain_drop x x/(x + gemm_sustain_s), x = the kernel's FLOPs
+    # at the dense peak in seconds (Efficiency.gemm_sustain), fitted per engine, and kept only where the fitted rows
+    # identify it (importer.PARSIMONY). 16-bit GEMMs only (the FP8 tables keep their ceiling past 1 ms: H200 vLLM FP8
+    # within 4% of it where BF16 falls 6-17%); steps and single kernels; 0 = none (the hand-set classes)
     gemm_sustain_drop: float = 0.0
     gemm_sustain_s: float = 0.0
     # rows of the smallest tile of the engine's per-tensor FP8 GEMM dispatch (an engine kernel fact; 0 = one tile for
