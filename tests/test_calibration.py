@@ -157,8 +157,10 @@ def test_fit_recovers_known_parameters_exactly_without_noise():
     # the design's attention rows have long query blocks, so attention_q_half (the small-query fall-off) is not
     # informed, nor is vector_max (element-wise rows are memory-bound): both stay at their defaults
     # nor is gemm_k_s (the design's GEMMs are far longer than a 10 ps-per-k loop from zero would move), nor the k
-    # split of that loop (no loop, nothing to cap)
-    assert set(result.unconstrained) == {"gemm_k_s", "gemm_k_split", "attention_q_half", "vector_max"}
+    # split of that loop (no loop, nothing to cap), nor the long-GEMM fall (none in TRUE: from 0 neither its drop nor
+    # its size scale moves a prediction)
+    assert set(result.unconstrained) == {"gemm_k_s", "gemm_k_split", "attention_q_half", "vector_max",
+                                         "gemm_sustain_drop", "gemm_sustain_s"}
     assert result.after.vector_max == TRUE.vector_max and result.after.gemm_k_s == 0
 
 

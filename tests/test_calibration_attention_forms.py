@@ -120,11 +120,12 @@ def test_the_kernel_facts_come_from_the_engines_sources():
     assert KERNEL_FACTS[("trtllm", "blackwell")] == {**mla, "mla_trtllm_gen_split": 1.0}
     split = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
     for arch in ("ampere", "hopper", "blackwell"):
+        fp8 = {"gemm_k_tile_8": 64.0} if arch == "hopper" else {}  # the sm90 FP8 dispatch (test_calibration_gemm_forms)
         assert KERNEL_FACTS[("vllm", arch)] == {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0,
-                                                "prefill_decode_tokens": 1.0, **split}
+                                                "prefill_decode_tokens": 1.0, **split, **fp8}
         assert KERNEL_FACTS[("sglang", arch)] == {"attention_wide_head_dim": 256.0, **split,
                                                   **(mla if arch != "ampere" else {}),
-                                                  **({"mla_fa3_split": 1.0} if arch == "hopper" else {})}
+                                                  **({"mla_fa3_split": 1.0} if arch == "hopper" else {}), **fp8}
 
 
 def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():

@@ -19,7 +19,7 @@ from model.calibration.importer import fit_rows, split_labels
 from model.calibration.tables import ENGINES, PACKAGE, TableSource
 from model.errors import RidgeplanError
 from model.hardware.db import builtin_root, load_device
-from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.efficiency import Efficiency, efficiency_for, gemm_sustain
 from model.serving.deployment import deployment
 
 pa = pytest.importorskip("pyarrow")
@@ -37,7 +37,7 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                collective_floor_s=2e-6, gemv_mem_scale=0.9, attention_roofline_p=3.0,
                gemm_k_split_8=6000.0, gemm_max_8b=0.5, gemm_tile_m_8b=32.0, gemm_k_scale_8b=1.4, gemm_quant_s_8b=1e-6,
                gemm_quant_bytes_8b=3.0, gemm_quant_row_s_8b=1e-9, decode_item_s=10e-9,
-               prefill_tile_s=15e-9)
+               prefill_tile_s=15e-9, gemm_sustain_drop=0.2, gemm_sustain_s=0.5e-3)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -83,6 +83,12 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
                  "decode_item_s": 0.25, "prefill_tile_s": 0.25}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
+    # the long-GEMM fall: its drop and size scale trade against the ceiling over the few long rows (the largest are held
+    # out); the ceiling it gives GEMMs of 0.25-2 ms of peak compute (gemm_max_16 x gemm_sustain) is what the rows pin
+    fitted = replace(TRUE, **{n: result.params[n] for n in ("gemm_sustain_drop", "gemm_sustain_s", "gemm_max_16")})
+    for x_s in (0.25e-3, 0.5e-3, 1e-3, 2e-3):
+        assert float(fitted.gemm_max_16 * gemm_sustain(x_s, 1.0, fitted)) == pytest.approx(
+            float(TRUE.gemm_max_16 * gemm_sustain(x_s, 1.0, TRUE)), rel=0.035), x_s
     # an all-reduce row pays collective_base_s + collective_floor_s alike (both fixed per call): only their sum is
     # identified by all-reduce rows (steps differ: the base overlaps compute, the floor does not)
     fixed = result.params["collective_base_s"] + result.params["collective_floor_s"]
@@ -522,12 +528,14 @@ def test_indexing_a_stacked_context_keeps_every_per_role_field():
 
 
 def test_staged_fit_drops_half_points_the_rows_do_not_identify():
-    # GEMMs built without row or column half-points: the fit's parsimony step (importer._parsimonious) sets both to
+    # GEMMs built without row or column half-points (nor a long-GEMM fall): the fit's parsimony step (importer._parsimonious) sets both to
     # exactly 0 (no such term) instead of leaving them wherever the flat loss let them drift; the ceiling, corner
     # and floor are recovered as before
-    true = replace(TRUE, gemm_m_half=0.0, gemm_n_half=0.0)
+    true = replace(TRUE, gemm_m_half=0.0, gemm_n_half=0.0, gemm_sustain_drop=0.0, gemm_sustain_s=0.0)
     result = fit_rows(synthetic_rows(true), H100)
     assert result.params["gemm_m_half"] == 0.0 and result.params["gemm_n_half"] == 0.0
+    # likewise the long-GEMM fall, with its size scale
+    assert result.params["gemm_sustain_drop"] == 0.0 and result.params["gemm_sustain_s"] == 0.0
     assert result.after.gemm_m_half == 0.0 and result.after.gemm_n_half == 0.0
     for name in ("gemm_max_16", "mem_max", "roofline_p"):
         assert result.params[name] == pytest.approx(getattr(true, name), rel=0.05), name

@@ -55,7 +55,7 @@ BOUNDS = {
     "gemm_quant_s_8b": (0.0, 1e-3), "gemm_quant_bytes_8b": (0.0, 64.0), "gemm_quant_row_s_8b": (0.0, 1e-6),
     "decode_item_s": (0.0, 1e-6), "prefill_tile_s": (0.0, 1e-6), "decode_split_s": (0.0, 1e-3),
     "mla_block_s": (0.0, 1e-4), "mla_split_s": (0.0, 1e-3),
-    "attention_wide_scale": (0.05, 2.0),
+    "attention_wide_scale": (0.05, 2.0), "gemm_sustain_drop": (0.0, 0.25), "gemm_sustain_s": (0.0, 1.0),
 }
 
 
@@ -65,7 +65,7 @@ def _informed(table: pd.DataFrame) -> list[str]:
     dtypes = set(table.get("dtype", pd.Series(dtype=str)).dropna().astype(str))
     params: list[str] = ["kernel_floor_s"]
     if "gemm" in kinds or "step" in kinds:
-        params += ["gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split"]
+        params += ["gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split", "gemm_sustain_drop", "gemm_sustain_s"]
         params += [f"gemm_max_{c}" for c, names in (("16", {"bf16", "fp16"}), ("8", {"fp8", "int8"}),
                                                      ("4", {"fp4", "int4"}), ("32", {"fp32", "tf32"}))
                    if dtypes & names or ("step" in kinds and c == "16")]
@@ -283,7 +283,7 @@ _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0, "gemm_k_scale_8b": 1.
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11, "decode_item_s": 1e-10, "prefill_tile_s": 1e-10,
-             "decode_split_s": 1e-7, "mla_block_s": 1e-8, "mla_split_s": 1e-7}
+             "decode_split_s": 1e-7, "mla_block_s": 1e-8, "mla_split_s": 1e-7, "gemm_sustain_s": 1e-6}
 
 _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7,
                "nvls_bus_efficiency": 0.5, "custom_ar_bus_efficiency": 0.5, "custom_ar_two_shot_s": 1e-7,

@@ -44,7 +44,7 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
                "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
-               "gemm_quant_row_s_8b")
+               "gemm_quant_row_s_8b", "gemm_sustain_s")
 
 
 # the fit runs in stages, each on the families that inform its parameters, in order: a stage's parameters are
@@ -52,7 +52,8 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
 # attention the memory ceiling); the shared floors and memory ceiling come from BF16 GEMMs and copies
 STAGES = (
     (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split", "mem_max",
-                             "mem_bytes_half", "kernel_floor_s", "roofline_p", "gemv_mem_scale")),
+                             "mem_bytes_half", "kernel_floor_s", "roofline_p", "gemv_mem_scale", "gemm_sustain_drop",
+                             "gemm_sustain_s")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
     # (FP8: per-tensor and block-scaled kernels, each with its own set, by the row's `block_scaled`: the table's
     # gemm_dtype fp8 or fp8_block of the faster kernel per shape)
@@ -90,6 +91,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "gemm_quant_row_s_8": 1e-9,
                "gemm_quant_row_s_4": 1e-9,
                "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 1e-9, "gemm_k_split": 3072.0,
+               "gemm_sustain_drop": 0.1, "gemm_sustain_s": 1e-3,
                "nvls_bus_efficiency": 0.6, "nvls_latency_s": 20e-6, "collective_floor_s": 2e-6,
                "custom_ar_bus_efficiency": 0.5, "custom_ar_two_shot_s": 2e-6, "nccl_base_s": 4e-6,
                # grouped MoE kernels: from half the dense ceilings
@@ -105,7 +107,9 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
 
 # half-points the staged fit drops (sets to 0, no such term) where the rows do not identify them: removing one raises
 # the stage's loss by at most PARSIMONY_LOSS (importer._parsimonious)
-PARSIMONY = ("gemm_m_half", "gemm_n_half")
+PARSIMONY = ("gemm_m_half", "gemm_n_half", "gemm_sustain_drop")
+# parameters that mean nothing once a PARSIMONY term is 0, zeroed with it (the long-GEMM fall's size scale)
+_PARSIMONY_WITH = {"gemm_sustain_drop": ("gemm_sustain_s",)}
 PARSIMONY_LOSS = 0.01
 
 
@@ -146,6 +150,13 @@ KERNEL_FACTS = {("trtllm", "hopper"): {**_XQA, **MLA_BLOCK}, ("trtllm", "ampere"
                 **{(engine, arch): {**facts, **(MLA_BLOCK if engine == "sglang" and arch != "ampere" else {}),
                                     **(_FA3_MLA if (engine, arch) == ("sglang", "hopper") else {})}
                    for engine, facts in _FLASH.items() for arch in ("ampere", "hopper", "blackwell")}}
+# per-tensor FP8 GEMM tiles by rows (Efficiency.gemm_k_tile_8): vLLM's CUTLASS scaled_mm on Hopper picks 64x64,
+# 64x128 and 128x128 tiles at m <= 64, <= 128 and above (scaled_mm_sm90_fp8_dispatch.cuh); SGLang's sgl-kernel
+# fp8_scaled_mm (kernel_source sglang_sgl_kernel_fp8_scaled_mm) steps at the same rows in its tables (H200, n = 128,
+# k = 65536: 48 us at m = 64, 68-92 at 65-128, 208 at 129). Blackwell's dispatch differs and is not modelled.
+_FP8_TILE = {("vllm", "hopper"): 64.0, ("sglang", "hopper"): 64.0}
+KERNEL_FACTS = {key: {**facts, **({"gemm_k_tile_8": _FP8_TILE[key]} if key in _FP8_TILE else {})}
+                for key, facts in KERNEL_FACTS.items()}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -298,7 +309,8 @@ def fit_loss(rows: pd.DataFrame) -> float:
 
 def _parsimonious(stage: FitResult, rows: pd.DataFrame, device: Device, start: Efficiency, names: list[str],
                   labels: np.ndarray) -> FitResult:
-    """The stage's fit with every half-point of PARSIMONY the rows do not identify set to 0 (no such term).
+    """The stage's fit with every half-point of PARSIMONY (and the long-GEMM fall) the rows do not identify set to 0
+    (no such term).
 
     A half-point whose removal (0, the others refitted) raises the stage's loss by at most PARSIMONY_LOSS is not
     identified by the tables: in the GEMM stage the row and column half-points trade against the ceiling and the
@@ -306,10 +318,13 @@ def _parsimonious(stage: FitResult, rows: pd.DataFrame, device: Device, start: E
     B300 under SGLang fitted gemm_m_half 90 and gemm_n_half 145 where B200's nearly equal tables gave 14 and 40;
     with both at 0 the B300 loss rises 0.6% and its held-out BF16 errors fall (10.9/14.4% -> 8.5/13.2%)."""
     live = [n for n in PARSIMONY if stage.params.get(n, 0) > 0]
-    # both at once first, then each alone
-    for drop in ([live] if len(live) > 1 else []) + [[n] for n in live]:
+    # all at once first, then the two half-points together (they trade against each other), then each alone
+    halves = [n for n in live if n.endswith("_half")]
+    groups = [g for g in (live, halves) if len(g) > 1]
+    for drop in [g for i, g in enumerate(groups) if g not in groups[:i]] + [[n] for n in live]:
         if any(stage.params[n] == 0 for n in drop):
             continue
+        drop = drop + [w for n in drop for w in _PARSIMONY_WITH.get(n, ())]
         kept = [n for n in names if n in stage.params and n not in drop]
         trial = fit_efficiency(rows, device, replace(stage.after, **{n: 0.0 for n in drop}), params=kept,
                                split=labels, loss="soft_l1")

@@ -13,6 +13,9 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - GEMM k loop:      busy >= min(k, gemm_k_split) * gemm_k_s   (one output tile's serial loop over k; past
                     gemm_k_split elements the GEMM library splits k over more CTAs, so the loop stops growing;
                     gemm_k_split = 0: no split, the hand-set classes; FP8/FP4 GEMMs x gemm_k_scale_8/4)
+- Long GEMMs:       eta_c / (1 + gemm_sustain_drop * x/(x + gemm_sustain_s)), x = flops/peak (seconds of one
+                    kernel): the largest 16-bit GEMMs of some engines' tables run below the mid-size ceiling
+                    (sustained clock or library choice; 0 = none, the hand-set classes)
 - FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_row_s[dtype] * m + gemm_quant_bytes[dtype] * m * k /
                     (bandwidth * mem_max): the
                     activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
@@ -190,6 +193,24 @@ class Efficiency:
     # FP8 GEMMs keep the per-tensor terms
     gemm_max_8b: float = 0.0
     gemm_tile_m_8b: float = 0.0
+    # long GEMMs run below the ceiling of mid-size ones in some engines' tables (median BF16 TFLOP/s of GEMMs with m, n,
+    # k >= 2048, 0.3-1 ms -> past 10 ms: SGLang H100 763 -> 701, H200 755 -> 674, B200 1531 -> 1344, a step near 1 ms;
+    # TensorRT-LLM H200 783 -> 687, B200 1511 -> 1274, past 3 ms), not in vLLM's (H200 786 -> 801, rising). All three
+    # time torch/cuBLAS linear layers the same way (aiconfigurator collector benchmark_with_power, 3 warm-ups, 6
+    # runs), so the cause is not the GPU alone: the sustained clock under the power limit, or the library's choice
+    # for the largest shapes. The time grows by gemm_sustain_drop x x/(x + gemm_sustain_s), x = the kernel's FLOPs
+    # at the dense peak in seconds (Efficiency.gemm_sustain), fitted per engine, and kept only where the fitted rows
+    # identify it (importer.PARSIMONY). 16-bit GEMMs only (the FP8 tables keep their ceiling past 1 ms: H200 vLLM FP8
+    # within 4% of it where BF16 falls 6-17%); steps and single kernels; 0 = none (the hand-set classes)
+    gemm_sustain_drop: float = 0.0
+    gemm_sustain_s: float = 0.0
+    # rows of the smallest tile of the engine's per-tensor FP8 GEMM dispatch (an engine kernel fact; 0 = one tile for
+    # every m): vLLM's CUTLASS scaled_mm on Hopper runs 64x64 tiles for m <= 64, 64x128 for m <= 128 and 128x128 above
+    # (csrc/quantization/cutlass_w8a8/c3x/scaled_mm_sm90_fp8_dispatch.cuh: sm90_fp8_config_M64, _M128, _default), so
+    # one output tile's serial k loop does 1, 2 and 4 times the MMA work per k step (Efficiency.gemm_k_tile_area;
+    # H200 vLLM, n = 128, k = 65536: 53 us at m <= 64, 97 at 65-128, 174-198 at 129-256). Single-kernel predictions
+    # of per-tensor FP8 rows only, like gemm_k_split_8
+    gemm_k_tile_8: float = 0.0
     gemm_k_scale_8b: float = 0.0
     gemm_quant_s_8b: float = 0.0
     gemm_quant_bytes_8b: float = 0.0
@@ -598,6 +619,35 @@ def gemm_eta(m, n, gemm_max, eff, tile=None, gemv=True) -> object:
     rows = np.where(m > 0, np.maximum(m, tile), m)
     tiled = gemm_max * tile_fill(m, tile) * saturation(rows, eff.gemm_m_half) * wide
     return np.where(eff.gemv(m) & np.asarray(gemv, dtype=bool), gemm_max * wide, tiled)
+
+
+def sustains(dtype: str) -> float:
+    """1 where GEMMs of `dtype` slow to the sustained clock (Efficiency.gemm_sustain: 16-bit GEMMs; the FP8/FP4 tables
+    keep their ceiling past 1 ms), else 0."""
+    return 1.0 if DTYPE_CLASSES.get(dtype, "16") == "16" else 0.0
+
+
+def gemm_sustain(flops, peak_flop_per_s, eff, applies=1.0) -> object:
+    """Factor on a GEMM's compute efficiency for the rate long kernels sustain: 1 / (1 + gemm_sustain_drop * x/(x +
+    gemm_sustain_s)), x = flops / peak_flop_per_s (one kernel's seconds at the peak); `applies` 0: no such slowing
+    (`sustains` of the GEMM's dtype); exactly 1 where gemm_sustain_drop = 0."""
+    flops = np.asarray(flops, dtype=float)
+    drop = np.asarray(eff.gemm_sustain_drop, dtype=float) * np.asarray(applies, dtype=float)
+    if not np.any(drop > 0):
+        return np.ones_like(flops)
+    x = flops / np.asarray(peak_flop_per_s, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(x > 0, x / (x + eff.gemm_sustain_s), 0.0)
+    return 1.0 / (1.0 + drop * share)
+
+
+def gemm_k_tile_area(m, tile_rows) -> object:
+    """Area of the output tile a GEMM of m rows runs relative to the dispatch's smallest (Efficiency.gemm_k_tile_8 =
+    `tile_rows` t): 1 for m <= t, 2 for m <= 2t, 4 above (t x t, t x 2t, 2t x 2t tiles); 1 everywhere where t = 0."""
+    m = np.asarray(m, dtype=float)
+    if not np.any(np.asarray(tile_rows) > 0):
+        return np.ones_like(m)
+    return np.select([m <= tile_rows, m <= 2 * tile_rows], [1.0, 2.0], 4.0)
 
 
 def gemm_k_loop_s(k, eff, scale=1.0, split=None) -> object:

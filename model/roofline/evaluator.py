@@ -19,7 +19,8 @@ from model.operators.compiled import OpArrays
 from model.operators.formulas import SHARED_QUANT_INPUT
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time, stack_tiers, take_tier
-from model.roofline.efficiency import Efficiency, efficiency_for, gemm_k_loop_s, gemm_quant_s
+from model.roofline.efficiency import (Efficiency, efficiency_for, gemm_k_loop_s, gemm_quant_s, gemm_sustain,
+                                      sustains)
 from model.roofline.kernel import compute_eta, kernel_time
 
 BOUNDS = ("compute", "memory", "network", "latency")
@@ -59,6 +60,9 @@ class ExecContext:
     gemm_k_scale: Mapping[str, np.ndarray | float] = field(default_factory=dict)
     # the experts' grouped GEMMs stream their bytes at this share of the memory ceiling (Efficiency.moe_scales)
     expert_mem_scale: np.ndarray | float = 1.0
+    # role -> 1 where the role's GEMMs slow to the sustained clock (Efficiency.gemm_sustain: 16-bit GEMMs), else 0
+    # (absent: 1)
+    gemm_sustain: Mapping[str, np.ndarray | float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,13 @@ def evaluate(ops: OpArrays, ctx: ExecContext) -> OpTimes:
                                         tile=ctx.gemm_tile.get(role, eff.gemm_tile_m),
                                         gemv=role != "expert")  # grouped MoE kernels: no GEMV path
                 peak[rows] = ctx.peak_flop_per_s[role]
+        if np.any(np.asarray(eff.gemm_sustain_drop) > 0):  # long kernels at the sustained clock, per kernel
+            per_kernel = flops / np.array([op.kernels for op in ops.ops], dtype=float)[:, None]
+            for role in GEMM_ROLES:
+                rows = (kinds == "gemm") & (roles == role)
+                if rows.any():
+                    eta[rows] = eta[rows] * gemm_sustain(per_kernel[rows], peak[rows], eff,
+                                                         ctx.gemm_sustain.get(role, 1.0))
         for kind in ("attention", "linear_attention"):
             rows = kinds == kind
             if rows.any():  # m = query rows per KV head (decode tiles are mostly padding), n = KV length, k = head dim
@@ -263,6 +274,8 @@ def context_for(device: Device, precision: Precision | ResolvedPrecision | None 
         # like the tiles: the FP8/FP4 k loop is fitted to dense GEMM tables, experts keep the 16-bit loop
         gemm_k_scale={"dense": eff.gemm_k_scale(rp.dense_dtype), "unquantized": eff.gemm_k_scale(emb_dtype),
                       "expert": 1.0, "embedding": eff.gemm_k_scale(emb_dtype)},
+        gemm_sustain={"dense": sustains(rp.dense_dtype), "unquantized": sustains(emb_dtype),
+                      "expert": sustains(rp.expert_dtype), "embedding": sustains(emb_dtype)},
         weight_only={"dense": is_weight_only(p.weights, rp.activations), "unquantized": False,
                      "expert": expert_wo, "embedding": False},
         expert_mem_scale=moe_memory, eff=eff, comm=dict(comm or {}), comm_overlap=comm_overlap,
@@ -302,6 +315,7 @@ def stack_contexts(contexts: Sequence[ExecContext], index: np.ndarray | None = N
         gemm_tile={r: pick([c.gemm_tile.get(r, c.eff.gemm_tile_m) for c in contexts]) for r in GEMM_ROLES},
         dense_quant=tuple(pick([c.dense_quant[i] for c in contexts]) for i in range(3)),
         gemm_k_scale={r: pick([c.gemm_k_scale.get(r, 1.0) for c in contexts]) for r in GEMM_ROLES},
+        gemm_sustain={r: pick([c.gemm_sustain.get(r, 1.0) for c in contexts]) for r in GEMM_ROLES},
         expert_mem_scale=pick([c.expert_mem_scale for c in contexts]), eff=eff, comm=groups,
         comm_overlap=pick([c.comm_overlap for c in contexts]),
     )
@@ -327,6 +341,7 @@ def take_context(stacked: ExecContext, index: np.ndarray) -> ExecContext:
         weight_only={r: v[idx] for r, v in stacked.weight_only.items()},
         gemm_tile={r: v[idx] for r, v in stacked.gemm_tile.items()},
         gemm_k_scale={r: v[idx] for r, v in stacked.gemm_k_scale.items()},
+        gemm_sustain={r: v[idx] for r, v in stacked.gemm_sustain.items()},
         dense_quant=tuple(v[idx] for v in stacked.dense_quant),
         expert_mem_scale=np.asarray(stacked.expert_mem_scale, dtype=float)[idx],
         eff=Efficiency(**{f: getattr(eff, f)[idx] for f in Efficiency.__dataclass_fields__ if f != "source"},

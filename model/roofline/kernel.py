@@ -17,7 +17,8 @@ import numpy as np
 
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
-from model.roofline.efficiency import attention_eta, combine_roofline, gemm_eta, gemm_k_loop_s, memory_eta
+from model.roofline.efficiency import (attention_eta, combine_roofline, gemm_eta, gemm_k_loop_s, gemm_sustain,
+                                      memory_eta, sustains)
 
 KINDS = ("gemm", "attention", "linear_attention", "elementwise", "embedding", "copy")
 
@@ -112,6 +113,7 @@ def gemm_time(m, n, k, *, device: Device, dtype: str, eff, bytes_per_weight: flo
     nbytes = k * n * bytes_per_weight + m * (k + n) * bytes_per_activation
     eta = compute_eta("gemm", m, n, eff, gemm_max=eff.gemm_max(dtype), weight_only=weight_only,
                       tile=eff.gemm_tile(dtype))
+    eta = eta * gemm_sustain(flops / np.asarray(kernels, dtype=float), device.peak(dtype), eff, sustains(dtype))
     # no activation-quantization call here (Efficiency.gemm_quant): a step adds it where its engine does not fuse it
     # into the kernel before (evaluator.ExecContext.dense_quant; model.engines.step_quant_flags)
     return kernel_time(flops, nbytes, peak_flop_per_s=device.peak(dtype), eta_compute=eta,
