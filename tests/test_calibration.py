@@ -16,11 +16,11 @@ from model.api import deployment
 from model.cli import main
 from model.errors import RidgeplanError
 from model.hardware import load_device
-from model.roofline import efficiency as efficiency_module
+from model.roofline import efficiency_sets as efficiency_module
 from model.calibration.fit import fit_efficiency, load_measurements, predictor
 from model.calibration.collect import (Case, build_kernel, collect, design, estimate_seconds, plan_table,
                                     read_provenance)
-from model.roofline.efficiency import efficiency_for
+from model.roofline.efficiency_sets import efficiency_for
 
 torch = pytest.importorskip("torch")
 H100 = load_device("h100-sxm")

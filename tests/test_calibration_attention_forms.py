@@ -11,7 +11,7 @@ import pytest
 
 from model.calibration.importer import KERNEL_FACTS
 from model.hardware import load_device
-from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for
+from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.roofline.kernels import decode_fallback, decode_split_blocks, kernel_work, predict_kernels
 
 H100 = load_device("h100-sxm")

@@ -15,7 +15,7 @@ from model.engines import custom_all_reduce_limits
 from model.hardware import load_device
 from model.placement.topology import efficiency_tiers
 from model.roofline.collectives import Tier, collective_time, custom_limits_for
-from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for
+from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.serving.deployment import deployment_efficiency
 
 H100 = load_device("h100-sxm")

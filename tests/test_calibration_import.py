@@ -19,7 +19,8 @@ from model.calibration.importer import fit_rows, split_labels
 from model.calibration.tables import ENGINES, PACKAGE, TableSource
 from model.errors import RidgeplanError
 from model.hardware.db import builtin_root, load_device
-from model.roofline.efficiency import Efficiency, efficiency_for, gemm_sustain
+from model.roofline.efficiency import Efficiency, gemm_sustain
+from model.roofline.efficiency_sets import efficiency_for
 from model.serving.deployment import deployment
 
 pa = pytest.importorskip("pyarrow")
@@ -336,7 +337,7 @@ def test_cli_step_and_estimate_take_the_engine_and_name_its_calibration(capsys):
 
 
 def test_own_calibrate_fit_file_wins_over_the_engine_file(tmp_path, monkeypatch):
-    import model.roofline.efficiency as efficiency_module
+    import model.roofline.efficiency_sets as efficiency_module
 
     monkeypatch.setattr(efficiency_module, "calibration_path", lambda ident, engine=None: tmp_path / (
         f"{ident}.{engine}.toml" if engine else f"{ident}.toml"))

@@ -13,7 +13,7 @@ import pytest
 
 from model.calibration.importer import KERNEL_FACTS
 from model.hardware import load_device
-from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for
+from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.roofline.kernels import (
     fa3_mla_decode_splits,
     fa3_static_splits,

@@ -15,8 +15,8 @@ from model.calibration.moe_rows import moe_class, moe_predictor, moe_table_rows,
 from model.hardware.db import load_device
 from model.operators.graph import moe_expert_operators
 from model.precision import Precision
-from model.roofline.efficiency import (ARCH_DEFAULTS, MOE_ENGINE_DEFAULTS, MOE_NEUTRAL, efficiency_for,
-                                      moe_kernel_class)
+from model.roofline.efficiency import moe_kernel_class
+from model.roofline.efficiency_sets import ARCH_DEFAULTS, MOE_ENGINE_DEFAULTS, MOE_NEUTRAL, efficiency_for
 from model.roofline.evaluator import context_for, stack_contexts, take_context
 
 B200 = load_device("b200")

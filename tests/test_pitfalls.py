@@ -10,7 +10,7 @@ from model.errors import UnknownNameError
 from model.hardware import load_device
 from model.operators.compiled import compile_graph
 from model.operators.memory import kv_bytes_per_token
-from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for
+from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.serving.static import static_batch
 
 

@@ -14,7 +14,7 @@ from model.architecture import load_architecture
 from model.hardware import load_device
 from model.operators.compiled import compile_graph
 from model.roofline.collectives import Tier, collective_time, dominant_term
-from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for
+from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.roofline.evaluator import BOUNDS, context_for, evaluate
 
 H100 = load_device("h100-sxm")

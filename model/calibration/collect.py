@@ -156,7 +156,7 @@ def estimate_seconds(plan: Plan, device: Device) -> dict[str, float]:
     are the predictions of `predict_kernels` (steps: the operator graph) with the device's default efficiency.
     """
     from model.serving.deployment import deployment
-    from model.roofline.efficiency import efficiency_for
+    from model.roofline.efficiency_sets import efficiency_for
     from model.roofline.kernels import predict_kernels
 
     eff = efficiency_for(device, calibration=False)

@@ -21,7 +21,8 @@ from scipy.optimize import least_squares
 
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
-from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.efficiency import Efficiency
+from model.roofline.efficiency_sets import efficiency_for
 from model.calibration.collective_rows import COLLECTIVES, predict_collectives
 from model.roofline.kernels import KERNELS, predict_kernels
 

@@ -25,7 +25,8 @@ from model.calibration.fit import FitResult, fit_efficiency
 from model.calibration.tables import EngineTables, TableSource, engine_rows
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
-from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.efficiency import Efficiency
+from model.roofline.efficiency_sets import efficiency_for
 
 LARGE_GEMM_S = 100e-6  # the error of kernels at least this long is also reported on its own (held_out_error_long);
 # every stage fits all shapes: the FP8/FP4 quantization call and the attention KV-length term model the short ones

@@ -62,7 +62,7 @@ def fit_cmd(
     from model.hardware.db import load_device
     from model.calibration.fit import fit_efficiency, load_measurements
     from model.calibration.collect import read_provenance
-    from model.roofline.efficiency import calibration_path
+    from model.roofline.efficiency_sets import calibration_path
 
     dev = load_device(device, field="device")
     table = load_measurements(csv)
@@ -122,7 +122,7 @@ def import_cmd(
     """Fit the efficiency model per GPU and engine to NVIDIA's public kernel tables; write calibration files."""
     from model.calibration.ship import run_import
     from model.calibration.tables import ENGINES
-    from model.roofline.efficiency import calibration_path
+    from model.roofline.efficiency_sets import calibration_path
 
     engines = tuple(engine or ENGINES)
     for e in engines:

@@ -94,7 +94,7 @@ CUSTOM_ALL_REDUCE = {
 
 # The grouped MoE kernels SGLang runs per expert format on Blackwell, as NVIDIA's MoE tables name them
 # (aiconfigurator-core 0.12.0 systems/data/b200_sxm/moe/sglang/0.5.14/moe_perf.parquet, kernel_source), with the
-# fastest per shape: the kernels behind model.roofline.efficiency.MOE_ENGINE_DEFAULTS["sglang"]
+# fastest per shape: the kernels behind model.roofline.efficiency_sets.MOE_ENGINE_DEFAULTS["sglang"]
 MOE_KERNELS = {
     "bf16": "FlashInfer TRT-LLM MoE (--moe-runner-backend flashinfer_trtllm) or fused_moe_triton",
     "fp8": "FlashInfer TRT-LLM block-FP8 MoE or fused_moe_triton (per-token-group FP8 quantization of its own)",

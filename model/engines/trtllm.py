@@ -90,7 +90,7 @@ CUSTOM_ALL_REDUCE = {
 
 # The grouped MoE kernels TensorRT-LLM runs per expert format on Blackwell, as NVIDIA's MoE tables name them
 # (aiconfigurator-core 0.12.0 systems/data/b200_sxm/moe/trtllm/1.3.0rc20/moe_perf.parquet, kernel_source), with
-# the fastest per shape: the kernels behind model.roofline.efficiency.MOE_ENGINE_DEFAULTS["trtllm"]
+# the fastest per shape: the kernels behind model.roofline.efficiency_sets.MOE_ENGINE_DEFAULTS["trtllm"]
 MOE_KERNELS = {
     "bf16": "CUTLASS MoE (moe_torch_flow_cutlass)",
     "fp8": "DeepGEMM grouped block-FP8 GEMMs (deepgemm)",

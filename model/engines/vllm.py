@@ -65,7 +65,7 @@ VLLM = VLLMDefaults()
 # The grouped MoE kernels vLLM runs per expert format on Blackwell, as NVIDIA's MoE tables name them
 # (aiconfigurator-core 0.12.0 systems/data/b200_sxm/moe/vllm/0.24.0/moe_perf.parquet, kernel_source; the collector
 # builds the layer through vLLM's own quant methods, so the backend is vLLM's choice), with the fastest per shape:
-# the kernels behind the Blackwell moe_*_scale defaults (model.roofline.efficiency.MOE_ENGINE_DEFAULTS["vllm"])
+# the kernels behind the Blackwell moe_*_scale defaults (model.roofline.efficiency_sets.MOE_ENGINE_DEFAULTS["vllm"])
 MOE_KERNELS = {
     "bf16": "FlashInfer TRT-LLM BF16 experts (TrtLlmBf16Experts), FlashInfer CUTLASS",
     "fp8": "FlashInfer TRT-LLM block-FP8 MoE (TrtLlmFp8Experts, monolithic or modular; Fp8MoEMethod)",

@@ -29,7 +29,8 @@ from model.placement.layout import Layout, stage_counts
 from model.placement.topology import LinkTiers, efficiency_tiers, link_tiers  # noqa: F401 (link_tiers: re-exported)
 from model.precision import Precision, number_format
 from model.roofline.collectives import collective_time
-from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.efficiency import Efficiency
+from model.roofline.efficiency_sets import efficiency_for
 from model.roofline.evaluator import CommGroup, ExecContext, OpTimes, context_for, embedding_dtype, evaluate, resolve_precision
 
 CONVENTIONS = ("causal", "square")

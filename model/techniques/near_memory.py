@@ -25,7 +25,7 @@ import numpy as np
 from model.errors import RidgeplanError, require_positive
 from model.hardware.schema import Device
 from model.roofline.collectives import Tier, collective_time
-from model.roofline.efficiency import efficiency_for
+from model.roofline.efficiency_sets import efficiency_for
 from model.serving.deployment import Deployment
 from model.roofline.kernel import streaming_bytes_per_s
 

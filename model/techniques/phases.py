@@ -21,7 +21,8 @@ import numpy as np
 
 from model.errors import require_positive
 from model.hardware.schema import Device
-from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.efficiency import Efficiency
+from model.roofline.efficiency_sets import efficiency_for
 from model.serving.deployment import Deployment, StepResult
 from model.placement.layout import Layout
 from model.roofline.kernel import gemm_time

@@ -25,7 +25,7 @@ import numpy as np
 from model.errors import RidgeplanError, require_positive
 from model.hardware.schema import Device
 from model.operators.memory import kv_bytes_per_token
-from model.roofline.efficiency import efficiency_for
+from model.roofline.efficiency_sets import efficiency_for
 from model.serving.deployment import Deployment
 from model.roofline.kernel import streaming_bytes_per_s
 from model.serving.workload import mean_decode_context_tokens

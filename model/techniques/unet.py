@@ -36,7 +36,8 @@ from model.errors import RidgeplanError
 from model.hardware.db import load_device
 from model.hardware.schema import Device
 from model.precision import Precision, number_format
-from model.roofline.efficiency import Efficiency, efficiency_for
+from model.roofline.efficiency import Efficiency
+from model.roofline.efficiency_sets import efficiency_for
 from model.roofline.evaluator import context_for, resolve_precision
 from model.roofline.kernel import compute_eta, kernel_time
 from model.techniques.encoder import keys_per_query

@@ -21,7 +21,7 @@ import numpy as np
 from model.architecture.config import Architecture
 from model.operators.compiled import QUANTITIES, OpArrays, compile_graph
 from model.precision import Precision
-from model.roofline.efficiency import ARCH_DEFAULTS, efficiency_for
+from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.roofline.evaluator import context_for, evaluate
 from model.placement.layout import stage_counts
 from model.training import comm

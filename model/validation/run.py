@@ -16,7 +16,7 @@ import pandas as pd
 
 from model.errors import RidgeplanError
 from model.hardware.db import load_device
-from model.roofline.efficiency import efficiency_for
+from model.roofline.efficiency_sets import efficiency_for
 from model.roofline.kernels import achieved, predict_kernels
 
 GROUPS = ("kernels", "serving")

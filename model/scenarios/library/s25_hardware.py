@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from model.hardware import load_device
-from model.roofline.efficiency import efficiency_for
+from model.roofline.efficiency_sets import efficiency_for
 from model.roofline.kernels import achieved, predict_kernels
 from model.scenarios.base import CheckOutcome, check, close, pick, scenario, within
 from model.training import estimate_training
