@@ -117,11 +117,14 @@ def test_the_kernel_facts_come_from_the_engines_sources():
     assert KERNEL_FACTS[("trtllm", "ampere")] == xqa and KERNEL_FACTS[("trtllm", "hopper")] == {**xqa, **mla}
     assert KERNEL_FACTS[("trtllm", "blackwell")] == mla
     split = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
+    gen = {"prefill_head_tiles": 1.0, "prefill_tile_waves": 1.0}  # trtllm-gen context kernels on Blackwell
     for arch in ("ampere", "hopper", "blackwell"):
         assert KERNEL_FACTS[("vllm", arch)] == {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0,
-                                                "prefill_decode_tokens": 1.0, **split}
-        assert KERNEL_FACTS[("sglang", arch)] == {"attention_wide_head_dim": 256.0, **split,
-                                                  **(mla if arch != "ampere" else {})}
+                                                "prefill_decode_tokens": 1.0, **split,
+                                                **(gen if arch == "blackwell" else {})}
+        wide = {"attention_wide_head_dim": 0.0, "attention_generic_head_dim": 192.0, **gen} \
+            if arch == "blackwell" else {"attention_wide_head_dim": 256.0}
+        assert KERNEL_FACTS[("sglang", arch)] == {**wide, **split, **(mla if arch != "ampere" else {})}
 
 
 def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():

@@ -308,6 +308,25 @@ class Efficiency:
     attention_wide_head_dim: float = 0.0
     decode_wide_head_dim: float = 0.0
     attention_wide_scale: float = 1.0
+    # a head dimension the engine runs on that generic kernel in both phases whatever the flash limit (engine fact,
+    # 0 = none): SGLang 0.5.14 on Blackwell runs MiMo-V2's QK192/V128 attention only on Triton (its trtllm_mha
+    # kernel fails on the asymmetric V, FlashInfer rejects the 128-wide V pool: aiconfigurator collector
+    # cases/models/MiMoV2FlashForCausalLM_cases.yaml; the B200 tables' head_dim 192 rows are all kernel_source triton)
+    attention_generic_head_dim: float = 0.0
+    # 1 = the engine's prefill kernel gives every query head tiles of its own (query rows per tile = the sequence's
+    # tokens, prefill tiles per (sequence, query head)) instead of packing a KV head's query group into one tile:
+    # TensorRT-LLM's trtllm-gen context kernels (run by FlashInfer for vLLM on Blackwell) lay Q out as [tokens, heads,
+    # head_dim] and group heads only in generation kernels (flashinfer include/flashinfer/trtllm/fmha/fmhaKernels.cuh:
+    # numHeadsPerCta = mGroupsHeadsQ ? min(numHeadsQPerKv, stepQ) : 1; kernelParams.h makeTmaShapeStrideQ: packed QKV
+    # never groups heads). 0 = packed (FlashAttention's and FlashInfer's PackGQA, the hand-set classes); single-kernel
+    # predictions, like prefill_tile_s
+    prefill_head_tiles: float = 0.0
+    # 1 = a prefill call's tiles run in whole waves of one tile per SM: its compute takes ceil(tiles / SMs) waves of
+    # the busiest tile, so a call of fewer tiles than SMs, or a last partial wave, leaves SMs idle (the compute term
+    # grows by ceil(w) / w, w = tiles / SMs); every CTA of FlashAttention and trtllm-gen context kernels owns one
+    # (sequence, head, 128 query rows) tile. 0 = the tiles spread evenly (the hand-set classes); single-kernel
+    # predictions, like prefill_tile_s
+    prefill_tile_waves: float = 0.0
     # prefill calls of at most this many query tokens per sequence run the engine's decode path and pay its call
     # floor (decode_attention_floor_s) in place of attention_floor_s: vLLM's metadata builders count requests of
     # query length <= 1 as decodes (vllm/v1/attention/backends/utils.py split_decodes_and_prefills, decode_threshold
