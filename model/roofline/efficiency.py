@@ -57,8 +57,10 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     prefill call's + prefill_tile_s per (sequence, KV head, 128 packed query rows) tile; a decode
                     call that splits its KV (kernels.decode_split_blocks, where decode_split_tokens > 0) +
                     decode_split_s; head dimensions above attention/decode_wide_head_dim at attention_wide_scale of
-                    the speed; prefills of <= prefill_decode_tokens tokens pay the decode floor (all single-kernel
-                    predictions; 0 = none of these in the hand-set classes)
+                    the speed (and attention_generic_head_dim alike); prefills of <= prefill_decode_tokens tokens
+                    pay the decode floor; prefill_head_tiles tiles each query head apart, prefill_tile_waves runs the
+                    tiles in whole waves of the SMs (all single-kernel predictions; 0 = none of these in the
+                    hand-set classes)
 """
 
 from __future__ import annotations
