@@ -326,8 +326,9 @@ class Efficiency:
     # 1 = a prefill call's tiles run in whole waves of one tile per SM: its compute takes ceil(tiles / SMs) waves of
     # the busiest tile, so a call of fewer tiles than SMs, or a last partial wave, leaves SMs idle (the compute term
     # grows by ceil(w) / w, w = tiles / SMs); every CTA of FlashAttention and trtllm-gen context kernels owns one
-    # (sequence, head, 128 query rows) tile. 0 = the tiles spread evenly (the hand-set classes); single-kernel
-    # predictions, like prefill_tile_s
+    # (sequence, head, 128 query rows) tile (trtllm-gen's persistent scheduler hands them out one per SM); needs the
+    # device's SM count. 0 = the tiles spread evenly (the hand-set classes); single-kernel predictions, like
+    # prefill_tile_s
     prefill_tile_waves: float = 0.0
     # prefill calls of at most this many query tokens per sequence run the engine's decode path and pay its call
     # floor (decode_attention_floor_s) in place of attention_floor_s: vLLM's metadata builders count requests of
