@@ -118,11 +118,12 @@ def test_the_kernel_facts_come_from_the_engines_sources():
     assert KERNEL_FACTS[("trtllm", "blackwell")] == mla
     split = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
     gen = {"prefill_head_tiles": 1.0, "prefill_tile_waves": 1.0}  # trtllm-gen context kernels on Blackwell
+    slices = {"prefill_v_slice_dim": 256.0}
     for arch in ("ampere", "hopper", "blackwell"):
         assert KERNEL_FACTS[("vllm", arch)] == {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0,
                                                 "prefill_decode_tokens": 1.0, **split,
                                                 **(gen if arch == "blackwell" else {})}
-        wide = {"attention_wide_head_dim": 0.0, "attention_generic_head_dim": 192.0, **gen} \
+        wide = {"attention_wide_head_dim": 0.0, "attention_generic_head_dim": 192.0, **gen, **slices} \
             if arch == "blackwell" else {"attention_wide_head_dim": 256.0}
         assert KERNEL_FACTS[("sglang", arch)] == {**wide, **split, **(mla if arch != "ampere" else {})}
 

@@ -34,6 +34,7 @@ def _rows(kernel, **shape):
 def test_the_forms_are_neutral_in_every_hand_set_class():
     for eff in ARCH_DEFAULTS.values():
         assert eff.attention_generic_head_dim == 0 and eff.prefill_head_tiles == 0 and eff.prefill_tile_waves == 0
+        assert eff.prefill_v_slice_dim == 0
 
 
 def test_the_generic_head_dimension_runs_the_generic_kernel_in_both_phases():
@@ -90,4 +91,27 @@ def test_prefill_tiles_run_in_whole_waves():
         assert predict_kernels(row, H100, eff)[0] == pytest.approx(((t_c * grow) ** 2 + t_m**2) ** 0.5, rel=1e-12)
     # decode rows are not tiled this way
     dec = _rows("decode_attention", batch=1, heads=8, kv_heads=8, head_dim=128, context=2048)
+    assert predict_kernels(dec, H100, eff)[0] == predict_kernels(dec, H100, _plain())[0]
+
+
+def test_value_heads_past_the_slice_width_recompute_qk_per_slice():
+    # head_dim 512 over 256-wide value slices: 2 CTAs per head, each Q.K^T (2 x 512 FLOPs per pair) and half of P.V
+    # (2 x 256 each): 2 x 512 x 2 + 2 x 512 = 3,072 FLOPs per pair in place of 4 x 512 = 2,048, 1.5x; the tiles double
+    from model.roofline.kernels import prefill_value_slices
+
+    wide = _rows("attention", batch=2, heads=16, kv_heads=2, head_dim=512, seq_len=4096)
+    flash = _rows("attention", batch=2, heads=16, kv_heads=2, head_dim=256, seq_len=4096)
+    eff = _plain(prefill_v_slice_dim=256.0)
+    assert prefill_value_slices(kernel_work(wide), wide, eff).flops[0] == 1.5 * kernel_work(wide).flops[0]
+    assert prefill_value_slices(kernel_work(flash), flash, eff).flops[0] == kernel_work(flash).flops[0]
+    assert prefill_value_slices(kernel_work(wide), wide, _plain()).flops[0] == kernel_work(wide).flops[0]
+    # tiles: 2 x 2 KV heads x ceil(4096 x 8 / 128) = 1,024 packed, x 2 slices = 2,048 at 10 ns each
+    w = kernel_work(wide)
+    t_c = 1.5 * w.flops[0] / (PEAK * 0.5)
+    t_m = w.bytes[0] / (H100.memory.bandwidth_bytes_per_s * 0.8)
+    tiles = replace(eff, prefill_tile_s=10e-9)
+    assert predict_kernels(wide, H100, tiles)[0] == pytest.approx(((t_c + 2048 * 10e-9) ** 2 + t_m**2) ** 0.5,
+                                                                  rel=1e-12)
+    # decode rows keep their whole head
+    dec = _rows("decode_attention", batch=8, heads=16, kv_heads=2, head_dim=512, context=4096)
     assert predict_kernels(dec, H100, eff)[0] == predict_kernels(dec, H100, _plain())[0]

@@ -143,7 +143,7 @@ KERNEL_FACTS = {("trtllm", "hopper"): {**_XQA, **MLA_BLOCK}, ("trtllm", "ampere"
 # tables' vllm_flashinfer_trtllmprefill rows); their context kernels tile every query head apart
 # (Efficiency.prefill_head_tiles)
 KERNEL_FACTS[("sglang", "blackwell")].update(attention_wide_head_dim=0.0, attention_generic_head_dim=192.0,
-                                          prefill_head_tiles=1.0, prefill_tile_waves=1.0)
+                                          prefill_head_tiles=1.0, prefill_tile_waves=1.0, prefill_v_slice_dim=256.0)
 KERNEL_FACTS[("vllm", "blackwell")].update(prefill_head_tiles=1.0, prefill_tile_waves=1.0)
 
 

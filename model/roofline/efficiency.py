@@ -330,6 +330,12 @@ class Efficiency:
     # device's SM count. 0 = the tiles spread evenly (the hand-set classes); single-kernel predictions, like
     # prefill_tile_s
     prefill_tile_waves: float = 0.0
+    # the widest value slice one prefill CTA holds (engine fact, 0 = the whole head): trtllm-gen's context kernels
+    # split a value head wider than 256 over ceil(d_v / 256) CTAs, each recomputing the full Q.K^T for its slice
+    # (flashinfer include/flashinfer/trtllm/fmha/fmhaKernels.cuh: headDimPerCtaV = 256 for headDimV > 256 in
+    # context kernels, numCtasY = numCtasForAllHeadsQ * headDimV / headDimPerCtaV), so a (query, key) pair costs
+    # 2 d (QK) x slices + 2 d (PV): 1.5x the FLOPs at head_dim 512, and the tiles multiply by the slices
+    prefill_v_slice_dim: float = 0.0
     # prefill calls of at most this many query tokens per sequence run the engine's decode path and pay its call
     # floor (decode_attention_floor_s) in place of attention_floor_s: vLLM's metadata builders count requests of
     # query length <= 1 as decodes (vllm/v1/attention/backends/utils.py split_decodes_and_prefills, decode_threshold

@@ -168,6 +168,25 @@ def prefill_head_tiles(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> K
     return replace(w, shape_m=m_rows)
 
 
+def value_slices(table: pd.DataFrame, rows: np.ndarray, eff: Efficiency) -> np.ndarray:
+    """CTAs per head of each prefill row's value head (Efficiency.prefill_v_slice_dim; 1 = the whole head)."""
+    if not eff.prefill_v_slice_dim or not rows.any():
+        return np.ones(int(rows.sum()))
+    return np.maximum(1.0, np.ceil(table.loc[rows, "head_dim"].to_numpy(float) / eff.prefill_v_slice_dim))
+
+
+def prefill_value_slices(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
+    """GQA/MHA prefill rows whose value head is split over CTAs that each recompute Q.K^T: FLOPs per pair
+    2 d x slices + 2 d in place of 4 d."""
+    rows = (w.kind == "attention") & ~w.mla
+    slices = value_slices(table, rows, eff)
+    if not rows.any() or np.all(slices == 1):
+        return w
+    flops = w.flops.copy()
+    flops[rows] = w.flops[rows] * (slices + 1) / 2
+    return replace(w, flops=flops)
+
+
 def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
     """MLA attention rows as their kernels run them (Efficiency.mla_block = B > 0): whole blocks of B query rows by B
     keys. A prefill sequence of s tokens runs ceil(s/B) query blocks, block i over i + 1 key blocks when causal (the
@@ -197,7 +216,8 @@ def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWor
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
     sms = float(device.on_chip.compute_units or 0) if device.on_chip is not None else 0.0
-    w = mla_blocks(prefill_head_tiles(decode_fallback(kernel_work(table), table, eff, sms), table, eff), table, eff)
+    w = decode_fallback(kernel_work(table), table, eff, sms)
+    w = mla_blocks(prefill_value_slices(prefill_head_tiles(w, table, eff), table, eff), table, eff)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     # vectorized per (kind, dtype, block-scaled): tables can be large
@@ -244,7 +264,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     if prefill.any():
         tiles[prefill] = (table.loc[prefill, "batch"].to_numpy(float)
                           * table.loc[prefill, tiled_heads(eff)].to_numpy(float)
-                          * np.ceil(w.shape_m[prefill] / PREFILL_TILE_ROWS))
+                          * np.ceil(w.shape_m[prefill] / PREFILL_TILE_ROWS) * value_slices(table, prefill, eff))
     if eff.prefill_tile_s and prefill.any():
         item_s[prefill] = eff.prefill_tile_s * tiles[prefill]
     if eff.prefill_tile_waves and sms and prefill.any():  # whole waves of tiles: idle SMs slow the compute
