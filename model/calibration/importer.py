@@ -141,7 +141,8 @@ KERNEL_FACTS = {("trtllm", "hopper"): {**_XQA, **MLA_BLOCK}, ("trtllm", "ampere"
 # sglang/collect_attn.py, after SGLang server_args._get_default_attn_backend; head dimensions to 512, the B200 tables'
 # head_dim 512 rows, so no generic kernel past 256), vLLM's FlashInfer backend runs trtllm-gen prefill (the B200
 # tables' vllm_flashinfer_trtllmprefill rows); their context kernels tile every query head apart
-# (Efficiency.prefill_head_tiles)
+# (Efficiency.prefill_head_tiles) in whole waves (prefill_tile_waves) and split value heads past 256 over CTAs
+# (prefill_v_slice_dim: SGLang only, where no generic kernel takes head_dim 512; for vLLM the fit kept the generic one)
 KERNEL_FACTS[("sglang", "blackwell")].update(attention_wide_head_dim=0.0, attention_generic_head_dim=192.0,
                                           prefill_head_tiles=1.0, prefill_tile_waves=1.0, prefill_v_slice_dim=256.0)
 KERNEL_FACTS[("vllm", "blackwell")].update(prefill_head_tiles=1.0, prefill_tile_waves=1.0)

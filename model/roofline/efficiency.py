@@ -59,8 +59,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     decode_split_s; head dimensions above attention/decode_wide_head_dim at attention_wide_scale of
                     the speed (and attention_generic_head_dim alike); prefills of <= prefill_decode_tokens tokens
                     pay the decode floor; prefill_head_tiles tiles each query head apart, prefill_tile_waves runs the
-                    tiles in whole waves of the SMs (all single-kernel predictions; 0 = none of these in the
-                    hand-set classes)
+                    tiles in whole waves of the SMs, prefill_v_slice_dim splits wide value heads over CTAs (all
+                    single-kernel predictions; 0 = none of these in the hand-set classes)
 """
 
 from __future__ import annotations
