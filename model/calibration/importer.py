@@ -125,7 +125,10 @@ PARSIMONY_LOSS = 0.01
 # (the tables' head_dim 512) a generic kernel runs (SGLang's decode tables at 512 stay on the curve: prefill only).
 # Their split-KV decode (FlashAttention's num_splits_heuristic, FlashInfer's decode planner) splits only below about
 # one wave of CTAs, then merges the partial results like XQA's multi-block mode (Efficiency.decode_split_waves).
-# vLLM runs one-token prefills on its decode path (Efficiency.prefill_decode_tokens).
+# vLLM runs one-token prefills on its decode path (Efficiency.prefill_decode_tokens). SGLang 0.5.14 on Blackwell
+# runs head dimension 192 (MiMo-V2's QK192/V128) on its Triton kernel only, both phases
+# (Efficiency.attention_generic_head_dim: aiconfigurator collector/cases/models/MiMoV2FlashForCausalLM_cases.yaml,
+# sglang_backends 100: triton).
 # MLA kernels compute blocks of 64 query rows by 64 keys (Efficiency.mla_block; FlashMLA csrc/kernels/config.h:
 # BLOCK_SIZE_M = 64, PAGE_BLOCK_SIZE = 64, which TensorRT-LLM's getFlashMlaNumSmParts and get_mla_metadata repeat);
 # a block size is a step function of the loss, so it is set, not fitted. The tables agree: TensorRT-LLM's expanded
@@ -158,6 +161,15 @@ KERNEL_FACTS = {("trtllm", "hopper"): {**_XQA, **MLA_BLOCK}, ("trtllm", "ampere"
 _FP8_TILE = {("vllm", "hopper"): 64.0, ("sglang", "hopper"): 64.0}
 KERNEL_FACTS = {key: {**facts, **({"gemm_k_tile_8": _FP8_TILE[key]} if key in _FP8_TILE else {})}
                 for key, facts in KERNEL_FACTS.items()}
+# On Blackwell both run TensorRT-LLM's trtllm-gen kernels: SGLang's default backend there is trtllm_mha (collector
+# sglang/collect_attn.py, after SGLang server_args._get_default_attn_backend; head dimensions to 512, the B200 tables'
+# head_dim 512 rows, so no generic kernel past 256), vLLM's FlashInfer backend runs trtllm-gen prefill (the B200
+# tables' vllm_flashinfer_trtllmprefill rows); their context kernels tile every query head apart
+# (Efficiency.prefill_head_tiles) in whole waves (prefill_tile_waves) and split value heads past 256 over CTAs
+# (prefill_v_slice_dim: SGLang only, where no generic kernel takes head_dim 512; for vLLM the fit kept the generic one)
+KERNEL_FACTS[("sglang", "blackwell")].update(attention_wide_head_dim=0.0, attention_generic_head_dim=192.0,
+                                          prefill_head_tiles=1.0, prefill_tile_waves=1.0, prefill_v_slice_dim=256.0)
+KERNEL_FACTS[("vllm", "blackwell")].update(prefill_head_tiles=1.0, prefill_tile_waves=1.0)
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
@@ -282,8 +294,10 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
         if not (eff.mla_fa3_split or eff.mla_trtllm_gen_split):  # the same for MLA decode
             names = [n for n in names if n not in ("mla_block_s", "mla_split_s")]
         wide = max(eff.attention_wide_head_dim, eff.decode_wide_head_dim)
-        if not wide or "head_dim" not in rows or not (rows.loc[part, "head_dim"] > wide).any():  # no generic kernel
-            names = [n for n in names if n != "attention_wide_scale"]
+        generic = eff.attention_generic_head_dim
+        if "head_dim" not in rows or not ((wide and (rows.loc[part, "head_dim"] > wide).any())
+                                          or (generic and (rows.loc[part, "head_dim"] == generic).any())):
+            names = [n for n in names if n != "attention_wide_scale"]  # no generic kernel
         eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         if "scale_up_bus_efficiency" in names and not eff.scale_up_bus_efficiency:
             # 0 stands for the link file's bus efficiency: start there, not at the bound (from 0.05 the B200 vLLM

@@ -62,8 +62,10 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     prefill call's + prefill_tile_s per (sequence, KV head, 128 packed query rows) tile; a decode
                     call that splits its KV (kernels.decode_split_blocks, where decode_split_tokens > 0) +
                     decode_split_s; head dimensions above attention/decode_wide_head_dim at attention_wide_scale of
-                    the speed; prefills of <= prefill_decode_tokens tokens pay the decode floor (all single-kernel
-                    predictions; 0 = none of these in the hand-set classes)
+                    the speed (and attention_generic_head_dim alike); prefills of <= prefill_decode_tokens tokens
+                    pay the decode floor; prefill_head_tiles tiles each query head apart, prefill_tile_waves runs the
+                    tiles in whole waves of the SMs, prefill_v_slice_dim splits wide value heads over CTAs (all
+                    single-kernel predictions; 0 = none of these in the hand-set classes)
 """
 
 from __future__ import annotations
@@ -350,6 +352,32 @@ class Efficiency:
     attention_wide_head_dim: float = 0.0
     decode_wide_head_dim: float = 0.0
     attention_wide_scale: float = 1.0
+    # a head dimension the engine runs on that generic kernel in both phases whatever the flash limit (engine fact,
+    # 0 = none): SGLang 0.5.14 on Blackwell runs MiMo-V2's QK192/V128 attention only on Triton (its trtllm_mha
+    # kernel fails on the asymmetric V, FlashInfer rejects the 128-wide V pool: aiconfigurator collector
+    # cases/models/MiMoV2FlashForCausalLM_cases.yaml; the B200 tables' head_dim 192 rows are all kernel_source triton)
+    attention_generic_head_dim: float = 0.0
+    # 1 = the engine's prefill kernel gives every query head tiles of its own (query rows per tile = the sequence's
+    # tokens, prefill tiles per (sequence, query head)) instead of packing a KV head's query group into one tile:
+    # TensorRT-LLM's trtllm-gen context kernels (run by FlashInfer for vLLM on Blackwell) lay Q out as [tokens, heads,
+    # head_dim] and group heads only in generation kernels (flashinfer include/flashinfer/trtllm/fmha/fmhaKernels.cuh:
+    # numHeadsPerCta = mGroupsHeadsQ ? min(numHeadsQPerKv, stepQ) : 1; kernelParams.h makeTmaShapeStrideQ: packed QKV
+    # never groups heads). 0 = packed (FlashAttention's and FlashInfer's PackGQA, the hand-set classes); single-kernel
+    # predictions, like prefill_tile_s
+    prefill_head_tiles: float = 0.0
+    # 1 = a prefill call's tiles run in whole waves of one tile per SM: its compute takes ceil(tiles / SMs) waves of
+    # the busiest tile, so a call of fewer tiles than SMs, or a last partial wave, leaves SMs idle (the compute term
+    # grows by ceil(w) / w, w = tiles / SMs); every CTA of FlashAttention and trtllm-gen context kernels owns one
+    # (sequence, head, 128 query rows) tile (trtllm-gen's persistent scheduler hands them out one per SM); needs the
+    # device's SM count. 0 = the tiles spread evenly (the hand-set classes); single-kernel predictions, like
+    # prefill_tile_s
+    prefill_tile_waves: float = 0.0
+    # the widest value slice one prefill CTA holds (engine fact, 0 = the whole head): trtllm-gen's context kernels
+    # split a value head wider than 256 over ceil(d_v / 256) CTAs, each recomputing the full Q.K^T for its slice
+    # (flashinfer include/flashinfer/trtllm/fmha/fmhaKernels.cuh: headDimPerCtaV = 256 for headDimV > 256 in
+    # context kernels, numCtasY = numCtasForAllHeadsQ * headDimV / headDimPerCtaV), so a (query, key) pair costs
+    # 2 d (QK) x slices + 2 d (PV): 1.5x the FLOPs at head_dim 512, and the tiles multiply by the slices
+    prefill_v_slice_dim: float = 0.0
     # prefill calls of at most this many query tokens per sequence run the engine's decode path and pay its call
     # floor (decode_attention_floor_s) in place of attention_floor_s: vLLM's metadata builders count requests of
     # query length <= 1 as decodes (vllm/v1/attention/backends/utils.py split_decodes_and_prefills, decode_threshold

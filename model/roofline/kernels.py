@@ -248,6 +248,42 @@ def decode_fallback(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sms: fl
     return replace(w, bytes=nbytes, shape_m=m_rows, fallback=fallback)
 
 
+def tiled_heads(eff: Efficiency) -> str:
+    """The table column that counts a prefill call's tiled heads: KV heads (the query group packed into one tile)
+    or query heads (Efficiency.prefill_head_tiles)."""
+    return "heads" if eff.prefill_head_tiles else "kv_heads"
+
+
+def prefill_head_tiles(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
+    """GQA/MHA prefill rows on a kernel that tiles every query head apart (Efficiency.prefill_head_tiles): a tile's
+    query rows are the sequence's tokens, not the tokens times the query group."""
+    rows = (w.kind == "attention") & ~w.mla
+    if not eff.prefill_head_tiles or not rows.any():
+        return w
+    m_rows = w.shape_m.copy()
+    m_rows[rows] = table.loc[rows, "seq_len"].to_numpy(float)
+    return replace(w, shape_m=m_rows)
+
+
+def value_slices(table: pd.DataFrame, rows: np.ndarray, eff: Efficiency) -> np.ndarray:
+    """CTAs per head of each prefill row's value head (Efficiency.prefill_v_slice_dim; 1 = the whole head)."""
+    if not eff.prefill_v_slice_dim or not rows.any():
+        return np.ones(int(rows.sum()))
+    return np.maximum(1.0, np.ceil(table.loc[rows, "head_dim"].to_numpy(float) / eff.prefill_v_slice_dim))
+
+
+def prefill_value_slices(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
+    """GQA/MHA prefill rows whose value head is split over CTAs that each recompute Q.K^T: FLOPs per pair
+    2 d x slices + 2 d in place of 4 d."""
+    rows = (w.kind == "attention") & ~w.mla
+    slices = value_slices(table, rows, eff)
+    if not rows.any() or np.all(slices == 1):
+        return w
+    flops = w.flops.copy()
+    flops[rows] = w.flops[rows] * (slices + 1) / 2
+    return replace(w, flops=flops)
+
+
 def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWork:
     """MLA attention rows as their kernels run them (Efficiency.mla_block = B > 0): whole blocks of B query rows by B
     keys. A prefill sequence of s tokens runs ceil(s/B) query blocks, block i over i + 1 key blocks when causal (the
@@ -277,7 +313,8 @@ def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWor
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
     sms = float(device.on_chip.compute_units or 0) if device.on_chip is not None else 0.0
-    w = mla_blocks(decode_fallback(kernel_work(table), table, eff, sms), table, eff)
+    w = decode_fallback(kernel_work(table), table, eff, sms)
+    w = mla_blocks(prefill_value_slices(prefill_head_tiles(w, table, eff), table, eff), table, eff)
     w, mla_splits, mla_chain = mla_split_work(w, table, eff, sms)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
@@ -305,7 +342,9 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     # head dimensions past the engine's flash kernels run a generic kernel at attention_wide_scale of their speed
     wide_dim = np.select([w.kind == "attention", w.kind == "decode_attention"],
                          [eff.attention_wide_head_dim, eff.decode_wide_head_dim], 0.0)
-    wide = ~w.mla & (wide_dim > 0) & (w.shape_k > wide_dim)
+    generic = (eff.attention_generic_head_dim > 0) & np.isin(w.kind, ("attention", "decode_attention")) \
+        & (table["head_dim"].to_numpy(float) == eff.attention_generic_head_dim if "head_dim" in table else False)
+    wide = ~w.mla & (((wide_dim > 0) & (w.shape_k > wide_dim)) | generic)
     speed = np.where(wide, eff.attention_wide_scale, 1.0)
     eta = eta * speed
     decode_floor_s = np.where(w.mla & (eff.mla_decode_floor_s > 0), eff.mla_decode_floor_s,
@@ -322,10 +361,16 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     # prefill calls on the engine's decode path (prefill_decode_tokens) pay the decode floor and no prefill tiles
     as_decode = (w.kind == "attention") & ~w.mla & (w.shape_n <= eff.prefill_decode_tokens)  # n = query tokens
     prefill = (w.kind == "attention") & ~w.mla & ~as_decode
-    if eff.prefill_tile_s and prefill.any():  # w.shape_m: query rows per KV head (the GQA-packed group)
-        item_s[prefill] = eff.prefill_tile_s * (table.loc[prefill, "batch"].to_numpy(float)
-                                                * table.loc[prefill, "kv_heads"].to_numpy(float)
-                                                * np.ceil(w.shape_m[prefill] / PREFILL_TILE_ROWS))
+    tiles = np.zeros(n)  # w.shape_m: query rows per tiled head (the GQA-packed group or not)
+    if prefill.any():
+        tiles[prefill] = (table.loc[prefill, "batch"].to_numpy(float)
+                          * table.loc[prefill, tiled_heads(eff)].to_numpy(float)
+                          * np.ceil(w.shape_m[prefill] / PREFILL_TILE_ROWS) * value_slices(table, prefill, eff))
+    if eff.prefill_tile_s and prefill.any():
+        item_s[prefill] = eff.prefill_tile_s * tiles[prefill]
+    if eff.prefill_tile_waves and sms and prefill.any():  # whole waves of tiles: idle SMs slow the compute
+        waves = tiles[prefill] / sms
+        eta[prefill] = eta[prefill] * waves / np.ceil(waves)
     if eff.decode_split_s and decode.any():  # split-KV calls merge their partial results (decode_split_s)
         blocks = np.ones(n)
         blocks[decode] = decode_split_blocks(*(table.loc[decode, c].to_numpy(float)
