@@ -129,7 +129,9 @@ def test_the_kernel_facts_come_from_the_engines_sources():
         wide = {"attention_wide_head_dim": 0.0, "attention_generic_head_dim": 192.0, **gen, **slices} \
             if arch == "blackwell" else {"attention_wide_head_dim": 256.0}
         assert KERNEL_FACTS[("sglang", arch)] == {**wide, **split, **(mla if arch != "ampere" else {}),
-                                                  **({"mla_fa3_split": 1.0} if arch == "hopper" else {}), **fp8}
+                                                  **({"mla_fa3_split": 1.0} if arch == "hopper" else {}), **fp8,
+                                                  # DeepGEMM's SM90 block picking (test_calibration_deepgemm_waves)
+                                                  **({"gemm_waves_8b": 1.0} if arch == "hopper" else {})}
 
 
 def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():

@@ -170,6 +170,10 @@ KERNEL_FACTS = {key: {**facts, **({"gemm_k_tile_8": _FP8_TILE[key]} if key in _F
 KERNEL_FACTS[("sglang", "blackwell")].update(attention_wide_head_dim=0.0, attention_generic_head_dim=192.0,
                                           prefill_head_tiles=1.0, prefill_tile_waves=1.0, prefill_v_slice_dim=256.0)
 KERNEL_FACTS[("vllm", "blackwell")].update(prefill_head_tiles=1.0, prefill_tile_waves=1.0)
+# SGLang's block-scaled FP8 GEMM on Hopper is DeepGEMM's SM90 kernel (kernel_source sglang_deepgemm_gemm_nt_f8f8bf16),
+# which picks its block per shape by waves over the SMs (Efficiency.gemm_waves_8b); vLLM's block-scaled rows mix
+# DeepGEMM, CUTLASS and FlashInfer kernels, and Blackwell runs DeepGEMM's SM100 heuristic (not modelled)
+KERNEL_FACTS[("sglang", "hopper")].update(gemm_waves_8b=1.0)
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:

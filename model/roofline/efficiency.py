@@ -214,6 +214,13 @@ class Efficiency:
     gemm_quant_s_8b: float = 0.0
     gemm_quant_bytes_8b: float = 0.0
     gemm_quant_row_s_8b: float = 0.0
+    # 1 = block-scaled FP8 GEMMs run DeepGEMM's SM90 kernel (an engine kernel fact: SGLang on Hopper, kernel_source
+    # sglang_deepgemm_gemm_nt_f8f8bf16): it launches one CTA per SM and picks (block_m, block_n) per shape by the
+    # fewest waves of ceil(m/block_m) x ceil(n/block_n) tiles over the SMs, then the fullest last wave
+    # (Efficiency.deepgemm_wave_fill), so the compute runs padded tiles in whole waves: eta_c x m n / (waves x SMs x
+    # block_m x block_n). Single-kernel predictions of block-scaled rows (gemm_max_8b > 0) only; needs the SM count;
+    # 0 = none (the hand-set classes)
+    gemm_waves_8b: float = 0.0
     # 1 where the engine's MoE layer quantizes the experts' activations in kernels of their own (vLLM's and SGLang's
     # Triton MoE for FP8): the graph's `experts_quant` operator (symbol q_e)
     step_expert_quant_8: float = 0.0
@@ -559,6 +566,36 @@ def gemm_sustain(flops, peak_flop_per_s, eff, applies=1.0) -> object:
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(x > 0, x / (x + eff.gemm_sustain_s), 0.0)
     return 1.0 / (1.0 + drop * share)
+
+
+def deepgemm_wave_fill(m, n, sms) -> object:
+    """Share of the SMs' tile slots that carry real output in DeepGEMM's SM90 normal GEMM (Efficiency.gemm_waves_8b):
+    m n / (waves x sms x block_m x block_n) for the (block_m, block_n) its heuristic picks (deep_gemm
+    csrc/jit_kernels/heuristics/common.hpp get_best_config and sm90.hpp, 0f5f266, 2026-01): block_m in 64, 128,
+    256 (then 16 where m <= 16, 32 where m <= 32), block_n in 16..128 step 16 and 144, 160, 192 (1D2D kernel), not both
+    above 128; the fewest waves ceil(tiles / sms) first, then the fullest last wave, then on a tie the smaller
+    block_n at the same block_m, the smaller block_m at the same block_n, or the larger block_n no wider than n with
+    a block_m no taller than m. 1 where sms = 0."""
+    m, n = np.broadcast_arrays(np.asarray(m, dtype=float), np.asarray(n, dtype=float))
+    if not sms:
+        return np.ones_like(m)
+    waves, util, best_m, best_n = (np.zeros_like(m) for _ in range(4))
+    for block_m in (64, 128, 256, 16, 32):  # the source's order: ties keep the earlier pick
+        for block_n in [*range(16, 129, 16), 144, 160, 192]:
+            if block_m > 128 and block_n > 128:
+                continue
+            tiles = np.ceil(m / block_m) * np.ceil(n / block_n)
+            w = np.ceil(tiles / sms)
+            last = np.where(tiles % sms == 0, sms, tiles % sms)
+            tie = (w == waves) & (last == util) & (((block_m == best_m) & (block_n < best_n))
+                                                   | ((block_n == best_n) & (block_m < best_m))
+                                                   | ((block_m != best_m) & (block_n > best_n) & (block_n <= n)
+                                                      & (block_m <= m)))
+            better = (waves == 0) | (w < waves) | ((w == waves) & (last > util)) | tie
+            better &= (block_m >= 64) | (m <= block_m)  # the 16- and 32-row blocks only for m up to them
+            waves, util = np.where(better, w, waves), np.where(better, last, util)
+            best_m, best_n = np.where(better, block_m, best_m), np.where(better, block_n, best_n)
+    return np.where(m * n > 0, m * n / (waves * sms * best_m * best_n), 1.0)
 
 
 def gemm_k_tile_area(m, tile_rows) -> object:

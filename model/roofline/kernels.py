@@ -15,8 +15,8 @@ from model.errors import RidgeplanError
 from model.hardware.schema import Device
 from model.precision import number_format
 from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
-from model.roofline.efficiency import (DTYPE_CLASSES, Efficiency, gemm_k_loop_s, gemm_k_tile_area, gemm_quant_s,
-                                      gemm_sustain, sustains)
+from model.roofline.efficiency import (DTYPE_CLASSES, Efficiency, deepgemm_wave_fill, gemm_k_loop_s,
+                                      gemm_k_tile_area, gemm_quant_s, gemm_sustain, sustains)
 from model.roofline.kernel import compute_eta, kernel_time
 
 PREFILL_TILE_ROWS = 128.0  # query rows per prefill attention CTA (FlashAttention-3 kBlockM at head_dim 128)
@@ -330,6 +330,8 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
                                        device.memory.bandwidth_bytes_per_s, eff)
             k_loop[rows] = gemm_k_loop_s(w.shape_k[rows], eff, eff.gemm_k_scale(dtype, block),
                                          eff.gemm_k_split_of(dtype))
+            if eff.gemm_waves_8b and sms and eff.block8(dtype, block):  # DeepGEMM: padded tiles in whole waves
+                eta[rows] = eta[rows] * deepgemm_wave_fill(w.shape_m[rows], w.shape_n[rows], sms)
             if not eff.block8(dtype, block) and DTYPE_CLASSES.get(dtype) == "8":  # per-tensor FP8: its dispatch's tile
                 k_loop[rows] = k_loop[rows] * gemm_k_tile_area(w.shape_m[rows], eff.gemm_k_tile_8)
         elif kind in ("attention", "decode_attention"):
