@@ -61,7 +61,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - attention work:   a grouped decode call's compute term + decode_item_s per (sequence, KV head) work item, a
                     prefill call's + prefill_tile_s per (sequence, KV head, 128 packed query rows) tile; a decode
                     call that splits its KV (kernels.decode_split_blocks, where decode_split_tokens > 0) +
-                    decode_split_s; calls with narrower value heads than key heads + kv_store_unfused_s; head dimensions above attention/decode_wide_head_dim at attention_wide_scale of
+                    decode_split_s, calls with narrower value heads than key heads + kv_store_unfused_s; head
+                    dimensions above attention/decode_wide_head_dim at attention_wide_scale of
                     the speed (and attention_generic_head_dim alike); prefills of <= prefill_decode_tokens tokens
                     pay the decode floor; prefill_head_tiles tiles each query head apart, prefill_tile_waves runs the
                     tiles in whole waves of the SMs, prefill_v_slice_dim splits wide value heads over CTAs (all

@@ -265,9 +265,10 @@ def prefill_head_tiles(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> K
     return replace(w, shape_m=m_rows)
 
 
-def unfused_kv_store(table: pd.DataFrame, w) -> np.ndarray:
+def unfused_kv_store(table: pd.DataFrame, w: KernelWork) -> np.ndarray:
     """GQA/MHA attention rows whose value heads are narrower than their key heads (the row's v_head_dim, absent or
-    NaN = head_dim): their new keys and values go to the cache without the fused store (Efficiency.kv_store_unfused_s)."""
+    NaN = head_dim): their new keys and values go to the cache without the fused store
+    (Efficiency.kv_store_unfused_s)."""
     if "v_head_dim" not in table or "head_dim" not in table:
         return np.zeros(len(table), dtype=bool)
     head_dim = table["head_dim"].to_numpy(float)
