@@ -111,8 +111,25 @@ def test_staged_fit_keeps_an_engine_fact_and_recovers_the_decode_fallback_bandwi
     assert result.params["decode_group_limit"] == 32.0 and result.params["decode_split_tokens"] == 128.0
     assert result.params["decode_fallback_mem_scale"] == pytest.approx(1.1, rel=0.05)
     assert result.params["decode_split_s"] == pytest.approx(4e-6, rel=0.25)
-    # without the fact the parameter is not fitted (nothing runs that kernel)
-    assert "decode_fallback_mem_scale" not in fit_rows(synthetic_rows(TRUE), H100).params
+    # without the fact the parameter is not fitted (nothing runs that kernel); nor the unfused KV store without rows
+    # whose value heads are narrower than their key heads
+    plain = fit_rows(synthetic_rows(TRUE), H100).params
+    assert "decode_fallback_mem_scale" not in plain and "kv_store_unfused_s" not in plain
+
+
+def test_staged_fit_recovers_the_unfused_kv_store_call():
+    # SGLang's MiMo-V2 rows (keys 192 wide, values 128: tables.with_v_head_dim) pay the unfused KV write per call
+    true = replace(TRUE, kv_store_unfused_s=8e-6)
+    mimo = pd.DataFrame([dict(kernel="decode_attention", dtype="bf16", family="attention_decode", batch=b, heads=h,
+                              kv_heads=hk, head_dim=192, v_head_dim=128, context=c, size=2.0 * b * hk * 192 * c)
+                         for b in (1, 16, 256) for c in (2, 512, 8192) for h, hk in ((64, 4), (16, 1))]
+                        + [dict(kernel="attention", dtype="bf16", family="attention_prefill", batch=b, heads=16,
+                                kv_heads=1, head_dim=192, v_head_dim=128, seq_len=s, size=2.0 * b * 16 * 192 * s * s)
+                           for b in (1, 8) for s in (16, 256, 2048)])
+    mimo = mimo.assign(measured_s=predictor(mimo.assign(measured_s=1.0), H100)(true)
+                       * np.exp(np.random.default_rng(3).normal(0, 0.01, len(mimo))))
+    result = fit_rows(pd.concat([synthetic_rows(true), mimo], ignore_index=True), H100)
+    assert result.params["kv_store_unfused_s"] == pytest.approx(8e-6, rel=0.25)
 
 
 def mla_rows(eff: Efficiency, noise: float = 0.01, seed: int = 2) -> pd.DataFrame:

@@ -55,6 +55,7 @@ BOUNDS = {
     "gemm_k_split_8": (0.0, 1e6), "gemm_k_split_4": (0.0, 1e6), "gemm_max_8b": (0.05, 1.0), "gemm_tile_m_8b": (1.0, 256.0), "gemm_k_scale_8b": (0.02, 20.0),
     "gemm_quant_s_8b": (0.0, 1e-3), "gemm_quant_bytes_8b": (0.0, 64.0), "gemm_quant_row_s_8b": (0.0, 1e-6),
     "decode_item_s": (0.0, 1e-6), "prefill_tile_s": (0.0, 1e-6), "decode_split_s": (0.0, 1e-3),
+    "kv_store_unfused_s": (0.0, 1e-3),
     "mla_block_s": (0.0, 1e-4), "mla_split_s": (0.0, 1e-3),
     "attention_wide_scale": (0.05, 2.0), "gemm_sustain_drop": (0.0, 0.25), "gemm_sustain_s": (0.0, 1.0),
 }
@@ -284,7 +285,8 @@ _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0, "gemm_k_scale_8b": 1.
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11, "decode_item_s": 1e-10, "prefill_tile_s": 1e-10,
-             "decode_split_s": 1e-7, "mla_block_s": 1e-8, "mla_split_s": 1e-7, "gemm_sustain_s": 1e-6}
+             "decode_split_s": 1e-7, "mla_block_s": 1e-8, "mla_split_s": 1e-7, "gemm_sustain_s": 1e-6,
+             "kv_store_unfused_s": 1e-7}
 
 _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7,
                "nvls_bus_efficiency": 0.5, "custom_ar_bus_efficiency": 0.5, "custom_ar_two_shot_s": 1e-7,
@@ -296,7 +298,7 @@ _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_
                "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7, "gemm_quant_bytes_8": 0.5,
                "gemm_quant_bytes_4": 0.5, "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11,
                "gemm_quant_s_8b": 1e-7, "gemm_quant_bytes_8b": 0.5, "gemm_quant_row_s_8b": 1e-11,
-               "decode_item_s": 1e-10, "prefill_tile_s": 1e-10, "decode_split_s": 1e-7,
+               "decode_item_s": 1e-10, "prefill_tile_s": 1e-10, "decode_split_s": 1e-7, "kv_store_unfused_s": 1e-7,
                "mla_block_s": 1e-8, "mla_split_s": 1e-7}
 
 

@@ -39,7 +39,8 @@ CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200"
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
                "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale", "mla_decode_floor_s",
                "mla_prefill_floor_s", "mla_block_s", "mla_split_s", "decode_item_s", "prefill_tile_s", "decode_split_s",
-               "mem_bytes_half", "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
+               "kv_store_unfused_s", "mem_bytes_half", "kernel_floor_s", "attention_floor_s",
+               "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s", "custom_ar_two_shot_s", "nccl_base_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_split_8", "gemm_k_split_4", "gemm_k_scale_8", "gemm_k_scale_4",
                "gemm_quant_s_8", "gemm_quant_s_4",
@@ -68,7 +69,7 @@ STAGES = (
     (("attention_decode", "attention_prefill"),
      ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
       "attention_max", "attention_mem_scale", "attention_roofline_p", "decode_fallback_mem_scale",
-      "decode_item_s", "prefill_tile_s", "attention_wide_scale", "decode_split_s")),
+      "decode_item_s", "prefill_tile_s", "attention_wide_scale", "decode_split_s", "kv_store_unfused_s")),
     # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
     (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
                                      "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s",
@@ -100,7 +101,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
                "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6, "mla_prefill_floor_s": 10e-6,
                "decode_item_s": 5e-9, "prefill_tile_s": 5e-9, "decode_split_s": 3e-6,
-               "mla_block_s": 1e-6, "mla_split_s": 3e-6,
+               "kv_store_unfused_s": 3e-6, "mla_block_s": 1e-6, "mla_split_s": 3e-6,
                # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
                "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
                "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}
@@ -295,6 +296,8 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
             names = [n for n in names if not n.startswith("custom_ar_") and n != "nccl_base_s"]
         if not eff.decode_split_tokens:  # no split rule: nothing marks the split calls
             names = [n for n in names if n != "decode_split_s"]
+        if "v_head_dim" not in rows or not (rows.loc[part, "v_head_dim"] < rows.loc[part, "head_dim"]).any():
+            names = [n for n in names if n != "kv_store_unfused_s"]  # no row writes K and V apart
         if not (eff.mla_fa3_split or eff.mla_trtllm_gen_split):  # the same for MLA decode
             names = [n for n in names if n not in ("mla_block_s", "mla_split_s")]
         wide = max(eff.attention_wide_head_dim, eff.decode_wide_head_dim)

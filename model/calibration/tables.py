@@ -267,4 +267,22 @@ def engine_rows(source: TableSource, gpu: str, engine: str) -> EngineTables:
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(rows):
         rows = rows[np.isfinite(rows["measured_s"]) & (rows["measured_s"] > 0)].reset_index(drop=True)
+        rows = with_v_head_dim(rows, engine)
     return EngineTables(gpu, engine, rows, tuple(files), read)
+
+
+# SGLang's attention tables at head dimension 192 are MiMo-V2-Flash's layers only, keys and queries 192 wide, values
+# 128 (aiconfigurator collector/sglang/collect_attn.py refuses head_dim 192 without the MiMo-V2 contract;
+# collector/cases/models/MiMoV2FlashForCausalLM_cases.yaml: head_dim 192, v_head_dim 128). The tables do not say
+# it, so the rows carry it (model.roofline.kernels.unfused_kv_store). TensorRT-LLM's MHA treats V as 192 wide (the
+# same file) and vLLM's tables omit the model
+SGLANG_V_HEAD_DIM = {192.0: 128.0}
+
+
+def with_v_head_dim(rows: pd.DataFrame, engine: str) -> pd.DataFrame:
+    """The rows with v_head_dim set where the engine's attention tables time narrower value heads (NaN elsewhere)."""
+    if engine != "sglang" or "head_dim" not in rows:
+        return rows
+    attention = rows["family"].isin(("attention_prefill", "attention_decode")).to_numpy()
+    v_head_dim = rows["head_dim"].map(SGLANG_V_HEAD_DIM).to_numpy(float)
+    return rows.assign(v_head_dim=np.where(attention, v_head_dim, np.nan))

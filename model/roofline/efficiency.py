@@ -61,7 +61,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - attention work:   a grouped decode call's compute term + decode_item_s per (sequence, KV head) work item, a
                     prefill call's + prefill_tile_s per (sequence, KV head, 128 packed query rows) tile; a decode
                     call that splits its KV (kernels.decode_split_blocks, where decode_split_tokens > 0) +
-                    decode_split_s; head dimensions above attention/decode_wide_head_dim at attention_wide_scale of
+                    decode_split_s, calls with narrower value heads than key heads + kv_store_unfused_s; head
+                    dimensions above attention/decode_wide_head_dim at attention_wide_scale of
                     the speed (and attention_generic_head_dim alike); prefills of <= prefill_decode_tokens tokens
                     pay the decode floor; prefill_head_tiles tiles each query head apart, prefill_tile_waves runs the
                     tiles in whole waves of the SMs, prefill_v_slice_dim splits wide value heads over CTAs (all
@@ -331,6 +332,13 @@ class Efficiency:
     # keys, 16 us from 1k keys on, where the KV read adds under 1 us); 0 = no such term. Applies where
     # decode_split_tokens > 0 (single-kernel predictions)
     decode_split_s: float = 0.0
+    # an attention call whose value heads are narrower than its key heads pays this once per call for writing the new
+    # keys and values into the cache without the fused store kernel: SGLang's KV pool runs its store_cache JIT kernel
+    # only when K and V share a row width and otherwise writes k_cache[loc] = k, v_cache[loc] = v as two PyTorch index
+    # writes (python/sglang/srt/mem_cache/memory_pool.py _set_kv_buffer_impl, same_kv_dim); the tables time the
+    # layer with that write (aiconfigurator collector/sglang/collect_attn.py). The rows say which calls: a row's
+    # v_head_dim (model.calibration.tables; absent = head_dim). 0 = no such term (single-kernel predictions)
+    kv_store_unfused_s: float = 0.0
     # the waves of the SMs up to which the split count is cut: TensorRT-LLM's kTargetWaveFactor 8; FlashAttention's
     # num_splits_heuristic splits only below 0.8 of one wave of CTAs, FlashInfer's decode planner only below its grid
     # of resident CTAs, both taken as 1 wave for vLLM and SGLang (engine facts, with 128-key blocks)

@@ -265,6 +265,18 @@ def prefill_head_tiles(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> K
     return replace(w, shape_m=m_rows)
 
 
+def unfused_kv_store(table: pd.DataFrame, w: KernelWork) -> np.ndarray:
+    """GQA/MHA attention rows whose value heads are narrower than their key heads (the row's v_head_dim, absent or
+    NaN = head_dim): their new keys and values go to the cache without the fused store
+    (Efficiency.kv_store_unfused_s)."""
+    if "v_head_dim" not in table or "head_dim" not in table:
+        return np.zeros(len(table), dtype=bool)
+    head_dim = table["head_dim"].to_numpy(float)
+    v_head_dim = table["v_head_dim"].to_numpy(float)
+    narrower = np.isfinite(v_head_dim) & (v_head_dim < head_dim)
+    return narrower & np.isin(w.kind, ("attention", "decode_attention")) & ~w.mla
+
+
 def value_slices(table: pd.DataFrame, rows: np.ndarray, eff: Efficiency) -> np.ndarray:
     """CTAs per head of each prefill row's value head (Efficiency.prefill_v_slice_dim; 1 = the whole head)."""
     if not eff.prefill_v_slice_dim or not rows.any():
@@ -381,6 +393,8 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     decode_floor_s = decode_floor_s + np.where(mla_splits > 1, eff.mla_split_s, 0.0)  # the split's reduction
     call_floor_s = np.select([as_decode, w.kind == "attention", w.kind == "decode_attention"],
                              [eff.decode_attention_floor_s, prefill_floor_s, decode_floor_s], 0.0)
+    if eff.kv_store_unfused_s:  # K and V of unequal widths: the engine writes them to the cache apart, once per call
+        call_floor_s = call_floor_s + np.where(unfused_kv_store(table, w), eff.kv_store_unfused_s, 0.0)
     kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
                      extra_busy_s=k_loop + eff.mla_block_s * mla_chain, extra_compute_s=item_s,
