@@ -322,37 +322,30 @@ def mla_blocks(w: KernelWork, table: pd.DataFrame, eff: Efficiency) -> KernelWor
     return replace(w, flops=flops, shape_m=m_rows, shape_n=n_cols)
 
 
-def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
-    """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
-    sms = float(device.on_chip.compute_units or 0) if device.on_chip is not None else 0.0
-    w = decode_fallback(kernel_work(table), table, eff, sms)
-    w = mla_blocks(prefill_value_slices(prefill_head_tiles(w, table, eff), table, eff), table, eff)
-    w, mla_splits, mla_chain = mla_split_work(w, table, eff, sms)
+def gemm_terms(w: KernelWork, rows: np.ndarray, dtype: str, block: bool, device: Device, eff: Efficiency,
+               sms: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """(peak FLOP/s, compute efficiency, activation-quantization seconds, k-loop seconds) of the GEMM rows `rows` of
+    one dtype and scaling (per-tensor or block-scaled FP8)."""
+    peak = device.peak(dtype)
+    m, n_cols, k = w.shape_m[rows], w.shape_n[rows], w.shape_k[rows]
+    eta = compute_eta("gemm", m, n_cols, eff, gemm_max=eff.gemm_max(dtype, block), tile=eff.gemm_tile(dtype, block))
+    eta = eta * gemm_sustain(w.flops[rows], peak, eff, sustains(dtype))
+    quant_s = gemm_quant_s(m, k, eff.gemm_quant(dtype, block), device.memory.bandwidth_bytes_per_s, eff)
+    k_loop = gemm_k_loop_s(k, eff, eff.gemm_k_scale(dtype, block), eff.gemm_k_split_of(dtype))
+    if eff.gemm_waves_8b and sms and eff.block8(dtype, block):  # DeepGEMM: padded tiles in whole waves
+        eta = eta * deepgemm_wave_fill(m, n_cols, sms)
+    if not eff.block8(dtype, block) and DTYPE_CLASSES.get(dtype) == "8":  # per-tensor FP8: its dispatch's tile
+        k_loop = k_loop * gemm_k_tile_area(m, eff.gemm_k_tile_8)
+    return peak, eta, quant_s, k_loop
+
+
+def attention_call_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sms: float, eta: np.ndarray,
+                         mla_splits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(compute efficiency, per-call floor seconds, per-work-item compute seconds, speed of the kernel that runs)
+    of every row, with the attention kernels' own terms: the generic kernel past the flash kernels' head dimensions,
+    prefill and decode call floors (MLA's own, split merges, the unfused KV store), decode work items and prefill
+    tiles in whole waves. Zero-cost (1, 0) for other rows."""
     n = len(table)
-    peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
-    # vectorized per (kind, dtype, block-scaled): tables can be large
-    for kind, dtype, block in sorted(set(zip(w.kind, w.dtype, w.block.tolist()))):
-        rows = (w.kind == kind) & (w.dtype == dtype) & (w.block == block)
-        if kind == "gemm":
-            peak[rows] = device.peak(dtype)
-            eta[rows] = compute_eta("gemm", w.shape_m[rows], w.shape_n[rows], eff,
-                                    gemm_max=eff.gemm_max(dtype, block), tile=eff.gemm_tile(dtype, block))
-            eta[rows] = eta[rows] * gemm_sustain(w.flops[rows], peak[rows], eff, sustains(dtype))
-            extra[rows] = gemm_quant_s(w.shape_m[rows], w.shape_k[rows], eff.gemm_quant(dtype, block),
-                                       device.memory.bandwidth_bytes_per_s, eff)
-            k_loop[rows] = gemm_k_loop_s(w.shape_k[rows], eff, eff.gemm_k_scale(dtype, block),
-                                         eff.gemm_k_split_of(dtype))
-            if eff.gemm_waves_8b and sms and eff.block8(dtype, block):  # DeepGEMM: padded tiles in whole waves
-                eta[rows] = eta[rows] * deepgemm_wave_fill(w.shape_m[rows], w.shape_n[rows], sms)
-            if not eff.block8(dtype, block) and DTYPE_CLASSES.get(dtype) == "8":  # per-tensor FP8: its dispatch's tile
-                k_loop[rows] = k_loop[rows] * gemm_k_tile_area(w.shape_m[rows], eff.gemm_k_tile_8)
-        elif kind in ("attention", "decode_attention"):
-            peak[rows] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
-            eta[rows] = compute_eta("attention", w.shape_m[rows], w.shape_n[rows], eff, depth=w.shape_k[rows],
-                                    mla=w.mla[rows])
-        else:
-            peak[rows] = device.vector_flop_per_s
-            eta[rows] = compute_eta("elementwise", None, None, eff)
     # head dimensions past the engine's flash kernels run a generic kernel at attention_wide_scale of their speed
     wide_dim = np.select([w.kind == "attention", w.kind == "decode_attention"],
                          [eff.attention_wide_head_dim, eff.decode_wide_head_dim], 0.0)
@@ -395,6 +388,30 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
                              [eff.decode_attention_floor_s, prefill_floor_s, decode_floor_s], 0.0)
     if eff.kv_store_unfused_s:  # K and V of unequal widths: the engine writes them to the cache apart, once per call
         call_floor_s = call_floor_s + np.where(unfused_kv_store(table, w), eff.kv_store_unfused_s, 0.0)
+    return eta, call_floor_s, item_s, speed
+
+
+def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
+    """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
+    sms = float(device.on_chip.compute_units or 0) if device.on_chip is not None else 0.0
+    w = decode_fallback(kernel_work(table), table, eff, sms)
+    w = mla_blocks(prefill_value_slices(prefill_head_tiles(w, table, eff), table, eff), table, eff)
+    w, mla_splits, mla_chain = mla_split_work(w, table, eff, sms)
+    n = len(table)
+    peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
+    # vectorized per (kind, dtype, block-scaled): tables can be large
+    for kind, dtype, block in sorted(set(zip(w.kind, w.dtype, w.block.tolist()))):
+        rows = (w.kind == kind) & (w.dtype == dtype) & (w.block == block)
+        if kind == "gemm":
+            peak[rows], eta[rows], extra[rows], k_loop[rows] = gemm_terms(w, rows, dtype, block, device, eff, sms)
+        elif kind in ("attention", "decode_attention"):
+            peak[rows] = device.peak(dtype if dtype in device.peak_flop_per_s else "bf16")
+            eta[rows] = compute_eta("attention", w.shape_m[rows], w.shape_n[rows], eff, depth=w.shape_k[rows],
+                                    mla=w.mla[rows])
+        else:
+            peak[rows] = device.vector_flop_per_s
+            eta[rows] = compute_eta("elementwise", None, None, eff)
+    eta, call_floor_s, item_s, speed = attention_call_terms(w, table, eff, sms, eta, mla_splits)
     kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
                      extra_busy_s=k_loop + eff.mla_block_s * mla_chain, extra_compute_s=item_s,
