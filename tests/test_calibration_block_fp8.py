@@ -11,7 +11,7 @@ import pytest
 
 from model.calibration.tables import _gemm
 from model.hardware import load_device
-from model.roofline.efficiency import gemm_k_loop_s
+from model.roofline.efficiency_forms import gemm_k_loop_s
 from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.roofline.kernels import kernel_work, predict_kernels
 

@@ -10,7 +10,7 @@ import pytest
 
 from model.calibration.importer import KERNEL_FACTS
 from model.hardware import load_device
-from model.roofline.efficiency import deepgemm_wave_fill
+from model.roofline.efficiency_forms import deepgemm_wave_fill
 from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.roofline.kernels import predict_kernels
 

@@ -12,7 +12,7 @@ import pytest
 
 from model.calibration.importer import KERNEL_FACTS
 from model.hardware import load_device
-from model.roofline.efficiency import gemm_eta
+from model.roofline.efficiency_forms import gemm_eta
 from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.roofline.kernel import gemm_time
 from model.roofline.kernels import kernel_work, predict_kernels

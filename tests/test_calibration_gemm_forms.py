@@ -12,7 +12,7 @@ import pytest
 
 from model.hardware import load_device
 from model.calibration.importer import KERNEL_FACTS
-from model.roofline.efficiency import gemm_k_tile_area, gemm_sustain
+from model.roofline.efficiency_forms import gemm_k_tile_area, gemm_sustain
 from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.roofline.evaluator import evaluate
 from model.roofline.kernel import gemm_time

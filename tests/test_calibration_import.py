@@ -19,7 +19,8 @@ from model.calibration.importer import fit_rows, split_labels
 from model.calibration.tables import ENGINES, PACKAGE, TableSource
 from model.errors import RidgeplanError
 from model.hardware.db import builtin_root, load_device
-from model.roofline.efficiency import Efficiency, gemm_sustain
+from model.roofline.efficiency import Efficiency
+from model.roofline.efficiency_forms import gemm_sustain
 from model.roofline.efficiency_sets import efficiency_for
 from model.serving.deployment import deployment
 
@@ -378,7 +379,7 @@ def test_a_folder_source_lists_only_the_data_tables(fake_wheel, tmp_path):
 
 
 def test_attention_efficiency_saturates_in_kv_length_by_hand():
-    from model.roofline.efficiency import attention_eta
+    from model.roofline.efficiency_forms import attention_eta
 
     eff = replace(efficiency_for(H100, calibration=False), attention_q_half=0.0, attention_kv_half=1000.0)
     # 0.6 * 1000 / (1000 + 1000) = 0.3; unknown KV length (None or 0): no KV term
@@ -389,7 +390,7 @@ def test_attention_efficiency_saturates_in_kv_length_by_hand():
 
 
 def test_fp8_gemm_pays_its_tile_and_activation_quantization_by_hand():
-    from model.roofline.efficiency import gemm_quant_s
+    from model.roofline.efficiency_forms import gemm_quant_s
     from model.roofline.kernel import gemm_time
     from model.roofline.kernels import predict_kernels
 
@@ -450,7 +451,7 @@ def test_fp8_tile_reaches_dense_gemms_but_not_the_grouped_expert_kernels():
 
 
 def test_the_k_loop_stops_growing_where_the_library_splits_k_by_hand():
-    from model.roofline.efficiency import gemm_k_loop_s
+    from model.roofline.efficiency_forms import gemm_k_loop_s
     from model.roofline.kernel import gemm_time
 
     eff = replace(efficiency_for(H100, calibration=False), gemm_k_s=1.2e-9, gemm_k_split=3000.0)
@@ -497,7 +498,7 @@ def test_a_gemm_waits_for_one_tiles_serial_loop_over_k_by_hand():
 
 
 def test_quantization_rows_head_dimension_mla_and_caps_by_hand():
-    from model.roofline.efficiency import attention_eta, gemm_quant_s
+    from model.roofline.efficiency_forms import attention_eta, gemm_quant_s
     from model.roofline.kernel import compute_eta, roofline_terms
     from model.roofline.kernels import predict_kernels
 

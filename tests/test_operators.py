@@ -213,7 +213,7 @@ def test_formula_renders_latex_with_substitution():
 
 
 def test_attention_operators_carry_their_head_dimension_as_k():
-    """The attention efficiency's head-dimension term (roofline.efficiency.attention_eta) reads k = FLOPs per
+    """The attention efficiency's head-dimension term (roofline.efficiency_forms.attention_eta) reads k = FLOPs per
     (query, key) pair per head / 4 = (d_qk + d_v) / 2: Llama-3.1-8B 128; DeepSeek-V3 MLA absorbed (decode) over
     the 576-wide latent with 512-wide values (576 + 512) / 2 = 544, decompressed (prefill)
     (128 + 64 + 128) / 2 = 160."""

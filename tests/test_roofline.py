@@ -56,7 +56,7 @@ def test_large_prefill_is_compute_bound_and_decode_memory_bound():
 
 
 def test_gemm_efficiency_rises_with_tokens_and_one_token_pays_a_tile():
-    from model.roofline.efficiency import gemm_eta
+    from model.roofline.efficiency_forms import gemm_eta
 
     eff = ARCH_DEFAULTS["hopper"]
     m = np.array([1, 4, 16, 128, 1024, 8192.0])
@@ -67,7 +67,7 @@ def test_gemm_efficiency_rises_with_tokens_and_one_token_pays_a_tile():
 
 
 def test_soft_roofline_corner():
-    from model.roofline.efficiency import combine_roofline
+    from model.roofline.efficiency_forms import combine_roofline
 
     # p = 2: equal compute and memory time take sqrt(2) x as long; a clearly bound kernel barely notices
     assert float(combine_roofline(1.0, 1.0, 2.0)) == pytest.approx(2**0.5)

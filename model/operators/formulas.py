@@ -87,7 +87,7 @@ def attention_flops_per_pair(d_qk, d_v):
 def attention_depth(d_qk, d_v):
     """The head dimension an attention kernel's efficiency sees: tensor-core FLOPs per (query, key) pair per head
     over 4, i.e. (d_qk + d_v) / 2 (= head_dim when Q, K and V share it; 160 for DeepSeek MLA's 192-wide queries and
-    128-wide values). The attention operators carry it as their `k` (roofline.efficiency.attention_eta)."""
+    128-wide values). The attention operators carry it as their `k` (roofline.efficiency_forms.attention_eta)."""
     return sp.Rational(attention_flops_per_pair(int(d_qk), int(d_v)), 4)
 
 

@@ -19,7 +19,8 @@ from model.operators.compiled import OpArrays
 from model.operators.formulas import SHARED_QUANT_INPUT
 from model.precision import Precision, compute_dtype_for, is_weight_only, natural_activation_dtype
 from model.roofline.collectives import Tier, collective_time, stack_tiers, take_tier
-from model.roofline.efficiency import Efficiency, gemm_k_loop_s, gemm_quant_s, gemm_sustain, sustains
+from model.roofline.efficiency import Efficiency
+from model.roofline.efficiency_forms import gemm_k_loop_s, gemm_quant_s, gemm_sustain, sustains
 from model.roofline.efficiency_sets import efficiency_for
 from model.roofline.kernel import compute_eta, kernel_time
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from model.architecture.config import Architecture
 from model.errors import RidgeplanError
-from model.roofline.efficiency import memory_eta
+from model.roofline.efficiency_forms import memory_eta
 
 # TensorRT-LLM tech blog 1 (docs/source/blogs/tech_blog/blog1_Pushing_Latency_Boundaries_Optimizing_DeepSeek-R1_
 # Performance_on_NVIDIA_B200_GPUs.md, "Autoregressive MTP Layers"): tokens gained per step with k MTP drafts

@@ -23,7 +23,7 @@ import numpy as np
 
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
-from model.roofline.efficiency import combine_roofline
+from model.roofline.efficiency_forms import combine_roofline
 from model.serving.deployment import Deployment
 
 MEMORY_POWER_SHARE = 0.5
