@@ -7,28 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pandas as pd
 import pytest
 
-from model.hardware import load_device
-from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
+from model.roofline.efficiency_sets import ARCH_DEFAULTS
 from model.roofline.kernels import kernel_work, predict_kernels, prefill_head_tiles
 
-H100 = load_device("h100-sxm")
-PEAK = H100.peak("bf16")
-SMS = 132  # H100 SXM compute units (hardware_db)
-
-
-def _plain(**values):
-    """H100 hand-set efficiency without floors or size terms: memory at 0.8, attention at 0.5 of peak, p = 2."""
-    eff = efficiency_for(H100, calibration=False)
-    return replace(eff, mem_max=0.8, mem_bytes_half=0.0, kernel_floor_s=0.0, attention_floor_s=0.0,
-                   decode_attention_floor_s=0.0, attention_q_half=0.0, attention_kv_half=0.0, attention_d_half=0.0,
-                   attention_max=0.5, roofline_p=2.0, **values)
-
-
-def _rows(kernel, **shape):
-    return pd.DataFrame([dict(kernel=kernel, dtype="bf16", **shape)])
+# the same H100 and plain efficiency as the attention forms' tests
+from tests.test_calibration_attention_forms import H100, PEAK, _plain, _rows
 
 
 def test_the_forms_are_neutral_in_every_hand_set_class():
