@@ -150,31 +150,35 @@ _SPLIT = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
 _FLASH = {"vllm": {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0, "prefill_decode_tokens": 1.0,
                    **_SPLIT},
           "sglang": {"attention_wide_head_dim": 256.0, **_SPLIT}}
-KERNEL_FACTS = {("trtllm", "hopper"): {**_XQA, **MLA_BLOCK}, ("trtllm", "ampere"): _XQA,
-                ("trtllm", "blackwell"): {**MLA_BLOCK, **_TRTLLM_GEN_MLA},
-                **{(engine, arch): {**facts, **(MLA_BLOCK if engine == "sglang" and arch != "ampere" else {}),
-                                    **(_FA3_MLA if (engine, arch) == ("sglang", "hopper") else {})}
-                   for engine, facts in _FLASH.items() for arch in ("ampere", "hopper", "blackwell")}}
 # per-tensor FP8 GEMM tiles by rows (Efficiency.gemm_k_tile_8): vLLM's CUTLASS scaled_mm on Hopper picks 64x64,
 # 64x128 and 128x128 tiles at m <= 64, <= 128 and above (scaled_mm_sm90_fp8_dispatch.cuh); SGLang's sgl-kernel
 # fp8_scaled_mm (kernel_source sglang_sgl_kernel_fp8_scaled_mm) steps at the same rows in its tables (H200, n = 128,
 # k = 65536: 48 us at m = 64, 68-92 at 65-128, 208 at 129). Blackwell's dispatch differs and is not modelled.
-_FP8_TILE = {("vllm", "hopper"): 64.0, ("sglang", "hopper"): 64.0}
-KERNEL_FACTS = {key: {**facts, **({"gemm_k_tile_8": _FP8_TILE[key]} if key in _FP8_TILE else {})}
-                for key, facts in KERNEL_FACTS.items()}
+_FP8_TILE = {"gemm_k_tile_8": 64.0}
 # On Blackwell both run TensorRT-LLM's trtllm-gen kernels: SGLang's default backend there is trtllm_mha (collector
 # sglang/collect_attn.py, after SGLang server_args._get_default_attn_backend; head dimensions to 512, the B200 tables'
-# head_dim 512 rows, so no generic kernel past 256), vLLM's FlashInfer backend runs trtllm-gen prefill (the B200
-# tables' vllm_flashinfer_trtllmprefill rows); their context kernels tile every query head apart
-# (Efficiency.prefill_head_tiles) in whole waves (prefill_tile_waves) and split value heads past 256 over CTAs
-# (prefill_v_slice_dim: SGLang only, where no generic kernel takes head_dim 512; for vLLM the fit kept the generic one)
-KERNEL_FACTS[("sglang", "blackwell")].update(attention_wide_head_dim=0.0, attention_generic_head_dim=192.0,
-                                          prefill_head_tiles=1.0, prefill_tile_waves=1.0, prefill_v_slice_dim=256.0)
-KERNEL_FACTS[("vllm", "blackwell")].update(prefill_head_tiles=1.0, prefill_tile_waves=1.0)
+# head_dim 512 rows, so no generic kernel past 256, but its head_dim 192 rows run Triton), vLLM's FlashInfer backend
+# runs trtllm-gen prefill (the B200 tables' vllm_flashinfer_trtllmprefill rows); their context kernels tile every
+# query head apart (Efficiency.prefill_head_tiles) in whole waves (prefill_tile_waves) and split value heads past 256
+# over CTAs (prefill_v_slice_dim: SGLang only, where no generic kernel takes head_dim 512; for vLLM the fit kept the
+# generic one)
+_TRTLLM_GEN_PREFILL = {"prefill_head_tiles": 1.0, "prefill_tile_waves": 1.0}
 # SGLang's block-scaled FP8 GEMM on Hopper is DeepGEMM's SM90 kernel (kernel_source sglang_deepgemm_gemm_nt_f8f8bf16),
 # which picks its block per shape by waves over the SMs (Efficiency.gemm_waves_8b); vLLM's block-scaled rows mix
 # DeepGEMM, CUTLASS and FlashInfer kernels, and Blackwell runs DeepGEMM's SM100 heuristic (not modelled)
-KERNEL_FACTS[("sglang", "hopper")].update(gemm_waves_8b=1.0)
+_DEEPGEMM_WAVES = {"gemm_waves_8b": 1.0}
+KERNEL_FACTS = {
+    ("trtllm", "ampere"): _XQA,
+    ("trtllm", "hopper"): {**_XQA, **MLA_BLOCK},
+    ("trtllm", "blackwell"): {**MLA_BLOCK, **_TRTLLM_GEN_MLA},
+    ("vllm", "ampere"): _FLASH["vllm"],
+    ("vllm", "hopper"): {**_FLASH["vllm"], **_FP8_TILE},
+    ("vllm", "blackwell"): {**_FLASH["vllm"], **_TRTLLM_GEN_PREFILL},
+    ("sglang", "ampere"): _FLASH["sglang"],
+    ("sglang", "hopper"): {**_FLASH["sglang"], **MLA_BLOCK, **_FA3_MLA, **_FP8_TILE, **_DEEPGEMM_WAVES},
+    ("sglang", "blackwell"): {**_FLASH["sglang"], **MLA_BLOCK, **_TRTLLM_GEN_PREFILL, "attention_wide_head_dim": 0.0,
+                              "attention_generic_head_dim": 192.0, "prefill_v_slice_dim": 256.0},
+}
 
 
 def sample(rows: pd.DataFrame, per_family: int = MAX_ROWS_PER_FAMILY) -> pd.DataFrame:
