@@ -277,6 +277,32 @@ def moe_rows_physical(rows: pd.DataFrame, device: Device) -> pd.DataFrame:
     return rows[keep]
 
 
+def stage_parameters(names, rows: pd.DataFrame, eff: Efficiency) -> list[str]:
+    """The stage's parameters less those its rows (one stage's families) cannot inform with the engine facts in
+    `eff`: terms of kernels, dtypes, head dimensions or rules that none of the rows runs."""
+    names = [n for n in names if not n.endswith("_4") or "fp4" in set(rows["dtype"])]
+    if "block_scaled" not in rows or not (rows["block_scaled"].fillna(0) > 0).any():
+        names = [n for n in names if not n.endswith("_8b")]
+    if "head_dim" not in rows or rows["head_dim"].nunique() < 2:  # one head dim: no d term to see
+        names = [n for n in names if n != "attention_d_half"]
+    if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
+        names = [n for n in names if n != "decode_fallback_mem_scale"]
+    if not any(c for _, _, c in eff.custom_all_reduce_limits()):  # no engine size rule: no custom kernel form
+        names = [n for n in names if not n.startswith("custom_ar_") and n != "nccl_base_s"]
+    if not eff.decode_split_tokens:  # no split rule: nothing marks the split calls
+        names = [n for n in names if n != "decode_split_s"]
+    if "v_head_dim" not in rows or not (rows["v_head_dim"] < rows["head_dim"]).any():
+        names = [n for n in names if n != "kv_store_unfused_s"]  # no row writes K and V apart
+    if not (eff.mla_fa3_split or eff.mla_trtllm_gen_split):  # the same for MLA decode
+        names = [n for n in names if n not in ("mla_block_s", "mla_split_s")]
+    wide = max(eff.attention_wide_head_dim, eff.decode_wide_head_dim)
+    generic = eff.attention_generic_head_dim
+    if "head_dim" not in rows or not ((wide and (rows["head_dim"] > wide).any())
+                                      or (generic and (rows["head_dim"] == generic).any())):
+        names = [n for n in names if n != "attention_wide_scale"]  # no generic kernel
+    return names
+
+
 def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None,
              facts: dict[str, float] | None = None) -> FitResult:
     """The staged fit (STAGES) of rows with `family`, `size` and `measured_s`, held-out splits by split_labels;
@@ -289,26 +315,7 @@ def fit_rows(rows: pd.DataFrame, device: Device, start: Efficiency | None = None
         part = rows["family"].isin(families).to_numpy()
         if not part.any() or (labels[part] == "fit").sum() < 3:
             continue
-        names = [n for n in names if not n.endswith("_4") or "fp4" in set(rows.loc[part, "dtype"])]
-        if "block_scaled" not in rows or not (rows.loc[part, "block_scaled"].fillna(0) > 0).any():
-            names = [n for n in names if not n.endswith("_8b")]
-        if "head_dim" not in rows or rows.loc[part, "head_dim"].nunique() < 2:  # one head dim: no d term to see
-            names = [n for n in names if n != "attention_d_half"]
-        if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
-            names = [n for n in names if n != "decode_fallback_mem_scale"]
-        if not any(c for _, _, c in eff.custom_all_reduce_limits()):  # no engine size rule: no custom kernel form
-            names = [n for n in names if not n.startswith("custom_ar_") and n != "nccl_base_s"]
-        if not eff.decode_split_tokens:  # no split rule: nothing marks the split calls
-            names = [n for n in names if n != "decode_split_s"]
-        if "v_head_dim" not in rows or not (rows.loc[part, "v_head_dim"] < rows.loc[part, "head_dim"]).any():
-            names = [n for n in names if n != "kv_store_unfused_s"]  # no row writes K and V apart
-        if not (eff.mla_fa3_split or eff.mla_trtllm_gen_split):  # the same for MLA decode
-            names = [n for n in names if n not in ("mla_block_s", "mla_split_s")]
-        wide = max(eff.attention_wide_head_dim, eff.decode_wide_head_dim)
-        generic = eff.attention_generic_head_dim
-        if "head_dim" not in rows or not ((wide and (rows.loc[part, "head_dim"] > wide).any())
-                                          or (generic and (rows.loc[part, "head_dim"] == generic).any())):
-            names = [n for n in names if n != "attention_wide_scale"]  # no generic kernel
+        names = stage_parameters(names, rows[part], eff)
         eff = replace(eff, **{n: STAGE_START[n] for n in names if n in STAGE_START})
         if "scale_up_bus_efficiency" in names and not eff.scale_up_bus_efficiency:
             # 0 stands for the link file's bus efficiency: start there, not at the bound (from 0.05 the B200 vLLM
