@@ -52,7 +52,8 @@ BOUNDS = {
     "gemv_mem_scale": (0.2, 1.5), "custom_ar_bus_efficiency": (0.02, 1.0), "custom_ar_two_shot_s": (0.0, 1e-3),
     "nccl_base_s": (0.0, 1e-3),
     # block-scaled FP8 kernels (Efficiency.gemm_max_8b and the other _8b terms)
-    "gemm_k_split_8": (0.0, 1e6), "gemm_k_split_4": (0.0, 1e6), "gemm_max_8b": (0.05, 1.0), "gemm_tile_m_8b": (1.0, 256.0), "gemm_k_scale_8b": (0.02, 20.0),
+    "gemm_k_split_8": (0.0, 1e6), "gemm_k_split_4": (0.0, 1e6), "gemm_max_8b": (0.05, 1.0),
+    "gemm_tile_m_8b": (1.0, 256.0), "gemm_k_scale_8b": (0.02, 20.0),
     "gemm_quant_s_8b": (0.0, 1e-3), "gemm_quant_bytes_8b": (0.0, 64.0), "gemm_quant_row_s_8b": (0.0, 1e-6),
     "decode_item_s": (0.0, 1e-6), "prefill_tile_s": (0.0, 1e-6), "decode_split_s": (0.0, 1e-3),
     "kv_store_unfused_s": (0.0, 1e-3),

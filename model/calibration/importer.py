@@ -60,8 +60,8 @@ STAGES = (
     # (FP8: per-tensor and block-scaled kernels, each with its own set, by the row's `block_scaled`: the table's
     # gemm_dtype fp8 or fp8_block of the faster kernel per shape)
     (("gemm_fp8",), ("gemm_max_8", "gemm_tile_m_8", "gemm_quant_s_8", "gemm_quant_bytes_8", "gemm_quant_row_s_8",
-                     "gemm_k_scale_8", "gemm_k_split_8", "gemm_max_8b", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
-                     "gemm_quant_bytes_8b", "gemm_quant_row_s_8b")),
+                     "gemm_k_scale_8", "gemm_k_split_8", "gemm_max_8b", "gemm_tile_m_8b", "gemm_k_scale_8b",
+                     "gemm_quant_s_8b", "gemm_quant_bytes_8b", "gemm_quant_row_s_8b")),
     (("gemm_fp4",), ("gemm_max_4", "gemm_tile_m_4", "gemm_quant_s_4", "gemm_quant_bytes_4", "gemm_quant_row_s_4",
                      "gemm_k_scale_4", "gemm_k_split_4")),
     # one attention curve for prefill and decode: ceiling, query rows, KV length and head dimension half-points,
@@ -103,7 +103,8 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "decode_item_s": 5e-9, "prefill_tile_s": 5e-9, "decode_split_s": 3e-6,
                "kv_store_unfused_s": 3e-6, "mla_block_s": 1e-6, "mla_split_s": 3e-6,
                # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
-               "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
+               "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0,
+               "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
                "gemm_quant_bytes_8b": 3.0, "gemm_quant_row_s_8b": 1e-9}
 
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
-from model.roofline.efficiency_forms import attention_eta, combine_roofline, gemm_eta, gemm_k_loop_s, gemm_sustain, memory_eta, sustains
+from model.roofline.efficiency_forms import (attention_eta, combine_roofline, gemm_eta, gemm_k_loop_s, gemm_sustain,
+                                             memory_eta, sustains)
 
 KINDS = ("gemm", "attention", "linear_attention", "elementwise", "embedding", "copy")
 

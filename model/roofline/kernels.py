@@ -16,7 +16,8 @@ from model.hardware.schema import Device
 from model.precision import number_format
 from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
 from model.roofline.efficiency import DTYPE_CLASSES, Efficiency
-from model.roofline.efficiency_forms import deepgemm_wave_fill, gemm_k_loop_s, gemm_k_tile_area, gemm_quant_s, gemm_sustain, sustains
+from model.roofline.efficiency_forms import (deepgemm_wave_fill, gemm_k_loop_s, gemm_k_tile_area, gemm_quant_s,
+                                             gemm_sustain, sustains)
 from model.roofline.kernel import compute_eta, kernel_time
 
 PREFILL_TILE_ROWS = 128.0  # query rows per prefill attention CTA (FlashAttention-3 kBlockM at head_dim 128)
