@@ -121,14 +121,15 @@ def test_the_kernel_facts_come_from_the_engines_sources():
     split = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
     gen = {"prefill_head_tiles": 1.0, "prefill_tile_waves": 1.0}  # trtllm-gen context kernels on Blackwell
     slices = {"prefill_v_slice_dim": 256.0}
+    store = {"kv_store_kernel": 1.0}  # the KV-cache store kernel the tables time (test_calibration_kv_store_kernel)
     for arch in ("ampere", "hopper", "blackwell"):
         fp8 = {"gemm_k_tile_8": 64.0} if arch == "hopper" else {}  # the sm90 FP8 dispatch (test_calibration_gemm_forms)
         assert KERNEL_FACTS[("vllm", arch)] == {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0,
-                                                "prefill_decode_tokens": 1.0, **split, **fp8,
+                                                "prefill_decode_tokens": 1.0, **split, **store, **fp8,
                                                 **(gen if arch == "blackwell" else {})}
         wide = {"attention_wide_head_dim": 0.0, "attention_generic_head_dim": 192.0, **gen, **slices} \
             if arch == "blackwell" else {"attention_wide_head_dim": 256.0}
-        assert KERNEL_FACTS[("sglang", arch)] == {**wide, **split, **(mla if arch != "ampere" else {}),
+        assert KERNEL_FACTS[("sglang", arch)] == {**wide, **split, **store, **(mla if arch != "ampere" else {}),
                                                   **({"mla_fa3_split": 1.0} if arch == "hopper" else {}), **fp8,
                                                   # DeepGEMM's SM90 block picking (test_calibration_deepgemm_waves)
                                                   **({"gemm_waves_8b": 1.0} if arch == "hopper" else {})}

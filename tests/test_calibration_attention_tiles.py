@@ -64,10 +64,11 @@ def test_head_tiles_count_query_rows_per_query_head():
 
 def test_prefill_tiles_run_in_whole_waves():
     # 1 sequence of 2048 tokens, 8 heads on 8 KV heads: 1 x 8 x ceil(2048/128) = 128 tiles on 132 SMs, one wave
-    # 128/132 full: the compute term grows by 132/128; 2 sequences: 256 tiles, 2 waves at 256/264: by 264/256;
-    # 33 sequences: 4,224 tiles = 32 whole waves: unchanged
+    # 128/132 full, and under the causal mask its 16th query tile attends 16 key tiles against the mean 17/2: the
+    # call takes that tile, 32/17 of a mean one: the compute term grows by 132/128 x 32/17; 2 sequences: 256 tiles,
+    # 2 waves at 256/264 (2 >= 32/17): by 264/256; 33 sequences: 4,224 tiles = 32 whole waves: unchanged
     eff = _plain(prefill_tile_waves=1.0)
-    for batch, grow in ((1, 132 / 128), (2, 264 / 256), (33, 1.0)):
+    for batch, grow in ((1, 132 / 128 * 32 / 17), (2, 264 / 256), (33, 1.0)):
         row = _rows("attention", batch=batch, heads=8, kv_heads=8, head_dim=128, seq_len=2048)
         w = kernel_work(row)
         t_c = w.flops[0] / (PEAK * 0.5)

@@ -148,9 +148,14 @@ _FA3_MLA = {"mla_fa3_split": 1.0}
 _TRTLLM_GEN_MLA = {"mla_trtllm_gen_split": 1.0}
 _XQA = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
 _SPLIT = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
+# vLLM and SGLang store the call's new K and V in the paged cache with a kernel of their own, which their attention
+# tables time with the call (Efficiency.kv_store_kernel): vLLM 0.24's collector runs `do_kv_cache_update`
+# (reshape_and_cache_flash) before `forward` where the backend's forward does not include it, SGLang's layer call
+# runs `set_kv_buffer` (collector vllm/collect_attn.py, sglang/collect_attn.py)
+_KV_STORE = {"kv_store_kernel": 1.0}
 _FLASH = {"vllm": {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0, "prefill_decode_tokens": 1.0,
-                   **_SPLIT},
-          "sglang": {"attention_wide_head_dim": 256.0, **_SPLIT}}
+                   **_SPLIT, **_KV_STORE},
+          "sglang": {"attention_wide_head_dim": 256.0, **_SPLIT, **_KV_STORE}}
 # per-tensor FP8 GEMM tiles by rows (Efficiency.gemm_k_tile_8): vLLM's CUTLASS scaled_mm on Hopper picks 64x64,
 # 64x128 and 128x128 tiles at m <= 64, <= 128 and above (scaled_mm_sm90_fp8_dispatch.cuh); SGLang's sgl-kernel
 # fp8_scaled_mm (kernel_source sglang_sgl_kernel_fp8_scaled_mm) steps at the same rows in its tables (H200, n = 128,

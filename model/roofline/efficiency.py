@@ -68,8 +68,10 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     dimensions above attention/decode_wide_head_dim at attention_wide_scale of
                     the speed (and attention_generic_head_dim alike); prefills of <= prefill_decode_tokens tokens
                     pay the decode floor; prefill_head_tiles tiles each query head apart, prefill_tile_waves runs the
-                    tiles in whole waves of the SMs, prefill_v_slice_dim splits wide value heads over CTAs (all
-                    single-kernel predictions; 0 = none of these in the hand-set classes)
+                    tiles in whole waves of the SMs (a call of fewer waves than its longest causal tile ends with
+                    that tile), prefill_v_slice_dim splits wide value heads over CTAs, kv_store_kernel adds the
+                    engine's KV-cache store kernel (the call's new K and V read and written at the copy bandwidth)
+                    (all single-kernel predictions; 0 = none of these in the hand-set classes)
 """
 
 from __future__ import annotations
@@ -387,9 +389,20 @@ class Efficiency:
     # the busiest tile, so a call of fewer tiles than SMs, or a last partial wave, leaves SMs idle (the compute term
     # grows by ceil(w) / w, w = tiles / SMs); every CTA of FlashAttention and trtllm-gen context kernels owns one
     # (sequence, head, 128 query rows) tile (trtllm-gen's persistent scheduler hands them out one per SM); needs the
-    # device's SM count. 0 = the tiles spread evenly (the hand-set classes); single-kernel predictions, like
-    # prefill_tile_s
+    # device's SM count. Under a causal mask the tiles are unequal (query tile i of n attends i + 1 key tiles) and a
+    # context kernel does not split a tile's keys over CTAs (flashinfer csrc/trtllm_fmha_kernel_launcher.cu: context
+    # mMultiCtasKvMode = false), so a call ends no sooner than its last tile, 2n / (n + 1) of the mean one: the
+    # compute term grows by max(ceil(w), 2n / (n + 1)) / w. 0 = the tiles spread evenly (the hand-set classes);
+    # single-kernel predictions, like prefill_tile_s
     prefill_tile_waves: float = 0.0
+    # 1 = the engine's attention call (as its kernel tables time it) stores the call's new keys and values in the
+    # paged KV cache with a copy kernel of its own before the attention kernel: the new K and V read and written
+    # (2 x tokens x KV heads x cached elements per KV head x bytes), at the size-dependent copy bandwidth, added to
+    # the call (vLLM 0.24 `do_kv_cache_update` / reshape_and_cache_flash outside `forward` where the backend's forward
+    # does not include it; SGLang's `set_kv_buffer` in `forward_extend` / `forward_decode`). An MHA call stores
+    # group-size times a GQA call's bytes at the same FLOPs. Steps count the write in the operator graph
+    # (kv_write_bytes); 0 = no store (the hand-set classes); single-kernel predictions
+    kv_store_kernel: float = 0.0
     # the widest value slice one prefill CTA holds (engine fact, 0 = the whole head): trtllm-gen's context kernels
     # split a value head wider than 256 over ceil(d_v / 256) CTAs, each recomputing the full Q.K^T for its slice
     # (flashinfer include/flashinfer/trtllm/fmha/fmhaKernels.cuh: headDimPerCtaV = 256 for headDimV > 256 in

@@ -18,7 +18,7 @@ from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_
 from model.roofline.efficiency import DTYPE_CLASSES, Efficiency
 from model.roofline.efficiency_forms import (deepgemm_wave_fill, gemm_k_loop_s, gemm_k_tile_area, gemm_quant_s,
                                              gemm_sustain, sustains)
-from model.roofline.kernel import compute_eta, kernel_time
+from model.roofline.kernel import compute_eta, kernel_time, memory_time
 
 PREFILL_TILE_ROWS = 128.0  # query rows per prefill attention CTA (FlashAttention-3 kBlockM at head_dim 128)
 KERNELS = ("gemm", "attention", "decode_attention", "copy", "elementwise")
@@ -278,6 +278,25 @@ def unfused_kv_store(table: pd.DataFrame, w: KernelWork) -> np.ndarray:
     return narrower & np.isin(w.kind, ("attention", "decode_attention")) & ~w.mla
 
 
+def kv_store_bytes(table: pd.DataFrame, w: KernelWork, eff: Efficiency) -> np.ndarray:
+    """Bytes the engine's KV-cache store kernel moves per GQA/MHA attention row (Efficiency.kv_store_kernel): the
+    call's new keys and values (a prefill's tokens, a decode's one token per sequence) read and written, 2 x tokens x
+    KV heads x cached elements per KV head (kv_dim, default K and V: 2 x head_dim) x bytes per element; 0 elsewhere."""
+    out = np.zeros(len(table))
+    rows = np.isin(w.kind, ("attention", "decode_attention")) & ~w.mla
+    if not eff.kv_store_kernel or not rows.any():
+        return out
+    sub = table.loc[rows]
+    b, hk, d = (sub[c].to_numpy(float) for c in ("batch", "kv_heads", "head_dim"))
+    tokens = np.where(w.kind[rows] == "attention", sub["seq_len"].to_numpy(float) if "seq_len" in sub else 0.0, 1.0)
+    kv = sub["kv_dim"].fillna(0).to_numpy(float) if "kv_dim" in sub else np.zeros(len(sub))
+    kv = np.where(kv > 0, kv, 2 * d)
+    elem = np.array([number_format(x if x in ("fp8", "fp16", "bf16", "fp32") else "bf16").bytes_per_element
+                     for x in w.dtype[rows]])
+    out[rows] = 2 * b * tokens * hk * kv * elem
+    return out
+
+
 def value_slices(table: pd.DataFrame, rows: np.ndarray, eff: Efficiency) -> np.ndarray:
     """CTAs per head of each prefill row's value head (Efficiency.prefill_v_slice_dim; 1 = the whole head)."""
     if not eff.prefill_v_slice_dim or not rows.any():
@@ -340,6 +359,15 @@ def gemm_terms(w: KernelWork, rows: np.ndarray, dtype: str, block: bool, device:
     return peak, eta, quant_s, k_loop
 
 
+def longest_tile(w: KernelWork, table: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """The longest prefill tile of each row in mean tiles: under a causal mask query tile i of n (PREFILL_TILE_ROWS
+    rows each) attends i + 1 key tiles, so the last tile does n of the mean (n + 1) / 2: 2 n / (n + 1); 1 without
+    the mask. A call on one CTA per tile (no KV split) ends no sooner than that tile."""
+    n = np.ceil(w.shape_m[rows] / PREFILL_TILE_ROWS)
+    causal = table.loc[rows, "causal"].to_numpy(float) if "causal" in table else np.ones(int(rows.sum()))
+    return np.where(causal > 0, 2 * n / (n + 1), 1.0)
+
+
 def attention_call_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sms: float, eta: np.ndarray,
                          mla_splits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(compute efficiency, per-call floor seconds, per-work-item compute seconds, speed of the kernel that runs)
@@ -378,7 +406,7 @@ def attention_call_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sm
         item_s[prefill] = eff.prefill_tile_s * tiles[prefill]
     if eff.prefill_tile_waves and sms and prefill.any():  # whole waves of tiles: idle SMs slow the compute
         waves = tiles[prefill] / sms
-        eta[prefill] = eta[prefill] * waves / np.ceil(waves)
+        eta[prefill] = eta[prefill] * waves / np.maximum(np.ceil(waves), longest_tile(w, table, prefill))
     if eff.decode_split_s and decode.any():  # split-KV calls merge their partial results (decode_split_s)
         blocks = np.ones(n)
         blocks[decode] = decode_split_blocks(*(table.loc[decode, c].to_numpy(float)
@@ -425,6 +453,10 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     # one kernel's own floor, plus attention's per-call preparation and an FP8/FP4 GEMM's activation quantization
     # (single-kernel timings pay both every call; inside a step engines prepare attention once per step and fuse
     # the quantization, except where evaluator.ExecContext.dense_quant says the engine does not)
+    store_bytes = kv_store_bytes(table, w, eff)  # the engine's KV-cache store kernel, serial before the attention
+    if store_bytes.any():
+        bw = device.memory.bandwidth_bytes_per_s
+        call_floor_s = call_floor_s + memory_time(store_bytes, bandwidth_bytes_per_s=bw, eff=eff).busy_s
     return kt.time_s + call_floor_s
 
 
