@@ -291,8 +291,9 @@ def kv_store_bytes(table: pd.DataFrame, w: KernelWork, eff: Efficiency) -> np.nd
     tokens = np.where(w.kind[rows] == "attention", sub["seq_len"].to_numpy(float) if "seq_len" in sub else 0.0, 1.0)
     kv = sub["kv_dim"].fillna(0).to_numpy(float) if "kv_dim" in sub else np.zeros(len(sub))
     kv = np.where(kv > 0, kv, 2 * d)
-    elem = np.array([number_format(x if x in ("fp8", "fp16", "bf16", "fp32") else "bf16").bytes_per_element
-                     for x in w.dtype[rows]])
+    sizes = {x: number_format(x if x in ("fp8", "fp16", "bf16", "fp32") else "bf16").bytes_per_element
+             for x in set(w.dtype[rows])}
+    elem = np.array([sizes[x] for x in w.dtype[rows]])
     out[rows] = 2 * b * tokens * hk * kv * elem
     return out
 
