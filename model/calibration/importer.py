@@ -173,9 +173,13 @@ _TRTLLM_GEN_PREFILL = {"prefill_head_tiles": 1.0, "prefill_tile_waves": 1.0}
 # which picks its block per shape by waves over the SMs (Efficiency.gemm_waves_8b); vLLM's block-scaled rows mix
 # DeepGEMM, CUTLASS and FlashInfer kernels, and Blackwell runs DeepGEMM's SM100 heuristic (not modelled)
 _DEEPGEMM_WAVES = {"gemm_waves_8b": 1.0}
+# TensorRT-LLM's context FMHA on Hopper (fmha_v2's warp-specialized kernels) also tiles every query head apart: a
+# tile is one (sequence, query head) pair's 2 x STEP_Q query rows, its K/V loaded for head bidh / h_q_per_kv
+# (cpp/kernels/fmha_v2/src/fmha/warpspec/dma.h: bidh = tile_id % params.h, load_kv(bidh / params.h_q_per_kv, ...))
+_FMHA_V2_PREFILL = {"prefill_head_tiles": 1.0}
 KERNEL_FACTS = {
     ("trtllm", "ampere"): _XQA,
-    ("trtllm", "hopper"): {**_XQA, **MLA_BLOCK},
+    ("trtllm", "hopper"): {**_XQA, **MLA_BLOCK, **_FMHA_V2_PREFILL},
     ("trtllm", "blackwell"): {**MLA_BLOCK, **_TRTLLM_GEN_MLA},
     ("vllm", "ampere"): _FLASH["vllm"],
     ("vllm", "hopper"): {**_FLASH["vllm"], **_FP8_TILE},

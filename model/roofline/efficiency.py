@@ -382,8 +382,9 @@ class Efficiency:
     # TensorRT-LLM's trtllm-gen context kernels (run by FlashInfer for vLLM on Blackwell) lay Q out as [tokens, heads,
     # head_dim] and group heads only in generation kernels (flashinfer include/flashinfer/trtllm/fmha/fmhaKernels.cuh:
     # numHeadsPerCta = mGroupsHeadsQ ? min(numHeadsQPerKv, stepQ) : 1; kernelParams.h makeTmaShapeStrideQ: packed QKV
-    # never groups heads). 0 = packed (FlashAttention's and FlashInfer's PackGQA, the hand-set classes); single-kernel
-    # predictions, like prefill_tile_s
+    # never groups heads); TensorRT-LLM's fmha_v2 context kernels on Hopper alike (warpspec/dma.h: a tile per query
+    # head). 0 = packed (FlashAttention's and FlashInfer's PackGQA, the hand-set classes); single-kernel predictions,
+    # like prefill_tile_s
     prefill_head_tiles: float = 0.0
     # 1 = a prefill call's tiles run in whole waves of one tile per SM: its compute takes ceil(tiles / SMs) waves of
     # the busiest tile, so a call of fewer tiles than SMs, or a last partial wave, leaves SMs idle (the compute term
