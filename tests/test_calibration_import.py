@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model.calibration.bench_cache import bench_l2_share
 from model.calibration.fit import predictor
 from model.calibration.importer import fit_rows, split_labels
 from model.calibration.tables import ENGINES, PACKAGE, TableSource
@@ -39,7 +40,7 @@ TRUE = replace(efficiency_for(H100, calibration=False), gemm_max_16=0.82, gemm_m
                collective_floor_s=2e-6, gemv_mem_scale=0.9, attention_roofline_p=3.0,
                gemm_k_split_8=6000.0, gemm_max_8b=0.5, gemm_tile_m_8b=32.0, gemm_k_scale_8b=1.4, gemm_quant_s_8b=1e-6,
                gemm_quant_bytes_8b=3.0, gemm_quant_row_s_8b=1e-9, decode_item_s=10e-9,
-               prefill_tile_s=15e-9, gemm_sustain_drop=0.2, gemm_sustain_s=0.5e-3)
+               prefill_tile_s=15e-9, gemm_sustain_drop=0.2, gemm_sustain_s=0.5e-3, bench_l2_floor_s=0.8e-6)
 
 
 def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.DataFrame:
@@ -64,8 +65,14 @@ def synthetic_rows(eff: Efficiency, noise: float = 0.01, seed: int = 1) -> pd.Da
     # block-scaled FP8 kernels (the tables' fp8_block rows) on the same shapes (last: the other rows keep their noise)
     rows += [dict(kernel="gemm", dtype="fp8", family="gemm_fp8", m=m, n=n, k=k, size=2.0 * m * n * k, block_scaled=1.0)
              for m, n, k in g]
+    # FP8 rows also past twice their k split (6,000), per-tensor and block-scaled, so the split and the loop scale are
+    # told apart from the fixed time warm rows save (bench_l2_floor_s), which the narrow, deep GEMMs also pay
+    rows += [dict(kernel="gemm", dtype="fp8", family="gemm_fp8", m=m, n=n, k=16384, size=2.0 * m * n * 16384,
+                  block_scaled=b) for b in (0.0, 1.0) for m in (1, 4, 16, 64, 256, 1024) for n in (128, 1024, 4096)]
     table = pd.DataFrame(rows)
     table["measured_s"] = 1.0
+    # the GEMM rows an SGLang-style benchmark (six copies, each its own operands) re-reads from a warm L2
+    table["bench_l2_share"] = bench_l2_share(table, "sglang", 50e6)
     clean = predictor(table, H100)(eff)
     return table.assign(measured_s=clean * np.exp(rng.normal(0, noise, len(table))))
 
@@ -82,7 +89,7 @@ def test_staged_fit_recovers_known_parameters_and_holds_out_by_shape():
                  "gemm_k_scale_8": 0.2, "gemv_mem_scale": 0.05, "attention_roofline_p": 0.25,
                  "gemm_k_split_8": 0.2, "gemm_max_8b": 0.03, "gemm_k_scale_8b": 0.2, "gemm_quant_s_8b": 0.3, "gemm_tile_m_8b": 0.2,
                  "gemm_quant_bytes_8b": 0.2, "gemm_quant_row_s_8b": 0.3,
-                 "decode_item_s": 0.25, "prefill_tile_s": 0.25}
+                 "decode_item_s": 0.25, "prefill_tile_s": 0.25, "bench_l2_floor_s": 0.25}
     for name, tol in tolerance.items():
         assert result.params[name] == pytest.approx(getattr(TRUE, name), rel=tol), name
     # the long-GEMM fall: its drop and size scale trade against the ceiling over the few long rows (the largest are held

@@ -59,6 +59,7 @@ BOUNDS = {
     "kv_store_unfused_s": (0.0, 1e-3),
     "mla_block_s": (0.0, 1e-4), "mla_split_s": (0.0, 1e-3),
     "attention_wide_scale": (0.05, 2.0), "gemm_sustain_drop": (0.0, 0.25), "gemm_sustain_s": (0.0, 1.0),
+    "bench_l2_floor_s": (0.0, 2e-6),
 }
 
 
@@ -281,7 +282,7 @@ _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0, "gemm_k_scale_8b": 1.
              "gemm_quant_row_s_8b": 1e-11,
              "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
              "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "mla_decode_floor_s": 1e-7,
-             "mla_prefill_floor_s": 1e-7, "gemm_k_split": 64.0,
+             "mla_prefill_floor_s": 1e-7, "gemm_k_split": 64.0, "bench_l2_floor_s": 1e-7,
              "gemm_k_split_8": 64.0, "gemm_k_split_4": 64.0, "custom_ar_two_shot_s": 1e-7, "nccl_base_s": 1e-7,
              "collective_base_s": 1e-7, "step_overhead_s": 1e-6,
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,

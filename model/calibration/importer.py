@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from model.calibration.bench_cache import bench_l2_share
 from model.calibration.fit import FitResult, fit_efficiency
 from model.calibration.tables import EngineTables, TableSource, engine_rows
 from model.errors import RidgeplanError
@@ -46,7 +47,7 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
                "gemm_quant_s_8", "gemm_quant_s_4",
                "gemm_quant_row_s_8", "gemm_quant_row_s_4",
                "gemm_tile_m_8", "gemm_tile_m_4", "gemm_tile_m_8b", "gemm_k_scale_8b", "gemm_quant_s_8b",
-               "gemm_quant_row_s_8b", "gemm_sustain_s")
+               "gemm_quant_row_s_8b", "gemm_sustain_s", "bench_l2_floor_s")
 
 
 # the fit runs in stages, each on the families that inform its parameters, in order: a stage's parameters are
@@ -55,7 +56,7 @@ _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_h
 STAGES = (
     (("gemm_bf16", "copy"), ("gemm_max_16", "gemm_m_half", "gemm_n_half", "gemm_k_s", "gemm_k_split", "mem_max",
                              "mem_bytes_half", "kernel_floor_s", "roofline_p", "gemv_mem_scale", "gemm_sustain_drop",
-                             "gemm_sustain_s")),
+                             "gemm_sustain_s", "bench_l2_floor_s")),
     # FP8/FP4: their own ceiling, tile scale of the half-points and the activation-quantization call
     # (FP8: per-tensor and block-scaled kernels, each with its own set, by the row's `block_scaled`: the table's
     # gemm_dtype fp8 or fp8_block of the faster kernel per shape)
@@ -93,7 +94,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "gemm_quant_bytes_8": 3.0, "gemm_quant_bytes_4": 2.5, "gemm_quant_row_s_8": 1e-9,
                "gemm_quant_row_s_4": 1e-9,
                "attention_kv_half": 1000.0, "attention_d_half": 32.0, "gemm_k_s": 1e-9, "gemm_k_split": 3072.0,
-               "gemm_sustain_drop": 0.1, "gemm_sustain_s": 1e-3,
+               "gemm_sustain_drop": 0.1, "gemm_sustain_s": 1e-3, "bench_l2_floor_s": 0.3e-6,
                "nvls_bus_efficiency": 0.6, "nvls_latency_s": 20e-6, "collective_floor_s": 2e-6,
                "custom_ar_bus_efficiency": 0.5, "custom_ar_two_shot_s": 2e-6, "nccl_base_s": 4e-6,
                # grouped MoE kernels: from half the dense ceilings
@@ -256,6 +257,8 @@ def fit_engine(source: TableSource, gpu: str, device: Device, engine: str) -> De
     rows = rows[(rows["family"] != "copy") | (rows["size"] * 2 > 2 * l2)]
     rows = rows[(rows["kernel"] != "gemm") | rows["dtype"].isin(list(device.peak_flop_per_s))]
     rows = moe_rows_physical(rows, device)
+    # the share of each GEMM row's bytes its benchmark re-read from a warm L2 (a property of the measurement)
+    rows = rows.assign(bench_l2_share=bench_l2_share(rows, engine, l2))
     from model.engines import custom_all_reduce_limits
 
     facts = {**KERNEL_FACTS.get((engine, device.arch), {}), **custom_all_reduce_limits(engine, device.arch)}
@@ -295,6 +298,8 @@ def stage_parameters(names, rows: pd.DataFrame, eff: Efficiency) -> list[str]:
         names = [n for n in names if not n.endswith("_8b")]
     if "head_dim" not in rows or rows["head_dim"].nunique() < 2:  # one head dim: no d term to see
         names = [n for n in names if n != "attention_d_half"]
+    if "bench_l2_share" not in rows or not (rows["bench_l2_share"].fillna(0) > 0).any():
+        names = [n for n in names if n != "bench_l2_floor_s"]  # no row read from a warm L2
     if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
         names = [n for n in names if n != "decode_fallback_mem_scale"]
     if not any(c for _, _, c in eff.custom_all_reduce_limits()):  # no engine size rule: no custom kernel form

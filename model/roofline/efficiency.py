@@ -19,6 +19,8 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
 - Long GEMMs:       eta_c / (1 + gemm_sustain_drop * x/(x + gemm_sustain_s)), x = flops/peak (seconds of one
                     kernel): the largest 16-bit GEMMs of some engines' tables run below the mid-size ceiling
                     (sustained clock or library choice; 0 = none, the hand-set classes)
+- Warm-L2 tables:   - bench_l2_share * bench_l2_floor_s on kernel-table GEMM rows whose benchmark re-read its
+                    operands from L2 (model.calibration.bench_cache; a property of the measurement, never a step)
 - FP8/FP4 GEMMs:    + gemm_quant_s[dtype] + gemm_quant_row_s[dtype] * m + gemm_quant_bytes[dtype] * m * k /
                     (bandwidth * mem_max): the
                     activation quantization that kernel tables time with every FP8/FP4 GEMM call (0 in the hand-set
@@ -209,6 +211,13 @@ class Efficiency:
     # within 4% of it where BF16 falls 6-17%); steps and single kernels; 0 = none (the hand-set classes)
     gemm_sustain_drop: float = 0.0
     gemm_sustain_s: float = 0.0
+    # a property of the kernel tables' measurement, not of a GPU in a model step: the fixed time a GEMM table's call
+    # saves where its benchmark re-read its operands from a warm L2 (its buffers reused call after call; the share
+    # of its bytes so read, model.calibration.bench_cache) instead of waiting on HBM for its first loads and last
+    # stores, so kernel_floor_s is the floor of a cold call. Single-kernel predictions of rows with a
+    # `bench_l2_share` column only (the importer's table rows); a model step streams its weights from HBM and never
+    # uses it. 0 = none
+    bench_l2_floor_s: float = 0.0
     # rows of the smallest tile of the engine's per-tensor FP8 GEMM dispatch (an engine kernel fact; 0 = one tile for
     # every m): vLLM's CUTLASS scaled_mm on Hopper runs 64x64 tiles for m <= 64, 64x128 for m <= 128 and 128x128 above
     # (csrc/quantization/cutlass_w8a8/c3x/scaled_mm_sm90_fp8_dispatch.cuh: sm90_fp8_config_M64, _M128, _default), so

@@ -421,6 +421,16 @@ def attention_call_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sm
     return eta, call_floor_s, item_s, speed
 
 
+def bench_l2_saving_s(table: pd.DataFrame, eff: Efficiency) -> np.ndarray | float:
+    """Seconds of fixed time a row's benchmark saved by finding its operands in a warm L2 (table column
+    `bench_l2_share`, model.calibration.bench_cache): share x Efficiency.bench_l2_floor_s, the HBM latency its
+    first loads and last stores would have waited on, never more than the kernel floor it is part of. 0 without the
+    column or the term."""
+    if not eff.bench_l2_floor_s or "bench_l2_share" not in table:
+        return 0.0
+    return table["bench_l2_share"].fillna(0).to_numpy(float) * min(eff.bench_l2_floor_s, eff.kernel_floor_s)
+
+
 def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.ndarray:
     """Predicted seconds for each row of a kernel table on `device` with efficiency `eff`."""
     sms = float(device.on_chip.compute_units or 0) if device.on_chip is not None else 0.0
@@ -458,7 +468,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     if store_bytes.any():
         bw = device.memory.bandwidth_bytes_per_s
         call_floor_s = call_floor_s + memory_time(store_bytes, bandwidth_bytes_per_s=bw, eff=eff).busy_s
-    return kt.time_s + call_floor_s
+    return kt.time_s + call_floor_s - bench_l2_saving_s(table, eff)
 
 
 def achieved(table: pd.DataFrame, seconds: np.ndarray) -> pd.DataFrame:
