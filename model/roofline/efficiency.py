@@ -225,6 +225,12 @@ class Efficiency:
     # block_m x block_n). Single-kernel predictions of block-scaled rows (gemm_max_8b > 0) only; needs the SM count;
     # 0 = none (the hand-set classes)
     gemm_waves_8b: float = 0.0
+    # 1 = the engine's tables time block-scaled FP8 layers eagerly (a table fact: aiconfigurator collector/vllm/
+    # collect_gemm.py, use_cuda_graph=gemm_type != "fp8_block"), so a loop of calls runs at the slower of the host's
+    # time to issue one call (gemm_host_s_8b, fitted) and the GPU's time for its kernels: max(host, kernels).
+    # Single-kernel predictions of block-scaled rows only (steps run CUDA graphs); 0 = none (the hand-set classes)
+    gemm_eager_8b: float = 0.0
+    gemm_host_s_8b: float = 0.0
     # 1 where the engine's MoE layer quantizes the experts' activations in kernels of their own (vLLM's and SGLang's
     # Triton MoE for FP8): the graph's `experts_quant` operator (symbol q_e)
     step_expert_quant_8: float = 0.0

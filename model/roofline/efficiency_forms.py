@@ -101,6 +101,13 @@ def gemm_k_tile_area(m, tile_rows) -> object:
     return np.select([m <= tile_rows, m <= 2 * tile_rows], [1.0, 2.0], 4.0)
 
 
+def eager_call_s(kernels_s, host_s) -> object:
+    """Seconds per call of a loop of eagerly issued calls (no CUDA graph): the host issues the next call while the GPU
+    runs this one, so the slower of the two paces the loop, max(host_s, kernels_s) (Efficiency.gemm_host_s_8b);
+    kernels_s unchanged where host_s = 0."""
+    return np.maximum(np.asarray(kernels_s, dtype=float), np.asarray(host_s, dtype=float))
+
+
 def gemm_k_loop_s(k, eff, scale=1.0, split=None) -> object:
     """Seconds of one output tile's serial loop over k (a lower bound on a GEMM's busy time): gemm_k_s per element
     of k, up to gemm_k_split elements where the library splits k (0: no split), times `scale`

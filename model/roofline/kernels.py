@@ -16,8 +16,8 @@ from model.hardware.schema import Device
 from model.precision import number_format
 from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
 from model.roofline.efficiency import DTYPE_CLASSES, Efficiency
-from model.roofline.efficiency_forms import (deepgemm_wave_fill, gemm_k_loop_s, gemm_k_tile_area, gemm_quant_s,
-                                             gemm_sustain, sustains)
+from model.roofline.efficiency_forms import (deepgemm_wave_fill, eager_call_s, gemm_k_loop_s, gemm_k_tile_area,
+                                             gemm_quant_s, gemm_sustain, sustains)
 from model.roofline.kernel import compute_eta, kernel_time
 
 PREFILL_TILE_ROWS = 128.0  # query rows per prefill attention CTA (FlashAttention-3 kBlockM at head_dim 128)
@@ -425,7 +425,13 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     # one kernel's own floor, plus attention's per-call preparation and an FP8/FP4 GEMM's activation quantization
     # (single-kernel timings pay both every call; inside a step engines prepare attention once per step and fuse
     # the quantization, except where evaluator.ExecContext.dense_quant says the engine does not)
-    return kt.time_s + call_floor_s
+    time_s = kt.time_s + call_floor_s
+    if eff.gemm_eager_8b and eff.gemm_host_s_8b > 0 and eff.gemm_max_8b > 0:
+        # block-scaled FP8 rows the engine's tables timed eagerly: paced by the host or the GPU, the slower
+        eight = np.array([DTYPE_CLASSES.get(d) == "8" for d in w.dtype], dtype=bool)
+        eager = (w.kind == "gemm") & np.asarray(w.block, dtype=bool) & eight
+        time_s = np.where(eager, eager_call_s(time_s, eff.gemm_host_s_8b), time_s)
+    return time_s
 
 
 def achieved(table: pd.DataFrame, seconds: np.ndarray) -> pd.DataFrame:
