@@ -133,7 +133,9 @@ def test_the_kernel_facts_come_from_the_engines_sources():
         assert KERNEL_FACTS[("sglang", arch)] == {**wide, **split, **(mla if arch != "ampere" else {}),
                                                   **({"mla_fa3_split": 1.0} if arch == "hopper" else {}), **fp8,
                                                   # DeepGEMM's SM90 block picking (test_calibration_deepgemm_waves)
-                                                  **({"gemm_waves_8b": 1.0} if arch == "hopper" else {})}
+                                                  **({"gemm_waves_8b": 1.0} if arch == "hopper" else {}),
+                                                  # its per-tensor FP8 row tiles (test_calibration_gemm_forms)
+                                                  **({"gemm_row_pad_8": 1.0} if arch == "hopper" else {})}
 
 
 def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():

@@ -159,6 +159,11 @@ _FLASH = {"vllm": {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256
 # fp8_scaled_mm (kernel_source sglang_sgl_kernel_fp8_scaled_mm) steps at the same rows in its tables (H200, n = 128,
 # k = 65536: 48 us at m = 64, 68-92 at 65-128, 208 at 129). Blackwell's dispatch differs and is not modelled.
 _FP8_TILE = {"gemm_k_tile_8": 64.0}
+# SGLang's fp8_scaled_mm also pads its compute to whole row tiles (Efficiency.gemm_row_pad_8): sgl-kernel
+# fp8_gemm_kernel.cu sm90_fp8_dispatch_shape runs 128-row tiles, in 2 x 1 clusters above 1024 rows. The tables agree:
+# per-tensor rows of m = 1 mod 256 ran 10% (H200, 1-4k rows) to 25% (H100, 256-1024) over the model, multiples of 256
+# did not. vLLM's rows showed a gap of half that, which this rule over-corrects: SGLang only
+_FP8_ROWS = {"gemm_row_pad_8": 1.0}
 # On Blackwell both run TensorRT-LLM's trtllm-gen kernels: SGLang's default backend there is trtllm_mha (collector
 # sglang/collect_attn.py, after SGLang server_args._get_default_attn_backend; head dimensions to 512, the B200 tables'
 # head_dim 512 rows, so no generic kernel past 256, but its head_dim 192 rows run Triton), vLLM's FlashInfer backend
@@ -184,7 +189,7 @@ KERNEL_FACTS = {
     ("vllm", "hopper"): {**_FLASH["vllm"], **_FP8_TILE, **_EAGER_8B},
     ("vllm", "blackwell"): {**_FLASH["vllm"], **_TRTLLM_GEN_PREFILL, **_EAGER_8B},
     ("sglang", "ampere"): _FLASH["sglang"],
-    ("sglang", "hopper"): {**_FLASH["sglang"], **MLA_BLOCK, **_FA3_MLA, **_FP8_TILE, **_DEEPGEMM_WAVES},
+    ("sglang", "hopper"): {**_FLASH["sglang"], **MLA_BLOCK, **_FA3_MLA, **_FP8_TILE, **_FP8_ROWS, **_DEEPGEMM_WAVES},
     ("sglang", "blackwell"): {**_FLASH["sglang"], **MLA_BLOCK, **_TRTLLM_GEN_PREFILL, "attention_wide_head_dim": 0.0,
                               "attention_generic_head_dim": 192.0, "prefill_v_slice_dim": 256.0},
 }

@@ -214,6 +214,12 @@ class Efficiency:
     # H200 vLLM, n = 128, k = 65536: 53 us at m <= 64, 97 at 65-128, 174-198 at 129-256). Single-kernel predictions
     # of per-tensor FP8 rows only, like gemm_k_split_8
     gemm_k_tile_8: float = 0.0
+    # 1 = the per-tensor FP8 kernel's compute runs whole row tiles of that dispatch (an engine kernel fact: SGLang on
+    # Hopper, sgl-kernel fp8_gemm_kernel.cu sm90_fp8_dispatch_shape): rows padded to t = gemm_k_tile_8 up to 2t rows,
+    # to 2t (the 128-row tile) up to 16t, and to 4t above, where its 128-row tiles run in 2 x 1 clusters
+    # (Efficiency.gemm_row_fill; the tables' rows of m = 1 mod 256 ran 10-25% over the model, multiples of 256 not).
+    # Single-kernel predictions of per-tensor FP8 rows only; 0 = none (the hand-set classes)
+    gemm_row_pad_8: float = 0.0
     gemm_k_scale_8b: float = 0.0
     gemm_quant_s_8b: float = 0.0
     gemm_quant_bytes_8b: float = 0.0

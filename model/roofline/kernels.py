@@ -17,7 +17,7 @@ from model.precision import number_format
 from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
 from model.roofline.efficiency import DTYPE_CLASSES, Efficiency
 from model.roofline.efficiency_forms import (deepgemm_wave_fill, eager_call_s, gemm_k_loop_s, gemm_k_tile_area,
-                                             gemm_quant_s, gemm_sustain, sustains)
+                                             gemm_quant_s, gemm_row_fill, gemm_sustain, sustains)
 from model.roofline.kernel import compute_eta, kernel_time
 
 PREFILL_TILE_ROWS = 128.0  # query rows per prefill attention CTA (FlashAttention-3 kBlockM at head_dim 128)
@@ -337,6 +337,8 @@ def gemm_terms(w: KernelWork, rows: np.ndarray, dtype: str, block: bool, device:
         eta = eta * deepgemm_wave_fill(m, n_cols, sms)
     if not eff.block8(dtype, block) and DTYPE_CLASSES.get(dtype) == "8":  # per-tensor FP8: its dispatch's tile
         k_loop = k_loop * gemm_k_tile_area(m, eff.gemm_k_tile_8)
+        if eff.gemm_row_pad_8:  # and its compute on whole row tiles
+            eta = eta * gemm_row_fill(m, eff.gemm_k_tile_8)
     return peak, eta, quant_s, k_loop
 
 
