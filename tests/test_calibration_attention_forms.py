@@ -128,13 +128,17 @@ def test_the_kernel_facts_come_from_the_engines_sources():
         fp8 = {"gemm_k_tile_8": 64.0} if arch == "hopper" else {}  # the sm90 FP8 dispatch (test_calibration_gemm_forms)
         assert KERNEL_FACTS[("vllm", arch)] == {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0,
                                                 "prefill_decode_tokens": 1.0, **split, **store, **fp8,
-                                                **(gen if arch == "blackwell" else {})}
+                                                **(gen if arch == "blackwell" else {}),
+                                                # fp8_block timed eagerly (test_calibration_eager_fp8)
+                                                **({"gemm_eager_8b": 1.0} if arch != "ampere" else {})}
         wide = {"attention_wide_head_dim": 0.0, "attention_generic_head_dim": 192.0, **gen, **slices} \
             if arch == "blackwell" else {"attention_wide_head_dim": 256.0}
         assert KERNEL_FACTS[("sglang", arch)] == {**wide, **split, **store, **(mla if arch != "ampere" else {}),
                                                   **({"mla_fa3_split": 1.0} if arch == "hopper" else {}), **fp8,
                                                   # DeepGEMM's SM90 block picking (test_calibration_deepgemm_waves)
-                                                  **({"gemm_waves_8b": 1.0} if arch == "hopper" else {})}
+                                                  **({"gemm_waves_8b": 1.0} if arch == "hopper" else {}),
+                                                  # its per-tensor FP8 row tiles (test_calibration_gemm_forms)
+                                                  **({"gemm_row_pad_8": 1.0} if arch == "hopper" else {})}
 
 
 def test_split_kv_blocks_follow_tensorrt_llms_multi_block_count_by_hand():

@@ -12,7 +12,7 @@ import pytest
 
 from model.hardware import load_device
 from model.calibration.importer import KERNEL_FACTS
-from model.roofline.efficiency_forms import gemm_k_tile_area, gemm_sustain
+from model.roofline.efficiency_forms import gemm_k_tile_area, gemm_row_fill, gemm_sustain
 from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
 from model.roofline.evaluator import evaluate
 from model.roofline.kernel import gemm_time
@@ -113,3 +113,30 @@ def test_fp8_k_loop_of_a_narrow_deep_gemm_grows_with_the_tile_by_hand():
     block = table.iloc[:3].assign(block_scaled=1.0)
     got_b = predict_kernels(block, H100, replace(eff, gemm_max_8b=0.7, gemm_k_scale_8b=0.5))
     assert got_b == pytest.approx([32.768e-6] * 3, rel=1e-9)
+
+
+def test_fp8_row_tiles_pad_the_compute_by_hand():
+    # t = 64 (SGLang's sm90 dispatch): 64-row units up to 128 rows, the 128-row tile up to 1024, 2 x 1 clusters of
+    # it (256 rows) above; within one unit the tile fill covers it (1). m = 100: 100 / 128; m = 513: 513 / 640;
+    # m = 1025: 1025 / 1280; m = 4096: 1; t = 0: none
+    m = np.array([64, 100, 128, 256, 513, 1024, 1025, 4096])
+    assert gemm_row_fill(m, 64.0) == pytest.approx([1, 100 / 128, 1, 1, 513 / 640, 1, 1025 / 1280, 1], rel=1e-12)
+    assert gemm_row_fill(m, 0.0).tolist() == [1.0] * 8
+    assert KERNEL_FACTS[("sglang", "hopper")]["gemm_row_pad_8"] == 1.0
+    assert all("gemm_row_pad_8" not in facts for key, facts in KERNEL_FACTS.items() if key != ("sglang", "hopper"))
+    for eff in ARCH_DEFAULTS.values():
+        assert eff.gemm_row_pad_8 == 0
+
+
+def test_fp8_compute_on_whole_row_tiles_by_hand():
+    # m = 513, n = k = 8192 per-tensor FP8 on H100 at gemm_max_8 = 0.7: 2 x 513 x 8192^2 = 68,853,694,464 FLOPs take
+    # 49.71 us at 0.7 x 1978.9e12 FLOP/s; on whole 128-row tiles (640 rows) 62.02 us. Its stream, 8192 x 8192 +
+    # 513 x 8192 (1 B) + 513 x 8192 x 2 B, is 79.7 MB: 24 us at 3.35 TB/s, under the compute at p = 64
+    eff = _plain(gemm_k_s=0.0, gemm_max_8=0.7, gemm_tile_m_8=16.0, gemm_k_tile_8=64.0)
+    table = pd.DataFrame([dict(kernel="gemm", dtype="fp8", m=513, n=8192, k=8192),
+                          dict(kernel="gemm", dtype="fp8", m=512, n=8192, k=8192)])
+    plain, padded = predict_kernels(table, H100, eff), predict_kernels(table, H100, replace(eff, gemm_row_pad_8=1.0))
+    assert plain[0] == pytest.approx(68_853_694_464 / (H100.peak("fp8") * 0.7), rel=1e-3)
+    assert padded[0] == pytest.approx(plain[0] * 640 / 513, rel=1e-3)
+    assert padded[1] == plain[1]  # 512 rows fill four tiles
+

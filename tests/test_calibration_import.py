@@ -140,6 +140,19 @@ def test_staged_fit_recovers_the_unfused_kv_store_call():
     assert result.params["kv_store_unfused_s"] == pytest.approx(8e-6, rel=0.25)
 
 
+def test_staged_fit_recovers_the_host_time_of_eagerly_timed_block_scaled_rows():
+    # vLLM's fp8_block rows are timed without CUDA graphs (the gemm_eager_8b fact): the loop runs at the slower of a
+    # 60 us host time per call and the kernels, so the small block-scaled calls sit at 60 us
+    true = replace(TRUE, gemm_eager_8b=1.0, gemm_host_s_8b=60e-6)
+    result = fit_rows(synthetic_rows(true), H100, facts={"gemm_eager_8b": 1.0})
+    assert result.params["gemm_eager_8b"] == 1.0
+    assert result.params["gemm_host_s_8b"] == pytest.approx(60e-6, rel=0.1)
+    held = result.rows[(result.rows["split"] != "fit") & (result.rows["family"] == "gemm_fp8")]
+    assert float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) < 0.03
+    # without the fact (tables timed in CUDA graphs) no host time is fitted
+    assert "gemm_host_s_8b" not in fit_rows(synthetic_rows(TRUE), H100).params
+
+
 def mla_rows(eff: Efficiency, noise: float = 0.01, seed: int = 2) -> pd.DataFrame:
     """MLA rows as the tables hold them (absorbed decode over the 576-wide latent; expanded and absorbed prefill),
     timed by the model with `eff` (+ noise)."""

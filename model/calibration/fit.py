@@ -55,6 +55,7 @@ BOUNDS = {
     "gemm_k_split_8": (0.0, 1e6), "gemm_k_split_4": (0.0, 1e6), "gemm_max_8b": (0.05, 1.0),
     "gemm_tile_m_8b": (1.0, 256.0), "gemm_k_scale_8b": (0.02, 20.0),
     "gemm_quant_s_8b": (0.0, 1e-3), "gemm_quant_bytes_8b": (0.0, 64.0), "gemm_quant_row_s_8b": (0.0, 1e-6),
+    "gemm_host_s_8b": (0.0, 1e-3),
     "decode_item_s": (0.0, 1e-6), "prefill_tile_s": (0.0, 1e-6), "decode_split_s": (0.0, 1e-3),
     "kv_store_unfused_s": (0.0, 1e-3),
     "mla_block_s": (0.0, 1e-4), "mla_split_s": (0.0, 1e-3),
@@ -279,7 +280,7 @@ def fit_efficiency(table: pd.DataFrame, device: Device, start: Efficiency | None
 
 # unit of the log-scaled parameters: log1p(value / unit) (a latency of 1e-6 s and a size of 1 token alike)
 _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0, "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 1e-7,
-             "gemm_quant_row_s_8b": 1e-11,
+             "gemm_quant_row_s_8b": 1e-11, "gemm_host_s_8b": 1e-7,
              "kernel_floor_s": 1e-7, "attention_floor_s": 1e-7, "decode_attention_floor_s": 1e-7,
              "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7, "mla_decode_floor_s": 1e-7,
              "mla_prefill_floor_s": 1e-7, "gemm_k_split": 64.0, "bench_l2_floor_s": 1e-7,
@@ -300,6 +301,7 @@ _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_
                "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7, "gemm_quant_bytes_8": 0.5,
                "gemm_quant_bytes_4": 0.5, "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11,
                "gemm_quant_s_8b": 1e-7, "gemm_quant_bytes_8b": 0.5, "gemm_quant_row_s_8b": 1e-11,
+               "gemm_host_s_8b": 1e-7,
                "decode_item_s": 1e-10, "prefill_tile_s": 1e-10, "decode_split_s": 1e-7, "kv_store_unfused_s": 1e-7,
                "mla_block_s": 1e-8, "mla_split_s": 1e-7}
 

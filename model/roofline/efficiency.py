@@ -225,6 +225,12 @@ class Efficiency:
     # H200 vLLM, n = 128, k = 65536: 53 us at m <= 64, 97 at 65-128, 174-198 at 129-256). Single-kernel predictions
     # of per-tensor FP8 rows only, like gemm_k_split_8
     gemm_k_tile_8: float = 0.0
+    # 1 = the per-tensor FP8 kernel's compute runs whole row tiles of that dispatch (an engine kernel fact: SGLang on
+    # Hopper, sgl-kernel fp8_gemm_kernel.cu sm90_fp8_dispatch_shape): rows padded to t = gemm_k_tile_8 up to 2t rows,
+    # to 2t (the 128-row tile) up to 16t, and to 4t above, where its 128-row tiles run in 2 x 1 clusters
+    # (Efficiency.gemm_row_fill; the tables' rows of m = 1 mod 256 ran 10-25% over the model, multiples of 256 not).
+    # Single-kernel predictions of per-tensor FP8 rows only; 0 = none (the hand-set classes)
+    gemm_row_pad_8: float = 0.0
     gemm_k_scale_8b: float = 0.0
     gemm_quant_s_8b: float = 0.0
     gemm_quant_bytes_8b: float = 0.0
@@ -236,6 +242,12 @@ class Efficiency:
     # block_m x block_n). Single-kernel predictions of block-scaled rows (gemm_max_8b > 0) only; needs the SM count;
     # 0 = none (the hand-set classes)
     gemm_waves_8b: float = 0.0
+    # 1 = the engine's tables time block-scaled FP8 layers eagerly (a table fact: aiconfigurator collector/vllm/
+    # collect_gemm.py, use_cuda_graph=gemm_type != "fp8_block"), so a loop of calls runs at the slower of the host's
+    # time to issue one call (gemm_host_s_8b, fitted) and the GPU's time for its kernels: max(host, kernels).
+    # Single-kernel predictions of block-scaled rows only (steps run CUDA graphs); 0 = none (the hand-set classes)
+    gemm_eager_8b: float = 0.0
+    gemm_host_s_8b: float = 0.0
     # 1 where the engine's MoE layer quantizes the experts' activations in kernels of their own (vLLM's and SGLang's
     # Triton MoE for FP8): the graph's `experts_quant` operator (symbol q_e)
     step_expert_quant_8: float = 0.0

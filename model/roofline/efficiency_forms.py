@@ -101,6 +101,24 @@ def gemm_k_tile_area(m, tile_rows) -> object:
     return np.select([m <= tile_rows, m <= 2 * tile_rows], [1.0, 2.0], 4.0)
 
 
+def eager_call_s(kernels_s, host_s) -> object:
+    """Seconds per call of a loop of eagerly issued calls (no CUDA graph): the host issues the next call while the GPU
+    runs this one, so the slower of the two paces the loop, max(host_s, kernels_s) (Efficiency.gemm_host_s_8b);
+    kernels_s unchanged where host_s = 0."""
+    return np.maximum(np.asarray(kernels_s, dtype=float), np.asarray(host_s, dtype=float))
+
+
+def gemm_row_fill(m, tile_rows) -> object:
+    """Share of the padded rows that carry tokens where a GEMM of m rows runs whole row tiles past its first
+    (Efficiency.gemm_row_pad_8): m / (ceil(m/u) u), u = t rows for m <= 2t, 2t for m <= 16t, 4t above (2t-row tiles in
+    clusters of two), t = `tile_rows`; 1 for m <= u (the tile fill covers a GEMM of one tile) and where t = 0."""
+    m = np.asarray(m, dtype=float)
+    if not np.any(np.asarray(tile_rows) > 0):
+        return np.ones_like(m)
+    unit = np.select([m <= 2 * tile_rows, m <= 16 * tile_rows], [tile_rows, 2 * tile_rows], 4 * tile_rows)
+    return np.where(m > unit, m / (np.ceil(m / unit) * unit), 1.0)
+
+
 def gemm_k_loop_s(k, eff, scale=1.0, split=None) -> object:
     """Seconds of one output tile's serial loop over k (a lower bound on a GEMM's busy time): gemm_k_s per element
     of k, up to gemm_k_split elements where the library splits k (0: no split), times `scale`

@@ -16,8 +16,8 @@ from model.hardware.schema import Device
 from model.precision import number_format
 from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
 from model.roofline.efficiency import DTYPE_CLASSES, Efficiency
-from model.roofline.efficiency_forms import (deepgemm_wave_fill, gemm_k_loop_s, gemm_k_tile_area, gemm_quant_s,
-                                             gemm_sustain, sustains)
+from model.roofline.efficiency_forms import (deepgemm_wave_fill, eager_call_s, gemm_k_loop_s, gemm_k_tile_area,
+                                             gemm_quant_s, gemm_row_fill, gemm_sustain, sustains)
 from model.roofline.kernel import compute_eta, kernel_time, memory_time
 
 PREFILL_TILE_ROWS = 128.0  # query rows per prefill attention CTA (FlashAttention-3 kBlockM at head_dim 128)
@@ -357,6 +357,8 @@ def gemm_terms(w: KernelWork, rows: np.ndarray, dtype: str, block: bool, device:
         eta = eta * deepgemm_wave_fill(m, n_cols, sms)
     if not eff.block8(dtype, block) and DTYPE_CLASSES.get(dtype) == "8":  # per-tensor FP8: its dispatch's tile
         k_loop = k_loop * gemm_k_tile_area(m, eff.gemm_k_tile_8)
+        if eff.gemm_row_pad_8:  # and its compute on whole row tiles
+            eta = eta * gemm_row_fill(m, eff.gemm_k_tile_8)
     return peak, eta, quant_s, k_loop
 
 
@@ -468,7 +470,13 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     if store_bytes.any():
         bw = device.memory.bandwidth_bytes_per_s
         call_floor_s = call_floor_s + memory_time(store_bytes, bandwidth_bytes_per_s=bw, eff=eff).busy_s
-    return kt.time_s + call_floor_s - bench_l2_saving_s(table, eff)
+    time_s = kt.time_s + call_floor_s - bench_l2_saving_s(table, eff)
+    if eff.gemm_eager_8b and eff.gemm_host_s_8b > 0 and eff.gemm_max_8b > 0:
+        # block-scaled FP8 rows the engine's tables timed eagerly: paced by the host or the GPU, the slower
+        eight = np.array([DTYPE_CLASSES.get(d) == "8" for d in w.dtype], dtype=bool)
+        eager = (w.kind == "gemm") & np.asarray(w.block, dtype=bool) & eight
+        time_s = np.where(eager, eager_call_s(time_s, eff.gemm_host_s_8b), time_s)
+    return time_s
 
 
 def achieved(table: pd.DataFrame, seconds: np.ndarray) -> pd.DataFrame:
