@@ -130,6 +130,8 @@ def test_the_kernel_facts_come_from_the_engines_sources():
             if arch == "blackwell" else {"attention_wide_head_dim": 256.0}
         assert KERNEL_FACTS[("sglang", arch)] == {**wide, **split, **(mla if arch != "ampere" else {}),
                                                   **({"mla_fa3_split": 1.0} if arch == "hopper" else {}), **fp8,
+                                                  # FA3's GQA decode tiles and split (test_calibration_fa3_decode)
+                                                  **({"decode_fa3_split": 1.0} if arch == "hopper" else {}),
                                                   # DeepGEMM's SM90 block picking (test_calibration_deepgemm_waves)
                                                   **({"gemm_waves_8b": 1.0} if arch == "hopper" else {})}
 

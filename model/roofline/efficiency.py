@@ -335,6 +335,20 @@ class Efficiency:
     # keys, 16 us from 1k keys on, where the KV read adds under 1 us); 0 = no such term. Applies where
     # decode_split_tokens > 0 (single-kernel predictions)
     decode_split_s: float = 0.0
+    # where 1, GQA/MHA decode calls run FlashAttention-3 with a paged KV cache of page size 1 (SGLang's fa3 backend on
+    # Hopper): each CTA owns (sequence, KV head, kBlockM packed query rows, split) and walks its keys in blocks of
+    # kBlockN by the head dimension (hopper/tile_size.h tile_size_fwd_sm90 with paged_kv_non_TMA: 128 keys up to
+    # head_dim 128, 96 to 192, 80 above), split by FA3's rule (kernels.fa3_decode_splits); with one CTA per SM and the
+    # keys gathered row by row, a call with few CTAs is bound by that chain of blocks (SGLang H200, one sequence on 8
+    # KV heads: head_dim 256 11 us at 64 keys, 13 at 128, 17 at 256; head_dim 128 9, 9, 10): decode_block_s per block,
+    # a hard max with the roofline time, like mla_block_s; 0 = no such rule (the hand-set classes)
+    decode_fa3_split: float = 0.0
+    decode_block_s: float = 0.0
+    # and each of those CTAs is a work item (decode_item_s) that also moves its query and output tiles, kBlockM x
+    # (d_qk + d_v) with the query group padded to kBlockM rows: decode_item_tile_s per 128 x 256 tile (a CTA at
+    # head_dim 128) on top of decode_item_s (SGLang H200, 4,096 CTAs at 2 keys: 85, 97, 145 us at head_dim 64, 128,
+    # 256, ~1.5 us per CTA-wave plus one growing with the tile); 0 = no such term
+    decode_item_tile_s: float = 0.0
     # an attention call whose value heads are narrower than its key heads pays this once per call for writing the new
     # keys and values into the cache without the fused store kernel: SGLang's KV pool runs its store_cache JIT kernel
     # only when K and V share a row width and otherwise writes k_cache[loc] = k, v_cache[loc] = v as two PyTorch index

@@ -143,14 +143,20 @@ def fa3_static_splits(m_blocks: int, n_blocks: int, sms: int) -> int:
 
 def fa3_mla_decode_splits(batch, heads, kv_heads, context, block: float, sms: float) -> np.ndarray:
     """Splits per sequence of FlashAttention-3 MLA decode (SGLang's fa3 backend: one query token, the latent as one
-    KV head, query heads packed into tiles of `block` rows, keys in blocks of `block`): the static bound
-    (fa3_static_splits) cut by the dynamic rule of flash_prepare_scheduler.cu (prepare_varlen_num_blocks_kernel):
-    blocks_per_sm = ceil(batch x m x n x 1.1 x KV heads / SMs), splits = ceil(n / blocks_per_sm); 1 above 992
-    sequences."""
+    KV head, query heads packed into tiles of `block` rows, keys in blocks of `block`): fa3_decode_splits."""
+    return fa3_decode_splits(batch, heads, kv_heads, context, block, block, sms)
+
+
+def fa3_decode_splits(batch, heads, kv_heads, context, block_m, block_n, sms: float) -> np.ndarray:
+    """Splits per sequence of a FlashAttention-3 decode call (one query token, the query group packed into tiles of
+    `block_m` rows, keys in blocks of `block_n`): the static bound (fa3_static_splits) cut by the dynamic rule of
+    flash_prepare_scheduler.cu (prepare_varlen_num_blocks_kernel): blocks_per_sm = ceil(batch x m x n x 1.1 x KV
+    heads / SMs), splits = ceil(n / blocks_per_sm); 1 above 992 sequences."""
     out = []
-    for b, h, hk, c in zip(*np.broadcast_arrays(*(np.atleast_1d(np.asarray(x, dtype=float))
-                                                  for x in (batch, heads, kv_heads, context)))):
-        m, n = int(np.ceil(h / hk / block)), int(np.ceil(c / block))
+    for b, h, hk, c, bm, bn in zip(*np.broadcast_arrays(*(np.atleast_1d(np.asarray(x, dtype=float))
+                                                          for x in (batch, heads, kv_heads, context, block_m,
+                                                                    block_n)))):
+        m, n = int(np.ceil(h / hk / bm)), int(np.ceil(c / bn))
         static = fa3_static_splits(int(hk) * m, n, int(sms))
         if b > FA3_DYNAMIC_MAX_BATCH or static == 1:
             out.append(1.0)
@@ -158,6 +164,54 @@ def fa3_mla_decode_splits(batch, heads, kv_heads, context, block: float, sms: fl
         per_sm = np.ceil(b * m * n * 1.1 * hk / sms)
         out.append(float(max(min(np.ceil(n / per_sm), static), 1)))
     return np.array(out)
+
+
+def fa3_paged_tile(head_dim) -> tuple[np.ndarray, np.ndarray]:
+    """(kBlockM, kBlockN) of FlashAttention-3's SM90 forward kernel for 16-bit inputs on a paged KV cache it cannot
+    load by TMA (page size 1, SGLang's fa3 backend), not local (hopper/tile_size.h tile_size_fwd_sm90,
+    paged_kv_non_TMA): 192 x 128 up to head_dim 96, 128 x 128 to 128, 128 x 96 to 192, 128 x 80 above."""
+    d = np.asarray(head_dim, dtype=float)
+    return (np.where(d <= 96, 192.0, 128.0),
+            np.select([d <= 128, d <= 192], [128.0, 96.0], 80.0))
+
+
+FA3_MAX_HEAD_DIM = 256.0  # FA3's compiled head dimensions stop at 256 (wider heads run another kernel)
+FA3_UNIT_TILE = 128.0 * 128.0 * 256.0  # kBlockM x kBlockN x (d_qk + d_v) of a 128 x 128 block at head_dim 128
+FA3_UNIT_QO_TILE = 128.0 * 256.0  # kBlockM x (d_qk + d_v): the query and output tiles of a CTA at head_dim 128
+
+
+def fa3_decode_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency,
+                     sms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key-block chain, CTAs per work item, query/output tiles) of GQA/MHA FlashAttention-3 decode rows
+    (Efficiency.decode_fa3_split = 1; other rows: 0, 1, 0). A call runs batch x KV heads x m x S CTAs, m =
+    ceil(group / kBlockM) packed query tiles, S = fa3_decode_splits splits; each walks ceil(n / S) of the n =
+    ceil(context / kBlockN) key blocks in sequence (fa3_paged_tile), wave after wave: ceil(CTAs / SMs) x ceil(n / S)
+    blocks, each weighted by its padded tile's work kBlockM x kBlockN x (d_qk + d_v) against a 128 x 128 block at
+    head_dim 128 (Efficiency.decode_block_s per unit). Each CTA moves a kBlockM x (d_qk + d_v) query/output tile,
+    counted against that of a CTA at head_dim 128 (Efficiency.decode_item_tile_s per unit)."""
+    n_rows = len(table)
+    chain = np.zeros(n_rows)
+    ctas, qo_tiles = np.ones(n_rows), np.zeros(n_rows)
+    if not eff.decode_fa3_split or not sms or "head_dim" not in table:
+        return chain, ctas, qo_tiles
+    fallback = w.fallback if w.fallback is not None else np.zeros(n_rows, dtype=bool)
+    rows = (w.kind == "decode_attention") & ~w.mla & ~fallback \
+        & (table["head_dim"].to_numpy(float) <= FA3_MAX_HEAD_DIM)
+    if not rows.any():
+        return chain, ctas, qo_tiles
+    b, h, hk, c, d = (table.loc[rows, col].to_numpy(float)
+                      for col in ("batch", "heads", "kv_heads", "context", "head_dim"))
+    block_m, block_n = fa3_paged_tile(d)
+    s = fa3_decode_splits(b, h, hk, c, block_m, block_n, sms)
+    m_blocks, n_blocks = np.ceil(h / hk / block_m), np.ceil(c / block_n)
+    # value heads narrower than key heads (the row's v_head_dim) shrink the P.V half of a tile
+    d_v = table.loc[rows, "v_head_dim"].fillna(0).to_numpy(float) if "v_head_dim" in table else np.zeros(len(d))
+    d_v = np.where(d_v > 0, d_v, d)
+    tile = block_m * block_n * (d + d_v) / FA3_UNIT_TILE
+    chain[rows] = np.ceil(b * hk * m_blocks * s / sms) * np.ceil(n_blocks / s) * tile
+    ctas[rows] = m_blocks * s
+    qo_tiles[rows] = b * hk * m_blocks * s * block_m * (d + d_v) / FA3_UNIT_QO_TILE
+    return chain, ctas, qo_tiles
 
 
 TRTLLM_GEN_KV_STEP = 128.0  # keys per KV tile of trtllm-gen's MLA generation kernels (tileSizeKv; 64 only by env)
@@ -398,6 +452,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     w = decode_fallback(kernel_work(table), table, eff, sms)
     w = mla_blocks(prefill_value_slices(prefill_head_tiles(w, table, eff), table, eff), table, eff)
     w, mla_splits, mla_chain = mla_split_work(w, table, eff, sms)
+    decode_chain, decode_ctas, qo_tiles = fa3_decode_terms(w, table, eff, sms)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     # vectorized per (kind, dtype, block-scaled): tables can be large
@@ -413,9 +468,11 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
             peak[rows] = device.vector_flop_per_s
             eta[rows] = compute_eta("elementwise", None, None, eff)
     eta, call_floor_s, item_s, speed = attention_call_terms(w, table, eff, sms, eta, mla_splits)
+    item_s = item_s * decode_ctas + eff.decode_item_tile_s * qo_tiles  # FA3 decode: per CTA, with its Q/O tiles
     kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
-                     extra_busy_s=k_loop + eff.mla_block_s * mla_chain, extra_compute_s=item_s,
+                     extra_busy_s=k_loop + eff.mla_block_s * mla_chain + eff.decode_block_s * decode_chain,
+                     extra_compute_s=item_s,
                      eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
                                                eff.attention_mem_scale * np.where(w.mla, eff.mla_mem_scale, 1.0)
                                                * np.where(w.fallback, eff.decode_fallback_mem_scale, 1.0) * speed,
