@@ -112,7 +112,8 @@ def test_xqa_needs_a_quarter_of_the_sms_else_the_fallback_kernel_runs():
 
 
 def test_the_kernel_facts_come_from_the_engines_sources():
-    xqa = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
+    xqa = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0,
+           "decode_xqa_tile": 1.0}  # XQA's query/output tiles (test_calibration_fa3_decode)
     mla = {"mla_block": 64.0}  # FlashMLA's blocks (test_calibration_forms), on the GPUs with MLA tables
     assert KERNEL_FACTS[("trtllm", "ampere")] == xqa and KERNEL_FACTS[("trtllm", "hopper")] == {**xqa, **mla}
     # and the engines' MLA decode split rules (test_calibration_mla_split): trtllm-gen on Blackwell, FA3 under SGLang

@@ -24,7 +24,7 @@ def _plain(**values):
     """H100 hand-set efficiency without floors, with the FA3 decode rule: only the terms under test add time."""
     eff = efficiency_for(H100, calibration=False)
     return replace(eff, kernel_floor_s=0.0, attention_floor_s=0.0, decode_attention_floor_s=0.0,
-                   decode_fa3_split=1.0, **values)
+                   **{"decode_fa3_split": 1.0, **values})
 
 
 def _decode(*shapes, v_head_dim=np.nan):
@@ -115,3 +115,54 @@ def test_staged_fit_recovers_the_block_step_and_the_tile_cost():
         assert result.params[name] == pytest.approx(fa3[name], rel=tol), name
     held = result.rows[(result.rows["split"] != "fit") & (result.rows["family"] == "attention_decode")]
     assert float(np.median(np.abs(held["after"] / held["measured_s"] - 1))) < 0.03
+
+
+def _xqa(**values):
+    """H100 hand-set efficiency without floors, with TensorRT-LLM's XQA facts."""
+    return replace(_plain(decode_fa3_split=0.0), decode_group_limit=32.0, decode_group_min_fill=0.25,
+                   decode_split_tokens=128.0, decode_xqa_tile=1.0, **values)
+
+
+def test_xqa_query_output_tiles_by_hand():
+    from model.roofline.kernels import xqa_decode_tiles
+
+    eff = _xqa()
+    rows = _decode((512, 32, 8, 256, 2), (512, 64, 8, 64, 2), (1, 64, 1, 128, 2), (4, 32, 8, 128, 8192))
+    w = decode_fallback(kernel_work(rows), rows, eff, 132.0)
+    tiles = xqa_decode_tiles(w, rows, eff, 132.0)
+    # 4 query heads per KV head pad to one 16-row tile: 512 x 8 CTAs x 16 x 512 / (16 x 256) = 8,192 units
+    assert tiles[0] == 8192.0
+    # 8 per KV head, head_dim 64: 4,096 CTAs x 16 x 128 / 4,096 = 2,048 units
+    assert tiles[1] == 2048.0
+    # 64 query heads per KV head run the per-query-head fallback kernel: no XQA tile
+    assert tiles[2] == 0.0
+    # a multi-block call: history 8,191 // 128 = 63 blocks, at most round(sqrt(504)) = 22; 4 x 8 x 22 / 132 = 5.3
+    # waves <= 8: 22 sub-sequences per (sequence, KV head), each with its tile: 32 x 22 x 16 x 256 / 4,096 = 704
+    assert tiles[3] == 704.0
+    # neutral without the fact, and the hand-set classes have none
+    assert not xqa_decode_tiles(w, rows, replace(eff, decode_xqa_tile=0.0), 132.0).any()
+    assert all(e.decode_xqa_tile == 0 and e.decode_fallback_item_s == 0 for e in ARCH_DEFAULTS.values())
+
+
+def test_fallback_kernel_ctas_by_hand():
+    eff = _xqa(decode_item_s=0.0)
+    # plain MHA (32 query heads on 32 KV heads) runs the fallback kernel: 512 x 32 = 16,384 CTAs at 1 ms each,
+    # 16.384 s, far above the roofline terms of 2 keys
+    mha = _decode((512, 32, 32, 128, 2))
+    slow = predict_kernels(mha, H100, replace(eff, decode_fallback_item_s=1e-3))[0]
+    assert slow == pytest.approx(16.384, rel=1e-3)
+    # grouped (XQA) rows do not pay it
+    gqa = _decode((512, 32, 8, 128, 2))
+    paid = replace(eff, decode_fallback_item_s=1e-3)
+    assert predict_kernels(gqa, H100, paid)[0] == predict_kernels(gqa, H100, eff)[0]
+
+
+def test_staged_fit_recovers_the_fallback_ctas():
+    from model.calibration.importer import fit_rows
+    from tests.test_calibration_import import TRUE, synthetic_rows
+
+    facts = {"decode_group_limit": 32.0, "decode_split_tokens": 128.0}
+    true = replace(TRUE, decode_fallback_mem_scale=1.1, decode_fallback_item_s=9e-9, **facts)
+    result = fit_rows(synthetic_rows(true), H100, facts=facts)
+    assert result.params["decode_fallback_item_s"] == pytest.approx(9e-9, rel=0.25)
+    assert result.params["decode_fallback_mem_scale"] == pytest.approx(1.1, rel=0.05)

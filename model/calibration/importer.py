@@ -39,8 +39,8 @@ CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200"
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
                "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale", "mla_decode_floor_s",
                "mla_prefill_floor_s", "mla_block_s", "mla_split_s", "decode_item_s", "prefill_tile_s", "decode_split_s",
-               "decode_block_s", "decode_item_tile_s", "kv_store_unfused_s", "mem_bytes_half", "kernel_floor_s",
-               "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
+               "decode_block_s", "decode_item_tile_s", "decode_fallback_item_s", "kv_store_unfused_s", "mem_bytes_half",
+               "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s", "custom_ar_two_shot_s", "nccl_base_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_split_8", "gemm_k_split_4", "gemm_k_scale_8", "gemm_k_scale_4",
                "gemm_quant_s_8", "gemm_quant_s_4",
@@ -70,7 +70,7 @@ STAGES = (
      ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
       "attention_max", "attention_mem_scale", "attention_roofline_p", "decode_fallback_mem_scale",
       "decode_item_s", "prefill_tile_s", "attention_wide_scale", "decode_split_s", "kv_store_unfused_s",
-      "decode_block_s", "decode_item_tile_s")),
+      "decode_block_s", "decode_item_tile_s", "decode_fallback_item_s")),
     # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
     (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
                                      "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s",
@@ -103,7 +103,7 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6, "mla_prefill_floor_s": 10e-6,
                "decode_item_s": 5e-9, "prefill_tile_s": 5e-9, "decode_split_s": 3e-6,
                "kv_store_unfused_s": 3e-6, "mla_block_s": 1e-6, "mla_split_s": 3e-6, "decode_block_s": 1e-6,
-               "decode_item_tile_s": 5e-9,
+               "decode_item_tile_s": 5e-9, "decode_fallback_item_s": 5e-9,
                # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
                "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0,
                "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
@@ -153,7 +153,10 @@ _FA3_DECODE = {"decode_fa3_split": 1.0}
 # Efficiency.mla_trtllm_gen_split). The tables agree: where that rule splits a sequence's KV, B200 MLA decode ran
 # 13% (reduced in a cluster) to 60% (through global memory) over the smooth curve fitted without it.
 _TRTLLM_GEN_MLA = {"mla_trtllm_gen_split": 1.0}
-_XQA = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
+# XQA's CTAs load the group's query rows padded to 16 and write as many output rows (cpp/kernels/xqa/mha.cu warpTile.y;
+# Efficiency.decode_xqa_tile): the tables' per-CTA cost grows with the head dimension.
+_XQA = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0,
+        "decode_xqa_tile": 1.0}
 _SPLIT = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
 _FLASH = {"vllm": {"attention_wide_head_dim": 256.0, "decode_wide_head_dim": 256.0, "prefill_decode_tokens": 1.0,
                    **_SPLIT},
@@ -294,7 +297,7 @@ def stage_parameters(names, rows: pd.DataFrame, eff: Efficiency) -> list[str]:
     if "head_dim" not in rows or rows["head_dim"].nunique() < 2:  # one head dim: no d term to see
         names = [n for n in names if n != "attention_d_half"]
     if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
-        names = [n for n in names if n != "decode_fallback_mem_scale"]
+        names = [n for n in names if n not in ("decode_fallback_mem_scale", "decode_fallback_item_s")]
     if not any(c for _, _, c in eff.custom_all_reduce_limits()):  # no engine size rule: no custom kernel form
         names = [n for n in names if not n.startswith("custom_ar_") and n != "nccl_base_s"]
     if not eff.decode_split_tokens:  # no split rule: nothing marks the split calls
@@ -302,7 +305,9 @@ def stage_parameters(names, rows: pd.DataFrame, eff: Efficiency) -> list[str]:
     if "v_head_dim" not in rows or not (rows["v_head_dim"] < rows["head_dim"]).any():
         names = [n for n in names if n != "kv_store_unfused_s"]  # no row writes K and V apart
     if not eff.decode_fa3_split:  # no FA3 decode rule: no key-block chain
-        names = [n for n in names if n not in ("decode_block_s", "decode_item_tile_s")]
+        names = [n for n in names if n != "decode_block_s"]
+    if not (eff.decode_fa3_split or eff.decode_xqa_tile):  # nor CTA tiles counted
+        names = [n for n in names if n != "decode_item_tile_s"]
     if not (eff.mla_fa3_split or eff.mla_trtllm_gen_split):  # the same for MLA decode
         names = [n for n in names if n not in ("mla_block_s", "mla_split_s")]
     wide = max(eff.attention_wide_head_dim, eff.decode_wide_head_dim)

@@ -61,7 +61,9 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     per KV head, or plain MHA, read the KV once per query head with one query row per tile, at
                     decode_fallback_mem_scale of the attention bandwidth (single-kernel predictions)
                     (and, where decode_group_min_fill > 0, calls whose XQA CTAs fill too few SMs)
-- attention work:   a grouped decode call's compute term + decode_item_s per (sequence, KV head) work item, a
+- attention work:   a grouped decode call's compute term + decode_item_s per (sequence, KV head) work item (per CTA
+                    under decode_fa3_split, + decode_item_tile_s per query/output tile under it or decode_xqa_tile;
+                    a fallback call's + decode_fallback_item_s per (sequence, query head)), a
                     prefill call's + prefill_tile_s per (sequence, KV head, 128 packed query rows) tile; a decode
                     call that splits its KV (kernels.decode_split_blocks, where decode_split_tokens > 0) +
                     decode_split_s, calls with narrower value heads than key heads + kv_store_unfused_s; head
@@ -349,6 +351,16 @@ class Efficiency:
     # head_dim 128) on top of decode_item_s (SGLang H200, 4,096 CTAs at 2 keys: 85, 97, 145 us at head_dim 64, 128,
     # 256, ~1.5 us per CTA-wave plus one growing with the tile); 0 = no such term
     decode_item_tile_s: float = 0.0
+    # where 1, TensorRT-LLM's XQA decode CTAs (one per sequence, KV head and multi-block sub-sequence) pay
+    # decode_item_tile_s for their query/output tiles too: the group's rows padded to 16, head_dim wide
+    # (kernels.xqa_decode_tiles; TensorRT-LLM H200, 16,384 (sequence, KV head) items at 2 keys: 530, 600, 848 us at
+    # head_dim 64, 128, 256); 0 = no such rule
+    decode_xqa_tile: float = 0.0
+    # per-CTA cost of TensorRT-LLM's per-query-head fallback kernel (masked multi-head attention: grid of
+    # (query heads, sequences, multi-block)): at short contexts its time follows the CTAs whatever the head dimension
+    # (TensorRT-LLM H200, 16,384 (sequence, query head) CTAs at 2 keys: 156-186 us at head_dim 64-256; 131,072:
+    # 1.18-1.29 ms); 0 = no such term (single-kernel predictions)
+    decode_fallback_item_s: float = 0.0
     # an attention call whose value heads are narrower than its key heads pays this once per call for writing the new
     # keys and values into the cache without the fused store kernel: SGLang's KV pool runs its store_cache JIT kernel
     # only when K and V share a row width and otherwise writes k_cache[loc] = k, v_cache[loc] = v as two PyTorch index

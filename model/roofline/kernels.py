@@ -214,6 +214,28 @@ def fa3_decode_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency,
     return chain, ctas, qo_tiles
 
 
+XQA_UNIT_QO_TILE = 16.0 * 256.0  # rows x (d_qk + d_v) of an XQA CTA's query/output tile: <= 16 heads at head_dim 128
+
+
+def xqa_decode_tiles(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sms: float) -> np.ndarray:
+    """Query/output tiles of TensorRT-LLM's XQA decode CTAs (Efficiency.decode_xqa_tile = 1; 0 for other rows): one CTA
+    per (sequence, KV head, sub-sequence of its multi-block split: decode_split_blocks) loads the group's query rows,
+    padded to whole MMA tiles of 16 (cpp/kernels/xqa/mha.cu: warpTile.y = roundUp(headGrpSize x beamWidth, 16)), and
+    writes as many output rows, head_dim wide each; counted against a 16-row tile at head_dim 128."""
+    tiles = np.zeros(len(table))
+    fallback = w.fallback if w.fallback is not None else np.zeros(len(table), dtype=bool)
+    rows = (w.kind == "decode_attention") & ~w.mla & ~fallback
+    if not eff.decode_xqa_tile or not rows.any():
+        return tiles
+    b, h, hk, c, d = (table.loc[rows, col].to_numpy(float)
+                      for col in ("batch", "heads", "kv_heads", "context", "head_dim"))
+    d_v = table.loc[rows, "v_head_dim"].fillna(0).to_numpy(float) if "v_head_dim" in table else np.zeros(len(d))
+    d_v = np.where(d_v > 0, d_v, d)
+    blocks = decode_split_blocks(b, hk, c, eff, sms)
+    tiles[rows] = b * hk * blocks * np.ceil(h / hk / 16.0) * 16.0 * (d + d_v) / XQA_UNIT_QO_TILE
+    return tiles
+
+
 TRTLLM_GEN_KV_STEP = 128.0  # keys per KV tile of trtllm-gen's MLA generation kernels (tileSizeKv; 64 only by env)
 
 
@@ -413,13 +435,17 @@ def attention_call_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sm
                               eff.decode_attention_floor_s)
     prefill_floor_s = np.where(w.mla & (eff.mla_prefill_floor_s > 0), eff.mla_prefill_floor_s, eff.attention_floor_s)
     # a grouped GQA/MHA decode call's work items (Efficiency.decode_item_s): one per (sequence, KV head); the
-    # per-query-head fallback kernel's light CTAs are inside its own bandwidth scale
+    # per-query-head fallback kernel's CTAs at their own cost (decode_fallback_item_s)
     decode = (w.kind == "decode_attention") & ~w.mla
     grouped = decode & ~w.fallback
     item_s = np.zeros(n)
     if eff.decode_item_s and grouped.any():
         item_s[grouped] = eff.decode_item_s * (table.loc[grouped, "batch"].to_numpy(float)
                                                * table.loc[grouped, "kv_heads"].to_numpy(float))
+    fallback = decode & w.fallback if w.fallback is not None else np.zeros(n, dtype=bool)
+    if eff.decode_fallback_item_s and fallback.any():  # the fallback kernel's CTAs: one per (sequence, query head)
+        item_s[fallback] = eff.decode_fallback_item_s * (table.loc[fallback, "batch"].to_numpy(float)
+                                                         * table.loc[fallback, "heads"].to_numpy(float))
     # prefill calls on the engine's decode path (prefill_decode_tokens) pay the decode floor and no prefill tiles
     as_decode = (w.kind == "attention") & ~w.mla & (w.shape_n <= eff.prefill_decode_tokens)  # n = query tokens
     prefill = (w.kind == "attention") & ~w.mla & ~as_decode
@@ -453,6 +479,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     w = mla_blocks(prefill_value_slices(prefill_head_tiles(w, table, eff), table, eff), table, eff)
     w, mla_splits, mla_chain = mla_split_work(w, table, eff, sms)
     decode_chain, decode_ctas, qo_tiles = fa3_decode_terms(w, table, eff, sms)
+    qo_tiles = qo_tiles + xqa_decode_tiles(w, table, eff, sms)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     # vectorized per (kind, dtype, block-scaled): tables can be large
