@@ -11,8 +11,9 @@ import pytest
 
 from model.calibration.importer import KERNEL_FACTS
 from model.hardware import load_device
+from model.roofline.decode_splits import decode_split_blocks
 from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
-from model.roofline.kernels import decode_fallback, decode_split_blocks, kernel_work, predict_kernels
+from model.roofline.kernels import decode_fallback, kernel_work, predict_kernels
 
 H100 = load_device("h100-sxm")
 BW = H100.memory.bandwidth_bytes_per_s  # 3.35e12 B/s

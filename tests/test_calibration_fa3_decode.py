@@ -13,9 +13,9 @@ import pytest
 
 from model.calibration.importer import KERNEL_FACTS
 from model.hardware import load_device
+from model.roofline.decode_splits import fa3_decode_splits, fa3_decode_terms, fa3_paged_tile, xqa_decode_tiles
 from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
-from model.roofline.kernels import decode_fallback, fa3_decode_splits, fa3_decode_terms, fa3_paged_tile, kernel_work, \
-    predict_kernels
+from model.roofline.kernels import decode_fallback, kernel_work, predict_kernels
 
 H100 = load_device("h100-sxm")  # 132 SMs
 
@@ -33,7 +33,7 @@ def _decode(*shapes, v_head_dim=np.nan):
 
 
 def _terms(rows, eff):
-    return fa3_decode_terms(decode_fallback(kernel_work(rows), rows, eff, 132.0), rows, eff, 132.0)
+    return fa3_decode_terms(decode_fallback(kernel_work(rows), rows, eff, 132.0), rows, eff, 132.0)[:3]
 
 
 def test_fa3_decode_forms_are_neutral_in_every_hand_set_class():
@@ -124,8 +124,6 @@ def _xqa(**values):
 
 
 def test_xqa_query_output_tiles_by_hand():
-    from model.roofline.kernels import xqa_decode_tiles
-
     eff = _xqa()
     rows = _decode((512, 32, 8, 256, 2), (512, 64, 8, 64, 2), (1, 64, 1, 128, 2), (4, 32, 8, 128, 8192))
     w = decode_fallback(kernel_work(rows), rows, eff, 132.0)
@@ -166,3 +164,16 @@ def test_staged_fit_recovers_the_fallback_ctas():
     result = fit_rows(synthetic_rows(true), H100, facts=facts)
     assert result.params["decode_fallback_item_s"] == pytest.approx(9e-9, rel=0.25)
     assert result.params["decode_fallback_mem_scale"] == pytest.approx(1.1, rel=0.05)
+
+
+def test_fa3_calls_merge_by_fa3s_split_rule():
+    # SGLang's split facts (128-key blocks, one wave) would split 1 sequence over 512 keys (511 // 128 = 3 blocks);
+    # FA3 does not (4 key blocks of 128 at head_dim 128: never split), so no merge cost; over 8,192 keys both split
+    facts = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
+    eff, merged = _plain(**facts), _plain(**facts, decode_split_s=1e-3)
+    short, long = _decode((1, 8, 1, 128, 512)), _decode((1, 8, 1, 128, 8192))
+    assert predict_kernels(short, H100, merged)[0] == predict_kernels(short, H100, eff)[0]
+    assert predict_kernels(long, H100, merged)[0] - predict_kernels(long, H100, eff)[0] == pytest.approx(1e-3)
+    flash = replace(merged, decode_fa3_split=0.0)  # the one-wave rule alone merges the short call too
+    assert predict_kernels(short, H100, flash)[0] - predict_kernels(short, H100, replace(eff, decode_fa3_split=0.0))[
+        0] == pytest.approx(1e-3)
