@@ -340,11 +340,11 @@ class Efficiency:
     # where 1, GQA/MHA decode calls run FlashAttention-3 with a paged KV cache of page size 1 (SGLang's fa3 backend on
     # Hopper): each CTA owns (sequence, KV head, kBlockM packed query rows, split) and walks its keys in blocks of
     # kBlockN by the head dimension (hopper/tile_size.h tile_size_fwd_sm90 with paged_kv_non_TMA: 128 keys up to
-    # head_dim 128, 96 to 192, 80 above), split by FA3's rule (decode_splits.fa3_decode_splits); with one CTA per SM and the
-    # keys gathered row by row, a call with few CTAs is bound by that chain of blocks (SGLang H200, one sequence on 8
-    # KV heads: head_dim 256 11 us at 64 keys, 13 at 128, 17 at 256; head_dim 128 9, 9, 10): decode_block_s per block,
-    # a hard max with the roofline time, like mla_block_s; FA3's split count also decides which calls pay
-    # decode_split_s; 0 = no such rule (the hand-set classes)
+    # head_dim 128, 96 to 192, 80 above), split by FA3's rule (decode_splits.fa3_decode_splits); with one CTA per
+    # SM and the keys gathered row by row, a call with few CTAs is bound by that chain of blocks (SGLang H200, one
+    # sequence on 1-4 KV heads: head_dim 256 11 us at 64 keys, 13 at 128, 17 at 256; head_dim 128 9, 9, 11):
+    # decode_block_s per block, a hard max with the roofline time, like mla_block_s; FA3's split count also decides
+    # which calls pay decode_split_s; 0 = no such rule (the hand-set classes)
     decode_fa3_split: float = 0.0
     decode_block_s: float = 0.0
     # and each of those CTAs is a work item (decode_item_s) that also moves its query and output tiles, kBlockM x
@@ -354,8 +354,8 @@ class Efficiency:
     decode_item_tile_s: float = 0.0
     # where 1, TensorRT-LLM's XQA decode CTAs (one per sequence, KV head and multi-block sub-sequence) pay
     # decode_item_tile_s for their query/output tiles too: the group's rows padded to 16, head_dim wide
-    # (decode_splits.xqa_decode_tiles; TensorRT-LLM H200, 16,384 (sequence, KV head) items at 2 keys: 530, 600, 848 us at
-    # head_dim 64, 128, 256); 0 = no such rule
+    # (decode_splits.xqa_decode_tiles; TensorRT-LLM H200, 16,384 (sequence, KV head) items at 2 keys: 530, 600 and
+    # 848 us at head_dim 64, 128, 256); 0 = no such rule
     decode_xqa_tile: float = 0.0
     # per-CTA cost of TensorRT-LLM's per-query-head fallback kernel (masked multi-head attention: grid of
     # (query heads, sequences, multi-block)): at short contexts its time follows the CTAs whatever the head dimension

@@ -276,7 +276,8 @@ def gemm_terms(w: KernelWork, rows: np.ndarray, dtype: str, block: bool, device:
 
 
 def attention_call_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sms: float, eta: np.ndarray,
-                         mla_splits: np.ndarray, fa3_splits: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                         mla_splits: np.ndarray, fa3_splits: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(compute efficiency, per-call floor seconds, per-work-item compute seconds, speed of the kernel that runs)
     of every row, with the attention kernels' own terms: the generic kernel past the flash kernels' head dimensions,
     prefill and decode call floors (MLA's own, split merges, the unfused KV store), decode work items and prefill
