@@ -11,8 +11,9 @@ import pytest
 
 from model.calibration.importer import KERNEL_FACTS
 from model.hardware import load_device
+from model.roofline.decode_splits import decode_split_blocks
 from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
-from model.roofline.kernels import decode_fallback, decode_split_blocks, kernel_work, predict_kernels
+from model.roofline.kernels import decode_fallback, kernel_work, predict_kernels
 
 H100 = load_device("h100-sxm")
 BW = H100.memory.bandwidth_bytes_per_s  # 3.35e12 B/s
@@ -112,7 +113,8 @@ def test_xqa_needs_a_quarter_of_the_sms_else_the_fallback_kernel_runs():
 
 
 def test_the_kernel_facts_come_from_the_engines_sources():
-    xqa = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
+    xqa = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0,
+           "decode_xqa_tile": 1.0}  # XQA's query/output tiles (test_calibration_fa3_decode)
     mla = {"mla_block": 64.0}  # FlashMLA's blocks (test_calibration_forms), on the GPUs with MLA tables
     # TensorRT-LLM's fmha_v2 context kernels on Hopper tile each query head apart (warpspec/dma.h)
     assert KERNEL_FACTS[("trtllm", "ampere")] == xqa
@@ -135,6 +137,8 @@ def test_the_kernel_facts_come_from_the_engines_sources():
             if arch == "blackwell" else {"attention_wide_head_dim": 256.0}
         assert KERNEL_FACTS[("sglang", arch)] == {**wide, **split, **store, **(mla if arch != "ampere" else {}),
                                                   **({"mla_fa3_split": 1.0} if arch == "hopper" else {}), **fp8,
+                                                  # FA3's GQA decode tiles and split (test_calibration_fa3_decode)
+                                                  **({"decode_fa3_split": 1.0} if arch == "hopper" else {}),
                                                   # DeepGEMM's SM90 block picking (test_calibration_deepgemm_waves)
                                                   **({"gemm_waves_8b": 1.0} if arch == "hopper" else {}),
                                                   # its per-tensor FP8 row tiles (test_calibration_gemm_forms)

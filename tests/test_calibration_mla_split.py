@@ -13,15 +13,9 @@ import pytest
 
 from model.calibration.importer import KERNEL_FACTS
 from model.hardware import load_device
+from model.roofline.decode_splits import fa3_mla_decode_splits, fa3_static_splits, trtllm_gen_mla_decode_splits
 from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
-from model.roofline.kernels import (
-    fa3_mla_decode_splits,
-    fa3_static_splits,
-    kernel_work,
-    mla_split_work,
-    predict_kernels,
-    trtllm_gen_mla_decode_splits,
-)
+from model.roofline.kernels import kernel_work, mla_split_work, predict_kernels
 
 H100 = load_device("h100-sxm")  # 132 SMs
 

@@ -58,7 +58,8 @@ BOUNDS = {
     "gemm_host_s_8b": (0.0, 1e-3),
     "decode_item_s": (0.0, 1e-6), "prefill_tile_s": (0.0, 1e-6), "decode_split_s": (0.0, 1e-3),
     "kv_store_unfused_s": (0.0, 1e-3),
-    "mla_block_s": (0.0, 1e-4), "mla_split_s": (0.0, 1e-3),
+    "mla_block_s": (0.0, 1e-4), "mla_split_s": (0.0, 1e-3), "decode_block_s": (0.0, 1e-4),
+    "decode_item_tile_s": (0.0, 1e-6), "decode_fallback_item_s": (0.0, 1e-6),
     "attention_wide_scale": (0.05, 2.0), "gemm_sustain_drop": (0.0, 0.25), "gemm_sustain_s": (0.0, 1.0),
     "bench_l2_floor_s": (0.0, 2e-6),
 }
@@ -289,6 +290,8 @@ _LOG_UNIT = {"gemm_k_scale_8": 1.0, "gemm_k_scale_4": 1.0, "gemm_k_scale_8b": 1.
              "mem_bytes_half": 1e3, "gemm_k_s": 1e-11, "gemm_quant_s_8": 1e-7, "gemm_quant_s_4": 1e-7,
              "gemm_quant_row_s_8": 1e-11, "gemm_quant_row_s_4": 1e-11, "decode_item_s": 1e-10, "prefill_tile_s": 1e-10,
              "decode_split_s": 1e-7, "mla_block_s": 1e-8, "mla_split_s": 1e-7, "gemm_sustain_s": 1e-6,
+             "decode_block_s": 1e-8, "decode_item_tile_s": 1e-10,
+             "decode_fallback_item_s": 1e-10,
              "kv_store_unfused_s": 1e-7}
 
 _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_s": 1e-7, "nvls_latency_s": 1e-7,
@@ -303,7 +306,8 @@ _ZERO_NUDGE = {"gemv_mem_scale": 1.0, "gemm_k_split": 1024.0, "collective_floor_
                "gemm_quant_s_8b": 1e-7, "gemm_quant_bytes_8b": 0.5, "gemm_quant_row_s_8b": 1e-11,
                "gemm_host_s_8b": 1e-7,
                "decode_item_s": 1e-10, "prefill_tile_s": 1e-10, "decode_split_s": 1e-7, "kv_store_unfused_s": 1e-7,
-               "mla_block_s": 1e-8, "mla_split_s": 1e-7}
+               "mla_block_s": 1e-8, "mla_split_s": 1e-7, "decode_block_s": 1e-8,
+               "decode_item_tile_s": 1e-10, "decode_fallback_item_s": 1e-10}
 
 
 def _responsive(names: list[str], start: Efficiency, predict, n_rows: int) -> tuple[list[str], list[str]]:

@@ -40,8 +40,8 @@ CLASSES = {"hopper": ("h100-sxm", "h200"), "blackwell": ("b200", "b300", "gb200"
 _LOG_PARAMS = ("gemm_m_half", "gemm_n_half", "attention_q_half", "attention_kv_half", "attention_d_half",
                "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale", "mla_decode_floor_s",
                "mla_prefill_floor_s", "mla_block_s", "mla_split_s", "decode_item_s", "prefill_tile_s", "decode_split_s",
-               "kv_store_unfused_s", "mem_bytes_half", "kernel_floor_s", "attention_floor_s",
-               "decode_attention_floor_s", "collective_base_s",
+               "decode_block_s", "decode_item_tile_s", "decode_fallback_item_s", "kv_store_unfused_s", "mem_bytes_half",
+               "kernel_floor_s", "attention_floor_s", "decode_attention_floor_s", "collective_base_s",
                "collective_floor_s", "nvls_latency_s", "custom_ar_two_shot_s", "nccl_base_s",
                "gemm_k_s", "gemm_k_split", "gemm_k_split_8", "gemm_k_split_4", "gemm_k_scale_8", "gemm_k_scale_4",
                "gemm_quant_s_8", "gemm_quant_s_4",
@@ -70,7 +70,8 @@ STAGES = (
     (("attention_decode", "attention_prefill"),
      ("attention_floor_s", "decode_attention_floor_s", "attention_q_half", "attention_kv_half", "attention_d_half",
       "attention_max", "attention_mem_scale", "attention_roofline_p", "decode_fallback_mem_scale",
-      "decode_item_s", "prefill_tile_s", "attention_wide_scale", "decode_split_s", "kv_store_unfused_s")),
+      "decode_item_s", "prefill_tile_s", "attention_wide_scale", "decode_split_s", "kv_store_unfused_s",
+      "decode_block_s", "decode_item_tile_s", "decode_fallback_item_s")),
     # MLA kernels: their own ceiling relative to that curve (they cannot bend the curve of the other kernels)
     (("mla_decode", "mla_prefill"), ("mla_attention_scale", "mla_d_half_scale", "mla_kv_half_scale", "mla_q_half_scale",
                                      "mla_roofline_p", "mla_mem_scale", "mla_qo_mem_scale", "mla_decode_floor_s",
@@ -102,7 +103,8 @@ STAGE_START = {"gemm_tile_m_8": 64.0, "gemm_tile_m_4": 64.0, "gemm_quant_s_8": 2
                "attention_roofline_p": 4.0, "mla_roofline_p": 4.0,
                "gemv_mem_scale": 1.0, "mla_decode_floor_s": 10e-6, "mla_prefill_floor_s": 10e-6,
                "decode_item_s": 5e-9, "prefill_tile_s": 5e-9, "decode_split_s": 3e-6,
-               "kv_store_unfused_s": 3e-6, "mla_block_s": 1e-6, "mla_split_s": 3e-6,
+               "kv_store_unfused_s": 3e-6, "mla_block_s": 1e-6, "mla_split_s": 3e-6, "decode_block_s": 1e-6,
+               "decode_item_tile_s": 5e-9, "decode_fallback_item_s": 5e-9,
                # block-scaled FP8: from the per-tensor start (a ceiling of 0.7, the 16-bit k loop, the same call)
                "gemm_k_split_8": 3072.0, "gemm_k_split_4": 3072.0, "gemm_max_8b": 0.7, "gemm_tile_m_8b": 64.0,
                "gemm_k_scale_8b": 1.0, "gemm_quant_s_8b": 2e-6,
@@ -146,11 +148,19 @@ PARSIMONY_LOSS = 0.01
 # MLA decode runs 25-35% slower than the smooth curve fitted without the split.
 MLA_BLOCK = {"mla_block": 64.0}
 _FA3_MLA = {"mla_fa3_split": 1.0}
+# Its GQA/MHA decode runs FlashAttention-3 too (collector sglang/collect_attn.py: SM90 -> "fa3", page size 1), whose
+# CTAs walk key blocks of 128, 96 or 80 keys by head dimension (hopper/tile_size.h, paged non-TMA loads) split by the
+# same rule (Efficiency.decode_fa3_split). The tables agree: at head_dim 256 a call steps up at every 80 keys until
+# FA3 splits (one sequence on 8 KV heads: 11, 13, 17 us at 64, 128, 256 keys; 14 at 512, where it splits).
+_FA3_DECODE = {"decode_fa3_split": 1.0}
 # TensorRT-LLM on Blackwell picks its trtllm-gen MLA generation kernel and KV split by its own rule (fmhaKernels.h;
 # Efficiency.mla_trtllm_gen_split). The tables agree: where that rule splits a sequence's KV, B200 MLA decode ran
 # 13% (reduced in a cluster) to 60% (through global memory) over the smooth curve fitted without it.
 _TRTLLM_GEN_MLA = {"mla_trtllm_gen_split": 1.0}
-_XQA = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0}
+# XQA's CTAs load the group's query rows padded to 16 and write as many output rows (cpp/kernels/xqa/mha.cu warpTile.y;
+# Efficiency.decode_xqa_tile): the tables' per-CTA cost grows with the head dimension.
+_XQA = {"decode_group_limit": 32.0, "decode_group_min_fill": 0.25, "decode_split_tokens": 128.0,
+        "decode_xqa_tile": 1.0}
 _SPLIT = {"decode_split_tokens": 128.0, "decode_split_waves": 1.0}
 # vLLM and SGLang store the call's new K and V in the paged cache with a kernel of their own, which their attention
 # tables time with the call (Efficiency.kv_store_kernel): vLLM 0.24's collector runs `do_kv_cache_update`
@@ -199,7 +209,8 @@ KERNEL_FACTS = {
     ("vllm", "hopper"): {**_FLASH["vllm"], **_FP8_TILE, **_EAGER_8B},
     ("vllm", "blackwell"): {**_FLASH["vllm"], **_TRTLLM_GEN_PREFILL, **_EAGER_8B},
     ("sglang", "ampere"): _FLASH["sglang"],
-    ("sglang", "hopper"): {**_FLASH["sglang"], **MLA_BLOCK, **_FA3_MLA, **_FP8_TILE, **_FP8_ROWS, **_DEEPGEMM_WAVES},
+    ("sglang", "hopper"): {**_FLASH["sglang"], **MLA_BLOCK, **_FA3_MLA, **_FA3_DECODE, **_FP8_TILE, **_FP8_ROWS,
+                           **_DEEPGEMM_WAVES},
     ("sglang", "blackwell"): {**_FLASH["sglang"], **MLA_BLOCK, **_TRTLLM_GEN_PREFILL, "attention_wide_head_dim": 0.0,
                               "attention_generic_head_dim": 192.0, "prefill_v_slice_dim": 256.0},
 }
@@ -314,7 +325,7 @@ def stage_parameters(names, rows: pd.DataFrame, eff: Efficiency) -> list[str]:
     if "bench_l2_share" not in rows or not (rows["bench_l2_share"].fillna(0) > 0).any():
         names = [n for n in names if n != "bench_l2_floor_s"]  # no row read from a warm L2
     if not eff.decode_group_limit:  # no per-query-head decode kernel: nothing to scale
-        names = [n for n in names if n != "decode_fallback_mem_scale"]
+        names = [n for n in names if n not in ("decode_fallback_mem_scale", "decode_fallback_item_s")]
     if not any(c for _, _, c in eff.custom_all_reduce_limits()):  # no engine size rule: no custom kernel form
         names = [n for n in names if not n.startswith("custom_ar_") and n != "nccl_base_s"]
     if not eff.gemm_eager_8b:  # the tables were timed in CUDA graphs: no host time shows
@@ -323,6 +334,10 @@ def stage_parameters(names, rows: pd.DataFrame, eff: Efficiency) -> list[str]:
         names = [n for n in names if n != "decode_split_s"]
     if "v_head_dim" not in rows or not (rows["v_head_dim"] < rows["head_dim"]).any():
         names = [n for n in names if n != "kv_store_unfused_s"]  # no row writes K and V apart
+    if not eff.decode_fa3_split:  # no FA3 decode rule: no key-block chain
+        names = [n for n in names if n != "decode_block_s"]
+    if not (eff.decode_fa3_split or eff.decode_xqa_tile):  # nor CTA tiles counted
+        names = [n for n in names if n != "decode_item_tile_s"]
     if not (eff.mla_fa3_split or eff.mla_trtllm_gen_split):  # the same for MLA decode
         names = [n for n in names if n not in ("mla_block_s", "mla_split_s")]
     wide = max(eff.attention_wide_head_dim, eff.decode_wide_head_dim)

@@ -63,9 +63,11 @@ The forms, all saturating in size so that big kernels approach a ceiling and sma
                     per KV head, or plain MHA, read the KV once per query head with one query row per tile, at
                     decode_fallback_mem_scale of the attention bandwidth (single-kernel predictions)
                     (and, where decode_group_min_fill > 0, calls whose XQA CTAs fill too few SMs)
-- attention work:   a grouped decode call's compute term + decode_item_s per (sequence, KV head) work item, a
+- attention work:   a grouped decode call's compute term + decode_item_s per (sequence, KV head) work item (per CTA
+                    under decode_fa3_split, + decode_item_tile_s per query/output tile under it or decode_xqa_tile;
+                    a fallback call's + decode_fallback_item_s per (sequence, query head)), a
                     prefill call's + prefill_tile_s per (sequence, KV head, 128 packed query rows) tile; a decode
-                    call that splits its KV (kernels.decode_split_blocks, where decode_split_tokens > 0) +
+                    call that splits its KV (decode_splits.decode_split_blocks, where decode_split_tokens > 0) +
                     decode_split_s, calls with narrower value heads than key heads + kv_store_unfused_s; head
                     dimensions above attention/decode_wide_head_dim at attention_wide_scale of
                     the speed (and attention_generic_head_dim alike); prefills of <= prefill_decode_tokens tokens
@@ -317,7 +319,7 @@ class Efficiency:
     mla_prefill_floor_s: float = 0.0
     # where 1, MLA decode calls split each sequence's latent over CTAs by FlashAttention-3's rule (SGLang's fa3 MLA
     # backend on Hopper: the latent as a 64-wide rope head with 512-wide values, 64 x 64 tiles;
-    # kernels.fa3_mla_decode_splits): each split CTA loads the query tile and writes fp32 partial outputs that a
+    # decode_splits.fa3_mla_decode_splits): each split CTA loads the query tile and writes fp32 partial outputs that a
     # combine kernel reads back (hopper/flash_fwd_combine); those bytes move with the query and output tiles
     # (mla_qo_mem_scale; single-kernel predictions); 0 = no split (the hand-set classes). The combine call's own
     # launch is mla_split_s below
@@ -329,7 +331,7 @@ class Efficiency:
     # max with the roofline time; 0 = no such term
     mla_block_s: float = 0.0
     # where 1, MLA decode calls pick TensorRT-LLM's trtllm-gen MLA generation kernel and its KV split by the engine's
-    # rule (Blackwell; kernels.trtllm_gen_mla_decode_splits: the low-latency kernel of 16 heads per CTA splits a
+    # rule (Blackwell; decode_splits.trtllm_gen_mla_decode_splits: the low-latency kernel of 16 heads per CTA splits a
     # sequence's KV over up to SMs / head CTAs, the high-throughput kernel does not); its CTAs walk their key tiles of
     # 128 in sequence (mla_block_s, as above); 0 = no such rule (the hand-set classes)
     mla_trtllm_gen_split: float = 0.0
@@ -358,6 +360,31 @@ class Efficiency:
     # keys, 16 us from 1k keys on, where the KV read adds under 1 us); 0 = no such term. Applies where
     # decode_split_tokens > 0 (single-kernel predictions)
     decode_split_s: float = 0.0
+    # where 1, GQA/MHA decode calls run FlashAttention-3 with a paged KV cache of page size 1 (SGLang's fa3 backend on
+    # Hopper): each CTA owns (sequence, KV head, kBlockM packed query rows, split) and walks its keys in blocks of
+    # kBlockN by the head dimension (hopper/tile_size.h tile_size_fwd_sm90 with paged_kv_non_TMA: 128 keys up to
+    # head_dim 128, 96 to 192, 80 above), split by FA3's rule (decode_splits.fa3_decode_splits); with one CTA per
+    # SM and the keys gathered row by row, a call with few CTAs is bound by that chain of blocks (SGLang H200, one
+    # sequence on 1-4 KV heads: head_dim 256 11 us at 64 keys, 13 at 128, 17 at 256; head_dim 128 9, 9, 11):
+    # decode_block_s per block, a hard max with the roofline time, like mla_block_s; FA3's split count also decides
+    # which calls pay decode_split_s; 0 = no such rule (the hand-set classes)
+    decode_fa3_split: float = 0.0
+    decode_block_s: float = 0.0
+    # and each of those CTAs is a work item (decode_item_s) that also moves its query and output tiles, kBlockM x
+    # (d_qk + d_v) with the query group padded to kBlockM rows: decode_item_tile_s per 128 x 256 tile (a CTA at
+    # head_dim 128) on top of decode_item_s (SGLang H200, 4,096 CTAs at 2 keys: 85, 97, 145 us at head_dim 64, 128,
+    # 256, ~1.5 us per CTA-wave plus one growing with the tile); 0 = no such term
+    decode_item_tile_s: float = 0.0
+    # where 1, TensorRT-LLM's XQA decode CTAs (one per sequence, KV head and multi-block sub-sequence) pay
+    # decode_item_tile_s for their query/output tiles too: the group's rows padded to 16, head_dim wide
+    # (decode_splits.xqa_decode_tiles; TensorRT-LLM H200, 16,384 (sequence, KV head) items at 2 keys: 530, 600 and
+    # 848 us at head_dim 64, 128, 256); 0 = no such rule
+    decode_xqa_tile: float = 0.0
+    # per-CTA cost of TensorRT-LLM's per-query-head fallback kernel (masked multi-head attention: grid of
+    # (query heads, sequences, multi-block)): at short contexts its time follows the CTAs whatever the head dimension
+    # (TensorRT-LLM H200, 16,384 (sequence, query head) CTAs at 2 keys: 156-186 us at head_dim 64-256; 131,072:
+    # 1.18-1.29 ms); 0 = no such term (single-kernel predictions)
+    decode_fallback_item_s: float = 0.0
     # an attention call whose value heads are narrower than its key heads pays this once per call for writing the new
     # keys and values into the cache without the fused store kernel: SGLang's KV pool runs its store_cache JIT kernel
     # only when K and V share a row width and otherwise writes k_cache[loc] = k, v_cache[loc] = v as two PyTorch index

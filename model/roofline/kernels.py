@@ -13,8 +13,16 @@ import pandas as pd
 
 from model.errors import RidgeplanError
 from model.hardware.schema import Device
-from model.precision import number_format
 from model.operators.formulas import attention_flops_per_pair, gemm_flops, keys_seen_full
+from model.precision import number_format
+from model.roofline.decode_splits import (
+    TRTLLM_GEN_KV_STEP,
+    decode_split_blocks,
+    fa3_decode_terms,
+    fa3_mla_decode_splits,
+    trtllm_gen_mla_decode_splits,
+    xqa_decode_tiles,
+)
 from model.roofline.efficiency import DTYPE_CLASSES, Efficiency
 from model.roofline.efficiency_forms import (deepgemm_wave_fill, eager_call_s, gemm_k_loop_s, gemm_k_tile_area,
                                              gemm_quant_s, gemm_row_fill, gemm_sustain, sustains)
@@ -107,85 +115,6 @@ def mla_qo_bytes(w: KernelWork, eff: Efficiency) -> np.ndarray:
     if w.qo_bytes is None or not w.mla.any() or np.all(np.asarray(eff.mla_qo_mem_scale) == 1.0):
         return w.bytes
     return w.bytes + np.where(w.mla, w.qo_bytes * (1.0 / eff.mla_qo_mem_scale - 1.0), 0.0)
-
-
-XQA_MAX_SUB_SEQ = 6000.0  # TensorRT-LLM's multi-block workspace bound (decoderXQAConstants.h getXqaMaxNumSubSeq)
-
-
-def decode_split_blocks(batch, kv_heads, context, eff: Efficiency, sms: float) -> np.ndarray:
-    """CTAs per (sequence, KV head) of a split-KV decode call: TensorRT-LLM's computeMultiBlockCount
-    (decoderXQAImplCommon.h) with history = context - 1 and Efficiency.decode_split_tokens per block; 1 where
-    decode_split_tokens is 0 or the SM count is unknown."""
-    batch, kv_heads, context = (np.asarray(x, dtype=float) for x in (batch, kv_heads, context))
-    if not eff.decode_split_tokens or not sms:
-        return np.ones(np.broadcast(batch, kv_heads, context).shape)
-    blocks = np.floor((context - 1) / eff.decode_split_tokens)
-    blocks = np.maximum(np.minimum(blocks, np.round(np.sqrt(blocks * 8.0))), 1.0)
-    adjust = batch * kv_heads * blocks / sms / eff.decode_split_waves
-    blocks = np.maximum(np.where(adjust > 1, np.floor(blocks / np.where(adjust > 1, adjust, 1.0)), blocks), 1.0)
-    return np.maximum(np.minimum(blocks, np.floor(XQA_MAX_SUB_SEQ / batch)), 1.0)
-
-
-FA3_MAX_SPLITS = 128  # hopper/flash_api.cpp get_num_splits: num_splits_heuristic(..., max_splits = 128)
-FA3_DYNAMIC_MAX_BATCH = 992  # hopper/flash_prepare_scheduler.cu: batches per prepare CTA; beyond one CTA, no split
-
-
-def fa3_static_splits(m_blocks: int, n_blocks: int, sms: int) -> int:
-    """FlashAttention-3's num_splits_heuristic (hopper/heuristics.h) for a varlen call, which counts one sequence
-    (get_num_splits: total_mblocks = 1 x KV heads x m blocks where the split is dynamic): no split where the m blocks
-    nearly fill the SMs or the KV has <= 4 blocks; else the fewest splits within 85% of the best wave efficiency."""
-    if m_blocks >= 0.8 * sms or n_blocks <= 4:  # (the L2-overflow split needs >= 2 x SMs query blocks)
-        return 1
-    waves = m_blocks * np.arange(1, min(FA3_MAX_SPLITS, sms, n_blocks) + 1) / sms
-    eff = waves / np.ceil(waves)
-    return int(np.argmax(eff >= 0.85 * eff.max())) + 1
-
-
-def fa3_mla_decode_splits(batch, heads, kv_heads, context, block: float, sms: float) -> np.ndarray:
-    """Splits per sequence of FlashAttention-3 MLA decode (SGLang's fa3 backend: one query token, the latent as one
-    KV head, query heads packed into tiles of `block` rows, keys in blocks of `block`): the static bound
-    (fa3_static_splits) cut by the dynamic rule of flash_prepare_scheduler.cu (prepare_varlen_num_blocks_kernel):
-    blocks_per_sm = ceil(batch x m x n x 1.1 x KV heads / SMs), splits = ceil(n / blocks_per_sm); 1 above 992
-    sequences."""
-    out = []
-    for b, h, hk, c in zip(*np.broadcast_arrays(*(np.atleast_1d(np.asarray(x, dtype=float))
-                                                  for x in (batch, heads, kv_heads, context)))):
-        m, n = int(np.ceil(h / hk / block)), int(np.ceil(c / block))
-        static = fa3_static_splits(int(hk) * m, n, int(sms))
-        if b > FA3_DYNAMIC_MAX_BATCH or static == 1:
-            out.append(1.0)
-            continue
-        per_sm = np.ceil(b * m * n * 1.1 * hk / sms)
-        out.append(float(max(min(np.ceil(n / per_sm), static), 1)))
-    return np.array(out)
-
-
-TRTLLM_GEN_KV_STEP = 128.0  # keys per KV tile of trtllm-gen's MLA generation kernels (tileSizeKv; 64 only by env)
-
-
-def trtllm_gen_mla_decode_splits(batch, heads, kv_heads, context, sms: float) -> tuple[np.ndarray, np.ndarray]:
-    """KV CTAs per sequence and CTAs in all of TensorRT-LLM's
-    trtllm-gen MLA generation kernels on Blackwell (cpp/tensorrt_llm/kernels/trtllmGenKernels/fmha/fmhaKernels.h,
-    hashFromRunnerParams and computeNumCtas). The low-latency kernel (16 query heads per CTA) runs where heads per KV
-    head <= 32 or batch x ceil(heads/16) x 2 <= SMs and splits each sequence's KV over
-    k = min(ceil(context/128), max(1, SMs // (batch x head CTAs))) CTAs; where that leaves half the SMs (a quarter, or
-    batch 1: all) idle, it also splits the 512-wide values over 2 (4) CTAs and recomputes k; the k partial results
-    then reduce in a cluster's shared memory (k <= 16, batch > 1) or through global memory. The high-throughput kernel
-    (64 heads per CTA; 128 heads on a 2-CTA pair) does not split."""
-    b, h, hk, c = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (batch, heads, kv_heads, context)))
-    group = h / hk
-    low = (group <= 32) | (b * np.ceil(group / 16) * 2 <= sms)
-    keys = np.ceil(c / TRTLLM_GEN_KV_STEP)
-    y = np.ceil(group / 16) * hk
-    k = np.minimum(keys, np.maximum(1.0, np.floor(sms / (y * b))))
-    total = b * y * k
-    corr = np.where(b == 1, 1.0, 2.0)
-    dv_split = np.where(k <= 1, 1.0, np.where(total * 2 * corr <= sms, 4.0, np.where(total * corr <= sms, 2.0, 1.0)))
-    y = y * dv_split
-    k = np.where(dv_split > 1, np.minimum(keys, np.maximum(1.0, np.floor(sms / (y * b)))), k)
-    k = np.where(low, k, 1.0)
-    ctas = np.where(low, b * y * k, b * hk * np.ceil(group / 64))
-    return k, ctas
 
 
 def mla_split_work(w: KernelWork, table: pd.DataFrame, eff: Efficiency,
@@ -372,7 +301,8 @@ def longest_tile(w: KernelWork, table: pd.DataFrame, rows: np.ndarray) -> np.nda
 
 
 def attention_call_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sms: float, eta: np.ndarray,
-                         mla_splits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                         mla_splits: np.ndarray, fa3_splits: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(compute efficiency, per-call floor seconds, per-work-item compute seconds, speed of the kernel that runs)
     of every row, with the attention kernels' own terms: the generic kernel past the flash kernels' head dimensions,
     prefill and decode call floors (MLA's own, split merges, the unfused KV store), decode work items and prefill
@@ -390,13 +320,17 @@ def attention_call_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sm
                               eff.decode_attention_floor_s)
     prefill_floor_s = np.where(w.mla & (eff.mla_prefill_floor_s > 0), eff.mla_prefill_floor_s, eff.attention_floor_s)
     # a grouped GQA/MHA decode call's work items (Efficiency.decode_item_s): one per (sequence, KV head); the
-    # per-query-head fallback kernel's light CTAs are inside its own bandwidth scale
+    # per-query-head fallback kernel's CTAs at their own cost (decode_fallback_item_s)
     decode = (w.kind == "decode_attention") & ~w.mla
     grouped = decode & ~w.fallback
     item_s = np.zeros(n)
     if eff.decode_item_s and grouped.any():
         item_s[grouped] = eff.decode_item_s * (table.loc[grouped, "batch"].to_numpy(float)
                                                * table.loc[grouped, "kv_heads"].to_numpy(float))
+    fallback = decode & w.fallback if w.fallback is not None else np.zeros(n, dtype=bool)
+    if eff.decode_fallback_item_s and fallback.any():  # the fallback kernel's CTAs: one per (sequence, query head)
+        item_s[fallback] = eff.decode_fallback_item_s * (table.loc[fallback, "batch"].to_numpy(float)
+                                                         * table.loc[fallback, "heads"].to_numpy(float))
     # prefill calls on the engine's decode path (prefill_decode_tokens) pay the decode floor and no prefill tiles
     as_decode = (w.kind == "attention") & ~w.mla & (w.shape_n <= eff.prefill_decode_tokens)  # n = query tokens
     prefill = (w.kind == "attention") & ~w.mla & ~as_decode
@@ -414,6 +348,8 @@ def attention_call_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sm
         blocks = np.ones(n)
         blocks[decode] = decode_split_blocks(*(table.loc[decode, c].to_numpy(float)
                                                for c in ("batch", "kv_heads", "context")), eff, sms)
+        if fa3_splits is not None:  # FA3 decode rows split by FA3's own rule (fa3_decode_terms; 0 = other rows)
+            blocks = np.where(fa3_splits > 0, fa3_splits, blocks)
         decode_floor_s = decode_floor_s + np.where(blocks > 1, eff.decode_split_s, 0.0)
     decode_floor_s = decode_floor_s + np.where(mla_splits > 1, eff.mla_split_s, 0.0)  # the split's reduction
     call_floor_s = np.select([as_decode, w.kind == "attention", w.kind == "decode_attention"],
@@ -439,6 +375,8 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     w = decode_fallback(kernel_work(table), table, eff, sms)
     w = mla_blocks(prefill_value_slices(prefill_head_tiles(w, table, eff), table, eff), table, eff)
     w, mla_splits, mla_chain = mla_split_work(w, table, eff, sms)
+    decode_chain, decode_ctas, qo_tiles, fa3_splits = fa3_decode_terms(w, table, eff, sms)
+    qo_tiles = qo_tiles + xqa_decode_tiles(w, table, eff, sms)
     n = len(table)
     peak, eta, extra, k_loop = np.ones(n), np.ones(n), np.zeros(n), np.zeros(n)
     # vectorized per (kind, dtype, block-scaled): tables can be large
@@ -453,10 +391,12 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
         else:
             peak[rows] = device.vector_flop_per_s
             eta[rows] = compute_eta("elementwise", None, None, eff)
-    eta, call_floor_s, item_s, speed = attention_call_terms(w, table, eff, sms, eta, mla_splits)
+    eta, call_floor_s, item_s, speed = attention_call_terms(w, table, eff, sms, eta, mla_splits, fa3_splits)
+    item_s = item_s * decode_ctas + eff.decode_item_tile_s * qo_tiles  # FA3 decode: per CTA, with its Q/O tiles
     kt = kernel_time(w.flops, mla_qo_bytes(w, eff), peak_flop_per_s=peak, eta_compute=eta,
                      bandwidth_bytes_per_s=device.memory.bandwidth_bytes_per_s, eff=eff, extra_floor_s=extra,
-                     extra_busy_s=k_loop + eff.mla_block_s * mla_chain, extra_compute_s=item_s,
+                     extra_busy_s=k_loop + eff.mla_block_s * mla_chain + eff.decode_block_s * decode_chain,
+                     extra_compute_s=item_s,
                      eta_memory_scale=np.where(np.isin(w.kind, ("attention", "decode_attention")),
                                                eff.attention_mem_scale * np.where(w.mla, eff.mla_mem_scale, 1.0)
                                                * np.where(w.fallback, eff.decode_fallback_mem_scale, 1.0) * speed,
