@@ -107,7 +107,8 @@ ARCH_DEFAULTS: dict[str, Efficiency] = {
     # phones and laptop SoCs without tensor-core tiles (Apple GPUs run one-token GEMMs as GEMVs on SIMD units, so no
     # tile padding), unified memory (inferred)
     "edge": _eff("edge", gemm_max_16=0.5, gemm_max_8=0.4, gemm_max_32=0.5, gemm_m_half=0, gemm_tile_m=1,
-                 attention_max=0.3, linear_attention_max=0.2, mem_max=0.65, kernel_floor_s=10e-6, step_overhead_s=2.0e-3),
+                 attention_max=0.3, linear_attention_max=0.2, mem_max=0.65, kernel_floor_s=10e-6,
+                 step_overhead_s=2.0e-3),
     # processing-in-memory, computational storage, FPGAs, dataflow parts: streaming engines, no tile padding
     "near-memory": _eff("near-memory", gemm_max_16=0.7, gemm_max_8=0.7, gemm_max_32=0.7, gemm_m_half=1, gemm_tile_m=1,
                         attention_max=0.5, attention_q_half=1, linear_attention_max=0.5, mem_max=0.8,
@@ -139,7 +140,8 @@ def _pick_calibration(device: Device, engine: str | None) -> tuple[Path | None, 
     (measured on the user's own GPU) wins over the public-table file <id>.<engine>.toml; a class file
     (`_class-<arch>.<engine>.toml`) applies to every device of the class, below the device's own file. Without an
     engine only <id>.toml is looked for."""
-    names = (calibration_path(device.id), calibration_path(device.id, engine)) if engine else (calibration_path(device.id),)
+    names = ((calibration_path(device.id), calibration_path(device.id, engine)) if engine
+             else (calibration_path(device.id),))
     device_file = next((p for p in names if p.is_file()), None)
     class_file = calibration_path(f"_class-{device.arch}", engine) if engine else None
     return (class_file if class_file is not None and class_file.is_file() else None), device_file
@@ -174,9 +176,11 @@ def efficiency_for(device: Device, calibration: str | Path | None | bool = None,
                           source=f"{eff.source}; {engine} MoE kernels (kernel-table fit)")
     elif device.kind in _KIND_CLASS and _KIND_CLASS[device.kind] != "generic":
         cls = _KIND_CLASS[device.kind]
-        eff = replace(ARCH_DEFAULTS[cls], source=f"{cls} class defaults for a {device.kind} (inferred; no measurements)")
+        eff = replace(ARCH_DEFAULTS[cls],
+                      source=f"{cls} class defaults for a {device.kind} (inferred; no measurements)")
     else:
-        eff = replace(ARCH_DEFAULTS["generic"], source=f"generic defaults (no efficiency class for arch {device.arch!r})")
+        eff = replace(ARCH_DEFAULTS["generic"],
+                      source=f"generic defaults (no efficiency class for arch {device.arch!r})")
     # the per-engine public-table files apply when asked for (calibration=True): on the Blackwell engine rows they
     # make simulated dense TTFT and disaggregated TPOT worse (docs/calibration.md), so the default keeps the hand-set
     # classes plus a user's own fit
