@@ -4,7 +4,6 @@ the kernels' GPU time; by hand, set only for vLLM, neutral in the hand-set class
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -12,8 +11,9 @@ import pytest
 from model.calibration.importer import KERNEL_FACTS, PARSIMONY, stage_parameters
 from model.hardware import load_device
 from model.roofline.efficiency_forms import eager_call_s
-from model.roofline.efficiency_sets import ARCH_DEFAULTS, efficiency_for
+from model.roofline.efficiency_sets import ARCH_DEFAULTS
 from model.roofline.kernels import predict_kernels
+from tests.test_calibration_deepgemm_waves import _eff  # H100 block-scaled FP8 without size terms or floors
 
 H100 = load_device("h100-sxm")
 BW = H100.memory.bandwidth_bytes_per_s
@@ -26,16 +26,6 @@ def test_eager_call_by_hand():
     assert eager_call_s(40e-6, 100e-6) == 100e-6
     assert eager_call_s(250e-6, 100e-6) == 250e-6
     assert eager_call_s(40e-6, 0.0) == 40e-6
-
-
-def _eff(**changes):
-    """H100 hand-set efficiency without size terms, floors or k loop, a near-hard corner (p = 50), block-scaled FP8
-    at 0.5 of peak on a 128-row tile with a 2 us + 3 B/element + 1 ns/row quantization call."""
-    eff = efficiency_for(H100, calibration=False)
-    eff = replace(eff, mem_max=0.8, mem_bytes_half=0.0, kernel_floor_s=0.0, roofline_p=50.0, gemm_m_half=0.0,
-                  gemm_n_half=0.0, gemm_k_s=0.0, gemm_k_split=0.0, gemm_max_8b=0.5, gemm_tile_m_8b=128.0,
-                  gemm_k_scale_8b=1.0, gemm_quant_s_8b=2e-6, gemm_quant_bytes_8b=3.0, gemm_quant_row_s_8b=1e-9)
-    return replace(eff, **changes)
 
 
 def test_eagerly_timed_block_scaled_rows_wait_for_the_host():
