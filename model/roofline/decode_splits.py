@@ -81,6 +81,14 @@ def fa3_paged_tile(head_dim) -> tuple[np.ndarray, np.ndarray]:
             np.select([d <= 128, d <= 192], [128.0, 96.0], 80.0))
 
 
+def value_head_dim(table: pd.DataFrame, rows: np.ndarray, head_dim: np.ndarray) -> np.ndarray:
+    """The value head width of the selected rows: the table's v_head_dim where given (> 0), else the key head's."""
+    if "v_head_dim" not in table:
+        return head_dim
+    d_v = table.loc[rows, "v_head_dim"].fillna(0).to_numpy(float)
+    return np.where(d_v > 0, d_v, head_dim)
+
+
 FA3_MAX_HEAD_DIM = 256.0  # FA3's compiled head dimensions stop at 256 (wider heads run another kernel)
 FA3_UNIT_TILE = 128.0 * 128.0 * 256.0  # kBlockM x kBlockN x (d_qk + d_v) of a 128 x 128 block at head_dim 128
 FA3_UNIT_QO_TILE = 128.0 * 256.0  # kBlockM x (d_qk + d_v): the query and output tiles of a CTA at head_dim 128
@@ -110,9 +118,7 @@ def fa3_decode_terms(w: KernelWork, table: pd.DataFrame, eff: Efficiency,
     block_m, block_n = fa3_paged_tile(d)
     s = fa3_decode_splits(b, h, hk, c, block_m, block_n, sms)
     m_blocks, n_blocks = np.ceil(h / hk / block_m), np.ceil(c / block_n)
-    # value heads narrower than key heads (the row's v_head_dim) shrink the P.V half of a tile
-    d_v = table.loc[rows, "v_head_dim"].fillna(0).to_numpy(float) if "v_head_dim" in table else np.zeros(len(d))
-    d_v = np.where(d_v > 0, d_v, d)
+    d_v = value_head_dim(table, rows, d)  # narrower value heads shrink the P.V half of a tile
     tile = block_m * block_n * (d + d_v) / FA3_UNIT_TILE
     chain[rows] = np.ceil(b * hk * m_blocks * s / sms) * np.ceil(n_blocks / s) * tile
     ctas[rows] = m_blocks * s
@@ -136,8 +142,7 @@ def xqa_decode_tiles(w: KernelWork, table: pd.DataFrame, eff: Efficiency, sms: f
         return tiles
     b, h, hk, c, d = (table.loc[rows, col].to_numpy(float)
                       for col in ("batch", "heads", "kv_heads", "context", "head_dim"))
-    d_v = table.loc[rows, "v_head_dim"].fillna(0).to_numpy(float) if "v_head_dim" in table else np.zeros(len(d))
-    d_v = np.where(d_v > 0, d_v, d)
+    d_v = value_head_dim(table, rows, d)
     blocks = decode_split_blocks(b, hk, c, eff, sms)
     tiles[rows] = b * hk * blocks * np.ceil(h / hk / 16.0) * 16.0 * (d + d_v) / XQA_UNIT_QO_TILE
     return tiles

@@ -413,7 +413,7 @@ def predict_kernels(table: pd.DataFrame, device: Device, eff: Efficiency) -> np.
     time_s = kt.time_s + call_floor_s - bench_l2_saving_s(table, eff)
     if eff.gemm_eager_8b and eff.gemm_host_s_8b > 0 and eff.gemm_max_8b > 0:
         # block-scaled FP8 rows the engine's tables timed eagerly: paced by the host or the GPU, the slower
-        eight = np.array([DTYPE_CLASSES.get(d) == "8" for d in w.dtype], dtype=bool)
+        eight = np.isin(w.dtype, [d for d in set(w.dtype) if DTYPE_CLASSES.get(d) == "8"])
         eager = (w.kind == "gemm") & np.asarray(w.block, dtype=bool) & eight
         time_s = np.where(eager, eager_call_s(time_s, eff.gemm_host_s_8b), time_s)
     return time_s
